@@ -1,0 +1,35 @@
+/*
+ * sluice: the store-and-forward edge data plane. This file only dispatches
+ * subcommands; each lives in its own file.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/common.h"
+
+#ifndef SL_VERSION
+#define SL_VERSION "0.1.0"
+#endif
+
+static int usage(FILE *out) {
+  fprintf(out, "usage: sluice <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  version            print the version\n"
+               "  help               this text\n");
+  return out == stderr ? 2 : 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage(stderr);
+  if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+    printf("sluice %s\n", SL_VERSION);
+    return 0;
+  }
+  if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+      !strcmp(argv[1], "-h"))
+    return usage(stdout);
+  fprintf(stderr, "sluice: unknown command '%s'\n", argv[1]);
+  return usage(stderr);
+}
