@@ -1,0 +1,44 @@
+# Thin wrapper over CMake and the scripts: the README's two commands are
+# `make demo` and `make check`. Everything else is for developers.
+BUILD  ?= build
+PRESET ?= default
+JOBS   ?= 2
+
+.PHONY: all deps configure build check test unit demo format format-check asan clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+configure: deps
+	@cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# Every test (unit + integration against the harness's real Kafka and
+# Mosquitto, started and stopped around ctest). Non-zero on any failure.
+check: build
+	@scripts/harness run -- ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+
+test: check
+
+# Unit tests only: no brokers needed.
+unit: build
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+format:
+	@scripts/format.sh
+
+format-check:
+	@scripts/format.sh --check
+
+asan:
+	@$(MAKE) --no-print-directory check PRESET=asan BUILD=build-asan
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz build-release

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs every Debian package that sluice's build, tests, demo and load tests
+# need. Idempotent and quiet when everything is present. Runs apt-get as root,
+# through sudo otherwise, and says clearly what to do when neither works.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config clang clang-format libclang-rt-14-dev
+  # libraries (pkg-config names in CMakeLists.txt)
+  librdkafka-dev libmosquitto-dev liblmdb-dev libzstd-dev libprotobuf-c-dev
+  protobuf-c-compiler libssl-dev libuv1-dev libyaml-dev libxxhash-dev
+  libmicrohttpd-dev libjansson-dev libmodbus-dev libcmocka-dev
+  # real brokers and tools for tests, demo and load tests
+  mosquitto mosquitto-clients kcat default-jre-headless maven python3
+  lmdb-utils strace iproute2 procps curl gnuplot-nox prometheus
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# Java may come from a non-Debian JDK already on PATH; accept any java >= 17.
+if [[ " ${missing[*]-} " == *" default-jre-headless "* ]] && command -v java >/dev/null &&
+   java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; then
+  missing=("${missing[@]/default-jre-headless/}")
+fi
+read -ra missing <<<"${missing[*]-}"
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -eq 0 ]]; then
+  SUDO=()
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  SUDO=(sudo -n)
+else
+  echo "scripts/deps.sh: missing Debian packages: ${missing[*]}" >&2
+  echo "scripts/deps.sh: run as root or with passwordless sudo, or install them:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+
+echo "scripts/deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+log=$(mktemp)
+if ! { "${SUDO[@]}" apt-get update -qq && \
+       "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "scripts/deps.sh: apt-get failed (full log: $log)" >&2
+  exit 1
+fi
+rm -f "$log"
