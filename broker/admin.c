@@ -1,0 +1,218 @@
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+#include "broker/admin.h"
+
+struct sl_admin {
+  struct MHD_Daemon *mhd;
+  sl_metrics_t *mx;
+  sl_admin_status_cb status_cb;
+  void *opaque;
+  uint16_t port;
+  pthread_mutex_t lock; /* guards the flags and reasons below */
+  int ready;
+  int healthy;
+  char ready_reason[256];
+  char health_reason[256];
+};
+
+int sl_addr_split(const char *address, char *host, size_t hostcap,
+                  uint16_t *port, char *errstr, size_t errlen) {
+  const char *colon, *h = address;
+  size_t hlen;
+  char *end;
+  long p;
+
+  if (!address || !*address)
+    goto bad;
+  if (*address == '[') {
+    const char *rb = strchr(address, ']');
+    if (!rb || rb[1] != ':')
+      goto bad;
+    h = address + 1;
+    hlen = (size_t)(rb - h);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(address, ':');
+    if (!colon)
+      goto bad;
+    hlen = (size_t)(colon - address);
+  }
+  if (hlen == 0 || hlen >= hostcap)
+    goto bad;
+  errno = 0;
+  p = strtol(colon + 1, &end, 10);
+  if (errno || *end || end == colon + 1 || p < 0 || p > 65535)
+    goto bad;
+  memcpy(host, h, hlen);
+  host[hlen] = 0;
+  *port = (uint16_t)p;
+  return 0;
+bad:
+  snprintf(errstr, errlen, "'%s' is not host:port", address ? address : "");
+  return -EINVAL;
+}
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
+                             const char *ctype, char *body, size_t len,
+                             enum MHD_ResponseMemoryMode mode) {
+  struct MHD_Response *rsp = MHD_create_response_from_buffer(len, body, mode);
+  if (!rsp) {
+    if (mode == MHD_RESPMEM_MUST_FREE)
+      free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(rsp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  enum MHD_Result r = MHD_queue_response(conn, status, rsp);
+  MHD_destroy_response(rsp);
+  return r;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
+                                  const char *text) {
+  char *copy;
+  size_t n = strlen(text);
+  if (!(copy = malloc(n + 2)))
+    return MHD_NO;
+  memcpy(copy, text, n);
+  copy[n] = '\n';
+  copy[n + 1] = 0;
+  return reply(conn, status, "text/plain; charset=utf-8", copy, n + 1,
+               MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
+                              const char *url, const char *method,
+                              const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls) {
+  sl_admin_t *adm = cls;
+  char reason[256];
+  int flag;
+
+  if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+    return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+  if (!strcmp(url, "/metrics")) {
+    char *buf;
+    size_t len;
+    if (sl_metrics_render(adm->mx, &buf, &len) < 0)
+      return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+                 buf, len, MHD_RESPMEM_MUST_FREE);
+  }
+  if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
+    int ready = !strcmp(url, "/readyz");
+    pthread_mutex_lock(&adm->lock);
+    flag = ready ? adm->ready : adm->healthy;
+    snprintf(reason, sizeof(reason), "%s",
+             ready ? adm->ready_reason : adm->health_reason);
+    pthread_mutex_unlock(&adm->lock);
+    if (flag)
+      return reply_text(conn, MHD_HTTP_OK, "ok");
+    return reply_text(conn,
+                      ready ? MHD_HTTP_SERVICE_UNAVAILABLE
+                            : MHD_HTTP_INTERNAL_SERVER_ERROR,
+                      reason);
+  }
+  if (!strcmp(url, "/v1/status")) {
+    char *json = adm->status_cb ? adm->status_cb(adm->opaque) : NULL;
+    if (!json)
+      return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                        "status unavailable");
+    return reply(conn, MHD_HTTP_OK, "application/json", json, strlen(json),
+                 MHD_RESPMEM_MUST_FREE);
+  }
+  return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+int sl_admin_start(const char *address, sl_metrics_t *mx,
+                   sl_admin_status_cb status_cb, void *opaque, sl_admin_t **out,
+                   char *errstr, size_t errlen) {
+  struct addrinfo hints = {0}, *ai = NULL;
+  char host[256], portstr[8];
+  uint16_t port;
+  sl_admin_t *adm = NULL;
+  int rc;
+
+  if ((rc = sl_addr_split(address, host, sizeof(host), &port, errstr, errlen)) <
+      0)
+    return rc;
+  snprintf(portstr, sizeof(portstr), "%u", port);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+  if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+    snprintf(errstr, errlen, "admin address '%s': %s", address,
+             gai_strerror(rc));
+    return -EINVAL;
+  }
+  if (!(adm = calloc(1, sizeof(*adm)))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  pthread_mutex_init(&adm->lock, NULL);
+  adm->mx = mx;
+  adm->status_cb = status_cb;
+  adm->opaque = opaque;
+  adm->healthy = 1;
+  snprintf(adm->ready_reason, sizeof(adm->ready_reason), "starting");
+  adm->mhd = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+          (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+      0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)10, MHD_OPTION_END);
+  if (!adm->mhd) {
+    rc = errno ? -errno : -EADDRINUSE;
+    snprintf(errstr, errlen, "admin: cannot listen on %s", address);
+    goto fail;
+  }
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(adm->mhd, MHD_DAEMON_INFO_BIND_PORT);
+  adm->port = info ? info->port : port;
+  freeaddrinfo(ai);
+  *out = adm;
+  return 0;
+fail:
+  if (adm) {
+    pthread_mutex_destroy(&adm->lock);
+    free(adm);
+  }
+  freeaddrinfo(ai);
+  return rc;
+}
+
+uint16_t sl_admin_port(const sl_admin_t *adm) {
+  return adm->port;
+}
+
+static void set_flag(sl_admin_t *adm, int *flag, char *buf, size_t cap,
+                     int value, const char *reason) {
+  pthread_mutex_lock(&adm->lock);
+  *flag = value;
+  snprintf(buf, cap, "%s", reason ? reason : "");
+  pthread_mutex_unlock(&adm->lock);
+}
+
+void sl_admin_set_ready(sl_admin_t *adm, int ready, const char *reason) {
+  set_flag(adm, &adm->ready, adm->ready_reason, sizeof(adm->ready_reason),
+           ready, reason);
+}
+
+void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason) {
+  set_flag(adm, &adm->healthy, adm->health_reason, sizeof(adm->health_reason),
+           healthy, reason);
+}
+
+void sl_admin_stop(sl_admin_t *adm) {
+  if (!adm)
+    return;
+  MHD_stop_daemon(adm->mhd);
+  pthread_mutex_destroy(&adm->lock);
+  free(adm);
+}

@@ -1,0 +1,53 @@
+/*
+ * Admin HTTP endpoints (libmicrohttpd, its own thread): /metrics (Prometheus
+ * text), /healthz, /readyz, /v1/status (JSON).
+ */
+#ifndef SL_ADMIN_H
+#define SL_ADMIN_H
+
+#include <stdint.h>
+
+#include "broker/metrics.h"
+
+typedef struct sl_admin sl_admin_t;
+
+/*
+ * Builds the /v1/status document. Called on the admin thread, so it must
+ * only read state that is safe to read from another thread. Returns owned
+ * JSON text (freed by the admin server with free()) or NULL on failure (the
+ * server answers 500).
+ */
+typedef char *(*sl_admin_status_cb)(void *opaque);
+
+/*
+ * Starts serving on address ("host:port"; port 0 picks a free port, see
+ * sl_admin_port()). mx: borrowed, must outlive the server. status_cb may be
+ * NULL. Returns 0, -EINVAL for a bad address (reason in errstr) or
+ * -EADDRINUSE/-errno when the socket cannot be bound. *out: returns owned;
+ * free with sl_admin_stop().
+ */
+int sl_admin_start(const char *address, sl_metrics_t *mx,
+                   sl_admin_status_cb status_cb, void *opaque, sl_admin_t **out,
+                   char *errstr, size_t errlen);
+
+/* The bound TCP port. */
+uint16_t sl_admin_port(const sl_admin_t *adm);
+
+/*
+ * Readiness (/readyz answers 200 or 503 with the reason) and health
+ * (/healthz answers 200 or 500 with the reason). reason: copied. Thread-safe.
+ */
+void sl_admin_set_ready(sl_admin_t *adm, int ready, const char *reason);
+void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason);
+
+/* Stops the server thread and frees everything. NULL is a no-op. */
+void sl_admin_stop(sl_admin_t *adm);
+
+/*
+ * Parses "host:port" ("[v6]:port" too) into host and port. Returns 0 or
+ * -EINVAL with the reason in errstr.
+ */
+int sl_addr_split(const char *address, char *host, size_t hostcap,
+                  uint16_t *port, char *errstr, size_t errlen);
+
+#endif /* SL_ADMIN_H */

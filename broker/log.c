@@ -1,0 +1,106 @@
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+
+volatile int sl_log_level_now = SL_LOG_INFO;
+volatile uint32_t sl_log_debug_now = 0;
+static volatile sl_log_format_t log_format = SL_LOG_PLAIN;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+static const struct {
+  const char *name;
+  uint32_t bit;
+} ctx_names[] = {
+#define SL__XCTX(id, name, bit) {name, bit},
+    SL_LOG_CTX_MAP(SL__XCTX)
+#undef SL__XCTX
+};
+
+void sl_log_configure(sl_log_level_t level, uint32_t debug_mask,
+                      sl_log_format_t format) {
+  sl_log_level_now = (int)level;
+  sl_log_debug_now = debug_mask;
+  log_format = format;
+}
+
+uint32_t sl_log_ctx_parse(const char *name) {
+  if (!strcmp(name, "all"))
+    return SL_LOG_CTX_ALL;
+  for (size_t i = 0; i < sizeof(ctx_names) / sizeof(ctx_names[0]); i++)
+    if (!strcmp(ctx_names[i].name, name))
+      return ctx_names[i].bit;
+  return 0;
+}
+
+static const char *ctx_name(uint32_t ctx) {
+  for (size_t i = 0; i < sizeof(ctx_names) / sizeof(ctx_names[0]); i++)
+    if (ctx_names[i].bit & ctx)
+      return ctx_names[i].name;
+  return "main";
+}
+
+/* Appends s to buf as the inside of a JSON string. */
+static size_t json_escape(char *buf, size_t cap, size_t pos, const char *s) {
+  for (; *s && pos + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      buf[pos++] = '\\';
+      buf[pos++] = (char)c;
+    } else if (c < 0x20) {
+      pos += (size_t)snprintf(buf + pos, cap - pos, "\\u%04x", c);
+    } else {
+      buf[pos++] = (char)c;
+    }
+  }
+  return pos;
+}
+
+void sl_log_write(sl_log_level_t level, uint32_t ctx, const char *peer,
+                  const char *fmt, ...) {
+  char msg[2048], line[4600], ts[40];
+  struct timespec now;
+  struct tm tm;
+  va_list ap;
+  size_t n;
+
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+
+  clock_gettime(CLOCK_REALTIME, &now);
+  gmtime_r(&now.tv_sec, &tm);
+  n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+
+  if (log_format == SL_LOG_JSON) {
+    n = (size_t)snprintf(line, sizeof(line),
+                         "{\"ts\":\"%s\",\"level\":\"%s\",\"ctx\":\"%s\"", ts,
+                         level_names[level], ctx_name(ctx));
+    if (peer) {
+      n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"peer\":\"");
+      n = json_escape(line, sizeof(line) - 8, n, peer);
+      line[n++] = '"';
+    }
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
+    n = json_escape(line, sizeof(line) - 4, n, msg);
+    line[n++] = '"';
+    line[n++] = '}';
+    line[n++] = '\n';
+  } else {
+    n = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s%s%s\n", ts,
+                         level_names[level], ctx_name(ctx), peer ? peer : "",
+                         peer ? ": " : "", msg);
+    if (n >= sizeof(line)) {
+      n = sizeof(line) - 1;
+      line[n - 1] = '\n';
+    }
+  }
+  /* One write per line: atomic for pipes up to PIPE_BUF and in practice for
+   * regular files opened with O_APPEND. Logging failures are ignored. */
+  ssize_t w = write(STDERR_FILENO, line, n);
+  (void)w;
+}
