@@ -188,9 +188,13 @@ static int check_string(const ProtobufCMessageDescriptor *desc,
  * Walks every set string field of m at any depth, through the descriptors,
  * so a field added to the schema later is checked without code changes.
  * Oneof members share storage: only the active member is read.
+ * Also rejects unknown fields with an invalid field number (0 or above
+ * 2^29 - 1): protobuf-c keeps a non-canonically encoded tag 0, but refuses
+ * it once re-encoded, so such a frame could not be forwarded intact
+ * (found by fuzz_frame).
  */
-static int check_utf8(const ProtobufCMessage *m, int depth, char *errstr,
-                      size_t errlen) {
+static int check_message(const ProtobufCMessage *m, int depth, char *errstr,
+                         size_t errlen) {
   const ProtobufCMessageDescriptor *desc = m->descriptor;
   const char *base = (const char *)m;
   int rc;
@@ -198,6 +202,14 @@ static int check_utf8(const ProtobufCMessage *m, int depth, char *errstr,
   if (depth > MAX_DEPTH) {
     fail_reason(errstr, errlen, "message nesting deeper than %d", MAX_DEPTH);
     return SL_EPROTO;
+  }
+  for (size_t i = 0; i < m->n_unknown_fields; i++) {
+    uint32_t tag = m->unknown_fields[i].tag;
+    if (tag == 0 || tag > 0x1fffffffu) {
+      fail_reason(errstr, errlen, "invalid field number %u in %s", tag,
+                  desc->short_name);
+      return SL_EPROTO;
+    }
   }
   for (unsigned i = 0; i < desc->n_fields; i++) {
     const ProtobufCFieldDescriptor *f = &desc->fields[i];
@@ -220,7 +232,7 @@ static int check_utf8(const ProtobufCMessage *m, int depth, char *errstr,
         if (f->type == PROTOBUF_C_TYPE_STRING)
           rc = check_string(desc, f, arr[k], errstr, errlen);
         else
-          rc = arr[k] ? check_utf8(arr[k], depth + 1, errstr, errlen) : 0;
+          rc = arr[k] ? check_message(arr[k], depth + 1, errstr, errlen) : 0;
         if (rc)
           return rc;
       }
@@ -233,7 +245,7 @@ static int check_utf8(const ProtobufCMessage *m, int depth, char *errstr,
     } else {
       const ProtobufCMessage *sub;
       memcpy(&sub, slot, sizeof(sub));
-      rc = sub ? check_utf8(sub, depth + 1, errstr, errlen) : 0;
+      rc = sub ? check_message(sub, depth + 1, errstr, errlen) : 0;
     }
     if (rc)
       return rc;
@@ -353,7 +365,7 @@ int sl_frame_decode(sl_frame_arena_t *ar, const uint8_t *body, size_t body_len,
   rc = check_kind(fr, errstr, errlen);
   if (rc)
     return rc;
-  rc = check_utf8(&fr->base, 0, errstr, errlen);
+  rc = check_message(&fr->base, 0, errstr, errlen);
   if (rc)
     return rc;
   *out = fr;
@@ -575,13 +587,12 @@ int sl_frame_event_append(sl_frame_buf_t *events, const Sluice__V1__Event *ev) {
   return 0;
 }
 
-int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
-                                const char *stream, const uint8_t *events,
-                                size_t events_len, size_t max_frame_bytes) {
+int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
+                            const char *stream, size_t events_len,
+                            size_t max_frame_bytes, size_t *hdr_len) {
   size_t slen = stream ? strlen(stream) : 0;
-  size_t pub = 0, body;
+  size_t pub = 0, body, hdr;
   uint8_t *p;
-  int rc;
 
   /* protobuf-c omits proto3 fields at their default: so do we. */
   if (batch_id)
@@ -594,10 +605,10 @@ int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
   body = 1 + varint_size(pub) + pub;
   if (body > max_frame_bytes || body > SL_FRAME_LIMIT_MAX_BYTES)
     return SL_ETOOBIG;
-  rc = sl_frame_buf_reserve(out, SL_FRAME_HEADER_BYTES + body);
-  if (rc)
-    return rc;
-  p = out->data + out->len;
+  hdr = SL_FRAME_HEADER_BYTES + body - events_len;
+  if (hdr > room)
+    return -ENOSPC;
+  p = dst + room - hdr;
   sl_put_be32(p, (uint32_t)body);
   p += SL_FRAME_HEADER_BYTES;
   *p++ = TAG_LEN(3); /* Frame.publish */
@@ -610,10 +621,32 @@ int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
     *p++ = TAG_LEN(2); /* Publish.stream */
     p = varint_put(p, slen);
     memcpy(p, stream, slen);
-    p += slen;
   }
+  *hdr_len = hdr;
+  return 0;
+}
+
+int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
+                                const char *stream, const uint8_t *events,
+                                size_t events_len, size_t max_frame_bytes) {
+  size_t room = SL_FRAME_PUBLISH_HEADER_MAX(stream ? strlen(stream) : 0);
+  size_t hdr;
+  uint8_t *start;
+  int rc;
+
+  if (events_len > SIZE_MAX / 2)
+    return SL_ETOOBIG;
+  rc = sl_frame_buf_reserve(out, room + events_len);
+  if (rc)
+    return rc;
+  start = out->data + out->len;
+  rc = sl_frame_publish_header(start, room, batch_id, stream, events_len,
+                               max_frame_bytes, &hdr);
+  if (rc)
+    return rc;
+  memmove(start, start + room - hdr, hdr);
   if (events_len)
-    memcpy(p, events, events_len);
-  out->len += SL_FRAME_HEADER_BYTES + body;
+    memcpy(start + hdr, events, events_len);
+  out->len += hdr + events_len;
   return 0;
 }

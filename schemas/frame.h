@@ -181,6 +181,21 @@ int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
                                 const char *stream, const uint8_t *events,
                                 size_t events_len, size_t max_frame_bytes);
 
+/*
+ * Zero-copy variant for batchers that keep events in one buffer with room
+ * in front: writes the length prefix, Frame and Publish headers for a
+ * Publish whose events field bytes are events_len, right-aligned so that it
+ * ends at dst + room (immediately before the events). Room needed is at
+ * most SL_FRAME_PUBLISH_HEADER_MAX(strlen(stream)). Returns 0 with the
+ * header's size in *hdr_len, -ENOSPC when room is too small, or SL_ETOOBIG
+ * when the body would exceed max_frame_bytes.
+ */
+#define SL_FRAME_PUBLISH_HEADER_MAX(stream_len)                                \
+  (SL_FRAME_HEADER_BYTES + 3 * 11 + (size_t)(stream_len))
+int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
+                            const char *stream, size_t events_len,
+                            size_t max_frame_bytes, size_t *hdr_len);
+
 /* Returns the static name of a frame kind ("publish"), "none" if unset. */
 const char *sl_frame_kind_name(Sluice__V1__Frame__KindCase kind);
 

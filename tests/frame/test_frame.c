@@ -384,6 +384,18 @@ static void test_unknown_fields_accepted(void **state) {
   sl_frame_arena_free(ar);
 }
 
+/* fuzz_frame: a non-canonical tag 0 decoded but did not survive re-encoding.
+ */
+static void test_regress_field_number_0(void **state) {
+  static const uint8_t body[] = {0x12, 0x0a, 0x08, 0x01, 0x12, 0x01,
+                                 0x6e, 0x80, 0x00, 0x18, 0x20, 0x01};
+  char err[128];
+  assert_int_equal(
+      decode_raw(body, sizeof(body), SL_FRAME_ANY, err, sizeof(err)),
+      SL_EPROTO);
+  assert_non_null(strstr(err, "invalid field number 0"));
+}
+
 static void test_wrong_kind(void **state) {
   sl_frame_buf_t b;
   sl_frame_arena_t *ar = new_arena(ARENA_BYTES);
@@ -601,6 +613,7 @@ int main(void) {
       cmocka_unit_test(test_lengths),
       cmocka_unit_test(test_garbage),
       cmocka_unit_test(test_unknown_fields_accepted),
+      cmocka_unit_test(test_regress_field_number_0),
       cmocka_unit_test(test_wrong_kind),
       cmocka_unit_test(test_semantics),
       cmocka_unit_test(test_utf8),
