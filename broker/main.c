@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "broker/config.h"
 #include "common/common.h"
 
 #ifndef SL_VERSION
@@ -15,6 +16,8 @@ static int usage(FILE *out) {
   fprintf(out, "usage: sluice <command> [options]\n"
                "\n"
                "commands:\n"
+               "  check-config -c FILE [--print]  validate a config file\n"
+               "  config-docs        print the configuration reference\n"
                "  version            print the version\n"
                "  help               this text\n");
   return out == stderr ? 2 : 0;
@@ -27,6 +30,10 @@ int main(int argc, char **argv) {
     printf("sluice %s\n", SL_VERSION);
     return 0;
   }
+  if (!strcmp(argv[1], "check-config"))
+    return sl_config_cmd_check(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "config-docs"))
+    return sl_config_cmd_docs(argc - 1, argv + 1);
   if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
       !strcmp(argv[1], "-h"))
     return usage(stdout);

@@ -1,0 +1,219 @@
+/*
+ * broker/config: the daemon's configuration. One declarative table
+ * (broker/config_table.c) drives parsing, validation, defaults, environment
+ * overrides, reload classification, the effective-config dump and the
+ * generated docs/CONFIGURATION.md.
+ *
+ * Precedence: built-in default < YAML file < environment (SLUICE_<PATH>).
+ * Loading never logs: every problem is reported through errstr, one line per
+ * error, each naming the origin (file:line:column or the environment
+ * variable), the key and the offending value (secrets are never echoed).
+ */
+#ifndef SL_BROKER_CONFIG_H
+#define SL_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/common.h"
+
+/* Largest configuration text accepted, file or string. */
+#define SL_CONFIG_MAX_BYTES (1u << 20)
+/* At most this many errors are reported; the rest are counted. */
+#define SL_CONFIG_MAX_ERRORS 16
+
+/* store.sync */
+typedef enum {
+  SL_CONFIG_SYNC_ALWAYS = 0, /* fsync per group commit */
+  SL_CONFIG_SYNC_INTERVAL    /* timed fsync every store.sync_interval */
+} sl_config_sync_t;
+
+/* log.level */
+typedef enum {
+  SL_CONFIG_LOG_ERROR = 0,
+  SL_CONFIG_LOG_WARN,
+  SL_CONFIG_LOG_INFO,
+  SL_CONFIG_LOG_DEBUG
+} sl_config_log_level_t;
+
+/* log.format */
+typedef enum {
+  SL_CONFIG_LOG_PLAIN = 0,
+  SL_CONFIG_LOG_JSON
+} sl_config_log_fmt_t;
+
+/* log.debug bits, in the order of the table's context names. */
+enum {
+  SL_CONFIG_DBG_STORE = 1u << 0,
+  SL_CONFIG_DBG_INGEST = 1u << 1,
+  SL_CONFIG_DBG_HTTP = 1u << 2,
+  SL_CONFIG_DBG_MQTT = 1u << 3,
+  SL_CONFIG_DBG_SYNC = 1u << 4,
+  SL_CONFIG_DBG_CONFIG = 1u << 5
+};
+
+/* kafka.delivery */
+typedef enum {
+  SL_CONFIG_DELIVERY_EXACTLY_ONCE = 0,
+  SL_CONFIG_DELIVERY_AT_LEAST_ONCE
+} sl_config_delivery_t;
+
+/* streams[].policy: what happens when store.budget_bytes is reached. */
+typedef enum {
+  SL_CONFIG_POLICY_BLOCK = 0,
+  SL_CONFIG_POLICY_DROP_OLDEST,
+  SL_CONFIG_POLICY_EVICT_PRIORITY
+} sl_config_policy_t;
+
+/* A list of owned strings (list-typed options). */
+typedef struct sl_config_strlist {
+  char **v; /* n owned strings */
+  size_t n; /* number of entries */
+} sl_config_strlist_t;
+
+/* One element of the streams: list. */
+typedef struct sl_config_stream {
+  char *name;        /* [a-z0-9._-]+, unique */
+  uint64_t priority; /* 0..9, higher is more important */
+  int policy;        /* sl_config_policy_t */
+  uint64_t ttl_ms;   /* retention age, 0 = none */
+  char *topic;       /* Kafka topic, default "sluice.<name>" */
+} sl_config_stream_t;
+
+/*
+ * The effective configuration. Every field is set (defaults filled in) once
+ * a load succeeded. Strings are owned by the config and never NULL (unset
+ * optional strings are ""). Durations are in milliseconds, sizes in bytes.
+ */
+typedef struct sl_config {
+  struct {
+    char *id;       /* node identity, [A-Za-z0-9._-]{1,64} */
+    char *data_dir; /* absolute path of the LMDB environment */
+  } node;
+  struct {
+    uint64_t budget_bytes;     /* disk budget for the log */
+    int sync;                  /* sl_config_sync_t */
+    uint64_t sync_interval_ms; /* with sync = interval */
+    uint64_t queue_depth;      /* ingest -> writer queue, in batches */
+    uint64_t max_batch_events; /* events per group commit */
+  } store;
+  struct {
+    char *native_tcp;   /* host:port, "" = off */
+    char *native_unix;  /* socket path, "" = off */
+    char *native_token; /* secret: shared token, "" = none */
+    char *http_address; /* host:port, "" = off */
+  } listeners;
+  struct {
+    char *address; /* host:port, "" = off */
+  } admin;
+  struct {
+    uint64_t max_frame_bytes;
+    uint64_t max_connections;
+    uint64_t max_batch_events;
+    uint64_t idle_timeout_ms; /* 0 = never */
+    uint64_t max_inflight_batches_per_conn;
+  } limits;
+  struct {
+    int level;      /* sl_config_log_level_t */
+    int format;     /* sl_config_log_fmt_t */
+    uint32_t debug; /* SL_CONFIG_DBG_* bits */
+  } log;
+  struct {
+    bool enabled;
+    char *brokers;          /* bootstrap servers, comma separated */
+    int delivery;           /* sl_config_delivery_t */
+    char *ssl_key_location; /* private key file, "" = none */
+  } kafka;
+  struct {
+    bool enabled;
+    char *host;
+    uint64_t port;
+    char *tls_keyfile; /* private key file, "" = none */
+  } mqtt;
+  struct {
+    sl_config_stream_t *v; /* n owned elements */
+    size_t n;
+  } streams;
+} sl_config_t;
+
+/*
+ * Loads the YAML file at path, applies the environment overrides from the
+ * process environment, validates everything and fills in defaults.
+ * Returns 0 and *out (returns owned; free with sl_config_free()), or:
+ *   SL_ECONFIG  invalid configuration: errstr lists every error found (up to
+ *               SL_CONFIG_MAX_ERRORS), one per line;
+ *   SL_ETOOBIG  the file is larger than SL_CONFIG_MAX_BYTES;
+ *   -errno      the file could not be read (errstr names it).
+ * On error *out is NULL. path and errstr are borrowed; errstr is always
+ * NUL-terminated when errlen > 0 and truncated to fit.
+ */
+int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
+                        size_t errlen);
+
+/*
+ * Same as sl_config_load_file() for len bytes of YAML text (need not be
+ * NUL-terminated) named name in messages (e.g. "sluice.yaml" or
+ * "desired-config v12"). envp is a NULL-terminated "NAME=value" array to
+ * take SLUICE_* overrides from (pass environ for the process environment),
+ * or NULL to apply none. Errors: SL_ECONFIG, SL_ETOOBIG as above. All
+ * arguments are borrowed; *out: returns owned; free with sl_config_free().
+ */
+int sl_config_load_string(const char *name, const char *yaml, size_t len,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen);
+
+/* Frees cfg and everything it owns. NULL is a no-op. */
+void sl_config_free(sl_config_t *cfg);
+
+/* sl_config_diff() verdicts. */
+typedef enum {
+  SL_CONFIG_SAME = 0,   /* nothing changed */
+  SL_CONFIG_RELOADABLE, /* every changed key can be applied at runtime */
+  SL_CONFIG_RESTART     /* at least one changed key needs a restart */
+} sl_config_verdict_t;
+
+#define SL_CONFIG_DIFF_MAX 32
+/* Result of sl_config_diff(); caller-allocated. */
+typedef struct sl_config_diff {
+  int verdict;      /* sl_config_verdict_t */
+  size_t n_changed; /* number of changed keys (may exceed the array) */
+  struct {
+    char key[96];    /* e.g. "store.budget_bytes", "streams[orders].ttl" */
+    bool reloadable; /* this key alone could be reloaded */
+  } changed[SL_CONFIG_DIFF_MAX]; /* first SL_CONFIG_DIFF_MAX changes */
+} sl_config_diff_t;
+
+/*
+ * Compares two loaded configs key by key and classifies the change: the
+ * verdict is RESTART as soon as one changed key is not reloadable. Adding or
+ * removing list elements (streams) counts as a change of the list key.
+ * Cannot fail. old, nw: borrowed; d: caller-owned, overwritten.
+ */
+void sl_config_diff(const sl_config_t *old, const sl_config_t *nw,
+                    sl_config_diff_t *d);
+
+/*
+ * Writes the effective configuration as YAML that sl_config_load_string()
+ * accepts, every key included, secrets replaced by "<redacted>". Returns 0
+ * or -EIO when writing to out failed. cfg, out: borrowed.
+ */
+int sl_config_dump(const sl_config_t *cfg, FILE *out);
+
+/*
+ * Writes the Markdown reference of every option (docs/CONFIGURATION.md),
+ * generated from the table. Returns 0 or -EIO. out: borrowed.
+ */
+int sl_config_doc_markdown(FILE *out);
+
+/*
+ * Subcommands (broker/cmd_config.c), called by main() with argv[0] being
+ * the subcommand name. Return the process exit code.
+ *   check-config -c FILE [--print]: 0 and "FILE: ok", or the errors and 1.
+ *   config-docs: the Markdown reference on stdout.
+ */
+int sl_config_cmd_check(int argc, char **argv);
+int sl_config_cmd_docs(int argc, char **argv);
+
+#endif /* SL_BROKER_CONFIG_H */

@@ -1,0 +1,333 @@
+/*
+ * broker/config_table.c: every configuration option, one row each. Adding
+ * an option = a field in sl_config_t (broker/config.h) + one OPT() row here;
+ * parsing, validation, environment override, reload classification, dump and
+ * docs/CONFIGURATION.md follow from the row (regenerate the doc with
+ * `sluice config-docs > docs/CONFIGURATION.md`).
+ *
+ * Rows of one section must stay together: the dump and the docs group keys
+ * by their dotted prefix in table order (tests/config checks this).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/config_int.h"
+
+/* OPT(key, TYPE, C field, default text, flags, description, extras...) */
+#define OPT_IN(T, name_, type_, field_, def_, flags_, desc_, ...)              \
+  {                                                                            \
+    .name = name_, .type = SL_CFG_##type_, .off = offsetof(T, field_),         \
+    .def = def_, .flags = flags_, .desc = desc_, __VA_ARGS__                   \
+  }
+#define OPT(...) OPT_IN(sl_config_t, __VA_ARGS__)
+#define STREAM_OPT(...) OPT_IN(sl_config_stream_t, __VA_ARGS__)
+
+/* Flags spelled out so every row states its reload class. */
+#define RELOAD SL_CFG_RELOAD
+#define RESTART 0u
+#define REQUIRED SL_CFG_REQUIRED
+#define SECRET SL_CFG_SECRET
+#define SECRET_FILE SL_CFG_SECRET_FILE
+
+static const char *const sync_modes[] = {"always", "interval", NULL};
+static const char *const log_levels[] = {"error", "warn", "info", "debug",
+                                         NULL};
+static const char *const log_formats[] = {"plain", "json", NULL};
+/* Bit i of log.debug is debug_contexts[i]: keep in step with SL_CONFIG_DBG_*.
+ */
+static const char *const debug_contexts[] = {"store", "ingest", "http", "mqtt",
+                                             "sync",  "config", NULL};
+static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
+static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
+                                       NULL};
+
+static bool all_chars(const char *s, const char *extra, bool upper) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          (upper && c >= 'A' && c <= 'Z') || strchr(extra, c)))
+      return false;
+  }
+  return true;
+}
+
+static const char *check_node_id(const char *s) {
+  if (!*s || strlen(s) > 64 || !all_chars(s, "._-", true))
+    return "is not a node id (1-64 characters of A-Z a-z 0-9 . _ -)";
+  return NULL;
+}
+
+static const char *check_stream_name(const char *s) {
+  if (!*s || strlen(s) > 64 || !all_chars(s, "._-", false))
+    return "is not a stream name (1-64 characters of a-z 0-9 . _ -)";
+  return NULL;
+}
+
+/* "host:port" or "[v6]:port" with a port in 1..65535, or "" (off). */
+static const char *check_hostport(const char *s) {
+  static const char *const bad = "is not host:port (expected e.g. "
+                                 "127.0.0.1:7000, [::1]:7000, or \"\" for off)";
+  const char *colon, *p;
+  unsigned long port = 0;
+  if (!*s)
+    return NULL;
+  if (*s == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close == s + 1 || close[1] != ':')
+      return bad;
+    colon = close + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s)))
+      return bad;
+  }
+  for (const char *h = s; h < colon; h++) {
+    if (*h == ' ' || *h == '/')
+      return bad;
+  }
+  if (!colon[1])
+    return bad;
+  for (p = colon + 1; *p; p++) {
+    if (*p < '0' || *p > '9' ||
+        (port = port * 10 + (unsigned)(*p - '0')) > 65535)
+      return bad;
+  }
+  return port ? NULL : bad;
+}
+
+static const char *check_topic(const char *s) {
+  if (strlen(s) > 249 || !all_chars(s, "._-", true))
+    return "is not a Kafka topic name (up to 249 of A-Z a-z 0-9 . _ -)";
+  return NULL;
+}
+
+static void stream_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
+  sl_config_stream_t *s = obj;
+  if (!*s->topic && *s->name) {
+    size_t n = strlen(s->name) + sizeof("sluice.");
+    char *t = malloc(n);
+    if (!t)
+      abort();
+    SL_CFG_FMT(t, n, "sluice.%s", s->name);
+    free(s->topic);
+    s->topic = t;
+  }
+}
+
+static const sl_cfg_opt_t stream_opts[] = {
+    STREAM_OPT("name", STRING, name, NULL, REQUIRED | RESTART,
+               "Stream name, unique; [a-z0-9._-], at most 64 characters.",
+               .check = check_stream_name),
+    STREAM_OPT("priority", UINT, priority, "5", RELOAD,
+               "Priority class; higher is delivered first and evicted last.",
+               .min = "0", .max = "9"),
+    STREAM_OPT("policy", ENUM, policy, "block", RELOAD,
+               "What happens when store.budget_bytes is reached: block "
+               "ingest (backpressure), drop this stream's oldest data, or "
+               "evict the lowest priority class first. Evicting undelivered "
+               "data always writes a gap record.",
+               .enums = policies),
+    STREAM_OPT("ttl", DURATION, ttl_ms, "0", RELOAD,
+               "Delete data older than this, delivered or not (gap records "
+               "are written); 0 keeps data until the budget needs room."),
+    STREAM_OPT("topic", STRING, topic, "", RESTART,
+               "Kafka topic the stream is delivered to.", .check = check_topic,
+               .doc_def = "sluice.<name>"),
+};
+
+static const sl_cfg_section_t stream_section = {
+    .name = "streams",
+    .opts = stream_opts,
+    .n_opts = SL_ARRAY_SIZE(stream_opts),
+    .size = sizeof(sl_config_stream_t),
+    .finish = stream_finish,
+};
+
+static const sl_cfg_opt_t root_opts[] = {
+    OPT("node.id", STRING, node.id, NULL, REQUIRED | RESTART,
+        "Identity of this node in Kafka headers, checkpoints and the "
+        "transactional id; [A-Za-z0-9._-], at most 64 characters.",
+        .check = check_node_id),
+    OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
+        "Directory of the LMDB store (locked by one daemon at a time)."),
+
+    OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RELOAD,
+        "Disk budget for the event log; reaching it applies each stream's "
+        "policy.",
+        .min = "1MiB"),
+    OPT("store.sync", ENUM, store.sync, "always", RELOAD,
+        "always: fsync every group commit (an ack means durable). interval: "
+        "fsync every store.sync_interval, losing at most that much on power "
+        "loss (reported in /v1/status).",
+        .enums = sync_modes),
+    OPT("store.sync_interval", DURATION, store.sync_interval_ms, "100ms",
+        RELOAD, "Time between fsyncs with store.sync = interval.", .min = "1ms",
+        .max = "1m"),
+    OPT("store.queue_depth", UINT, store.queue_depth, "1024", RESTART,
+        "Batches queued from the ingest threads to the writer; a full queue "
+        "stops reading from clients.",
+        .min = "1", .max = "1048576"),
+    OPT("store.max_batch_events", UINT, store.max_batch_events, "10000",
+        RESTART, "Largest number of events written in one group commit.",
+        .min = "1", .max = "1000000"),
+
+    OPT("listeners.native.tcp", STRING, listeners.native_tcp, "127.0.0.1:7000",
+        RESTART,
+        "host:port of the native protocol TCP listener; \"\" turns it off.",
+        .check = check_hostport),
+    OPT("listeners.native.unix", PATH, listeners.native_unix, "", RESTART,
+        "Unix socket path of the native protocol listener; \"\" turns it "
+        "off."),
+    OPT("listeners.native.token", STRING, listeners.native_token, "",
+        RELOAD | SECRET,
+        "Shared token native clients must present; \"\" accepts any client."),
+    OPT("listeners.http.address", STRING, listeners.http_address,
+        "127.0.0.1:8080", RESTART,
+        "host:port of the HTTP ingest listener; \"\" turns it off.",
+        .check = check_hostport),
+
+    OPT("admin.address", STRING, admin.address, "127.0.0.1:9100", RESTART,
+        "host:port of the admin HTTP server (/metrics, /healthz, /readyz, "
+        "/v1/status); \"\" turns it off.",
+        .check = check_hostport),
+
+    OPT("limits.max_frame_bytes", SIZE, limits.max_frame_bytes, "4MiB", RELOAD,
+        "Largest frame or request body accepted from a client.", .min = "1KiB",
+        .max = "256MiB"),
+    OPT("limits.max_connections", UINT, limits.max_connections, "1024", RELOAD,
+        "Client connections accepted at once, all listeners together.",
+        .min = "1", .max = "1000000"),
+    OPT("limits.max_batch_events", UINT, limits.max_batch_events, "10000",
+        RELOAD, "Largest number of events in one client batch.", .min = "1",
+        .max = "1000000"),
+    OPT("limits.idle_timeout", DURATION, limits.idle_timeout_ms, "5m", RELOAD,
+        "Close client connections idle this long; 0 never does.", .max = "24h"),
+    OPT("limits.max_inflight_batches_per_conn", UINT,
+        limits.max_inflight_batches_per_conn, "64", RELOAD,
+        "Unacknowledged batches per connection before reading pauses.",
+        .min = "1", .max = "65536"),
+
+    OPT("log.level", ENUM, log.level, "info", RELOAD,
+        "Least severe level written.", .enums = log_levels),
+    OPT("log.format", ENUM, log.format, "plain", RELOAD,
+        "plain text lines or one JSON object per line.", .enums = log_formats),
+    OPT("log.debug", FLAGS, log.debug, "", RELOAD,
+        "Debug contexts logged at level debug, or all.",
+        .enums = debug_contexts),
+
+    OPT("kafka.enabled", BOOL, kafka.enabled, "false", RESTART,
+        "Forward stored streams to Kafka."),
+    OPT("kafka.brokers", STRING, kafka.brokers, "", RESTART,
+        "Bootstrap servers, comma separated (host:port,host:port); required "
+        "when kafka.enabled."),
+    OPT("kafka.delivery", ENUM, kafka.delivery, "exactly_once", RESTART,
+        "exactly_once: transactional producer with checkpoints; "
+        "at_least_once: idempotent producer, for clusters without "
+        "transactions.",
+        .enums = deliveries),
+    OPT("kafka.ssl_key_location", PATH, kafka.ssl_key_location, "",
+        RESTART | SECRET_FILE,
+        "Client private key (PEM) for TLS to Kafka; must not be accessible "
+        "by others (mode & 0007 = 0)."),
+
+    OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
+        "Subscribe to an MQTT broker and ingest its messages."),
+    OPT("mqtt.host", STRING, mqtt.host, "localhost", RESTART,
+        "MQTT broker host name or address."),
+    OPT("mqtt.port", UINT, mqtt.port, "1883", RESTART, "MQTT broker port.",
+        .min = "1", .max = "65535"),
+    OPT("mqtt.tls_keyfile", PATH, mqtt.tls_keyfile, "", RESTART | SECRET_FILE,
+        "Client private key (PEM) for TLS to the MQTT broker; must not be "
+        "accessible by others (mode & 0007 = 0)."),
+
+    OPT("streams", SECTION_LIST, streams, NULL, RELOAD,
+        "Streams stored in the log, each a mapping of the keys below; adding "
+        "or removing a stream is reloadable.",
+        .sub = &stream_section, .max = "256"),
+};
+
+/* Cross-field rules, checked once every row is valid on its own. */
+static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
+  sl_config_t *cfg = obj;
+  if (cfg->kafka.enabled && !*cfg->kafka.brokers)
+    config__errf(errs, NULL, 0, 0, "kafka.brokers",
+                 "must be set when kafka.enabled is true");
+  if (cfg->mqtt.enabled && !*cfg->mqtt.host)
+    config__errf(errs, NULL, 0, 0, "mqtt.host",
+                 "must be set when mqtt.enabled is true");
+  for (size_t i = 0; i < cfg->streams.n; i++) {
+    for (size_t j = 0; j < i; j++) {
+      if (!strcmp(cfg->streams.v[i].name, cfg->streams.v[j].name)) {
+        char key[64];
+        SL_CFG_FMT(key, sizeof(key), "streams[%zu].name", i);
+        config__errf(errs, NULL, 0, 0, key,
+                     "\"%.64s\" is already used by streams[%zu]",
+                     cfg->streams.v[i].name, j);
+        break;
+      }
+    }
+  }
+}
+
+const sl_cfg_section_t sl_config__root = {
+    .name = "",
+    .opts = root_opts,
+    .n_opts = SL_ARRAY_SIZE(root_opts),
+    .size = sizeof(sl_config_t),
+    .finish = root_finish,
+};
+
+extern char **environ;
+
+int sl_config_load_string(const char *name, const char *yaml, size_t len,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen) {
+  void *obj;
+  int rc = config__load(&sl_config__root, name, yaml, len, envp, &obj, errstr,
+                        errlen);
+  *out = obj;
+  return rc;
+}
+
+int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
+                        size_t errlen) {
+  FILE *f;
+  char *buf = NULL;
+  size_t len = 0;
+  int rc;
+
+  *out = NULL;
+  if (!(f = fopen(path, "rb"))) {
+    rc = -errno;
+    SL_CFG_FMT(errstr, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    return rc;
+  }
+  if (!(buf = malloc(SL_CONFIG_MAX_BYTES + 1)))
+    abort();
+  len = fread(buf, 1, SL_CONFIG_MAX_BYTES + 1, f);
+  if (ferror(f)) {
+    rc = -EIO;
+    SL_CFG_FMT(errstr, errlen, "%s: cannot read: %s", path, strerror(EIO));
+    goto fail;
+  }
+  if (len > SL_CONFIG_MAX_BYTES) {
+    rc = SL_ETOOBIG;
+    SL_CFG_FMT(errstr, errlen, "%s: larger than %u bytes", path,
+               SL_CONFIG_MAX_BYTES);
+    goto fail;
+  }
+  rc = sl_config_load_string(path, buf, len, environ, out, errstr, errlen);
+fail:
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
+void sl_config_free(sl_config_t *cfg) {
+  if (!cfg)
+    return;
+  config__obj_free(&sl_config__root, cfg);
+  free(cfg);
+}

@@ -1,0 +1,16 @@
+#!/bin/sh
+# Fails when docs/CONFIGURATION.md differs from what the option table in
+# broker/config_table.c generates (`sluice config-docs`).
+# usage: scripts/check-config-doc.sh BUILD_DIR
+set -eu
+build=${1:?usage: $0 BUILD_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+doc="$root/docs/CONFIGURATION.md"
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+"$build/broker/sluice" config-docs >"$tmp"
+if ! diff -u "$doc" "$tmp"; then
+  echo "docs/CONFIGURATION.md is stale: run $build/broker/sluice config-docs > docs/CONFIGURATION.md" >&2
+  exit 1
+fi
+echo "docs/CONFIGURATION.md is up to date"

@@ -1,0 +1,486 @@
+/*
+ * The loader end to end through the public API: defaults, errors with
+ * file:line:column, unknown keys, wrong YAML types, duplicates, syntax
+ * errors, environment overrides, secrets, key file permissions, diff and
+ * reload classification, dump round-trip, and the bad-config corpus.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/config_int.h"
+
+static char err[8192];
+
+static sl_config_t *load_env(const char *yaml, char *const *envp) {
+  sl_config_t *cfg = NULL;
+  int rc = sl_config_load_string("t.yaml", yaml, strlen(yaml), envp, &cfg, err,
+                                 sizeof(err));
+  if (rc)
+    fail_msg("unexpected error %d: %s", rc, err);
+  return cfg;
+}
+
+static sl_config_t *load(const char *yaml) {
+  return load_env(yaml, NULL);
+}
+
+/* Expects the load to fail with every substring in the NULL-ended list. */
+static void expect_err_env(const char *yaml, char *const *envp, ...) {
+  sl_config_t *cfg = (sl_config_t *)1;
+  va_list ap;
+  int rc = sl_config_load_string("t.yaml", yaml, strlen(yaml), envp, &cfg, err,
+                                 sizeof(err));
+  assert_int_equal(rc, SL_ECONFIG);
+  assert_null(cfg);
+  va_start(ap, envp);
+  for (const char *want; (want = va_arg(ap, const char *));) {
+    if (!strstr(err, want))
+      fail_msg("missing \"%s\" in:\n%s", want, err);
+  }
+  va_end(ap);
+}
+#define expect_err(yaml, ...) expect_err_env(yaml, NULL, __VA_ARGS__, NULL)
+
+static void test_defaults(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node:\n  id: edge-1\n");
+  assert_string_equal(cfg->node.id, "edge-1");
+  assert_string_equal(cfg->node.data_dir, "/var/lib/sluice");
+  assert_true(cfg->store.budget_bytes == 1ull << 30);
+  assert_int_equal(cfg->store.sync, SL_CONFIG_SYNC_ALWAYS);
+  assert_int_equal(cfg->store.sync_interval_ms, 100);
+  assert_string_equal(cfg->listeners.native_tcp, "127.0.0.1:7000");
+  assert_string_equal(cfg->listeners.native_unix, "");
+  assert_string_equal(cfg->listeners.native_token, "");
+  assert_string_equal(cfg->listeners.http_address, "127.0.0.1:8080");
+  assert_string_equal(cfg->admin.address, "127.0.0.1:9100");
+  assert_true(cfg->limits.max_frame_bytes == 4ull << 20);
+  assert_int_equal(cfg->limits.max_connections, 1024);
+  assert_int_equal(cfg->limits.max_batch_events, 10000);
+  assert_int_equal(cfg->limits.idle_timeout_ms, 300000);
+  assert_int_equal(cfg->limits.max_inflight_batches_per_conn, 64);
+  assert_int_equal(cfg->log.level, SL_CONFIG_LOG_INFO);
+  assert_int_equal(cfg->log.format, SL_CONFIG_LOG_PLAIN);
+  assert_int_equal(cfg->log.debug, 0);
+  assert_false(cfg->kafka.enabled);
+  assert_int_equal(cfg->kafka.delivery, SL_CONFIG_DELIVERY_EXACTLY_ONCE);
+  assert_false(cfg->mqtt.enabled);
+  assert_int_equal(cfg->mqtt.port, 1883);
+  assert_int_equal(cfg->streams.n, 0);
+  sl_config_free(cfg);
+}
+
+static void test_values_and_forms(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node.id: n1\n"
+                          "store: {budget_bytes: 2GB, sync: interval,"
+                          " sync_interval: 250ms}\n"
+                          "log:\n  level: debug\n  format: json\n"
+                          "  debug: [store, sync]\n"
+                          "kafka: {enabled: yes, brokers: 'k:9092',"
+                          " delivery: at_least_once}\n"
+                          "listeners.native:\n  tcp: \"[::1]:7001\"\n"
+                          "  unix: /run/s.sock\n"
+                          "streams:\n"
+                          "  - name: orders\n    priority: 9\n"
+                          "    policy: evict_priority\n    ttl: 1h\n"
+                          "  - {name: b, topic: x.y}\n");
+  assert_string_equal(cfg->node.id, "n1");
+  assert_true(cfg->store.budget_bytes == 2000000000ull);
+  assert_int_equal(cfg->store.sync, SL_CONFIG_SYNC_INTERVAL);
+  assert_int_equal(cfg->store.sync_interval_ms, 250);
+  assert_int_equal(cfg->log.level, SL_CONFIG_LOG_DEBUG);
+  assert_int_equal(cfg->log.format, SL_CONFIG_LOG_JSON);
+  assert_int_equal(cfg->log.debug, SL_CONFIG_DBG_STORE | SL_CONFIG_DBG_SYNC);
+  assert_true(cfg->kafka.enabled);
+  assert_int_equal(cfg->kafka.delivery, SL_CONFIG_DELIVERY_AT_LEAST_ONCE);
+  assert_string_equal(cfg->listeners.native_tcp, "[::1]:7001");
+  assert_string_equal(cfg->listeners.native_unix, "/run/s.sock");
+  assert_int_equal(cfg->streams.n, 2);
+  assert_string_equal(cfg->streams.v[0].name, "orders");
+  assert_int_equal(cfg->streams.v[0].priority, 9);
+  assert_int_equal(cfg->streams.v[0].policy, SL_CONFIG_POLICY_EVICT_PRIORITY);
+  assert_int_equal(cfg->streams.v[0].ttl_ms, 3600000);
+  assert_string_equal(cfg->streams.v[0].topic, "sluice.orders");
+  assert_string_equal(cfg->streams.v[1].topic, "x.y");
+  assert_int_equal(cfg->streams.v[1].priority, 5);
+  sl_config_free(cfg);
+  /* Nulls: empty sections and an empty listener. */
+  cfg = load("node: {id: n}\nstore:\nlisteners: {native: {tcp: ~}}\n"
+             "streams:\n");
+  assert_string_equal(cfg->listeners.native_tcp, "");
+  sl_config_free(cfg);
+}
+
+static void test_error_positions(void **state) {
+  (void)state;
+  expect_err("node:\n  id: n\nstore:\n  budget_bytes: 12XB\n",
+             "t.yaml:4:17: store.budget_bytes: \"12XB\" is not a size "
+             "(expected e.g. 512MiB)");
+  expect_err("node: {id: n}\nlimits:\n  max_connections: 0\n",
+             "t.yaml:3:20: limits.max_connections: \"0\" is out of range "
+             "(expected 1..1000000)");
+  expect_err("node: {id: n}\nmqtt: {port: 70000}\n", "mqtt.port",
+             "out of range");
+}
+
+static void test_collects_all_errors(void **state) {
+  (void)state;
+  expect_err("store:\n  budget_bytes: 1x\n  sync: never\nlog: {level: loud}\n",
+             "t.yaml:2:17: store.budget_bytes", "t.yaml:3:9: store.sync",
+             "t.yaml:4:14: log.level", "node.id: required key is missing");
+  /* Bounded: a flood of errors stops with a note. */
+  char yaml[8192] = "node: {id: n}\n";
+  for (int i = 0; i < 100; i++)
+    snprintf(yaml + strlen(yaml), sizeof(yaml) - strlen(yaml), "bogus%d: 1\n",
+             i);
+  expect_err(yaml, "too many errors, stopping");
+  int lines = 1;
+  for (const char *p = err; *p; p++)
+    lines += *p == '\n';
+  assert_int_equal(lines, SL_CONFIG_MAX_ERRORS + 1);
+  /* A tiny errstr is still NUL-terminated. */
+  sl_config_t *cfg;
+  char small[16];
+  assert_int_equal(
+      sl_config_load_string("t", "x: 1", 4, NULL, &cfg, small, sizeof(small)),
+      SL_ECONFIG);
+  assert_int_equal(strlen(small), sizeof(small) - 1);
+}
+
+static void test_unknown_keys(void **state) {
+  (void)state;
+  expect_err("node: {id: n}\nstore:\n  budget_byte: 1GiB\n",
+             "t.yaml:3:3: store.budget_byte: unknown key (did you mean "
+             "\"store.budget_bytes\"?)");
+  expect_err("node: {id: n}\nstorr: {}\n",
+             "storr: unknown key (did you mean \"store\"?)");
+  expect_err("node: {id: n}\nwhatever_this_is: 1\n",
+             "t.yaml:2:1: whatever_this_is: unknown key");
+  expect_err("node: {id: n}\nstreams:\n  - {name: a, prio: 1}\n",
+             "streams[0].prio: unknown key");
+}
+
+static void test_wrong_yaml_types(void **state) {
+  (void)state;
+  expect_err("node: {id: n}\nstore:\n  budget_bytes: {a: 1}\n",
+             "t.yaml:3:17: store.budget_bytes: expected a size, got a mapping");
+  expect_err("node: {id: n}\nstore: [1, 2]\n",
+             "t.yaml:2:8: store: expected a mapping, got a list");
+  expect_err("node: {id: n}\nstore: 5\n", "store: expected a mapping, got a "
+                                          "scalar");
+  expect_err("node: {id: [a]}\n", "node.id: expected a string, got a list");
+  expect_err("node: {id: n}\nstreams: {name: a}\n",
+             "streams: expected a list of mappings, got a mapping");
+  expect_err("node: {id: n}\nstreams: [a]\n",
+             "streams[0]: expected a mapping, got a scalar");
+  expect_err("node: {id: n}\nlog: {debug: [[store]]}\n",
+             "log.debug: expected a list of strings, item 0 is a list");
+  expect_err("- a\n- b\n", "t.yaml:1:1: expected a mapping at the top level");
+  expect_err("node: {id: n}\n? [a]\n: 1\n", "keys must be scalars");
+}
+
+static void test_duplicates(void **state) {
+  (void)state;
+  expect_err("node: {id: n}\nstore:\n  sync: always\n  sync: interval\n",
+             "t.yaml:4:3: store.sync: duplicate key (first at line 3)");
+  expect_err("node: {id: n}\nstore: {}\nstore: {}\n",
+             "t.yaml:3:1: store: duplicate key (first at line 2)");
+  expect_err("node: {id: n}\nstore.sync: always\nstore: {sync: always}\n",
+             "store.sync: duplicate key (first at line 2)");
+  expect_err("node: {id: n}\nstreams: [{name: a}, {name: a}]\n",
+             "streams[1].name: \"a\" is already used by streams[0]");
+}
+
+static void test_syntax_errors(void **state) {
+  (void)state;
+  expect_err("node:\n  id: n\nstore: {budget_bytes: 1GiB\n",
+             "t.yaml:4:1: YAML syntax error");
+  expect_err("node:\n  id: n\n bad: indent\n",
+             "t.yaml:3:", "YAML syntax error");
+  expect_err("node: {id: \"unterminated}\n", "YAML syntax error");
+  expect_err("node: {id: n}\n---\nnode: {id: m}\n",
+             "only one YAML document is allowed");
+  /* An empty document only lacks the required key. */
+  expect_err("", "t.yaml: node.id: required key is missing");
+}
+
+static void test_env_overrides(void **state) {
+  (void)state;
+  char *env[] = {"SLUICE_STORE_BUDGET_BYTES=2GiB", "SLUICE_NODE_ID=from-env",
+                 "SLUICE_LOG_DEBUG=store, http",   "SLUICE_KAFKA_ENABLED=true",
+                 "SLUICE_KAFKA_BROKERS=k:1",       "SLUICE_TEST_UNRELATED=1",
+                 "SLUICE_LISTENERS_NATIVE_TCP=",   NULL};
+  sl_config_t *cfg =
+      load_env("node: {id: from-file}\nstore: {budget_bytes: 8GiB}\n", env);
+  assert_string_equal(cfg->node.id, "from-env");
+  assert_true(cfg->store.budget_bytes == 2ull << 30);
+  assert_int_equal(cfg->log.debug, SL_CONFIG_DBG_STORE | SL_CONFIG_DBG_HTTP);
+  assert_true(cfg->kafka.enabled);
+  assert_string_equal(cfg->listeners.native_tcp, "");
+  sl_config_free(cfg);
+  /* The environment alone can satisfy a required key. */
+  char *env2[] = {"SLUICE_NODE_ID=e", NULL};
+  cfg = load_env("", env2);
+  assert_string_equal(cfg->node.id, "e");
+  sl_config_free(cfg);
+  /* Errors name the variable. */
+  char *bad[] = {"SLUICE_STORE_BUDGET_BYTES=12XB", "SLUICE_NODE_ID=a b",
+                 "SLUICE_LISTENERS_NATIVE_TOKEN=", NULL};
+  expect_err_env("node: {id: n}\n", bad,
+                 "env SLUICE_STORE_BUDGET_BYTES: store.budget_bytes: \"12XB\" "
+                 "is not a size (expected e.g. 512MiB)",
+                 "env SLUICE_NODE_ID: node.id: \"a b\" is not a node id", NULL);
+}
+
+static void test_node_id_rules(void **state) {
+  (void)state;
+  char long_id[80];
+  memset(long_id, 'a', 65);
+  long_id[65] = '\0';
+  char yaml[160];
+  snprintf(yaml, sizeof(yaml), "node: {id: %s}\n", long_id);
+  expect_err(yaml, "node.id", "is not a node id");
+  long_id[64] = '\0';
+  snprintf(yaml, sizeof(yaml), "node: {id: %s}\n", long_id);
+  sl_config_free(load(yaml));
+  sl_config_free(load("node: {id: A.b_c-9}\n"));
+  expect_err("node: {id: \"a/b\"}\n", "is not a node id");
+  expect_err("node: {id: \"\"}\n", "is not a node id");
+}
+
+static void test_secrets_redacted(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node: {id: n}\n"
+                          "listeners: {native: {token: hunter2}}\n");
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_int_equal(sl_config_dump(cfg, f), 0);
+  fclose(f);
+  assert_null(strstr(buf, "hunter2"));
+  assert_non_null(strstr(buf, "token: \"<redacted>\""));
+  free(buf);
+  sl_config_free(cfg);
+  /* Nor echoed in errors. */
+  expect_err("node: {id: n}\nlisteners: {native: {token: [hunter2]}}\n",
+             "listeners.native.token: expected a string");
+  assert_null(strstr(err, "hunter2"));
+}
+
+static void test_key_file_permissions(void **state) {
+  (void)state;
+  char path[] = "/tmp/sluice-key-XXXXXX", yaml[256];
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  snprintf(yaml, sizeof(yaml), "node: {id: n}\nkafka: {ssl_key_location: %s}\n",
+           path);
+  assert_int_equal(chmod(path, 0600), 0);
+  sl_config_t *cfg = load(yaml);
+  assert_string_equal(cfg->kafka.ssl_key_location, path);
+  sl_config_free(cfg);
+  assert_int_equal(chmod(path, 0644), 0);
+  expect_err(yaml, "t.yaml:2:9: kafka.ssl_key_location:",
+             "is accessible by others (mode 0644)");
+  snprintf(yaml, sizeof(yaml), "node: {id: n}\n");
+  char var[300];
+  snprintf(var, sizeof(var), "SLUICE_MQTT_TLS_KEYFILE=%s", path);
+  char *env[] = {var, NULL};
+  expect_err_env(yaml, env, "env SLUICE_MQTT_TLS_KEYFILE: mqtt.tls_keyfile:",
+                 "accessible by others", NULL);
+  unlink(path);
+  snprintf(yaml, sizeof(yaml), "node: {id: n}\nmqtt: {tls_keyfile: %s}\n",
+           path);
+  expect_err(yaml, "mqtt.tls_keyfile: cannot access");
+}
+
+static void test_diff(void **state) {
+  (void)state;
+  const char *base = "node: {id: n}\nstreams: [{name: a}, {name: b}]\n";
+  sl_config_t *a = load(base);
+  sl_config_t *b = load(base);
+  sl_config_diff_t d;
+  sl_config_diff(a, b, &d);
+  assert_int_equal(d.verdict, SL_CONFIG_SAME);
+  assert_int_equal(d.n_changed, 0);
+  sl_config_free(b);
+
+  b = load("node: {id: n}\nstore: {budget_bytes: 2GiB}\nlog: {level: debug}\n"
+           "streams: [{name: a, ttl: 1h}, {name: b}]\n");
+  sl_config_diff(a, b, &d);
+  assert_int_equal(d.verdict, SL_CONFIG_RELOADABLE);
+  assert_int_equal(d.n_changed, 3);
+  assert_string_equal(d.changed[0].key, "store.budget_bytes");
+  assert_string_equal(d.changed[1].key, "log.level");
+  assert_string_equal(d.changed[2].key, "streams[a].ttl");
+  assert_true(d.changed[2].reloadable);
+  sl_config_free(b);
+
+  b = load("node: {id: n}\nadmin: {address: '0.0.0.0:9100'}\n"
+           "listeners: {native: {token: t}}\n"
+           "streams: [{name: a}, {name: b, topic: other}]\n");
+  sl_config_diff(a, b, &d);
+  assert_int_equal(d.verdict, SL_CONFIG_RESTART);
+  assert_int_equal(d.n_changed, 3);
+  assert_string_equal(d.changed[0].key, "listeners.native.token");
+  assert_true(d.changed[0].reloadable);
+  assert_string_equal(d.changed[1].key, "admin.address");
+  assert_false(d.changed[1].reloadable);
+  assert_string_equal(d.changed[2].key, "streams[b].topic");
+  sl_config_free(b);
+
+  /* Adding a stream changes the list key, which is reloadable. */
+  b = load("node: {id: n}\nstreams: [{name: a}, {name: b}, {name: c}]\n");
+  sl_config_diff(a, b, &d);
+  assert_int_equal(d.verdict, SL_CONFIG_RELOADABLE);
+  assert_int_equal(d.n_changed, 1);
+  assert_string_equal(d.changed[0].key, "streams");
+  sl_config_free(b);
+  sl_config_free(a);
+}
+
+/* The dump is valid input that loads back to the same configuration. */
+static void test_dump_roundtrip(void **state) {
+  (void)state;
+  sl_config_t *a = load("node: {id: n, data_dir: /d}\n"
+                        "store: {budget_bytes: 3000000, sync_interval: 45s}\n"
+                        "log: {debug: all}\nmqtt: {host: 'we\"ird'}\n"
+                        "streams: [{name: a, ttl: 7d, policy: drop_oldest}]\n");
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_int_equal(sl_config_dump(a, f), 0);
+  fclose(f);
+  sl_config_t *b = load(buf);
+  sl_config_diff_t d;
+  sl_config_diff(a, b, &d);
+  if (d.verdict != SL_CONFIG_SAME)
+    fail_msg("dump differs at %s:\n%s", d.changed[0].key, buf);
+  free(buf);
+  sl_config_free(a);
+  sl_config_free(b);
+}
+
+static void test_load_file(void **state) {
+  (void)state;
+  sl_config_t *cfg;
+  assert_int_equal(sl_config_load_file(SL_TEST_EXAMPLE, &cfg, err, sizeof(err)),
+                   0);
+  assert_true(cfg->streams.n >= 1);
+  sl_config_free(cfg);
+  assert_true(sl_config_load_file("/nonexistent/sluice.yaml", &cfg, err,
+                                  sizeof(err)) < 0);
+  assert_null(cfg);
+  assert_non_null(strstr(err, "/nonexistent/sluice.yaml: cannot open"));
+  /* Oversized input is refused before parsing. */
+  size_t big = SL_CONFIG_MAX_BYTES + 1;
+  char *yaml = calloc(1, big);
+  assert_non_null(yaml);
+  memset(yaml, '#', big);
+  assert_int_equal(
+      sl_config_load_string("big", yaml, big, NULL, &cfg, err, sizeof(err)),
+      SL_ETOOBIG);
+  free(yaml);
+}
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  char *buf = malloc(SL_CONFIG_MAX_BYTES + 1);
+  assert_non_null(buf);
+  *len = fread(buf, 1, SL_CONFIG_MAX_BYTES, f);
+  buf[*len] = '\0';
+  fclose(f);
+  return buf;
+}
+
+/*
+ * Each tests/config/bad/NAME.yaml starts with "# expect: SUBSTRING" and
+ * must fail with an error containing SUBSTRING.
+ */
+static void test_bad_corpus(void **state) {
+  (void)state;
+  DIR *dir = opendir(SL_TEST_BAD_DIR);
+  struct dirent *de;
+  int n = 0;
+  assert_non_null(dir);
+  while ((de = readdir(dir))) {
+    char path[512];
+    size_t len, elen;
+    sl_config_t *cfg;
+    if (!strstr(de->d_name, ".yaml"))
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", SL_TEST_BAD_DIR, de->d_name);
+    char *yaml = slurp(path, &len);
+    if (strncmp(yaml, "# expect: ", 10))
+      fail_msg("%s: first line must be \"# expect: ...\"", de->d_name);
+    elen = strcspn(yaml + 10, "\n");
+    char want[256];
+    snprintf(want, sizeof(want), "%.*s", (int)elen, yaml + 10);
+    int rc = sl_config_load_string(de->d_name, yaml, len, NULL, &cfg, err,
+                                   sizeof(err));
+    if (rc == 0)
+      fail_msg("%s: loaded, expected \"%s\"", de->d_name, want);
+    if (!strstr(err, want))
+      fail_msg("%s: expected \"%s\" in:\n%s", de->d_name, want, err);
+    free(yaml);
+    n++;
+  }
+  closedir(dir);
+  assert_true(n >= 10);
+}
+
+/* The fuzz seed corpus replays without crashing in every build. */
+static void test_fuzz_seeds(void **state) {
+  (void)state;
+  DIR *dir = opendir(SL_TEST_SEED_DIR);
+  struct dirent *de;
+  assert_non_null(dir);
+  while ((de = readdir(dir))) {
+    char path[512];
+    size_t len;
+    sl_config_t *cfg;
+    if (de->d_name[0] == '.')
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", SL_TEST_SEED_DIR, de->d_name);
+    char *yaml = slurp(path, &len);
+    if (!sl_config_load_string(de->d_name, yaml, len, NULL, &cfg, err,
+                               sizeof(err)))
+      sl_config_free(cfg);
+    free(yaml);
+  }
+  closedir(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_defaults),
+      cmocka_unit_test(test_values_and_forms),
+      cmocka_unit_test(test_error_positions),
+      cmocka_unit_test(test_collects_all_errors),
+      cmocka_unit_test(test_unknown_keys),
+      cmocka_unit_test(test_wrong_yaml_types),
+      cmocka_unit_test(test_duplicates),
+      cmocka_unit_test(test_syntax_errors),
+      cmocka_unit_test(test_env_overrides),
+      cmocka_unit_test(test_node_id_rules),
+      cmocka_unit_test(test_secrets_redacted),
+      cmocka_unit_test(test_key_file_permissions),
+      cmocka_unit_test(test_diff),
+      cmocka_unit_test(test_dump_roundtrip),
+      cmocka_unit_test(test_load_file),
+      cmocka_unit_test(test_bad_corpus),
+      cmocka_unit_test(test_fuzz_seeds),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
