@@ -8,6 +8,8 @@
 #include "broker/config.h"
 #include "common/common.h"
 
+int sl_cmd_run(int argc, char **argv);
+
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
 #endif
@@ -16,6 +18,7 @@ static int usage(FILE *out) {
   fprintf(out, "usage: sluice <command> [options]\n"
                "\n"
                "commands:\n"
+               "  run -c FILE        run the daemon\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"
                "  version            print the version\n"
@@ -30,6 +33,8 @@ int main(int argc, char **argv) {
     printf("sluice %s\n", SL_VERSION);
     return 0;
   }
+  if (!strcmp(argv[1], "run"))
+    return sl_cmd_run(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))
     return sl_config_cmd_check(argc - 1, argv + 1);
   if (!strcmp(argv[1], "config-docs"))

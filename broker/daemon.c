@@ -1,0 +1,425 @@
+/*
+ * `sluice run`: wires config, store, metrics, admin and the ingest
+ * listeners around one libuv loop.
+ *
+ * Threads: the loop thread (this file, broker/ingest_native.c), the store's
+ * writer thread (group commit; its completions are queued to the loop
+ * through done_lock + done_async), and the admin server's thread (reads
+ * atomics and thread-safe store calls only).
+ *
+ * Stop (SIGTERM/SIGINT): stop accepting, stop reading, let every batch
+ * already read reach a durable commit and its ack be written, close every
+ * handle, then close the store (which commits whatever is still queued).
+ * Exit 0.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "broker/daemon.h"
+#include "broker/log.h"
+
+#ifndef SL_VERSION
+#define SL_VERSION "0.1.0"
+#endif
+
+/* ---- completions: writer thread -> loop -------------------------------- */
+
+static void on_store_done(void *arg, int status, const uint64_t *offsets,
+                          size_t n) {
+  sl_done_t *d = arg;
+  sl_daemon_t *dm = d->dm;
+  d->status = status;
+  d->first_offset = (status == 0 && offsets && n) ? offsets[0] : 0;
+  d->next = NULL;
+  pthread_mutex_lock(&dm->done_lock);
+  *dm->done_tail = d;
+  dm->done_tail = &d->next;
+  pthread_mutex_unlock(&dm->done_lock);
+  uv_async_send(&dm->done_async);
+}
+
+static void on_done_async(uv_async_t *a) {
+  sl_daemon_t *dm = a->data;
+  sl_done_t *d;
+
+  pthread_mutex_lock(&dm->done_lock);
+  d = dm->done_head;
+  dm->done_head = NULL;
+  dm->done_tail = &dm->done_head;
+  pthread_mutex_unlock(&dm->done_lock);
+  while (d) {
+    sl_done_t *next = d->next;
+    dm->pending--;
+    d->fn(d, d->status, d->first_offset);
+    d = next;
+  }
+  if (dm->native)
+    sl_native_resume(dm->native);
+}
+
+int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d) {
+  int rc;
+  d->dm = dm;
+  if ((rc = sl_store_group_submit(g, 0, on_store_done, d)) < 0)
+    return rc;
+  dm->pending++;
+  return 0;
+}
+
+int sl_daemon__stream_id(sl_daemon_t *dm, const char *name, uint32_t *id) {
+  for (size_t i = 0; i < dm->nstreams; i++)
+    if (!strcmp(dm->streams[i].name, name)) {
+      *id = dm->streams[i].id;
+      return 0;
+    }
+  return SL_ENOTFOUND;
+}
+
+/* ---- status and gauges ------------------------------------------------- */
+
+static char *status_json(void *opaque) {
+  sl_daemon_t *dm = opaque;
+  sl_store_info_t info;
+  json_t *root = json_object(), *streams = json_array();
+  char *out;
+
+  sl_store_env_info(dm->st, &info);
+  json_object_set_new(root, "node_id", json_string(dm->cfg->node.id));
+  json_object_set_new(root, "version", json_string(SL_VERSION));
+  json_object_set_new(
+      root, "uptime_s",
+      json_integer(
+          (json_int_t)((sl_now_mono_ns() - dm->started_ns) / 1000000000u)));
+  json_t *store = json_object();
+  json_object_set_new(
+      store, "sync",
+      json_string(info.sync == SL_STORE_SYNC_ALWAYS ? "always" : "interval"));
+  json_object_set_new(store, "loss_window_ms",
+                      json_integer((json_int_t)info.loss_window_ms));
+  json_object_set_new(store, "used_bytes",
+                      json_integer((json_int_t)info.used_bytes));
+  json_object_set_new(store, "budget_bytes",
+                      json_integer((json_int_t)info.budget_bytes));
+  json_object_set_new(store, "queued", json_integer(info.queued));
+  json_object_set_new(store, "poisoned", json_boolean(info.poisoned));
+  json_object_set_new(store, "last_error",
+                      json_string(sl_errname(info.last_error)));
+  json_object_set_new(root, "store", store);
+  /* dm->streams is fixed after start (reload does not change streams), so
+   * reading it from the admin thread is safe. */
+  for (size_t i = 0; i < dm->nstreams; i++) {
+    sl_store_stream_stats_t ss;
+    if (sl_store_stream_stats(dm->st, dm->streams[i].id, &ss) < 0)
+      continue;
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(ss.name));
+    json_object_set_new(o, "first_offset",
+                        json_integer((json_int_t)ss.first_offset));
+    json_object_set_new(o, "next_offset",
+                        json_integer((json_int_t)ss.next_offset));
+    json_object_set_new(o, "events", json_integer((json_int_t)ss.events));
+    json_object_set_new(o, "bytes", json_integer((json_int_t)ss.bytes));
+    json_object_set_new(o, "oldest_time_ns", json_integer(ss.oldest_time_ns));
+    json_array_append_new(streams, o);
+  }
+  json_object_set_new(root, "streams", streams);
+  out = json_dumps(root, JSON_COMPACT);
+  json_decref(root);
+  return out;
+}
+
+static void on_tick(uv_timer_t *t) {
+  sl_daemon_t *dm = t->data;
+  sl_store_info_t info;
+  if (sl_store_env_info(dm->st, &info) == SL_EPOISONED) {
+    sl_error(SL_LOG_CTX_STORE, NULL,
+             "store poisoned (LMDB panic): exiting, restart to recover");
+    /* Nothing can be committed any more and LMDB says the environment
+     * must be reopened: exit with EX_SOFTWARE so the supervisor restarts
+     * us. Everything acknowledged is already durable. */
+    exit(70);
+  }
+  sl_metric_set(dm->store_used, (double)info.used_bytes);
+  sl_metric_set(dm->store_budget, (double)info.budget_bytes);
+  sl_metric_set(dm->store_queue, info.queued);
+  sl_metric_set(dm->backpressure_on, info.last_error == SL_EBACKPRESSURE);
+  if (dm->native)
+    sl_native_sweep(dm->native, sl_now_mono_ns());
+}
+
+/* ---- stop and reload --------------------------------------------------- */
+
+static void on_finish_check(uv_check_t *h) {
+  sl_daemon_t *dm = h->data;
+  if (!dm->stopping || dm->pending > 0)
+    return;
+  if (dm->native && sl_native_open_handles(dm->native) > 0)
+    return;
+  if (dm->http && sl_http_inflight(dm->http) > 0)
+    return; /* their completions resume them; the tick re-checks */
+  uv_check_stop(h);
+  uv_close((uv_handle_t *)&dm->done_async, NULL);
+  uv_close((uv_handle_t *)&dm->sig_term, NULL);
+  uv_close((uv_handle_t *)&dm->sig_int, NULL);
+  uv_close((uv_handle_t *)&dm->sig_hup, NULL);
+  uv_close((uv_handle_t *)&dm->tick, NULL);
+  uv_close((uv_handle_t *)&dm->finish, NULL);
+}
+
+static void begin_stop(sl_daemon_t *dm, const char *why) {
+  if (dm->stopping)
+    return;
+  dm->stopping = 1;
+  sl_info(SL_LOG_CTX_ADMIN, NULL, "%s: draining (%llu batches in flight)", why,
+          (unsigned long long)dm->pending);
+  if (dm->adm)
+    sl_admin_set_ready(dm->adm, 0, "shutting down");
+  if (dm->native)
+    sl_native_stop(dm->native);
+  if (dm->http)
+    sl_http_quiesce(dm->http);
+  uv_check_start(&dm->finish, on_finish_check);
+}
+
+static void apply_log(const sl_config_t *cfg) {
+  sl_log_configure((sl_log_level_t)cfg->log.level, cfg->log.debug,
+                   (sl_log_format_t)cfg->log.format);
+}
+
+static void reload(sl_daemon_t *dm) {
+  sl_config_t *nw = NULL;
+  sl_config_diff_t diff;
+  char err[2048];
+
+  if (sl_config_load_file(dm->config_path, &nw, err, sizeof(err)) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL,
+             "reload refused, keeping the running "
+             "config: %s",
+             err);
+    sl_metric_add(dm->reload_errors, 1);
+    return;
+  }
+  sl_config_diff(dm->cfg, nw, &diff);
+  if (diff.verdict == SL_CONFIG_RESTART) {
+    const char *key = "?";
+    for (size_t i = 0; i < diff.n_changed && i < SL_CONFIG_DIFF_MAX; i++)
+      if (!diff.changed[i].reloadable) {
+        key = diff.changed[i].key;
+        break;
+      }
+    sl_error(SL_LOG_CTX_CONFIG, NULL,
+             "reload refused, keeping the running config: %s changed and "
+             "needs a restart",
+             key);
+    sl_metric_add(dm->reload_errors, 1);
+    sl_config_free(nw);
+    return;
+  }
+  /* Everything that changed is reloadable: swap. Nothing outside the loop
+   * thread holds pointers into the config. */
+  sl_config_free(dm->cfg);
+  dm->cfg = nw;
+  apply_log(nw);
+  sl_metric_add(dm->reloads, 1);
+  sl_info(SL_LOG_CTX_CONFIG, NULL, "config reloaded (%zu keys changed)",
+          diff.n_changed);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  sl_daemon_t *dm = h->data;
+  if (signum == SIGHUP)
+    reload(dm);
+  else
+    begin_stop(dm, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- start ------------------------------------------------------------- */
+
+static void register_metrics(sl_daemon_t *dm) {
+  sl_metrics_t *mx = dm->mx;
+  const char *lbl = "path=\"native\"";
+  dm->native_m.events = sl_metrics_counter(mx, "sluice_ingest_events_total",
+                                           "Events durably acknowledged", lbl);
+  dm->native_m.bytes =
+      sl_metrics_counter(mx, "sluice_ingest_bytes_total",
+                         "Serialized event bytes durably acknowledged", lbl);
+  dm->native_m.batches = sl_metrics_counter(
+      mx, "sluice_ingest_batches_total", "Batches durably acknowledged", lbl);
+  dm->native_m.rejects =
+      sl_metrics_counter(mx, "sluice_ingest_rejects_total",
+                         "Batches or connections refused with an error", lbl);
+  dm->native_m.backpressure = sl_metrics_counter(
+      mx, "sluice_ingest_pauses_total",
+      "Times a client was paused (in-flight limit, slow reader, store full)",
+      lbl);
+  dm->connections = sl_metrics_gauge(mx, "sluice_ingest_connections",
+                                     "Open ingest connections", lbl);
+  dm->commit_latency = sl_metrics_histogram(
+      mx, "sluice_store_commit_latency_seconds",
+      "From submit to durable commit, per batch", NULL,
+      sl_metrics_latency_buckets, sl_metrics_latency_nbuckets);
+  dm->store_used = sl_metrics_gauge(mx, "sluice_store_used_bytes",
+                                    "Bytes used by the store", NULL);
+  dm->store_budget = sl_metrics_gauge(mx, "sluice_store_budget_bytes",
+                                      "Configured store budget", NULL);
+  dm->store_queue = sl_metrics_gauge(mx, "sluice_store_queue_depth",
+                                     "Groups waiting for the writer", NULL);
+  dm->backpressure_on = sl_metrics_gauge(
+      mx, "sluice_store_backpressure",
+      "1 while the last commit was refused by the budget", NULL);
+  dm->reloads = sl_metrics_counter(mx, "sluice_config_reloads_total",
+                                   "Config reloads applied", NULL);
+  dm->reload_errors = sl_metrics_counter(
+      mx, "sluice_config_reload_errors_total", "Config reloads refused", NULL);
+}
+
+static int open_streams(sl_daemon_t *dm, char *err, size_t errlen) {
+  const sl_config_t *cfg = dm->cfg;
+  size_t n = cfg->streams.n ? cfg->streams.n : 1;
+  int rc;
+
+  if (!(dm->streams = calloc(n, sizeof(*dm->streams))))
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    sl_store_stream_conf_t conf = {0};
+    const char *name = "default";
+    if (cfg->streams.n) {
+      const sl_config_stream_t *s = &cfg->streams.v[i];
+      name = s->name;
+      conf.priority =
+          (uint8_t)(s->priority > SL_STORE_PRIORITY_MAX ? SL_STORE_PRIORITY_MAX
+                                                        : s->priority);
+      conf.policy = (sl_store_policy_t)s->policy;
+      conf.ttl_ns = (int64_t)s->ttl_ms * 1000000;
+    }
+    if (!(dm->streams[i].name = strdup(name)))
+      return -ENOMEM;
+    if ((rc = sl_store_stream_create(dm->st, name, &conf, &dm->streams[i].id)) <
+        0) {
+      snprintf(err, errlen, "stream '%s': %s", name, sl_strerror(rc));
+      return rc;
+    }
+    dm->nstreams++;
+  }
+  return 0;
+}
+
+static void daemon_free(sl_daemon_t *dm) {
+  sl_http_stop(dm->http);
+  sl_admin_stop(dm->adm);
+  sl_native_free(dm->native);
+  if (dm->st)
+    sl_store_env_close(dm->st);
+  for (size_t i = 0; i < dm->nstreams; i++)
+    free(dm->streams[i].name);
+  free(dm->streams);
+  sl_metrics_free(dm->mx);
+  sl_config_free(dm->cfg);
+  pthread_mutex_destroy(&dm->done_lock);
+}
+
+int sl_daemon_run(const char *config_path) {
+  sl_daemon_t dmv, *dm = &dmv;
+  sl_store_opts_t so;
+  char err[2048];
+  int rc;
+
+  memset(dm, 0, sizeof(*dm));
+  dm->config_path = config_path;
+  dm->started_ns = sl_now_mono_ns();
+  dm->done_tail = &dm->done_head;
+  pthread_mutex_init(&dm->done_lock, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (sl_config_load_file(config_path, &dm->cfg, err, sizeof(err)) < 0) {
+    fprintf(stderr, "sluice: %s\n", err);
+    daemon_free(dm);
+    return 2;
+  }
+  apply_log(dm->cfg);
+  if (sl_metrics_new(&dm->mx) < 0)
+    goto fail_nomem;
+  register_metrics(dm);
+
+  sl_store_opts_init(&so);
+  so.budget_bytes = dm->cfg->store.budget_bytes;
+  so.sync = dm->cfg->store.sync == SL_CONFIG_SYNC_INTERVAL
+                ? SL_STORE_SYNC_INTERVAL
+                : SL_STORE_SYNC_ALWAYS;
+  so.sync_interval_ms = (uint32_t)dm->cfg->store.sync_interval_ms;
+  if (dm->cfg->store.queue_depth)
+    so.queue_depth = (uint32_t)dm->cfg->store.queue_depth;
+  if ((rc = sl_store_env_open(dm->cfg->node.data_dir, &so, &dm->st, err,
+                              sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s",
+             dm->cfg->node.data_dir, err);
+    daemon_free(dm);
+    return rc == SL_ELOCKED ? 3 : 1;
+  }
+  if ((rc = open_streams(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);
+    goto fail;
+  }
+
+  uv_loop_init(&dm->loop);
+  uv_async_init(&dm->loop, &dm->done_async, on_done_async);
+  dm->done_async.data = dm;
+  uv_signal_init(&dm->loop, &dm->sig_term);
+  uv_signal_init(&dm->loop, &dm->sig_int);
+  uv_signal_init(&dm->loop, &dm->sig_hup);
+  dm->sig_term.data = dm->sig_int.data = dm->sig_hup.data = dm;
+  uv_signal_start(&dm->sig_term, on_signal, SIGTERM);
+  uv_signal_start(&dm->sig_int, on_signal, SIGINT);
+  uv_signal_start(&dm->sig_hup, on_signal, SIGHUP);
+  uv_timer_init(&dm->loop, &dm->tick);
+  dm->tick.data = dm;
+  uv_timer_start(&dm->tick, on_tick, 1000, 1000);
+  uv_check_init(&dm->loop, &dm->finish);
+  dm->finish.data = dm;
+
+  if (dm->cfg->admin.address && *dm->cfg->admin.address &&
+      (rc = sl_admin_start(dm->cfg->admin.address, dm->mx, status_json, dm,
+                           &dm->adm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+    goto fail_loop;
+  }
+  if ((rc = sl_native_start(dm, &dm->native, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_INGEST, NULL, "%s", err);
+    goto fail_loop;
+  }
+  if (dm->adm)
+    sl_admin_set_ready(dm->adm, 1, NULL);
+  sl_info(
+      SL_LOG_CTX_ADMIN, NULL,
+      "sluice %s node %s ready: native tcp %s (port %d), unix %s, admin "
+      "%s (port %u), store %s",
+      SL_VERSION, dm->cfg->node.id,
+      *dm->cfg->listeners.native_tcp ? dm->cfg->listeners.native_tcp : "off",
+      sl_native_port(dm->native),
+      *dm->cfg->listeners.native_unix ? dm->cfg->listeners.native_unix : "off",
+      dm->adm ? dm->cfg->admin.address : "off",
+      dm->adm ? sl_admin_port(dm->adm) : 0, dm->cfg->node.data_dir);
+
+  uv_run(&dm->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&dm->loop);
+  daemon_free(dm);
+  sl_info(SL_LOG_CTX_ADMIN, NULL, "stopped cleanly");
+  return 0;
+
+fail_loop:
+  begin_stop(dm, "startup failed");
+  uv_run(&dm->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&dm->loop);
+fail:
+  daemon_free(dm);
+  return 1;
+fail_nomem:
+  fprintf(stderr, "sluice: out of memory\n");
+  daemon_free(dm);
+  return 1;
+}

@@ -1,0 +1,127 @@
+/*
+ * The daemon's private wiring: one libuv loop thread owns every socket and
+ * timer; the store's writer thread commits; completions come back to the
+ * loop through a bounded mailbox and a uv_async_t. Private to broker/.
+ */
+#ifndef SL_DAEMON_H
+#define SL_DAEMON_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "broker/admin.h"
+#include "broker/config.h"
+#include "broker/metrics.h"
+#include "store/store.h"
+
+typedef struct sl_daemon sl_daemon_t;
+typedef struct sl_native sl_native_t;
+typedef struct sl_http sl_http_t;
+
+/*
+ * A store completion carried from the writer thread to the loop. fn runs on
+ * the loop thread with the status and the first offset of the group's first
+ * batch.
+ */
+typedef struct sl_done {
+  struct sl_done *next;
+  sl_daemon_t *dm;
+  void (*fn)(struct sl_done *d, int status, uint64_t first_offset);
+  int status;
+  uint64_t first_offset;
+} sl_done_t;
+
+/* Per ingest path counters ("native", "http", "mqtt"). */
+typedef struct sl_path_metrics {
+  sl_metric_t *events;       /* events acknowledged */
+  sl_metric_t *bytes;        /* payload bytes acknowledged */
+  sl_metric_t *batches;      /* batches acknowledged */
+  sl_metric_t *rejects;      /* batches refused, all reasons */
+  sl_metric_t *backpressure; /* times a client was paused */
+} sl_path_metrics_t;
+
+struct sl_daemon {
+  sl_config_t *cfg; /* current config, owned */
+  const char *config_path;
+  uv_loop_t loop;
+  sl_store_t *st;
+  sl_metrics_t *mx;
+  sl_admin_t *adm;
+  sl_native_t *native;
+  sl_http_t *http;
+
+  uv_async_t done_async; /* writer -> loop: completions are waiting */
+  pthread_mutex_t done_lock;
+  sl_done_t *done_head; /* completions waiting for the loop, FIFO */
+  sl_done_t **done_tail;
+  uint64_t pending; /* groups submitted and not yet completed (loop) */
+
+  /* Configured streams: name -> store id (loop thread). */
+  struct {
+    char *name;
+    uint32_t id;
+  } * streams;
+  size_t nstreams;
+
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t tick;   /* 1 s housekeeping: idle sweep, gauges */
+  uv_check_t finish; /* ends the loop once a stop has drained */
+  uint64_t started_ns;
+  int stopping;
+  int exit_code;
+
+  /* Metrics. */
+  sl_path_metrics_t native_m;
+  sl_metric_t *connections;     /* open native connections */
+  sl_metric_t *commit_latency;  /* submit -> durable, seconds */
+  sl_metric_t *store_used;      /* bytes */
+  sl_metric_t *store_budget;    /* bytes */
+  sl_metric_t *store_queue;     /* writer queue depth */
+  sl_metric_t *backpressure_on; /* 1 while the store refuses appends */
+  sl_metric_t *reloads;         /* SIGHUP reloads applied */
+  sl_metric_t *reload_errors;   /* SIGHUP reloads refused */
+};
+
+/* Submits g to the store; when it is durable, d->fn runs on the loop
+ * thread. Returns 0, or the error of sl_store_group_submit() (d never runs
+ * then, g is still owned by the caller). */
+int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d);
+
+/* Looks up (or fails) the store id of a configured stream name. */
+int sl_daemon__stream_id(sl_daemon_t *dm, const char *name, uint32_t *id);
+
+/* Native listeners (broker/ingest_native.c). */
+int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
+                    size_t errlen);
+/* Stops accepting and reading; connections finish their in-flight batches
+ * and are closed. cb runs when every handle is closed. */
+void sl_native_stop(sl_native_t *nt);
+/* Called on every completion round: resumes paused connections. */
+void sl_native_resume(sl_native_t *nt);
+/* Closes connections idle for longer than limits.idle_timeout. */
+void sl_native_sweep(sl_native_t *nt, uint64_t now_ns);
+/* Frees the listener state once its handles are closed. */
+void sl_native_free(sl_native_t *nt);
+/* Listener and connection handles not yet closed. */
+int sl_native_open_handles(const sl_native_t *nt);
+/* The bound TCP port, or -1 (tests use port 0). */
+int sl_native_port(const sl_native_t *nt);
+
+/* HTTP ingest (broker/ingest_http.c), on libmicrohttpd's thread. */
+int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
+                  size_t errlen);
+uint16_t sl_http_port(const sl_http_t *h);
+/* New requests get 503 from now on. */
+void sl_http_quiesce(sl_http_t *h);
+/* Requests submitted to the store whose response is not finished. */
+uint64_t sl_http_inflight(const sl_http_t *h);
+/* Stops the server; only once sl_http_inflight() is 0. NULL: no-op. */
+void sl_http_stop(sl_http_t *h);
+
+/* Runs the daemon with the config at path until SIGTERM/SIGINT. Returns
+ * the process exit code. */
+int sl_daemon_run(const char *config_path);
+
+#endif /* SL_DAEMON_H */

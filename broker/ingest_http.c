@@ -1,0 +1,379 @@
+/*
+ * HTTP ingest: POST /v1/events[?stream=NAME] with a JSON object, a JSON
+ * array or JSON lines (docs/HTTP.md). libmicrohttpd runs it on its own
+ * thread; the body is decoded and compressed there and submitted to the
+ * store directly (the store API is thread-safe). The request is suspended
+ * until the store's completion (writer thread) resumes it, so a 2xx is only
+ * ever sent for a durably committed batch.
+ *
+ *   200  {"stream":..,"first_offset":..,"count":..}   committed
+ *   400  bad JSON or a bad event (reason names the line)
+ *   404  unknown stream, or another path
+ *   405  not POST
+ *   413  body over limits.max_frame_bytes
+ *   415  content type other than JSON / JSON lines
+ *   429  the store's writer queue is full (Retry-After: 1)
+ *   503  budget full under the block policy, a storage error, or shutting
+ *        down (Retry-After)
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <microhttpd.h>
+
+#include "broker/daemon.h"
+#include "broker/decode_json.h"
+#include "broker/log.h"
+
+enum { R_READING, R_TOO_BIG, R_SUBMITTED, R_DONE };
+
+struct sl_http {
+  sl_daemon_t *dm;
+  struct MHD_Daemon *mhd;
+  _Atomic int stopping;
+  _Atomic uint64_t inflight; /* requests submitted, response not finished */
+  size_t max_body;
+  uint32_t max_events;
+  sl_path_metrics_t m;
+};
+
+typedef struct hreq {
+  sl_http_t *h;
+  struct MHD_Connection *conn;
+  char *body;
+  size_t len, cap;
+  _Atomic int state;
+  int status;
+  uint64_t first_offset;
+  uint32_t count;
+  size_t bytes;
+  uint64_t t0_ns;
+  int counted; /* included in h->inflight */
+  char stream[SL_STORE_NAME_MAX + 1];
+} hreq_t;
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
+                               const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
+                               const char *fmt, ...) {
+  char *body = NULL;
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vasprintf(&body, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    return MHD_NO;
+  struct MHD_Response *rsp =
+      MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_FREE);
+  if (!rsp) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(rsp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json");
+  if (code == 429 || code == 503)
+    MHD_add_response_header(rsp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  enum MHD_Result r = MHD_queue_response(conn, code, rsp);
+  MHD_destroy_response(rsp);
+  return r;
+}
+
+/* JSON-escapes s into a static-size buffer for error bodies. */
+static const char *jesc(const char *s, char *buf, size_t cap) {
+  size_t n = 0;
+  for (; *s && n + 7 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      buf[n++] = '\\';
+      buf[n++] = (char)c;
+    } else if (c < 0x20) {
+      n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
+    } else {
+      buf[n++] = (char)c;
+    }
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+static enum MHD_Result reject(sl_http_t *h, struct MHD_Connection *conn,
+                              unsigned code, int err, const char *reason) {
+  char esc[512];
+  sl_metric_add(h->m.rejects, 1);
+  sl_debug(SL_LOG_CTX_HTTP, NULL, "%u %s: %s", code, sl_errname(err), reason);
+  return respond(conn, code, "{\"error\":\"%s\",\"reason\":\"%s\"}\n",
+                 sl_errname(err), jesc(reason, esc, sizeof(esc)));
+}
+
+/* Writer thread: the batch is committed (or failed). */
+static void on_committed(void *arg, int status, const uint64_t *offsets,
+                         size_t n) {
+  hreq_t *r = arg;
+  r->status = status;
+  r->first_offset = (status == 0 && offsets && n) ? offsets[0] : 0;
+  atomic_store(&r->state, R_DONE);
+  MHD_resume_connection(r->conn);
+}
+
+static int content_type_ok(struct MHD_Connection *conn) {
+  const char *ct =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+  if (!ct)
+    return 1; /* curl -d without -H: accept, the body must still parse */
+  return !strncasecmp(ct, "application/json", 16) ||
+         !strncasecmp(ct, "application/x-ndjson", 20) ||
+         !strncasecmp(ct, "application/jsonl", 17) ||
+         !strncasecmp(ct, "application/x-www-form-urlencoded", 33) ||
+         !strncasecmp(ct, "text/plain", 10);
+}
+
+static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
+  sl_daemon_t *dm = h->dm;
+  sl_json_batch_t jb;
+  sl_store_batch_t *b = NULL;
+  sl_store_group_t *g = NULL;
+  char err[300];
+  const char *sname;
+  uint32_t stream;
+  int rc;
+
+  if (atomic_load(&h->stopping))
+    return reject(h, r->conn, 503, SL_ECLOSED, "shutting down");
+  if (!content_type_ok(r->conn))
+    return reject(h, r->conn, 415, SL_EPROTO,
+                  "Content-Type must be application/json or "
+                  "application/x-ndjson");
+  sname = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "stream");
+  if (!sname || !*sname)
+    sname = dm->nstreams ? dm->streams[0].name : "";
+  if (sl_daemon__stream_id(dm, sname, &stream) < 0) {
+    snprintf(err, sizeof(err), "unknown stream '%.100s'", sname);
+    return reject(h, r->conn, 404, SL_ENOTFOUND, err);
+  }
+  snprintf(r->stream, sizeof(r->stream), "%s", sname);
+  sl_json_batch_init(&jb);
+  rc = sl_json_decode_body(r->body ? r->body : "", r->len, sl_now_wall_ns(),
+                           h->max_events, &jb, err, sizeof(err));
+  if (rc < 0) {
+    sl_json_batch_close(&jb);
+    return reject(h, r->conn, rc == SL_ETOOBIG ? 413 : 400, rc, err);
+  }
+  r->count = jb.count;
+  r->bytes = jb.buf.len;
+  rc = sl_store_batch_new(dm->st, stream, jb.buf.data, jb.buf.len, jb.count,
+                          jb.min_time_ns, jb.max_time_ns, &b);
+  sl_json_batch_close(&jb);
+  if (rc < 0 || (rc = sl_store_group_new(dm->st, &g)) < 0 ||
+      (rc = sl_store_group_add(g, b)) < 0)
+    goto fail;
+  b = NULL;
+  /* Suspend before submitting: the completion may resume at once. */
+  atomic_store(&r->state, R_SUBMITTED);
+  r->t0_ns = sl_now_mono_ns();
+  r->counted = 1;
+  atomic_fetch_add(&h->inflight, 1);
+  MHD_suspend_connection(r->conn);
+  if ((rc = sl_store_group_submit(g, 0, on_committed, r)) < 0) {
+    /* The callback will never fire and g is still ours: answer now. */
+    sl_store_group_free(g);
+    r->status = rc;
+    atomic_store(&r->state, R_DONE);
+    MHD_resume_connection(r->conn);
+    return MHD_YES;
+  }
+  return MHD_YES;
+fail:
+  sl_store_group_free(g);
+  sl_store_batch_free(b);
+  return reject(h, r->conn, rc == SL_ETOOBIG ? 413 : 500, rc, sl_strerror(rc));
+}
+
+static enum MHD_Result finish(sl_http_t *h, hreq_t *r) {
+  sl_daemon_t *dm = h->dm;
+  if (r->status == 0) {
+    sl_metric_add(h->m.events, r->count);
+    sl_metric_add(h->m.bytes, r->bytes);
+    sl_metric_add(h->m.batches, 1);
+    sl_metric_observe(dm->commit_latency,
+                      (double)(sl_now_mono_ns() - r->t0_ns) / 1e9);
+    return respond(r->conn, 200,
+                   "{\"stream\":\"%s\",\"first_offset\":%llu,\"count\":%u}\n",
+                   r->stream, (unsigned long long)r->first_offset, r->count);
+  }
+  if (r->status == SL_EBACKPRESSURE) {
+    sl_metric_add(h->m.backpressure, 1);
+    return reject(h, r->conn, 429, r->status,
+                  "the store's writer queue is full: retry later");
+  }
+  return reject(h, r->conn, 503, r->status, sl_strerror(r->status));
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
+                              const char *url, const char *method,
+                              const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **req_cls) {
+  sl_http_t *h = cls;
+  hreq_t *r = *req_cls;
+
+  if (!r) {
+    if (strcmp(url, "/v1/events") != 0)
+      return reject(h, conn, 404, SL_ENOTFOUND, "no such path");
+    if (strcmp(method, "POST") != 0)
+      return reject(h, conn, 405, SL_EPROTO, "use POST");
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > h->max_body)
+      return reject(h, conn, 413, SL_ETOOBIG, "body over the size limit");
+    if (!(r = calloc(1, sizeof(*r))))
+      return MHD_NO;
+    r->h = h;
+    r->conn = conn;
+    *req_cls = r;
+    return MHD_YES;
+  }
+  if (*upload_data_size) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (atomic_load(&r->state) == R_TOO_BIG)
+      return MHD_YES;
+    if (r->len + n > h->max_body) {
+      /* Chunked bodies have no Content-Length: stop buffering here. */
+      atomic_store(&r->state, R_TOO_BIG);
+      free(r->body);
+      r->body = NULL;
+      r->len = r->cap = 0;
+      return MHD_YES;
+    }
+    if (r->len + n > r->cap) {
+      size_t cap = r->cap ? r->cap : 16384;
+      while (cap < r->len + n)
+        cap *= 2;
+      char *nb = realloc(r->body, cap);
+      if (!nb)
+        return MHD_NO;
+      r->body = nb;
+      r->cap = cap;
+    }
+    memcpy(r->body + r->len, upload_data, n);
+    r->len += n;
+    return MHD_YES;
+  }
+  switch (atomic_load(&r->state)) {
+  case R_TOO_BIG:
+    return reject(h, conn, 413, SL_ETOOBIG, "body over the size limit");
+  case R_READING:
+    return submit(h, r);
+  case R_DONE:
+    return finish(h, r);
+  default:
+    return MHD_YES; /* spurious call while suspended */
+  }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode why) {
+  sl_http_t *h = cls;
+  hreq_t *r = *req_cls;
+  (void)conn;
+  (void)why;
+  if (!r)
+    return;
+  if (r->counted)
+    atomic_fetch_sub(&h->inflight, 1);
+  free(r->body);
+  free(r);
+  *req_cls = NULL;
+}
+
+int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
+                  size_t errlen) {
+  const sl_config_t *cfg = dm->cfg;
+  struct addrinfo hints = {0}, *ai = NULL;
+  char host[256], portstr[8];
+  uint16_t port;
+  sl_http_t *h;
+  int rc;
+
+  if ((rc = sl_addr_split(cfg->listeners.http_address, host, sizeof(host),
+                          &port, errstr, errlen)) < 0)
+    return rc;
+  snprintf(portstr, sizeof(portstr), "%u", port);
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
+  if ((rc = getaddrinfo(host, portstr, &hints, &ai)) != 0) {
+    snprintf(errstr, errlen, "listeners.http.address '%s': %s",
+             cfg->listeners.http_address, gai_strerror(rc));
+    return -EINVAL;
+  }
+  if (!(h = calloc(1, sizeof(*h)))) {
+    freeaddrinfo(ai);
+    return -ENOMEM;
+  }
+  h->dm = dm;
+  h->max_body = cfg->limits.max_frame_bytes;
+  h->max_events = (uint32_t)cfg->limits.max_batch_events;
+  const char *lbl = "path=\"http\"";
+  h->m.events = sl_metrics_counter(dm->mx, "sluice_ingest_events_total",
+                                   "Events durably acknowledged", lbl);
+  h->m.bytes =
+      sl_metrics_counter(dm->mx, "sluice_ingest_bytes_total",
+                         "Serialized event bytes durably acknowledged", lbl);
+  h->m.batches = sl_metrics_counter(dm->mx, "sluice_ingest_batches_total",
+                                    "Batches durably acknowledged", lbl);
+  h->m.rejects =
+      sl_metrics_counter(dm->mx, "sluice_ingest_rejects_total",
+                         "Batches or connections refused with an error", lbl);
+  h->m.backpressure = sl_metrics_counter(
+      dm->mx, "sluice_ingest_pauses_total",
+      "Times a client was paused (in-flight limit, slow reader, store full)",
+      lbl);
+  h->mhd = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+          MHD_ALLOW_SUSPEND_RESUME |
+          (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+      0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)cfg->limits.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)(cfg->limits.idle_timeout_ms
+                     ? (cfg->limits.idle_timeout_ms + 999) / 1000
+                     : 0),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+  freeaddrinfo(ai);
+  if (!h->mhd) {
+    snprintf(errstr, errlen, "listeners.http.address: cannot listen on %s",
+             cfg->listeners.http_address);
+    free(h);
+    return -EADDRINUSE;
+  }
+  *out = h;
+  return 0;
+}
+
+uint16_t sl_http_port(const sl_http_t *h) {
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_BIND_PORT);
+  return info ? info->port : 0;
+}
+
+void sl_http_quiesce(sl_http_t *h) {
+  atomic_store(&h->stopping, 1);
+}
+
+uint64_t sl_http_inflight(const sl_http_t *h) {
+  return atomic_load(&((sl_http_t *)h)->inflight);
+}
+
+void sl_http_stop(sl_http_t *h) {
+  if (!h)
+    return;
+  MHD_stop_daemon(h->mhd);
+  free(h);
+}

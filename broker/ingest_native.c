@@ -1,0 +1,789 @@
+/*
+ * Native ingest: length-prefixed protobuf frames over TCP and a Unix socket
+ * (docs/PROTOCOL.md). Everything here runs on the loop thread.
+ *
+ * Per connection: bytes are read into an input buffer and parsed in place;
+ * each Publish becomes one store batch (compressed here, on the loop
+ * thread) in its own group, and its Ack is written only from the store's
+ * completion, i.e. after the transaction holding it is durable. A client
+ * may pipeline up to limits.max_inflight_batches_per_conn batches.
+ *
+ * Backpressure never grows a queue: a connection stops reading (uv_read_stop)
+ * while it has too many batches in flight, while its unsent output is large
+ * (a slow reader), or while the store's writer queue is full. Paused
+ * connections are resumed from the completion path. A connection that
+ * breaks the protocol gets one fatal Error frame with the reason and is
+ * closed; nobody else notices.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/daemon.h"
+#include "broker/log.h"
+#include "schemas/frame.h"
+
+/* Why a connection is not reading (bitmask). */
+enum {
+  PAUSE_INFLIGHT = 1, /* too many batches waiting for their commit */
+  PAUSE_OUTPUT = 2,   /* too many unsent bytes: the client reads slowly */
+  PAUSE_STORE = 4,    /* the store's writer queue is full */
+};
+
+#define READ_CHUNK (64u * 1024u)
+#define OUTPUT_HIGH_WATER (1u << 20)
+#define ARENA_BYTES (8u << 20)
+
+typedef struct conn conn_t;
+
+typedef struct listener {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_handle_t h;
+    uv_stream_t s;
+  } u;
+  sl_native_t *nt;
+  int is_unix;
+} listener_t;
+
+struct sl_native {
+  sl_daemon_t *dm;
+  listener_t tcp;
+  listener_t unix_;
+  int have_tcp, have_unix;
+  int handles_open; /* listeners and connections not yet closed */
+  conn_t *conns;    /* every open connection */
+  unsigned nconns;
+  int stopping;
+  sl_frame_arena_t *arena; /* one decode at a time on the loop thread */
+  sl_frame_buf_t scratch;  /* EventBatch bytes being built */
+  uint32_t default_stream; /* store id of the first configured stream */
+  int have_default;
+};
+
+struct conn {
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+    uv_handle_t h;
+    uv_stream_t s;
+  } u;
+  sl_native_t *nt;
+  conn_t *prev, *next;
+  char peer[80];
+  sl_frame_buf_t in;  /* received, not yet parsed */
+  sl_frame_buf_t out; /* encoded, not yet handed to uv_write */
+  int writing;        /* a uv_write is in progress */
+  int hello_done;
+  int closing;       /* close requested: stop reading, flush, close */
+  int closed;        /* unlinked and uv_close called */
+  int handle_closed; /* uv_close finished; freed when inflight is 0 too */
+  int reading;       /* uv_read_start active */
+  int paused;        /* PAUSE_* bits */
+  unsigned inflight;
+  uint64_t last_active_ns;
+};
+
+typedef struct pending {
+  sl_done_t d;
+  conn_t *c;
+  uint64_t batch_id;
+  uint32_t count;
+  size_t bytes;
+  uint64_t t0_ns;
+} pending_t;
+
+typedef struct wreq {
+  uv_write_t req;
+  uint8_t *data; /* owned buffer being written */
+} wreq_t;
+
+static void conn_process(conn_t *c);
+static void conn_update_reading(conn_t *c);
+static void conn_close(conn_t *c);
+static void conn_free(conn_t *c);
+
+/* ---- output ---------------------------------------------------------- */
+
+static void on_write(uv_write_t *req, int status);
+
+static void conn_flush(conn_t *c) {
+  wreq_t *w;
+  uv_buf_t b;
+  if (c->writing || c->closed || c->out.len == 0)
+    return;
+  if (!(w = malloc(sizeof(*w)))) {
+    conn_close(c);
+    return;
+  }
+  /* Hand the whole output buffer to libuv and start a fresh one: no copy. */
+  w->data = c->out.data;
+  b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+  sl_frame_buf_init(&c->out);
+  c->writing = 1;
+  if (uv_write(&w->req, &c->u.s, &b, 1, on_write) < 0) {
+    c->writing = 0;
+    free(w->data);
+    free(w);
+    conn_close(c);
+  }
+}
+
+static void on_write(uv_write_t *req, int status) {
+  wreq_t *w = (wreq_t *)req;
+  conn_t *c = req->handle->data;
+  free(w->data);
+  free(w);
+  c->writing = 0;
+  if (status < 0) {
+    sl_debug(SL_LOG_CTX_INGEST, c->peer, "write failed: %s",
+             uv_strerror(status));
+    c->closing = 1;
+    conn_close(c);
+    return;
+  }
+  if (c->closing && c->out.len == 0 && c->inflight == 0) {
+    conn_close(c);
+    return;
+  }
+  conn_flush(c);
+  conn_update_reading(c);
+}
+
+static void send_error(conn_t *c, uint64_t batch_id, int code,
+                       const char *reason, int fatal) {
+  sl_frame_encode_error(&c->out, batch_id, code, reason, fatal != 0);
+  if (fatal) {
+    sl_warn(SL_LOG_CTX_INGEST, c->peer, "closing: %s: %s", sl_errname(code),
+            reason);
+    c->closing = 1;
+  }
+  conn_flush(c);
+}
+
+/* ---- reading and backpressure ----------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  conn_t *c = h->data;
+  (void)hint;
+  if (sl_frame_buf_reserve(&c->in, READ_CHUNK) < 0) {
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init((char *)c->in.data + c->in.len,
+                     (unsigned)(c->in.cap - c->in.len));
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  conn_t *c = s->data;
+  (void)buf;
+  if (n == 0)
+    return;
+  if (n < 0) {
+    if (n != UV_EOF)
+      sl_debug(SL_LOG_CTX_INGEST, c->peer, "read: %s", uv_strerror((int)n));
+    c->closing = 1;
+    conn_close(c);
+    return;
+  }
+  c->in.len += (size_t)n;
+  c->last_active_ns = sl_now_mono_ns();
+  conn_process(c);
+}
+
+static void conn_update_reading(conn_t *c) {
+  sl_native_t *nt = c->nt;
+  const sl_config_t *cfg = nt->dm->cfg;
+  int was = c->paused;
+
+  c->paused &= ~(PAUSE_INFLIGHT | PAUSE_OUTPUT);
+  if (c->inflight >= cfg->limits.max_inflight_batches_per_conn)
+    c->paused |= PAUSE_INFLIGHT;
+  if (c->out.len + (c->writing ? OUTPUT_HIGH_WATER / 2 : 0) > OUTPUT_HIGH_WATER)
+    c->paused |= PAUSE_OUTPUT;
+  if (!was && c->paused)
+    sl_metric_add(nt->dm->native_m.backpressure, 1);
+
+  int want = !c->paused && !c->closing && !c->closed && !nt->stopping;
+  if (want && !c->reading) {
+    if (uv_read_start(&c->u.s, on_alloc, on_read) == 0)
+      c->reading = 1;
+    /* Bytes that arrived before the pause may hold whole frames. */
+    if (c->in.len)
+      conn_process(c);
+  } else if (!want && c->reading) {
+    uv_read_stop(&c->u.s);
+    c->reading = 0;
+  }
+}
+
+/* ---- frames ----------------------------------------------------------- */
+
+static size_t varint_len(const uint8_t *p, size_t n, uint64_t *v) {
+  uint64_t x = 0;
+  for (size_t i = 0; i < n && i < 10; i++) {
+    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      *v = x;
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+/*
+ * Builds the serialized EventBatch from a Publish frame body without
+ * re-encoding the events: Publish.events (field 3) and EventBatch.events
+ * (field 1) are both length-delimited Event messages, so each entry is
+ * copied with its one-byte tag rewritten (0x1a -> 0x0a). The body has
+ * already been validated by sl_frame_decode(), so the walk trusts lengths
+ * only after checking them against the buffer anyway.
+ */
+static int events_to_batch(const uint8_t *body, size_t len,
+                           sl_frame_buf_t *out) {
+  const uint8_t *p = body, *end = body + len, *pub = NULL;
+  uint64_t key, l;
+  size_t k, publen = 0;
+
+  out->len = 0;
+  /* Find Frame.publish (field 3, wire type 2). */
+  while (p < end) {
+    if (!(k = varint_len(p, (size_t)(end - p), &key)))
+      return SL_EPROTO;
+    p += k;
+    switch (key & 7) {
+    case 0:
+      if (!(k = varint_len(p, (size_t)(end - p), &l)))
+        return SL_EPROTO;
+      p += k;
+      break;
+    case 1:
+      p += 8;
+      break;
+    case 5:
+      p += 4;
+      break;
+    case 2:
+      if (!(k = varint_len(p, (size_t)(end - p), &l)) ||
+          l > (uint64_t)(end - p - (ptrdiff_t)k))
+        return SL_EPROTO;
+      p += k;
+      if ((key >> 3) == 3) {
+        pub = p;
+        publen = (size_t)l;
+      }
+      p += l;
+      break;
+    default:
+      return SL_EPROTO;
+    }
+    if (p > end)
+      return SL_EPROTO;
+  }
+  if (!pub)
+    return SL_EPROTO;
+  if (sl_frame_buf_reserve(out, publen) < 0)
+    return -ENOMEM;
+  p = pub;
+  end = pub + publen;
+  while (p < end) {
+    const uint8_t *start = p;
+    if (!(k = varint_len(p, (size_t)(end - p), &key)))
+      return SL_EPROTO;
+    p += k;
+    switch (key & 7) {
+    case 0:
+      if (!(k = varint_len(p, (size_t)(end - p), &l)))
+        return SL_EPROTO;
+      p += k;
+      break;
+    case 1:
+      p += 8;
+      break;
+    case 5:
+      p += 4;
+      break;
+    case 2:
+      if (!(k = varint_len(p, (size_t)(end - p), &l)) ||
+          l > (uint64_t)(end - p - (ptrdiff_t)k))
+        return SL_EPROTO;
+      p += k + l;
+      if (key == ((3u << 3) | 2u)) {
+        memcpy(out->data + out->len, start, (size_t)(p - start));
+        out->data[out->len] = (1u << 3) | 2u;
+        out->len += (size_t)(p - start);
+      }
+      break;
+    default:
+      return SL_EPROTO;
+    }
+    if (p > end)
+      return SL_EPROTO;
+  }
+  return 0;
+}
+
+static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
+  pending_t *pd = (pending_t *)d;
+  conn_t *c = pd->c;
+  sl_daemon_t *dm = c->nt->dm;
+
+  c->inflight--;
+  sl_metric_observe(dm->commit_latency,
+                    (double)(sl_now_mono_ns() - pd->t0_ns) / 1e9);
+  if (!c->closed) {
+    if (status == 0) {
+      sl_frame_encode_ack(&c->out, pd->batch_id, first_offset, pd->count);
+      sl_metric_add(dm->native_m.events, pd->count);
+      sl_metric_add(dm->native_m.bytes, pd->bytes);
+      sl_metric_add(dm->native_m.batches, 1);
+      conn_flush(c);
+    } else {
+      sl_metric_add(dm->native_m.rejects, 1);
+      send_error(c, pd->batch_id, status, sl_strerror(status), 0);
+    }
+    conn_update_reading(c);
+  }
+  free(pd);
+  if (c->closed) {
+    if (c->handle_closed && c->inflight == 0)
+      conn_free(c);
+  } else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0) {
+    conn_close(c);
+  }
+}
+
+/* Returns 1 when the frame was handled, 0 when it must wait (store queue
+ * full: the caller keeps the bytes and pauses). */
+static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
+                          const uint8_t *body, size_t body_len) {
+  sl_native_t *nt = c->nt;
+  sl_daemon_t *dm = nt->dm;
+  sl_store_batch_t *b = NULL;
+  sl_store_group_t *g = NULL;
+  pending_t *pd = NULL;
+  uint32_t stream;
+  int64_t tmin = INT64_MAX, tmax = INT64_MIN;
+  char reason[160];
+  int rc;
+
+  if (pub->n_events > dm->cfg->limits.max_batch_events) {
+    snprintf(reason, sizeof(reason), "batch of %zu events over the limit %llu",
+             pub->n_events,
+             (unsigned long long)dm->cfg->limits.max_batch_events);
+    sl_metric_add(dm->native_m.rejects, 1);
+    send_error(c, pub->batch_id, SL_ETOOBIG, reason, 0);
+    return 1;
+  }
+  if (pub->stream && *pub->stream) {
+    if ((rc = sl_daemon__stream_id(dm, pub->stream, &stream)) < 0) {
+      snprintf(reason, sizeof(reason), "unknown stream '%.100s'", pub->stream);
+      sl_metric_add(dm->native_m.rejects, 1);
+      send_error(c, pub->batch_id, rc, reason, 0);
+      return 1;
+    }
+  } else if (nt->have_default) {
+    stream = nt->default_stream;
+  } else {
+    sl_metric_add(dm->native_m.rejects, 1);
+    send_error(c, pub->batch_id, SL_ENOTFOUND, "no stream configured", 0);
+    return 1;
+  }
+  for (size_t i = 0; i < pub->n_events; i++) {
+    int64_t t = pub->events[i]->time_ns;
+    tmin = t < tmin ? t : tmin;
+    tmax = t > tmax ? t : tmax;
+  }
+  if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0)
+    goto fail;
+  if ((rc =
+           sl_store_batch_new(dm->st, stream, nt->scratch.data, nt->scratch.len,
+                              (uint32_t)pub->n_events, tmin, tmax, &b)) < 0)
+    goto fail;
+  if ((rc = sl_store_group_new(dm->st, &g)) < 0)
+    goto fail;
+  if ((rc = sl_store_group_add(g, b)) < 0)
+    goto fail;
+  b = NULL;
+  if (!(pd = calloc(1, sizeof(*pd)))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  pd->d.fn = pending_done;
+  pd->c = c;
+  pd->batch_id = pub->batch_id;
+  pd->count = (uint32_t)pub->n_events;
+  pd->bytes = nt->scratch.len;
+  pd->t0_ns = sl_now_mono_ns();
+  if ((rc = sl_daemon__submit(dm, g, &pd->d)) < 0)
+    goto fail;
+  c->inflight++;
+  return 1;
+fail:
+  free(pd);
+  sl_store_group_free(g);
+  sl_store_batch_free(b);
+  if (rc == SL_EBACKPRESSURE) {
+    /* Writer queue full: keep the frame, stop reading, retry on resume. */
+    if (!(c->paused & PAUSE_STORE))
+      sl_metric_add(dm->native_m.backpressure, 1);
+    c->paused |= PAUSE_STORE;
+    return 0;
+  }
+  sl_metric_add(dm->native_m.rejects, 1);
+  send_error(c, pub->batch_id, rc, sl_strerror(rc), 0);
+  return 1;
+}
+
+/* Handles one frame body. Returns 1 when consumed, 0 to retry later. */
+static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
+  sl_native_t *nt = c->nt;
+  sl_daemon_t *dm = nt->dm;
+  const Sluice__V1__Frame *fr;
+  char reason[200];
+  int rc;
+
+  rc = sl_frame_decode(nt->arena, body, len, SL_FRAME_FROM_CLIENT, &fr, reason,
+                       sizeof(reason));
+  if (rc < 0) {
+    sl_metric_add(dm->native_m.rejects, 1);
+    send_error(c, 0, rc, reason, 1);
+    return 1;
+  }
+  switch (fr->kind_case) {
+  case SLUICE__V1__FRAME__KIND_HELLO: {
+    const char *want = dm->cfg->listeners.native_token;
+    if (c->hello_done) {
+      send_error(c, 0, SL_EPROTO, "second hello", 1);
+      return 1;
+    }
+    if (want && *want &&
+        (!fr->hello->token || strcmp(fr->hello->token, want) != 0)) {
+      send_error(c, 0, SL_EPROTO, "bad token", 1);
+      return 1;
+    }
+    snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
+             "/%.32s", fr->hello->client_id);
+    c->hello_done = 1;
+    sl_frame_encode_hello_ack(&c->out, dm->cfg->node.id,
+                              (uint32_t)dm->cfg->limits.max_frame_bytes,
+                              (uint32_t)dm->cfg->limits.max_batch_events);
+    conn_flush(c);
+    sl_debug(SL_LOG_CTX_INGEST, c->peer, "hello");
+    return 1;
+  }
+  case SLUICE__V1__FRAME__KIND_PUBLISH:
+    if (!c->hello_done) {
+      send_error(c, 0, SL_EPROTO, "publish before hello", 1);
+      return 1;
+    }
+    return handle_publish(c, fr->publish, body, len);
+  case SLUICE__V1__FRAME__KIND_PING:
+    sl_frame_encode_pong(&c->out, fr->ping->nonce);
+    conn_flush(c);
+    return 1;
+  case SLUICE__V1__FRAME__KIND_PONG:
+    return 1;
+  default:
+    send_error(c, 0, SL_EPROTO, "unexpected frame kind", 1);
+    return 1;
+  }
+}
+
+static void conn_process(conn_t *c) {
+  size_t off = 0;
+  const sl_config_t *cfg = c->nt->dm->cfg;
+
+  c->paused &= ~PAUSE_STORE;
+  while (!c->closing && !c->closed && !(c->paused & PAUSE_STORE)) {
+    const uint8_t *body;
+    size_t consumed, blen;
+    int rc =
+        sl_frame_parse(c->in.data + off, c->in.len - off,
+                       cfg->limits.max_frame_bytes, &consumed, &body, &blen);
+    if (rc < 0) {
+      char reason[120];
+      snprintf(reason, sizeof(reason), "bad frame length (limit %llu bytes)",
+               (unsigned long long)cfg->limits.max_frame_bytes);
+      sl_metric_add(c->nt->dm->native_m.rejects, 1);
+      send_error(c, 0, rc, reason, 1);
+      break;
+    }
+    if (consumed == 0)
+      break;
+    if (!handle_frame(c, body, blen))
+      break; /* PAUSE_STORE set: keep this frame's bytes */
+    off += consumed;
+    if (c->inflight >= cfg->limits.max_inflight_batches_per_conn)
+      break;
+  }
+  sl_frame_buf_consume(&c->in, off);
+  if (c->closing) {
+    if (c->reading) {
+      uv_read_stop(&c->u.s);
+      c->reading = 0;
+    }
+    if (!c->writing && c->out.len == 0 && c->inflight == 0)
+      conn_close(c);
+    return;
+  }
+  conn_update_reading(c);
+}
+
+/* ---- connection lifetime ---------------------------------------------- */
+
+static void conn_free(conn_t *c) {
+  sl_frame_buf_close(&c->in);
+  sl_frame_buf_close(&c->out);
+  free(c);
+}
+
+static void on_conn_closed(uv_handle_t *h) {
+  conn_t *c = h->data;
+  c->nt->handles_open--;
+  c->handle_closed = 1;
+  /* Completions still pending point at c: the last one frees it. */
+  if (c->inflight == 0)
+    conn_free(c);
+}
+
+static void conn_close(conn_t *c) {
+  sl_native_t *nt = c->nt;
+  if (c->closed)
+    return;
+  c->closed = 1;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    nt->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  nt->nconns--;
+  sl_metric_set(nt->dm->connections, nt->nconns);
+  sl_debug(SL_LOG_CTX_INGEST, c->peer, "closed (%u in flight)", c->inflight);
+  uv_close(&c->u.h, on_conn_closed);
+}
+
+static void peer_name(conn_t *c, int is_unix) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  char host[64] = "?";
+  if (is_unix) {
+    snprintf(c->peer, sizeof(c->peer), "unix:%p", (void *)c);
+    return;
+  }
+  if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+      uv_ip6_name(s6, host, sizeof(host));
+      snprintf(c->peer, sizeof(c->peer), "tcp:[%s]:%u", host,
+               ntohs(s6->sin6_port));
+    } else {
+      struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+      uv_ip4_name(s4, host, sizeof(host));
+      snprintf(c->peer, sizeof(c->peer), "tcp:%s:%u", host,
+               ntohs(s4->sin_port));
+    }
+  } else {
+    snprintf(c->peer, sizeof(c->peer), "tcp:?");
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  listener_t *l = server->data;
+  sl_native_t *nt = l->nt;
+  conn_t *c;
+
+  if (status < 0 || nt->stopping)
+    return;
+  if (!(c = calloc(1, sizeof(*c))))
+    return;
+  c->nt = nt;
+  if (l->is_unix)
+    uv_pipe_init(&nt->dm->loop, &c->u.pipe, 0);
+  else
+    uv_tcp_init(&nt->dm->loop, &c->u.tcp);
+  c->u.h.data = c;
+  nt->handles_open++;
+  if (uv_accept(server, &c->u.s) < 0) {
+    c->closed = 1; /* never linked */
+    uv_close(&c->u.h, on_conn_closed);
+    return;
+  }
+  if (!l->is_unix)
+    uv_tcp_nodelay(&c->u.tcp, 1);
+  peer_name(c, l->is_unix);
+  c->last_active_ns = sl_now_mono_ns();
+  c->next = nt->conns;
+  if (nt->conns)
+    nt->conns->prev = c;
+  nt->conns = c;
+  nt->nconns++;
+  sl_metric_set(nt->dm->connections, nt->nconns);
+  if (nt->nconns > nt->dm->cfg->limits.max_connections) {
+    sl_metric_add(nt->dm->native_m.rejects, 1);
+    send_error(c, 0, SL_EBACKPRESSURE, "too many connections", 1);
+    return;
+  }
+  conn_update_reading(c);
+}
+
+/* ---- listeners --------------------------------------------------------- */
+
+static int listen_tcp(sl_native_t *nt, const char *address, char *errstr,
+                      size_t errlen) {
+  char host[256];
+  uint16_t port;
+  struct sockaddr_storage ss;
+  int rc;
+
+  if ((rc = sl_addr_split(address, host, sizeof(host), &port, errstr, errlen)) <
+      0)
+    return rc;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
+    snprintf(errstr, errlen, "listeners.native.tcp: '%s' is not an IP address",
+             host);
+    return -EINVAL;
+  }
+  uv_tcp_init(&nt->dm->loop, &nt->tcp.u.tcp);
+  nt->tcp.u.h.data = &nt->tcp;
+  nt->tcp.nt = nt;
+  nt->have_tcp = 1;
+  nt->handles_open++;
+  if ((rc = uv_tcp_bind(&nt->tcp.u.tcp, (struct sockaddr *)&ss, 0)) < 0 ||
+      (rc = uv_listen(&nt->tcp.u.s, 511, on_connection)) < 0) {
+    snprintf(errstr, errlen, "listeners.native.tcp: cannot listen on %s: %s",
+             address, uv_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static int listen_unix(sl_native_t *nt, const char *path, char *errstr,
+                       size_t errlen) {
+  int rc;
+  uv_pipe_init(&nt->dm->loop, &nt->unix_.u.pipe, 0);
+  nt->unix_.u.h.data = &nt->unix_;
+  nt->unix_.nt = nt;
+  nt->unix_.is_unix = 1;
+  nt->have_unix = 1;
+  nt->handles_open++;
+  /* A stale socket from a crashed run would make bind fail: the store's
+   * exclusive lock already proves no other daemon owns this node. */
+  unlink(path);
+  if ((rc = uv_pipe_bind(&nt->unix_.u.pipe, path)) < 0 ||
+      (rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
+    snprintf(errstr, errlen, "listeners.native.unix: cannot listen on %s: %s",
+             path, uv_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  listener_t *l = h->data;
+  l->nt->handles_open--;
+}
+
+int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
+                    size_t errlen) {
+  sl_native_t *nt = calloc(1, sizeof(*nt));
+  const sl_config_t *cfg = dm->cfg;
+  int rc;
+
+  if (!nt)
+    return -ENOMEM;
+  nt->dm = dm;
+  sl_frame_buf_init(&nt->scratch);
+  if ((rc = sl_frame_arena_new(ARENA_BYTES + cfg->limits.max_frame_bytes * 4,
+                               &nt->arena)) < 0)
+    goto fail;
+  if (cfg->streams.n > 0 && sl_daemon__stream_id(dm, cfg->streams.v[0].name,
+                                                 &nt->default_stream) == 0)
+    nt->have_default = 1;
+  if (cfg->listeners.native_tcp && *cfg->listeners.native_tcp &&
+      (rc = listen_tcp(nt, cfg->listeners.native_tcp, errstr, errlen)) < 0)
+    goto fail;
+  if (cfg->listeners.native_unix && *cfg->listeners.native_unix &&
+      (rc = listen_unix(nt, cfg->listeners.native_unix, errstr, errlen)) < 0)
+    goto fail;
+  *out = nt;
+  return 0;
+fail:
+  /* Handles already initialised must be closed through the loop. */
+  dm->native = nt;
+  sl_native_stop(nt);
+  return rc;
+}
+
+int sl_native_port(const sl_native_t *nt) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (!nt->have_tcp ||
+      uv_tcp_getsockname(&nt->tcp.u.tcp, (struct sockaddr *)&ss, &len) != 0)
+    return -1;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void sl_native_stop(sl_native_t *nt) {
+  if (nt->stopping)
+    return;
+  nt->stopping = 1;
+  if (nt->have_tcp)
+    uv_close(&nt->tcp.u.h, on_listener_closed);
+  if (nt->have_unix)
+    uv_close(&nt->unix_.u.h, on_listener_closed);
+  /* Connections stop reading now; each closes once its in-flight batches
+   * are acknowledged and its output is flushed (see pending_done). */
+  for (conn_t *c = nt->conns, *next; c; c = next) {
+    next = c->next;
+    c->closing = 1;
+    if (c->reading) {
+      uv_read_stop(&c->u.s);
+      c->reading = 0;
+    }
+    if (c->inflight == 0 && !c->writing && c->out.len == 0)
+      conn_close(c);
+  }
+}
+
+void sl_native_resume(sl_native_t *nt) {
+  for (conn_t *c = nt->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->paused & PAUSE_STORE)
+      conn_process(c);
+    else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0)
+      conn_close(c);
+  }
+}
+
+void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
+  uint64_t idle_ns = nt->dm->cfg->limits.idle_timeout_ms * 1000000ull;
+  if (!idle_ns)
+    return;
+  for (conn_t *c = nt->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->inflight == 0 && !c->closing &&
+        now_ns - c->last_active_ns > idle_ns) {
+      sl_metric_add(nt->dm->native_m.rejects, 1);
+      send_error(c, 0, SL_ECLOSED, "idle timeout", 1);
+    }
+  }
+}
+
+int sl_native_open_handles(const sl_native_t *nt) {
+  return nt->handles_open;
+}
+
+void sl_native_free(sl_native_t *nt) {
+  if (!nt)
+    return;
+  sl_frame_arena_free(nt->arena);
+  sl_frame_buf_close(&nt->scratch);
+  free(nt);
+}

@@ -1,0 +1,570 @@
+/*
+ * End-to-end tests of `sluice run` with native ingest: the real binary, a
+ * generated config, the C client library over TCP and a Unix socket, and
+ * verification by opening the store read-only afterwards.
+ *
+ *   daemon_test SLUICE_BINARY roundtrip   publish, ack, SIGTERM, restart
+ *   daemon_test SLUICE_BINARY kill9       kill -9 under load, in a loop
+ *   daemon_test SLUICE_BINARY garbage     a bad client is cut off alone
+ *
+ * Rounds of kill9: SL_KILL_ROUNDS (default 20).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/client.h"
+#include "sluice/v1/event.pb-c.h"
+#include "store/store.h"
+
+static const char *sluice_bin;
+static char dir[256], data_dir[300], cfg_path[300], sock_path[300],
+    log_path[300];
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+      dump_log();                                                              \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+static void dump_log(void) {
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
+  if (system(cmd) < 0)
+    perror("system");
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void write_config(void) {
+  FILE *f = fopen(cfg_path, "w");
+  CHECK(f, "open %s", cfg_path);
+  fprintf(f,
+          "node:\n"
+          "  id: test-node\n"
+          "  data_dir: %s\n"
+          "listeners:\n"
+          "  native:\n"
+          "    tcp: \"127.0.0.1:0\"\n"
+          "    unix: %s\n"
+          "  http:\n"
+          "    address: \"127.0.0.1:0\"\n"
+          "admin:\n"
+          "  address: \"127.0.0.1:0\"\n"
+          "streams:\n"
+          "  - name: readings\n"
+          "  - name: inference\n",
+          data_dir, sock_path);
+  fclose(f);
+}
+
+/* Starts the daemon, waits (bounded) for its "ready" line, returns the TCP
+ * port through *port. */
+static int http_port, admin_port;
+
+static pid_t start_daemon(int *port) {
+  pid_t pid;
+  uint64_t deadline = now_ms() + 20000;
+  unlink(log_path);
+  pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
+    _exit(127);
+  }
+  for (;;) {
+    char line[1024];
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *p = strstr(line, " ready: "), *hp, *ap;
+      if (p && (p = strstr(p, "(port ")) && sscanf(p, "(port %d)", port) == 1) {
+        hp = strstr(line, "http port ");
+        ap = strstr(p + 1, "(port ");
+        CHECK(hp && sscanf(hp, "http port %d", &http_port) == 1, "http port");
+        CHECK(ap && sscanf(ap, "(port %d)", &admin_port) == 1, "admin port");
+        fclose(f);
+        return pid;
+      }
+    }
+    if (f)
+      fclose(f);
+    int st;
+    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
+    CHECK(now_ms() < deadline, "daemon not ready within 20 s");
+    usleep(20000); /* polling the log for a condition, with a deadline */
+  }
+}
+
+static int stop_daemon(pid_t pid, int sig) {
+  int st;
+  uint64_t deadline = now_ms() + 30000;
+  kill(pid, sig);
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    CHECK(now_ms() < deadline, "daemon did not exit within 30 s of signal %d",
+          sig);
+    usleep(10000);
+  }
+  return st;
+}
+
+/* ---- publishing -------------------------------------------------------- */
+
+typedef struct pub {
+  pthread_mutex_t lock;
+  uint64_t acked_events, failed_events;
+  /* batch_id -> first offset, for the kill -9 check. */
+  uint64_t *first_offset; /* indexed by batch id, UINT64_MAX = not acked */
+  size_t cap;
+} pub_t;
+
+static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first_offset,
+                   uint32_t count, int err, void *opaque) {
+  pub_t *p = opaque;
+  (void)cl;
+  pthread_mutex_lock(&p->lock);
+  if (err == 0) {
+    p->acked_events += count;
+    if (batch_id < p->cap)
+      p->first_offset[batch_id] = first_offset;
+  } else {
+    p->failed_events += count;
+  }
+  pthread_mutex_unlock(&p->lock);
+}
+
+static sl_client_t *connect_client(const char *address, pub_t *p) {
+  sl_client_opts_t o;
+  sl_client_t *cl;
+  sl_client_opts_init(&o);
+  o.address = address;
+  o.client_id = "daemon-test";
+  o.max_batch_events = 500;
+  o.linger_ms = 2;
+  o.ack_cb = on_ack;
+  o.opaque = p;
+  CHECK(sl_client_new(&o, &cl) == 0, "client for %s", address);
+  return cl;
+}
+
+static void pub_init(pub_t *p, size_t cap) {
+  memset(p, 0, sizeof(*p));
+  pthread_mutex_init(&p->lock, NULL);
+  p->cap = cap;
+  p->first_offset = malloc(cap * sizeof(uint64_t));
+  for (size_t i = 0; i < cap; i++)
+    p->first_offset[i] = UINT64_MAX;
+}
+
+/* ---- verification ------------------------------------------------------ */
+
+/* Reads the whole stream back; values[offset] = the reading's value. */
+static uint64_t read_stream(const char *name, double **values) {
+  sl_store_opts_t so;
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  uint32_t id;
+  char err[256];
+  uint64_t n = 0, cap = 1024;
+  int rc;
+
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
+        "open store read-only: %s", err);
+  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
+  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
+        "cursor");
+  *values = malloc(cap * sizeof(double));
+  while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
+    CHECK(rec.status == 0, "record status %d at %llu", rec.status,
+          (unsigned long long)rec.first_offset);
+    CHECK(rec.first_offset == n, "offsets not contiguous: %llu after %llu",
+          (unsigned long long)rec.first_offset, (unsigned long long)n);
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b, "payload at %llu does not decode",
+          (unsigned long long)rec.first_offset);
+    CHECK(b->n_events == rec.count, "batch has %zu events, header says %llu",
+          b->n_events, (unsigned long long)rec.count);
+    for (size_t i = 0; i < b->n_events; i++) {
+      if (n == cap)
+        *values = realloc(*values, (cap *= 2) * sizeof(double));
+      Sluice__V1__Event *ev = b->events[i];
+      CHECK(ev->body_case == SLUICE__V1__EVENT__BODY_READING,
+            "event %llu is not a reading", (unsigned long long)n);
+      (*values)[n++] = ev->reading->double_value;
+    }
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  CHECK(rc == SL_ENOTFOUND, "cursor ended with %s", sl_strerror(rc));
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
+  return n;
+}
+
+/* ---- scenarios --------------------------------------------------------- */
+
+static void publish_n(sl_client_t *cl, const char *stream, uint64_t from,
+                      uint64_t n, uint64_t *batch_of) {
+  char src[64];
+  for (uint64_t i = from; i < from + n; i++) {
+    uint64_t bid;
+    snprintf(src, sizeof(src), "plant1/line%llu/press%02llu/temp",
+             (unsigned long long)(i % 5), (unsigned long long)(i % 97));
+    int rc = sl_client_publish_reading(
+        cl, stream, src, 1700000000000000000ll + (int64_t)i, (double)i,
+        SLUICE__V1__QUALITY__QUALITY_GOOD, "C", &bid);
+    CHECK(rc == 0, "publish %llu: %s", (unsigned long long)i, sl_strerror(rc));
+    if (batch_of)
+      batch_of[i] = bid;
+  }
+}
+
+static void scenario_roundtrip(void) {
+  pub_t p;
+  int port, st;
+  char tcp[64], unx[320];
+  const uint64_t N = 40000;
+  double *values;
+
+  pub_init(&p, 1);
+  pid_t pid = start_daemon(&port);
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+  snprintf(unx, sizeof(unx), "unix:%s", sock_path);
+  sl_client_t *a = connect_client(tcp, &p), *b = connect_client(unx, &p);
+  publish_n(a, "readings", 0, N / 2, NULL);
+  CHECK(sl_client_flush(a, 30000) == 0, "flush tcp");
+  publish_n(b, "readings", N / 2, N / 2, NULL);
+  CHECK(sl_client_flush(b, 30000) == 0, "flush unix");
+  CHECK(p.acked_events == N && p.failed_events == 0,
+        "acked %llu failed %llu of %llu", (unsigned long long)p.acked_events,
+        (unsigned long long)p.failed_events, (unsigned long long)N);
+  sl_client_free(a);
+  sl_client_free(b);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM exit status %d", st);
+
+  CHECK(read_stream("readings", &values) == N, "event count");
+  for (uint64_t i = 0; i < N; i++)
+    CHECK(values[i] == (double)i, "offset %llu holds %g", (unsigned long long)i,
+          values[i]);
+  free(values);
+
+  /* Restart: offsets continue where they stopped. */
+  pid = start_daemon(&port);
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+  a = connect_client(tcp, &p);
+  publish_n(a, "readings", N, 1000, NULL);
+  CHECK(sl_client_flush(a, 30000) == 0, "flush after restart");
+  sl_client_free(a);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "second exit status %d", st);
+  CHECK(read_stream("readings", &values) == N + 1000, "count after restart");
+  for (uint64_t i = 0; i < N + 1000; i++)
+    CHECK(values[i] == (double)i, "offset %llu holds %g after restart",
+          (unsigned long long)i, values[i]);
+  free(values);
+  printf("roundtrip: %llu events acked over tcp+unix, restart ok\n",
+         (unsigned long long)(N + 1000));
+}
+
+static void scenario_kill9(void) {
+  int rounds = getenv("SL_KILL_ROUNDS") ? atoi(getenv("SL_KILL_ROUNDS")) : 20;
+  const uint64_t per_round = 20000;
+  uint64_t total = (uint64_t)rounds * per_round, next = 0;
+  uint64_t *batch_of = malloc(total * sizeof(uint64_t));
+  uint64_t *round_base = malloc(((size_t)rounds + 1) * sizeof(uint64_t));
+  pub_t *pubs = calloc((size_t)rounds, sizeof(pub_t));
+  double *values;
+  unsigned seed = (unsigned)time(NULL);
+  int port;
+
+  printf("kill9: %d rounds, seed %u\n", rounds, seed);
+  srand(seed);
+  for (int r = 0; r < rounds; r++) {
+    pub_t *p = &pubs[r];
+    char tcp[64];
+    pub_init(p, per_round + 1);
+    pid_t pid = start_daemon(&port);
+    snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+    sl_client_t *cl = connect_client(tcp, p);
+    round_base[r] = next;
+    /* Publish in slices and kill at a random point in between. */
+    uint64_t kill_after = (uint64_t)(rand() % (int)per_round);
+    for (uint64_t i = 0; i < per_round; i += 1000) {
+      publish_n(cl, "readings", next, 1000, batch_of);
+      next += 1000;
+      if (i >= kill_after)
+        break;
+    }
+    usleep((useconds_t)(rand() % 20000)); /* a random kill point */
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    sl_client_free(cl); /* unacked batches fail with SL_ECLOSED */
+  }
+  round_base[rounds] = next;
+
+  /* Every acked event is in the store exactly where its ack said; nothing
+   * appears twice; nothing was invented. */
+  uint64_t n = read_stream("readings", &values), acked = 0;
+  char *seen = calloc(next, 1);
+  for (uint64_t off = 0; off < n; off++) {
+    double v = values[off];
+    CHECK(v >= 0 && v < (double)next && v == (double)(uint64_t)v,
+          "invented value %g at %llu", v, (unsigned long long)off);
+    CHECK(!seen[(uint64_t)v], "value %g stored twice", v);
+    seen[(uint64_t)v] = 1;
+  }
+  for (int r = 0; r < rounds; r++) {
+    pub_t *p = &pubs[r];
+    for (uint64_t seq = round_base[r]; seq < round_base[r + 1]; seq++) {
+      uint64_t bid = batch_of[seq];
+      if (bid >= p->cap || p->first_offset[bid] == UINT64_MAX)
+        continue; /* not acked: may or may not be there */
+      /* Position within the batch: events of one batch are consecutive. */
+      uint64_t first_seq = seq;
+      while (first_seq > round_base[r] && batch_of[first_seq - 1] == bid)
+        first_seq--;
+      uint64_t off = p->first_offset[bid] + (seq - first_seq);
+      CHECK(off < n && values[off] == (double)seq,
+            "acked event %llu (batch %llu) missing at offset %llu",
+            (unsigned long long)seq, (unsigned long long)bid,
+            (unsigned long long)off);
+      acked++;
+    }
+  }
+  printf("kill9: %d rounds, %llu published, %llu acked, %llu stored, 0 "
+         "acked-but-missing\n",
+         rounds, (unsigned long long)next, (unsigned long long)acked,
+         (unsigned long long)n);
+  CHECK(acked > 0, "no event was ever acked: the test proved nothing");
+  free(seen);
+  free(values);
+  for (int r = 0; r < rounds; r++)
+    free(pubs[r].first_offset);
+  free(pubs);
+  free(round_base);
+  free(batch_of);
+}
+
+/* A client that sends garbage gets an error frame and is disconnected,
+ * while a well-behaved client on another connection is unaffected. */
+static void scenario_garbage(void) {
+  pub_t p;
+  int port, st;
+  char tcp[64];
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  uint8_t junk[] = {0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4};
+  uint8_t reply[512];
+
+  pub_init(&p, 1);
+  pid_t pid = start_daemon(&port);
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+  sl_client_t *good = connect_client(tcp, &p);
+  publish_n(good, "readings", 0, 1000, NULL);
+
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect unix");
+  CHECK(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk), "write");
+  /* Read until EOF: an error frame, then the server closes. */
+  size_t got = 0;
+  ssize_t r;
+  while ((r = read(fd, reply + got, sizeof(reply) - got)) > 0)
+    got += (size_t)r;
+  close(fd);
+  CHECK(got > 4, "no error frame before close (got %zu bytes)", got);
+  CHECK(memmem(reply, got, "SL_EPROTO", 9) != NULL,
+        "error frame names SL_EPROTO");
+
+  publish_n(good, "readings", 1000, 1000, NULL);
+  CHECK(sl_client_flush(good, 30000) == 0, "good client unaffected");
+  CHECK(p.acked_events == 2000, "acked %llu",
+        (unsigned long long)p.acked_events);
+  sl_client_free(good);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  printf("garbage: bad client cut off, good client acked 2000\n");
+}
+
+/* Minimal HTTP/1.0 client: returns the status code; body into buf. */
+static int http_req(int port, const char *method, const char *path,
+                    const char *ctype, const char *body, const char *extra,
+                    char *buf, size_t cap) {
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
+  char head[512];
+  size_t n = 0, blen = body ? strlen(body) : 0;
+  ssize_t r;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %d",
+        port);
+  snprintf(head, sizeof(head),
+           "%s %s HTTP/1.0\r\nHost: x\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
+           method, path, ctype ? "Content-Type: " : "", ctype ? ctype : "",
+           ctype ? "\r\n" : "", blen, extra ? extra : "");
+  CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
+  if (blen)
+    CHECK(write(fd, body, blen) == (ssize_t)blen, "write body");
+  while (n + 1 < cap && (r = read(fd, buf + n, cap - n - 1)) > 0)
+    n += (size_t)r;
+  buf[n] = 0;
+  close(fd);
+  if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
+    code = -1;
+  char *b = strstr(buf, "\r\n\r\n");
+  if (b)
+    memmove(buf, b + 4, strlen(b + 4) + 1);
+  return code;
+}
+
+/* HTTP ingest: 200 only after commit, every error status, and /metrics
+ * passing promtool. */
+static void scenario_http(void) {
+  int port, st, code;
+  char buf[65536], path[400];
+  double *values;
+  const char *json = "application/json";
+
+  pid_t pid = start_daemon(&port);
+  code = http_req(
+      http_port, "POST", "/v1/events?stream=readings", json,
+      "{\"source\":\"a\",\"value\":0}\n{\"source\":\"b\",\"value\":1}\n"
+      "{\"source\":\"c\",\"value\":2,\"quality\":\"bad\"}",
+      NULL, buf, sizeof(buf));
+  CHECK(code == 200, "POST json lines: %d %s", code, buf);
+  CHECK(strstr(buf, "\"first_offset\":0") && strstr(buf, "\"count\":3"),
+        "ack body %s", buf);
+  code = http_req(http_port, "POST", "/v1/events", json,
+                  "[{\"source\":\"d\",\"value\":3}]", NULL, buf, sizeof(buf));
+  CHECK(code == 200 && strstr(buf, "\"first_offset\":3"),
+        "default stream is the first configured: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/events", json, "{\"source\":", NULL,
+                  buf, sizeof(buf));
+  CHECK(code == 400 && strstr(buf, "invalid JSON"), "bad json: %d %s", code,
+        buf);
+  code = http_req(http_port, "POST", "/v1/events", json,
+                  "{\"source\":\"a\",\"vaule\":1}", NULL, buf, sizeof(buf));
+  CHECK(code == 400 && strstr(buf, "vaule"), "typo: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/events", "image/png", "x", NULL, buf,
+                  sizeof(buf));
+  CHECK(code == 415, "content type: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/events?stream=nope", json,
+                  "{\"source\":\"a\",\"value\":1}", NULL, buf, sizeof(buf));
+  CHECK(code == 404 && strstr(buf, "nope"), "unknown stream: %d %s", code, buf);
+  code = http_req(http_port, "GET", "/v1/events", NULL, NULL, NULL, buf,
+                  sizeof(buf));
+  CHECK(code == 405, "GET: %d", code);
+  /* Oversize: refused from the Content-Length before any body is read. */
+  {
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)http_port)};
+    const char *h = "POST /v1/events HTTP/1.0\r\nContent-Type: "
+                    "application/json\r\nContent-Length: 999999999\r\n\r\n";
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    size_t n = 0;
+    ssize_t r;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect");
+    CHECK(write(fd, h, strlen(h)) == (ssize_t)strlen(h), "write");
+    while (n + 1 < sizeof(buf) &&
+           (r = read(fd, buf + n, sizeof(buf) - n - 1)) > 0)
+      n += (size_t)r;
+    buf[n] = 0;
+    close(fd);
+    CHECK(strstr(buf, " 413 "), "oversize: %s", buf);
+  }
+  /* The daemon's own /metrics passes promtool and counts what happened. */
+  code = http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
+                  sizeof(buf));
+  CHECK(code == 200, "metrics %d", code);
+  CHECK(strstr(buf, "sluice_ingest_events_total{path=\"http\"} 4\n"),
+        "http events metric:\n%s", buf);
+  snprintf(path, sizeof(path), "%s/metrics.txt", dir);
+  FILE *f = fopen(path, "w");
+  CHECK(f, "metrics file");
+  fputs(buf, f);
+  fclose(f);
+  if (access("/usr/bin/promtool", X_OK) == 0) {
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "/usr/bin/promtool check metrics < %s", path);
+    CHECK(system(cmd) == 0, "promtool check metrics failed");
+  } else {
+    printf("http: promtool not installed, metrics lint not run\n");
+  }
+  code = http_req(admin_port, "GET", "/v1/status", NULL, NULL, NULL, buf,
+                  sizeof(buf));
+  CHECK(code == 200 && strstr(buf, "\"node_id\":\"test-node\""), "status %s",
+        buf);
+  code = http_req(admin_port, "GET", "/readyz", NULL, NULL, NULL, buf,
+                  sizeof(buf));
+  CHECK(code == 200, "readyz %d", code);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  CHECK(read_stream("readings", &values) == 4, "4 events stored");
+  for (int i = 0; i < 4; i++)
+    CHECK(values[i] == i, "offset %d holds %g", i, values[i]);
+  free(values);
+  printf("http: 4 events committed, error statuses and promtool ok\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s SLUICE_BINARY roundtrip|kill9|garbage|http\n",
+            argv[0]);
+    return 2;
+  }
+  sluice_bin = argv[1];
+  snprintf(dir, sizeof(dir), "%s/sl_daemon_XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  CHECK(mkdtemp(dir), "mkdtemp");
+  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
+  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
+  snprintf(sock_path, sizeof(sock_path), "%s/native.sock", dir);
+  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
+  write_config();
+  signal(SIGPIPE, SIG_IGN);
+
+  if (!strcmp(argv[2], "roundtrip"))
+    scenario_roundtrip();
+  else if (!strcmp(argv[2], "kill9"))
+    scenario_kill9();
+  else if (!strcmp(argv[2], "garbage"))
+    scenario_garbage();
+  else if (!strcmp(argv[2], "http"))
+    scenario_http();
+  else
+    return 2;
+
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "warning: could not remove %s\n", dir);
+  return 0;
+}
