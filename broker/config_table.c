@@ -97,6 +97,27 @@ static const char *check_hostport(const char *s) {
   return port ? NULL : bad;
 }
 
+/* "host:port,host:port": what librdkafka's bootstrap.servers takes. */
+static const char *check_brokers(const char *s) {
+  char one[300];
+  for (const char *p = s; *s; s = *p ? p + 1 : p) {
+    p = s + strcspn(s, ",");
+    if ((size_t)(p - s) >= sizeof(one) || p == s)
+      return "is not a list of host:port (expected e.g. k1:9092,k2:9092)";
+    memcpy(one, s, (size_t)(p - s));
+    one[p - s] = '\0';
+    if (check_hostport(one))
+      return "is not a list of host:port (expected e.g. k1:9092,k2:9092)";
+  }
+  return NULL;
+}
+
+/* sockaddr_un.sun_path holds 108 bytes including the NUL. */
+static const char *check_unix_path(const char *s) {
+  return strlen(s) > 107 ? "is too long for a Unix socket (107 bytes at most)"
+                         : NULL;
+}
+
 static const char *check_topic(const char *s) {
   if (strlen(s) > 249 || !all_chars(s, "._-", true))
     return "is not a Kafka topic name (up to 249 of A-Z a-z 0-9 . _ -)";
@@ -179,7 +200,8 @@ static const sl_cfg_opt_t root_opts[] = {
         .check = check_hostport),
     OPT("listeners.native.unix", PATH, listeners.native_unix, "", RESTART,
         "Unix socket path of the native protocol listener; \"\" turns it "
-        "off."),
+        "off.",
+        .check = check_unix_path),
     OPT("listeners.native.token", STRING, listeners.native_token, "",
         RELOAD | SECRET,
         "Shared token native clients must present; \"\" accepts any client."),
@@ -221,7 +243,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "Forward stored streams to Kafka."),
     OPT("kafka.brokers", STRING, kafka.brokers, "", RESTART,
         "Bootstrap servers, comma separated (host:port,host:port); required "
-        "when kafka.enabled."),
+        "when kafka.enabled.",
+        .check = check_brokers),
     OPT("kafka.delivery", ENUM, kafka.delivery, "exactly_once", RESTART,
         "exactly_once: transactional producer with checkpoints; "
         "at_least_once: idempotent producer, for clusters without "

@@ -131,6 +131,10 @@ static void test_error_positions(void **state) {
              "(expected 1..1000000)");
   expect_err("node: {id: n}\nmqtt: {port: 70000}\n", "mqtt.port",
              "out of range");
+  expect_err("node: {id: n}\nkafka: {brokers: 'a:1,b'}\n", "kafka.brokers",
+             "is not a list of host:port");
+  sl_config_t *cfg = load("node: {id: n}\nkafka: {brokers: 'a:1,[::1]:2'}\n");
+  sl_config_free(cfg);
 }
 
 static void test_collects_all_errors(void **state) {
