@@ -1,0 +1,291 @@
+/*
+ * batch.c: the batch value format (header, payload, checksum), encoding on
+ * the caller's thread, decoding and checks on the reader's, and the zstd
+ * contexts and dictionaries both use.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "store/store_int.h"
+
+void store__key(uint8_t key[STORE_KEY_LEN], uint32_t stream, uint64_t off) {
+  sl_put_be32(key, stream);
+  sl_put_be64(key + 4, off);
+}
+
+static void put_be16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+static uint16_t get_be16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+/* Version 1 header. Every field is checked: this is disk input. */
+static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
+  h->codec = p[STORE_H_CODEC];
+  h->flags = get_be16(p + STORE_H_FLAGS);
+  h->count = sl_get_be32(p + STORE_H_COUNT);
+  h->dict_id = sl_get_be32(p + STORE_H_DICT);
+  h->first_offset = sl_get_be64(p + STORE_H_FIRST);
+  h->min_time_ns = (int64_t)sl_get_be64(p + STORE_H_MINT);
+  h->max_time_ns = (int64_t)sl_get_be64(p + STORE_H_MAXT);
+  h->append_time_ns = (int64_t)sl_get_be64(p + STORE_H_APPEND);
+  h->raw_len = sl_get_be32(p + STORE_H_RAWLEN);
+  h->pay_len = sl_get_be32(p + STORE_H_PAYLEN);
+  h->payload = p + STORE_HDR_LEN;
+  if (h->codec > STORE_CODEC_ZSTD || h->count == 0 ||
+      h->min_time_ns > h->max_time_ns ||
+      (uint64_t)h->pay_len + STORE_HDR_LEN + STORE_SUM_LEN != len ||
+      h->raw_len > SL_STORE_BATCH_MAX ||
+      (h->codec == STORE_CODEC_NONE && h->raw_len != h->pay_len) ||
+      (h->codec == STORE_CODEC_NONE && h->dict_id != 0))
+    return SL_ECORRUPT;
+  return 0;
+}
+
+int store__hdr_peek(const void *val, size_t len, store_hdr_t *h) {
+  const uint8_t *p = val;
+
+  if (len < STORE_HDR_LEN + STORE_SUM_LEN ||
+      sl_get_be32(p + STORE_H_MAGIC) != STORE_BATCH_MAGIC)
+    return SL_ECORRUPT;
+  h->version = p[STORE_H_VERSION];
+  /* One reader per past version; only version 1 exists so far. */
+  switch (h->version) {
+  case STORE_BATCH_V1:
+    return hdr_v1(p, len, h);
+  default:
+    return h->version == 0 ? SL_ECORRUPT : SL_EVERSION;
+  }
+}
+
+int store__hdr_decode(const void *val, size_t len, store_hdr_t *h) {
+  int rc = store__hdr_peek(val, len, h);
+
+  if (rc)
+    return rc;
+  if (XXH3_64bits(val, len - STORE_SUM_LEN) !=
+      sl_get_be64((const uint8_t *)val + len - STORE_SUM_LEN))
+    return SL_ECORRUPT;
+  return 0;
+}
+
+void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns) {
+  sl_put_be64(b->buf + STORE_H_FIRST, first);
+  sl_put_be64(b->buf + STORE_H_APPEND, (uint64_t)now_ns);
+  sl_put_be64(b->buf + b->len - STORE_SUM_LEN,
+              XXH3_64bits(b->buf, b->len - STORE_SUM_LEN));
+}
+
+int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, const store_hdr_t *h,
+                         uint8_t **buf, size_t *cap) {
+  const ZSTD_DDict *dd = NULL;
+  size_t n;
+
+  if (*cap < h->raw_len || !*buf) {
+    size_t ncap = SL_MAX((size_t)h->raw_len, (size_t)4096);
+    uint8_t *nb = realloc(*buf, ncap);
+    if (!nb)
+      return -ENOMEM;
+    *buf = nb;
+    *cap = ncap;
+  }
+  if (h->codec == STORE_CODEC_NONE) {
+    memcpy(*buf, h->payload, h->raw_len);
+    return 0;
+  }
+  if (h->dict_id && !(dd = store__dict_ddict(st, h->dict_id)))
+    return SL_ECORRUPT; /* names a dictionary this store does not have */
+  n = ZSTD_decompress_usingDDict(dctx, *buf, h->raw_len, h->payload, h->pay_len,
+                                 dd);
+  if (ZSTD_isError(n) || n != h->raw_len)
+    return SL_ECORRUPT;
+  return 0;
+}
+
+ZSTD_CCtx *store__cctx_get(sl_store_t *st) {
+  ZSTD_CCtx *cctx = NULL;
+
+  pthread_mutex_lock(&st->pool_lock);
+  if (st->ncctx > 0)
+    cctx = st->cctx_pool[--st->ncctx];
+  pthread_mutex_unlock(&st->pool_lock);
+  if (!cctx && (cctx = ZSTD_createCCtx()))
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, st->opts.zstd_level);
+  return cctx;
+}
+
+void store__cctx_put(sl_store_t *st, ZSTD_CCtx *cctx) {
+  pthread_mutex_lock(&st->pool_lock);
+  if (st->ncctx < STORE_CCTX_POOL) {
+    st->cctx_pool[st->ncctx++] = cctx;
+    cctx = NULL;
+  }
+  pthread_mutex_unlock(&st->pool_lock);
+  ZSTD_freeCCtx(cctx);
+}
+
+/* Finds or loads dictionary id; pool_lock held. Returns NULL if absent. */
+static store_dict_t *dict_find(sl_store_t *st, uint32_t id) {
+  store_dict_t *d;
+  MDB_txn *txn;
+  MDB_val k, v;
+  uint8_t kb[4];
+
+  for (size_t i = 0; i < st->ndicts; i++)
+    if (st->dicts[i].id == id)
+      return &st->dicts[i];
+  if (!st->dbi_dicts || st->ndicts == st->dcap) {
+    size_t ncap = st->dcap ? st->dcap * 2 : 8;
+    store_dict_t *nd;
+    if (!st->dbi_dicts || !(nd = realloc(st->dicts, ncap * sizeof(*nd))))
+      return NULL;
+    st->dicts = nd;
+    st->dcap = ncap;
+  }
+  if (store__rtxn_begin(st, &txn))
+    return NULL;
+  sl_put_be32(kb, id);
+  k.mv_size = 4;
+  k.mv_data = kb;
+  d = NULL;
+  if (mdb_get(txn, st->dbi_dicts, &k, &v) == 0 && v.mv_size > 8 &&
+      sl_get_be32(v.mv_data) == STORE_DICT_MAGIC) {
+    const uint8_t *p = v.mv_data;
+    d = &st->dicts[st->ndicts];
+    memset(d, 0, sizeof(*d));
+    d->id = id;
+    d->stream = sl_get_be32(p + 4);
+    /* Both digest the dictionary now: no pointer into the map survives. */
+    d->cdict = ZSTD_createCDict(p + 8, v.mv_size - 8, st->opts.zstd_level);
+    d->ddict = ZSTD_createDDict(p + 8, v.mv_size - 8);
+    if (!d->cdict || !d->ddict) {
+      ZSTD_freeCDict(d->cdict);
+      ZSTD_freeDDict(d->ddict);
+      d = NULL;
+    } else {
+      st->ndicts++;
+    }
+  }
+  store__rtxn_end(st, txn);
+  return d;
+}
+
+const ZSTD_CDict *store__dict_cdict(sl_store_t *st, uint32_t id) {
+  store_dict_t *d;
+
+  pthread_mutex_lock(&st->pool_lock);
+  d = dict_find(st, id);
+  pthread_mutex_unlock(&st->pool_lock);
+  return d ? d->cdict : NULL;
+}
+
+const ZSTD_DDict *store__dict_ddict(sl_store_t *st, uint32_t id) {
+  store_dict_t *d;
+
+  pthread_mutex_lock(&st->pool_lock);
+  d = dict_find(st, id);
+  pthread_mutex_unlock(&st->pool_lock);
+  return d ? d->ddict : NULL;
+}
+
+void store__dicts_free(sl_store_t *st) {
+  for (size_t i = 0; i < st->ndicts; i++) {
+    ZSTD_freeCDict(st->dicts[i].cdict);
+    ZSTD_freeDDict(st->dicts[i].ddict);
+  }
+  free(st->dicts);
+  st->dicts = NULL;
+  st->ndicts = st->dcap = 0;
+}
+
+int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
+                       size_t len, uint32_t count, int64_t min_time_ns,
+                       int64_t max_time_ns, sl_store_batch_t **bp) {
+  const ZSTD_CDict *cd = NULL;
+  sl_store_batch_t *b = NULL;
+  ZSTD_CCtx *cctx = NULL;
+  store_stream_t s;
+  size_t bound, clen;
+  uint8_t *p;
+  int rc;
+
+  if ((rc = store__check(st)))
+    return rc;
+  if (len > SL_STORE_BATCH_MAX)
+    return SL_ETOOBIG;
+  if (count == 0 || min_time_ns > max_time_ns || (!payload && len))
+    return SL_ECONFIG;
+  if ((rc = store__stream_get(st, stream, &s)))
+    return rc;
+  if (s.dict_id && !(cd = store__dict_cdict(st, s.dict_id)))
+    s.dict_id = 0; /* unreadable dictionary: fall back to none */
+  bound = ZSTD_compressBound(len);
+  if (!(b = calloc(1, sizeof(*b))) ||
+      !(b->buf = malloc(STORE_HDR_LEN + bound + STORE_SUM_LEN))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  if (!(cctx = store__cctx_get(st))) {
+    rc = -ENOMEM;
+    goto fail;
+  }
+  p = b->buf;
+  if (cd)
+    clen = ZSTD_compress_usingCDict(cctx, p + STORE_HDR_LEN, bound, payload,
+                                    len, cd);
+  else
+    clen = ZSTD_compress2(cctx, p + STORE_HDR_LEN, bound, payload, len);
+  store__cctx_put(st, cctx);
+  if (ZSTD_isError(clen)) {
+    rc = SL_ESTORE;
+    goto fail;
+  }
+  if (clen >= len) { /* incompressible: store it as is */
+    memcpy(p + STORE_HDR_LEN, payload, len);
+    clen = len;
+    p[STORE_H_CODEC] = STORE_CODEC_NONE;
+    s.dict_id = 0;
+  } else {
+    p[STORE_H_CODEC] = STORE_CODEC_ZSTD;
+  }
+  sl_put_be32(p + STORE_H_MAGIC, STORE_BATCH_MAGIC);
+  p[STORE_H_VERSION] = STORE_BATCH_V1;
+  put_be16(p + STORE_H_FLAGS, 0);
+  sl_put_be32(p + STORE_H_COUNT, count);
+  sl_put_be32(p + STORE_H_DICT, s.dict_id);
+  sl_put_be64(p + STORE_H_FIRST, 0);
+  sl_put_be64(p + STORE_H_MINT, (uint64_t)min_time_ns);
+  sl_put_be64(p + STORE_H_MAXT, (uint64_t)max_time_ns);
+  sl_put_be64(p + STORE_H_APPEND, 0);
+  sl_put_be32(p + STORE_H_RAWLEN, (uint32_t)len);
+  sl_put_be32(p + STORE_H_PAYLEN, (uint32_t)clen);
+  b->len = STORE_HDR_LEN + clen + STORE_SUM_LEN;
+  if ((p = realloc(b->buf, b->len)))
+    b->buf = p;
+  b->st = st;
+  b->stream = stream;
+  b->count = count;
+  *bp = b;
+  return 0;
+
+fail:
+  sl_store_batch_free(b);
+  return rc;
+}
+
+void sl_store_batch_free(sl_store_batch_t *b) {
+  if (!b)
+    return;
+  free(b->buf);
+  free(b);
+}
+
+size_t sl_store_batch_size(const sl_store_batch_t *b) {
+  return b->len;
+}
