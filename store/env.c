@@ -503,7 +503,12 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
     seterr(errstr, errlen, "cannot load streams: %s", sl_strerror(rc));
     goto fail;
   }
-  atomic_store(&st->limit_bytes, st->opts.budget_bytes / 8 * 7);
+  /* Live data stays below the budget minus room for LMDB's free list and
+   * copy-on-write pages; the map (never above the budget) is the hard cap
+   * on the file. */
+  atomic_store(&st->limit_bytes,
+               st->opts.budget_bytes -
+                   SL_MAX(st->opts.budget_bytes / 8, 32ull * st->psize));
   if (!st->rdonly) {
     st->q_cap = opts->queue_depth;
     st->q = calloc(st->q_cap, sizeof(*st->q));

@@ -351,6 +351,16 @@ static void writer_sync(sl_store_t *st) {
   }
 }
 
+static bool shrink_limit(sl_store_t *st) {
+  uint64_t lim = atomic_load(&st->limit_bytes);
+  uint64_t step = SL_MAX(st->opts.budget_bytes / 32, (uint64_t)st->psize);
+
+  if (lim < st->opts.budget_bytes / 2 + step)
+    return false;
+  atomic_store(&st->limit_bytes, lim - step);
+  return true;
+}
+
 /* Runs one round: every taken item in one transaction. */
 static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
   int64_t now = sl_now_wall_ns();
@@ -376,17 +386,14 @@ static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
     } else {
       rc = wtxn_commit(st, &t);
     }
-    /* The map is full: grow it (no txn open now) and redo the round. */
-    if (rc != MDB_MAP_FULL || store__map_grow(st) != 0)
+    if (rc != MDB_MAP_FULL)
       break;
-  }
-  if (rc == MDB_MAP_FULL) {
-    /* At the budget cap: the page estimate was optimistic. Tighten the
-     * live-data limit so eviction starts earlier, and push back. */
-    uint64_t lim = atomic_load(&st->limit_bytes);
-    uint64_t step = st->opts.budget_bytes / 16;
-    if (lim > st->opts.budget_bytes / 2 + step)
-      atomic_store(&st->limit_bytes, lim - step);
+    /* The map is full: grow it (no txn open now) and redo the round. At
+     * the budget cap the page estimate was optimistic (free-list and
+     * copy-on-write slack): tighten the live-data limit so the policies
+     * evict more, and redo the round; give up at half the budget. */
+    if (store__map_grow(st) != 0 && !shrink_limit(st))
+      break;
   }
   if (rc) {
     int err = store__err(st, rc);
