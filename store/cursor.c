@@ -152,12 +152,12 @@ static int fill(sl_store_cursor_t *cur) {
     if (rc)
       goto fail_mdb;
     first = sl_get_be64((const uint8_t *)k.mv_data + 4);
-    if (first >= cur->to)
-      break;
     if (first > cur->next) {
-      push(cur, SL_EEVICTED, cur->next, first - cur->next);
+      push(cur, SL_EEVICTED, cur->next, SL_MIN(first, cur->to) - cur->next);
       continue;
     }
+    if (first >= cur->to)
+      break;
     rc = store__hdr_decode(v.mv_data, v.mv_size, &h);
     if (rc == 0 && h.first_offset != first)
       rc = SL_ECORRUPT;
