@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "store/store_int.h"
@@ -361,6 +362,23 @@ static bool shrink_limit(sl_store_t *st) {
   return true;
 }
 
+/* LMDB reports a short write (the usual face of a full disk) as EIO: tell
+ * the two apart by the free space left on the file system. */
+static int disk_err(sl_store_t *st, int rc, sl_store_group_t **items,
+                    size_t n) {
+  uint64_t need = 64u << 10;
+  struct statvfs sv;
+
+  if (rc != EIO || fstatvfs(st->data_fd, &sv) != 0)
+    return store__err(st, rc);
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < items[i]->nbatches; j++)
+      need += items[i]->batches[j]->len;
+  if ((uint64_t)sv.f_bavail * sv.f_frsize < need)
+    return -ENOSPC;
+  return -EIO;
+}
+
 /* Runs one round: every taken item in one transaction. */
 static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
   int64_t now = sl_now_wall_ns();
@@ -396,7 +414,7 @@ static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
       break;
   }
   if (rc) {
-    int err = store__err(st, rc);
+    int err = disk_err(st, rc, items, n);
     atomic_fetch_add(&st->commit_errors, 1);
     atomic_store(&st->last_error, err);
     complete(st, items, n, err);
