@@ -9,6 +9,7 @@
 #include "common/common.h"
 
 int sl_cmd_run(int argc, char **argv);
+int sl_cmd_store(int argc, char **argv);
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -35,6 +36,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "run"))
     return sl_cmd_run(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "store"))
+    return sl_cmd_store(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))
     return sl_config_cmd_check(argc - 1, argv + 1);
   if (!strcmp(argv[1], "config-docs"))
