@@ -378,7 +378,7 @@ static int cmd_dump(sl_store_t *st, const cli_t *c) {
         if (off < c->from || off >= c->to)
           continue;
         o = event_json(ss.name, off, eb->events[j]);
-        json_dumpf(o, stdout, JSON_COMPACT);
+        json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15));
         fputc('\n', stdout);
         json_decref(o);
       }

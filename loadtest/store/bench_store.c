@@ -509,7 +509,8 @@ int main(int argc, char **argv) {
   snprintf(dir, sizeof(dir), "%s/store-1000", base);
   rp = replay(dir, 0, &rev);
   rpd = replay(dir, 1, &rdev);
-  rmrf(dir);
+  if (!cfg.dir) /* with --dir, keep one store to look at with the CLI */
+    rmrf(dir);
   fprintf(stderr,
           "replay: %.0f ev/s (decompress+checksum), %.0f ev/s with "
           "protobuf decode (%" PRIu64 " events)\n",
