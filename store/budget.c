@@ -147,6 +147,14 @@ int store__evict_oldest(sl_store_t *st, MDB_txn *txn, store_stream_t *s,
   if (rc == 0 &&
       (k.mv_size != STORE_KEY_LEN || sl_get_be32(k.mv_data) != s->id))
     rc = MDB_NOTFOUND;
+  if (rc == MDB_NOTFOUND) {
+    /* The record says there is data but the log has none: repair the
+     * counters so no policy picks this stream again. */
+    s->first_offset = s->next_offset;
+    s->bytes = s->events = s->batches = 0;
+    rc = 0;
+    goto out;
+  }
   if (rc)
     goto out;
   first = sl_get_be64((const uint8_t *)k.mv_data + 4);

@@ -108,6 +108,17 @@ static int seek(sl_store_cursor_t *cur, MDB_cursor *c, MDB_val *k, MDB_val *v) {
   return mdb_cursor_get(c, k, v, MDB_SET_RANGE);
 }
 
+/* The stream's record as of txn (the shared table may lag behind). */
+static bool stream_rec(sl_store_t *st, MDB_txn *txn, uint32_t id,
+                       store_stream_t *s) {
+  uint8_t kb[4];
+  MDB_val k = {4, kb}, v;
+
+  sl_put_be32(kb, id);
+  return mdb_get(txn, st->dbi_streams, &k, &v) == 0 &&
+         store__stream_decode(v.mv_data, v.mv_size, s) == 0;
+}
+
 /* Reads up to the read-ahead limits in one short read txn. */
 static int fill(sl_store_cursor_t *cur) {
   sl_store_t *st = cur->st;
@@ -136,13 +147,7 @@ static int fill(sl_store_cursor_t *cur) {
     if (rc == MDB_NOTFOUND) {
       /* End of the stream; if its first offset moved past us, the
        * difference was evicted. */
-      MDB_val sk, sv;
-      uint8_t kb[4];
-      sl_put_be32(kb, cur->stream);
-      sk.mv_size = 4;
-      sk.mv_data = kb;
-      if (mdb_get(txn, st->dbi_streams, &sk, &sv) == 0 &&
-          store__stream_decode(sv.mv_data, sv.mv_size, &s) == 0 &&
+      if ((have_s || (have_s = stream_rec(st, txn, cur->stream, &s))) &&
           s.first_offset > cur->next)
         push(cur, SL_EEVICTED, cur->next,
              SL_MIN(s.first_offset, cur->to) - cur->next);
@@ -184,10 +189,8 @@ static int fill(sl_store_cursor_t *cur) {
     }
     if (rc) {
       uint64_t end;
-      if (!have_s) {
-        store__stream_get(st, cur->stream, &s);
-        have_s = true;
-      }
+      if (!have_s && !(have_s = stream_rec(st, txn, cur->stream, &s)))
+        s.next_offset = 0; /* batch_end falls back to the next key */
       end = store__batch_end(st, txn, cur->stream, first, s.next_offset);
       push(cur, SL_ECORRUPT, first, end - first);
       atomic_fetch_add(&st->corrupt_seen, 1);

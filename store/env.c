@@ -52,6 +52,8 @@ int store__err(sl_store_t *st, int rc) {
     return 0;
   if (rc > 0)
     return -rc; /* LMDB passes errno values through */
+  if (rc > -4096 || (rc > SL__EFIRST && rc < SL__ELAST))
+    return rc; /* already ours: -errno or SL_E* */
   switch (rc) {
   case MDB_PANIC:
     store__poison(st);

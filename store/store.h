@@ -297,8 +297,9 @@ int sl_store_group_state_put(sl_store_group_t *g, const void *key, size_t klen,
  * queue returns SL_EBACKPRESSURE. A call that returns an error never fires
  * cb. g: ownership transferred on success only.
  * Completion errors: SL_EBACKPRESSURE (budget full under the block policy),
- * SL_ENOTFOUND (unknown stream), -ERANGE (consumer offset), -ENOSPC, -EIO,
- * SL_ESTORE, SL_EPOISONED, SL_ECLOSED.
+ * SL_ENOTFOUND (unknown stream), -ERANGE (consumer offset), SL_ETOOBIG
+ * (more than 16 streams in one group), -ENOSPC, -EIO, SL_ESTORE,
+ * SL_EPOISONED. A group never fails half applied.
  */
 int sl_store_group_submit(sl_store_group_t *g, unsigned flags,
                           sl_store_done_cb cb, void *arg);
