@@ -515,6 +515,47 @@ static void test_poisoned(void **state) {
   th_cleanup(dir);
 }
 
+/* A dictionary trained from the stream's own data is used by new batches
+ * and named in their header; older batches stay readable. */
+static void test_dictionary(void **state) {
+  (void)state;
+  char *dir = th_tmpdir();
+  sl_store_t *st = th_open(dir, NULL);
+  uint32_t a = th_stream(st, "a", SL_STORE_POLICY_BLOCK, 0, 0), did;
+  sl_store_stream_stats_t ss;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  uint64_t seed;
+  int with = 0, without = 0;
+
+  assert_int_equal(sl_store_dict_train(st, a, 4096, &did), SL_ECONFIG);
+  assert_int_equal(sl_store_dict_train(st, 9, 4096, &did), SL_ENOTFOUND);
+  for (int i = 0; i < 300; i++)
+    assert_int_equal(th_append(st, a, (uint64_t)i, 1500, 5, T0, NULL), 0);
+  assert_int_equal(sl_store_dict_train(st, a, 8192, &did), 0);
+  assert_int_equal(did, 1);
+  assert_int_equal(sl_store_stream_stats(st, a, &ss), 0);
+  assert_int_equal(ss.dict_id, 1);
+  for (int i = 300; i < 310; i++)
+    assert_int_equal(th_append(st, a, (uint64_t)i, 1500, 5, T0, NULL), 0);
+  sl_store_env_close(st);
+  st = th_open(dir, NULL); /* the dictionary comes back from disk */
+  assert_int_equal(sl_store_cursor_open(st, a, 0, SL_STORE_OFFSET_END, &cur),
+                   0);
+  while (sl_store_cursor_next(cur, &rec) == 0) {
+    assert_int_equal(rec.status, 0);
+    assert_int_equal(th_payload_check(rec.payload, rec.len, &seed), 0);
+    assert_int_equal(seed, rec.first_offset / 5);
+    with += rec.dict_id == 1;
+    without += rec.dict_id == 0;
+  }
+  sl_store_cursor_close(cur);
+  assert_int_equal(with, 10);
+  assert_int_equal(without, 300);
+  sl_store_env_close(st);
+  th_cleanup(dir);
+}
+
 static void test_reason_names(void **state) {
   (void)state;
   assert_string_equal(sl_store_reason_name(SL_STORE_REASON_DROP_OLDEST),
@@ -536,6 +577,7 @@ int main(void) {
       cmocka_unit_test(test_info_sync_and_modes),
       cmocka_unit_test(test_lock),
       cmocka_unit_test(test_poisoned),
+      cmocka_unit_test(test_dictionary),
       cmocka_unit_test(test_reason_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
