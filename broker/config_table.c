@@ -65,8 +65,9 @@ static const char *check_stream_name(const char *s) {
   return NULL;
 }
 
-/* "host:port" or "[v6]:port" with a port in 1..65535, or "" (off). */
-static const char *check_hostport(const char *s) {
+/* "host:port" or "[v6]:port" with a port in 1..65535 (0 too when
+ * allow_zero: listen on a free port), or "" (off). */
+static const char *hostport(const char *s, bool allow_zero) {
   static const char *const bad = "is not host:port (expected e.g. "
                                  "127.0.0.1:7000, [::1]:7000, or \"\" for off)";
   const char *colon, *p;
@@ -94,7 +95,18 @@ static const char *check_hostport(const char *s) {
         (port = port * 10 + (unsigned)(*p - '0')) > 65535)
       return bad;
   }
-  return port ? NULL : bad;
+  return port || allow_zero ? NULL : bad;
+}
+
+/* An address to connect to: the port must be given. */
+static const char *check_hostport(const char *s) {
+  return hostport(s, false);
+}
+
+/* An address to listen on: port 0 picks a free port, which the daemon
+ * logs in its "ready" line (tests rely on it; no fixed ports). */
+static const char *check_listen(const char *s) {
+  return hostport(s, true);
 }
 
 /* "host:port,host:port": what librdkafka's bootstrap.servers takes. */
@@ -196,8 +208,9 @@ static const sl_cfg_opt_t root_opts[] = {
 
     OPT("listeners.native.tcp", STRING, listeners.native_tcp, "127.0.0.1:7000",
         RESTART,
-        "host:port of the native protocol TCP listener; \"\" turns it off.",
-        .check = check_hostport),
+        "host:port of the native protocol TCP listener; \"\" turns it off; "
+        "port 0 picks a free port (logged at start).",
+        .check = check_listen),
     OPT("listeners.native.unix", PATH, listeners.native_unix, "", RESTART,
         "Unix socket path of the native protocol listener; \"\" turns it "
         "off.",
@@ -207,13 +220,15 @@ static const sl_cfg_opt_t root_opts[] = {
         "Shared token native clients must present; \"\" accepts any client."),
     OPT("listeners.http.address", STRING, listeners.http_address,
         "127.0.0.1:8080", RESTART,
-        "host:port of the HTTP ingest listener; \"\" turns it off.",
-        .check = check_hostport),
+        "host:port of the HTTP ingest listener; \"\" turns it off; port 0 "
+        "picks a free port (logged at start).",
+        .check = check_listen),
 
     OPT("admin.address", STRING, admin.address, "127.0.0.1:9100", RESTART,
         "host:port of the admin HTTP server (/metrics, /healthz, /readyz, "
-        "/v1/status); \"\" turns it off.",
-        .check = check_hostport),
+        "/v1/status); \"\" turns it off; port 0 picks a free port (logged "
+        "at start).",
+        .check = check_listen),
 
     OPT("limits.max_frame_bytes", SIZE, limits.max_frame_bytes, "4MiB", RELOAD,
         "Largest frame or request body accepted from a client.", .min = "1KiB",

@@ -392,16 +392,24 @@ int sl_daemon_run(const char *config_path) {
     sl_error(SL_LOG_CTX_INGEST, NULL, "%s", err);
     goto fail_loop;
   }
+  if (dm->cfg->listeners.http_address && *dm->cfg->listeners.http_address &&
+      (rc = sl_http_start(dm, &dm->http, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
+    goto fail_loop;
+  }
   if (dm->adm)
     sl_admin_set_ready(dm->adm, 1, NULL);
+  /* Tests and operators read the bound ports from this line (port 0 in
+   * the config picks a free one). */
   sl_info(
       SL_LOG_CTX_ADMIN, NULL,
-      "sluice %s node %s ready: native tcp %s (port %d), unix %s, admin "
-      "%s (port %u), store %s",
+      "sluice %s node %s ready: native tcp %s (port %d), unix %s, http "
+      "port %u, admin %s (port %u), store %s",
       SL_VERSION, dm->cfg->node.id,
       *dm->cfg->listeners.native_tcp ? dm->cfg->listeners.native_tcp : "off",
       sl_native_port(dm->native),
       *dm->cfg->listeners.native_unix ? dm->cfg->listeners.native_unix : "off",
+      dm->http ? sl_http_port(dm->http) : 0,
       dm->adm ? dm->cfg->admin.address : "off",
       dm->adm ? sl_admin_port(dm->adm) : 0, dm->cfg->node.data_dir);
 

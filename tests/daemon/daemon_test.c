@@ -7,7 +7,7 @@
  *   daemon_test SLUICE_BINARY kill9       kill -9 under load, in a loop
  *   daemon_test SLUICE_BINARY garbage     a bad client is cut off alone
  *
- * Rounds of kill9: SL_KILL_ROUNDS (default 20).
+ * Rounds of kill9: SL_KILL_ROUNDS (default 100).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -44,7 +44,11 @@ static char dir[256], data_dir[300], cfg_path[300], sock_path[300],
     }                                                                          \
   } while (0)
 
+static pid_t daemon_pid; /* killed when a check fails */
+
 static void dump_log(void) {
+  if (daemon_pid > 0)
+    kill(daemon_pid, SIGKILL);
   char cmd[400];
   snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
   if (system(cmd) < 0)
@@ -91,6 +95,7 @@ static pid_t start_daemon(int *port) {
   CHECK(pid >= 0, "fork");
   if (pid == 0) {
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
     dup2(fd, 2);
     execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
     _exit(127);
@@ -106,12 +111,14 @@ static pid_t start_daemon(int *port) {
         CHECK(hp && sscanf(hp, "http port %d", &http_port) == 1, "http port");
         CHECK(ap && sscanf(ap, "(port %d)", &admin_port) == 1, "admin port");
         fclose(f);
+        daemon_pid = pid;
         return pid;
       }
     }
     if (f)
       fclose(f);
     int st;
+    daemon_pid = pid;
     CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
     CHECK(now_ms() < deadline, "daemon not ready within 20 s");
     usleep(20000); /* polling the log for a condition, with a deadline */
@@ -127,6 +134,7 @@ static int stop_daemon(pid_t pid, int sig) {
           sig);
     usleep(10000);
   }
+  daemon_pid = 0;
   return st;
 }
 
@@ -293,7 +301,7 @@ static void scenario_roundtrip(void) {
 }
 
 static void scenario_kill9(void) {
-  int rounds = getenv("SL_KILL_ROUNDS") ? atoi(getenv("SL_KILL_ROUNDS")) : 20;
+  int rounds = getenv("SL_KILL_ROUNDS") ? atoi(getenv("SL_KILL_ROUNDS")) : 100;
   const uint64_t per_round = 20000;
   uint64_t total = (uint64_t)rounds * per_round, next = 0;
   uint64_t *batch_of = malloc(total * sizeof(uint64_t));
@@ -325,6 +333,7 @@ static void scenario_kill9(void) {
     kill(pid, SIGKILL);
     int st;
     waitpid(pid, &st, 0);
+    daemon_pid = 0;
     sl_client_free(cl); /* unacked batches fail with SL_ECLOSED */
   }
   round_base[rounds] = next;
@@ -389,7 +398,8 @@ static void scenario_garbage(void) {
   publish_n(good, "readings", 0, 1000, NULL);
 
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock_path);
+  CHECK(strlen(sock_path) < sizeof(sa.sun_path), "socket path too long");
+  memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
   CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect unix");
   CHECK(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk), "write");
   /* Read until EOF: an error frame, then the server closes. */
