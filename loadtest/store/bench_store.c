@@ -10,6 +10,11 @@
  *
  * usage: sl_bench_store [--dir DIR] [--seconds S] [--producers N]
  *                       [--level L] [--layout time|source]
+ *                       [--raw-only BATCH]
+ *
+ * --raw-only runs only the raw LMDB baseline at one batch size (the
+ * ceiling other scenarios, e.g. loadtest/run ingest, report beside their
+ * own rate) and prints {"raw_events_per_s":..,"batch":..}.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -439,7 +444,9 @@ int main(int argc, char **argv) {
       {"producers", required_argument, NULL, 'p'},
       {"level", required_argument, NULL, 'l'},
       {"layout", required_argument, NULL, 'L'},
+      {"raw-only", required_argument, NULL, 'r'},
       {NULL, 0, NULL, 0}};
+  int raw_only = 0;
   double rate[4], raw[4], bpe_batch[4], best = 0, nodict, dict, vbpe, vbpe_d;
   double vbpe_d100;
   double rp, rpd, raw_bytes = 0;
@@ -465,6 +472,9 @@ int main(int argc, char **argv) {
     case 'L':
       cfg.by_source = !strcmp(optarg, "source");
       break;
+    case 'r':
+      raw_only = SL_MAX(1, SL_MIN(MAX_BATCH, atoi(optarg)));
+      break;
     default:
       return 2;
     }
@@ -478,6 +488,16 @@ int main(int argc, char **argv) {
     return 1;
   mkdir(base, 0750);
   make_sources();
+  if (raw_only) {
+    snprintf(dir, sizeof(dir), "%s/raw-%d", base, raw_only);
+    double r = raw_append(dir, raw_only);
+    rmrf(dir);
+    if (!cfg.dir)
+      rmdir(base);
+    fprintf(stderr, "raw lmdb batch %d: %.0f ev/s\n", raw_only, r);
+    printf("{\"raw_events_per_s\":%.0f,\"batch\":%d}\n", r, raw_only);
+    return 0;
+  }
   fprintf(stderr, "generating %d events per batch size...\n", POOL_EVENTS);
   for (int i = 0; i < 4; i++)
     pool_make(&pools[i], batch_sizes[i]);
