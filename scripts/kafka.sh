@@ -158,6 +158,7 @@ wait_ready() {
 }
 
 stop() {
+  [[ -d $DIR ]] || return 0
   sl_lock "$DIR"
   sl_stop_pid "$PIDFILE" "$PATTERN" kafka "${SLUICE_KAFKA_STOP_TIMEOUT:-30}"
   rm -f "$ADDRFILE"

@@ -105,6 +105,7 @@ wait_ready() {
 }
 
 stop() {
+  [[ -d $DIR ]] || return 0
   sl_lock "$DIR"
   sl_stop_pid "$PIDFILE" "$PATTERN" mosquitto 10
   rm -f "$PORTFILE"
