@@ -186,17 +186,17 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
         "Directory of the LMDB store (locked by one daemon at a time)."),
 
-    OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RELOAD,
+    OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RESTART,
         "Disk budget for the event log; reaching it applies each stream's "
         "policy.",
         .min = "1MiB"),
-    OPT("store.sync", ENUM, store.sync, "always", RELOAD,
+    OPT("store.sync", ENUM, store.sync, "always", RESTART,
         "always: fsync every group commit (an ack means durable). interval: "
         "fsync every store.sync_interval, losing at most that much on power "
         "loss (reported in /v1/status).",
         .enums = sync_modes),
     OPT("store.sync_interval", DURATION, store.sync_interval_ms, "100ms",
-        RELOAD, "Time between fsyncs with store.sync = interval.", .min = "1ms",
+        RESTART, "Time between fsyncs with store.sync = interval.", .min = "1ms",
         .max = "1m"),
     OPT("store.queue_depth", UINT, store.queue_depth, "1024", RESTART,
         "Batches queued from the ingest threads to the writer; a full queue "
@@ -230,16 +230,16 @@ static const sl_cfg_opt_t root_opts[] = {
         "at start).",
         .check = check_listen),
 
-    OPT("limits.max_frame_bytes", SIZE, limits.max_frame_bytes, "4MiB", RELOAD,
+    OPT("limits.max_frame_bytes", SIZE, limits.max_frame_bytes, "4MiB", RESTART,
         "Largest frame or request body accepted from a client.", .min = "1KiB",
         .max = "256MiB"),
-    OPT("limits.max_connections", UINT, limits.max_connections, "1024", RELOAD,
+    OPT("limits.max_connections", UINT, limits.max_connections, "1024", RESTART,
         "Client connections accepted at once, all listeners together.",
         .min = "1", .max = "1000000"),
     OPT("limits.max_batch_events", UINT, limits.max_batch_events, "10000",
-        RELOAD, "Largest number of events in one client batch.", .min = "1",
+        RESTART, "Largest number of events in one client batch.", .min = "1",
         .max = "1000000"),
-    OPT("limits.idle_timeout", DURATION, limits.idle_timeout_ms, "5m", RELOAD,
+    OPT("limits.idle_timeout", DURATION, limits.idle_timeout_ms, "5m", RESTART,
         "Close client connections idle this long; 0 never does.", .max = "24h"),
     OPT("limits.max_inflight_batches_per_conn", UINT,
         limits.max_inflight_batches_per_conn, "64", RELOAD,
@@ -280,7 +280,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "Client private key (PEM) for TLS to the MQTT broker; must not be "
         "accessible by others (mode & 0007 = 0)."),
 
-    OPT("streams", SECTION_LIST, streams, NULL, RELOAD,
+    OPT("streams", SECTION_LIST, streams, NULL, RESTART,
         "Streams stored in the log, each a mapping of the keys below; adding "
         "or removing a stream is reloadable.",
         .sub = &stream_section, .max = "256"),

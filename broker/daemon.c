@@ -71,13 +71,40 @@ int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d) {
   return 0;
 }
 
-int sl_daemon__stream_id(sl_daemon_t *dm, const char *name, uint32_t *id) {
+static const char *const path_names[SL_PATH_N] = {"native", "http", "mqtt"};
+
+int sl_daemon__stream(sl_daemon_t *dm, const char *name, size_t *idx) {
+  if (!name || !*name) {
+    if (!dm->nstreams)
+      return SL_ENOTFOUND;
+    *idx = 0;
+    return 0;
+  }
   for (size_t i = 0; i < dm->nstreams; i++)
     if (!strcmp(dm->streams[i].name, name)) {
-      *id = dm->streams[i].id;
+      *idx = i;
       return 0;
     }
   return SL_ENOTFOUND;
+}
+
+void sl_daemon__accepted(sl_daemon_t *dm, sl_path_t path, size_t idx,
+                         uint32_t events, size_t bytes) {
+  sl_dstream_t *s = &dm->streams[idx];
+  sl_metric_add(s->events[path], events);
+  sl_metric_add(s->bytes[path], bytes);
+  sl_metric_add(s->batches[path], 1);
+}
+
+void sl_daemon__rejected(sl_daemon_t *dm, sl_path_t path, int err) {
+  char labels[96];
+  snprintf(labels, sizeof(labels), "path=\"%s\",reason=\"%s\"",
+           path_names[path], sl_errname(err));
+  sl_metric_add(sl_metrics_counter(dm->mx, "sluice_ingest_rejects_total",
+                                   "Batches, requests or connections refused, "
+                                   "by path and reason",
+                                   labels),
+                1);
 }
 
 /* ---- status and gauges ------------------------------------------------- */
@@ -89,7 +116,8 @@ static char *status_json(void *opaque) {
   char *out;
 
   sl_store_env_info(dm->st, &info);
-  json_object_set_new(root, "node_id", json_string(dm->cfg->node.id));
+  /* Not dm->cfg: a reload swaps it on the loop thread. */
+  json_object_set_new(root, "node_id", json_string(dm->node_id));
   json_object_set_new(root, "version", json_string(SL_VERSION));
   json_object_set_new(
       root, "uptime_s",
@@ -186,6 +214,16 @@ static void begin_stop(sl_daemon_t *dm, const char *why) {
   uv_check_start(&dm->finish, on_finish_check);
 }
 
+static sl_store_stream_conf_t stream_conf(const sl_config_stream_t *s) {
+  sl_store_stream_conf_t conf = {0};
+  /* Config priorities are 0..9; the store has SL_STORE_PRIORITY_MAX + 1
+   * classes: scale, keeping 0 lowest and 9 highest. */
+  conf.priority = (uint8_t)(s->priority * SL_STORE_PRIORITY_MAX / 9);
+  conf.policy = (sl_store_policy_t)s->policy;
+  conf.ttl_ns = (int64_t)s->ttl_ms * 1000000;
+  return conf;
+}
+
 static void apply_log(const sl_config_t *cfg) {
   sl_log_configure((sl_log_level_t)cfg->log.level, cfg->log.debug,
                    (sl_log_format_t)cfg->log.format);
@@ -220,8 +258,25 @@ static void reload(sl_daemon_t *dm) {
     sl_config_free(nw);
     return;
   }
-  /* Everything that changed is reloadable: swap. Nothing outside the loop
-   * thread holds pointers into the config. */
+  /* Everything that changed is reloadable. Per-stream settings (priority,
+   * policy, TTL) live in the store: update them first, so a failure keeps
+   * the old config whole. The set of streams is the same (adding or
+   * removing one needs a restart), so names match one to one. */
+  for (size_t i = 0; i < nw->streams.n; i++) {
+    sl_store_stream_conf_t conf = stream_conf(&nw->streams.v[i]);
+    uint32_t id;
+    int rc = sl_store_stream_create(dm->st, nw->streams.v[i].name, &conf, &id);
+    if (rc < 0) {
+      sl_error(SL_LOG_CTX_CONFIG, NULL,
+               "reload refused: cannot update stream '%s': %s",
+               nw->streams.v[i].name, sl_strerror(rc));
+      sl_metric_add(dm->reload_errors, 1);
+      sl_config_free(nw);
+      return;
+    }
+  }
+  /* Swap. Only the loop thread reads dm->cfg after start (status uses
+   * dm->node_id, HTTP copied its limits at start). */
   sl_config_free(dm->cfg);
   dm->cfg = nw;
   apply_log(nw);
@@ -240,25 +295,40 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 /* ---- start ------------------------------------------------------------- */
 
+/* Per stream and path ingest counters, registered once streams exist. */
+static void register_stream_metrics(sl_daemon_t *dm) {
+  char labels[SL_STORE_NAME_MAX * 2 + 64], esc[SL_STORE_NAME_MAX * 2 + 1];
+  for (size_t i = 0; i < dm->nstreams; i++) {
+    sl_dstream_t *s = &dm->streams[i];
+    sl_metrics_escape(esc, sizeof(esc), s->name);
+    for (int p = 0; p < SL_PATH_N; p++) {
+      snprintf(labels, sizeof(labels), "path=\"%s\",stream=\"%s\"",
+               path_names[p], esc);
+      s->events[p] = sl_metrics_counter(dm->mx, "sluice_ingest_events_total",
+                                        "Events durably acknowledged", labels);
+      s->bytes[p] = sl_metrics_counter(
+          dm->mx, "sluice_ingest_bytes_total",
+          "Serialized event bytes durably acknowledged", labels);
+      s->batches[p] =
+          sl_metrics_counter(dm->mx, "sluice_ingest_batches_total",
+                             "Batches durably acknowledged", labels);
+    }
+  }
+}
+
 static void register_metrics(sl_daemon_t *dm) {
   sl_metrics_t *mx = dm->mx;
-  const char *lbl = "path=\"native\"";
-  dm->native_m.events = sl_metrics_counter(mx, "sluice_ingest_events_total",
-                                           "Events durably acknowledged", lbl);
-  dm->native_m.bytes =
-      sl_metrics_counter(mx, "sluice_ingest_bytes_total",
-                         "Serialized event bytes durably acknowledged", lbl);
-  dm->native_m.batches = sl_metrics_counter(
-      mx, "sluice_ingest_batches_total", "Batches durably acknowledged", lbl);
-  dm->native_m.rejects =
-      sl_metrics_counter(mx, "sluice_ingest_rejects_total",
-                         "Batches or connections refused with an error", lbl);
-  dm->native_m.backpressure = sl_metrics_counter(
-      mx, "sluice_ingest_pauses_total",
-      "Times a client was paused (in-flight limit, slow reader, store full)",
-      lbl);
-  dm->connections = sl_metrics_gauge(mx, "sluice_ingest_connections",
-                                     "Open ingest connections", lbl);
+  char labels[32];
+  for (int p = 0; p < SL_PATH_N; p++) {
+    snprintf(labels, sizeof(labels), "path=\"%s\"", path_names[p]);
+    dm->pauses[p] = sl_metrics_counter(
+        mx, "sluice_ingest_pauses_total",
+        "Times a client was paused (in-flight limit, slow reader, store full)",
+        labels);
+  }
+  dm->connections =
+      sl_metrics_gauge(mx, "sluice_ingest_connections",
+                       "Open ingest connections", "path=\"native\"");
   dm->commit_latency = sl_metrics_histogram(
       mx, "sluice_store_commit_latency_seconds",
       "From submit to durable commit, per batch", NULL,
@@ -289,13 +359,8 @@ static int open_streams(sl_daemon_t *dm, char *err, size_t errlen) {
     sl_store_stream_conf_t conf = {0};
     const char *name = "default";
     if (cfg->streams.n) {
-      const sl_config_stream_t *s = &cfg->streams.v[i];
-      name = s->name;
-      conf.priority =
-          (uint8_t)(s->priority > SL_STORE_PRIORITY_MAX ? SL_STORE_PRIORITY_MAX
-                                                        : s->priority);
-      conf.policy = (sl_store_policy_t)s->policy;
-      conf.ttl_ns = (int64_t)s->ttl_ms * 1000000;
+      name = cfg->streams.v[i].name;
+      conf = stream_conf(&cfg->streams.v[i]);
     }
     if (!(dm->streams[i].name = strdup(name)))
       return -ENOMEM;
@@ -342,6 +407,7 @@ int sl_daemon_run(const char *config_path) {
     return 2;
   }
   apply_log(dm->cfg);
+  snprintf(dm->node_id, sizeof(dm->node_id), "%s", dm->cfg->node.id);
   if (sl_metrics_new(&dm->mx) < 0)
     goto fail_nomem;
   register_metrics(dm);
@@ -365,6 +431,7 @@ int sl_daemon_run(const char *config_path) {
     sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);
     goto fail;
   }
+  register_stream_metrics(dm);
 
   uv_loop_init(&dm->loop);
   uv_async_init(&dm->loop, &dm->done_async, on_done_async);

@@ -33,17 +33,26 @@ typedef struct sl_done {
   uint64_t first_offset;
 } sl_done_t;
 
-/* Per ingest path counters ("native", "http", "mqtt"). */
-typedef struct sl_path_metrics {
-  sl_metric_t *events;       /* events acknowledged */
-  sl_metric_t *bytes;        /* payload bytes acknowledged */
-  sl_metric_t *batches;      /* batches acknowledged */
-  sl_metric_t *rejects;      /* batches refused, all reasons */
-  sl_metric_t *backpressure; /* times a client was paused */
-} sl_path_metrics_t;
+/* Ingest paths, the "path" label of the ingest metrics. */
+typedef enum sl_path {
+  SL_PATH_NATIVE = 0,
+  SL_PATH_HTTP = 1,
+  SL_PATH_MQTT = 2,
+  SL_PATH_N
+} sl_path_t;
+
+/* A configured stream: its store id and its ingest counters per path. */
+typedef struct sl_dstream {
+  char *name;
+  uint32_t id;
+  sl_metric_t *events[SL_PATH_N];  /* events acknowledged */
+  sl_metric_t *bytes[SL_PATH_N];   /* serialized event bytes acknowledged */
+  sl_metric_t *batches[SL_PATH_N]; /* batches acknowledged */
+} sl_dstream_t;
 
 struct sl_daemon {
-  sl_config_t *cfg; /* current config, owned */
+  sl_config_t *cfg; /* current config, owned; loop thread only */
+  char node_id[72]; /* copy of node.id for other threads */
   const char *config_path;
   uv_loop_t loop;
   sl_store_t *st;
@@ -58,11 +67,8 @@ struct sl_daemon {
   sl_done_t **done_tail;
   uint64_t pending; /* groups submitted and not yet completed (loop) */
 
-  /* Configured streams: name -> store id (loop thread). */
-  struct {
-    char *name;
-    uint32_t id;
-  } * streams;
+  /* Configured streams, fixed after start (safe to read anywhere). */
+  sl_dstream_t *streams;
   size_t nstreams;
 
   uv_signal_t sig_term, sig_int, sig_hup;
@@ -73,15 +79,15 @@ struct sl_daemon {
   int exit_code;
 
   /* Metrics. */
-  sl_path_metrics_t native_m;
-  sl_metric_t *connections;     /* open native connections */
-  sl_metric_t *commit_latency;  /* submit -> durable, seconds */
-  sl_metric_t *store_used;      /* bytes */
-  sl_metric_t *store_budget;    /* bytes */
-  sl_metric_t *store_queue;     /* writer queue depth */
-  sl_metric_t *backpressure_on; /* 1 while the store refuses appends */
-  sl_metric_t *reloads;         /* SIGHUP reloads applied */
-  sl_metric_t *reload_errors;   /* SIGHUP reloads refused */
+  sl_metric_t *pauses[SL_PATH_N]; /* times a client was paused */
+  sl_metric_t *connections;       /* open native connections */
+  sl_metric_t *commit_latency;    /* submit -> durable, seconds */
+  sl_metric_t *store_used;        /* bytes */
+  sl_metric_t *store_budget;      /* bytes */
+  sl_metric_t *store_queue;       /* writer queue depth */
+  sl_metric_t *backpressure_on;   /* 1 while the store refuses appends */
+  sl_metric_t *reloads;           /* SIGHUP reloads applied */
+  sl_metric_t *reload_errors;     /* SIGHUP reloads refused */
 };
 
 /* Submits g to the store; when it is durable, d->fn runs on the loop
@@ -89,8 +95,18 @@ struct sl_daemon {
  * then, g is still owned by the caller). */
 int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d);
 
-/* Looks up (or fails) the store id of a configured stream name. */
-int sl_daemon__stream_id(sl_daemon_t *dm, const char *name, uint32_t *id);
+/* Finds a configured stream by name: its index in dm->streams. An empty
+ * or NULL name means the default stream (the first configured).
+ * Returns 0 or SL_ENOTFOUND. */
+int sl_daemon__stream(sl_daemon_t *dm, const char *name, size_t *idx);
+
+/* Counts events durably acknowledged on path for stream idx. */
+void sl_daemon__accepted(sl_daemon_t *dm, sl_path_t path, size_t idx,
+                         uint32_t events, size_t bytes);
+
+/* Counts one refusal on path, labelled with the error's name. Thread-safe;
+ * registers the series the first time a reason is seen. */
+void sl_daemon__rejected(sl_daemon_t *dm, sl_path_t path, int err);
 
 /* Native listeners (broker/ingest_native.c). */
 int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,

@@ -39,7 +39,6 @@ struct sl_http {
   _Atomic uint64_t inflight; /* requests submitted, response not finished */
   size_t max_body;
   uint32_t max_events;
-  sl_path_metrics_t m;
 };
 
 typedef struct hreq {
@@ -54,7 +53,7 @@ typedef struct hreq {
   size_t bytes;
   uint64_t t0_ns;
   int counted; /* included in h->inflight */
-  char stream[SL_STORE_NAME_MAX + 1];
+  size_t sidx; /* stream index in dm->streams */
 } hreq_t;
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
@@ -107,7 +106,7 @@ static const char *jesc(const char *s, char *buf, size_t cap) {
 static enum MHD_Result reject(sl_http_t *h, struct MHD_Connection *conn,
                               unsigned code, int err, const char *reason) {
   char esc[512];
-  sl_metric_add(h->m.rejects, 1);
+  sl_daemon__rejected(h->dm, SL_PATH_HTTP, err);
   sl_debug(SL_LOG_CTX_HTTP, NULL, "%u %s: %s", code, sl_errname(err), reason);
   return respond(conn, code, "{\"error\":\"%s\",\"reason\":\"%s\"}\n",
                  sl_errname(err), jesc(reason, esc, sizeof(esc)));
@@ -152,13 +151,11 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
                   "Content-Type must be application/json or "
                   "application/x-ndjson");
   sname = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "stream");
-  if (!sname || !*sname)
-    sname = dm->nstreams ? dm->streams[0].name : "";
-  if (sl_daemon__stream_id(dm, sname, &stream) < 0) {
-    snprintf(err, sizeof(err), "unknown stream '%.100s'", sname);
+  if (sl_daemon__stream(dm, sname, &r->sidx) < 0) {
+    snprintf(err, sizeof(err), "unknown stream '%.100s'", sname ? sname : "");
     return reject(h, r->conn, 404, SL_ENOTFOUND, err);
   }
-  snprintf(r->stream, sizeof(r->stream), "%s", sname);
+  stream = dm->streams[r->sidx].id;
   sl_json_batch_init(&jb);
   rc = sl_json_decode_body(r->body ? r->body : "", r->len, sl_now_wall_ns(),
                            h->max_events, &jb, err, sizeof(err));
@@ -199,17 +196,16 @@ fail:
 static enum MHD_Result finish(sl_http_t *h, hreq_t *r) {
   sl_daemon_t *dm = h->dm;
   if (r->status == 0) {
-    sl_metric_add(h->m.events, r->count);
-    sl_metric_add(h->m.bytes, r->bytes);
-    sl_metric_add(h->m.batches, 1);
+    sl_daemon__accepted(dm, SL_PATH_HTTP, r->sidx, r->count, r->bytes);
     sl_metric_observe(dm->commit_latency,
                       (double)(sl_now_mono_ns() - r->t0_ns) / 1e9);
     return respond(r->conn, 200,
                    "{\"stream\":\"%s\",\"first_offset\":%llu,\"count\":%u}\n",
-                   r->stream, (unsigned long long)r->first_offset, r->count);
+                   dm->streams[r->sidx].name,
+                   (unsigned long long)r->first_offset, r->count);
   }
   if (r->status == SL_EBACKPRESSURE) {
-    sl_metric_add(h->m.backpressure, 1);
+    sl_metric_add(dm->pauses[SL_PATH_HTTP], 1);
     return reject(h, r->conn, 429, r->status,
                   "the store's writer queue is full: retry later");
   }
@@ -320,21 +316,6 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   h->dm = dm;
   h->max_body = cfg->limits.max_frame_bytes;
   h->max_events = (uint32_t)cfg->limits.max_batch_events;
-  const char *lbl = "path=\"http\"";
-  h->m.events = sl_metrics_counter(dm->mx, "sluice_ingest_events_total",
-                                   "Events durably acknowledged", lbl);
-  h->m.bytes =
-      sl_metrics_counter(dm->mx, "sluice_ingest_bytes_total",
-                         "Serialized event bytes durably acknowledged", lbl);
-  h->m.batches = sl_metrics_counter(dm->mx, "sluice_ingest_batches_total",
-                                    "Batches durably acknowledged", lbl);
-  h->m.rejects =
-      sl_metrics_counter(dm->mx, "sluice_ingest_rejects_total",
-                         "Batches or connections refused with an error", lbl);
-  h->m.backpressure = sl_metrics_counter(
-      dm->mx, "sluice_ingest_pauses_total",
-      "Times a client was paused (in-flight limit, slow reader, store full)",
-      lbl);
   h->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
           MHD_ALLOW_SUSPEND_RESUME |

@@ -59,8 +59,6 @@ struct sl_native {
   int stopping;
   sl_frame_arena_t *arena; /* one decode at a time on the loop thread */
   sl_frame_buf_t scratch;  /* EventBatch bytes being built */
-  uint32_t default_stream; /* store id of the first configured stream */
-  int have_default;
 };
 
 struct conn {
@@ -89,6 +87,7 @@ struct conn {
 typedef struct pending {
   sl_done_t d;
   conn_t *c;
+  size_t stream; /* index in dm->streams */
   uint64_t batch_id;
   uint32_t count;
   size_t bytes;
@@ -152,8 +151,10 @@ static void on_write(uv_write_t *req, int status) {
   conn_update_reading(c);
 }
 
+/* Every Error frame is a refusal: counted here by reason. */
 static void send_error(conn_t *c, uint64_t batch_id, int code,
                        const char *reason, int fatal) {
+  sl_daemon__rejected(c->nt->dm, SL_PATH_NATIVE, code);
   sl_frame_encode_error(&c->out, batch_id, code, reason, fatal != 0);
   if (fatal) {
     sl_warn(SL_LOG_CTX_INGEST, c->peer, "closing: %s: %s", sl_errname(code),
@@ -189,7 +190,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   c->in.len += (size_t)n;
-  c->last_active_ns = sl_now_mono_ns();
   conn_process(c);
 }
 
@@ -204,7 +204,7 @@ static void conn_update_reading(conn_t *c) {
   if (c->out.len + (c->writing ? OUTPUT_HIGH_WATER / 2 : 0) > OUTPUT_HIGH_WATER)
     c->paused |= PAUSE_OUTPUT;
   if (!was && c->paused)
-    sl_metric_add(nt->dm->native_m.backpressure, 1);
+    sl_metric_add(nt->dm->pauses[SL_PATH_NATIVE], 1);
 
   int want = !c->paused && !c->closing && !c->closed && !nt->stopping;
   if (want && !c->reading) {
@@ -336,12 +336,9 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
   if (!c->closed) {
     if (status == 0) {
       sl_frame_encode_ack(&c->out, pd->batch_id, first_offset, pd->count);
-      sl_metric_add(dm->native_m.events, pd->count);
-      sl_metric_add(dm->native_m.bytes, pd->bytes);
-      sl_metric_add(dm->native_m.batches, 1);
+      sl_daemon__accepted(dm, SL_PATH_NATIVE, pd->stream, pd->count, pd->bytes);
       conn_flush(c);
     } else {
-      sl_metric_add(dm->native_m.rejects, 1);
       send_error(c, pd->batch_id, status, sl_strerror(status), 0);
     }
     conn_update_reading(c);
@@ -365,6 +362,7 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   sl_store_group_t *g = NULL;
   pending_t *pd = NULL;
   uint32_t stream;
+  size_t sidx;
   int64_t tmin = INT64_MAX, tmax = INT64_MIN;
   char reason[160];
   int rc;
@@ -373,24 +371,16 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     snprintf(reason, sizeof(reason), "batch of %zu events over the limit %llu",
              pub->n_events,
              (unsigned long long)dm->cfg->limits.max_batch_events);
-    sl_metric_add(dm->native_m.rejects, 1);
     send_error(c, pub->batch_id, SL_ETOOBIG, reason, 0);
     return 1;
   }
-  if (pub->stream && *pub->stream) {
-    if ((rc = sl_daemon__stream_id(dm, pub->stream, &stream)) < 0) {
-      snprintf(reason, sizeof(reason), "unknown stream '%.100s'", pub->stream);
-      sl_metric_add(dm->native_m.rejects, 1);
-      send_error(c, pub->batch_id, rc, reason, 0);
-      return 1;
-    }
-  } else if (nt->have_default) {
-    stream = nt->default_stream;
-  } else {
-    sl_metric_add(dm->native_m.rejects, 1);
-    send_error(c, pub->batch_id, SL_ENOTFOUND, "no stream configured", 0);
+  if ((rc = sl_daemon__stream(dm, pub->stream, &sidx)) < 0) {
+    snprintf(reason, sizeof(reason), "unknown stream '%.100s'",
+             pub->stream ? pub->stream : "");
+    send_error(c, pub->batch_id, rc, reason, 0);
     return 1;
   }
+  stream = dm->streams[sidx].id;
   for (size_t i = 0; i < pub->n_events; i++) {
     int64_t t = pub->events[i]->time_ns;
     tmin = t < tmin ? t : tmin;
@@ -414,6 +404,7 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   pd->d.fn = pending_done;
   pd->c = c;
   pd->batch_id = pub->batch_id;
+  pd->stream = sidx;
   pd->count = (uint32_t)pub->n_events;
   pd->bytes = nt->scratch.len;
   pd->t0_ns = sl_now_mono_ns();
@@ -428,11 +419,10 @@ fail:
   if (rc == SL_EBACKPRESSURE) {
     /* Writer queue full: keep the frame, stop reading, retry on resume. */
     if (!(c->paused & PAUSE_STORE))
-      sl_metric_add(dm->native_m.backpressure, 1);
+      sl_metric_add(dm->pauses[SL_PATH_NATIVE], 1);
     c->paused |= PAUSE_STORE;
     return 0;
   }
-  sl_metric_add(dm->native_m.rejects, 1);
   send_error(c, pub->batch_id, rc, sl_strerror(rc), 0);
   return 1;
 }
@@ -445,10 +435,12 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   char reason[200];
   int rc;
 
+  /* Activity means whole frames: a client that trickles a frame byte by
+   * byte (slow loris) still goes idle and is closed. */
+  c->last_active_ns = sl_now_mono_ns();
   rc = sl_frame_decode(nt->arena, body, len, SL_FRAME_FROM_CLIENT, &fr, reason,
                        sizeof(reason));
   if (rc < 0) {
-    sl_metric_add(dm->native_m.rejects, 1);
     send_error(c, 0, rc, reason, 1);
     return 1;
   }
@@ -507,7 +499,6 @@ static void conn_process(conn_t *c) {
       char reason[120];
       snprintf(reason, sizeof(reason), "bad frame length (limit %llu bytes)",
                (unsigned long long)cfg->limits.max_frame_bytes);
-      sl_metric_add(c->nt->dm->native_m.rejects, 1);
       send_error(c, 0, rc, reason, 1);
       break;
     }
@@ -623,7 +614,6 @@ static void on_connection(uv_stream_t *server, int status) {
   nt->nconns++;
   sl_metric_set(nt->dm->connections, nt->nconns);
   if (nt->nconns > nt->dm->cfg->limits.max_connections) {
-    sl_metric_add(nt->dm->native_m.rejects, 1);
     send_error(c, 0, SL_EBACKPRESSURE, "too many connections", 1);
     return;
   }
@@ -701,9 +691,6 @@ int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
   if ((rc = sl_frame_arena_new(ARENA_BYTES + cfg->limits.max_frame_bytes * 4,
                                &nt->arena)) < 0)
     goto fail;
-  if (cfg->streams.n > 0 && sl_daemon__stream_id(dm, cfg->streams.v[0].name,
-                                                 &nt->default_stream) == 0)
-    nt->have_default = 1;
   if (cfg->listeners.native_tcp && *cfg->listeners.native_tcp &&
       (rc = listen_tcp(nt, cfg->listeners.native_tcp, errstr, errlen)) < 0)
     goto fail;
@@ -770,7 +757,6 @@ void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
     next = c->next;
     if (c->inflight == 0 && !c->closing &&
         now_ns - c->last_active_ns > idle_ns) {
-      sl_metric_add(nt->dm->native_m.rejects, 1);
       send_error(c, 0, SL_ECLOSED, "idle timeout", 1);
     }
   }

@@ -319,15 +319,25 @@ static void test_diff(void **state) {
   assert_int_equal(d.n_changed, 0);
   sl_config_free(b);
 
-  b = load("node: {id: n}\nstore: {budget_bytes: 2GiB}\nlog: {level: debug}\n"
+  b = load("node: {id: n}\nlimits: {max_inflight_batches_per_conn: 8}\n"
+           "log: {level: debug}\n"
            "streams: [{name: a, ttl: 1h}, {name: b}]\n");
   sl_config_diff(a, b, &d);
   assert_int_equal(d.verdict, SL_CONFIG_RELOADABLE);
   assert_int_equal(d.n_changed, 3);
-  assert_string_equal(d.changed[0].key, "store.budget_bytes");
+  assert_string_equal(d.changed[0].key, "limits.max_inflight_batches_per_conn");
   assert_string_equal(d.changed[1].key, "log.level");
   assert_string_equal(d.changed[2].key, "streams[a].ttl");
   assert_true(d.changed[2].reloadable);
+  sl_config_free(b);
+
+  /* The store's settings are fixed while it is open; adding a stream
+   * changes the daemon's stream table: both need a restart. */
+  b = load("node: {id: n}\nstore: {budget_bytes: 2GiB}\n"
+           "streams: [{name: a}, {name: b}, {name: c}]\n");
+  sl_config_diff(a, b, &d);
+  assert_int_equal(d.verdict, SL_CONFIG_RESTART);
+  assert_false(d.changed[0].reloadable);
   sl_config_free(b);
 
   b = load("node: {id: n}\nadmin: {address: '0.0.0.0:9100'}\n"
@@ -343,10 +353,11 @@ static void test_diff(void **state) {
   assert_string_equal(d.changed[2].key, "streams[b].topic");
   sl_config_free(b);
 
-  /* Adding a stream changes the list key, which is reloadable. */
+  /* Adding a stream changes the list key, which needs a restart (the
+   * daemon's stream table is fixed while it runs). */
   b = load("node: {id: n}\nstreams: [{name: a}, {name: b}, {name: c}]\n");
   sl_config_diff(a, b, &d);
-  assert_int_equal(d.verdict, SL_CONFIG_RELOADABLE);
+  assert_int_equal(d.verdict, SL_CONFIG_RESTART);
   assert_int_equal(d.n_changed, 1);
   assert_string_equal(d.changed[0].key, "streams");
   sl_config_free(b);

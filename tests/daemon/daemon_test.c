@@ -19,12 +19,15 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "schemas/frame.h"
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
@@ -61,7 +64,7 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void write_config(void) {
+static void write_config(const char *extra) {
   FILE *f = fopen(cfg_path, "w");
   CHECK(f, "open %s", cfg_path);
   fprintf(f,
@@ -78,8 +81,9 @@ static void write_config(void) {
           "  address: \"127.0.0.1:0\"\n"
           "streams:\n"
           "  - name: readings\n"
-          "  - name: inference\n",
-          data_dir, sock_path);
+          "  - name: inference\n"
+          "%s",
+          data_dir, sock_path, extra ? extra : "");
   fclose(f);
 }
 
@@ -514,8 +518,19 @@ static void scenario_http(void) {
   code = http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
                   sizeof(buf));
   CHECK(code == 200, "metrics %d", code);
-  CHECK(strstr(buf, "sluice_ingest_events_total{path=\"http\"} 4\n"),
-        "http events metric:\n%s", buf);
+  CHECK(
+      strstr(
+          buf,
+          "sluice_ingest_events_total{path=\"http\",stream=\"readings\"} 4\n"),
+      "http events metric:\n%s", buf);
+  /* Refusals are counted by reason: 400 x2, 405 and 415 are SL_EPROTO. */
+  CHECK(strstr(buf, "sluice_ingest_rejects_total{path=\"http\",reason=\"SL_"
+                    "EPROTO\"} 4\n") &&
+            strstr(buf, "sluice_ingest_rejects_total{path=\"http\",reason="
+                        "\"SL_ENOTFOUND\"} 1\n") &&
+            strstr(buf, "sluice_ingest_rejects_total{path=\"http\",reason="
+                        "\"SL_ETOOBIG\"} 1\n"),
+        "rejects by reason:\n%s", buf);
   snprintf(path, sizeof(path), "%s/metrics.txt", dir);
   FILE *f = fopen(path, "w");
   CHECK(f, "metrics file");
@@ -544,10 +559,256 @@ static void scenario_http(void) {
   printf("http: 4 events committed, error statuses and promtool ok\n");
 }
 
+/* ---- many connections and a slow loris -------------------------------- */
+
+static void write_all(int fd, const uint8_t *p, size_t n) {
+  while (n) {
+    ssize_t w = write(fd, p, n);
+    CHECK(w > 0, "write: %s", strerror(errno));
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* Reads frames from fd until one of kind `want` arrives (bounded by the
+ * socket's receive timeout). Returns 0, or -1 on EOF/timeout/error frame. */
+static int await_frame(int fd, sl_frame_buf_t *in, sl_frame_arena_t *ar,
+                       Sluice__V1__Frame__KindCase want) {
+  for (;;) {
+    const uint8_t *body;
+    size_t consumed, blen;
+    const Sluice__V1__Frame *fr;
+    if (sl_frame_parse(in->data, in->len, 1 << 20, &consumed, &body, &blen) < 0)
+      return -1;
+    if (consumed) {
+      int rc =
+          sl_frame_decode(ar, body, blen, SL_FRAME_FROM_SERVER, &fr, NULL, 0);
+      sl_frame_buf_consume(in, consumed);
+      if (rc < 0 || fr->kind_case == SLUICE__V1__FRAME__KIND_ERROR)
+        return -1;
+      if (fr->kind_case == want)
+        return 0;
+      continue;
+    }
+    if (sl_frame_buf_reserve(in, 4096) < 0)
+      return -1;
+    ssize_t r = read(fd, in->data + in->len, in->cap - in->len);
+    if (r <= 0)
+      return -1;
+    in->len += (size_t)r;
+  }
+}
+
+static int tcp_connect(int port) {
+  struct sockaddr_in sa = {.sin_family = AF_INET,
+                           .sin_port = htons((uint16_t)port)};
+  struct timeval tv = {.tv_sec = 20};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+        "connect: %s", strerror(errno));
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+typedef struct loris {
+  int port;
+  int closed_by_server; /* 1 when the daemon cut it off */
+  double seconds;       /* how long it lasted */
+} loris_t;
+
+/* Sends a valid hello, then a frame one byte every 200 ms: the daemon must
+ * close it at the idle timeout (2 s here) although bytes keep coming. */
+static void *slow_loris(void *arg) {
+  loris_t *l = arg;
+  sl_frame_buf_t b;
+  uint8_t junk[64];
+  uint64_t t0 = now_ms();
+  int fd = tcp_connect(l->port);
+  sl_frame_buf_init(&b);
+  sl_frame_encode_hello(&b, SL_PROTOCOL_VERSION, "loris", NULL);
+  write_all(fd, b.data, b.len);
+  memset(junk, 0, sizeof(junk));
+  junk[3] = 60; /* a 60-byte frame that never completes */
+  for (size_t i = 0; i < sizeof(junk) && now_ms() - t0 < 15000; i++) {
+    if (send(fd, &junk[i], 1, MSG_NOSIGNAL) < 0)
+      break;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) > 0) {
+      char tmp[512];
+      ssize_t r;
+      /* HelloAck, then (later) the idle Error frame and EOF. */
+      while ((r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0)
+        ;
+      if (r == 0) {
+        l->closed_by_server = 1;
+        break;
+      }
+    }
+  }
+  l->seconds = (double)(now_ms() - t0) / 1000.0;
+  close(fd);
+  sl_frame_buf_close(&b);
+  return NULL;
+}
+
+static void scenario_conns(void) {
+  enum { N = 1000 };
+  static int fds[N];
+  int port, st;
+  char buf[1 << 16];
+  sl_frame_buf_t out, in;
+  sl_frame_arena_t *ar;
+  pthread_t th;
+  loris_t l = {0};
+  Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT, *evp = &ev;
+  Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
+  double *values;
+
+  pid_t pid = start_daemon(&port);
+  l.port = port;
+  pthread_create(&th, NULL, slow_loris, &l);
+  sl_frame_buf_init(&out);
+  sl_frame_buf_init(&in);
+  CHECK(sl_frame_arena_new(1 << 16, &ar) == 0, "arena");
+  ev.body_case = SLUICE__V1__EVENT__BODY_READING;
+  ev.reading = &rd;
+  rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+  ev.source = "conn";
+  /* Open all N, each with a hello and one publish in flight. */
+  for (int i = 0; i < N; i++) {
+    fds[i] = tcp_connect(port);
+    out.len = 0;
+    rd.double_value = i;
+    ev.time_ns = i;
+    sl_frame_encode_hello(&out, SL_PROTOCOL_VERSION, "many", NULL);
+    sl_frame_encode_publish(&out, 1, "readings", &evp, 1, 1 << 20);
+    write_all(fds[i], out.data, out.len);
+  }
+  /* Every connection gets its HelloAck and Ack while all N are open. */
+  for (int i = 0; i < N; i++) {
+    in.len = 0;
+    CHECK(await_frame(fds[i], &in, ar, SLUICE__V1__FRAME__KIND_HELLO_ACK) == 0,
+          "connection %d: no hello ack", i);
+    CHECK(await_frame(fds[i], &in, ar, SLUICE__V1__FRAME__KIND_ACK) == 0,
+          "connection %d: no ack", i);
+  }
+  CHECK(http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
+                 sizeof(buf)) == 200,
+        "metrics");
+  const char *g = strstr(buf, "sluice_ingest_connections{path=\"native\"} ");
+  CHECK(g && atoi(g + strlen("sluice_ingest_connections{path=\"native\"} ")) >=
+                 N,
+        "connections gauge below %d", N);
+  for (int i = 0; i < N; i++)
+    close(fds[i]);
+  pthread_join(th, NULL);
+  CHECK(l.closed_by_server, "slow loris was not cut off (lasted %.1f s)",
+        l.seconds);
+  CHECK(l.seconds < 8, "slow loris lasted %.1f s with a 2 s idle timeout",
+        l.seconds);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  uint64_t n = read_stream("readings", &values);
+  CHECK(n == N, "%llu events stored, want %d", (unsigned long long)n, N);
+  char *seen = calloc(N, 1);
+  for (uint64_t i = 0; i < n; i++) {
+    CHECK(values[i] >= 0 && values[i] < N && !seen[(int)values[i]],
+          "bad or duplicate value %g", values[i]);
+    seen[(int)values[i]] = 1;
+  }
+  free(seen);
+  free(values);
+  sl_frame_arena_free(ar);
+  sl_frame_buf_close(&out);
+  sl_frame_buf_close(&in);
+  printf("conns: %d concurrent connections acked; slow loris cut off after "
+         "%.1f s\n",
+         N, l.seconds);
+}
+
+/* ---- SIGHUP reload ------------------------------------------------------ */
+
+/* Polls /metrics until `series` reaches value (bounded). */
+static void await_metric(const char *series, int value) {
+  char buf[1 << 16], want[256];
+  uint64_t deadline = now_ms() + 10000;
+  snprintf(want, sizeof(want), "%s %d\n", series, value);
+  for (;;) {
+    if (http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
+                 sizeof(buf)) == 200 &&
+        strstr(buf, want))
+      return;
+    CHECK(now_ms() < deadline, "metric never reached '%s'", want);
+    usleep(20000);
+  }
+}
+
+static void append_config(const char *text) {
+  FILE *f = fopen(cfg_path, "a");
+  CHECK(f, "append config");
+  fputs(text, f);
+  fclose(f);
+}
+
+static void scenario_reload(void) {
+  pub_t p;
+  int port, st;
+  char tcp[64], good[4096];
+  FILE *f;
+  size_t n;
+
+  pub_init(&p, 1);
+  f = fopen(cfg_path, "r");
+  n = fread(good, 1, sizeof(good) - 1, f);
+  good[n] = 0;
+  fclose(f);
+  pid_t pid = start_daemon(&port);
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+  sl_client_t *cl = connect_client(tcp, &p);
+
+  /* A reloadable change is applied. */
+  append_config("log:\n  level: debug\n");
+  kill(pid, SIGHUP);
+  await_metric("sluice_config_reloads_total", 1);
+  /* A change that needs a restart is refused; the old config stays. */
+  f = fopen(cfg_path, "w");
+  fputs(good, f);
+  fclose(f);
+  append_config("store:\n  budget_bytes: 3GiB\n");
+  kill(pid, SIGHUP);
+  await_metric("sluice_config_reload_errors_total", 1);
+  /* A broken file is refused too, and named in the log. */
+  append_config("this is: [not yaml\n");
+  kill(pid, SIGHUP);
+  await_metric("sluice_config_reload_errors_total", 2);
+  /* Still serving, with the old config. */
+  publish_n(cl, "readings", 0, 1000, NULL);
+  CHECK(sl_client_flush(cl, 30000) == 0, "publish after refused reloads");
+  CHECK(p.acked_events == 1000, "acked %llu",
+        (unsigned long long)p.acked_events);
+  sl_client_free(cl);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  f = fopen(log_path, "r");
+  char line[1024];
+  int named = 0;
+  while (f && fgets(line, sizeof(line), f))
+    if (strstr(line, "reload refused") && strstr(line, "budget_bytes"))
+      named = 1;
+  if (f)
+    fclose(f);
+  CHECK(named, "the refused restart-only key is named in the log");
+  printf("reload: reloadable change applied, restart-only change and broken "
+         "file refused, still serving\n");
+}
+
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY roundtrip|kill9|garbage|http\n",
-            argv[0]);
+    fprintf(
+        stderr,
+        "usage: %s SLUICE_BINARY roundtrip|kill9|garbage|http|conns|reload\n",
+        argv[0]);
     return 2;
   }
   sluice_bin = argv[1];
@@ -558,7 +819,9 @@ int main(int argc, char **argv) {
   snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
   snprintf(sock_path, sizeof(sock_path), "%s/native.sock", dir);
   snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
-  write_config();
+  write_config(!strcmp(argv[2], "conns")
+                   ? "limits:\n  idle_timeout: 2s\n  max_connections: 1100\n"
+                   : NULL);
   signal(SIGPIPE, SIG_IGN);
 
   if (!strcmp(argv[2], "roundtrip"))
@@ -569,6 +832,10 @@ int main(int argc, char **argv) {
     scenario_garbage();
   else if (!strcmp(argv[2], "http"))
     scenario_http();
+  else if (!strcmp(argv[2], "conns"))
+    scenario_conns();
+  else if (!strcmp(argv[2], "reload"))
+    scenario_reload();
   else
     return 2;
 
