@@ -196,8 +196,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "loss (reported in /v1/status).",
         .enums = sync_modes),
     OPT("store.sync_interval", DURATION, store.sync_interval_ms, "100ms",
-        RESTART, "Time between fsyncs with store.sync = interval.", .min = "1ms",
-        .max = "1m"),
+        RESTART, "Time between fsyncs with store.sync = interval.",
+        .min = "1ms", .max = "1m"),
     OPT("store.queue_depth", UINT, store.queue_depth, "1024", RESTART,
         "Batches queued from the ingest threads to the writer; a full queue "
         "stops reading from clients.",
