@@ -20,6 +20,7 @@ static int usage(FILE *out) {
                "\n"
                "commands:\n"
                "  run -c FILE        run the daemon\n"
+               "  store stats|inspect|verify|dump -d DIR  store tools\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"
                "  version            print the version\n"

@@ -99,9 +99,16 @@ static void *run_worker(void *arg) {
       if (wait > 0)
         usleep((useconds_t)(wait * 1e6));
     }
-    rc = sl_client_publish(w->cl, opt.stream, sl_gen_next(&g), &bid);
+    const Sluice__V1__Event *ev = sl_gen_next(&g);
+    /* A full buffer waits in slices of 200 ms so a stop (time limit, a
+     * daemon that died) is noticed. */
+    while ((rc = sl_client_publish(w->cl, opt.stream, ev, &bid)) ==
+               SL_EBACKPRESSURE &&
+           !stop_now)
+      ;
     if (rc < 0) {
-      w->err = rc;
+      if (!stop_now)
+        w->err = rc;
       break;
     }
     w->published++;
@@ -195,7 +202,7 @@ int main(int argc, char **argv) {
     o.linger_ms = opt.linger_ms;
     o.max_in_flight = opt.in_flight;
     o.max_buffered_events = opt.batch * (opt.in_flight + 2);
-    o.publish_timeout_ms = -1;
+    o.publish_timeout_ms = 200;
     o.ack_cb = on_ack;
     o.opaque = &w[i];
     w[i].idx = i;
@@ -244,7 +251,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < opt.connections; i++)
     pthread_join(w[i].th, NULL);
   double elapsed = now_s() - t0;
-  for (int i = 0; i < opt.connections; i++)
+  /* After a time-out (e.g. the daemon was killed) there is nothing to
+   * wait for: unacked batches are reported as failed by sl_client_free. */
+  for (int i = 0; i < opt.connections && !stop_now; i++)
     sl_client_flush(w[i].cl, 10000);
   fprintf(stderr, "\n");
 
