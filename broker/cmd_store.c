@@ -283,16 +283,19 @@ static json_t *inference_json(const Sluice__V1__Inference *in) {
   return o;
 }
 
+/* append_time_ns: the batch's append time, the event's ingest time when
+ * the event carries none (docs/ARCHITECTURE.md, D7). */
 static json_t *event_json(const char *stream, uint64_t offset,
-                          const Sluice__V1__Event *e) {
+                          const Sluice__V1__Event *e, int64_t append_time_ns) {
   json_t *o = json_object();
 
   json_object_set_new(o, "stream", json_string(stream));
   json_object_set_new(o, "offset", json_integer((json_int_t)offset));
   json_object_set_new(o, "source", json_string(e->source));
   json_object_set_new(o, "time_ns", json_integer(e->time_ns));
-  if (e->ingest_time_ns)
-    json_object_set_new(o, "ingest_time_ns", json_integer(e->ingest_time_ns));
+  json_object_set_new(
+      o, "ingest_time_ns",
+      json_integer(e->ingest_time_ns ? e->ingest_time_ns : append_time_ns));
   switch (e->body_case) {
   case SLUICE__V1__EVENT__BODY_READING:
     json_object_set_new(o, "reading", reading_json(e->reading));
@@ -377,7 +380,7 @@ static int cmd_dump(sl_store_t *st, const cli_t *c) {
         json_t *o;
         if (off < c->from || off >= c->to)
           continue;
-        o = event_json(ss.name, off, eb->events[j]);
+        o = event_json(ss.name, off, eb->events[j], rec.append_time_ns);
         json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(15));
         fputc('\n', stdout);
         json_decref(o);
