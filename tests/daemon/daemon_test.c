@@ -281,6 +281,24 @@ static void scenario_roundtrip(void) {
   pid_t pid = start_daemon(&port);
   snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
   snprintf(unx, sizeof(unx), "unix:%s", sock_path);
+  /* A second daemon on the same store refuses to start, clearly. */
+  {
+    char cmd[900], out[400], line[600];
+    snprintf(out, sizeof(out), "%s/second.log", dir);
+    snprintf(cmd, sizeof(cmd), "%s run -c %s >%s 2>&1", sluice_bin, cfg_path,
+             out);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 3,
+          "second daemon exit status %d, want 3", rc);
+    FILE *f = fopen(out, "r");
+    int clear = 0;
+    while (f && fgets(line, sizeof(line), f))
+      if (strstr(line, "in use by another process (pid "))
+        clear = 1;
+    if (f)
+      fclose(f);
+    CHECK(clear, "second daemon's message names the holder");
+  }
   sl_client_t *a = connect_client(tcp, &p), *b = connect_client(unx, &p);
   publish_n(a, "readings", 0, N / 2, NULL);
   CHECK(sl_client_flush(a, 30000) == 0, "flush tcp");
