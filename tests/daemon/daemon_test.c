@@ -785,6 +785,107 @@ static void scenario_conns(void) {
          N, l.seconds);
 }
 
+/* ---- a slow reader ----------------------------------------------------- */
+
+static long daemon_rss_anon_kb(pid_t pid) {
+  char path[64], line[256];
+  long kb = -1;
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof(line), f))
+    if (sscanf(line, "RssAnon: %ld", &kb) == 1)
+      break;
+  if (f)
+    fclose(f);
+  return kb;
+}
+
+/* A client pipelines publishes and never reads its acks. The daemon must
+ * stop reading it once its unsent acks pile up (so it cannot make the daemon
+ * buffer without bound), while another client is served normally. */
+static void scenario_slowreader(void) {
+  pub_t p;
+  int port, st, blocked = 0;
+  char buf[1 << 16];
+  sl_frame_buf_t out;
+  Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT, *evp = &ev;
+  Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
+  uint64_t sent = 0, deadline;
+
+  pub_init(&p, 1);
+  pid_t pid = start_daemon(&port);
+  int fd = tcp_connect(port);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  sl_frame_buf_init(&out);
+  sl_frame_encode_hello(&out, SL_PROTOCOL_VERSION, "slow-reader", NULL);
+  ev.body_case = SLUICE__V1__EVENT__BODY_READING;
+  ev.reading = &rd;
+  ev.source = "slow";
+  rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+  /* Write until the daemon stops reading us (the socket stays full). */
+  deadline = now_ms() + 60000;
+  size_t off = 0;
+  uint64_t last_progress = now_ms();
+  while (now_ms() < deadline) {
+    if (off == out.len) {
+      out.len = 0;
+      off = 0;
+      for (int i = 0; i < 256; i++) {
+        rd.double_value = (double)sent;
+        sl_frame_encode_publish(&out, ++sent, "readings", &evp, 1, 1 << 20);
+      }
+    }
+    ssize_t w = write(fd, out.data + off, out.len - off);
+    if (w > 0) {
+      off += (size_t)w;
+      last_progress = now_ms();
+      continue;
+    }
+    CHECK(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "write: %s",
+          strerror(errno));
+    /* Blocked for a whole second: the daemon has stopped reading us. */
+    if (now_ms() - last_progress > 1000) {
+      blocked = 1;
+      break;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLOUT};
+    poll(&pf, 1, 100);
+  }
+  CHECK(blocked,
+        "the daemon kept reading a client that never reads (%llu "
+        "publishes sent)",
+        (unsigned long long)sent);
+  long rss = daemon_rss_anon_kb(pid);
+  CHECK(rss > 0 && rss < 64 * 1024, "daemon anon RSS %ld kB with a slow reader",
+        rss);
+  /* Another client is unaffected. */
+  char tcp[64];
+  snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
+  sl_client_t *good = connect_client(tcp, &p);
+  publish_n(good, "inference", 0, 5000, NULL);
+  CHECK(sl_client_flush(good, 30000) == 0, "good client flush");
+  CHECK(p.acked_events == 5000, "good client acked %llu",
+        (unsigned long long)p.acked_events);
+  CHECK(http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
+                 sizeof(buf)) == 200,
+        "metrics");
+  const char *m = strstr(buf, "sluice_ingest_pauses_total{path=\"native\"} ");
+  CHECK(m && atol(m + strlen("sluice_ingest_pauses_total{path=\"native\"} ")) >
+                 0,
+        "pauses counted");
+  sl_client_free(good);
+  close(fd);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  sl_frame_buf_close(&out);
+  pub_free(&p);
+  printf("slowreader: paused after %llu publishes, %ld kB anon RSS, other "
+         "client served\n",
+         (unsigned long long)sent, rss);
+}
+
 /* ---- SIGHUP reload ------------------------------------------------------ */
 
 /* Polls /metrics until `series` reaches value (bounded). */
@@ -864,10 +965,10 @@ static void scenario_reload(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(
-        stderr,
-        "usage: %s SLUICE_BINARY roundtrip|kill9|garbage|http|conns|reload\n",
-        argv[0]);
+    fprintf(stderr,
+            "usage: %s SLUICE_BINARY "
+            "roundtrip|kill9|garbage|http|conns|reload|slowreader\n",
+            argv[0]);
     return 2;
   }
   sluice_bin = argv[1];
@@ -895,6 +996,8 @@ int main(int argc, char **argv) {
     scenario_conns();
   else if (!strcmp(argv[2], "reload"))
     scenario_reload();
+  else if (!strcmp(argv[2], "slowreader"))
+    scenario_slowreader();
   else
     return 2;
 
