@@ -221,106 +221,43 @@ static void conn_update_reading(conn_t *c) {
 
 /* ---- frames ----------------------------------------------------------- */
 
-static size_t varint_len(const uint8_t *p, size_t n, uint64_t *v) {
-  uint64_t x = 0;
-  for (size_t i = 0; i < n && i < 10; i++) {
-    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-    if (!(p[i] & 0x80)) {
-      *v = x;
-      return i + 1;
-    }
-  }
-  return 0;
-}
-
 /*
  * Builds the serialized EventBatch from a Publish frame body without
  * re-encoding the events: Publish.events (field 3) and EventBatch.events
  * (field 1) are both length-delimited Event messages, so each entry is
  * copied with its one-byte tag rewritten (0x1a -> 0x0a). The body has
- * already been validated by sl_frame_decode(), so the walk trusts lengths
- * only after checking them against the buffer anyway.
+ * already been validated by sl_frame_decode(); the walk still checks every
+ * length against the buffer.
  */
 static int events_to_batch(const uint8_t *body, size_t len,
                            sl_frame_buf_t *out) {
-  const uint8_t *p = body, *end = body + len, *pub = NULL;
-  uint64_t key, l;
-  size_t k, publen = 0;
+  const uint8_t *p = body, *end = body + len, *pub = NULL, *val, *next;
+  uint64_t key;
+  size_t vlen, publen = 0;
 
   out->len = 0;
-  /* Find Frame.publish (field 3, wire type 2). */
-  while (p < end) {
-    if (!(k = varint_len(p, (size_t)(end - p), &key)))
+  /* Find Frame.publish (field 3, length-delimited). */
+  for (; p < end; p = next) {
+    if (!(next = sl_pb_next_field(p, end, &key, &val, &vlen)))
       return SL_EPROTO;
-    p += k;
-    switch (key & 7) {
-    case 0:
-      if (!(k = varint_len(p, (size_t)(end - p), &l)))
-        return SL_EPROTO;
-      p += k;
-      break;
-    case 1:
-      p += 8;
-      break;
-    case 5:
-      p += 4;
-      break;
-    case 2:
-      if (!(k = varint_len(p, (size_t)(end - p), &l)) ||
-          l > (uint64_t)(end - p - (ptrdiff_t)k))
-        return SL_EPROTO;
-      p += k;
-      if ((key >> 3) == 3) {
-        pub = p;
-        publen = (size_t)l;
-      }
-      p += l;
-      break;
-    default:
-      return SL_EPROTO;
+    if (key == ((3u << 3) | 2u)) {
+      pub = val;
+      publen = vlen;
     }
-    if (p > end)
-      return SL_EPROTO;
   }
   if (!pub)
     return SL_EPROTO;
   if (sl_frame_buf_reserve(out, publen) < 0)
     return -ENOMEM;
-  p = pub;
-  end = pub + publen;
-  while (p < end) {
-    const uint8_t *start = p;
-    if (!(k = varint_len(p, (size_t)(end - p), &key)))
+  /* Copy each Publish.events entry (field 3) as EventBatch.events. */
+  for (p = pub, end = pub + publen; p < end; p = next) {
+    if (!(next = sl_pb_next_field(p, end, &key, &val, &vlen)))
       return SL_EPROTO;
-    p += k;
-    switch (key & 7) {
-    case 0:
-      if (!(k = varint_len(p, (size_t)(end - p), &l)))
-        return SL_EPROTO;
-      p += k;
-      break;
-    case 1:
-      p += 8;
-      break;
-    case 5:
-      p += 4;
-      break;
-    case 2:
-      if (!(k = varint_len(p, (size_t)(end - p), &l)) ||
-          l > (uint64_t)(end - p - (ptrdiff_t)k))
-        return SL_EPROTO;
-      p += k + l;
-      if (key == ((3u << 3) | 2u)) {
-        memcpy(out->data + out->len, start, (size_t)(p - start));
-        out->data[out->len] = (1u << 3) | 2u;
-        out->len += (size_t)(p - start);
-      }
-      break;
-    default:
-      return SL_EPROTO;
+    if (key == ((3u << 3) | 2u)) {
+      memcpy(out->data + out->len, p, (size_t)(next - p));
+      out->data[out->len] = (1u << 3) | 2u;
+      out->len += (size_t)(next - p);
     }
-    if (p > end)
-      return SL_EPROTO;
   }
   return 0;
 }

@@ -650,3 +650,44 @@ int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
   out->len += hdr + events_len;
   return 0;
 }
+
+static size_t pb_varint(const uint8_t *p, const uint8_t *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (size_t i = 0; p + i < end && i < 10; i++) {
+    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      *v = x;
+      return i + 1;
+    }
+  }
+  return 0;
+}
+
+const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
+                                uint64_t *key, const uint8_t **val,
+                                size_t *vlen) {
+  uint64_t l;
+  size_t k;
+
+  *val = NULL;
+  *vlen = 0;
+  if (p >= end || !(k = pb_varint(p, end, key)))
+    return NULL;
+  p += k;
+  switch (*key & 7) {
+  case 0: /* varint */
+    return (k = pb_varint(p, end, &l)) ? p + k : NULL;
+  case 1: /* 64-bit */
+    return (size_t)(end - p) >= 8 ? p + 8 : NULL;
+  case 5: /* 32-bit */
+    return (size_t)(end - p) >= 4 ? p + 4 : NULL;
+  case 2: /* length-delimited */
+    if (!(k = pb_varint(p, end, &l)) || l > (uint64_t)(end - p) - k)
+      return NULL;
+    *val = p + k;
+    *vlen = (size_t)l;
+    return p + k + l;
+  default: /* groups and invalid wire types */
+    return NULL;
+  }
+}

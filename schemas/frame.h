@@ -199,4 +199,20 @@ int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
 /* Returns the static name of a frame kind ("publish"), "none" if unset. */
 const char *sl_frame_kind_name(Sluice__V1__Frame__KindCase kind);
 
+/*
+ * Protobuf wire walking without decoding, for code that moves encoded
+ * messages around (the daemon turns Publish.events into EventBatch.events
+ * without re-encoding; the uplink slices single Events out of a stored
+ * EventBatch). Reads the field at *p (bounded by end): its key (field
+ * number << 3 | wire type) into *key and, for a length-delimited field,
+ * a view of its payload into *val and *vlen (NULL and 0 for other wire
+ * types).
+ * Returns the position after the field, or NULL when the field is
+ * malformed or does not fit (never reads past end). Groups (wire types 3
+ * and 4) are refused. All pointers are views into the caller's buffer.
+ */
+const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
+                                uint64_t *key, const uint8_t **val,
+                                size_t *vlen);
+
 #endif /* SL_SCHEMAS_FRAME_H */
