@@ -689,8 +689,11 @@ static void *slow_loris(void *arg) {
   memset(junk, 0, sizeof(junk));
   junk[3] = 60; /* a 60-byte frame that never completes */
   for (size_t i = 0; i < sizeof(junk) && now_ms() - t0 < 15000; i++) {
-    if (send(fd, &junk[i], 1, MSG_NOSIGNAL) < 0)
+    if (send(fd, &junk[i], 1, MSG_NOSIGNAL) < 0) {
+      /* The daemon closed first and we wrote into the reset socket. */
+      l->closed_by_server = errno == EPIPE || errno == ECONNRESET;
       break;
+    }
     struct pollfd p = {.fd = fd, .events = POLLIN};
     if (poll(&p, 1, 200) > 0) {
       char tmp[512];
@@ -698,7 +701,7 @@ static void *slow_loris(void *arg) {
       /* HelloAck, then (later) the idle Error frame and EOF. */
       while ((r = recv(fd, tmp, sizeof(tmp), MSG_DONTWAIT)) > 0)
         ;
-      if (r == 0) {
+      if (r == 0 || (r < 0 && errno == ECONNRESET)) {
         l->closed_by_server = 1;
         break;
       }
