@@ -57,6 +57,7 @@ void sl_process_free(sl_process_t *pr) {
   free(pr->dest);
   free(pr->tags);
   free(pr->erec);
+  free(pr->eorder);
   free(pr->ekeys);
   free(pr->emit);
   free(pr->eev);

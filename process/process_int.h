@@ -323,7 +323,8 @@ struct sl_process {
   size_t ntags, tcap;
   pemit_rec_t *erec;
   size_t nerec, ecap;
-  char *ekeys; /* group keys of emitted results */
+  uint32_t *eorder; /* sort scratch, ecap entries */
+  char *ekeys;      /* group keys of emitted results */
   size_t eklen, ekcap;
   /* materialised emits */
   sl_process_emit_t *emit;

@@ -242,11 +242,65 @@ pstep_verdict_t process__aggregate(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
   return STEP_PASS;
 }
 
-static int cmp_rec(const void *x, const void *y) {
-  const pemit_rec_t *a = x, *b = y;
+/* Order of two emit records: window start, then key bytes. */
+static int rec_cmp(const sl_process_t *pr, const pemit_rec_t *a,
+                   const pemit_rec_t *b) {
   if (a->w.start != b->w.start)
     return a->w.start < b->w.start ? -1 : 1;
-  return 0; /* keys compared by the caller's stable order below */
+  int c = memcmp(pr->ekeys + a->koff, pr->ekeys + b->koff,
+                 SL_MIN(a->klen, b->klen));
+  if (c)
+    return c;
+  return a->klen < b->klen ? -1 : a->klen > b->klen;
+}
+
+static void sift(const sl_process_t *pr, const pemit_rec_t *r, uint32_t *ix,
+                 size_t i, size_t n) {
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= n)
+      return;
+    if (c + 1 < n && rec_cmp(pr, &r[ix[c]], &r[ix[c + 1]]) < 0)
+      c++;
+    if (rec_cmp(pr, &r[ix[i]], &r[ix[c]]) >= 0)
+      return;
+    uint32_t t = ix[i];
+    ix[i] = ix[c];
+    ix[c] = t;
+    i = c;
+  }
+}
+
+/* Sorts r[0..n) by (start, key) without allocating (glibc's qsort may
+ * malloc a merge buffer): heapsort on an index array, then the records
+ * are permuted in place cycle by cycle. */
+static void sort_recs(sl_process_t *pr, pemit_rec_t *r, size_t n) {
+  uint32_t *ix = pr->eorder;
+  for (size_t i = 0; i < n; i++)
+    ix[i] = (uint32_t)i;
+  for (size_t i = n / 2; i-- > 0;)
+    sift(pr, r, ix, i, n);
+  for (size_t end = n; end-- > 1;) {
+    uint32_t t = ix[0];
+    ix[0] = ix[end];
+    ix[end] = t;
+    sift(pr, r, ix, 0, end);
+  }
+  /* ix[k] = which record goes to position k. */
+  for (size_t k = 0; k < n; k++) {
+    if (ix[k] == k || ix[k] == UINT32_MAX)
+      continue;
+    pemit_rec_t tmp = r[k];
+    size_t j = k;
+    while (ix[j] != k) {
+      size_t from = ix[j];
+      r[j] = r[from];
+      ix[j] = UINT32_MAX;
+      j = from;
+    }
+    r[j] = tmp;
+    ix[j] = UINT32_MAX;
+  }
 }
 
 int process__aggregate_sweep(sl_process_t *pr, ppipeline_t *p, pstep_t *s) {
@@ -260,23 +314,8 @@ int process__aggregate_sweep(sl_process_t *pr, ppipeline_t *p, pstep_t *s) {
   }
   /* Table order depends on insertion history: sort the sweep's results by
    * (window start, key) so the output order is reproducible too. */
-  size_t n = pr->nerec - first;
-  if (n > 1) {
-    pemit_rec_t *r = pr->erec + first;
-    qsort(r, n, sizeof(*r), cmp_rec);
-    for (size_t i = 1; i < n; i++) { /* insertion sort by key within start */
-      for (size_t j = i; j > 0 && r[j].w.start == r[j - 1].w.start; j--) {
-        size_t la = r[j - 1].klen, lb = r[j].klen;
-        int c = memcmp(pr->ekeys + r[j - 1].koff, pr->ekeys + r[j].koff,
-                       SL_MIN(la, lb));
-        if (c < 0 || (c == 0 && la <= lb))
-          break;
-        pemit_rec_t tmp = r[j];
-        r[j] = r[j - 1];
-        r[j - 1] = tmp;
-      }
-    }
-  }
+  if (pr->nerec - first > 1)
+    sort_recs(pr, pr->erec + first, pr->nerec - first);
   return 0;
 }
 
@@ -289,6 +328,10 @@ int process__emit_add(sl_process_t *pr, const ppipeline_t *p, const pstep_t *s,
     if (!r)
       goto nomem;
     pr->erec = r;
+    uint32_t *o = realloc(pr->eorder, n * sizeof(*o));
+    if (!o)
+      goto nomem;
+    pr->eorder = o;
     pr->ecap = n;
   }
   if (pr->eklen + klen > pr->ekcap) {
