@@ -36,4 +36,44 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
                         uint32_t max_events, sl_json_batch_t *jb, char *errstr,
                         size_t errlen);
 
+/* ---- MQTT JSON payloads: configurable field paths ---------------------- */
+
+/* Where a reading's parts are in each JSON object of a payload. Paths are
+ * dotted ("data.temp"); "" for value means the whole JSON value (a bare
+ * number, string or boolean payload); "" for the others means absent. */
+typedef struct sl_json_map {
+  const char *value;    /* path of the value */
+  const char *time;     /* path of the event time: RFC 3339 or a number */
+  int64_t time_unit_ns; /* nanoseconds per unit of a numeric time */
+  const char *quality;  /* path of the quality (name or status code) */
+  const char *unit;     /* path of the engineering unit */
+} sl_json_map_t;
+
+/* One attribute attached to every event of a mapped payload. */
+typedef struct sl_json_attr {
+  const char *key;
+  const char *value;
+} sl_json_attr_t;
+
+/*
+ * Decodes an MQTT payload: one JSON object, a JSON array of objects, or
+ * (with map->value "") a bare scalar, into readings for source, appended
+ * to jb. Events without a time get default_time_ns. attrs (nattrs) are
+ * attached to every event. At most max_events events per payload. On error
+ * jb is left exactly as it was, *reason gets a static short name for the
+ * metrics (bad_json, too_deep, bad_number, bad_type, no_value, bad_time,
+ * too_many) and errstr the details. payload, map, source, attrs: borrowed.
+ * Errors: SL_EPROTO, SL_ETOOBIG (too_many), -ENOMEM.
+ */
+int sl_json_decode_mapped(const char *payload, size_t len,
+                          const sl_json_map_t *map, const char *source,
+                          const sl_json_attr_t *attrs, size_t nattrs,
+                          int64_t default_time_ns, uint32_t max_events,
+                          sl_json_batch_t *jb, const char **reason,
+                          char *errstr, size_t errlen);
+
+/* Appends one packed event to jb (EventBatch field 1) and updates its count
+ * and time range. ev: borrowed (a Sluice__V1__Event). Errors: -ENOMEM. */
+int sl_json_batch_add(sl_json_batch_t *jb, const void *ev);
+
 #endif /* SL_DECODE_JSON_H */

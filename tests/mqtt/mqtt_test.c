@@ -1,0 +1,1022 @@
+/*
+ * End-to-end tests of MQTT ingest: the real `sluice run`, the harness's
+ * Mosquitto (SLUICE_TEST_MQTT_HOST/PORT; exit 77 = skipped without it),
+ * publishers using mosquitto_pub and libmosquitto, and the store read back
+ * read-only.
+ *
+ *   mqtt_test SLUICE basic      JSON (object, array, bare, paths), raw,
+ *                               bad inputs counted and dead-lettered
+ *   mqtt_test SLUICE restart    sluice stopped while a publisher goes on:
+ *                               everything the broker queued arrives
+ *   mqtt_test SLUICE kill9      kill -9 sluice in a loop under QoS 1 load:
+ *                               every message the broker accepted is stored
+ *                               (SL_MQTT_KILL_ROUNDS, default 12)
+ *   mqtt_test SLUICE broker     a private Mosquitto restarted under sluice
+ *   mqtt_test SLUICE sparkplug  births, aliases, seq gap, deaths, rebirth,
+ *                               aliases from the store after a restart
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mosquitto.h>
+
+#include "sluice/v1/event.pb-c.h"
+#include "sparkplug_b/sparkplug_b.pb-c.h"
+#include "store/store.h"
+
+static const char *sluice_bin, *mqtt_host;
+static int mqtt_port;
+static char dir[256], data_dir[300], cfg_path[300], log_path[300], prefix[64];
+static pid_t daemon_pid, broker_pid;
+static int admin_port;
+
+static void dump_log(void) {
+  char cmd[400];
+  if (daemon_pid > 0)
+    kill(daemon_pid, SIGKILL);
+  if (broker_pid > 0)
+    kill(broker_pid, SIGKILL);
+  snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", log_path);
+  if (system(cmd) < 0)
+    perror("system");
+}
+
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
+      fprintf(stderr, __VA_ARGS__);                                            \
+      fputc('\n', stderr);                                                     \
+      dump_log();                                                              \
+      exit(1);                                                                 \
+    }                                                                          \
+  } while (0)
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- daemon ------------------------------------------------------------ */
+
+static void write_config(const char *subs, const char *extra) {
+  FILE *f = fopen(cfg_path, "w");
+  CHECK(f, "open %s", cfg_path);
+  fprintf(f,
+          "node:\n  id: mqtt-test\n  data_dir: %s\n"
+          "listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
+          "admin:\n  address: \"127.0.0.1:0\"\n"
+          "log:\n  level: info\n"
+          "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
+          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+          "  reconnect_max: 500ms\n  dead_letter_stream: dlq\n"
+          "  max_payload_bytes: 4KiB\n%s"
+          "  subscriptions:\n%s"
+          "streams:\n  - name: readings\n  - name: dlq\n",
+          data_dir, mqtt_host, mqtt_port, prefix, extra ? extra : "", subs);
+  fclose(f);
+}
+
+/* Log lines containing what, counted. */
+static int log_count(const char *what) {
+  char line[2048];
+  int n = 0;
+  FILE *f = fopen(log_path, "r");
+  while (f && fgets(line, sizeof(line), f))
+    n += strstr(line, what) != NULL;
+  if (f)
+    fclose(f);
+  return n;
+}
+
+/* Starts the daemon and waits (bounded) until it is ready and subscribed. */
+static pid_t start_daemon(void) {
+  uint64_t deadline = now_ms() + 20000;
+  pid_t pid;
+  unlink(log_path);
+  pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
+    _exit(127);
+  }
+  daemon_pid = pid;
+  for (;;) {
+    char line[2048];
+    int st, ready = 0;
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *a = strstr(line, " ready: ");
+      if (a && (a = strstr(a, "admin ")) && (a = strstr(a, "(port ")))
+        sscanf(a, "(port %d)", &admin_port);
+      if (strstr(line, "mqtt subscribed"))
+        ready = 1;
+    }
+    if (f)
+      fclose(f);
+    if (ready && admin_port)
+      return pid;
+    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
+    CHECK(now_ms() < deadline, "daemon not subscribed within 20 s");
+    usleep(10000); /* polling the log for a condition, with a deadline */
+  }
+}
+
+static int stop_daemon(pid_t pid, int sig) {
+  int st;
+  uint64_t deadline = now_ms() + 30000;
+  kill(pid, sig);
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
+    usleep(5000);
+  }
+  daemon_pid = 0;
+  CHECK(!log_count("Sanitizer") && !log_count("runtime error:"),
+        "sanitizer report in the daemon log");
+  return st;
+}
+
+/* GET /metrics from the admin port; returns the value of the first line
+ * starting with series, or -1. */
+static double metric(const char *series) {
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  static char buf[1 << 20];
+  size_t n = 0;
+  double v = -1;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sa.sin_port = htons((uint16_t)admin_port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    close(fd);
+    return -1;
+  }
+  const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
+  if (write(fd, req, sizeof(req) - 1) < 0) {
+    close(fd);
+    return -1;
+  }
+  for (ssize_t r;
+       n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0;)
+    n += (size_t)r;
+  close(fd);
+  buf[n] = 0;
+  for (char *p = buf; (p = strstr(p, series)); p++)
+    if (p == buf || p[-1] == '\n') {
+      sscanf(p + strlen(series), " %lf", &v);
+      break;
+    }
+  return v;
+}
+
+/* Waits until the series reaches want (bounded). */
+static void await_metric(const char *series, double want, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  double v;
+  while ((v = metric(series)) < want) {
+    CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
+    usleep(20000);
+  }
+}
+
+#define EVENTS_MQTT(s)                                                         \
+  "sluice_ingest_events_total{path=\"mqtt\",stream=\"" s "\"}"
+
+/* ---- the store --------------------------------------------------------- */
+
+typedef void (*event_cb)(const Sluice__V1__Event *ev, void *arg);
+
+static uint64_t read_stream(const char *name, event_cb cb, void *arg) {
+  sl_store_opts_t so;
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  uint32_t id;
+  char err[256];
+  uint64_t n = 0;
+  int rc;
+
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
+        "open store: %s", err);
+  if (sl_store_stream_lookup(st, name, &id) < 0) {
+    sl_store_env_close(st);
+    return 0;
+  }
+  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
+  while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
+    CHECK(rec.status == 0, "record status %d", rec.status);
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b && b->n_events == rec.count, "batch at %llu",
+          (unsigned long long)rec.first_offset);
+    for (size_t i = 0; i < b->n_events; i++, n++)
+      if (cb)
+        cb(b->events[i], arg);
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  CHECK(rc == SL_ENOTFOUND, "cursor: %s", sl_strerror(rc));
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
+  return n;
+}
+
+static const char *attr(const Sluice__V1__Event *ev, const char *key) {
+  for (size_t i = 0; i < ev->n_attributes; i++)
+    if (!strcmp(ev->attributes[i]->key, key))
+      return ev->attributes[i]->value;
+  return NULL;
+}
+
+/* ---- a libmosquitto QoS 1 publisher recording broker PUBACKs ----------- */
+
+typedef struct pub {
+  struct mosquitto *mosq;
+  pthread_mutex_t lock;
+  int *mid_id;    /* mid -> message id (65536 entries) */
+  uint8_t *acked; /* by message id */
+  uint64_t n_acked, n_sent, cap;
+  int connected;
+} pub_t;
+
+static void pub_on_connect(struct mosquitto *m, void *o, int rc) {
+  pub_t *p = o;
+  (void)m;
+  pthread_mutex_lock(&p->lock);
+  p->connected = rc == 0;
+  pthread_mutex_unlock(&p->lock);
+}
+
+static void pub_on_publish(struct mosquitto *m, void *o, int mid) {
+  pub_t *p = o;
+  (void)m;
+  pthread_mutex_lock(&p->lock);
+  int id = p->mid_id[mid & 0xffff];
+  if (id >= 0 && (uint64_t)id < p->cap && !p->acked[id]) {
+    p->acked[id] = 1;
+    p->n_acked++;
+  }
+  pthread_mutex_unlock(&p->lock);
+}
+
+static void pub_init(pub_t *p, const char *id, uint64_t cap) {
+  memset(p, 0, sizeof(*p));
+  pthread_mutex_init(&p->lock, NULL);
+  p->cap = cap;
+  p->mid_id = malloc(65536 * sizeof(int));
+  memset(p->mid_id, 0xff, 65536 * sizeof(int));
+  p->acked = calloc(cap, 1);
+  CHECK((p->mosq = mosquitto_new(id, true, p)), "mosquitto_new");
+  mosquitto_connect_callback_set(p->mosq, pub_on_connect);
+  mosquitto_publish_callback_set(p->mosq, pub_on_publish);
+  mosquitto_max_inflight_messages_set(p->mosq, 200);
+  CHECK(mosquitto_connect(p->mosq, mqtt_host, mqtt_port, 30) == 0,
+        "publisher connect");
+  CHECK(mosquitto_loop_start(p->mosq) == 0, "loop_start");
+}
+
+/* Publishes message id as JSON {"value": id} on topic. Returns 0 or the
+ * libmosquitto error (the broker may be gone). */
+static int pub_send(pub_t *p, const char *topic, int id) {
+  char payload[64];
+  int mid, rc, n = snprintf(payload, sizeof(payload), "{\"value\":%d}", id);
+  pthread_mutex_lock(&p->lock);
+  rc = mosquitto_publish(p->mosq, &mid, topic, n, payload, 1, false);
+  if (rc == 0) {
+    p->mid_id[mid & 0xffff] = id;
+    p->n_sent++;
+  }
+  pthread_mutex_unlock(&p->lock);
+  return rc;
+}
+
+static void pub_await(pub_t *p, uint64_t want, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms, got;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    got = p->n_acked;
+    pthread_mutex_unlock(&p->lock);
+    if (got >= want)
+      return;
+    CHECK(now_ms() < deadline, "publisher: %llu of %llu acked by the broker",
+          (unsigned long long)got, (unsigned long long)want);
+    usleep(5000);
+  }
+}
+
+static void pub_free(pub_t *p) {
+  mosquitto_disconnect(p->mosq);
+  mosquitto_loop_stop(p->mosq, false);
+  mosquitto_destroy(p->mosq);
+  free(p->mid_id);
+  free(p->acked);
+  pthread_mutex_destroy(&p->lock);
+}
+
+/* ---- basic ------------------------------------------------------------- */
+
+static void mosq_pub(const char *topic, const char *msg) {
+  char cmd[8192];
+  snprintf(cmd, sizeof(cmd),
+           "mosquitto_pub -h %s -p %d -q 1 -t '%s' -m '%s' -i %s-pub",
+           mqtt_host, mqtt_port, topic, msg, prefix);
+  CHECK(system(cmd) == 0, "mosquitto_pub %s", topic);
+}
+
+typedef struct basic_seen {
+  int json_obj, json_arr, bare, nested, raw, iso, s2_next;
+  char dlq_reasons[512];
+} basic_seen_t;
+
+static void basic_cb(const Sluice__V1__Event *ev, void *arg) {
+  basic_seen_t *s = arg;
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_RAW) {
+    CHECK(!strncmp(ev->source, prefix, strlen(prefix)), "raw source %s",
+          ev->source);
+    CHECK(ev->raw->data.len == 5 && !memcmp(ev->raw->data.data, "hello", 5),
+          "raw payload");
+    CHECK(!strcmp(ev->raw->content_type, "text/plain"), "content type %s",
+          ev->raw->content_type);
+    s->raw++;
+    return;
+  }
+  CHECK(ev->body_case == SLUICE__V1__EVENT__BODY_READING, "kind %d",
+        ev->body_case);
+  const Sluice__V1__Reading *r = ev->reading;
+  if (!strcmp(ev->source, "s2/l1/m1")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_INT_VALUE &&
+              r->int_value == s->s2_next,
+          "s2 event %d holds %lld", s->s2_next, (long long)r->int_value);
+    s->s2_next++;
+  } else if (!strcmp(ev->source, "s1/l1/m1")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_DOUBLE_VALUE &&
+              r->double_value == 21.5 && !strcmp(r->unit, "degC") &&
+              ev->time_ns == 1700000000123000000ll,
+          "object event");
+    s->json_obj++;
+  } else if (!strcmp(ev->source, "s1/l2/m9")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_INT_VALUE, "array kind");
+    CHECK(r->int_value == s->json_arr + 1, "array order: %lld",
+          (long long)r->int_value);
+    if (r->int_value == 2)
+      CHECK(r->quality == SLUICE__V1__QUALITY__QUALITY_BAD, "quality");
+    s->json_arr++;
+  } else if (!strcmp(ev->source, "bare/b1")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_BOOL_VALUE &&
+              r->bool_value,
+          "bare");
+    s->bare++;
+  } else if (!strcmp(ev->source, "nested/n1")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_DOUBLE_VALUE &&
+              r->double_value == 3.25 && ev->time_ns == 1700000000500000000ll,
+          "nested paths");
+    s->nested++;
+  } else if (!strcmp(ev->source, "s1/l1/iso")) {
+    CHECK(ev->time_ns == 1795651200000000000ll, "RFC 3339 time %lld",
+          (long long)ev->time_ns);
+    s->iso++;
+  } else {
+    CHECK(0, "unexpected source %s", ev->source);
+  }
+}
+
+static void dlq_cb(const Sluice__V1__Event *ev, void *arg) {
+  basic_seen_t *s = arg;
+  const char *reason = attr(ev, "reason");
+  CHECK(reason && ev->body_case == SLUICE__V1__EVENT__BODY_RAW, "dlq event");
+  CHECK(strlen(s->dlq_reasons) + strlen(reason) + 2 < sizeof(s->dlq_reasons),
+        "too many dlq events");
+  strcat(s->dlq_reasons, reason);
+  strcat(s->dlq_reasons, ",");
+}
+
+static void scenario_basic(void) {
+  char subs[2048], t[256], big[6000], deep[2100];
+  basic_seen_t seen = {0};
+  pub_t p;
+  snprintf(subs, sizeof(subs),
+           "    - filter: %s/plant/+site/+line/+machine\n"
+           "      stream: readings\n      source: \"{site}/{line}/{machine}\"\n"
+           "    - filter: %s/bare/+id\n      source: \"bare/{id}\"\n"
+           "      json_value: \"\"\n"
+           "    - filter: %s/nested/+id\n      source: \"nested/{id}\"\n"
+           "      json_value: data.v\n      json_time: data.ts\n"
+           "      json_time_unit: s\n"
+           "    - filter: %s/raw/#\n      decoder: raw\n"
+           "      content_type: text/plain\n",
+           prefix, prefix, prefix, prefix);
+  write_config(subs, NULL);
+  pid_t pid = start_daemon();
+
+  snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
+  mosq_pub(t, "{\"value\":21.5,\"unit\":\"degC\",\"time\":1700000000123}");
+  snprintf(t, sizeof(t), "%s/plant/s1/l2/m9", prefix);
+  mosq_pub(t,
+           "[{\"value\":1},{\"value\":2,\"quality\":\"bad\"},{\"value\":3}]");
+  snprintf(t, sizeof(t), "%s/plant/s1/l1/iso", prefix);
+  mosq_pub(t, "{\"value\":1,\"time\":\"2026-11-26T00:00:00Z\"}");
+  snprintf(t, sizeof(t), "%s/bare/b1", prefix);
+  mosq_pub(t, "true");
+  snprintf(t, sizeof(t), "%s/nested/n1", prefix);
+  mosq_pub(t, "{\"data\":{\"v\":3.25,\"ts\":1700000000.5}}");
+  snprintf(t, sizeof(t), "%s/raw/x", prefix);
+  mosq_pub(t, "hello");
+  /* Bad inputs: each rejected with a reason, nothing else lost. */
+  snprintf(t, sizeof(t), "%s/plant/s1/l1/bad", prefix);
+  mosq_pub(t, "{\"value\":{}}");                       /* bad_type */
+  mosq_pub(t, "{\"value\":1e999}");                    /* bad_number */
+  mosq_pub(t, "{\"value\":NaN}");                      /* bad_json */
+  mosq_pub(t, "{\"temp\":1}");                         /* no_value */
+  mosq_pub(t, "{\"value\":1,\"time\":\"yesterday\"}"); /* bad_time */
+  memset(deep, '[', 2050);
+  deep[2050] = 0;
+  mosq_pub(t, deep); /* too_deep */
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = 0;
+  mosq_pub(t, big); /* too_big (limit 4 KiB) */
+
+  /* A libmosquitto publisher: 2000 QoS 1 messages, order kept. */
+  pub_init(&p, "basic-pub", 2000);
+  snprintf(t, sizeof(t), "%s/plant/s2/l1/m1", prefix);
+  for (int i = 0; i < 2000; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish %d", i);
+  pub_await(&p, 2000, 30000);
+  pub_free(&p);
+  await_metric(EVENTS_MQTT("readings"), 2000 + 8, 30000);
+  await_metric(EVENTS_MQTT("dlq"), 7, 30000);
+  CHECK(metric("sluice_mqtt_decode_errors_total{reason=\"too_big\"}") == 1,
+        "too_big counted");
+  CHECK(metric("sluice_mqtt_decode_errors_total{reason=\"bad_type\"}") == 1,
+        "bad_type counted");
+  CHECK(metric("sluice_mqtt_connected{link=\"ingest\"}") == 1, "connected");
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+
+  /* Every event checked; the s2 ones in publish order, each once. */
+  uint64_t n = read_stream("readings", basic_cb, &seen);
+  CHECK(n == 2008, "readings holds %llu events, want 2008",
+        (unsigned long long)n);
+  CHECK(seen.s2_next == 2000 && seen.json_obj == 1 && seen.json_arr == 3 &&
+            seen.bare == 1 && seen.nested == 1 && seen.raw == 1 &&
+            seen.iso == 1,
+        "events seen: s2 %d obj %d arr %d bare %d nested %d raw %d iso %d",
+        seen.s2_next, seen.json_obj, seen.json_arr, seen.bare, seen.nested,
+        seen.raw, seen.iso);
+  read_stream("dlq", dlq_cb, &seen);
+  const char *want[] = {"bad_type", "bad_number", "bad_json", "no_value",
+                        "bad_time", "too_deep",   "too_big"};
+  for (size_t i = 0; i < 7; i++)
+    CHECK(strstr(seen.dlq_reasons, want[i]), "dead letter %s missing in %s",
+          want[i], seen.dlq_reasons);
+  printf("basic: 2008 events stored, dead letters: %s\n", seen.dlq_reasons);
+}
+
+/* ---- restart: sluice away while publishers go on ----------------------- */
+
+typedef struct idset {
+  uint8_t *seen;
+  uint64_t cap, distinct, dups;
+} idset_t;
+
+static void id_cb(const Sluice__V1__Event *ev, void *arg) {
+  idset_t *s = arg;
+  CHECK(ev->body_case == SLUICE__V1__EVENT__BODY_READING &&
+            ev->reading->value_case == SLUICE__V1__READING__VALUE_INT_VALUE,
+        "event kind");
+  int64_t id = ev->reading->int_value;
+  CHECK(id >= 0 && (uint64_t)id < s->cap, "id %lld out of range",
+        (long long)id);
+  if (s->seen[id])
+    s->dups++;
+  else
+    s->distinct++;
+  s->seen[id] = 1;
+}
+
+static void ids_read(idset_t *s) {
+  memset(s->seen, 0, s->cap);
+  s->distinct = s->dups = 0;
+  read_stream("readings", id_cb, s);
+}
+
+static const char *id_subs(void) {
+  static char subs[512];
+  snprintf(
+      subs, sizeof(subs),
+      "    - filter: %s/plant/+site/+line/+machine\n"
+      "      stream: readings\n      source: \"{site}/{line}/{machine}\"\n",
+      prefix);
+  return subs;
+}
+
+static void scenario_restart(void) {
+  const int N = 3000;
+  char t[256];
+  idset_t ids = {.seen = calloc(3 * (size_t)N, 1), .cap = 3 * (uint64_t)N};
+  pub_t p;
+
+  write_config(id_subs(), NULL);
+  pid_t pid = start_daemon(); /* creates the persistent session */
+  snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
+  pub_init(&p, "restart-pub", 3 * (uint64_t)N);
+  for (int i = 0; i < N; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish");
+  pub_await(&p, (uint64_t)N, 30000);
+  await_metric(EVENTS_MQTT("readings"), N, 30000);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+
+  /* sluice is away: the broker queues for its session. */
+  for (int i = N; i < 2 * N; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish while away");
+  pub_await(&p, 2 * (uint64_t)N, 30000);
+
+  pid = start_daemon();
+  /* And publishers go on while it catches up. */
+  for (int i = 2 * N; i < 3 * N; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish after restart");
+  pub_await(&p, 3 * (uint64_t)N, 30000);
+  await_metric(EVENTS_MQTT("readings"), 2 * N, 30000);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  pub_free(&p);
+  ids_read(&ids);
+  CHECK(ids.distinct == 3 * (uint64_t)N,
+        "%llu of %d distinct messages stored (%llu duplicates)",
+        (unsigned long long)ids.distinct, 3 * N, (unsigned long long)ids.dups);
+  printf("restart: %d messages, all stored, %llu duplicates\n", 3 * N,
+         (unsigned long long)ids.dups);
+  free(ids.seen);
+}
+
+/* ---- kill -9 in a loop -------------------------------------------------- */
+
+typedef struct killpub {
+  pub_t p;
+  char topic[256];
+  volatile int stop;
+  int next;
+} killpub_t;
+
+static void *killpub_run(void *arg) {
+  killpub_t *k = arg;
+  while (!k->stop && (uint64_t)k->next < k->p.cap) {
+    /* Stay within a bounded backlog at the publisher. */
+    pthread_mutex_lock(&k->p.lock);
+    uint64_t outstanding = k->p.n_sent - k->p.n_acked;
+    pthread_mutex_unlock(&k->p.lock);
+    if (outstanding > 2000) {
+      usleep(1000); /* rate limit, not synchronisation */
+      continue;
+    }
+    if (pub_send(&k->p, k->topic, k->next) == 0)
+      k->next++;
+  }
+  return NULL;
+}
+
+static void scenario_kill9(void) {
+  const char *env = getenv("SL_MQTT_KILL_ROUNDS");
+  int rounds = env ? atoi(env) : 12;
+  const uint64_t cap = 4000000;
+  idset_t ids = {.seen = calloc(cap, 1), .cap = cap};
+  killpub_t k;
+  pthread_t th;
+  uint64_t missing = 0;
+
+  memset(&k, 0, sizeof(k));
+  write_config(id_subs(), NULL);
+  srand((unsigned)getpid());
+  snprintf(k.topic, sizeof(k.topic), "%s/plant/s1/l1/m1", prefix);
+  pid_t pid = start_daemon();
+  pub_init(&k.p, "kill9-pub", cap);
+  CHECK(pthread_create(&th, NULL, killpub_run, &k) == 0, "thread");
+  for (int r = 0; r < rounds; r++) {
+    if (r)
+      pid = start_daemon();
+    /* Kill at a random point of the ingest. */
+    usleep((useconds_t)(20000 + rand() % 300000));
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    daemon_pid = 0;
+  }
+  k.stop = 1;
+  pthread_join(th, NULL);
+  pthread_mutex_lock(&k.p.lock);
+  uint64_t sent = k.p.n_sent;
+  pthread_mutex_unlock(&k.p.lock);
+  pub_await(&k.p, sent, 60000);
+  /* Every message the broker accepted must reach the store: sluice
+   * PUBACKed it durably, or the broker still has it for the session. */
+  pid = start_daemon();
+  uint64_t deadline = now_ms() + 60000;
+  for (;;) {
+    ids_read(&ids);
+    missing = 0;
+    for (uint64_t i = 0; i < (uint64_t)k.next; i++)
+      missing += k.p.acked[i] && !ids.seen[i];
+    if (!missing)
+      break;
+    CHECK(now_ms() < deadline,
+          "%llu messages accepted by the broker never reached the store",
+          (unsigned long long)missing);
+    usleep(100000); /* re-read the store until it caught up */
+  }
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  ids_read(&ids);
+  missing = 0;
+  for (uint64_t i = 0; i < (uint64_t)k.next; i++)
+    missing += k.p.acked[i] && !ids.seen[i];
+  CHECK(missing == 0, "%llu PUBACKed messages missing",
+        (unsigned long long)missing);
+  printf("kill9: %d rounds, %llu messages acked by the broker, %llu stored, "
+         "0 missing, %llu duplicates (redelivered after a kill)\n",
+         rounds, (unsigned long long)k.p.n_acked,
+         (unsigned long long)ids.distinct, (unsigned long long)ids.dups);
+  pub_free(&k.p);
+  free(ids.seen);
+}
+
+/* ---- a private broker restarted under sluice ---------------------------- */
+
+static int free_port(void) {
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  socklen_t sl = sizeof(sa);
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK(bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "bind");
+  getsockname(fd, (struct sockaddr *)&sa, &sl);
+  port = ntohs(sa.sin_port);
+  close(fd);
+  return port;
+}
+
+static void broker_start(const char *conf) {
+  uint64_t deadline = now_ms() + 20000;
+  char blog[400];
+  snprintf(blog, sizeof(blog), "%s/mosquitto.out", dir);
+  broker_pid = fork();
+  CHECK(broker_pid >= 0, "fork");
+  if (broker_pid == 0) {
+    int fd = open(blog, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl("/usr/sbin/mosquitto", "mosquitto", "-c", conf, (char *)NULL);
+    _exit(127);
+  }
+  for (;;) {
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+    sa.sin_port = htons((uint16_t)mqtt_port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    if (ok)
+      return;
+    CHECK(now_ms() < deadline, "private mosquitto not listening");
+    usleep(20000);
+  }
+}
+
+static void broker_stop(void) {
+  int st;
+  kill(broker_pid, SIGTERM);
+  waitpid(broker_pid, &st, 0);
+  broker_pid = 0;
+}
+
+static void scenario_broker(void) {
+  char conf[400], t[256];
+  idset_t ids = {.seen = calloc(1000, 1), .cap = 1000};
+  FILE *f;
+  pub_t p;
+
+  mqtt_host = "127.0.0.1";
+  mqtt_port = free_port();
+  snprintf(conf, sizeof(conf), "%s/mosquitto.conf", dir);
+  CHECK((f = fopen(conf, "w")), "conf");
+  fprintf(f,
+          "%slistener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
+          "persistence_location %s/\nmax_inflight_messages 1000\n"
+          "max_queued_messages 100000\n",
+          getuid() == 0 ? "user root\n" : "", mqtt_port, dir);
+  fclose(f);
+  broker_start(conf);
+  write_config(id_subs(), NULL);
+  pid_t pid = start_daemon();
+  snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
+  pub_init(&p, "broker-pub-1", 1000);
+  for (int i = 0; i < 300; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish");
+  pub_await(&p, 300, 30000);
+  await_metric(EVENTS_MQTT("readings"), 300, 30000);
+  pub_free(&p);
+
+  broker_stop();
+  broker_start(conf);
+  /* sluice reconnects by itself (backoff 50..500 ms) and resubscribes. */
+  uint64_t deadline = now_ms() + 20000;
+  while (log_count("mqtt subscribed") < 2) {
+    CHECK(now_ms() < deadline, "no resubscription after the broker restart");
+    usleep(20000);
+  }
+  pub_init(&p, "broker-pub-2", 1000);
+  for (int i = 300; i < 600; i++)
+    CHECK(pub_send(&p, t, i) == 0, "publish");
+  pub_await(&p, 300, 30000);
+  await_metric(EVENTS_MQTT("readings"), 600, 30000);
+  CHECK(metric("sluice_mqtt_reconnects_total{link=\"ingest\"}") >= 1,
+        "reconnect counted");
+  pub_free(&p);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  broker_stop();
+  ids_read(&ids);
+  CHECK(ids.distinct == 600, "%llu of 600 stored",
+        (unsigned long long)ids.distinct);
+  printf("broker: restarted under sluice, 600 of 600 stored\n");
+  free(ids.seen);
+}
+
+/* ---- Sparkplug B ------------------------------------------------------- */
+
+typedef Org__Eclipse__Tahu__Protobuf__Payload sp_payload_t;
+typedef Org__Eclipse__Tahu__Protobuf__Payload__Metric sp_metric_t;
+
+/* A metric: name may be NULL (alias only); dt a DataType. */
+static sp_metric_t sp_m(const char *name, int alias, uint32_t dt, double v) {
+  sp_metric_t m = ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__INIT;
+  m.name = (char *)name;
+  if (alias >= 0) {
+    m.has_alias = 1;
+    m.alias = (uint64_t)alias;
+  }
+  if (name) {
+    m.has_datatype = 1;
+    m.datatype = dt;
+  }
+  if (dt == ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Double) {
+    m.value_case =
+        ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_DOUBLE_VALUE;
+    m.double_value = v;
+  } else {
+    m.value_case =
+        ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE;
+    m.int_value = (uint32_t)(int32_t)v; /* two's complement carrier */
+  }
+  return m;
+}
+
+static void sp_pub(struct mosquitto *mosq, const char *type, const char *device,
+                   int seq, sp_metric_t *ms, size_t n) {
+  sp_payload_t pl = ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__INIT;
+  sp_metric_t *pm[8];
+  uint8_t buf[1024];
+  char topic[256];
+  pl.has_timestamp = 1;
+  pl.timestamp = 1700000000000ull;
+  if (seq >= 0) {
+    pl.has_seq = 1;
+    pl.seq = (uint64_t)seq;
+  }
+  for (size_t i = 0; i < n; i++)
+    pm[i] = &ms[i];
+  pl.metrics = pm;
+  pl.n_metrics = n;
+  size_t len = org__eclipse__tahu__protobuf__payload__pack(&pl, buf);
+  snprintf(topic, sizeof(topic), "spBv1.0/%s/%s/n1%s%s", prefix, type,
+           device ? "/" : "", device ? device : "");
+  CHECK(mosquitto_publish(mosq, NULL, topic, (int)len, buf, 1, false) == 0,
+        "publish %s", topic);
+}
+
+typedef struct sp_seen {
+  int rebirths;
+  int temp, count, rpm, hist, online, offline, gaps;
+  double temps[8];
+} sp_seen_t;
+
+static void sp_on_message(struct mosquitto *m, void *o,
+                          const struct mosquitto_message *msg) {
+  sp_seen_t *s = o;
+  (void)m;
+  sp_payload_t *pl = org__eclipse__tahu__protobuf__payload__unpack(
+      NULL, (size_t)msg->payloadlen, msg->payload);
+  if (pl && pl->n_metrics == 1 && pl->metrics[0]->name &&
+      !strcmp(pl->metrics[0]->name, "Node Control/Rebirth") &&
+      pl->metrics[0]->boolean_value)
+    __atomic_add_fetch(&s->rebirths, 1, __ATOMIC_SEQ_CST);
+  if (pl)
+    org__eclipse__tahu__protobuf__payload__free_unpacked(pl, NULL);
+}
+
+static void sp_cb(const Sluice__V1__Event *ev, void *arg) {
+  sp_seen_t *s = arg;
+  char base[128];
+  snprintf(base, sizeof(base), "%s/n1", prefix);
+  CHECK(!strncmp(ev->source, base, strlen(base)), "source %s", ev->source);
+  const char *rest = ev->source + strlen(base);
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_STATUS) {
+    if (!strcmp(ev->status->state, "online"))
+      s->online++;
+    else if (!strcmp(ev->status->state, "offline"))
+      s->offline++;
+    else if (!strcmp(ev->status->state, "seq_gap"))
+      s->gaps++;
+    return;
+  }
+  CHECK(ev->body_case == SLUICE__V1__EVENT__BODY_READING, "kind");
+  const Sluice__V1__Reading *r = ev->reading;
+  if (!strcmp(rest, "/temp")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_DOUBLE_VALUE, "temp");
+    if (attr(ev, "historical")) {
+      s->hist++;
+      CHECK(ev->time_ns == 1600000000000000000ll, "historical time");
+    }
+    if (s->temp < 8)
+      s->temps[s->temp] = r->double_value;
+    s->temp++;
+  } else if (!strcmp(rest, "/count")) {
+    CHECK(r->value_case == SLUICE__V1__READING__VALUE_INT_VALUE, "count kind");
+    CHECK(r->int_value == (s->count == 0 ? -5 : 7), "count %lld",
+          (long long)r->int_value);
+    s->count++;
+  } else if (!strcmp(rest, "/d1/rpm")) {
+    CHECK(r->int_value == (s->rpm == 0 ? 1200 : 1500), "rpm %lld",
+          (long long)r->int_value);
+    s->rpm++;
+  } else {
+    CHECK(0, "unexpected metric source %s", ev->source);
+  }
+}
+
+static void scenario_sparkplug(void) {
+  const uint32_t D = ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Double,
+                 I = ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Int32;
+  char subs[512], filt[200];
+  sp_seen_t seen = {0}, ncmd = {0};
+  struct mosquitto *pubc, *cmd;
+
+  snprintf(subs, sizeof(subs),
+           "    - filter: spBv1.0/%s/+/+/#\n      stream: readings\n"
+           "      decoder: sparkplug\n",
+           prefix);
+  write_config(subs, NULL);
+  pid_t pid = start_daemon();
+
+  /* An application watching for the rebirth command. */
+  CHECK((cmd = mosquitto_new(NULL, true, &ncmd)), "cmd client");
+  mosquitto_message_callback_set(cmd, sp_on_message);
+  CHECK(mosquitto_connect(cmd, mqtt_host, mqtt_port, 30) == 0, "connect");
+  snprintf(filt, sizeof(filt), "spBv1.0/%s/NCMD/#", prefix);
+  CHECK(mosquitto_subscribe(cmd, NULL, filt, 0) == 0, "subscribe");
+  CHECK(mosquitto_loop_start(cmd) == 0, "loop");
+
+  CHECK((pubc = mosquitto_new(NULL, true, NULL)), "pub client");
+  CHECK(mosquitto_connect(pubc, mqtt_host, mqtt_port, 30) == 0, "connect");
+  CHECK(mosquitto_loop_start(pubc) == 0, "loop");
+  {
+    sp_metric_t m[] = {sp_m("temp", 1, D, 20.0), sp_m("count", 2, I, -5)};
+    sp_pub(pubc, "NBIRTH", NULL, 0, m, 2);
+  }
+  {
+    sp_metric_t m[] = {sp_m(NULL, 1, D, 21.5)};
+    sp_pub(pubc, "NDATA", NULL, 1, m, 1);
+  }
+  {
+    sp_metric_t m[] = {sp_m("rpm", 10, I, 1200)};
+    sp_pub(pubc, "DBIRTH", "d1", 2, m, 1);
+  }
+  {
+    sp_metric_t m[] = {sp_m(NULL, 10, I, 1500)};
+    sp_pub(pubc, "DDATA", "d1", 3, m, 1);
+  }
+  {
+    sp_metric_t m[] = {sp_m(NULL, 2, I, 7)}; /* seq 5 after 3: a gap */
+    sp_pub(pubc, "NDATA", NULL, 5, m, 1);
+  }
+  {
+    sp_metric_t m[] = {sp_m(NULL, 99, D, 1)}; /* unknown alias */
+    sp_pub(pubc, "NDATA", NULL, 6, m, 1);
+  }
+  {
+    sp_metric_t m[] = {sp_m(NULL, 1, D, 19.0)};
+    m[0].has_is_historical = 1;
+    m[0].is_historical = 1;
+    m[0].has_timestamp = 1;
+    m[0].timestamp = 1600000000000ull;
+    sp_pub(pubc, "NDATA", NULL, 7, m, 1);
+  }
+  sp_pub(pubc, "DDEATH", "d1", 8, NULL, 0);
+  sp_pub(pubc, "NDEATH", NULL, -1, NULL, 0);
+  /* NBIRTH 3 (status + 2 values), NDATA 1, DBIRTH 2, DDATA 1, the gap's
+   * status + value 2, historical 1, deaths 2 = 12 events; the unknown
+   * alias goes to the dead letters. */
+  await_metric(EVENTS_MQTT("readings"), 12, 30000);
+  await_metric(EVENTS_MQTT("dlq"), 1, 30000);
+  uint64_t deadline = now_ms() + 10000;
+  while (__atomic_load_n(&ncmd.rebirths, __ATOMIC_SEQ_CST) < 1) {
+    CHECK(now_ms() < deadline, "no rebirth NCMD seen");
+    usleep(10000);
+  }
+  CHECK(metric("sluice_mqtt_sparkplug_seq_gaps_total") == 1, "gap counted");
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+
+  /* After a restart the aliases come from the store, not a new birth. */
+  pid = start_daemon();
+  {
+    sp_metric_t m[] = {sp_m(NULL, 1, D, 30.0)};
+    sp_pub(pubc, "NDATA", NULL, 9, m, 1);
+  }
+  await_metric(EVENTS_MQTT("readings"), 1, 30000);
+  st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  mosquitto_disconnect(pubc);
+  mosquitto_loop_stop(pubc, false);
+  mosquitto_destroy(pubc);
+  mosquitto_disconnect(cmd);
+  mosquitto_loop_stop(cmd, false);
+  mosquitto_destroy(cmd);
+
+  uint64_t n = read_stream("readings", sp_cb, &seen);
+  CHECK(n == 13, "%llu events, want 13", (unsigned long long)n);
+  CHECK(seen.temp == 4 && seen.temps[0] == 20.0 && seen.temps[1] == 21.5 &&
+            seen.temps[2] == 19.0 && seen.temps[3] == 30.0,
+        "temp values (%d)", seen.temp);
+  CHECK(seen.count == 2 && seen.rpm == 2 && seen.hist == 1, "metrics");
+  CHECK(seen.online == 2 && seen.offline == 2 && seen.gaps == 1,
+        "status: online %d offline %d gaps %d", seen.online, seen.offline,
+        seen.gaps);
+  printf("sparkplug: 13 events, aliases resolved (also from the store after "
+         "a restart), 1 seq gap, %d rebirth request(s)\n",
+         ncmd.rebirths);
+}
+
+int main(int argc, char **argv) {
+  const char *port = getenv("SLUICE_TEST_MQTT_PORT");
+  if (argc != 3) {
+    fprintf(stderr, "usage: mqtt_test SLUICE_BINARY SCENARIO\n");
+    return 2;
+  }
+  sluice_bin = argv[1];
+  mqtt_host = getenv("SLUICE_TEST_MQTT_HOST");
+  if (strcmp(argv[2], "broker") != 0 && (!mqtt_host || !port)) {
+    printf("SKIP: no SLUICE_TEST_MQTT_HOST/PORT (run under scripts/harness)\n");
+    return 77;
+  }
+  if (port)
+    mqtt_port = atoi(port);
+  if (access("/usr/sbin/mosquitto", X_OK) != 0 && !mqtt_host) {
+    printf("SKIP: no /usr/sbin/mosquitto\n");
+    return 77;
+  }
+  snprintf(dir, sizeof(dir), "/tmp/sluice-mqtt-test-XXXXXX");
+  CHECK(mkdtemp(dir), "mkdtemp");
+  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
+  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
+  snprintf(log_path, sizeof(log_path), "%s/sluice.log", dir);
+  snprintf(prefix, sizeof(prefix), "t%d-%s", (int)getpid(), argv[2]);
+  mosquitto_lib_init();
+  uint64_t t0 = now_ms();
+  if (!strcmp(argv[2], "basic"))
+    scenario_basic();
+  else if (!strcmp(argv[2], "restart"))
+    scenario_restart();
+  else if (!strcmp(argv[2], "kill9"))
+    scenario_kill9();
+  else if (!strcmp(argv[2], "broker"))
+    scenario_broker();
+  else if (!strcmp(argv[2], "sparkplug"))
+    scenario_sparkplug();
+  else {
+    fprintf(stderr, "unknown scenario %s\n", argv[2]);
+    return 2;
+  }
+  printf("%s: ok in %.1f s\n", argv[2], (double)(now_ms() - t0) / 1000);
+  mosquitto_lib_cleanup();
+  char cmd[400];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    return 1;
+  return 0;
+}
