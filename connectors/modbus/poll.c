@@ -466,9 +466,11 @@ static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first_offset,
     atomic_fetch_add(&mb->acked, count);
     return;
   }
-  atomic_fetch_add(&mb->failed, count);
-  SL_CLOG(SL_CONN_LOG_WARN, "batch %llu (%u events) failed: %s",
-          (unsigned long long)batch_id, count, sl_strerror(err));
+  /* The first failure and then one in a thousand are logged; the stats
+   * lines count them all. */
+  if (atomic_fetch_add(&mb->failed, count) % 1000 == 0)
+    SL_CLOG(SL_CONN_LOG_WARN, "batch %llu (%u events) failed: %s",
+            (unsigned long long)batch_id, count, sl_strerror(err));
 }
 
 static void on_state(sl_client_t *cl, sl_client_state_t state, int err,

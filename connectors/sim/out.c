@@ -52,9 +52,10 @@ static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first_offset,
     atomic_fetch_add(&o->acked, count);
     return;
   }
-  atomic_fetch_add(&o->failed, count);
-  SL_CLOG(SL_CONN_LOG_WARN, "batch %llu (%u events) failed: %s",
-          (unsigned long long)batch_id, count, sl_strerror(err));
+  /* The first failure is logged; the summary counts them all. */
+  if (atomic_fetch_add(&o->failed, count) == 0)
+    SL_CLOG(SL_CONN_LOG_WARN, "batch %llu (%u events) failed: %s",
+            (unsigned long long)batch_id, count, sl_strerror(err));
 }
 
 static void on_state(sl_client_t *cl, sl_client_state_t state, int err,
@@ -150,9 +151,15 @@ void sl_sim_out_stats(sl_sim_out_t *o, uint64_t *published, uint64_t *acked,
   *failed = atomic_load(&o->failed);
 }
 
-void sl_sim_out_free(sl_sim_out_t *o) {
+void sl_sim_out_free(sl_sim_out_t *o, uint64_t *published, uint64_t *acked,
+                     uint64_t *failed) {
   if (!o)
     return;
+  /* Closing fails what is still unacked (native: through ack_cb), so the
+   * counters are read after it; whatever was never acked counts as failed. */
   o->ops->free(o);
+  sl_sim_out_stats(o, published, acked, failed);
+  if (*published - *acked > *failed)
+    *failed = *published - *acked;
   free(o);
 }

@@ -230,10 +230,7 @@ int sl_sim_run(const sl_sim_config_t *cfg, volatile int *stop,
   if ((rc = sl_sim_out_flush(out, (int)cfg->flush_timeout_ms)))
     SL_CLOG(SL_CONN_LOG_WARN, "flush: %s", sl_strerror(rc));
 out:
-  if (out) {
-    sl_sim_out_stats(out, &stats->published, &stats->acked, &stats->failed);
-    sl_sim_out_free(out);
-  }
+  sl_sim_out_free(out, &stats->published, &stats->acked, &stats->failed);
   stats->gaps = gen.gaps;
   stats->seconds = (double)(sl_now_mono_ns() - start) / 1e9;
   sl_gen_close(&gen);

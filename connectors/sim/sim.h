@@ -100,6 +100,9 @@ int sl_sim_out_flush(sl_sim_out_t *o, int timeout_ms);
 /* Counters so far. */
 void sl_sim_out_stats(sl_sim_out_t *o, uint64_t *published, uint64_t *acked,
                       uint64_t *failed);
-void sl_sim_out_free(sl_sim_out_t *o);
+/* Closes the output and frees it; the final counters go to the pointers
+ * (events never acked count as failed). */
+void sl_sim_out_free(sl_sim_out_t *o, uint64_t *published, uint64_t *acked,
+                     uint64_t *failed);
 
 #endif /* SL_SIM_H */
