@@ -22,7 +22,6 @@
 
 #include "broker/daemon.h"
 #include "broker/log.h"
-#include "broker/mqtt.h"
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -61,7 +60,7 @@ static void on_done_async(uv_async_t *a) {
   }
   if (dm->native)
     sl_native_resume(dm->native);
-  sl_mqtt_resume(dm->mqtt);
+  sl_uplink_kick(dm); /* new data for the Kafka uplink */
 }
 
 int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d) {
@@ -158,6 +157,7 @@ static char *status_json(void *opaque) {
     json_array_append_new(streams, o);
   }
   json_object_set_new(root, "streams", streams);
+  sl_uplink_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return out;
@@ -180,6 +180,7 @@ static void on_tick(uv_timer_t *t) {
   sl_metric_set(dm->backpressure_on, info.last_error == SL_EBACKPRESSURE);
   if (dm->native)
     sl_native_sweep(dm->native, sl_now_mono_ns());
+  sl_uplink_tick(dm);
 }
 
 /* ---- stop and reload --------------------------------------------------- */
@@ -192,8 +193,6 @@ static void on_finish_check(uv_check_t *h) {
     return;
   if (dm->http && sl_http_inflight(dm->http) > 0)
     return; /* their completions resume them; the tick re-checks */
-  if (sl_mqtt_open_handles(dm->mqtt) > 0)
-    return; /* closes once its last commit is acknowledged */
   uv_check_stop(h);
   uv_close((uv_handle_t *)&dm->done_async, NULL);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
@@ -215,7 +214,6 @@ static void begin_stop(sl_daemon_t *dm, const char *why) {
     sl_native_stop(dm->native);
   if (dm->http)
     sl_http_quiesce(dm->http);
-  sl_mqtt_stop(dm->mqtt);
   uv_check_start(&dm->finish, on_finish_check);
 }
 
@@ -383,7 +381,9 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_http_stop(dm->http);
   sl_admin_stop(dm->adm);
   sl_native_free(dm->native);
-  sl_mqtt_free(dm->mqtt);
+  /* The uplink reads the store: stop it before the store closes. */
+  sl_uplink_stop(dm);
+  sl_uplink_free(dm);
   if (dm->st)
     sl_store_env_close(dm->st);
   for (size_t i = 0; i < dm->nstreams; i++)
@@ -470,10 +470,8 @@ int sl_daemon_run(const char *config_path) {
     sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
     goto fail_loop;
   }
-  /* MQTT last: it connects in the background; "mqtt subscribed" is
-   * logged once the broker acknowledged the subscriptions. */
-  if ((rc = sl_mqtt_start(dm, &dm->mqtt, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_MQTT, NULL, "mqtt: %s", err);
+  if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_SYNC, NULL, "kafka uplink: %s", err);
     goto fail_loop;
   }
   if (dm->adm)

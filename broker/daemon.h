@@ -19,7 +19,7 @@
 typedef struct sl_daemon sl_daemon_t;
 typedef struct sl_native sl_native_t;
 typedef struct sl_http sl_http_t;
-typedef struct sl_mqtt sl_mqtt_t; /* broker/mqtt.h */
+typedef struct sl_uplink sl_uplink_t;
 
 /*
  * A store completion carried from the writer thread to the loop. fn runs on
@@ -61,7 +61,7 @@ struct sl_daemon {
   sl_admin_t *adm;
   sl_native_t *native;
   sl_http_t *http;
-  sl_mqtt_t *mqtt; /* MQTT ingest and fan-out, NULL when off */
+  sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;
@@ -137,6 +137,18 @@ void sl_http_quiesce(sl_http_t *h);
 uint64_t sl_http_inflight(const sl_http_t *h);
 /* Stops the server; only once sl_http_inflight() is 0. NULL: no-op. */
 void sl_http_stop(sl_http_t *h);
+
+/* Kafka uplink (broker/uplink.c, sync/sync.h). start: a no-op unless
+ * kafka.enabled; after the streams exist. tick: metrics and state-change
+ * logs (loop thread). status: adds "uplink" to /v1/status (any thread).
+ * stop: joins the uplink thread; before the store closes. */
+struct json_t;
+int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen);
+void sl_uplink_tick(sl_daemon_t *dm);
+void sl_uplink_kick(sl_daemon_t *dm);
+void sl_uplink_status(sl_daemon_t *dm, struct json_t *root);
+void sl_uplink_stop(sl_daemon_t *dm);
+void sl_uplink_free(sl_daemon_t *dm);
 
 /* Runs the daemon with the config at path until SIGTERM/SIGINT. Returns
  * the process exit code. */

@@ -1,0 +1,222 @@
+/*
+ * sync/lane.c: one lane of one stream: a store cursor, the record it is in
+ * and the next offset to send. Events are sliced out of the stored
+ * EventBatch without a decode (sl_sync_event_next()); an event without an
+ * ingest time gets its batch's append time appended as field 3 (D7), which
+ * protobuf readers take as the field's value.
+ *
+ * Bandwidth: the live lane takes from the global bucket; the backlog lane
+ * also needs its share bucket unless the live lanes have nothing waiting
+ * (the cap is work-conserving).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/sync_int.h"
+
+void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
+                      bool historical) {
+  sync__lane_close(l);
+  l->next = next;
+  l->end = end;
+  l->historical = historical;
+  l->caught_up = false;
+}
+
+void sync__lane_close(sync_lane_t *l) {
+  sl_store_cursor_close(l->cur);
+  l->cur = NULL;
+  l->have_rec = false;
+}
+
+bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off) {
+  for (size_t i = 0; i < up->npoison; i++)
+    if (up->poison[i].stream == idx && up->poison[i].offset == off)
+      return true;
+  return false;
+}
+
+bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
+  if (idx >= up->nstreams || sync__poisoned(up, idx, off))
+    return false;
+  if (up->npoison == SYNC_POISON_MAX) /* forget the oldest */
+    memmove(up->poison, up->poison + 1,
+            (SYNC_POISON_MAX - 1) * sizeof(up->poison[0]));
+  else
+    up->npoison++;
+  sync_poison_t *p = &up->poison[up->npoison - 1];
+  p->stream = (uint32_t)idx;
+  p->offset = off;
+  p->err = err;
+  pthread_mutex_lock(&up->lock);
+  up->streams[idx].st.dead_lettered++;
+  up->stats.dead_lettered++;
+  pthread_mutex_unlock(&up->lock);
+  return true;
+}
+
+static void hdr(rd_kafka_vu_t *h, const char *name, const void *val,
+                ssize_t size) {
+  h->vtype = RD_KAFKA_VTYPE_HEADER;
+  h->u.header.name = name;
+  h->u.header.val = val;
+  h->u.header.size = size;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+/* Opens the cursor and loads the next record. Returns 0, SL_ENOTFOUND
+ * (nothing more now) or an error. */
+static int next_record(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l) {
+  int rc;
+  if (!l->cur &&
+      (rc = sl_store_cursor_open(up->st, s->id, l->next, l->end, &l->cur)) < 0)
+    return rc;
+  for (;;) {
+    if ((rc = sl_store_cursor_next(l->cur, &l->rec)) < 0)
+      return rc;
+    uint64_t rend = l->rec.first_offset + l->rec.count;
+    if (rend <= l->next)
+      continue; /* wholly before our position */
+    if (l->rec.status != 0) {
+      /* Evicted or corrupt: the store wrote gap records for the range. */
+      l->next = SL_MIN(rend, l->end);
+      continue;
+    }
+    if (l->rec.first_offset > l->next)
+      l->next = l->rec.first_offset; /* a hole the store reported as gap */
+    l->have_rec = true;
+    l->pos = 0;
+    l->rec_off = l->rec.first_offset;
+    return 0;
+  }
+}
+
+long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
+                     uint64_t max) {
+  size_t idx = (size_t)(s - up->streams);
+  long sent = 0;
+  char offbuf[24];
+  static const char schema[] = "sluice.v1.Event";
+  int rc;
+
+  l->caught_up = false;
+  while ((uint64_t)sent < max && l->next < l->end) {
+    sl_sync_event_t ev;
+    if (!l->have_rec) {
+      rc = next_record(up, s, l);
+      if (rc == SL_ENOTFOUND) {
+        l->caught_up = true;
+        break;
+      }
+      if (rc < 0)
+        return rc;
+    }
+    if (l->rec_off >= l->end) {
+      l->have_rec = false;
+      l->caught_up = true;
+      break;
+    }
+    size_t save = l->pos;
+    rc = sl_sync_event_next(l->rec.payload, l->rec.len, &l->pos, &ev);
+    if (rc == SL_ENOTFOUND || rc == SL_ECORRUPT) {
+      /* End of the batch (or a batch whose checksum held but whose
+       * protobuf does not parse): move past the record's range. */
+      uint64_t rend = l->rec.first_offset + l->rec.count;
+      if (rc == SL_ECORRUPT)
+        sync__set_error(up, SL_ECORRUPT,
+                        "stream %s: batch at %llu does not parse", s->name,
+                        (unsigned long long)l->rec.first_offset);
+      l->next = SL_MAX(l->next, SL_MIN(rend, l->end));
+      l->have_rec = false;
+      continue;
+    }
+    uint64_t off = l->rec_off++;
+    if (off < l->next)
+      continue;
+    /* Bandwidth cap. */
+    double bytes = (double)(ev.len + ev.source_len + 96);
+    if (up->bucket.rate > 0) {
+      uint64_t now = sl_now_mono_ns();
+      uint64_t w = sl_sync_bucket_wait_ns(&up->bucket, bytes, now);
+      if (!w && l->historical && up->live_throttled)
+        w = sl_sync_bucket_wait_ns(&up->backlog_bucket, bytes, now);
+      if (w) {
+        if (!l->historical)
+          up->live_throttled = true;
+        if (!up->throttle_ns || w < up->throttle_ns)
+          up->throttle_ns = w;
+        l->pos = save; /* the same event, next time */
+        l->rec_off--;
+        break;
+      }
+      sl_sync_bucket_take(&up->bucket, bytes);
+      if (l->historical)
+        sl_sync_bucket_take(&up->backlog_bucket, bytes);
+    }
+    if (ev.len > up->o.max_record_bytes)
+      sync__poison_add(up, idx, off, SL_ETOOBIG);
+    if (sync__poisoned(up, idx, off)) {
+      l->next = off + 1; /* dead-lettered: counted, the lane goes on */
+      continue;
+    }
+    const void *val = ev.data;
+    size_t vlen = ev.len;
+    if (!ev.has_ingest_time) {
+      if (up->scratch_cap < ev.len + 16) {
+        size_t cap = (ev.len + 16) * 2;
+        uint8_t *p = realloc(up->scratch, cap);
+        if (!p)
+          return -ENOMEM;
+        up->scratch = p;
+        up->scratch_cap = cap;
+      }
+      memcpy(up->scratch, ev.data, ev.len);
+      int64_t t = l->rec.append_time_ns;
+      uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
+      up->scratch[ev.len] = 0x18; /* field 3, varint */
+      vlen = ev.len + 1 + put_varint(up->scratch + ev.len + 1, zz);
+      val = up->scratch;
+    }
+    int on = snprintf(offbuf, sizeof(offbuf), "%llu", (unsigned long long)off);
+    rd_kafka_vu_t h[5];
+    size_t nh = 0;
+    hdr(&h[nh++], "node", up->node_id, -1);
+    hdr(&h[nh++], "stream", s->name, -1);
+    hdr(&h[nh++], "offset", offbuf, on);
+    hdr(&h[nh++], "schema", schema, -1);
+    if (l->historical) {
+      hdr(&h[nh++], "historical", "1", 1);
+    }
+    rc = sync__produce(up, s->rkt, ev.source, ev.source_len, val, vlen, h, nh,
+                       sync__opaque(idx, off));
+    if (rc == SL_ETOOBIG) {
+      sync__poison_add(up, idx, off, rc);
+      l->next = off + 1;
+      continue;
+    }
+    if (rc < 0) {
+      l->pos = save;
+      l->rec_off--;
+      return rc;
+    }
+    l->next = off + 1;
+    s->txn_events++;
+    s->txn_bytes += vlen + ev.source_len;
+    s->touched = true;
+    sent++;
+  }
+  if (l->next >= l->end)
+    l->caught_up = true;
+  return sent;
+}

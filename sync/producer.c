@@ -1,0 +1,294 @@
+/*
+ * sync/producer.c: the librdkafka producer: configuration (our settings,
+ * then the operator's passthrough properties for TLS/SASL and tuning),
+ * delivery reports, topic creation and the produce call with a bounded
+ * queue.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sync/sync_int.h"
+
+void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...) {
+  va_list ap;
+  pthread_mutex_lock(&up->lock);
+  up->stats.last_error = err;
+  va_start(ap, fmt);
+  vsnprintf(up->stats.last_error_text, sizeof(up->stats.last_error_text), fmt,
+            ap);
+  va_end(ap);
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* Errors that no retry will fix: the record goes to the dead letters. */
+static bool permanent(rd_kafka_resp_err_t err) {
+  return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+         err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+         err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+         err == RD_KAFKA_RESP_ERR_INVALID_MSG;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  sl_sync_t *up = opaque;
+  (void)rk;
+  if (!m->err) {
+    up->dr_ok++;
+    return;
+  }
+  if (up->dr_failed++ == 0)
+    up->dr_first_err = m->err;
+  uint64_t v = (uint64_t)(uintptr_t)m->_private;
+  if (permanent(m->err))
+    sync__poison_add(up, (size_t)(v >> 48), v & 0xffffffffffffu, m->err);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason,
+                     void *opaque) {
+  sl_sync_t *up = opaque;
+  (void)rk;
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+    pthread_mutex_lock(&up->lock);
+    up->stats.connected = 0;
+    pthread_mutex_unlock(&up->lock);
+  }
+  sync__set_error(up, SL_EKAFKA, "%s: %s", rd_kafka_err2name(err), reason);
+}
+
+static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
+               char *errstr, size_t errlen) {
+  char e[256];
+  if (rd_kafka_conf_set(conf, k, v, e, sizeof(e)) != RD_KAFKA_CONF_OK) {
+    snprintf(errstr, errlen, "kafka property %s: %s", k, e);
+    return SL_ECONFIG;
+  }
+  return 0;
+}
+
+/* Builds the producer's config; NULL on error (errstr says why). */
+static rd_kafka_conf_t *producer_conf(sl_sync_t *up, char *errstr,
+                                      size_t errlen) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  char buf[32];
+  int rc = 0;
+  rc |= set(conf, "bootstrap.servers", up->brokers, errstr, errlen);
+  rc |= set(conf, "client.id", up->txn_id, errstr, errlen);
+  rc |= set(conf, "acks", "all", errstr, errlen);
+  rc |= set(conf, "enable.idempotence", "true", errstr, errlen);
+  rc |= set(conf, "linger.ms", "5", errstr, errlen);
+  rc |= set(conf, "compression.type", "lz4", errstr, errlen);
+  rc |= set(conf, "batch.num.messages", "10000", errstr, errlen);
+  rc |= set(conf, "reconnect.backoff.ms", "100", errstr, errlen);
+  rc |= set(conf, "reconnect.backoff.max.ms", "10000", errstr, errlen);
+  snprintf(buf, sizeof(buf), "%u", up->o.queue_max_messages);
+  rc |= set(conf, "queue.buffering.max.messages", buf, errstr, errlen);
+  snprintf(buf, sizeof(buf), "%u", up->o.queue_max_kbytes);
+  rc |= set(conf, "queue.buffering.max.kbytes", buf, errstr, errlen);
+  snprintf(buf, sizeof(buf), "%u", up->o.max_record_bytes + 1024);
+  rc |= set(conf, "message.max.bytes", buf, errstr, errlen);
+  if (!up->o.at_least_once) {
+    rc |= set(conf, "transactional.id", up->txn_id, errstr, errlen);
+    snprintf(buf, sizeof(buf), "%u", up->o.txn_timeout_ms);
+    rc |= set(conf, "transaction.timeout.ms", buf, errstr, errlen);
+  }
+  /* The operator's properties last: TLS, SASL and tuning pass through. */
+  for (size_t i = 0; !rc && i < up->o.nprops; i++) {
+    char *eq = strchr(up->props[i], '=');
+    if (!eq) {
+      snprintf(errstr, errlen, "kafka property '%s' is not key=value",
+               up->props[i]);
+      rc = SL_ECONFIG;
+      break;
+    }
+    *eq = '\0';
+    rc = set(conf, up->props[i], eq + 1, errstr, errlen);
+    *eq = '=';
+  }
+  if (rc) {
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+  }
+  rd_kafka_conf_set_opaque(conf, up);
+  rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+  rd_kafka_conf_set_error_cb(conf, error_cb);
+  return conf;
+}
+
+/* Maps a transaction API error: SL_EFENCED, or SL_EKAFKA (error text kept);
+ * *fatal is set for errors that need a new producer. Frees error. */
+static int txn_error(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
+                     bool *fatal) {
+  rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+  int rc = SL_EKAFKA;
+  *fatal = rd_kafka_error_is_fatal(error);
+  if (code == RD_KAFKA_RESP_ERR__FENCED ||
+      code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+      code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+    rc = SL_EFENCED;
+  sync__set_error(up, rc, "%s: %s", what, rd_kafka_error_string(error));
+  rd_kafka_error_destroy(error);
+  return rc;
+}
+
+int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
+  rd_kafka_conf_t *conf = producer_conf(up, errstr, errlen);
+  char e[512];
+  int rc;
+  if (!conf)
+    return SL_ECONFIG;
+  if (!(up->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e)))) {
+    rd_kafka_conf_destroy(conf);
+    snprintf(errstr, errlen, "rd_kafka_new: %s", e);
+    return SL_ECONFIG;
+  }
+  if (!up->o.at_least_once) {
+    rd_kafka_error_t *error = rd_kafka_init_transactions(up->rk, 30000);
+    if (error) {
+      bool fatal;
+      snprintf(errstr, errlen, "init_transactions: %s",
+               rd_kafka_error_string(error));
+      rc = txn_error(up, error, "init_transactions", &fatal);
+      goto fail;
+    }
+  }
+  for (size_t i = 0; i < up->nstreams; i++)
+    up->streams[i].rkt = rd_kafka_topic_new(up->rk, up->streams[i].topic, NULL);
+  if (!up->o.at_least_once)
+    up->ckpt_rkt = rd_kafka_topic_new(up->rk, up->ckpt_topic, NULL);
+  if (*up->gap_topic)
+    up->gap_rkt = rd_kafka_topic_new(up->rk, up->gap_topic, NULL);
+  pthread_mutex_lock(&up->lock);
+  up->stats.connected = 1;
+  pthread_mutex_unlock(&up->lock);
+  return 0;
+fail:
+  rd_kafka_destroy(up->rk);
+  up->rk = NULL;
+  return rc;
+}
+
+void sync__producer_close(sl_sync_t *up) {
+  if (!up->rk)
+    return;
+  for (size_t i = 0; i < up->nstreams; i++) {
+    if (up->streams[i].rkt)
+      rd_kafka_topic_destroy(up->streams[i].rkt);
+    up->streams[i].rkt = NULL;
+  }
+  if (up->ckpt_rkt)
+    rd_kafka_topic_destroy(up->ckpt_rkt);
+  if (up->gap_rkt)
+    rd_kafka_topic_destroy(up->gap_rkt);
+  up->ckpt_rkt = up->gap_rkt = NULL;
+  /* Nothing we still need is queued: an open transaction was aborted and
+   * at-least-once chunks are resent from the local cursor. */
+  rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(up->rk, 0);
+  rd_kafka_destroy(up->rk);
+  up->rk = NULL;
+  up->in_txn = false;
+}
+
+int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
+                       char *errstr, size_t errlen) {
+  char e[256];
+  int rc = SL_EKAFKA;
+  rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, 1, -1, e, sizeof(e));
+  rd_kafka_AdminOptions_t *opts = NULL;
+  rd_kafka_queue_t *q = NULL;
+  rd_kafka_event_t *ev = NULL;
+  if (!nt) {
+    snprintf(errstr, errlen, "topic %s: %s", topic, e);
+    return SL_ECONFIG;
+  }
+  if (compact)
+    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+  opts = rd_kafka_AdminOptions_new(up->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+  rd_kafka_AdminOptions_set_request_timeout(opts, 15000, e, sizeof(e));
+  rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, e, sizeof(e));
+  q = rd_kafka_queue_new(up->rk);
+  rd_kafka_CreateTopics(up->rk, &nt, 1, opts, q);
+  if (!(ev = rd_kafka_queue_poll(q, 20000))) {
+    snprintf(errstr, errlen, "create topic %s: timed out", topic);
+    goto fail;
+  }
+  if (rd_kafka_event_error(ev)) {
+    snprintf(errstr, errlen, "create topic %s: %s", topic,
+             rd_kafka_event_error_string(ev));
+    goto fail;
+  }
+  size_t cnt = 0;
+  const rd_kafka_topic_result_t **res = rd_kafka_CreateTopics_result_topics(
+      rd_kafka_event_CreateTopics_result(ev), &cnt);
+  if (cnt == 1 && rd_kafka_topic_result_error(res[0]) &&
+      rd_kafka_topic_result_error(res[0]) !=
+          RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+    snprintf(errstr, errlen, "create topic %s: %s", topic,
+             rd_kafka_topic_result_error_string(res[0]));
+    goto fail;
+  }
+  rc = 0;
+fail:
+  if (ev)
+    rd_kafka_event_destroy(ev);
+  rd_kafka_queue_destroy(q);
+  rd_kafka_AdminOptions_destroy(opts);
+  rd_kafka_NewTopic_destroy(nt);
+  return rc;
+}
+
+int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
+                  size_t klen, const void *val, size_t vlen,
+                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque) {
+  rd_kafka_vu_t vu[16];
+  size_t n = 0;
+  vu[n].vtype = RD_KAFKA_VTYPE_RKT;
+  vu[n++].u.rkt = rkt;
+  vu[n].vtype = RD_KAFKA_VTYPE_KEY;
+  vu[n].u.mem.ptr = (void *)key;
+  vu[n++].u.mem.size = klen;
+  vu[n].vtype = RD_KAFKA_VTYPE_VALUE;
+  vu[n].u.mem.ptr = (void *)val;
+  vu[n++].u.mem.size = vlen;
+  vu[n].vtype = RD_KAFKA_VTYPE_MSGFLAGS;
+  vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
+  vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
+  vu[n++].u.ptr = opaque;
+  for (size_t i = 0; i < nhdrs && n < SL_ARRAY_SIZE(vu); i++)
+    vu[n++] = hdrs[i];
+  for (;;) {
+    rd_kafka_error_t *error = rd_kafka_produceva(up->rk, vu, n);
+    if (!error)
+      return 0;
+    rd_kafka_resp_err_t code = rd_kafka_error_code(error);
+    if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_error_destroy(error);
+      /* The queue is capped small on purpose: serve delivery reports
+       * until there is room. */
+      rd_kafka_poll(up->rk, 5);
+      pthread_mutex_lock(&up->lock);
+      bool stop = up->stop;
+      pthread_mutex_unlock(&up->lock);
+      if (stop)
+        return SL_ECLOSED;
+      continue;
+    }
+    int rc =
+        code == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ? SL_ETOOBIG : SL_EKAFKA;
+    sync__set_error(up, rc, "produce: %s", rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+    return rc;
+  }
+}
+
+int sync__txn_call(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
+                   bool *fatal, bool *abortable, bool *retriable) {
+  *fatal = *abortable = *retriable = false;
+  if (!error)
+    return 0;
+  *abortable = rd_kafka_error_txn_requires_abort(error);
+  *retriable = rd_kafka_error_is_retriable(error);
+  return txn_error(up, error, what, fatal);
+}

@@ -1,0 +1,212 @@
+/*
+ * sync: the Kafka uplink, the "forward" in store-and-forward.
+ *
+ * One uplink thread per daemon reads the store's streams with cursors (short
+ * read transactions, bounded read-ahead: memory does not follow the backlog)
+ * and produces one Kafka record per event: key = the event's source, value =
+ * the protobuf sluice.v1.Event (ingest_time_ns filled in from the batch's
+ * append time, D7), headers node, stream, offset, schema and, from the
+ * backlog lane, historical. librdkafka's queue is capped small.
+ *
+ * Exactly-once (the default): a transactional producer whose
+ * transactional.id is derived from the node id. Each transaction carries a
+ * chunk of records of one or more streams plus, for every stream it touched,
+ * the stream's checkpoint (a record keyed "<node>/<stream>" in a compacted
+ * checkpoint topic). Only after the commit does the local consumer cursor
+ * advance. On start the checkpoint topic is read back read_committed and
+ * every stream resumes right after its checkpoint, whatever the local cursor
+ * says. A second instance with the same node id fences this one: the uplink
+ * stops and reports SL_SYNC_FENCED. At-least-once mode: an idempotent
+ * producer and the local cursor only. docs/DELIVERY.md has the details
+ * (lanes, checkpoint format, ordering guarantee, what consumers must set).
+ *
+ * Threads: sl_sync_* calls are made from one thread (the daemon's loop),
+ * except sl_sync_stats() and sl_sync_kick(), which are safe from any
+ * thread. The uplink never calls back into its owner. sync never logs: it
+ * returns codes and exposes state and counters through sl_sync_stats().
+ */
+#ifndef SL_SYNC_H
+#define SL_SYNC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "store/store.h"
+
+typedef struct sl_sync sl_sync_t;
+
+#define SL_SYNC_STREAMS_MAX 256 /* streams forwarded by one uplink */
+
+/* Uplink states, as reported by sl_sync_stats(). */
+typedef enum sl_sync_state {
+  SL_SYNC_STOPPED = 0,    /* not started, or stopped */
+  SL_SYNC_CONNECTING = 1, /* creating the producer, init_transactions */
+  SL_SYNC_RESUMING = 2,   /* reading the checkpoints back */
+  SL_SYNC_RUNNING = 3,    /* delivering (or idle, caught up) */
+  SL_SYNC_BACKOFF = 4,    /* an error: waiting before the next try */
+  SL_SYNC_FENCED = 5,     /* fenced by another instance: stopped for good */
+  SL_SYNC_FAILED = 6      /* a fatal error that a restart will not fix */
+} sl_sync_state_t;
+
+/* One stream to forward. */
+typedef struct sl_sync_stream_conf {
+  const char *name;  /* store stream name (borrowed, copied by new) */
+  const char *topic; /* Kafka topic (borrowed, copied) */
+  uint8_t priority;  /* 0..9, higher is served first */
+} sl_sync_stream_conf_t;
+
+typedef struct sl_sync_opts {
+  const char *node_id;          /* node identity (config node.id) */
+  const char *brokers;          /* bootstrap.servers */
+  int at_least_once;            /* 0: exactly-once (transactions) */
+  const char *checkpoint_topic; /* compacted; "" or NULL: default */
+  const char *txn_id_prefix;    /* transactional.id = prefix + node_id */
+  const char *consumer;         /* local consumer cursor name */
+  const char *gap_topic;        /* "" or NULL: the stream's own topic */
+  const char *const *props;     /* extra librdkafka "key=value" pairs */
+  size_t nprops;
+  const sl_sync_stream_conf_t *streams; /* nstreams entries */
+  size_t nstreams;
+  uint32_t chunk_events;          /* records per transaction, at most */
+  uint32_t commit_interval_ms;    /* transaction length, at most */
+  uint32_t queue_max_messages;    /* queue.buffering.max.messages */
+  uint32_t queue_max_kbytes;      /* queue.buffering.max.kbytes */
+  uint32_t max_record_bytes;      /* larger values are dead-lettered */
+  uint64_t bandwidth_bytes_per_s; /* global cap, 0 = none */
+  double backlog_share;           /* backlog lane's part of the cap */
+  uint64_t backlog_threshold;     /* events behind that open two lanes */
+  uint32_t txn_timeout_ms;        /* transaction.timeout.ms */
+} sl_sync_opts_t;
+
+/* Per stream counters and gauges (a snapshot). */
+typedef struct sl_sync_stream_stats {
+  char name[SL_STORE_NAME_MAX + 1];
+  uint64_t backlog_events;       /* stored, not yet delivered */
+  uint64_t backlog_bytes;        /* estimate: stored bytes pro rata */
+  int64_t oldest_undelivered_ns; /* event time of the oldest, 0 = none */
+  uint64_t delivered;            /* events committed to Kafka (this process) */
+  uint64_t delivered_bytes;      /* record bytes committed */
+  uint64_t dead_lettered;        /* events rejected for good */
+  uint64_t gaps;                 /* gap records forwarded */
+  uint64_t next_offset;          /* backlog lane: first undelivered offset */
+  uint64_t live_start; /* live lane start (== next_offset: one lane) */
+  uint64_t live_next;  /* live lane: next offset */
+  double drain_rate;   /* events/s delivered, smoothed */
+  double eta_s;        /* backlog / (drain - ingest), -1 unknown */
+} sl_sync_stream_stats_t;
+
+typedef struct sl_sync_stats {
+  sl_sync_state_t state;
+  int last_error;             /* SL_E* or -errno of the last failure */
+  char last_error_text[256];  /* librdkafka's words for it */
+  uint64_t txn_commits;       /* transactions (chunks) committed */
+  uint64_t txn_aborts;        /* transactions aborted and retried */
+  uint64_t retries;           /* retried chunks, any cause */
+  uint64_t producer_restarts; /* producers recreated after fatal errors */
+  uint64_t dead_lettered;     /* all streams */
+  uint64_t throttled_ms;      /* time waiting for the bandwidth cap */
+  double txn_commit_ms_last;  /* last commit_transaction() latency */
+  double txn_commit_ms_max;   /* since start */
+  uint32_t queue_depth;       /* librdkafka's queued messages */
+  int connected;              /* 1 when a broker is up */
+  size_t nstreams;
+  sl_sync_stream_stats_t streams[SL_SYNC_STREAMS_MAX];
+} sl_sync_stats_t;
+
+/* Fills opts with the defaults: exactly-once, checkpoint topic
+ * "sluice.checkpoints", prefix "sluice-", consumer "uplink", chunks of 50000
+ * records or 100 ms, queue 20000 messages / 8 MiB, records up to 1000000
+ * bytes, no bandwidth cap, backlog share 0.5, two lanes beyond 100000
+ * events, transaction timeout 60 s. */
+void sl_sync_opts_init(sl_sync_opts_t *opts);
+
+/*
+ * Makes an uplink for st (borrowed: must outlive the uplink) with opts
+ * (borrowed, copied). Streams must exist in the store. Does not connect.
+ * On success *out is owned: free with sl_sync_free(). On failure a reason is
+ * written to errstr.
+ * Errors: SL_ECONFIG (bad opts or a librdkafka property), SL_ENOTFOUND (a
+ * stream is not in the store), SL_ETOOBIG (too many streams), -ENOMEM.
+ */
+int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
+                char *errstr, size_t errlen);
+
+/* Starts the uplink thread. Errors: SL_ECLOSED (already started or
+ * stopped), -errno (pthread_create). */
+int sl_sync_start(sl_sync_t *s);
+
+/* Wakes the uplink at once (new data was committed). Any thread. */
+void sl_sync_kick(sl_sync_t *s);
+
+/*
+ * Stops the uplink thread: an open transaction is aborted (its records are
+ * sent again, once, by the next start), the producer is closed within
+ * timeout_ms and the thread joined. Never fails; safe when never started.
+ */
+void sl_sync_stop(sl_sync_t *s, int timeout_ms);
+
+/* Stops (if needed) and frees s. NULL is a no-op. */
+void sl_sync_free(sl_sync_t *s);
+
+/* Copies a snapshot of the state and counters to stats (borrowed). Any
+ * thread. Never fails. */
+void sl_sync_stats(sl_sync_t *s, sl_sync_stats_t *stats);
+
+/* Static name of a state ("running", "fenced", ...). */
+const char *sl_sync_state_name(sl_sync_state_t state);
+
+/* ---- building blocks, exposed for tests and the benchmarks ------------ */
+
+/* A stream's delivered set: [0, backlog_next) + [live_start, live_next).
+ * One lane when backlog_next == live_start. */
+typedef struct sl_sync_ckpt {
+  uint64_t backlog_next; /* backlog lane: next offset to send */
+  uint64_t live_start;   /* first offset of the live lane */
+  uint64_t live_next;    /* live lane: next offset to send */
+  char store_id[33];     /* sl_store_info_t.node_id of the store */
+} sl_sync_ckpt_t;
+
+#define SL_SYNC_CKPT_BYTES 68 /* encoded size */
+
+/* Encodes c into buf (SL_SYNC_CKPT_BYTES). */
+void sl_sync_ckpt_encode(const sl_sync_ckpt_t *c, uint8_t *buf);
+
+/* Decodes len bytes at buf. Errors: SL_ECORRUPT (size, magic or checksum),
+ * SL_EVERSION (a newer format). */
+int sl_sync_ckpt_decode(const void *buf, size_t len, sl_sync_ckpt_t *c);
+
+/* One Event sliced out of a serialized EventBatch, without decoding it. */
+typedef struct sl_sync_event {
+  const uint8_t *data; /* the Event's bytes (view into the batch) */
+  size_t len;
+  const char *source; /* view of Event.source, not NUL-terminated */
+  size_t source_len;
+  int has_ingest_time; /* Event.ingest_time_ns is present and non-zero */
+} sl_sync_event_t;
+
+/*
+ * Returns the event at *pos in the EventBatch payload (len bytes) and
+ * advances *pos past it. Views are valid while payload is.
+ * Errors: SL_ENOTFOUND (end), SL_ECORRUPT (malformed protobuf).
+ */
+int sl_sync_event_next(const void *payload, size_t len, size_t *pos,
+                       sl_sync_event_t *ev);
+
+/* Token bucket: rate bytes/s, burst bytes. rate 0 = unlimited. */
+typedef struct sl_sync_bucket {
+  double rate;   /* tokens (bytes) per second */
+  double burst;  /* bucket size */
+  double tokens; /* current fill; may go negative after a large take */
+  uint64_t last_ns;
+} sl_sync_bucket_t;
+
+void sl_sync_bucket_init(sl_sync_bucket_t *b, double rate, double burst,
+                         uint64_t now_ns);
+/* Refills by the time elapsed; returns the ns to wait before n bytes may
+ * be taken (0: take now). */
+uint64_t sl_sync_bucket_wait_ns(sl_sync_bucket_t *b, double n, uint64_t now_ns);
+/* Takes n tokens (the fill may go negative: later takes wait). */
+void sl_sync_bucket_take(sl_sync_bucket_t *b, double n);
+
+#endif /* SL_SYNC_H */

@@ -1,0 +1,143 @@
+/*
+ * sync internals: the uplink's private state. Only the sync module includes
+ * this.
+ *
+ * Ownership and threads: everything below `thread-owned` is touched by the
+ * uplink thread only; `lock` guards the stats snapshot and the control
+ * flags shared with the owner's thread.
+ */
+#ifndef SL_SYNC_INT_H
+#define SL_SYNC_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "sync/sync.h"
+
+#define SYNC_POISON_MAX 1024 /* remembered poison (stream, offset) pairs */
+#define SYNC_GAPS_PER_TXN 64 /* gap records forwarded per transaction */
+#define SYNC_DLQ_STREAM "_dlq"
+
+/* A read position in one lane of one stream. */
+typedef struct sync_lane {
+  sl_store_cursor_t *cur; /* open cursor, or NULL (opened lazily) */
+  sl_store_rec_t rec;     /* current record, valid while have_rec */
+  bool have_rec;
+  size_t pos;       /* byte position of the next event in rec.payload */
+  uint64_t rec_off; /* offset of the event at pos */
+  uint64_t next;    /* next offset to send (in the open transaction) */
+  uint64_t end;     /* exclusive bound, SL_STORE_OFFSET_END: none */
+  bool historical;  /* records carry the historical header */
+  bool caught_up;   /* the last pump reached the end of the data */
+} sync_lane_t;
+
+typedef struct sync_stream {
+  char *name;  /* owned */
+  char *topic; /* owned */
+  uint32_t id; /* store stream id */
+  uint8_t priority;
+  rd_kafka_topic_t *rkt; /* topic handle of the current producer */
+  char ckpt_key[160];    /* "<node>/<stream>" */
+  sl_sync_ckpt_t cp;     /* committed to Kafka (and then locally) */
+  sl_sync_ckpt_t pend;   /* as of the records in the open transaction */
+  bool touched;          /* the open transaction carries records of it */
+  sync_lane_t live, backlog;
+  uint64_t txn_events, txn_bytes; /* in the open transaction */
+  int64_t oldest_ns;              /* event time at the first undelivered */
+  /* Rate bookkeeping (thread-owned). */
+  uint64_t rate_delivered, rate_next;
+  /* Stats (under up->lock). */
+  sl_sync_stream_stats_t st;
+} sync_stream_t;
+
+typedef struct sync_poison {
+  uint32_t stream; /* index into up->streams */
+  uint64_t offset;
+  int err; /* rd_kafka_resp_err_t that rejected it */
+} sync_poison_t;
+
+struct sl_sync {
+  sl_store_t *st;
+  sl_sync_opts_t o; /* strings below are owned copies */
+  char *node_id, *brokers, *ckpt_topic, *txn_id, *consumer, *gap_topic;
+  char **props; /* nprops owned "key=value" strings */
+  char store_id[33];
+  sync_stream_t *streams;
+  size_t nstreams;
+  size_t *order; /* stream indexes by priority, highest first */
+
+  pthread_t thread;
+  bool started, joined;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  bool stop;             /* under lock */
+  bool kick;             /* under lock */
+  sl_sync_stats_t stats; /* under lock; streams[] mirror sync_stream_t.st */
+
+  /* thread-owned */
+  rd_kafka_t *rk;
+  bool in_txn;
+  rd_kafka_topic_t *ckpt_rkt, *gap_rkt;
+  uint64_t gap_cp, gap_pend; /* next gap seq: committed, in the txn */
+  uint64_t gap_store_seq;    /* next gap seq the store has not acked */
+  uint64_t gap_txn_n;        /* gap records in the open transaction */
+  sl_sync_bucket_t bucket, backlog_bucket;
+  bool live_throttled;  /* a live lane waited for tokens this round */
+  uint64_t throttle_ns; /* shortest wait that stopped a pump */
+  uint64_t backoff_ms;
+  uint64_t rate_t_ns;
+  uint8_t *scratch; /* value buffer for events that need ingest time */
+  size_t scratch_cap;
+  sync_poison_t poison[SYNC_POISON_MAX];
+  size_t npoison;
+  uint32_t dlq_stream; /* store id of SYNC_DLQ_STREAM */
+  /* Delivery reports of the current chunk (librdkafka's thread calls
+   * dr_cb only from rd_kafka_poll/flush on the uplink thread). */
+  uint64_t dr_ok, dr_failed;
+  int dr_first_err;
+};
+
+/* producer.c */
+int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen);
+void sync__producer_close(sl_sync_t *up);
+int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
+                       char *errstr, size_t errlen);
+/* Produces one record; waits (serving callbacks) while the queue is full.
+ * Returns 0, SL_ETOOBIG (permanently refused: size) or SL_EKAFKA. */
+int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
+                  size_t klen, const void *val, size_t vlen,
+                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque);
+/* Maps a transaction call's error (consumed): 0 when error is NULL, else
+ * SL_EFENCED or SL_EKAFKA with its class in the flags. */
+int sync__txn_call(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
+                   bool *fatal, bool *abortable, bool *retriable);
+void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* checkpoint.c */
+int sync__resume(sl_sync_t *up, char *errstr, size_t errlen);
+int sync__produce_ckpt(sl_sync_t *up, sync_stream_t *s);
+int sync__produce_gaps(sl_sync_t *up);
+void sync__commit_local(sl_sync_t *up);
+
+/* lane.c */
+void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
+                      bool historical);
+void sync__lane_close(sync_lane_t *l);
+/* Sends up to max events of lane l of stream s. Returns the number sent
+ * or a negative error. */
+long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
+                     uint64_t max);
+bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off);
+/* Remembers a record rejected for good and counts it as dead-lettered
+ * (once). Returns true when it was new. */
+bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);
+
+/* Encodes stream index and offset into a message opaque. */
+static inline void *sync__opaque(size_t idx, uint64_t off) {
+  return (void *)(uintptr_t)(((uint64_t)idx << 48) | (off & 0xffffffffffffu));
+}
+
+#endif /* SL_SYNC_INT_H */

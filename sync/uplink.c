@@ -1,0 +1,650 @@
+/*
+ * sync/uplink.c: the uplink thread and the public calls. One loop:
+ * connect (producer, init_transactions), resume (checkpoints), then chunks:
+ * begin a transaction, pump the lanes (live first, by stream priority),
+ * forward gap records, add the checkpoints of the streams touched, commit,
+ * then advance the local cursors. Errors:
+ *   - abortable (a record failed, a timeout): abort, rewind every stream to
+ *     its committed checkpoint, retry after a jittered backoff;
+ *   - fenced: stop for good (SL_SYNC_FENCED), the newer instance owns the
+ *     node's transactional id;
+ *   - other fatal errors: destroy the producer, make a new one and resume
+ *     from the checkpoints read back from Kafka.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sync/sync_int.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+
+static const char *const state_names[] = {"stopped", "connecting", "resuming",
+                                          "running", "backoff",    "fenced",
+                                          "failed"};
+
+const char *sl_sync_state_name(sl_sync_state_t state) {
+  return (unsigned)state < SL_ARRAY_SIZE(state_names) ? state_names[state]
+                                                      : "?";
+}
+
+void sl_sync_opts_init(sl_sync_opts_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->checkpoint_topic = "sluice.checkpoints";
+  o->txn_id_prefix = "sluice-";
+  o->consumer = "uplink";
+  o->gap_topic = "";
+  o->chunk_events = 50000;
+  o->commit_interval_ms = 100;
+  o->queue_max_messages = 20000;
+  o->queue_max_kbytes = 8192;
+  o->max_record_bytes = 1000000;
+  o->backlog_share = 0.5;
+  o->backlog_threshold = 100000;
+  o->txn_timeout_ms = 60000;
+}
+
+static void set_state(sl_sync_t *up, sl_sync_state_t state) {
+  pthread_mutex_lock(&up->lock);
+  up->stats.state = state;
+  pthread_mutex_unlock(&up->lock);
+}
+
+static bool stopping(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  bool stop = up->stop;
+  pthread_mutex_unlock(&up->lock);
+  return stop;
+}
+
+/* Waits up to ms for a kick or a stop. */
+static void wait_ms(sl_sync_t *up, uint64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  pthread_mutex_lock(&up->lock);
+  while (!up->stop && !up->kick)
+    if (pthread_cond_timedwait(&up->cond, &up->lock, &ts) == ETIMEDOUT)
+      break;
+  up->kick = false;
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* Jittered exponential backoff, capped. */
+static void backoff(sl_sync_t *up) {
+  up->backoff_ms = up->backoff_ms ? SL_MIN(up->backoff_ms * 2, BACKOFF_MAX_MS)
+                                  : BACKOFF_MIN_MS;
+  uint64_t ms =
+      up->backoff_ms / 2 + (uint64_t)rand() % (up->backoff_ms / 2 + 1);
+  set_state(up, SL_SYNC_BACKOFF);
+  wait_ms(up, ms);
+}
+
+/* Every stream back to its committed checkpoint (after an abort). */
+static void rewind_all(sl_sync_t *up) {
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    s->pend = s->cp;
+    s->touched = false;
+    s->txn_events = s->txn_bytes = 0;
+    sync__lane_reset(&s->live, s->cp.live_next, SL_STORE_OFFSET_END, false);
+    if (s->cp.backlog_next < s->cp.live_start)
+      sync__lane_reset(&s->backlog, s->cp.backlog_next, s->cp.live_start, true);
+    else
+      sync__lane_reset(&s->backlog, 0, 0, true);
+  }
+  up->gap_pend = up->gap_cp;
+  up->gap_txn_n = 0;
+}
+
+/* Opens a second lane for streams further behind than the threshold: the
+ * live lane jumps to the end of the stored data, the backlog lane keeps
+ * the old position and ends where the live lane starts. */
+static void plan_lanes(sl_sync_t *up) {
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    sl_store_stream_stats_t ss;
+    if (s->pend.backlog_next < s->pend.live_start || !up->o.backlog_threshold)
+      continue; /* already two lanes, or lanes off */
+    if (sl_store_stream_stats(up->st, s->id, &ss) < 0)
+      continue;
+    if (ss.next_offset <= s->pend.live_next ||
+        ss.next_offset - s->pend.live_next <= up->o.backlog_threshold)
+      continue;
+    s->pend.live_start = s->pend.live_next = ss.next_offset;
+    sync__lane_reset(&s->backlog, s->pend.backlog_next, ss.next_offset, true);
+    sync__lane_reset(&s->live, ss.next_offset, SL_STORE_OFFSET_END, false);
+    s->touched = true; /* the checkpoint must record the split */
+  }
+}
+
+/* Pumps every lane once; returns events sent or a negative error. */
+static long pump_round(sl_sync_t *up, uint64_t budget) {
+  long total = 0, n;
+  up->live_throttled = false;
+  up->throttle_ns = 0;
+  for (size_t k = 0; k < up->nstreams; k++) {
+    sync_stream_t *s = &up->streams[up->order[k]];
+    if ((n = sync__lane_pump(up, s, &s->live, budget)) < 0)
+      return n;
+    total += n;
+    s->pend.live_next = s->live.next;
+    if (s->pend.backlog_next == s->pend.live_start)
+      s->pend.backlog_next = s->pend.live_start = s->pend.live_next;
+  }
+  for (size_t k = 0; k < up->nstreams; k++) {
+    sync_stream_t *s = &up->streams[up->order[k]];
+    if (s->pend.backlog_next >= s->pend.live_start)
+      continue;
+    /* Slices small enough that live data is picked up between them. */
+    if ((n = sync__lane_pump(up, s, &s->backlog, SL_MIN(budget, 2000))) < 0)
+      return n;
+    total += n;
+    s->pend.backlog_next = s->backlog.next;
+    if (s->pend.backlog_next >= s->pend.live_start) {
+      /* Caught up: one lane again. */
+      s->pend.backlog_next = s->pend.live_start = s->pend.live_next;
+      s->touched = true;
+      sync__lane_reset(&s->backlog, 0, 0, true);
+    }
+  }
+  return total;
+}
+
+static bool has_work(sl_sync_t *up) {
+  sl_store_gap_t g;
+  size_t n = 0;
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    sl_store_stream_stats_t ss;
+    if (s->pend.backlog_next < s->pend.live_start)
+      return true;
+    if (sl_store_stream_stats(up->st, s->id, &ss) == 0 &&
+        ss.next_offset > s->pend.live_next)
+      return true;
+  }
+  return sl_store_gap_list(up->st, up->gap_pend, &g, 1, &n) == 0 && n > 0;
+}
+
+static void account_commit(sl_sync_t *up, double commit_ms) {
+  pthread_mutex_lock(&up->lock);
+  up->stats.txn_commits++;
+  up->stats.txn_commit_ms_last = commit_ms;
+  if (commit_ms > up->stats.txn_commit_ms_max)
+    up->stats.txn_commit_ms_max = commit_ms;
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    s->st.delivered += s->txn_events;
+    s->st.delivered_bytes += s->txn_bytes;
+    s->st.next_offset = s->cp.backlog_next;
+    s->st.live_start = s->cp.live_start;
+    s->st.live_next = s->cp.live_next;
+    s->st.oldest_undelivered_ns =
+        s->cp.backlog_next < s->cp.live_start && s->backlog.have_rec
+            ? s->backlog.rec.min_time_ns
+            : (s->live.have_rec ? s->live.rec.min_time_ns : 0);
+  }
+  up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
+  up->stats.connected = 1;
+  pthread_mutex_unlock(&up->lock);
+}
+
+/*
+ * One chunk. Returns 1 when something was committed, 0 when idle,
+ * SL_EFENCED, or SL_EKAFKA with *fatal when the producer must be rebuilt.
+ */
+static int run_chunk(sl_sync_t *up, bool *fatal) {
+  bool eos = !up->o.at_least_once, abortable, retriable;
+  rd_kafka_error_t *error;
+  long n;
+  int rc = 0;
+  *fatal = false;
+
+  plan_lanes(up);
+  if (!has_work(up))
+    return 0;
+  if (eos) {
+    error = rd_kafka_begin_transaction(up->rk);
+    if ((rc = sync__txn_call(up, error, "begin_transaction", fatal, &abortable,
+                             &retriable)) < 0)
+      return rc;
+    up->in_txn = true;
+  }
+  up->dr_ok = up->dr_failed = 0;
+  uint64_t t0 = sl_now_mono_ns(), left = up->o.chunk_events;
+  uint64_t until = t0 + (uint64_t)up->o.commit_interval_ms * 1000000u;
+  for (;;) {
+    if ((n = pump_round(up, left)) < 0) {
+      rc = (int)n;
+      goto fail;
+    }
+    left -= SL_MIN(left, (uint64_t)n);
+    rd_kafka_poll(up->rk, 0);
+    uint64_t now = sl_now_mono_ns();
+    if (!left || now >= until || stopping(up))
+      break;
+    if (n == 0) {
+      if (!up->throttle_ns)
+        break; /* caught up everywhere */
+      uint64_t w = SL_MIN(up->throttle_ns, until - now);
+      pthread_mutex_lock(&up->lock);
+      up->stats.throttled_ms += w / 1000000u;
+      pthread_mutex_unlock(&up->lock);
+      rd_kafka_poll(up->rk, (int)(w / 1000000u) + 1);
+    }
+  }
+  if ((rc = sync__produce_gaps(up)) < 0)
+    goto fail;
+  if (eos) {
+    for (size_t i = 0; i < up->nstreams; i++)
+      if (up->streams[i].touched &&
+          (rc = sync__produce_ckpt(up, &up->streams[i])) < 0)
+        goto fail;
+    uint64_t c0 = sl_now_mono_ns();
+    /* Serve delivery reports first: a record rejected for good fails the
+     * transaction, and commit_transaction() would otherwise wait for its
+     * whole timeout flushing the rest. */
+    uint64_t flush_until = c0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
+    while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
+           sl_now_mono_ns() < flush_until && !stopping(up))
+      rd_kafka_poll(up->rk, 5);
+    if (up->dr_failed) {
+      sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
+                      (unsigned long long)up->dr_failed,
+                      rd_kafka_err2str(up->dr_first_err));
+      rc = SL_EKAFKA;
+      goto fail;
+    }
+    error = rd_kafka_commit_transaction(up->rk, (int)up->o.txn_timeout_ms);
+    rc = sync__txn_call(up, error, "commit_transaction", fatal, &abortable,
+                        &retriable);
+    if (rc < 0)
+      goto fail;
+    up->in_txn = false;
+    account_commit(up, (double)(sl_now_mono_ns() - c0) / 1e6);
+  } else {
+    uint64_t c0 = sl_now_mono_ns();
+    rd_kafka_flush(up->rk, (int)up->o.txn_timeout_ms);
+    if (up->dr_failed || rd_kafka_outq_len(up->rk) > 0) {
+      sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
+                      (unsigned long long)up->dr_failed,
+                      rd_kafka_err2str(up->dr_first_err));
+      rc = SL_EKAFKA;
+      goto fail;
+    }
+    account_commit(up, (double)(sl_now_mono_ns() - c0) / 1e6);
+  }
+  /* Committed: the transaction's positions become the checkpoints. */
+  for (size_t i = 0; i < up->nstreams; i++)
+    up->streams[i].cp = up->streams[i].pend;
+  up->gap_cp = up->gap_pend;
+  sync__commit_local(up);
+  if (up->gap_txn_n && sl_store_gap_ack(up->st, up->gap_cp) == 0) {
+    pthread_mutex_lock(&up->lock);
+    for (size_t i = 0; i < up->nstreams; i++)
+      up->streams[i].st.gaps += 0;
+    pthread_mutex_unlock(&up->lock);
+  }
+  for (size_t i = 0; i < up->nstreams; i++) {
+    up->streams[i].touched = false;
+    up->streams[i].txn_events = up->streams[i].txn_bytes = 0;
+  }
+  up->gap_txn_n = 0;
+  up->backoff_ms = 0;
+  return 1;
+
+fail:
+  pthread_mutex_lock(&up->lock);
+  up->stats.retries++;
+  pthread_mutex_unlock(&up->lock);
+  if (eos && up->in_txn && rc != SL_EFENCED && !*fatal) {
+    error = rd_kafka_abort_transaction(up->rk, (int)up->o.txn_timeout_ms);
+    int arc = sync__txn_call(up, error, "abort_transaction", fatal, &abortable,
+                             &retriable);
+    if (arc == SL_EFENCED)
+      rc = arc;
+    else if (arc < 0)
+      *fatal = true; /* cannot get back to a clean state: new producer */
+    pthread_mutex_lock(&up->lock);
+    up->stats.txn_aborts++;
+    pthread_mutex_unlock(&up->lock);
+  }
+  if (!eos && rc == SL_EKAFKA) {
+    /* Purge what is left so the resend starts clean. */
+    rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(up->rk, 0);
+  }
+  up->in_txn = false;
+  rewind_all(up);
+  if (rc == SL_ECLOSED)
+    return 0;
+  return rc < 0 ? rc : SL_EKAFKA;
+}
+
+/* Once a second: drain rate, ingest rate and ETA per stream. */
+static void update_rates(sl_sync_t *up) {
+  uint64_t now = sl_now_mono_ns();
+  if (now - up->rate_t_ns < 1000000000u)
+    return;
+  double dt = (double)(now - up->rate_t_ns) / 1e9;
+  up->rate_t_ns = now;
+  pthread_mutex_lock(&up->lock);
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    sl_store_stream_stats_t ss;
+    if (sl_store_stream_stats(up->st, s->id, &ss) < 0)
+      continue;
+    double drain = (double)(s->st.delivered - s->rate_delivered) / dt;
+    double ingest =
+        (double)(ss.next_offset - SL_MIN(ss.next_offset, s->rate_next)) / dt;
+    if (!s->rate_next)
+      ingest = 0;
+    s->rate_delivered = s->st.delivered;
+    s->rate_next = ss.next_offset;
+    s->st.drain_rate = 0.5 * s->st.drain_rate + 0.5 * drain;
+    uint64_t delivered_live = s->cp.live_next - s->cp.live_start;
+    uint64_t behind =
+        ss.next_offset - SL_MIN(ss.next_offset, s->cp.backlog_next);
+    behind -= SL_MIN(behind, delivered_live);
+    s->st.backlog_events = behind;
+    s->st.backlog_bytes =
+        ss.events
+            ? (uint64_t)((double)ss.bytes * (double)behind / (double)ss.events)
+            : 0;
+    if (!behind)
+      s->st.eta_s = 0;
+    else if (s->st.drain_rate > ingest)
+      s->st.eta_s = (double)behind / (s->st.drain_rate - ingest);
+    else
+      s->st.eta_s = -1;
+  }
+  up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
+  pthread_mutex_unlock(&up->lock);
+}
+
+static void *uplink_main(void *arg) {
+  sl_sync_t *up = arg;
+  char err[512];
+  int rc;
+  bool fatal;
+
+  while (!stopping(up)) {
+    if (!up->rk) {
+      set_state(up, SL_SYNC_CONNECTING);
+      if ((rc = sync__producer_open(up, err, sizeof(err))) < 0) {
+        sync__set_error(up, rc, "%s", err);
+        if (rc == SL_EFENCED || rc == SL_ECONFIG) {
+          set_state(up, rc == SL_EFENCED ? SL_SYNC_FENCED : SL_SYNC_FAILED);
+          break;
+        }
+        backoff(up);
+        continue;
+      }
+      set_state(up, SL_SYNC_RESUMING);
+      if ((rc = sync__resume(up, err, sizeof(err))) < 0) {
+        sync__set_error(up, rc, "%s", err);
+        sync__producer_close(up);
+        backoff(up);
+        continue;
+      }
+      if (up->gap_cp)
+        sl_store_gap_ack(up->st, up->gap_cp); /* sent before a crash */
+      rewind_all(up);
+      set_state(up, SL_SYNC_RUNNING);
+    }
+    rc = run_chunk(up, &fatal);
+    update_rates(up);
+    if (rc == 1) {
+      set_state(up, SL_SYNC_RUNNING);
+      continue;
+    }
+    if (rc == 0) {
+      rd_kafka_poll(up->rk, 0);
+      wait_ms(up, 2);
+      continue;
+    }
+    if (rc == SL_EFENCED) {
+      set_state(up, SL_SYNC_FENCED);
+      break;
+    }
+    if (fatal) {
+      pthread_mutex_lock(&up->lock);
+      up->stats.producer_restarts++;
+      pthread_mutex_unlock(&up->lock);
+      sync__producer_close(up);
+    }
+    backoff(up);
+  }
+  if (up->rk && up->in_txn) {
+    rd_kafka_error_t *e = rd_kafka_abort_transaction(up->rk, 5000);
+    if (e)
+      rd_kafka_error_destroy(e);
+  }
+  sync__producer_close(up);
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync__lane_close(&up->streams[i].live);
+    sync__lane_close(&up->streams[i].backlog);
+  }
+  pthread_mutex_lock(&up->lock);
+  if (up->stats.state != SL_SYNC_FENCED && up->stats.state != SL_SYNC_FAILED)
+    up->stats.state = SL_SYNC_STOPPED;
+  up->stats.connected = 0;
+  pthread_mutex_unlock(&up->lock);
+  return NULL;
+}
+
+/* ---- public ----------------------------------------------------------- */
+
+static char *dup_or(const char *s, const char *def) {
+  char *p = strdup(s && *s ? s : def);
+  if (!p)
+    abort(); /* tiny control allocation */
+  return p;
+}
+
+int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
+                char *errstr, size_t errlen) {
+  sl_sync_t *up;
+  sl_store_info_t info;
+  int rc;
+  char tmp[64];
+
+  *out = NULL;
+  if (!opts->node_id || !*opts->node_id || !opts->brokers || !*opts->brokers) {
+    snprintf(errstr, errlen, "sync: node id and brokers are required");
+    return SL_ECONFIG;
+  }
+  if (opts->nstreams > SL_SYNC_STREAMS_MAX) {
+    snprintf(errstr, errlen, "sync: %zu streams, at most %d", opts->nstreams,
+             SL_SYNC_STREAMS_MAX);
+    return SL_ETOOBIG;
+  }
+  if (!(up = calloc(1, sizeof(*up))))
+    return -ENOMEM;
+  pthread_mutex_init(&up->lock, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&up->cond, &ca);
+  pthread_condattr_destroy(&ca);
+  up->st = st;
+  up->o = *opts;
+  up->node_id = dup_or(opts->node_id, "");
+  up->brokers = dup_or(opts->brokers, "");
+  up->ckpt_topic = dup_or(opts->checkpoint_topic, "sluice.checkpoints");
+  up->consumer = dup_or(opts->consumer, "uplink");
+  up->gap_topic = dup_or(opts->gap_topic, "");
+  snprintf(tmp, sizeof(tmp), "%.60s",
+           opts->txn_id_prefix ? opts->txn_id_prefix : "sluice-");
+  size_t tl = strlen(tmp) + strlen(up->node_id) + 1;
+  if (!(up->txn_id = malloc(tl)))
+    abort();
+  snprintf(up->txn_id, tl, "%s%s", tmp, up->node_id);
+  if (!up->o.chunk_events)
+    up->o.chunk_events = 50000;
+  if (!up->o.commit_interval_ms)
+    up->o.commit_interval_ms = 100;
+  if (!up->o.queue_max_messages)
+    up->o.queue_max_messages = 20000;
+  if (!up->o.queue_max_kbytes)
+    up->o.queue_max_kbytes = 8192;
+  if (!up->o.max_record_bytes)
+    up->o.max_record_bytes = 1000000;
+  if (!up->o.txn_timeout_ms)
+    up->o.txn_timeout_ms = 60000;
+  if (opts->nprops && !(up->props = calloc(opts->nprops, sizeof(char *))))
+    abort();
+  for (size_t i = 0; i < opts->nprops; i++)
+    up->props[i] = dup_or(opts->props[i], "");
+  up->o.props = NULL;
+  up->o.streams = NULL;
+
+  if ((rc = sl_store_env_info(st, &info)) < 0) {
+    snprintf(errstr, errlen, "sync: store: %s", sl_strerror(rc));
+    goto fail;
+  }
+  snprintf(up->store_id, sizeof(up->store_id), "%s", info.node_id);
+  if (!(up->streams = calloc(opts->nstreams ? opts->nstreams : 1,
+                             sizeof(*up->streams))) ||
+      !(up->order =
+            calloc(opts->nstreams ? opts->nstreams : 1, sizeof(size_t))))
+    abort();
+  for (size_t i = 0; i < opts->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    const sl_sync_stream_conf_t *c = &opts->streams[i];
+    s->name = dup_or(c->name, "");
+    s->topic = dup_or(c->topic, "");
+    s->priority = c->priority;
+    up->nstreams++;
+    if ((rc = sl_store_stream_lookup(st, s->name, &s->id)) < 0) {
+      snprintf(errstr, errlen, "sync: stream '%s': %s", s->name,
+               sl_strerror(rc));
+      goto fail;
+    }
+    snprintf(s->ckpt_key, sizeof(s->ckpt_key), "%s/%s", up->node_id, s->name);
+    snprintf(s->st.name, sizeof(s->st.name), "%s", s->name);
+    up->order[i] = i;
+  }
+  /* Priority order, stable: higher first. */
+  for (size_t i = 1; i < up->nstreams; i++)
+    for (size_t j = i; j > 0 && up->streams[up->order[j]].priority >
+                                    up->streams[up->order[j - 1]].priority;
+         j--) {
+      size_t t = up->order[j];
+      up->order[j] = up->order[j - 1];
+      up->order[j - 1] = t;
+    }
+  up->stats.nstreams = up->nstreams;
+  if (opts->bandwidth_bytes_per_s) {
+    double rate = (double)opts->bandwidth_bytes_per_s;
+    double share = opts->backlog_share > 0 && opts->backlog_share <= 1
+                       ? opts->backlog_share
+                       : 0.5;
+    uint64_t now = sl_now_mono_ns();
+    sl_sync_bucket_init(&up->bucket, rate, SL_MAX(rate / 20, 16384), now);
+    sl_sync_bucket_init(&up->backlog_bucket, rate * share,
+                        SL_MAX(rate * share / 20, 16384), now);
+  }
+  /* Validate the librdkafka properties now, not on the uplink thread. */
+  {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char e[256];
+    for (size_t i = 0; i < up->o.nprops; i++) {
+      char *eq = strchr(up->props[i], '=');
+      if (!eq) {
+        snprintf(errstr, errlen, "kafka property '%s' is not key=value",
+                 up->props[i]);
+        rc = SL_ECONFIG;
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+      }
+      *eq = '\0';
+      rd_kafka_conf_res_t r =
+          rd_kafka_conf_set(conf, up->props[i], eq + 1, e, sizeof(e));
+      *eq = '=';
+      if (r != RD_KAFKA_CONF_OK) {
+        snprintf(errstr, errlen, "kafka property %s", e);
+        rc = SL_ECONFIG;
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+      }
+    }
+    rd_kafka_conf_destroy(conf);
+  }
+  *out = up;
+  return 0;
+fail:
+  sl_sync_free(up);
+  return rc;
+}
+
+int sl_sync_start(sl_sync_t *up) {
+  int rc;
+  if (up->started)
+    return SL_ECLOSED;
+  up->rate_t_ns = sl_now_mono_ns();
+  if ((rc = pthread_create(&up->thread, NULL, uplink_main, up)) != 0)
+    return -rc;
+  up->started = true;
+  return 0;
+}
+
+void sl_sync_kick(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  up->kick = true;
+  pthread_cond_signal(&up->cond);
+  pthread_mutex_unlock(&up->lock);
+}
+
+void sl_sync_stop(sl_sync_t *up, int timeout_ms) {
+  (void)timeout_ms; /* every blocking call on the thread is bounded */
+  if (!up->started || up->joined)
+    return;
+  pthread_mutex_lock(&up->lock);
+  up->stop = true;
+  pthread_cond_signal(&up->cond);
+  pthread_mutex_unlock(&up->lock);
+  pthread_join(up->thread, NULL);
+  up->joined = true;
+}
+
+void sl_sync_free(sl_sync_t *up) {
+  if (!up)
+    return;
+  sl_sync_stop(up, 0);
+  for (size_t i = 0; i < up->nstreams; i++) {
+    free(up->streams[i].name);
+    free(up->streams[i].topic);
+  }
+  for (size_t i = 0; i < up->o.nprops; i++)
+    free(up->props ? up->props[i] : NULL);
+  free(up->props);
+  free(up->streams);
+  free(up->order);
+  free(up->scratch);
+  free(up->node_id);
+  free(up->brokers);
+  free(up->ckpt_topic);
+  free(up->txn_id);
+  free(up->consumer);
+  free(up->gap_topic);
+  pthread_cond_destroy(&up->cond);
+  pthread_mutex_destroy(&up->lock);
+  free(up);
+}
+
+void sl_sync_stats(sl_sync_t *up, sl_sync_stats_t *stats) {
+  pthread_mutex_lock(&up->lock);
+  *stats = up->stats;
+  for (size_t i = 0; i < up->nstreams; i++)
+    stats->streams[i] = up->streams[i].st;
+  pthread_mutex_unlock(&up->lock);
+}
