@@ -67,6 +67,51 @@ typedef enum {
   SL_CONFIG_POLICY_EVICT_PRIORITY
 } sl_config_policy_t;
 
+/* mqtt.version */
+typedef enum {
+  SL_CONFIG_MQTT_V5 = 0, /* MQTT 5 */
+  SL_CONFIG_MQTT_V311    /* MQTT 3.1.1 */
+} sl_config_mqtt_version_t;
+
+/* mqtt.subscriptions[].decoder */
+typedef enum {
+  SL_CONFIG_MQTT_JSON = 0, /* JSON object or array, field paths below */
+  SL_CONFIG_MQTT_RAW,      /* bytes stored as Raw with a content type */
+  SL_CONFIG_MQTT_SPARKPLUG /* Sparkplug B protobuf payloads */
+} sl_config_mqtt_decoder_t;
+
+/* mqtt.subscriptions[].json_time_unit: unit of numeric timestamps. */
+typedef enum {
+  SL_CONFIG_TIME_MS = 0,
+  SL_CONFIG_TIME_S,
+  SL_CONFIG_TIME_US,
+  SL_CONFIG_TIME_NS
+} sl_config_time_unit_t;
+
+/* One element of mqtt.subscriptions: a topic filter mapped to a stream. */
+typedef struct sl_config_mqtt_sub {
+  char *filter;       /* MQTT filter; "+name" levels capture */
+  char *stream;       /* configured stream name */
+  char *source;       /* source template: "{name}" captures, "{topic}" */
+  int decoder;        /* sl_config_mqtt_decoder_t */
+  uint64_t qos;       /* 0 or 1 */
+  char *json_value;   /* dotted path of the value ("" = whole payload) */
+  char *json_time;    /* dotted path of the event time, "" = none */
+  int json_time_unit; /* sl_config_time_unit_t for numeric times */
+  char *json_quality; /* dotted path of the quality, "" = none */
+  char *json_unit;    /* dotted path of the unit, "" = none */
+  char *content_type; /* raw decoder: content type stored */
+} sl_config_mqtt_sub_t;
+
+/* One element of mqtt.fanout: a stored stream published to MQTT. */
+typedef struct sl_config_mqtt_fanout {
+  char *stream;               /* configured stream name */
+  char *topic;                /* topic template: "{source}", "{stream}" */
+  uint64_t qos;               /* 0 or 1 */
+  bool retain;                /* publish retained */
+  uint64_t message_expiry_ms; /* MQTT 5 message expiry, 0 = none */
+} sl_config_mqtt_fanout_t;
+
 /* A list of owned strings (list-typed options). */
 typedef struct sl_config_strlist {
   char **v; /* n owned strings */
@@ -143,7 +188,30 @@ typedef struct sl_config {
     bool enabled;
     char *host;
     uint64_t port;
-    char *tls_keyfile; /* private key file, "" = none */
+    char *tls_keyfile;           /* private key file, "" = none */
+    int version;                 /* sl_config_mqtt_version_t */
+    char *client_id;             /* fixed client id (persistent session) */
+    uint64_t session_expiry_ms;  /* MQTT 5 session expiry */
+    uint64_t keepalive_ms;       /* MQTT keepalive */
+    uint64_t receive_maximum;    /* MQTT 5 receive maximum */
+    char *username;              /* "" = none */
+    char *password;              /* secret, "" = none */
+    char *tls_ca;                /* CA file, "" = plain TCP */
+    char *tls_cert;              /* client certificate, "" = none */
+    uint64_t reconnect_min_ms;   /* first reconnect delay */
+    uint64_t reconnect_max_ms;   /* reconnect delay cap */
+    uint64_t max_payload_bytes;  /* larger payloads are rejected */
+    char *dead_letter_stream;    /* stream for undecodable payloads */
+    char *status_topic;          /* retained node status, "" = off */
+    uint64_t status_interval_ms; /* status publish period */
+    struct {
+      sl_config_mqtt_sub_t *v; /* n owned elements */
+      size_t n;
+    } subscriptions;
+    struct {
+      sl_config_mqtt_fanout_t *v; /* n owned elements */
+      size_t n;
+    } fanout;
   } mqtt;
   struct {
     sl_config_stream_t *v; /* n owned elements */

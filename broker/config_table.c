@@ -178,6 +178,108 @@ static const sl_cfg_section_t stream_section = {
     .finish = stream_finish,
 };
 
+/* ---- mqtt: subscriptions and fan-out (broker/ingest_mqtt*.c) ---------- */
+
+#define MQTT_SUB_OPT(...) OPT_IN(sl_config_mqtt_sub_t, __VA_ARGS__)
+#define MQTT_FAN_OPT(...) OPT_IN(sl_config_mqtt_fanout_t, __VA_ARGS__)
+
+static const char *const mqtt_versions[] = {"5", "3.1.1", NULL};
+static const char *const mqtt_decoders[] = {"json", "raw", "sparkplug", NULL};
+static const char *const time_units[] = {"ms", "s", "us", "ns", NULL};
+
+/* A subscription filter: non-empty, '#' only as the whole last level, '+'
+ * levels may carry a capture name ("+site"). */
+static const char *check_mqtt_filter(const char *s) {
+  static const char *const bad =
+      "is not an MQTT topic filter (levels separated by '/', '+name' "
+      "captures, '#' only as the last level)";
+  if (!*s || strlen(s) > 1024)
+    return bad;
+  for (const char *l = s;;) {
+    const char *e = strchr(l, '/');
+    size_t n = e ? (size_t)(e - l) : strlen(l);
+    if (memchr(l, '#', n) && (n != 1 || e))
+      return bad;
+    if (n && memchr(l + 1, '+', n - 1))
+      return bad;
+    if (!e)
+      break;
+    l = e + 1;
+  }
+  return NULL;
+}
+
+/* A topic to publish to: no wildcards. */
+static const char *check_mqtt_topic(const char *s) {
+  if (strchr(s, '+') || strchr(s, '#') || strlen(s) > 1024)
+    return "is not an MQTT topic (no '+' or '#', at most 1024 bytes)";
+  return NULL;
+}
+
+static const sl_cfg_opt_t mqtt_sub_opts[] = {
+    MQTT_SUB_OPT("filter", STRING, filter, NULL, REQUIRED | RESTART,
+                 "Topic filter subscribed with QoS qos; a level \"+name\" "
+                 "matches one level and captures it as {name}.",
+                 .check = check_mqtt_filter),
+    MQTT_SUB_OPT("stream", STRING, stream, "", RESTART,
+                 "Stream the decoded events are stored in; \"\" is the "
+                 "first configured stream."),
+    MQTT_SUB_OPT("source", STRING, source, "{topic}", RESTART,
+                 "Source of the events: a template of {name} captures and "
+                 "{topic}. Sparkplug B uses group/node[/device]/metric."),
+    MQTT_SUB_OPT("decoder", ENUM, decoder, "json", RESTART,
+                 "Payload decoder: json (field paths below), raw (bytes "
+                 "with content_type) or sparkplug (Sparkplug B).",
+                 .enums = mqtt_decoders),
+    MQTT_SUB_OPT("qos", UINT, qos, "1", RESTART,
+                 "Subscription QoS; 1 is acknowledged only after commit.",
+                 .min = "0", .max = "1"),
+    MQTT_SUB_OPT("json_value", STRING, json_value, "value", RESTART,
+                 "Dotted path of the value in each JSON object; \"\" takes "
+                 "the whole payload (a bare number, string or boolean)."),
+    MQTT_SUB_OPT("json_time", STRING, json_time, "time", RESTART,
+                 "Dotted path of the event time (RFC 3339 text or a number in "
+                 "json_time_unit); missing = the receive time."),
+    MQTT_SUB_OPT("json_time_unit", ENUM, json_time_unit, "ms", RESTART,
+                 "Unit of numeric times.", .enums = time_units),
+    MQTT_SUB_OPT("json_quality", STRING, json_quality, "quality", RESTART,
+                 "Dotted path of the quality (good|uncertain|bad or an OPC UA "
+                 "status code); missing = good."),
+    MQTT_SUB_OPT("json_unit", STRING, json_unit, "unit", RESTART,
+                 "Dotted path of the engineering unit; missing = none."),
+    MQTT_SUB_OPT("content_type", STRING, content_type,
+                 "application/octet-stream", RESTART,
+                 "Content type stored with raw payloads."),
+};
+
+static const sl_cfg_section_t mqtt_sub_section = {
+    .name = "mqtt.subscriptions",
+    .opts = mqtt_sub_opts,
+    .n_opts = SL_ARRAY_SIZE(mqtt_sub_opts),
+    .size = sizeof(sl_config_mqtt_sub_t),
+};
+
+static const sl_cfg_opt_t mqtt_fan_opts[] = {
+    MQTT_FAN_OPT("stream", STRING, stream, NULL, REQUIRED | RESTART,
+                 "Stored stream whose new events are published."),
+    MQTT_FAN_OPT("topic", STRING, topic, "sluice/{stream}/{source}", RESTART,
+                 "Topic template: {stream} and {source}.",
+                 .check = check_mqtt_topic),
+    MQTT_FAN_OPT("qos", UINT, qos, "0", RESTART, "Publish QoS.", .min = "0",
+                 .max = "1"),
+    MQTT_FAN_OPT("retain", BOOL, retain, "false", RESTART,
+                 "Publish retained (the last value per topic)."),
+    MQTT_FAN_OPT("message_expiry", DURATION, message_expiry_ms, "0", RESTART,
+                 "MQTT 5 message expiry; 0 = none.", .max = "49710d"),
+};
+
+static const sl_cfg_section_t mqtt_fan_section = {
+    .name = "mqtt.fanout",
+    .opts = mqtt_fan_opts,
+    .n_opts = SL_ARRAY_SIZE(mqtt_fan_opts),
+    .size = sizeof(sl_config_mqtt_fanout_t),
+};
+
 static const sl_cfg_opt_t root_opts[] = {
     OPT("node.id", STRING, node.id, NULL, REQUIRED | RESTART,
         "Identity of this node in Kafka headers, checkpoints and the "
@@ -330,6 +432,58 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("mqtt.tls_keyfile", PATH, mqtt.tls_keyfile, "", RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to the MQTT broker; must not be "
         "accessible by others (mode & 0007 = 0)."),
+    OPT("mqtt.version", ENUM, mqtt.version, "5", RESTART,
+        "MQTT protocol version: 5, or 3.1.1 for older brokers.",
+        .enums = mqtt_versions),
+    OPT("mqtt.client_id", STRING, mqtt.client_id, "", RESTART,
+        "Fixed client id of the persistent session; \"\" = sluice-<node.id>.",
+        .doc_def = "sluice-<node.id>"),
+    OPT("mqtt.session_expiry", DURATION, mqtt.session_expiry_ms, "7d", RESTART,
+        "How long the broker keeps the session (and queues messages) while "
+        "sluice is away (MQTT 5; 3.1.1 sessions never expire).",
+        .min = "1s", .max = "49710d"),
+    OPT("mqtt.keepalive", DURATION, mqtt.keepalive_ms, "30s", RESTART,
+        "MQTT keepalive; must exceed the longest expected commit.", .min = "5s",
+        .max = "18h"),
+    OPT("mqtt.receive_maximum", UINT, mqtt.receive_maximum, "1000", RESTART,
+        "Unacknowledged QoS 1 messages the broker may send at once (MQTT 5; "
+        "Mosquitto also caps it with max_inflight_messages).",
+        .min = "1", .max = "65535"),
+    OPT("mqtt.username", STRING, mqtt.username, "", RESTART,
+        "User name; \"\" = anonymous."),
+    OPT("mqtt.password", STRING, mqtt.password, "", RESTART | SECRET,
+        "Password for mqtt.username."),
+    OPT("mqtt.tls_ca", PATH, mqtt.tls_ca, "", RESTART,
+        "CA certificate file (PEM); setting it turns TLS on."),
+    OPT("mqtt.tls_cert", PATH, mqtt.tls_cert, "", RESTART,
+        "Client certificate (PEM) for mutual TLS, with mqtt.tls_keyfile."),
+    OPT("mqtt.reconnect_min", DURATION, mqtt.reconnect_min_ms, "100ms", RESTART,
+        "First reconnect delay; doubles per failure, with jitter.",
+        .min = "1ms", .max = "1h"),
+    OPT("mqtt.reconnect_max", DURATION, mqtt.reconnect_max_ms, "30s", RESTART,
+        "Largest reconnect delay.", .min = "1ms", .max = "1h"),
+    OPT("mqtt.max_payload_bytes", SIZE, mqtt.max_payload_bytes, "1MiB", RESTART,
+        "Larger payloads are rejected before decoding (counted and recorded "
+        "in the dead-letter stream without their bytes).",
+        .min = "16", .max = "256MiB"),
+    OPT("mqtt.dead_letter_stream", STRING, mqtt.dead_letter_stream, "", RESTART,
+        "Configured stream receiving payloads that fail to decode, with the "
+        "reason; \"\" only counts them."),
+    OPT("mqtt.status_topic", STRING, mqtt.status_topic, "", RESTART,
+        "Retained node status topic (JSON: state, backlog, uplink); \"\" = "
+        "off. The broker publishes \"offline\" there when sluice vanishes.",
+        .check = check_mqtt_topic),
+    OPT("mqtt.status_interval", DURATION, mqtt.status_interval_ms, "10s",
+        RESTART, "How often the node status is republished.", .min = "1s",
+        .max = "1h"),
+    OPT("mqtt.subscriptions", SECTION_LIST, mqtt.subscriptions, NULL, RESTART,
+        "Topic filters to ingest, each a mapping of the keys below; the "
+        "first matching rule maps a message.",
+        .sub = &mqtt_sub_section, .max = "256"),
+    OPT("mqtt.fanout", SECTION_LIST, mqtt.fanout, NULL, RESTART,
+        "Stored streams published to MQTT for local apps, each a mapping of "
+        "the keys below.",
+        .sub = &mqtt_fan_section, .max = "64"),
 
     OPT("streams", SECTION_LIST, streams, NULL, RESTART,
         "Streams stored in the log, each a mapping of the keys below; adding "
@@ -346,6 +500,16 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   if (cfg->mqtt.enabled && !*cfg->mqtt.host)
     config__errf(errs, NULL, 0, 0, "mqtt.host",
                  "must be set when mqtt.enabled is true");
+  if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
+    config__errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
+                 "must not exceed mqtt.reconnect_max");
+  if (*cfg->mqtt.tls_cert && !*cfg->mqtt.tls_keyfile)
+    config__errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
+                 "must be set with mqtt.tls_cert");
+  if (cfg->mqtt.enabled && !cfg->mqtt.subscriptions.n && !cfg->mqtt.fanout.n &&
+      !*cfg->mqtt.status_topic)
+    config__errf(errs, NULL, 0, 0, "mqtt.subscriptions",
+                 "mqtt.enabled needs subscriptions, fanout or a status topic");
   for (size_t i = 0; i < cfg->streams.n; i++) {
     for (size_t j = 0; j < i; j++) {
       if (!strcmp(cfg->streams.v[i].name, cfg->streams.v[j].name)) {

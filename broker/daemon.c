@@ -22,6 +22,7 @@
 
 #include "broker/daemon.h"
 #include "broker/log.h"
+#include "broker/mqtt.h"
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -60,6 +61,7 @@ static void on_done_async(uv_async_t *a) {
   }
   if (dm->native)
     sl_native_resume(dm->native);
+  sl_mqtt_resume(dm->mqtt);
   sl_uplink_kick(dm); /* new data for the Kafka uplink */
 }
 
@@ -193,6 +195,8 @@ static void on_finish_check(uv_check_t *h) {
     return;
   if (dm->http && sl_http_inflight(dm->http) > 0)
     return; /* their completions resume them; the tick re-checks */
+  if (sl_mqtt_open_handles(dm->mqtt) > 0)
+    return; /* closes once its last commit is acknowledged */
   uv_check_stop(h);
   uv_close((uv_handle_t *)&dm->done_async, NULL);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
@@ -214,6 +218,7 @@ static void begin_stop(sl_daemon_t *dm, const char *why) {
     sl_native_stop(dm->native);
   if (dm->http)
     sl_http_quiesce(dm->http);
+  sl_mqtt_stop(dm->mqtt);
   uv_check_start(&dm->finish, on_finish_check);
 }
 
@@ -381,6 +386,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_http_stop(dm->http);
   sl_admin_stop(dm->adm);
   sl_native_free(dm->native);
+  sl_mqtt_free(dm->mqtt);
   /* The uplink reads the store: stop it before the store closes. */
   sl_uplink_stop(dm);
   sl_uplink_free(dm);
@@ -468,6 +474,12 @@ int sl_daemon_run(const char *config_path) {
   if (dm->cfg->listeners.http_address && *dm->cfg->listeners.http_address &&
       (rc = sl_http_start(dm, &dm->http, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
+    goto fail_loop;
+  }
+  /* MQTT last: it connects in the background; "mqtt subscribed" is
+   * logged once the broker acknowledged the subscriptions. */
+  if ((rc = sl_mqtt_start(dm, &dm->mqtt, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_MQTT, NULL, "mqtt: %s", err);
     goto fail_loop;
   }
   if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {

@@ -20,6 +20,7 @@ typedef struct sl_daemon sl_daemon_t;
 typedef struct sl_native sl_native_t;
 typedef struct sl_http sl_http_t;
 typedef struct sl_uplink sl_uplink_t;
+typedef struct sl_mqtt sl_mqtt_t; /* broker/mqtt.h */
 
 /*
  * A store completion carried from the writer thread to the loop. fn runs on
@@ -62,6 +63,7 @@ struct sl_daemon {
   sl_native_t *native;
   sl_http_t *http;
   sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
+  sl_mqtt_t *mqtt; /* MQTT ingest and fan-out, NULL when off */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;
