@@ -19,6 +19,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 sluice=$build/broker/sluice
 loadgen=$build/loadtest/ingest/sl_loadgen
+sim=$build/connectors/sluice-sim
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
 # Starts the daemon on free ports; sets dpid, nport, hport, aport.
@@ -61,10 +62,18 @@ store:
   sync: always
 streams:
   - name: readings
+  - name: inference
 YAML
 say "sluice: the daemon, its store in $work/data (an fsync per group commit)"
 start_sluice 1
 echo "    native :$nport   http :$hport   admin :$aport"
+
+say "simulators: 500 sensors (8 profiles) and 4 ML models publish natively, then over HTTP"
+"$sim" --output native --address "127.0.0.1:$nport" --sources 500 --rate 50000 --count 50000 \
+  --inference_sources 4 --inference_rate 500 --log_level warn 2>&1 | sed 's/^/    /'
+"$sim" --output http --address "127.0.0.1:$hport" --sources 50 --rate 5000 --count 5000 \
+  --seed 2 --log_level warn 2>&1 | sed 's/^/    /'
+"$sluice" store dump -d "$work/data" --stream inference --to 1 2>/dev/null | cut -c1-200 | sed 's/^/    /'
 
 say "native ingest: 300,000 readings from 500 sources over 4 connections; an ack = durably committed"
 "$loadgen" --address "127.0.0.1:$nport" --events 300000 --connections 4 2>/dev/null >"$work/run1.json"
@@ -96,8 +105,8 @@ wait "$lg" || true
 acked2=$(json 'd["acked"]' <"$work/run2.json")
 echo "    acked before the crash: $acked2"
 start_sluice 2
-total_acked=$(( $(json 'd["acked"]' <"$work/run1.json") + 3 + acked2 ))
-events=$(curl -sS "http://127.0.0.1:$aport/v1/status" | json '[s["events"] for s in d["streams"] if s["name"]=="readings"][0]')
+total_acked=$(( 50000 + 5000 + $(json 'd["acked"]' <"$work/run1.json") + 3 + acked2 ))
+events=$(curl -sS "http://127.0.0.1:$aport/v1/status" | json 'sum(s["events"] for s in d["streams"])')
 echo "    after restart the store holds $events events; acknowledged in all: $total_acked"
 if [[ $events -lt $total_acked ]]; then
   echo "demo FAILED: acknowledged events are missing" >&2
