@@ -12,7 +12,7 @@
  * commit. tests/mqtt/mqtt_puback_test.c pins that libmosquitto behaviour.
  *
  * Reading: the socket is read packet by packet with mosquitto_loop_read()
- * while the kernel has bytes for it (FIONREAD), so one readable event
+ * until it reports EAGAIN, so one readable event
  * becomes one burst, one group commit and one write of all its PUBACKs.
  *
  * Connecting: mosquitto_connect_bind_v5() resolves and connects blocking,
@@ -125,12 +125,20 @@ void mqtt__link_flush(sl_mqtt_link_t *l) {
 static void link_read(sl_mqtt_link_t *l) {
   sl_mqtt_t *mq = l->mq;
   for (int i = 0; i < BURST_PACKETS; i++) {
-    int avail = 0, rc = mosquitto_loop_read(l->mosq, 1);
+    /* mosquitto_loop_read() reads one packet per call here and returns
+     * 0 both after a whole packet and when the socket had nothing more
+     * (EAGAIN, left in errno). Queuing a PUBACK can also leave EAGAIN (its
+     * wake-up byte to a full internal socketpair), so EAGAIN is confirmed
+     * with FIONREAD before the burst ends. */
+    int avail = 0;
+    errno = 0;
+    int rc = mosquitto_loop_read(l->mosq, 1);
     if (rc != MOSQ_ERR_SUCCESS || l->state < LINK_CONNECTED)
       break; /* on_disconnect has run */
-    if (l->paused || mq->built_events >= mq->max_events * 4u)
+    if ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+        (ioctl(mosquitto_socket(l->mosq), FIONREAD, &avail) < 0 || avail <= 0))
       break;
-    if (ioctl(mosquitto_socket(l->mosq), FIONREAD, &avail) < 0 || avail <= 0)
+    if (l->paused || mq->built_events >= mq->max_events * 4u)
       break;
   }
   if (l == &mq->in)
