@@ -614,23 +614,25 @@ static int scenario_gaps(void) {
   daemon_t a;
   /* Kafka out of reach first: an unused port. */
   daemon_init(&a, "a", "node-gaps", "127.0.0.1:1",
-              "store:\n  budget_bytes: 1MiB\n");
+              "store:\n  budget_bytes: 2MiB\n");
   daemon_stream(&a, "gaps", "    policy: drop_oldest\n");
   daemon_start(&a);
-  publish(&a, 150000, 0, 0);
+  publish(&a, 300000, 0, 0);
   CHECK(daemon_stop(&a, SIGTERM) == 0, "exit");
   daemon_init(&a, "a", "node-gaps", bootstrap,
-              "store:\n  budget_bytes: 1MiB\n");
+              "store:\n  budget_bytes: 2MiB\n");
   daemon_stream(&a, "gaps", "    policy: drop_oldest\n");
   daemon_start(&a);
   expect_t ex;
   read_store(&a, &ex); /* read-only open works beside the daemon */
   uint64_t n = ex.n;
+  bool evicted = n > 0 && !ex.present[0];
   free(ex.value);
   free(ex.present);
   await_delivery("gaps", "node-gaps", n, 60000);
   CHECK(daemon_stop(&a, SIGTERM) == 0, "exit");
   verify_exactly_once("gaps", "node-gaps", &a, false, NULL);
+  CHECK(evicted, "nothing was evicted: no gap to check");
   return 0;
 }
 
