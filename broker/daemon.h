@@ -63,7 +63,7 @@ struct sl_daemon {
   sl_native_t *native;
   sl_http_t *http;
   sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
-  sl_mqtt_t *mqtt; /* MQTT ingest and fan-out, NULL when off */
+  sl_mqtt_t *mqtt;     /* MQTT ingest and fan-out, NULL when off */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;
