@@ -127,6 +127,44 @@ typedef struct sl_config_stream {
   char *topic;       /* Kafka topic, default "sluice.<name>" */
 } sl_config_stream_t;
 
+/* One step of a pipeline (docs/PROCESSING.md). Exactly one of the head
+ * keys filter, deadband, sample, rate_limit, aggregate, route is set; the
+ * other fields are that step's options. */
+typedef struct sl_config_step {
+  char *filter;          /* expression; "" = not a filter step */
+  int action;            /* keep|drop|tag */
+  char *tag;             /* "key=value" for action tag */
+  char *deadband;        /* "0.5" absolute or "2%" relative; "" = none */
+  uint64_t heartbeat_ms; /* deadband: resend unchanged after this */
+  uint64_t sample;       /* keep 1 in N; 0 = not a sample step */
+  uint64_t rate_limit;   /* N per source per interval; 0 = none */
+  uint64_t interval_ms;  /* rate_limit interval */
+  sl_config_strlist_t aggregate; /* functions; empty = not an aggregate */
+  uint64_t window_ms, hop_ms, lateness_ms;
+  int late;          /* drop|correct */
+  char *group_by;    /* source|none|attr.NAME|a capture */
+  char *into;        /* stream of the results */
+  bool keep_raw;     /* keep the aggregated events too */
+  uint64_t max_keys; /* distinct keys tracked */
+  char *route;       /* kafka|mqtt|local; "" = not a route step */
+  char *stream;      /* route: store the events in this stream */
+  char *topic;       /* route: Kafka or MQTT topic */
+  char *key;         /* route: Kafka key */
+  int format;        /* route: protobuf|json */
+} sl_config_step_t;
+
+typedef struct sl_config_pipeline {
+  char *name;                           /* unique, [a-z0-9._-] */
+  char *match_stream;                   /* "" = any stream */
+  char *match_source;                   /* glob with {captures}; "" = any */
+  uint32_t match_kinds;                 /* SL_PROCESS_KIND_* bits; 0 = any */
+  sl_config_strlist_t match_attributes; /* "key=glob", all must hold */
+  struct {
+    sl_config_step_t *v; /* n owned elements */
+    size_t n;
+  } steps;
+} sl_config_pipeline_t;
+
 /*
  * The effective configuration. Every field is set (defaults filled in) once
  * a load succeeded. Strings are owned by the config and never NULL (unset
@@ -217,6 +255,10 @@ typedef struct sl_config {
     sl_config_stream_t *v; /* n owned elements */
     size_t n;
   } streams;
+  struct {
+    sl_config_pipeline_t *v; /* n owned elements */
+    size_t n;
+  } pipelines;
 } sl_config_t;
 
 /*

@@ -96,6 +96,9 @@ struct sl_cfg_section {
 /* The daemon's root table (broker/config_table.c). */
 extern const sl_cfg_section_t sl_config__root;
 
+/* The pipelines list section (broker/config_pipelines.c). */
+extern const sl_cfg_section_t sl_config__pipeline_section;
+
 /* Parsed value of one row, before it is stored in the struct. */
 typedef union sl_cfg_val {
   bool b;

@@ -371,15 +371,14 @@ static const sl_cfg_opt_t root_opts[] = {
         RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to Kafka; must not be accessible "
         "by others (mode & 0007 = 0)."),
-
     /* ---- kafka: the uplink (sync/, docs/DELIVERY.md) ---- */
     OPT("kafka.checkpoint_topic", STRING, kafka.checkpoint_topic,
         "sluice.checkpoints", RESTART,
         "Compacted topic holding each node's per-stream checkpoints "
         "(exactly_once); created if missing.",
         .check = check_topic),
-    OPT("kafka.transactional_id_prefix", STRING,
-        kafka.transactional_id_prefix, "sluice-", RESTART,
+    OPT("kafka.transactional_id_prefix", STRING, kafka.transactional_id_prefix,
+        "sluice-", RESTART,
         "transactional.id is this prefix followed by node.id: a second "
         "daemon with the same node.id fences the first.",
         .check = check_topic),
@@ -487,8 +486,13 @@ static const sl_cfg_opt_t root_opts[] = {
 
     OPT("streams", SECTION_LIST, streams, NULL, RESTART,
         "Streams stored in the log, each a mapping of the keys below; adding "
-        "or removing a stream is reloadable.",
+        "or removing a stream needs a restart.",
         .sub = &stream_section, .max = "256"),
+    OPT("pipelines", SECTION_LIST, pipelines, NULL, RESTART,
+        "Edge processing: each pipeline has a match and ordered steps "
+        "(filter, deadband, sample, rate_limit, aggregate, route) run on "
+        "events before they are stored; see docs/PROCESSING.md.",
+        .sub = &sl_config__pipeline_section, .max = "64"),
 };
 
 /* Cross-field rules, checked once every row is valid on its own. */

@@ -22,6 +22,7 @@
 
 #include "broker/daemon.h"
 #include "broker/log.h"
+#include "broker/pipeline.h"
 #include "broker/mqtt.h"
 
 #ifndef SL_VERSION
@@ -61,8 +62,8 @@ static void on_done_async(uv_async_t *a) {
   }
   if (dm->native)
     sl_native_resume(dm->native);
-  sl_mqtt_resume(dm->mqtt);
   sl_uplink_kick(dm); /* new data for the Kafka uplink */
+  sl_mqtt_resume(dm->mqtt);
 }
 
 int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d) {
@@ -168,6 +169,7 @@ static char *status_json(void *opaque) {
 static void on_tick(uv_timer_t *t) {
   sl_daemon_t *dm = t->data;
   sl_store_info_t info;
+  sl_pipes_metrics(dm->pipes);
   if (sl_store_env_info(dm->st, &info) == SL_EPOISONED) {
     sl_error(SL_LOG_CTX_STORE, NULL,
              "store poisoned (LMDB panic): exiting, restart to recover");
@@ -387,6 +389,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_admin_stop(dm->adm);
   sl_native_free(dm->native);
   sl_mqtt_free(dm->mqtt);
+  sl_pipes_free(dm->pipes);
   /* The uplink reads the store: stop it before the store closes. */
   sl_uplink_stop(dm);
   sl_uplink_free(dm);
@@ -444,6 +447,18 @@ int sl_daemon_run(const char *config_path) {
     goto fail;
   }
   register_stream_metrics(dm);
+  /* Pipelines load their state before any listener opens. */
+  {
+    char warn[300];
+    if ((rc = sl_pipes_new(dm, &dm->pipes, err, sizeof(err), warn,
+                           sizeof(warn))) < 0) {
+      sl_error(SL_LOG_CTX_CONFIG, NULL, "%s", err);
+      goto fail;
+    }
+    if (*warn)
+      sl_warn(SL_LOG_CTX_STORE, NULL,
+              "pipelines: a corrupt state record was skipped: %s", warn);
+  }
 
   uv_loop_init(&dm->loop);
   uv_async_init(&dm->loop, &dm->done_async, on_done_async);
@@ -476,14 +491,14 @@ int sl_daemon_run(const char *config_path) {
     sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
     goto fail_loop;
   }
+  if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_SYNC, NULL, "kafka uplink: %s", err);
+    goto fail_loop;
+  }
   /* MQTT last: it connects in the background; "mqtt subscribed" is
    * logged once the broker acknowledged the subscriptions. */
   if ((rc = sl_mqtt_start(dm, &dm->mqtt, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_MQTT, NULL, "mqtt: %s", err);
-    goto fail_loop;
-  }
-  if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_SYNC, NULL, "kafka uplink: %s", err);
     goto fail_loop;
   }
   if (dm->adm)

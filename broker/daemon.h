@@ -19,8 +19,8 @@
 typedef struct sl_daemon sl_daemon_t;
 typedef struct sl_native sl_native_t;
 typedef struct sl_http sl_http_t;
-typedef struct sl_uplink sl_uplink_t;
 typedef struct sl_mqtt sl_mqtt_t; /* broker/mqtt.h */
+typedef struct sl_uplink sl_uplink_t;
 
 /*
  * A store completion carried from the writer thread to the loop. fn runs on
@@ -61,9 +61,10 @@ struct sl_daemon {
   sl_metrics_t *mx;
   sl_admin_t *adm;
   sl_native_t *native;
+  struct sl_pipes *pipes; /* edge pipelines, NULL when none configured */
   sl_http_t *http;
-  sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
   sl_mqtt_t *mqtt;     /* MQTT ingest and fan-out, NULL when off */
+  sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;

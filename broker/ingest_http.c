@@ -29,6 +29,7 @@
 #include "broker/daemon.h"
 #include "broker/decode_json.h"
 #include "broker/log.h"
+#include "broker/pipeline.h"
 
 enum { R_READING, R_TOO_BIG, R_SUBMITTED, R_DONE };
 
@@ -52,8 +53,10 @@ typedef struct hreq {
   uint32_t count;
   size_t bytes;
   uint64_t t0_ns;
-  int counted; /* included in h->inflight */
-  size_t sidx; /* stream index in dm->streams */
+  int counted;  /* included in h->inflight */
+  size_t sidx;  /* stream index in dm->streams */
+  uint32_t own; /* events stored in that stream (pipelines may drop) */
+  int piped;    /* the group carries pipeline state */
 } hreq_t;
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
@@ -117,7 +120,11 @@ static void on_committed(void *arg, int status, const uint64_t *offsets,
                          size_t n) {
   hreq_t *r = arg;
   r->status = status;
-  r->first_offset = (status == 0 && offsets && n) ? offsets[0] : 0;
+  /* The first offset in the request's own stream; 0 when pipelines stored
+   * none of its events there. */
+  r->first_offset = (status == 0 && offsets && n && r->own) ? offsets[0] : 0;
+  if (status != 0 && r->piped)
+    sl_pipes_commit_failed(r->h->dm->pipes);
   atomic_store(&r->state, R_DONE);
   MHD_resume_connection(r->conn);
 }
@@ -142,7 +149,9 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   char err[300];
   const char *sname;
   uint32_t stream;
-  int rc;
+  Sluice__V1__EventBatch *eb = NULL;
+  sl_pipes_out_t po;
+  int rc, piped = 0;
 
   if (atomic_load(&h->stopping))
     return reject(h, r->conn, 503, SL_ECLOSED, "shutting down");
@@ -165,20 +174,45 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   }
   r->count = jb.count;
   r->bytes = jb.buf.len;
-  rc = sl_store_batch_new(dm->st, stream, jb.buf.data, jb.buf.len, jb.count,
-                          jb.min_time_ns, jb.max_time_ns, &b);
-  sl_json_batch_close(&jb);
-  if (rc < 0 || (rc = sl_store_group_new(dm->st, &g)) < 0 ||
-      (rc = sl_store_group_add(g, b)) < 0)
+  if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;
-  b = NULL;
+  if (sl_pipes_wants(dm->pipes, r->sidx)) {
+    /* Pipelines work on decoded events; they stay locked until the
+     * submit below is decided. */
+    if (!(eb =
+              sluice__v1__event_batch__unpack(NULL, jb.buf.len, jb.buf.data))) {
+      rc = -ENOMEM;
+      goto fail;
+    }
+    piped = 1;
+    if ((rc = sl_pipes_apply(
+             dm->pipes, r->sidx, (const Sluice__V1__Event *const *)eb->events,
+             eb->n_events, jb.buf.data, jb.buf.len, g, &po)) < 0)
+      goto fail;
+    r->own = po.own;
+    r->piped = 1;
+  } else {
+    if ((rc = sl_store_batch_new(dm->st, stream, jb.buf.data, jb.buf.len,
+                                 jb.count, jb.min_time_ns, jb.max_time_ns,
+                                 &b)) < 0 ||
+        (rc = sl_store_group_add(g, b)) < 0)
+      goto fail;
+    b = NULL;
+    r->own = jb.count;
+  }
+  sl_json_batch_close(&jb);
   /* Suspend before submitting: the completion may resume at once. */
   atomic_store(&r->state, R_SUBMITTED);
   r->t0_ns = sl_now_mono_ns();
   r->counted = 1;
   atomic_fetch_add(&h->inflight, 1);
   MHD_suspend_connection(r->conn);
-  if ((rc = sl_store_group_submit(g, 0, on_committed, r)) < 0) {
+  rc = sl_store_group_submit(g, 0, on_committed, r);
+  if (piped) {
+    sl_pipes_finish(dm->pipes, rc == 0);
+    sluice__v1__event_batch__free_unpacked(eb, NULL);
+  }
+  if (rc < 0) {
     /* The callback will never fire and g is still ours: answer now. */
     sl_store_group_free(g);
     r->status = rc;
@@ -188,6 +222,11 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   }
   return MHD_YES;
 fail:
+  if (piped)
+    sl_pipes_finish(dm->pipes, 0);
+  if (eb)
+    sluice__v1__event_batch__free_unpacked(eb, NULL);
+  sl_json_batch_close(&jb);
   sl_store_group_free(g);
   sl_store_batch_free(b);
   return reject(h, r->conn, rc == SL_ETOOBIG ? 413 : 500, rc, sl_strerror(rc));

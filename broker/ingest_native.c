@@ -22,6 +22,7 @@
 
 #include "broker/daemon.h"
 #include "broker/log.h"
+#include "broker/pipeline.h"
 #include "schemas/frame.h"
 
 /* Why a connection is not reading (bitmask). */
@@ -88,6 +89,8 @@ typedef struct pending {
   sl_done_t d;
   conn_t *c;
   size_t stream; /* index in dm->streams */
+  uint32_t own;  /* events stored in that stream (pipelines may drop) */
+  int piped;     /* the group carries pipeline state */
   uint64_t batch_id;
   uint32_t count;
   size_t bytes;
@@ -268,11 +271,17 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
   sl_daemon_t *dm = c->nt->dm;
 
   c->inflight--;
+  if (status != 0 && pd->piped)
+    sl_pipes_commit_failed(dm->pipes);
   sl_metric_observe(dm->commit_latency,
                     (double)(sl_now_mono_ns() - pd->t0_ns) / 1e9);
   if (!c->closed) {
     if (status == 0) {
-      sl_frame_encode_ack(&c->out, pd->batch_id, first_offset, pd->count);
+      /* count is what the client sent (all processed durably); the first
+       * offset is that of the first event stored in the batch's stream,
+       * 0 when pipelines stored none there (docs/PROTOCOL.md). */
+      sl_frame_encode_ack(&c->out, pd->batch_id, pd->own ? first_offset : 0,
+                          pd->count);
       sl_daemon__accepted(dm, SL_PATH_NATIVE, pd->stream, pd->count, pd->bytes);
       conn_flush(c);
     } else {
@@ -302,7 +311,8 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   size_t sidx;
   int64_t tmin = INT64_MAX, tmax = INT64_MIN;
   char reason[160];
-  int rc;
+  sl_pipes_out_t po = {0};
+  int rc, piped = 0;
 
   if (pub->n_events > dm->cfg->limits.max_batch_events) {
     snprintf(reason, sizeof(reason), "batch of %zu events over the limit %llu",
@@ -325,15 +335,26 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   }
   if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0)
     goto fail;
-  if ((rc =
-           sl_store_batch_new(dm->st, stream, nt->scratch.data, nt->scratch.len,
-                              (uint32_t)pub->n_events, tmin, tmax, &b)) < 0)
-    goto fail;
   if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;
-  if ((rc = sl_store_group_add(g, b)) < 0)
-    goto fail;
-  b = NULL;
+  if (sl_pipes_wants(dm->pipes, sidx)) {
+    /* Pipelines decide what is stored (and where), and put their state in
+     * the same group; they stay locked until the submit is decided. */
+    piped = 1;
+    if ((rc = sl_pipes_apply(
+             dm->pipes, sidx, (const Sluice__V1__Event *const *)pub->events,
+             pub->n_events, nt->scratch.data, nt->scratch.len, g, &po)) < 0)
+      goto fail;
+  } else {
+    if ((rc = sl_store_batch_new(dm->st, stream, nt->scratch.data,
+                                 nt->scratch.len, (uint32_t)pub->n_events, tmin,
+                                 tmax, &b)) < 0)
+      goto fail;
+    if ((rc = sl_store_group_add(g, b)) < 0)
+      goto fail;
+    b = NULL;
+    po.own = po.stored = (uint32_t)pub->n_events;
+  }
   if (!(pd = calloc(1, sizeof(*pd)))) {
     rc = -ENOMEM;
     goto fail;
@@ -345,11 +366,21 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   pd->count = (uint32_t)pub->n_events;
   pd->bytes = nt->scratch.len;
   pd->t0_ns = sl_now_mono_ns();
-  if ((rc = sl_daemon__submit(dm, g, &pd->d)) < 0)
+  pd->own = po.own;
+  pd->piped = piped;
+  rc = sl_daemon__submit(dm, g, &pd->d);
+  if (piped) {
+    /* Rolled back when not submitted: a retry runs the batch again. */
+    sl_pipes_finish(dm->pipes, rc == 0);
+    piped = 0;
+  }
+  if (rc < 0)
     goto fail;
   c->inflight++;
   return 1;
 fail:
+  if (piped)
+    sl_pipes_finish(dm->pipes, 0);
   free(pd);
   sl_store_group_free(g);
   sl_store_batch_free(b);

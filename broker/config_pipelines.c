@@ -1,0 +1,157 @@
+/*
+ * The `pipelines:` config section (docs/PROCESSING.md): a list of pipelines,
+ * each with a match and a nested list of steps. Every pipeline is compiled
+ * by the process module while the config loads, so `sluice check-config`
+ * reports a bad expression or step with its position and column, and the
+ * daemon never starts (or reloads) with a pipeline it cannot run.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/config_int.h"
+#include "broker/pipeline.h"
+
+#define STEP_OPT(n, t, f, d, fl, desc_, ...)                                   \
+  {                                                                            \
+    .name = n, .type = SL_CFG_##t, .off = offsetof(sl_config_step_t, f),       \
+    .def = d, .flags = fl, .desc = desc_, __VA_ARGS__                          \
+  }
+#define PIPE_OPT(n, t, f, d, fl, desc_, ...)                                   \
+  {                                                                            \
+    .name = n, .type = SL_CFG_##t, .off = offsetof(sl_config_pipeline_t, f),   \
+    .def = d, .flags = fl, .desc = desc_, __VA_ARGS__                          \
+  }
+
+static const char *const actions[] = {"keep", "drop", "tag", NULL};
+static const char *const lates[] = {"drop", "correct", NULL};
+static const char *const formats[] = {"protobuf", "json", NULL};
+static const char *const kinds[] = {"reading", "inference", "raw",
+                                    "status",  "gap",       NULL};
+
+static const char *check_route(const char *s) {
+  if (!*s || !strcmp(s, "kafka") || !strcmp(s, "mqtt") || !strcmp(s, "local"))
+    return NULL;
+  return "must be kafka, mqtt or local";
+}
+
+static const char *check_pipeline_name(const char *s) {
+  if (!*s || strlen(s) > 64)
+    return "is not a pipeline name (1-64 characters of a-z 0-9 . _ -)";
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+          *s == '_' || *s == '-'))
+      return "is not a pipeline name (1-64 characters of a-z 0-9 . _ -)";
+  return NULL;
+}
+
+static const sl_cfg_opt_t step_opts[] = {
+    STEP_OPT("filter", STRING, filter, "", 0,
+             "Head key of a filter step: an expression over value, quality, "
+             "source, unit, time, attr.NAME, model, model_version, label, "
+             "score (docs/PROCESSING.md)."),
+    STEP_OPT("action", ENUM, action, "keep", 0,
+             "filter: keep the matching events (drop the rest), drop them, "
+             "or tag them.",
+             .enums = actions),
+    STEP_OPT("tag", STRING, tag, "", 0,
+             "filter with action tag: the attribute to add, \"key=value\"."),
+    STEP_OPT("deadband", STRING, deadband, "", 0,
+             "Head key of a deadband step: the change that counts, absolute "
+             "(\"0.5\") or relative to the last sent value (\"2%\"). Quality "
+             "changes always pass."),
+    STEP_OPT("heartbeat", DURATION, heartbeat_ms, "0", 0,
+             "deadband: send the current value after this long without a "
+             "sent value, even unchanged; 0 = never."),
+    STEP_OPT("sample", UINT, sample, "0", 0,
+             "Head key of a sample step: keep 1 event in N per source.",
+             .max = "1000000000"),
+    STEP_OPT("rate_limit", UINT, rate_limit, "0", 0,
+             "Head key of a rate_limit step: at most N events per source per "
+             "interval.",
+             .max = "1000000000"),
+    STEP_OPT("interval", DURATION, interval_ms, "1s", 0,
+             "rate_limit: the interval (aligned to event time).", .min = "1ms"),
+    STEP_OPT("aggregate", LIST, aggregate, "", 0,
+             "Head key of an aggregate step: functions among count, sum, min, "
+             "max, mean, stddev, first, last (readings), labels, scores "
+             "(inference)."),
+    STEP_OPT("window", DURATION, window_ms, "1m", 0,
+             "aggregate: window length (event time).", .min = "1ms"),
+    STEP_OPT("hop", DURATION, hop_ms, "0", 0,
+             "aggregate: hop of hopping windows; 0 = tumbling."),
+    STEP_OPT("lateness", DURATION, lateness_ms, "0", 0,
+             "aggregate: how far behind the watermark an event may arrive."),
+    STEP_OPT("late", ENUM, late, "drop", 0,
+             "aggregate: later events are counted and dropped, or emitted as "
+             "corrections.",
+             .enums = lates),
+    STEP_OPT("group_by", STRING, group_by, "source", 0,
+             "aggregate: source, none, attr.NAME or a {capture} name."),
+    STEP_OPT("into", STRING, into, "", 0,
+             "aggregate: stream the window results are stored in (required "
+             "for an aggregate)."),
+    STEP_OPT("keep_raw", BOOL, keep_raw, "false", 0,
+             "aggregate: also store the events that went into windows."),
+    STEP_OPT("max_keys", UINT, max_keys, "100000", 0,
+             "aggregate, deadband, sample, rate_limit: distinct keys tracked; "
+             "events of further keys are dropped and counted (overflow).",
+             .min = "1", .max = "10000000"),
+    STEP_OPT("route", STRING, route, "", 0,
+             "Head key of a route step: kafka, mqtt or local (never sent "
+             "upstream).",
+             .check = check_route),
+    STEP_OPT("stream", STRING, stream, "", 0,
+             "route: store the events in this stream instead of their own."),
+    STEP_OPT("topic", STRING, topic, "", 0,
+             "route: Kafka or MQTT topic; may use {captures}."),
+    STEP_OPT("key", STRING, key, "source", 0,
+             "route kafka: record key (source, none or a capture)."),
+    STEP_OPT("format", ENUM, format, "protobuf", 0,
+             "route: value format of the routed records.", .enums = formats),
+};
+
+static const sl_cfg_section_t step_section = {
+    .name = "steps",
+    .opts = step_opts,
+    .n_opts = SL_ARRAY_SIZE(step_opts),
+    .size = sizeof(sl_config_step_t),
+};
+
+/* Compiles the pipeline: the same code the daemon runs at start. */
+static void pipeline_finish(void *obj, sl_cfg_errs_t *errs,
+                            const char *prefix) {
+  char why[512];
+  if (sl_pipeline_check(obj, why, sizeof(why)) < 0)
+    config__errf(errs, NULL, 0, 0, prefix, "%s", why);
+}
+
+static const sl_cfg_opt_t pipeline_opts[] = {
+    PIPE_OPT("name", STRING, name, NULL, SL_CFG_REQUIRED,
+             "Pipeline name, unique; [a-z0-9._-], at most 64 characters.",
+             .check = check_pipeline_name),
+    PIPE_OPT("match.stream", STRING, match_stream, "", 0,
+             "Only events of this stream; \"\" = every stream."),
+    PIPE_OPT("match.source", STRING, match_source, "", 0,
+             "Source glob: * any run, ? one character, {name} a capture "
+             "usable by group_by and topics; \"\" = any source."),
+    PIPE_OPT("match.kinds", FLAGS, match_kinds, "", 0,
+             "Event kinds among reading, inference, raw, status, gap; empty = "
+             "every kind.",
+             .enums = kinds),
+    PIPE_OPT("match.attributes", LIST, match_attributes, "", 0,
+             "Attribute conditions \"key=glob\"; all must hold."),
+    PIPE_OPT("steps", SECTION_LIST, steps, NULL, 0,
+             "Ordered steps; each has one head key (filter, deadband, sample, "
+             "rate_limit, aggregate, route) and that step's options.",
+             .sub = &step_section, .max = "16"),
+};
+
+const sl_cfg_section_t sl_config__pipeline_section = {
+    .name = "pipelines",
+    .opts = pipeline_opts,
+    .n_opts = SL_ARRAY_SIZE(pipeline_opts),
+    .size = sizeof(sl_config_pipeline_t),
+    .finish = pipeline_finish,
+};
