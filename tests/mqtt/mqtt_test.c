@@ -330,6 +330,60 @@ static void pub_free(pub_t *p) {
   pthread_mutex_destroy(&p->lock);
 }
 
+/* ---- pipelines --------------------------------------------------------- */
+
+typedef struct pl_seen {
+  double v[32];
+  int n;
+} pl_seen_t;
+
+static void pl_cb(const Sluice__V1__Event *ev, void *arg) {
+  pl_seen_t *s = arg;
+  if (s->n < 32 && ev->reading)
+    s->v[s->n++] =
+        ev->reading->value_case == SLUICE__V1__READING__VALUE_INT_VALUE
+            ? (double)ev->reading->int_value
+            : ev->reading->double_value;
+}
+
+static void mosq_pub(const char *topic, const char *msg);
+
+/* MQTT ingest goes through the edge pipelines too (docs/PROCESSING.md): a
+ * deadband stores 1, 2, 5 of 1 1 1 1 2 2 2 5 5 5 and counts 7 drops. */
+static void scenario_pipelines(void) {
+  static const int vals[] = {1, 1, 1, 1, 2, 2, 2, 5, 5, 5};
+  char subs[512], t[256], msg[64];
+  pl_seen_t seen = {0};
+  snprintf(subs, sizeof(subs),
+           "    - filter: %s/pl/+id\n      stream: readings\n"
+           "      source: \"pl/{id}\"\n",
+           prefix);
+  write_config(subs, NULL);
+  FILE *f = fopen(cfg_path, "a");
+  CHECK(f, "append config");
+  fputs("pipelines:\n  - name: db\n    match: {stream: readings}\n"
+        "    steps:\n      - deadband: \"0.5\"\n",
+        f);
+  fclose(f);
+  pid_t pid = start_daemon();
+  snprintf(t, sizeof(t), "%s/pl/m7", prefix);
+  for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+    snprintf(msg, sizeof(msg), "{\"value\":%d}", vals[i]);
+    mosq_pub(t, msg);
+  }
+  await_metric(EVENTS_MQTT("readings"), 10, 30000);
+  await_metric("sluice_pipeline_dropped_total{pipeline=\"db\","
+               "reason=\"deadband\"}",
+               7, 10000);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  read_stream("readings", pl_cb, &seen);
+  CHECK(seen.n == 3 && seen.v[0] == 1 && seen.v[1] == 2 && seen.v[2] == 5,
+        "stored %d readings %g %g %g (want 1 2 5)", seen.n, seen.v[0],
+        seen.v[1], seen.v[2]);
+  printf("pipelines: 10 MQTT readings, deadband kept 1 2 5\n");
+}
+
 /* ---- basic ------------------------------------------------------------- */
 
 static void mosq_pub(const char *topic, const char *msg) {
@@ -1006,6 +1060,8 @@ int main(int argc, char **argv) {
     scenario_kill9();
   else if (!strcmp(argv[2], "broker"))
     scenario_broker();
+  else if (!strcmp(argv[2], "pipelines"))
+    scenario_pipelines();
   else if (!strcmp(argv[2], "sparkplug"))
     scenario_sparkplug();
   else {
