@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "schemas/event_json.h"
 #include "common/common.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
@@ -231,28 +232,11 @@ static void b64(const uint8_t *p, size_t n, char *out) {
 }
 
 static json_t *reading_json(const Sluice__V1__Reading *r) {
-  static const char *const q[] = {"good", "uncertain", "bad"};
   json_t *o = json_object();
 
-  switch (r->value_case) {
-  case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
-    json_object_set_new(o, "value", json_real(r->double_value));
-    break;
-  case SLUICE__V1__READING__VALUE_INT_VALUE:
-    json_object_set_new(o, "value", json_integer(r->int_value));
-    break;
-  case SLUICE__V1__READING__VALUE_BOOL_VALUE:
-    json_object_set_new(o, "value", json_boolean(r->bool_value));
-    break;
-  case SLUICE__V1__READING__VALUE_STRING_VALUE:
-    json_object_set_new(o, "value", json_string(r->string_value));
-    break;
-  default:
-    break;
-  }
-  json_object_set_new(
-      o, "quality",
-      json_string((unsigned)r->quality < 3 ? q[r->quality] : "unknown"));
+  sl_event_json_value(o, r, "value");
+  json_object_set_new(o, "quality",
+                      json_string(sl_event_quality_name(r->quality)));
   if (r->unit && r->unit[0])
     json_object_set_new(o, "unit", json_string(r->unit));
   if (r->status_code)

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "schemas/event_json.h"
 #include "broker/log.h"
 #include "broker/mqtt.h"
 #include "sluice/v1/event.pb-c.h"
@@ -122,25 +123,9 @@ static char *event_json(const Sluice__V1__Event *ev) {
   json_object_set_new(o, "time_ns", json_integer(ev->time_ns));
   if (ev->body_case == SLUICE__V1__EVENT__BODY_READING) {
     const Sluice__V1__Reading *r = ev->reading;
-    static const char *const q[] = {"good", "uncertain", "bad"};
-    switch (r->value_case) {
-    case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
-      json_object_set_new(o, "value", json_real(r->double_value));
-      break;
-    case SLUICE__V1__READING__VALUE_INT_VALUE:
-      json_object_set_new(o, "value", json_integer(r->int_value));
-      break;
-    case SLUICE__V1__READING__VALUE_BOOL_VALUE:
-      json_object_set_new(o, "value", json_boolean(r->bool_value));
-      break;
-    case SLUICE__V1__READING__VALUE_STRING_VALUE:
-      json_object_set_new(o, "value", json_string(r->string_value));
-      break;
-    default:
-      break;
-    }
-    if ((unsigned)r->quality < 3)
-      json_object_set_new(o, "quality", json_string(q[r->quality]));
+    sl_event_json_value(o, r, "value");
+    json_object_set_new(o, "quality",
+                        json_string(sl_event_quality_name(r->quality)));
     if (r->unit && *r->unit)
       json_object_set_new(o, "unit", json_string(r->unit));
   } else if (ev->body_case == SLUICE__V1__EVENT__BODY_STATUS) {

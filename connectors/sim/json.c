@@ -6,12 +6,7 @@
 
 #include "common/common.h"
 #include "connectors/sim/sim.h"
-
-static const char *quality_name(Sluice__V1__Quality q) {
-  return q == SLUICE__V1__QUALITY__QUALITY_BAD         ? "bad"
-         : q == SLUICE__V1__QUALITY__QUALITY_UNCERTAIN ? "uncertain"
-                                                       : "good";
-}
+#include "schemas/event_json.h"
 
 static json_t *inference_json(const Sluice__V1__Inference *inf) {
   json_t *o = json_object(), *labels = json_array(), *boxes = json_array();
@@ -54,25 +49,14 @@ int sl_sim_event_json(const Sluice__V1__Event *ev, char *buf, size_t len,
   json_object_set_new(o, "time_ns", json_integer(ev->time_ns));
   switch (ev->body_case) {
   case SLUICE__V1__EVENT__BODY_READING:
-    switch (r->value_case) {
-    case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
-      json_object_set_new(o, "value", json_real(r->double_value));
-      break;
-    case SLUICE__V1__READING__VALUE_INT_VALUE:
-      json_object_set_new(o, "int_value", json_integer(r->int_value));
-      break;
-    case SLUICE__V1__READING__VALUE_BOOL_VALUE:
-      json_object_set_new(o, "value", json_boolean(r->bool_value));
-      break;
-    case SLUICE__V1__READING__VALUE_STRING_VALUE:
-      json_object_set_new(o, "value", json_string(r->string_value));
-      break;
-    default:
+    /* int_value: HTTP ingest reads it back as an integer. */
+    if (sl_event_json_value(o, r, "int_value") < 0) {
       rc = -EINVAL; /* JSON ingest needs a value */
       goto out;
     }
     if (r->quality != SLUICE__V1__QUALITY__QUALITY_GOOD)
-      json_object_set_new(o, "quality", json_string(quality_name(r->quality)));
+      json_object_set_new(o, "quality",
+                          json_string(sl_event_quality_name(r->quality)));
     if (r->unit && *r->unit)
       json_object_set_new(o, "unit", json_string(r->unit));
     break;
