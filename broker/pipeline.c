@@ -63,9 +63,9 @@ typedef struct convbuf {
   char tags[SL_PROCESS_STEPS_MAX][256];
 } convbuf_t;
 
-static int step_conf(const sl_config_step_t *s, size_t i,
-                     sl_process_step_conf_t *c, convbuf_t *cb, char *why,
-                     size_t len) {
+static int step_conf(const sl_config_step_t *s, const char *match_stream,
+                     size_t i, sl_process_step_conf_t *c, convbuf_t *cb,
+                     char *why, size_t len) {
   int heads = 0;
   memset(c, 0, sizeof(*c));
   if (*s->filter) {
@@ -147,6 +147,14 @@ static int step_conf(const sl_config_step_t *s, size_t i,
     c->key = s->key;
     c->format = (sl_process_format_t)s->format;
   }
+  if (heads == 1 && *s->route && !strcmp(s->route, "local") && !*s->stream &&
+      !*match_stream) {
+    snprintf(why, len,
+             "steps[%zu]: route local needs a stream, or a match.stream to "
+             "keep on the node",
+             i);
+    return SL_ECONFIG;
+  }
   if (heads != 1) {
     snprintf(why, len,
              "steps[%zu]: a step needs exactly one of filter, deadband, "
@@ -174,7 +182,8 @@ static int add_pipeline(sl_process_t *pr, const sl_config_pipeline_t *p,
   if (!(cb = calloc(1, sizeof(*cb))))
     return -ENOMEM;
   for (size_t i = 0; i < p->steps.n; i++)
-    if ((rc = step_conf(&p->steps.v[i], i, &steps[i], cb, why, len)) < 0)
+    if ((rc = step_conf(&p->steps.v[i], p->match_stream, i, &steps[i], cb, why,
+                        len)) < 0)
       goto out;
   pc.name = p->name;
   pc.stream = p->match_stream;
@@ -188,6 +197,27 @@ static int add_pipeline(sl_process_t *pr, const sl_config_pipeline_t *p,
 out:
   free(cb);
   return rc;
+}
+
+int sl_pipes_route_of(const sl_config_t *cfg, const char *stream,
+                      const char **topic) {
+  int local = 0;
+  if (topic)
+    *topic = NULL;
+  for (size_t i = 0; i < cfg->pipelines.n; i++) {
+    const sl_config_pipeline_t *p = &cfg->pipelines.v[i];
+    for (size_t k = 0; k < p->steps.n; k++) {
+      const sl_config_step_t *s = &p->steps.v[k];
+      const char *target = *s->stream ? s->stream : p->match_stream;
+      if (!*s->route || strcmp(target, stream))
+        continue;
+      if (!strcmp(s->route, "local"))
+        local = 1;
+      else if (!strcmp(s->route, "kafka") && *s->topic && topic)
+        *topic = s->topic;
+    }
+  }
+  return local;
 }
 
 int sl_pipeline_check(const sl_config_pipeline_t *p, char *why, size_t len) {

@@ -70,6 +70,15 @@ void sl_pipes_finish(sl_pipes_t *pp, int submitted);
  */
 void sl_pipes_commit_failed(sl_pipes_t *pp);
 
+/*
+ * How routes treat stream (borrowed): returns 1 when a `route: local` step
+ * keeps it on the node (never sent upstream), else 0; *topic (may be NULL)
+ * receives the topic of a `route: kafka` step for it, or NULL. A route
+ * applies to its `stream`, or without one to its pipeline's match.stream.
+ */
+int sl_pipes_route_of(const sl_config_t *cfg, const char *stream,
+                      const char **topic);
+
 /* Publishes per-pipeline counters to the daemon's metrics (loop thread). */
 void sl_pipes_metrics(sl_pipes_t *pp);
 

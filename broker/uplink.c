@@ -12,6 +12,7 @@
 
 #include "broker/daemon.h"
 #include "broker/log.h"
+#include "broker/pipeline.h"
 #include "sync/sync.h"
 
 /* Metric series of one stream. */
@@ -24,7 +25,8 @@ typedef struct up_series {
 struct sl_uplink {
   sl_sync_t *sync;
   sl_sync_stats_t stats; /* last snapshot (loop thread) */
-  up_series_t *series;
+  up_series_t *series;   /* per daemon stream */
+  size_t *idx;           /* uplink stream -> daemon stream index */
   sl_metric_t *state, *connected, *commits, *aborts, *retries, *restarts,
       *commit_s, *commit_max_s, *queue, *throttled;
   uint64_t last_commits, last_aborts, last_retries, last_restarts,
@@ -44,7 +46,8 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
     return 0;
   if (!(ul = calloc(1, sizeof(*ul))) ||
       !(sc = calloc(dm->nstreams, sizeof(*sc))) ||
-      !(ul->series = calloc(dm->nstreams, sizeof(*ul->series))))
+      !(ul->series = calloc(dm->nstreams, sizeof(*ul->series))) ||
+      !(ul->idx = calloc(dm->nstreams, sizeof(*ul->idx))))
     abort();
   sl_sync_opts_init(&o);
   o.node_id = cfg->node.id;
@@ -76,18 +79,28 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.bandwidth_bytes_per_s = cfg->kafka.bandwidth_bytes_per_s;
   o.backlog_share = cfg->kafka.backlog_share;
   o.backlog_threshold = cfg->kafka.backlog_threshold;
+  /* Streams a `route: local` keeps on the node are not forwarded; a
+   * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).
+   * ul->idx maps the uplink's streams back to the daemon's. */
+  size_t nsc = 0;
   for (size_t i = 0; i < dm->nstreams; i++) {
-    sc[i].name = dm->streams[i].name;
-    sc[i].topic = "sluice.default";
-    sc[i].priority = 5;
+    const char *rtopic;
+    if (sl_pipes_route_of(cfg, dm->streams[i].name, &rtopic))
+      continue;
+    sc[nsc].name = dm->streams[i].name;
+    sc[nsc].topic = "sluice.default";
+    sc[nsc].priority = 5;
     for (size_t j = 0; j < cfg->streams.n; j++)
-      if (!strcmp(cfg->streams.v[j].name, sc[i].name)) {
-        sc[i].topic = cfg->streams.v[j].topic;
-        sc[i].priority = (uint8_t)cfg->streams.v[j].priority;
+      if (!strcmp(cfg->streams.v[j].name, sc[nsc].name)) {
+        sc[nsc].topic = cfg->streams.v[j].topic;
+        sc[nsc].priority = (uint8_t)cfg->streams.v[j].priority;
       }
+    if (rtopic)
+      sc[nsc].topic = rtopic;
+    ul->idx[nsc++] = i;
   }
   o.streams = sc;
-  o.nstreams = dm->nstreams;
+  o.nstreams = nsc;
   rc = sl_sync_new(dm->st, &o, &ul->sync, err, errlen);
   free(props);
   free(sc);
@@ -160,6 +173,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
 fail:
   sl_sync_free(ul->sync);
   free(ul->series);
+  free(ul->idx);
   free(ul);
   return rc;
 }
@@ -206,7 +220,7 @@ void sl_uplink_tick(sl_daemon_t *dm) {
   int64_t now = sl_now_wall_ns();
   for (size_t i = 0; i < s->nstreams && i < dm->nstreams; i++) {
     const sl_sync_stream_stats_t *ss = &s->streams[i];
-    up_series_t *m = &ul->series[i];
+    up_series_t *m = &ul->series[ul->idx[i]];
     sl_metric_set(m->backlog, (double)ss->backlog_events);
     sl_metric_set(m->backlog_bytes, (double)ss->backlog_bytes);
     sl_metric_set(m->oldest,
@@ -293,6 +307,7 @@ void sl_uplink_free(sl_daemon_t *dm) {
     return;
   sl_sync_free(ul->sync);
   free(ul->series);
+  free(ul->idx);
   free(ul);
   dm->uplink = NULL;
 }
