@@ -17,7 +17,7 @@ SL_PROG=kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/kafka.sh start|stop|status|wait-ready|env|topics|fetch|log" >&2
+  echo "usage: scripts/kafka.sh start|stop|restart|status|wait-ready|env|topics|fetch|log" >&2
   exit 2
 }
 
@@ -122,6 +122,25 @@ start() {
   java_run kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" \
     >>"$OUT" 2>&1 ||
     { sl_log_tail "$OUT"; sl_die "StorageTool format failed (log: $OUT)"; }
+  launch "$port"
+}
+
+# restart: stop the broker and start it again with the same config, ports
+# and data (fault-injection tests: "Kafka down, then back"). start, by
+# contrast, wipes the data and picks new ports.
+restart() {
+  [[ -f $PROPS && -d $DIR/data ]] || sl_die "kafka was never started in $DIR"
+  stop
+  sl_lock "$DIR"
+  local port
+  port=$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/127.0.0.1:\([0-9]*\)$/\1/p' "$PROPS")
+  [[ -n $port ]] || sl_die "no PLAINTEXT port in $PROPS"
+  mkdir -p "$LOGDIR"
+  launch "$port"
+}
+
+launch() {
+  local port=$1
   # setsid: a Ctrl-C meant for the caller's foreground job must not reach
   # the broker; scripts/harness stops it in order. fd 9 holds our lock and
   # must not live on in the broker.
@@ -188,6 +207,7 @@ topics() {
 case $1 in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   status) status ;;
   wait-ready) wait_ready ;;
   env) env_lines ;;

@@ -77,7 +77,7 @@ static rd_kafka_conf_t *producer_conf(sl_sync_t *up, char *errstr,
   rc |= set(conf, "client.id", up->txn_id, errstr, errlen);
   rc |= set(conf, "acks", "all", errstr, errlen);
   rc |= set(conf, "enable.idempotence", "true", errstr, errlen);
-  rc |= set(conf, "linger.ms", "5", errstr, errlen);
+  rc |= set(conf, "linger.ms", "1", errstr, errlen);
   rc |= set(conf, "compression.type", "lz4", errstr, errlen);
   rc |= set(conf, "batch.num.messages", "10000", errstr, errlen);
   rc |= set(conf, "reconnect.backoff.ms", "100", errstr, errlen);

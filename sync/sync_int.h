@@ -84,8 +84,10 @@ struct sl_sync {
   uint64_t gap_store_seq;    /* next gap seq the store has not acked */
   uint64_t gap_txn_n;        /* gap records in the open transaction */
   sl_sync_bucket_t bucket, backlog_bucket;
-  bool live_throttled;  /* a live lane waited for tokens this round */
-  uint64_t throttle_ns; /* shortest wait that stopped a pump */
+  bool live_throttled;   /* a live lane waited for tokens this round */
+  bool backlog_held;     /* a backlog lane waited for queue room (live on) */
+  uint64_t live_sent_ns; /* last time a live lane sent records */
+  uint64_t throttle_ns;  /* shortest wait that stopped a pump */
   uint64_t backoff_ms;
   uint64_t rate_t_ns;
   uint8_t *scratch; /* value buffer for events that need ingest time */

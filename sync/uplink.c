@@ -21,6 +21,13 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 10000
+#define ABORT_TIMEOUT_MS 5000 /* abort_transaction(), then a new producer */
+#define IDLE_POLL_MS 2        /* longest wait for a kick inside a transaction */
+#define BACKLOG_SLICE 2000    /* backlog events per lane per round, at most */
+/* While a live lane sent within LIVE_RECENT_MS, backlog lanes add records
+ * only while librdkafka holds fewer than BACKLOG_QUEUE_LIVE messages. */
+#define BACKLOG_QUEUE_LIVE 4000
+#define LIVE_RECENT_MS 1000
 
 static const char *const state_names[] = {"stopped", "connecting", "resuming",
                                           "running", "backoff",    "fenced",
@@ -129,23 +136,42 @@ static void plan_lanes(sl_sync_t *up) {
 /* Pumps every lane once; returns events sent or a negative error. */
 static long pump_round(sl_sync_t *up, uint64_t budget) {
   long total = 0, n;
+  uint64_t now = sl_now_mono_ns();
   up->live_throttled = false;
+  up->backlog_held = false;
   up->throttle_ns = 0;
   for (size_t k = 0; k < up->nstreams; k++) {
     sync_stream_t *s = &up->streams[up->order[k]];
     if ((n = sync__lane_pump(up, s, &s->live, budget)) < 0)
       return n;
+    if (n > 0)
+      up->live_sent_ns = now;
     total += n;
     s->pend.live_next = s->live.next;
     if (s->pend.backlog_next == s->pend.live_start)
       s->pend.backlog_next = s->pend.live_start = s->pend.live_next;
   }
+  bool live_recent =
+      up->live_sent_ns && now - up->live_sent_ns < LIVE_RECENT_MS * 1000000u;
   for (size_t k = 0; k < up->nstreams; k++) {
     sync_stream_t *s = &up->streams[up->order[k]];
     if (s->pend.backlog_next >= s->pend.live_start)
       continue;
     /* Slices small enough that live data is picked up between them. */
-    if ((n = sync__lane_pump(up, s, &s->backlog, SL_MIN(budget, 2000))) < 0)
+    uint64_t slice = SL_MIN(budget, BACKLOG_SLICE);
+    if (live_recent) {
+      /* Live records queue behind backlog records of the same partition
+       * in librdkafka: while live data flows, keep the backlog's part of
+       * the queue short (the live lane's latency is that queue). */
+      uint64_t q = (uint64_t)rd_kafka_outq_len(up->rk);
+      slice =
+          q >= BACKLOG_QUEUE_LIVE ? 0 : SL_MIN(slice, BACKLOG_QUEUE_LIVE - q);
+      if (!slice) {
+        up->backlog_held = true;
+        continue;
+      }
+    }
+    if ((n = sync__lane_pump(up, s, &s->backlog, slice)) < 0)
       return n;
     total += n;
     s->pend.backlog_next = s->backlog.next;
@@ -172,6 +198,13 @@ static bool has_work(sl_sync_t *up) {
       return true;
   }
   return sl_store_gap_list(up->st, up->gap_pend, &g, 1, &n) == 0 && n > 0;
+}
+
+static bool any_touched(const sl_sync_t *up) {
+  for (size_t i = 0; i < up->nstreams; i++)
+    if (up->streams[i].touched)
+      return true;
+  return false;
 }
 
 static void account_commit(sl_sync_t *up, double commit_ms) {
@@ -231,9 +264,27 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     uint64_t now = sl_now_mono_ns();
     if (!left || now >= until || stopping(up))
       break;
+    if (n == 0 && up->backlog_held) {
+      /* The backlog waits for room in the queue: serve reports. */
+      rd_kafka_poll(up->rk, 1);
+      continue;
+    }
     if (n == 0) {
-      if (!up->throttle_ns)
-        break; /* caught up everywhere */
+      if (!up->throttle_ns) {
+        /* Caught up everywhere. Exactly-once keeps the transaction open
+         * until the commit interval and sends what arrives meanwhile at
+         * once: a commit stalls the producer (flush, EndTxn, then the
+         * next transaction's AddPartitionsToTxn, which the coordinator
+         * answers CONCURRENT_TRANSACTIONS until its markers are written:
+         * librdkafka retries after 20 ms), so committing on every wake-up
+         * put that stall in front of most live records. */
+        if (!eos || !any_touched(up))
+          break;
+        uint64_t w = SL_MIN(until - now, (uint64_t)IDLE_POLL_MS * 1000000u);
+        wait_ms(up, w / 1000000u + 1);
+        rd_kafka_poll(up->rk, 0);
+        continue;
+      }
       uint64_t w = SL_MIN(up->throttle_ns, until - now);
       pthread_mutex_lock(&up->lock);
       up->stats.throttled_ms += w / 1000000u;
@@ -306,7 +357,21 @@ fail:
   up->stats.retries++;
   pthread_mutex_unlock(&up->lock);
   if (eos && up->in_txn && rc != SL_EFENCED && !*fatal) {
-    error = rd_kafka_abort_transaction(up->rk, (int)up->o.txn_timeout_ms);
+    /* abort_transaction() purges what is queued and then waits until
+     * every outstanding message's delivery report was served, and only
+     * rd_kafka_poll() on this very thread serves them: called straight
+     * away (a record the broker rejected for good, with the records
+     * behind it in flight) it waited out its whole timeout, which is
+     * what made the poison test flaky. So purge and serve the reports
+     * first, then abort, bounded; an abort that still times out makes
+     * the producer new below (init_transactions aborts the open
+     * transaction on the coordinator at once). */
+    uint64_t deadline = sl_now_mono_ns() + ABORT_TIMEOUT_MS * 1000000ull;
+    rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    while (rd_kafka_outq_len(up->rk) > 0 && sl_now_mono_ns() < deadline)
+      rd_kafka_poll(up->rk, 10);
+    error = rd_kafka_abort_transaction(
+        up->rk, (int)SL_MIN(up->o.txn_timeout_ms, ABORT_TIMEOUT_MS));
     int arc = sync__txn_call(up, error, "abort_transaction", fatal, &abortable,
                              &retriable);
     if (arc == SL_EFENCED)

@@ -16,6 +16,9 @@
  *                             and the stream goes on
  *   sync_test SLUICE gaps     undelivered data evicted while Kafka is out
  *                             of reach arrives as gap records
+ *   sync_test SLUICE restart KAFKA_SH
+ *                             a private Kafka stopped under load and
+ *                             restarted on the same ports and data
  *
  * Needs SLUICE_TEST_KAFKA_BOOTSTRAP (scripts/harness run); exits 77
  * (skipped) without it. Every wait polls a condition with a deadline.
@@ -54,11 +57,16 @@ static pid_t live_pids[4];
     }                                                                          \
   } while (0)
 
+static const char *kafka_sh; /* scripts/kafka.sh (scenario restart) */
+static int kafka_cmd(const char *verb);
+
 static void fail_cleanup(void) {
   char cmd[600];
   for (size_t i = 0; i < 4; i++)
     if (live_pids[i] > 0)
       kill(live_pids[i], SIGKILL);
+  if (kafka_sh)
+    kafka_cmd("stop"); /* the private broker, if one was started */
   snprintf(cmd, sizeof(cmd), "tail -n 20 %s/*.log >&2", dir);
   if (system(cmd) < 0)
     perror("system");
@@ -639,12 +647,100 @@ static int scenario_gaps(void) {
   return 0;
 }
 
+/* ---- a private Kafka (scenario restart) -------------------------------- */
+
+/* Runs `scripts/kafka.sh VERB` on the private broker in DIR/kafka. */
+static int kafka_cmd(const char *verb) {
+  char cmd[1200];
+  snprintf(cmd, sizeof(cmd),
+           "SLUICE_KAFKA_DIR=%s/kafka %s %s >>%s/kafka-sh.log 2>&1", dir,
+           kafka_sh, verb, dir);
+  int st = system(cmd);
+  return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
+}
+
+/* Starts `scripts/kafka.sh VERB` in a child; returns its pid. */
+static pid_t kafka_cmd_async(const char *verb) {
+  pid_t pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0)
+    _exit(kafka_cmd(verb));
+  return pid;
+}
+
+static void kafka_cmd_wait(pid_t pid, const char *verb) {
+  int st;
+  CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && !WEXITSTATUS(st),
+        "kafka.sh %s failed (see %s/kafka-sh.log)", verb, dir);
+}
+
+/* Counts the lines of d's log that contain needle. */
+static int log_count(const daemon_t *d, const char *needle) {
+  char line[2048];
+  int n = 0;
+  FILE *f = fopen(d->log, "r");
+  while (f && fgets(line, sizeof(line), f))
+    n += strstr(line, needle) != NULL;
+  if (f)
+    fclose(f);
+  return n;
+}
+
+/*
+ * Kafka stopped under load and started again with the same data and ports
+ * (a private broker: the shared one serves other tests). Events published
+ * before, while it stops, while it is down and while it comes back must
+ * all arrive exactly once.
+ */
+static int scenario_restart(void) {
+  static char boot[128];
+  char path[400];
+  CHECK(kafka_sh, "restart needs the path of scripts/kafka.sh");
+  CHECK(kafka_cmd("start") == 0 && kafka_cmd("wait-ready") == 0,
+        "private kafka did not start (see %s/kafka-sh.log)", dir);
+  snprintf(path, sizeof(path), "%s/kafka/bootstrap", dir);
+  FILE *f = fopen(path, "r");
+  CHECK(f && fgets(boot, sizeof(boot), f), "read %s", path);
+  fclose(f);
+  boot[strcspn(boot, "\n")] = '\0';
+  bootstrap = boot; /* the consumer reads the private broker too */
+
+  daemon_t a;
+  daemon_init(&a, "a", "node-restart", bootstrap, "  chunk_events: 5000\n");
+  daemon_stream(&a, "restart", NULL);
+  daemon_start(&a);
+  uint64_t n = publish(&a, 30000, 0, 0);
+  /* Stop Kafka while the uplink drains and the load goes on. */
+  pid_t k = kafka_cmd_async("stop");
+  n += publish(&a, 30000, 0, 0);
+  kafka_cmd_wait(k, "stop");
+  int errs = log_count(&a, "warn  sync: uplink: ");
+  n += publish(&a, 20000, 0, 0); /* stored while Kafka is down */
+  uint64_t deadline = now_ms() + 60000;
+  while (log_count(&a, "warn  sync: uplink: ") == errs) {
+    CHECK(now_ms() < deadline, "the uplink never noticed Kafka was down");
+    usleep(50000); /* polling the log for a condition, with a deadline */
+  }
+  /* Back on the same ports with the same data, under load again. */
+  k = kafka_cmd_async("restart");
+  n += publish(&a, 20000, 0, 0);
+  kafka_cmd_wait(k, "restart");
+  CHECK(kafka_cmd("wait-ready") == 0, "kafka not ready after restart");
+  n += publish(&a, 20000, 0, 0);
+  await_delivery("restart", "node-restart", n, 180000);
+  CHECK(daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+  verify_exactly_once("restart", "node-restart", &a, false, NULL);
+  kafka_cmd("stop");
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: sync_test SLUICE_BINARY SCENARIO\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: sync_test SLUICE_BINARY SCENARIO [KAFKA_SH]\n");
     return 2;
   }
   sluice_bin = argv[1];
+  kafka_sh = argc == 4 ? argv[3] : NULL;
   bootstrap = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
   if (!bootstrap || !*bootstrap) {
     printf("sync_test: SKIP: SLUICE_TEST_KAFKA_BOOTSTRAP is not set (run "
@@ -668,6 +764,8 @@ int main(int argc, char **argv) {
     rc = scenario_poison();
   else if (!strcmp(argv[2], "gaps"))
     rc = scenario_gaps();
+  else if (!strcmp(argv[2], "restart"))
+    rc = scenario_restart();
   else {
     fprintf(stderr, "unknown scenario %s\n", argv[2]);
     return 2;

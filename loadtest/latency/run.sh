@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# loadtest/run latency: live ingest at a steady rate, event time -> Kafka
+# append time (LogAppendTime of the read_committed consumer's record), alone
+# and during a concurrent backlog drain. Progress on stderr, one JSON object
+# on stdout.
+#
+#   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
+#
+# Steps: (1) a private Kafka (scripts/kafka.sh: own state dir, free ports);
+# the stream's topic is created with message.timestamp.type=LogAppendTime;
+# (2) `sluice run` (store.sync: always, the default; uplink exactly-once,
+# the defaults) and sl_latency publishing --rate events/s for --seconds
+# (the first 2 s are warm-up, not measured) with time_ns = the wall clock
+# at the publish call; (3) the daemon stops, sl_drain_load appends
+# --backlog events to the same stream (stored, not delivered), the daemon
+# starts again: the uplink splits the stream into a live lane and a backlog
+# lane; once it is running, sl_latency publishes at the same rate until
+# every backlog record was seen; live records appended between the first
+# and the last historical record make the "during drain" figures.
+set -euo pipefail
+rate=50000 seconds=10 backlog=5000000
+while [[ $# -gt 0 ]]; do
+  case $1 in
+  --rate) rate=$2; shift 2 ;;
+  --seconds) seconds=$2; shift 2 ;;
+  --backlog) backlog=$2; shift 2 ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N]" >&2; exit 2 ;;
+  esac
+done
+: "${SL_BUILD_RELEASE:?run through loadtest/run}"
+sl_build_release sluice sl_latency sl_drain_load
+bin=$SL_BUILD_RELEASE
+src=$SL_SOURCE_DIR
+work=$(mktemp -d "${TMPDIR:-/tmp}/sl_latency.XXXXXX")
+export SLUICE_HARNESS_DIR=$work/harness
+pid=
+cleanup() {
+  set +e
+  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
+  "$src/scripts/kafka.sh" stop >/dev/null 2>&1
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "latency: starting Kafka" >&2
+"$src/scripts/kafka.sh" start >&2
+"$src/scripts/kafka.sh" wait-ready >&2
+brokers=$("$src/scripts/kafka.sh" env | sed -n 's/^SLUICE_TEST_KAFKA_BOOTSTRAP=//p')
+topic=latency-readings
+"$bin/loadtest/latency/sl_latency" --brokers "$brokers" --topic "$topic" --create-topic
+
+cat >"$work/sluice.yaml" <<YAML
+node:
+  id: bench-latency
+  data_dir: $work/data
+listeners:
+  native:
+    tcp: "127.0.0.1:0"
+  http:
+    address: ""
+admin:
+  address: "127.0.0.1:0"
+kafka:
+  enabled: true
+  brokers: "$brokers"
+streams:
+  - name: readings
+    topic: $topic
+YAML
+
+# start_daemon: starts sluice, waits for its ready line and for the uplink
+# to be running; sets pid, port, admin.
+start_daemon() {
+  : >"$work/daemon.log"
+  "$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+  pid=$!
+  port="" admin=""
+  for _ in $(seq 1 600); do
+    if grep -q ' ready: ' "$work/daemon.log"; then
+      port=$(sed -n 's/.* ready: native tcp [^ ]* (port \([0-9]*\)).*/\1/p' "$work/daemon.log")
+      admin=$(sed -n 's/.* admin [^ ]* (port \([0-9]*\)).*/\1/p' "$work/daemon.log")
+      if curl -fsS "http://127.0.0.1:$admin/v1/status" 2>/dev/null |
+        grep -q '"state": *"running"'; then
+        return 0
+      fi
+    fi
+    kill -0 "$pid" 2>/dev/null || { cat "$work/daemon.log" >&2; exit 1; }
+    sleep 0.05
+  done
+  echo "latency: daemon or uplink not ready in 30 s" >&2
+  cat "$work/daemon.log" >&2
+  exit 1
+}
+stop_daemon() {
+  kill -TERM "$pid"
+  wait "$pid" || { echo "latency: daemon exited $?" >&2; tail -20 "$work/daemon.log" >&2; exit 1; }
+  pid=
+}
+
+echo "latency: live only, $rate events/s for $seconds s" >&2
+start_daemon
+"$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
+  --topic "$topic" --rate "$rate" --seconds "$seconds" --warmup 2 >"$work/live.json"
+stop_daemon
+
+echo "latency: storing a backlog of $backlog events" >&2
+"$bin/loadtest/drain/sl_drain_load" --dir "$work/data" --events "$backlog" >/dev/null
+echo "latency: live $rate events/s during the backlog drain" >&2
+start_daemon
+"$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
+  --topic "$topic" --rate "$rate" --warmup 1 --until-historical "$backlog" \
+  --max-seconds 180 >"$work/drain.json"
+stop_daemon
+
+python3 - "$work" "$rate" <<'PY'
+import json, sys
+w, rate = sys.argv[1], float(sys.argv[2])
+a = json.load(open(w + "/live.json"))
+b = json.load(open(w + "/drain.json"))
+out = {
+    "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"], "p999_ms": a["p999_ms"],
+    "p99_ms_during_drain": b.get("p99_ms_during_drain", -1),
+    "p50_ms_during_drain": b.get("p50_ms_during_drain", -1),
+    "p999_ms_during_drain": b.get("p999_ms_during_drain", -1),
+    "visible_p50_ms": a["visible_p50_ms"], "visible_p99_ms": a["visible_p99_ms"],
+    "visible_p999_ms": a["visible_p999_ms"],
+    "visible_p99_ms_during_drain": b.get("visible_p99_ms_during_drain", -1),
+    "target_rate": rate, "rate": a["rate"], "rate_during_drain": b["rate"],
+    "measured": a["measured"], "measured_during_drain": b["measured_during_drain"],
+    "drain_seconds": b["drain_seconds"], "historical_seen": b["historical_seen"],
+    "missing": a["missing"] + b["missing"], "failed": a["failed"] + b["failed"],
+    "timestamp": "LogAppendTime" if not (a["create_time_records"] or b["create_time_records"]) else "CreateTime",
+}
+print(json.dumps(out))
+PY
