@@ -160,6 +160,25 @@ fail:
   return rc;
 }
 
+/* Creates the checkpoint topic (compacted) unless the cluster already has
+ * it: a metadata request first, so that an operator-made topic works
+ * where CreateTopics is not allowed (ACLs, or clusters that do not
+ * implement it). */
+static int ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
+  const rd_kafka_metadata_t *md = NULL;
+  bool exists = false;
+  /* All topics: a request naming the topic would have a broker with
+   * auto.create.topics.enable create it, uncompacted. */
+  if (rd_kafka_metadata(up->rk, 1, NULL, &md, 15000) == 0) {
+    for (int i = 0; i < md->topic_cnt && !exists; i++)
+      exists = !strcmp(md->topics[i].topic, up->ckpt_topic) &&
+               !md->topics[i].err && md->topics[i].partition_cnt > 0;
+    rd_kafka_metadata_destroy(md);
+  }
+  return exists ? 0
+                : sync__ensure_topic(up, up->ckpt_topic, true, errstr, errlen);
+}
+
 int sync__resume(sl_sync_t *up, char *errstr, size_t errlen) {
   bool *found = calloc(up->nstreams + 1, sizeof(bool));
   int rc = 0;
@@ -167,8 +186,7 @@ int sync__resume(sl_sync_t *up, char *errstr, size_t errlen) {
     return -ENOMEM;
   up->gap_cp = 0;
   if (!up->o.at_least_once) {
-    if ((rc = sync__ensure_topic(up, up->ckpt_topic, true, errstr, errlen)) <
-            0 ||
+    if ((rc = ensure_ckpt_topic(up, errstr, errlen)) < 0 ||
         (rc = read_kafka(up, found, errstr, errlen)) < 0)
       goto fail;
   }

@@ -239,6 +239,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
   rd_kafka_error_t *error;
   long n;
   int rc = 0;
+  double commit_ms = 0;
   *fatal = false;
 
   plan_lanes(up);
@@ -320,7 +321,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     if (rc < 0)
       goto fail;
     up->in_txn = false;
-    account_commit(up, (double)(sl_now_mono_ns() - c0) / 1e6);
+    commit_ms = (double)(sl_now_mono_ns() - c0) / 1e6;
   } else {
     uint64_t c0 = sl_now_mono_ns();
     rd_kafka_flush(up->rk, (int)up->o.txn_timeout_ms);
@@ -331,11 +332,13 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       rc = SL_EKAFKA;
       goto fail;
     }
-    account_commit(up, (double)(sl_now_mono_ns() - c0) / 1e6);
+    commit_ms = (double)(sl_now_mono_ns() - c0) / 1e6;
   }
-  /* Committed: the transaction's positions become the checkpoints. */
+  /* Committed: the transaction's positions become the checkpoints (and
+   * then the stats). */
   for (size_t i = 0; i < up->nstreams; i++)
     up->streams[i].cp = up->streams[i].pend;
+  account_commit(up, commit_ms);
   up->gap_cp = up->gap_pend;
   sync__commit_local(up);
   if (up->gap_txn_n && sl_store_gap_ack(up->st, up->gap_cp) == 0) {
@@ -386,6 +389,17 @@ fail:
     /* Purge what is left so the resend starts clean. */
     rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(up->rk, 0);
+  }
+  /* A fatal producer error (the idempotent producer's, in at-least-once
+   * mode, is only visible here: "Producing not allowed since a previous
+   * fatal error") needs a new producer; retrying with this one never
+   * succeeds. */
+  char ferr[256];
+  if (!*fatal && up->rk &&
+      rd_kafka_fatal_error(up->rk, ferr, sizeof(ferr)) !=
+          RD_KAFKA_RESP_ERR_NO_ERROR) {
+    sync__set_error(up, SL_EKAFKA, "fatal producer error: %s", ferr);
+    *fatal = true;
   }
   up->in_txn = false;
   rewind_all(up);
