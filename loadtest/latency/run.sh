@@ -5,6 +5,8 @@
 # on stdout.
 #
 #   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
+#                        [--delivery exactly_once|at_least_once]
+#                        [--commit-interval 100ms]
 #
 # Steps: (1) a private Kafka (scripts/kafka.sh: own state dir, free ports);
 # the stream's topic is created with message.timestamp.type=LogAppendTime;
@@ -18,13 +20,16 @@
 # every backlog record was seen; live records appended between the first
 # and the last historical record make the "during drain" figures.
 set -euo pipefail
-rate=50000 seconds=10 backlog=5000000
+warmup=2 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
 while [[ $# -gt 0 ]]; do
   case $1 in
   --rate) rate=$2; shift 2 ;;
   --seconds) seconds=$2; shift 2 ;;
+  --warmup) warmup=$2; shift 2 ;;
   --backlog) backlog=$2; shift 2 ;;
-  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N]" >&2; exit 2 ;;
+  --delivery) delivery=$2; shift 2 ;;
+  --commit-interval) commit_interval=$2; shift 2 ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -64,6 +69,8 @@ admin:
 kafka:
   enabled: true
   brokers: "$brokers"
+  delivery: $delivery
+  commit_interval: $commit_interval
 streams:
   - name: readings
     topic: $topic
@@ -101,7 +108,18 @@ stop_daemon() {
 echo "latency: live only, $rate events/s for $seconds s" >&2
 start_daemon
 "$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
-  --topic "$topic" --rate "$rate" --seconds "$seconds" --warmup 2 >"$work/live.json"
+  --topic "$topic" --rate "$rate" --seconds "$seconds" --warmup "$warmup" --dump "$work/live.dump" >"$work/live.json" ||
+  { echo "latency: sl_latency failed: $(cat "$work/live.json")" >&2; exit 1; }
+# Where the slow records were, per second of the run (stderr).
+python3 - "$work/live.dump" >&2 <<'PY' || true
+import collections, sys
+rows = [l.split() for l in open(sys.argv[1])]
+b = collections.defaultdict(list)
+t0 = int(rows[0][0]) if rows else 0
+for ts, a, v in rows:
+    b[(int(ts) - t0) // 1000].append(float(a))
+print("latency: live p99 per second:", " ".join("%d:%.0f" % (k, sorted(x)[int(len(x) * 0.99)]) for k, x in sorted(b.items())))
+PY
 stop_daemon
 
 echo "latency: storing a backlog of $backlog events" >&2
@@ -110,12 +128,13 @@ echo "latency: live $rate events/s during the backlog drain" >&2
 start_daemon
 "$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
   --topic "$topic" --rate "$rate" --warmup 1 --until-historical "$backlog" \
-  --max-seconds 180 >"$work/drain.json"
+  --max-seconds 180 >"$work/drain.json" ||
+  { echo "latency: sl_latency failed: $(cat "$work/drain.json")" >&2; exit 1; }
 stop_daemon
 
-python3 - "$work" "$rate" <<'PY'
+python3 - "$work" "$rate" "$delivery" "$commit_interval" <<'PY'
 import json, sys
-w, rate = sys.argv[1], float(sys.argv[2])
+w, rate, delivery, ci = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 a = json.load(open(w + "/live.json"))
 b = json.load(open(w + "/drain.json"))
 out = {
@@ -130,6 +149,7 @@ out = {
     "measured": a["measured"], "measured_during_drain": b["measured_during_drain"],
     "drain_seconds": b["drain_seconds"], "historical_seen": b["historical_seen"],
     "missing": a["missing"] + b["missing"], "failed": a["failed"] + b["failed"],
+    "delivery": delivery, "commit_interval": ci,
     "timestamp": "LogAppendTime" if not (a["create_time_records"] or b["create_time_records"]) else "CreateTime",
 }
 print(json.dumps(out))
