@@ -47,7 +47,6 @@
 
 #define MAX_STREAMS 16
 #define MAX_TOPICS 16
-#define MAX_PARTS 256
 #define NB_FINE 1000   /* 1 ms buckets: 0 .. 999 ms */
 #define NB_COARSE 1190 /* 100 ms buckets: 1 s .. 120 s */
 #define NBUCKETS (NB_FINE + NB_COARSE + 1)
@@ -554,51 +553,46 @@ int main(int argc, char **argv) {
   FILE *ctl = NULL;
   check_t chk = {0};
   int nchecks = 0, failed = 0;
-  bool assigned = false, quit = false;
-  int nparts = 0;
-  char *tp_topic[MAX_PARTS];
-  int32_t tp_part[MAX_PARTS];
-  double last_progress = now_s(), assign_deadline = now_s() + 300;
+  bool quit = false, have[MAX_TOPICS] = {0};
+  int nhave = 0;
+  double last_progress = now_s(), last_md = 0;
   double last_record = 0;
 
   while (!quit && !stop_sig) {
-    /* Topics appear when the uplink first produces to them: assign every
-     * partition of every topic once all exist (the scenario creates them
-     * by delivering before its first check). */
-    if (!assigned) {
+    /* A topic appears when the uplink first produces to it (a dead-letter
+     * stream may never get one): every second, add the partitions of the
+     * topics that appeared since, from their beginning. A check waiting for
+     * offsets of a topic that never appears times out. */
+    if (nhave < opt.ntopics && now_s() - last_md >= 1) {
       const rd_kafka_metadata_t *md = NULL;
-      int ok = 0;
-      nparts = 0;
+      last_md = now_s();
       if (rd_kafka_metadata(rk, 1, NULL, &md, 2000) == 0) {
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(8);
         for (int t = 0; t < opt.ntopics; t++)
-          for (int i = 0; i < md->topic_cnt; i++)
+          for (int i = 0; i < md->topic_cnt && !have[t]; i++)
             if (!strcmp(md->topics[i].topic, opt.topics[t]) &&
                 !md->topics[i].err && md->topics[i].partition_cnt > 0) {
-              ok++;
-              for (int p = 0;
-                   p < md->topics[i].partition_cnt && nparts < MAX_PARTS; p++) {
-                tp_topic[nparts] = opt.topics[t];
-                tp_part[nparts++] = md->topics[i].partitions[p].id;
-              }
+              for (int p = 0; p < md->topics[i].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(
+                    l, opt.topics[t], md->topics[i].partitions[p].id)
+                    ->offset = RD_KAFKA_OFFSET_BEGINNING;
+              have[t] = true;
+              nhave++;
+              fprintf(stderr, "sl_kcheck: reading %s (%d partitions)\n",
+                      opt.topics[t], md->topics[i].partition_cnt);
             }
         rd_kafka_metadata_destroy(md);
-      }
-      if (ok == opt.ntopics) {
-        rd_kafka_topic_partition_list_t *l =
-            rd_kafka_topic_partition_list_new(nparts);
-        for (int i = 0; i < nparts; i++)
-          rd_kafka_topic_partition_list_add(l, tp_topic[i], tp_part[i])
-              ->offset = RD_KAFKA_OFFSET_BEGINNING;
-        if (rd_kafka_assign(rk, l) == 0)
-          assigned = true;
+        if (l->cnt) {
+          rd_kafka_error_t *err = rd_kafka_incremental_assign(rk, l);
+          if (err) {
+            fprintf(stderr, "sl_kcheck: assign: %s\n",
+                    rd_kafka_error_string(err));
+            rd_kafka_error_destroy(err);
+            return 2;
+          }
+        }
         rd_kafka_topic_partition_list_destroy(l);
-        fprintf(stderr, "sl_kcheck: reading %d partitions of %d topics\n",
-                nparts, opt.ntopics);
-      } else if (now_s() > assign_deadline) {
-        fprintf(stderr, "sl_kcheck: topics never appeared\n");
-        return 2;
-      } else {
-        usleep(200000); /* waiting for the topics, bounded by the deadline */
       }
     }
     if (!ctl)
@@ -623,8 +617,14 @@ int main(int argc, char **argv) {
         quit = true;
       }
     }
-    if (!assigned)
+    if (!nhave) {
+      usleep(100000); /* no topic yet: nothing to poll */
+      if (chk.active && now_s() > chk.deadline) {
+        failed |= report(&chk, true, ++nchecks);
+        chk.active = false;
+      }
       continue;
+    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
     if (m) {
       if (!m->err) {

@@ -24,6 +24,7 @@ on purpose by the soak) gives rows with empty fields.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 import urllib.request
@@ -131,9 +132,11 @@ def main():
     out.write(",".join(COLS) + "\n")
     prev = None  # (t, stored, delivered, pid)
     first_pid = None  # backlog = stored - delivered holds for this process
+    prev_delivered = 0
     hist = []    # (t, backlog) for the ETA
     t_start = time.time()
     cpu_prev = {}
+    progress_t = time.time()  # when delivered last grew (or nothing was owed)
     nview = 0
     nxt = time.time()
     while not os.path.exists(a.stop):
@@ -178,6 +181,9 @@ def main():
                 row["delivery_rate"] = round(
                     max(0, delivered - prev[2]) / dt if same else 0)
             prev = (t, stored, delivered, pid)
+            if not same or delivered > prev_delivered or backlog <= 0:
+                progress_t = t
+            prev_delivered = delivered
             hist = [h for h in hist if t - h[0] <= 5.5] + [(t, backlog)]
             row["eta_s"] = -1
             if backlog == 0:
@@ -194,16 +200,20 @@ def main():
             eta = "-" if eta in ("", -1) else f"{eta:.0f}s"
             state = row["state"] or "daemon down"
             if row["connected"] == 0:
-                state += " (Kafka unreachable)"
+                state += ", disconnected"
+            elif st and t - progress_t >= 2:
+                state += f", nothing delivered for {t - progress_t:.0f}s"
             line = (f"  t+{t - t_start:4.0f}s  {row['phase']:<8} "
                     f"in {human(row['ingest_rate'] or 0):>6}/s  "
                     f"out {human(row['delivery_rate'] or 0):>6}/s  "
-                    f"backlog {human(backlog):>6}  uplink {state:<30} "
+                    f"backlog {human(backlog):>6}  uplink {state:<38} "
                     f"ETA {eta:>5}  rss {human((rss or 0) * 1024)}B  "
                     f"disk {human(row['disk_bytes'])}B")
             nview += 1
             if sys.stderr.isatty():
-                sys.stderr.write("\r\033[K" + line)
+                # One updating line: never wider than the terminal.
+                width = shutil.get_terminal_size((160, 24)).columns
+                sys.stderr.write("\r\033[K" + line.rstrip()[:width - 1])
             elif nview % a.view_every == 1 or a.view_every == 1:
                 sys.stderr.write(line + "\n")
             sys.stderr.flush()

@@ -163,7 +163,9 @@ log "warm-up backlog at most $steady events: caught up = back at or below that"
 echo outage >"$work/phase"
 t_cut=$(now)
 log "outage: stopping Kafka ($([[ $kill_broker == 1 ]] && echo SIGKILL || echo SIGTERM)) for ${outage}s"
-"$src/loadtest/common/kafka_cut.sh" stop $([[ $kill_broker == 1 ]] && echo --kill)
+cut_args=(stop)
+[[ $kill_broker == 1 ]] && cut_args+=(--kill)
+"$src/loadtest/common/kafka_cut.sh" "${cut_args[@]}"
 t_down=$(now)
 end=$(python3 -c "print(max(0, $t_cut + $outage - $(now)))")
 sleep "$end"
