@@ -9,7 +9,6 @@
 # The outage (Kafka stopped) is shaded red, Kafka's own restart orange and
 # the catch-up green. OUTDIR defaults to DIR.
 set -euo pipefail
-# shellcheck disable=SC2154 # t_* come from phases.env, sourced below
 dir=${1:?usage: loadtest/outage/plot.sh DIR [OUTDIR]}
 outdir=${2:-$dir}
 command -v gnuplot >/dev/null || { echo "plot.sh: gnuplot not found (apt-get install gnuplot-nox)" >&2; exit 1; }
@@ -36,6 +35,7 @@ for line in rows[1:]:
 open(sys.argv[2], "w").write("\n".join(out) + "\n")
 PY
 # t_start, t_cut, t_restore, t_ready, t_caught, t_end (Unix seconds).
+t_start="" t_cut="" t_restore="" t_ready="" t_caught="" t_end=""
 # shellcheck disable=SC1091 # written by loadtest/outage/run.sh
 source "$dir/phases.env"
 rel() { python3 -c "print(round(${1:-0} - $t_start, 2) if '${1:-}' else '')"; }
