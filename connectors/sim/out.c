@@ -77,8 +77,8 @@ static int native_publish(sl_sim_out_t *o, const char *stream,
    * noticed. */
   while ((rc = sl_client_publish(o->impl, stream, ev, NULL)) ==
          SL_EBACKPRESSURE)
-    if (*o->stop)
-      return SL_ECLOSED;
+    if (*o->stop || (o->deadline_ns && sl_now_mono_ns() >= o->deadline_ns))
+      return SL_ECLOSED; /* stopped, or --duration ran out while waiting */
   if (rc == 0)
     atomic_fetch_add(&o->published, 1);
   return rc;

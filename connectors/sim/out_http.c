@@ -158,8 +158,10 @@ static int post(sl_sim_out_t *o, hbuf_t *b) {
   if (!b->n)
     return 0;
   for (;;) {
-    /* Stopped (a signal): one more try, then the events count as failed. */
-    if (*o->stop && tries++ > 0) {
+    /* Stopped (a signal) or past --duration: one more try, then the
+     * events count as failed. */
+    if ((*o->stop || (o->deadline_ns && sl_now_mono_ns() >= o->deadline_ns)) &&
+        tries++ > 0) {
       atomic_fetch_add(&o->failed, b->n);
       status = SL_ECLOSED;
       break;

@@ -103,7 +103,7 @@ static int mqtt_publish(sl_sim_out_t *o, const char *stream,
   mqtt_t *m = o->impl;
   size_t n;
   int rc;
-  if ((rc = wait_room(o, MQTT_INFLIGHT, 0)))
+  if ((rc = wait_room(o, MQTT_INFLIGHT, o->deadline_ns)))
     return rc;
   if ((rc = sl_sim_event_json(ev, m->buf, sizeof(m->buf), &n)))
     return rc;

@@ -181,6 +181,9 @@ int sl_sim_run(const sl_sim_config_t *cfg, volatile int *stop,
     goto out;
   if ((rc = sl_sim_out_new(cfg, stop, &out)))
     goto out;
+  /* --duration also bounds a publish that waits for a daemon that is gone. */
+  if (cfg->duration_ms)
+    out->deadline_ns = start + cfg->duration_ms * 1000000ull;
   SL_CLOG(SL_CONN_LOG_INFO,
           "simulating %u sensor sources at %g/s and %u models at %g/s over "
           "%s to %s",

@@ -18,6 +18,7 @@ struct sl_sim_out {
   const sim_out_ops_t *ops;
   const sl_sim_config_t *cfg; /* borrowed */
   volatile int *stop;         /* set from a signal handler */
+  uint64_t deadline_ns;       /* monotonic end of the run; 0 = none */
   atomic_uint_fast64_t published, acked, failed;
   void *impl; /* the kind's own state */
 };
