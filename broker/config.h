@@ -75,9 +75,10 @@ typedef enum {
 
 /* mqtt.subscriptions[].decoder */
 typedef enum {
-  SL_CONFIG_MQTT_JSON = 0, /* JSON object or array, field paths below */
-  SL_CONFIG_MQTT_RAW,      /* bytes stored as Raw with a content type */
-  SL_CONFIG_MQTT_SPARKPLUG /* Sparkplug B protobuf payloads */
+  SL_CONFIG_MQTT_JSON = 0,  /* JSON object or array, field paths below */
+  SL_CONFIG_MQTT_RAW,       /* bytes stored as Raw with a content type */
+  SL_CONFIG_MQTT_SPARKPLUG, /* Sparkplug B protobuf payloads */
+  SL_CONFIG_MQTT_EVENT      /* sluice's own event JSON (docs/HTTP.md) */
 } sl_config_mqtt_decoder_t;
 
 /* mqtt.subscriptions[].json_time_unit: unit of numeric timestamps. */

@@ -176,6 +176,32 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
   }
   sl_json_batch_t *jb = mqtt__batch(mq, r->stream);
   uint32_t n0 = jb->count;
+  if (r->conf->decoder == SL_CONFIG_MQTT_EVENT) {
+    /* sluice's own event JSON (docs/HTTP.md: an object, an array or JSON
+     * lines, each with its source), as the simulator and HTTP clients send
+     * it. The HTTP decoder resets its batch, so it decodes into a scratch
+     * batch (loop thread only) appended to the stream's. */
+    static sl_json_batch_t ev;
+    static int ev_init;
+    if (!ev_init) {
+      sl_json_batch_init(&ev);
+      ev_init = 1;
+    }
+    if (sl_json_decode_body(msg->payload ? msg->payload : "", len, now,
+                            mq->max_events, &ev, err, sizeof(err)) < 0 ||
+        sl_frame_buf_reserve(&jb->buf, ev.buf.len) < 0) {
+      mqtt__dead_letter(mq, topic, msg->payload, len, "event", "bad_event",
+                        err);
+    } else {
+      memcpy(jb->buf.data + jb->buf.len, ev.buf.data, ev.buf.len);
+      jb->buf.len += ev.buf.len;
+      jb->count += ev.count;
+      jb->min_time_ns = SL_MIN(jb->min_time_ns, ev.min_time_ns);
+      jb->max_time_ns = SL_MAX(jb->max_time_ns, ev.max_time_ns);
+      mq->built_events += ev.count;
+    }
+    goto out;
+  }
   if (sl_json_decode_mapped(msg->payload ? msg->payload : "", len, &r->map,
                             source, NULL, 0, now, mq->max_events, jb, &reason,
                             err, sizeof(err)) < 0)

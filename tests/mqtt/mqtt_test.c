@@ -384,6 +384,60 @@ static void scenario_pipelines(void) {
   printf("pipelines: 10 MQTT readings, deadband kept 1 2 5\n");
 }
 
+/* ---- decoder: event ----------------------------------------------------- */
+
+typedef struct ev_seen {
+  int ints, infer, total;
+  int64_t int_time;
+} ev_seen_t;
+
+static void ev_cb(const Sluice__V1__Event *ev, void *arg) {
+  ev_seen_t *s = arg;
+  s->total++;
+  if (ev->reading &&
+      ev->reading->value_case == SLUICE__V1__READING__VALUE_INT_VALUE &&
+      ev->reading->int_value == 42) {
+    s->ints++;
+    s->int_time = ev->time_ns;
+  }
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE &&
+      ev->inference->n_labels == 1)
+    s->infer++;
+}
+
+/* The HTTP event shape over MQTT (what sluice-sim --output mqtt sends):
+ * integers, the event's own time_ns, inference objects, arrays. */
+static void scenario_event(void) {
+  char subs[512], t[256];
+  ev_seen_t seen = {0};
+  snprintf(subs, sizeof(subs),
+           "    - filter: %s/ev/#\n      stream: readings\n"
+           "      decoder: event\n",
+           prefix);
+  write_config(subs, NULL);
+  pid_t pid = start_daemon();
+  snprintf(t, sizeof(t), "%s/ev/a", prefix);
+  mosq_pub(t, "{\"source\":\"c1\",\"int_value\":42,"
+              "\"time_ns\":1700000000000000123}");
+  mosq_pub(t, "{\"source\":\"cam\",\"inference\":{\"model\":\"m\","
+              "\"labels\":[{\"name\":\"dent\",\"score\":0.9}]}}");
+  mosq_pub(t, "[{\"source\":\"x\",\"value\":1},{\"source\":\"y\","
+              "\"value\":true}]");
+  mosq_pub(t, "{\"source\":\"x\",\"vaule\":1}"); /* refused: typo */
+  await_metric(EVENTS_MQTT("readings"), 4, 30000);
+  await_metric(EVENTS_MQTT("dlq"), 1, 30000);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  read_stream("readings", ev_cb, &seen);
+  CHECK(seen.total == 4 && seen.ints == 1 && seen.infer == 1,
+        "stored %d events, %d ints, %d inference", seen.total, seen.ints,
+        seen.infer);
+  CHECK(seen.int_time == 1700000000000000123ll, "event time kept: %lld",
+        (long long)seen.int_time);
+  printf("event: sluice's event JSON over MQTT stored (ints, time, "
+         "inference, arrays), a typo dead-lettered\n");
+}
+
 /* ---- basic ------------------------------------------------------------- */
 
 static void mosq_pub(const char *topic, const char *msg) {
@@ -1062,6 +1116,8 @@ int main(int argc, char **argv) {
     scenario_broker();
   else if (!strcmp(argv[2], "pipelines"))
     scenario_pipelines();
+  else if (!strcmp(argv[2], "event"))
+    scenario_event();
   else if (!strcmp(argv[2], "sparkplug"))
     scenario_sparkplug();
   else {
