@@ -230,6 +230,23 @@ static void account_commit(sl_sync_t *up, double commit_ms) {
   pthread_mutex_unlock(&up->lock);
 }
 
+static void update_rates(sl_sync_t *up);
+
+/*
+ * Records wait for the broker (it may be down for minutes): keep /v1/status
+ * and /metrics honest meanwhile. The backlog and rates are refreshed once
+ * a second, and after 2 s without a delivery the uplink reports itself
+ * disconnected; the next commit reports it connected again.
+ */
+static void note_waiting(sl_sync_t *up, uint64_t since_ns) {
+  update_rates(up);
+  if (sl_now_mono_ns() - since_ns > 2000000000u) {
+    pthread_mutex_lock(&up->lock);
+    up->stats.connected = 0;
+    pthread_mutex_unlock(&up->lock);
+  }
+}
+
 /*
  * One chunk. Returns 1 when something was committed, 0 when idle,
  * SL_EFENCED, or SL_EKAFKA with *fatal when the producer must be rebuilt.
@@ -268,6 +285,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     if (n == 0 && up->backlog_held) {
       /* The backlog waits for room in the queue: serve reports. */
       rd_kafka_poll(up->rk, 1);
+      note_waiting(up, t0);
       continue;
     }
     if (n == 0) {
@@ -306,8 +324,10 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
      * whole timeout flushing the rest. */
     uint64_t flush_until = c0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
     while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
-           sl_now_mono_ns() < flush_until && !stopping(up))
+           sl_now_mono_ns() < flush_until && !stopping(up)) {
       rd_kafka_poll(up->rk, 5);
+      note_waiting(up, c0);
+    }
     if (up->dr_failed) {
       sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
                       (unsigned long long)up->dr_failed,
