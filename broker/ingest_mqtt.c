@@ -674,6 +674,8 @@ void sl_mqtt_free(sl_mqtt_t *mq) {
     if (mq->sb[i].used)
       sl_json_batch_close(&mq->sb[i].jb);
   free(mq->sb);
+  if (mq->evtmp.used)
+    sl_json_batch_close(&mq->evtmp.jb);
   while (mq->puts) {
     mqtt_state_put_t *p = mq->puts;
     mq->puts = p->next;

@@ -180,25 +180,26 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
     /* sluice's own event JSON (docs/HTTP.md: an object, an array or JSON
      * lines, each with its source), as the simulator and HTTP clients send
      * it. The HTTP decoder resets its batch, so it decodes into a scratch
-     * batch (loop thread only) appended to the stream's. */
-    static sl_json_batch_t ev;
-    static int ev_init;
-    if (!ev_init) {
-      sl_json_batch_init(&ev);
-      ev_init = 1;
+     * batch owned by mq (loop thread only) appended to the stream's. */
+    if (!mq->evtmp.used) {
+      sl_json_batch_init(&mq->evtmp.jb);
+      mq->evtmp.used = true;
     }
+    sl_json_batch_t *evb = &mq->evtmp.jb;
     if (sl_json_decode_body(msg->payload ? msg->payload : "", len, now,
-                            mq->max_events, &ev, err, sizeof(err)) < 0 ||
-        sl_frame_buf_reserve(&jb->buf, ev.buf.len) < 0) {
+                            mq->max_events, evb, err, sizeof(err)) < 0) {
       mqtt__dead_letter(mq, topic, msg->payload, len, "event", "bad_event",
                         err);
+    } else if (sl_frame_buf_reserve(&jb->buf, evb->buf.len) < 0) {
+      mqtt__dead_letter(mq, topic, msg->payload, len, "event", "no_memory",
+                        "out of memory appending the events to the burst");
     } else {
-      memcpy(jb->buf.data + jb->buf.len, ev.buf.data, ev.buf.len);
-      jb->buf.len += ev.buf.len;
-      jb->count += ev.count;
-      jb->min_time_ns = SL_MIN(jb->min_time_ns, ev.min_time_ns);
-      jb->max_time_ns = SL_MAX(jb->max_time_ns, ev.max_time_ns);
-      mq->built_events += ev.count;
+      memcpy(jb->buf.data + jb->buf.len, evb->buf.data, evb->buf.len);
+      jb->buf.len += evb->buf.len;
+      jb->count += evb->count;
+      jb->min_time_ns = SL_MIN(jb->min_time_ns, evb->min_time_ns);
+      jb->max_time_ns = SL_MAX(jb->max_time_ns, evb->max_time_ns);
+      mq->built_events += evb->count;
     }
     goto out;
   }

@@ -198,14 +198,15 @@ struct sl_mqtt {
   uint32_t max_events; /* events per message */
 
   /* The burst being built (ack-after-commit, ingest_mqtt_ack.c). */
-  mqtt_stream_batch_t *sb; /* one per configured stream */
-  mqtt_state_put_t *puts;  /* state puts for the same group */
-  uint32_t built_events;   /* events in sb[] */
-  uint32_t built_qos1;     /* QoS 1 messages in sb[] (ingest link gen) */
-  uint64_t unacked;        /* QoS 1 messages read, commit not durable */
-  unsigned commits;        /* groups submitted, not completed */
-  bool store_full;         /* the last submit met a full writer queue */
-  uint64_t durable_ns;     /* when unacked last reached 0, for latency */
+  mqtt_stream_batch_t *sb;   /* one per configured stream */
+  mqtt_stream_batch_t evtmp; /* decoder event: one message, then into sb */
+  mqtt_state_put_t *puts;    /* state puts for the same group */
+  uint32_t built_events;     /* events in sb[] */
+  uint32_t built_qos1;       /* QoS 1 messages in sb[] (ingest link gen) */
+  uint64_t unacked;          /* QoS 1 messages read, commit not durable */
+  unsigned commits;          /* groups submitted, not completed */
+  bool store_full;           /* the last submit met a full writer queue */
+  uint64_t durable_ns;       /* when unacked last reached 0, for latency */
 
   sl_sp_t *sp;        /* Sparkplug state */
   bool sp_used;       /* a rule uses the sparkplug decoder */
