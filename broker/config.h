@@ -216,6 +216,7 @@ typedef struct sl_config {
     sl_config_strlist_t properties; /* librdkafka "key=value" passthrough */
     uint64_t chunk_events;          /* records per transaction */
     uint64_t commit_interval_ms;    /* transaction length */
+    bool commit_pipeline;           /* two producers, commits overlap */
     uint64_t queue_max_messages;    /* librdkafka queue cap, messages */
     uint64_t queue_max_bytes;       /* librdkafka queue cap, bytes */
     uint64_t max_record_bytes;      /* larger events are dead-lettered */

@@ -382,8 +382,10 @@ static const sl_cfg_opt_t root_opts[] = {
         .check = check_topic),
     OPT("kafka.transactional_id_prefix", STRING, kafka.transactional_id_prefix,
         "sluice-", RESTART,
-        "transactional.id is this prefix followed by node.id: a second "
-        "daemon with the same node.id fences the first.",
+        "transactional.id is this prefix followed by node.id (and the "
+        "same followed by \".1\" for the second producer of "
+        "kafka.commit_pipeline): a second daemon with the same node.id "
+        "fences the first.",
         .check = check_topic),
     OPT("kafka.gap_topic", STRING, kafka.gap_topic, "", RESTART,
         "Topic for gap records; \"\" sends them to the stream's own topic.",
@@ -399,6 +401,12 @@ static const sl_cfg_opt_t root_opts[] = {
         "Longest time a transaction stays open: bounds the delay seen by "
         "read_committed consumers.",
         .min = "1ms", .max = "10s"),
+    OPT("kafka.commit_pipeline", BOOL, kafka.commit_pipeline, "true", RESTART,
+        "exactly_once: two transactional producers (transactional.id and "
+        "transactional.id + \".1\") take turns, so a transaction commits "
+        "while the next one takes records; false: one producer, and every "
+        "commit stalls the uplink (flush, EndTxn, the next "
+        "AddPartitionsToTxn)."),
     OPT("kafka.queue_max_messages", UINT, kafka.queue_max_messages, "20000",
         RESTART,
         "librdkafka's queue cap in messages (memory stays flat whatever "

@@ -315,7 +315,7 @@ void sync__commit_local(sl_sync_t *up) {
   size_t in_group = 0;
   for (size_t i = 0; i < up->nstreams; i++) {
     sync_stream_t *s = &up->streams[i];
-    if (!s->touched)
+    if (!s->cm_touched)
       continue;
     /* A group holds at most 16 streams: submit full ones. */
     if (g && in_group == 16) {
@@ -333,7 +333,7 @@ void sync__commit_local(sl_sync_t *up) {
     sl_store_group_state_put(g, key, strlen(key), val, sizeof(val));
     in_group++;
   }
-  if (up->gap_txn_n) {
+  if (up->cm_gap_n) {
     sl_sync_ckpt_t cp = {.backlog_next = up->gap_cp,
                          .live_start = up->gap_cp,
                          .live_next = up->gap_cp};

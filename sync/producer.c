@@ -68,13 +68,13 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
 }
 
 /* Builds the producer's config; NULL on error (errstr says why). */
-static rd_kafka_conf_t *producer_conf(sl_sync_t *up, char *errstr,
-                                      size_t errlen) {
+static rd_kafka_conf_t *producer_conf(sl_sync_t *up, const char *txn_id,
+                                      char *errstr, size_t errlen) {
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   char buf[32];
   int rc = 0;
   rc |= set(conf, "bootstrap.servers", up->brokers, errstr, errlen);
-  rc |= set(conf, "client.id", up->txn_id, errstr, errlen);
+  rc |= set(conf, "client.id", txn_id, errstr, errlen);
   rc |= set(conf, "acks", "all", errstr, errlen);
   rc |= set(conf, "enable.idempotence", "true", errstr, errlen);
   rc |= set(conf, "linger.ms", "1", errstr, errlen);
@@ -89,7 +89,7 @@ static rd_kafka_conf_t *producer_conf(sl_sync_t *up, char *errstr,
   snprintf(buf, sizeof(buf), "%u", up->o.max_record_bytes + 1024);
   rc |= set(conf, "message.max.bytes", buf, errstr, errlen);
   if (!up->o.at_least_once) {
-    rc |= set(conf, "transactional.id", up->txn_id, errstr, errlen);
+    rc |= set(conf, "transactional.id", txn_id, errstr, errlen);
     snprintf(buf, sizeof(buf), "%u", up->o.txn_timeout_ms);
     rc |= set(conf, "transaction.timeout.ms", buf, errstr, errlen);
   }
@@ -132,62 +132,98 @@ static int txn_error(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
   return rc;
 }
 
-int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
-  rd_kafka_conf_t *conf = producer_conf(up, errstr, errlen);
+/* Opens producer p: with exactly-once, init_transactions() fences an older
+ * instance with the same transactional.id and aborts what it left open. */
+static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
+                     size_t errlen) {
+  rd_kafka_conf_t *conf = producer_conf(up, p->txn_id, errstr, errlen);
   char e[512];
   int rc;
   if (!conf)
     return SL_ECONFIG;
-  if (!(up->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e)))) {
+  if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e)))) {
     rd_kafka_conf_destroy(conf);
     snprintf(errstr, errlen, "rd_kafka_new: %s", e);
     return SL_ECONFIG;
   }
   if (!up->o.at_least_once) {
-    rd_kafka_error_t *error = rd_kafka_init_transactions(up->rk, 30000);
+    rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, 30000);
     if (error) {
       bool fatal;
-      snprintf(errstr, errlen, "init_transactions: %s",
+      snprintf(errstr, errlen, "init_transactions (%s): %s", p->txn_id,
                rd_kafka_error_string(error));
       rc = txn_error(up, error, "init_transactions", &fatal);
       goto fail;
     }
   }
+  if (!p->rkt && !(p->rkt = calloc(up->nstreams + 1, sizeof(*p->rkt))))
+    abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
-    up->streams[i].rkt = rd_kafka_topic_new(up->rk, up->streams[i].topic, NULL);
+    p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
   if (!up->o.at_least_once)
-    up->ckpt_rkt = rd_kafka_topic_new(up->rk, up->ckpt_topic, NULL);
+    p->ckpt_rkt = rd_kafka_topic_new(p->rk, up->ckpt_topic, NULL);
   if (*up->gap_topic)
-    up->gap_rkt = rd_kafka_topic_new(up->rk, up->gap_topic, NULL);
+    p->gap_rkt = rd_kafka_topic_new(p->rk, up->gap_topic, NULL);
+  return 0;
+fail:
+  rd_kafka_destroy(p->rk);
+  p->rk = NULL;
+  return rc;
+}
+
+static void prod_close(sl_sync_t *up, sync_prod_t *p) {
+  if (!p->rk)
+    return;
+  for (size_t i = 0; p->rkt && i < up->nstreams; i++) {
+    if (p->rkt[i])
+      rd_kafka_topic_destroy(p->rkt[i]);
+    p->rkt[i] = NULL;
+  }
+  if (p->ckpt_rkt)
+    rd_kafka_topic_destroy(p->ckpt_rkt);
+  if (p->gap_rkt)
+    rd_kafka_topic_destroy(p->gap_rkt);
+  p->ckpt_rkt = p->gap_rkt = NULL;
+  /* Nothing we still need is queued: an open transaction is aborted by the
+   * next init_transactions() (or was aborted), and at-least-once chunks are
+   * resent from the local cursor. */
+  rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(p->rk, 0);
+  rd_kafka_destroy(p->rk);
+  p->rk = NULL;
+}
+
+void sync__producer_use(sl_sync_t *up, int k) {
+  sync_prod_t *p = &up->prod[k];
+  up->cur = k;
+  up->rk = p->rk;
+  for (size_t i = 0; i < up->nstreams; i++)
+    up->streams[i].rkt = p->rkt ? p->rkt[i] : NULL;
+  up->ckpt_rkt = p->ckpt_rkt;
+  up->gap_rkt = p->gap_rkt;
+}
+
+int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
+  int rc;
+  for (int k = 0; k < up->nprod; k++)
+    if ((rc = prod_open(up, &up->prod[k], errstr, errlen)) < 0) {
+      while (k-- > 0)
+        prod_close(up, &up->prod[k]);
+      return rc;
+    }
+  sync__producer_use(up, 0);
   pthread_mutex_lock(&up->lock);
   up->stats.connected = 1;
   pthread_mutex_unlock(&up->lock);
   return 0;
-fail:
-  rd_kafka_destroy(up->rk);
-  up->rk = NULL;
-  return rc;
 }
 
+/* The committer must not be inside commit_transaction() (the uplink
+ * collects its result before closing). */
 void sync__producer_close(sl_sync_t *up) {
-  if (!up->rk)
-    return;
-  for (size_t i = 0; i < up->nstreams; i++) {
-    if (up->streams[i].rkt)
-      rd_kafka_topic_destroy(up->streams[i].rkt);
-    up->streams[i].rkt = NULL;
-  }
-  if (up->ckpt_rkt)
-    rd_kafka_topic_destroy(up->ckpt_rkt);
-  if (up->gap_rkt)
-    rd_kafka_topic_destroy(up->gap_rkt);
-  up->ckpt_rkt = up->gap_rkt = NULL;
-  /* Nothing we still need is queued: an open transaction was aborted and
-   * at-least-once chunks are resent from the local cursor. */
-  rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_poll(up->rk, 0);
-  rd_kafka_destroy(up->rk);
-  up->rk = NULL;
+  for (int k = 0; k < up->nprod; k++)
+    prod_close(up, &up->prod[k]);
+  sync__producer_use(up, 0);
   up->in_txn = false;
 }
 

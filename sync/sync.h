@@ -77,6 +77,9 @@ typedef struct sl_sync_opts {
   double backlog_share;           /* backlog lane's part of the cap */
   uint64_t backlog_threshold;     /* events behind that open two lanes */
   uint32_t txn_timeout_ms;        /* transaction.timeout.ms */
+  int serial_commits;             /* exactly-once with one producer: each commit
+                                     stalls the next transaction (default 0: two
+                                     producers, commits overlap the next one) */
 } sl_sync_opts_t;
 
 /* Per stream counters and gauges (a snapshot). */

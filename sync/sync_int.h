@@ -19,6 +19,7 @@
 #define SYNC_POISON_MAX 1024 /* remembered poison (stream, offset) pairs */
 #define SYNC_GAPS_PER_TXN 64 /* gap records forwarded per transaction */
 #define SYNC_DLQ_STREAM "_dlq"
+#define SYNC_PRODUCERS 2 /* exactly-once: one commits, one takes records */
 
 /* A read position in one lane of one stream. */
 typedef struct sync_lane {
@@ -45,7 +46,12 @@ typedef struct sync_stream {
   bool touched;          /* the open transaction carries records of it */
   sync_lane_t live, backlog;
   uint64_t txn_events, txn_bytes; /* in the open transaction */
-  int64_t oldest_ns;              /* event time at the first undelivered */
+  /* The transaction handed to the committer (sealed, not yet confirmed):
+   * its positions become cp once the commit is confirmed. */
+  sl_sync_ckpt_t cm_cp;
+  bool cm_touched;
+  uint64_t cm_events, cm_bytes;
+  int64_t oldest_ns; /* event time at the first undelivered */
   /* Rate bookkeeping (thread-owned). */
   uint64_t rate_delivered, rate_next;
   /* Stats (under up->lock). */
@@ -57,6 +63,14 @@ typedef struct sync_poison {
   uint64_t offset;
   int err; /* rd_kafka_resp_err_t that rejected it */
 } sync_poison_t;
+
+/* One librdkafka producer with its topic handles. */
+typedef struct sync_prod {
+  rd_kafka_t *rk;
+  rd_kafka_topic_t **rkt; /* per stream (nstreams entries) */
+  rd_kafka_topic_t *ckpt_rkt, *gap_rkt;
+  char *txn_id; /* owned */
+} sync_prod_t;
 
 struct sl_sync {
   sl_store_t *st;
@@ -76,9 +90,26 @@ struct sl_sync {
   bool kick;             /* under lock */
   sl_sync_stats_t stats; /* under lock; streams[] mirror sync_stream_t.st */
 
-  /* thread-owned */
+  /* thread-owned. rk, the streams' rkt, ckpt_rkt and gap_rkt are those of
+   * prod[cur], the producer that takes records now. */
+  sync_prod_t prod[SYNC_PRODUCERS];
+  int nprod, cur;
   rd_kafka_t *rk;
   bool in_txn;
+  /* Pipelined commits (exactly-once with two producers): the sealed
+   * transaction of the other producer commits on the committer thread
+   * while this thread fills the next one. committing: one was handed over
+   * and is not yet collected; cm_gap_*: its gap bookkeeping. */
+  bool committing;
+  uint64_t cm_gap_pend, cm_gap_n;
+  pthread_t cm_thread;
+  bool cm_started;
+  pthread_mutex_t cm_lock; /* guards the four fields below */
+  pthread_cond_t cm_cond;
+  rd_kafka_t *cm_rk; /* producer whose transaction to commit, or NULL */
+  bool cm_done, cm_quit;
+  rd_kafka_error_t *cm_error; /* the commit's result (owned) */
+  double cm_ms;               /* the commit's latency */
   rd_kafka_topic_t *ckpt_rkt, *gap_rkt;
   uint64_t gap_cp, gap_pend; /* next gap seq: committed, in the txn */
   uint64_t gap_store_seq;    /* next gap seq the store has not acked */
@@ -102,8 +133,12 @@ struct sl_sync {
 };
 
 /* producer.c */
+/* Opens up->nprod producers (initialising transactions) and makes the
+ * first one current. */
 int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen);
 void sync__producer_close(sl_sync_t *up);
+/* Makes prod[k] the producer that takes records. */
+void sync__producer_use(sl_sync_t *up, int k);
 int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
                        char *errstr, size_t errlen);
 /* Produces one record; waits (serving callbacks) while the queue is full.

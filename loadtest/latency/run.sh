@@ -6,7 +6,7 @@
 #
 #   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
 #                        [--delivery exactly_once|at_least_once]
-#                        [--commit-interval 100ms]
+#                        [--commit-interval 100ms] [--serial-commits]
 #
 # Steps: (1) a private Kafka (scripts/kafka.sh: own state dir, free ports);
 # the stream's topic is created with message.timestamp.type=LogAppendTime;
@@ -21,6 +21,7 @@
 # and the last historical record make the "during drain" figures.
 set -euo pipefail
 warmup=2 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
+pipeline=true
 while [[ $# -gt 0 ]]; do
   case $1 in
   --rate) rate=$2; shift 2 ;;
@@ -29,7 +30,8 @@ while [[ $# -gt 0 ]]; do
   --backlog) backlog=$2; shift 2 ;;
   --delivery) delivery=$2; shift 2 ;;
   --commit-interval) commit_interval=$2; shift 2 ;;
-  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T]" >&2; exit 2 ;;
+  --serial-commits) pipeline=false; shift ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -71,6 +73,7 @@ kafka:
   brokers: "$brokers"
   delivery: $delivery
   commit_interval: $commit_interval
+  commit_pipeline: $pipeline
 streams:
   - name: readings
     topic: $topic
@@ -132,9 +135,9 @@ start_daemon
   { echo "latency: sl_latency failed: $(cat "$work/drain.json")" >&2; exit 1; }
 stop_daemon
 
-python3 - "$work" "$rate" "$delivery" "$commit_interval" <<'PY'
+python3 - "$work" "$rate" "$delivery" "$commit_interval" "$pipeline" <<'PY'
 import json, sys
-w, rate, delivery, ci = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+w, rate, delivery, ci, pipeline = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "true"
 a = json.load(open(w + "/live.json"))
 b = json.load(open(w + "/drain.json"))
 out = {
@@ -149,7 +152,7 @@ out = {
     "measured": a["measured"], "measured_during_drain": b["measured_during_drain"],
     "drain_seconds": b["drain_seconds"], "historical_seen": b["historical_seen"],
     "missing": a["missing"] + b["missing"], "failed": a["failed"] + b["failed"],
-    "delivery": delivery, "commit_interval": ci,
+    "delivery": delivery, "commit_interval": ci, "commit_pipeline": pipeline,
     "timestamp": "LogAppendTime" if not (a["create_time_records"] or b["create_time_records"]) else "CreateTime",
 }
 print(json.dumps(out))

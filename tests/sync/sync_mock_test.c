@@ -8,6 +8,11 @@
  *                                    OUT_OF_ORDER_SEQUENCE_NUMBER
  *   sync_mock_test rtt [eos|alo]     every broker's round trip rises above
  *                                    message.timeout.ms for a while
+ *   sync_mock_test endtxn eos        EndTxn requests fail: a retriable
+ *                                    NOT_COORDINATOR, then an abortable
+ *                                    UNKNOWN_PRODUCER_ID, with the next
+ *                                    transaction already open on the
+ *                                    other producer (pipelined commits)
  *
  * What can be checked, and what cannot: the mock cluster implements the
  * transactional producer's requests (InitProducerId, AddPartitionsToTxn,
@@ -40,6 +45,7 @@
 #define BATCH 500u
 #define CHUNK 2000u
 #define PRODUCE_API 0 /* ApiKey of ProduceRequest */
+#define ENDTXN_API 26 /* ApiKey of EndTxnRequest */
 
 static char dir[256];
 
@@ -151,11 +157,13 @@ static void stats(sl_sync_t *up, sl_sync_stats_t *s) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || (strcmp(argv[1], "errors") && strcmp(argv[1], "rtt"))) {
-    fprintf(stderr, "usage: sync_mock_test errors|rtt [eos|alo]\n");
+  if (argc < 2 || (strcmp(argv[1], "errors") && strcmp(argv[1], "rtt") &&
+                   strcmp(argv[1], "endtxn"))) {
+    fprintf(stderr, "usage: sync_mock_test errors|rtt|endtxn [eos|alo]\n");
     return 2;
   }
   bool rtt = !strcmp(argv[1], "rtt");
+  bool endtxn = !strcmp(argv[1], "endtxn");
   bool alo = argc > 2 && !strcmp(argv[2], "alo");
 
   /* The mock cluster lives in a client instance of its own. */
@@ -237,6 +245,12 @@ int main(int argc, char **argv) {
       usleep(5000000); /* the fault's duration, not a synchronisation */
       for (int b = 1; b <= 3; b++)
         rd_kafka_mock_broker_set_rtt(mc, b, 0);
+    } else if (endtxn) {
+      rd_kafka_mock_push_request_errors(mc, ENDTXN_API, 3,
+                                        RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                                        RD_KAFKA_RESP_ERR_UNKNOWN_PRODUCER_ID,
+                                        RD_KAFKA_RESP_ERR_NOT_COORDINATOR);
+      fill(st, id, part * (EVENTS / 4), EVENTS / 4);
     } else {
       rd_kafka_mock_push_request_errors(
           mc, PRODUCE_API, 7, RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
@@ -269,7 +283,10 @@ int main(int argc, char **argv) {
     missing += count[k] == 0;
     dups += count[k] > 1 ? count[k] - 1 : 0;
   }
-  uint64_t bound = (s.txn_aborts + s.retries + s.producer_restarts) * CHUNK;
+  /* With pipelined commits a failure resends two transactions: the one
+   * whose commit failed and the one open on the other producer. */
+  uint64_t bound =
+      (s.txn_aborts + s.retries + s.producer_restarts) * CHUNK * (alo ? 1 : 2);
   printf("%s %s: %u stored, %" PRIu64 " records, %" PRIu64 " missing, %" PRIu64
          " duplicates (bound %" PRIu64 "), %" PRIu64 " commits, %" PRIu64
          " aborts, %" PRIu64 " retries, %" PRIu64 " producer restarts, %" PRIu64
