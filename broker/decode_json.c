@@ -1,5 +1,6 @@
 /*
- * JSON events (HTTP ingest, MQTT JSON payloads) -> serialized EventBatch.
+ * JSON events (HTTP ingest, MQTT "event" payloads) -> serialized EventBatch.
+ * MQTT's mapped payloads have their own scanner: decode_json_mapped.c.
  * jansson parses; each event is built as a protobuf-c struct pointing into
  * the JSON tree (no copies) and packed straight into the batch buffer.
  * Unknown keys are rejected: a typo in "vaule" must not silently turn a
@@ -39,7 +40,7 @@ void sl_json_batch_close(sl_json_batch_t *jb) {
 }
 
 /* Parses RFC 3339 ("2026-11-27T02:00:00.123456789Z", "+01:00" offsets). */
-static int parse_rfc3339(const char *s, int64_t *out) {
+int json__parse_rfc3339(const char *s, int64_t *out) {
   struct tm tm = {0};
   int n = 0, frac_digits = 0;
   int64_t frac = 0, off_s = 0;
@@ -99,7 +100,7 @@ static int get_time(json_t *obj, int64_t def, int64_t *t, char *e, size_t el) {
   }
   if ((v = json_object_get(obj, "time"))) {
     if (json_is_string(v)) {
-      if (parse_rfc3339(json_string_value(v), t) < 0)
+      if (json__parse_rfc3339(json_string_value(v), t) < 0)
         return bad(e, el, "\"time\" \"%.40s\" is not RFC 3339",
                    json_string_value(v));
       return 0;
@@ -521,170 +522,5 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
   return 0;
 fail:
   sl_json_batch_reset(jb);
-  return rc;
-}
-
-/* ---- MQTT JSON payloads ------------------------------------------------ */
-
-/* Follows a dotted path; "" is root itself. Returns NULL when absent. */
-static json_t *at_path(json_t *root, const char *path) {
-  json_t *v = root;
-  char key[128];
-  while (*path) {
-    const char *dot = strchr(path, '.');
-    size_t n = dot ? (size_t)(dot - path) : strlen(path);
-    if (n >= sizeof(key) || !json_is_object(v))
-      return NULL;
-    memcpy(key, path, n);
-    key[n] = '\0';
-    if (!(v = json_object_get(v, key)))
-      return NULL;
-    path += n + (dot ? 1 : 0);
-  }
-  return v;
-}
-
-static int mapped_bad(const char **reason, const char *why, char *e, size_t el,
-                      const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int mapped_bad(const char **reason, const char *why, char *e, size_t el,
-                      const char *fmt, ...) {
-  va_list ap;
-  *reason = why;
-  va_start(ap, fmt);
-  vsnprintf(e, el, fmt, ap);
-  va_end(ap);
-  return SL_EPROTO;
-}
-
-static int mapped_one(json_t *obj, const sl_json_map_t *map, const char *source,
-                      Sluice__V1__Attribute **pattrs, size_t nattrs,
-                      int64_t def_time, sl_json_batch_t *jb,
-                      const char **reason, char *e, size_t el) {
-  Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
-  Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
-  json_t *v = at_path(obj, map->value);
-  char why[160];
-
-  if (!v)
-    return mapped_bad(reason, "no_value", e, el, "no value at \"%.60s\"",
-                      map->value);
-  if (json_is_integer(v)) {
-    rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
-    rd.int_value = json_integer_value(v);
-  } else if (json_is_real(v)) {
-    double d = json_real_value(v);
-    if (!isfinite(d))
-      return mapped_bad(reason, "bad_number", e, el, "value is not finite");
-    rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
-    rd.double_value = d;
-  } else if (json_is_boolean(v)) {
-    rd.value_case = SLUICE__V1__READING__VALUE_BOOL_VALUE;
-    rd.bool_value = json_is_true(v);
-  } else if (json_is_string(v)) {
-    rd.value_case = SLUICE__V1__READING__VALUE_STRING_VALUE;
-    rd.string_value = (char *)json_string_value(v);
-  } else {
-    return mapped_bad(reason, "bad_type", e, el,
-                      "value at \"%.60s\" must be a number, a boolean or a "
-                      "string",
-                      map->value);
-  }
-  ev.time_ns = def_time;
-  if (*map->time && (v = at_path(obj, map->time))) {
-    if (json_is_string(v)) {
-      if (parse_rfc3339(json_string_value(v), &ev.time_ns) < 0)
-        return mapped_bad(reason, "bad_time", e, el,
-                          "time \"%.40s\" is not RFC 3339",
-                          json_string_value(v));
-    } else if (json_is_integer(v)) {
-      /* Integers exactly: a double has 53 bits, epoch ns need 61. */
-      if (__builtin_mul_overflow((int64_t)json_integer_value(v),
-                                 map->time_unit_ns, &ev.time_ns))
-        return mapped_bad(reason, "bad_time", e, el, "time out of range");
-    } else if (json_is_real(v)) {
-      double t = json_real_value(v) * (double)map->time_unit_ns;
-      if (!(t > -9.2e18 && t < 9.2e18))
-        return mapped_bad(reason, "bad_time", e, el, "time out of range");
-      ev.time_ns = (int64_t)llround(t);
-    } else {
-      return mapped_bad(reason, "bad_time", e, el,
-                        "time must be RFC 3339 text or a number");
-    }
-  }
-  if (*map->quality && (v = at_path(obj, map->quality)) &&
-      get_quality(v, &rd, why, sizeof(why)) < 0)
-    return mapped_bad(reason, "bad_type", e, el, "%s", why);
-  if (*map->unit && (v = at_path(obj, map->unit))) {
-    if (!json_is_string(v))
-      return mapped_bad(reason, "bad_type", e, el, "unit must be a string");
-    rd.unit = (char *)json_string_value(v);
-  }
-  ev.source = (char *)source;
-  ev.body_case = SLUICE__V1__EVENT__BODY_READING;
-  ev.reading = &rd;
-  ev.n_attributes = nattrs;
-  ev.attributes = pattrs;
-  return sl_json_batch_add(jb, &ev);
-}
-
-int sl_json_decode_mapped(const char *payload, size_t len,
-                          const sl_json_map_t *map, const char *source,
-                          const sl_json_attr_t *attrs, size_t nattrs,
-                          int64_t default_time_ns, uint32_t max_events,
-                          sl_json_batch_t *jb, const char **reason,
-                          char *errstr, size_t errlen) {
-  sl_json_batch_t saved = *jb;
-  Sluice__V1__Attribute a[8], *pa[8];
-  json_error_t jerr;
-  json_t *root;
-  int rc = 0;
-
-  if (nattrs > 8)
-    nattrs = 8;
-  for (size_t i = 0; i < nattrs; i++) {
-    sluice__v1__attribute__init(&a[i]);
-    a[i].key = (char *)attrs[i].key;
-    a[i].value = (char *)attrs[i].value;
-    pa[i] = &a[i];
-  }
-  root =
-      json_loadb(payload, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-  if (!root) {
-    enum json_error_code c = json_error_code(&jerr);
-    return mapped_bad(reason,
-                      c == json_error_stack_overflow     ? "too_deep"
-                      : c == json_error_numeric_overflow ? "bad_number"
-                                                         : "bad_json",
-                      errstr, errlen, "invalid JSON at byte %d: %s",
-                      jerr.position, jerr.text);
-  }
-  if (json_is_array(root) && *map->value) {
-    size_t n = json_array_size(root);
-    if (n == 0)
-      rc = mapped_bad(reason, "no_value", errstr, errlen, "empty array");
-    else if (n > max_events)
-      rc = mapped_bad(reason, "too_many", errstr, errlen,
-                      "%zu events in one payload (limit %u)", n, max_events);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-      char why[200];
-      if ((rc = mapped_one(json_array_get(root, i), map, source, pa, nattrs,
-                           default_time_ns, jb, reason, why, sizeof(why))) < 0)
-        snprintf(errstr, errlen, "[%zu]: %s", i, why);
-    }
-  } else {
-    rc = mapped_one(root, map, source, pa, nattrs, default_time_ns, jb, reason,
-                    errstr, errlen);
-  }
-  json_decref(root);
-  if (rc == -ENOMEM)
-    *reason = "no_memory";
-  if (rc < 0) {
-    /* Leave jb as it was: earlier payloads of the burst stay. */
-    jb->buf.len = saved.buf.len;
-    jb->count = saved.count;
-    jb->min_time_ns = saved.min_time_ns;
-    jb->max_time_ns = saved.max_time_ns;
-  }
   return rc;
 }

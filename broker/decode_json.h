@@ -1,6 +1,8 @@
 /*
- * JSON -> sluice.v1.Event decoding, shared by HTTP ingest and (later) MQTT's
- * JSON decoder. The accepted shape is documented in docs/HTTP.md.
+ * JSON -> sluice.v1.Event decoding, shared by HTTP ingest and MQTT's JSON
+ * decoders (decode_json.c: jansson trees for sluice's own event JSON;
+ * decode_json_mapped.c: a one-pass scanner for mapped MQTT payloads). The
+ * accepted shape is documented in docs/HTTP.md and docs/MQTT.md.
  */
 #ifndef SL_DECODE_JSON_H
 #define SL_DECODE_JSON_H
@@ -62,8 +64,11 @@ typedef struct sl_json_attr {
  * attached to every event. At most max_events events per payload. On error
  * jb is left exactly as it was, *reason gets a static short name for the
  * metrics (bad_json, too_deep, bad_number, bad_type, no_value, bad_time,
- * too_many) and errstr the details. payload, map, source, attrs: borrowed.
- * Errors: SL_EPROTO, SL_ETOOBIG (too_many), -ENOMEM.
+ * too_many, no_memory) and errstr the details. The JSON checks are
+ * jansson's (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, the first error in
+ * the payload wins), without building a tree. payload need not be
+ * terminated. payload, map, source, attrs: borrowed.
+ * Errors: SL_EPROTO (also for too_many), -ENOMEM.
  */
 int sl_json_decode_mapped(const char *payload, size_t len,
                           const sl_json_map_t *map, const char *source,
@@ -75,5 +80,9 @@ int sl_json_decode_mapped(const char *payload, size_t len,
 /* Appends one packed event to jb (EventBatch field 1) and updates its count
  * and time range. ev: borrowed (a Sluice__V1__Event). Errors: -ENOMEM. */
 int sl_json_batch_add(sl_json_batch_t *jb, const void *ev);
+
+/* Internal to decode_json*.c: parses RFC 3339 text ("2026-11-27T02:00:00.1Z",
+ * "+01:00" offsets) into *out (ns since the epoch). Returns 0 or -1. */
+int json__parse_rfc3339(const char *s, int64_t *out);
 
 #endif /* SL_DECODE_JSON_H */

@@ -62,6 +62,7 @@ struct sl_mqtt_link {
   bool drop;              /* destroy the handle at the next safe point */
   bool paused;            /* reading stopped (ack-after-commit) */
   int subacks;            /* SUBACKs still expected */
+  bool log_on;            /* libmosquitto's log callback is set */
   /* May queued packets be written now? The ingest link says no while a
    * PUBACK for an uncommitted message may be queued. */
   bool (*may_write)(sl_mqtt_link_t *l);

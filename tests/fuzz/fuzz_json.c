@@ -1,15 +1,28 @@
-/* libFuzzer target: HTTP / MQTT JSON event bodies (broker/decode_json.c). */
+/*
+ * libFuzzer target: HTTP / MQTT JSON event bodies (broker/decode_json.c)
+ * and mapped MQTT JSON payloads (broker/decode_json_mapped.c). Every input
+ * goes through both: the HTTP body decoder, and the mapped scanner under
+ * several field maps, whose result, reason and events must be exactly those
+ * of the jansson tree decoder it replaced (json_mapped_ref.c).
+ */
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include "broker/decode_json.h"
+#include "tests/fuzz/json_mapped_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sl_json_batch_t jb;
-  char err[256];
+  char err[256], why[400];
   sl_json_batch_init(&jb);
   sl_json_decode_body((const char *)data, size, 0, 1000, &jb, err, sizeof(err));
   sl_json_batch_close(&jb);
+  if (json_mapped_compare(data, size, why, sizeof(why)) < 0) {
+    fprintf(stderr, "mapped JSON decoders disagree: %s\n", why);
+    abort();
+  }
   return 0;
 }
