@@ -86,6 +86,11 @@ done
 grep -q 'mqtt subscribed' "$work/daemon.log" || { echo "sluice not subscribed" >&2; cat "$work/daemon.log" >&2; exit 1; }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+# A series' value on sluice's admin endpoint (0 when absent).
+series() {
+  curl -s "http://127.0.0.1:$aport/metrics" |
+    awk -v s="$1" 'index($0, s " ") == 1 {v = $2} END {print v + 0}'
+}
 hz=$(getconf CLK_TCK)
 best() { # best events_per_s among JSON lines in file $1
   python3 -c "import json,sys;print(max(json.loads(l)['events_per_s'] for l in open('$1')))"
@@ -98,11 +103,16 @@ for q in 1 0; do
       --publishers "$publishers" --topic "bench/ref$q" --sub ref | tee -a "$work/ref$q" >&2
     echo "mqtt: QoS $q round $r: sluice" >&2
     c0=$(cpu_ticks)
+    b0=$(series "sluice_ingest_batches_total{path=\"mqtt\",stream=\"q$q\"}")
+    p0=$(series "sluice_ingest_pauses_total{path=\"mqtt\"}")
     "$bin/loadtest/mqtt/sl_mqtt_bench" --port "$mport" --qos $q --messages "$messages" \
       --publishers "$publishers" --topic "bench/q$q" --sub sluice --admin-port "$aport" \
       --series "sluice_ingest_events_total{path=\"mqtt\",stream=\"q$q\"}" | tee -a "$work/sl$q" >&2
     c1=$(cpu_ticks)
+    b1=$(series "sluice_ingest_batches_total{path=\"mqtt\",stream=\"q$q\"}")
+    p1=$(series "sluice_ingest_pauses_total{path=\"mqtt\"}")
     echo "$(( (c1 - c0) ))" >>"$work/cpu$q"
+    echo "$(( b1 - b0 )) $(( p1 - p0 ))" >>"$work/commits$q"
   done
 done
 rss=$(awk '/^RssAnon/ {print $2}' "/proc/$pid/status")
@@ -135,6 +145,11 @@ for q in (1, 0):
     out[f"qos{q}_pair_ratios"] = [round(x, 3) for x in pairs]
     out[f"qos{q}_received"] = max(r["received"] for r in sl_runs)
     out[f"qos{q}_sluice_cpu_s_per_million"] = round(min(cpu) / hz / (n / 1e6), 2)
+    # Commits (store batches of the stream) and read pauses per round:
+    # how many messages one group commit carried.
+    cm = [tuple(map(int, l.split())) for l in open(f"{work}/commits{q}")]
+    out[f"qos{q}_messages_per_commit"] = round(n * len(cm) / max(1, sum(c for c, _ in cm)))
+    out[f"qos{q}_read_pauses_per_round"] = round(sum(p for _, p in cm) / max(1, len(cm)))
 out["sluice_rss_anon_kb"] = rss
 print(json.dumps(out))
 PY

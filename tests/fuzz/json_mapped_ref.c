@@ -243,8 +243,22 @@ static int run_one(const sl_json_map_t *map, const uint8_t *data, size_t size,
   return rc;
 }
 
+/* jansson keeps the byte after a number or a literal in a NUL-terminated
+ * lookahead buffer, so a NUL byte there vanishes ("2\0" decodes as 2); the
+ * scanner rejects it as bad_json. Those inputs are not compared. */
+static int jansson_drops_nul(const uint8_t *data, size_t size) {
+  for (size_t i = 1; i < size; i++)
+    if (!data[i] &&
+        ((data[i - 1] >= '0' && data[i - 1] <= '9') ||
+         ((data[i - 1] | 0x20) >= 'a' && (data[i - 1] | 0x20) <= 'z')))
+      return 1;
+  return 0;
+}
+
 int json_mapped_compare(const uint8_t *data, size_t size, char *why,
                         size_t whylen) {
+  if (jansson_drops_nul(data, size))
+    return 0;
   for (size_t m = 0; m < sizeof(maps) / sizeof(maps[0]); m++) {
     for (uint32_t max = 2; max <= 100; max += 98) {
       sl_json_batch_t a, b;
