@@ -95,7 +95,15 @@ typedef struct key {
  * (NULL: the path cannot match there). */
 typedef struct paths {
   const char *rest[NPATHS];
+  size_t len[NPATHS]; /* length of rest's first component */
 } paths_t;
+
+/* Sets path i to r (NULL: none) and the length of its first component. */
+static void paths_set(paths_t *ps, int i, const char *r) {
+  const char *dot = r ? strchr(r, '.') : NULL;
+  ps->rest[i] = r;
+  ps->len[i] = !r ? 0 : dot ? (size_t)(dot - r) : strlen(r);
+}
 
 typedef struct scan {
   const unsigned char *p, *end, *base;
@@ -662,28 +670,29 @@ static void parse_value(scan_t *s, tok_t *t, const paths_t *below,
 static void paths_step(const scan_t *s, const paths_t *in, paths_t *out,
                        unsigned *target) {
   const jkey_t *k = &s->keys[s->nkeys - 1];
-  const unsigned char *kb = key_bytes(s, k);
+  const unsigned char *kb = NULL;
   *target = 0;
   for (int i = 0; i < NPATHS; i++) {
-    const char *r = in->rest[i], *dot;
-    size_t n;
+    const char *r = in->rest[i];
+    size_t n = in->len[i];
     out->rest[i] = NULL;
-    if (!r)
+    out->len[i] = 0;
+    if (!r || n != k->len || n > MAX_COMPONENT)
       continue;
-    dot = strchr(r, '.');
-    n = dot ? (size_t)(dot - r) : strlen(r);
-    if (n > MAX_COMPONENT || n != k->len || memcmp(r, kb, n))
+    if (!kb)
+      kb = key_bytes(s, k);
+    if (memcmp(r, kb, n))
       continue;
-    r += n + (dot ? 1 : 0);
+    r += n + (r[n] == '.');
     if (*r)
-      out->rest[i] = r;
+      paths_set(out, i, r);
     else
       *target |= 1u << i;
   }
 }
 
 static void parse_object(scan_t *s, tok_t *t, const paths_t *below) {
-  static const paths_t none = {{NULL}};
+  static const paths_t none = {{NULL}, {0}};
   keyset_t ks = {.first = s->nkeys};
   size_t kmark = s->kbuf.len;
   bool any = false;
@@ -931,7 +940,7 @@ int sl_json_decode_mapped(const char *payload, size_t len,
   sl_json_batch_t saved = *jb;
   Sluice__V1__Attribute a[8], *pa[8];
   mapped_err_t me = {0};
-  paths_t top = {{NULL}};
+  paths_t top = {{NULL}, {0}};
   unsigned top_target = 0;
   size_t n = 0;
   bool too_many = false, records = false;
@@ -963,12 +972,12 @@ int sl_json_decode_mapped(const char *payload, size_t len,
   /* Where each path starts: "" is the record itself for the value and
    * "absent" for the others. */
   if (*map->value)
-    top.rest[P_VALUE] = map->value;
+    paths_set(&top, P_VALUE, map->value);
   else
     top_target = 1u << P_VALUE;
-  top.rest[P_TIME] = *map->time ? map->time : NULL;
-  top.rest[P_QUALITY] = *map->quality ? map->quality : NULL;
-  top.rest[P_UNIT] = *map->unit ? map->unit : NULL;
+  paths_set(&top, P_TIME, *map->time ? map->time : NULL);
+  paths_set(&top, P_QUALITY, *map->quality ? map->quality : NULL);
+  paths_set(&top, P_UNIT, *map->unit ? map->unit : NULL);
 
   lex(&s, &t);
   if (t.type == T_LBRACKET && *map->value) {
