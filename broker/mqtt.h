@@ -9,6 +9,7 @@
  *   ingest_mqtt_map.c    topic rules with captures, source templates,
  *                        JSON and raw payloads, dead letters
  *   decode_sparkplug.c   Sparkplug B payloads, alias tables, seq, births
+ *   decode_json_mapped.c JSON payloads (json_scan.c: its lexer), no tree
  *   ingest_mqtt_fanout.c stored streams and node status published to MQTT
  *
  * Everything runs on the loop thread except the blocking connect, which

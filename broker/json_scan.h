@@ -1,0 +1,96 @@
+/*
+ * The JSON scanner behind sl_json_decode_mapped(): types shared by its
+ * lexer (json_scan.c) and its parser (decode_json_mapped.c). Private to
+ * those two files.
+ */
+#ifndef SL_BROKER_JSON_SCAN_H
+#define SL_BROKER_JSON_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { P_VALUE, P_TIME, P_QUALITY, P_UNIT, NPATHS };
+
+typedef enum {
+  T_EOF,
+  T_INVALID,
+  T_LBRACE,
+  T_RBRACE,
+  T_LBRACKET,
+  T_RBRACKET,
+  T_COLON,
+  T_COMMA,
+  T_STRING,
+  T_INT,
+  T_REAL,
+  T_TRUE,
+  T_FALSE,
+  T_NULL,
+} tok_type_t;
+
+typedef struct tok {
+  tok_type_t type;
+  const unsigned char *s, *e; /* T_STRING: the raw bytes between quotes */
+  bool escaped;               /* T_STRING: has a backslash escape */
+  bool nul;                   /* T_STRING: has \u0000 */
+  int64_t i;                  /* T_INT */
+  double d;                   /* T_REAL */
+} tok_t;
+
+/* A value found at a mapped path. */
+typedef struct found {
+  tok_type_t type; /* T_EOF: not found; T_LBRACE/T_LBRACKET: a container */
+  int64_t i;
+  double d;
+  size_t str; /* T_STRING: offset of the decoded, NUL-terminated text */
+} found_t;
+
+/* A growable byte buffer that starts in the scanner (no allocation for
+ * ordinary payloads). */
+typedef struct arena {
+  char *p;
+  size_t len, cap;
+  bool heap;
+} arena_t;
+
+/* A key of an object being parsed, for the duplicate check. */
+typedef struct key {
+  const unsigned char *raw; /* the key's bytes, when it has no escapes */
+  size_t off;               /* else its decoded bytes in kbuf at off */
+  size_t len;
+  uint32_t hash;
+} jkey_t;
+
+/* The rest of each mapped path still to match below the current object
+ * (NULL: the path cannot match there). */
+typedef struct scan {
+  const unsigned char *p, *end, *base;
+  unsigned depth; /* values open, the root included (as jansson counts) */
+  int err;        /* first error: SL_EPROTO or -ENOMEM; 0 = none */
+  const char *reason;
+  char *msg;
+  size_t msglen;
+  found_t found[NPATHS]; /* the record (event) being parsed */
+  arena_t str;           /* decoded strings of the record */
+  arena_t kbuf;          /* decoded escaped keys of the open objects */
+  jkey_t *keys;          /* keys of the open objects, innermost last */
+  size_t nkeys, capkeys;
+  char str0[512], kbuf0[256];
+  jkey_t keys0[32];
+} scan_t;
+
+/* Records the first error only, as jansson does: reason for the metrics,
+ * the message (with the byte offset) in s->msg. */
+void json__fail(scan_t *s, const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Records -ENOMEM (reason no_memory) unless an error is recorded. */
+void json__no_memory(scan_t *s);
+/* Reads the next token into t. An error inside a token is recorded in s
+ * and gives T_INVALID. T_STRING tokens point into the payload. */
+void json__lex(scan_t *s, tok_t *t);
+/* Decodes a string token (checked by json__lex) into a, NUL-terminated;
+ * *off gets where it starts. Returns 0 or -ENOMEM. */
+int json__decode_string(const tok_t *t, arena_t *a, size_t *off);
+
+#endif /* SL_BROKER_JSON_SCAN_H */
