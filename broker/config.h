@@ -126,6 +126,7 @@ typedef struct sl_config_stream {
   int policy;        /* sl_config_policy_t */
   uint64_t ttl_ms;   /* retention age, 0 = none */
   char *topic;       /* Kafka topic, default "sluice.<name>" */
+  int format;        /* Kafka values: 0 protobuf, 1 json */
 } sl_config_stream_t;
 
 /* One step of a pipeline (docs/PROCESSING.md). Exactly one of the head

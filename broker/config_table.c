@@ -42,6 +42,7 @@ static const char *const debug_contexts[] = {"store", "ingest", "http", "mqtt",
 static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
+static const char *const value_formats[] = {"protobuf", "json", NULL};
 
 static bool all_chars(const char *s, const char *extra, bool upper) {
   for (; *s; s++) {
@@ -168,6 +169,12 @@ static const sl_cfg_opt_t stream_opts[] = {
     STREAM_OPT("topic", STRING, topic, "", RESTART,
                "Kafka topic the stream is delivered to.", .check = check_topic,
                .doc_def = "sluice.<name>"),
+    STREAM_OPT("format", ENUM, format, "protobuf", RESTART,
+               "Kafka record values: protobuf (sluice.v1.Event, header "
+               "schema: sluice.v1.Event) or json (the object `sluice store "
+               "dump` prints, header schema: sluice.v1.Event+json). Keys "
+               "and headers are the same in both.",
+               .enums = value_formats),
 };
 
 static const sl_cfg_section_t stream_section = {

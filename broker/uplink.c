@@ -95,6 +95,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
       if (!strcmp(cfg->streams.v[j].name, sc[nsc].name)) {
         sc[nsc].topic = cfg->streams.v[j].topic;
         sc[nsc].priority = (uint8_t)cfg->streams.v[j].priority;
+        sc[nsc].json = cfg->streams.v[j].format == 1;
       }
     if (rtopic)
       sc[nsc].topic = rtopic;

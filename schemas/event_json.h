@@ -20,6 +20,17 @@
 int sl_event_json_value(json_t *o, const Sluice__V1__Reading *r,
                         const char *int_key);
 
+/*
+ * The whole event as a JSON object (new reference; NULL on allocation
+ * failure): stream, offset, source, time_ns, ingest_time_ns (append_time_ns,
+ * the batch's append time, when the event carries none: D7), and the body
+ * (reading, inference, raw with base64 data, gap, status) and attributes.
+ * The shape of `sluice store dump` and of Kafka values in `format: json`
+ * (docs/DELIVERY.md).
+ */
+json_t *sl_event_json(const char *stream, uint64_t offset,
+                      const Sluice__V1__Event *e, int64_t append_time_ns);
+
 /* "good", "uncertain", "bad", or "unknown" for a value from a newer peer. */
 const char *sl_event_quality_name(Sluice__V1__Quality q);
 

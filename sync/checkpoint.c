@@ -254,14 +254,26 @@ static int produce_gap(sl_sync_t *up, const sl_store_gap_t *g) {
   ev.ingest_time_ns = g->recorded_ns;
   ev.body_case = SLUICE__V1__EVENT__BODY_GAP;
   ev.gap = &gap;
-  if (sluice__v1__event__get_packed_size(&ev) > sizeof(buf))
-    return SL_ETOOBIG;
-  size_t len = sluice__v1__event__pack(&ev, buf);
+  const void *val = buf;
+  size_t len;
+  if (s->json) {
+    long jl = sync__json_value(up, s, g->first_offset, &ev, g->recorded_ns);
+    if (jl < 0)
+      return (int)jl;
+    val = up->jbuf;
+    len = (size_t)jl;
+  } else {
+    if (sluice__v1__event__get_packed_size(&ev) > sizeof(buf))
+      return SL_ETOOBIG;
+    len = sluice__v1__event__pack(&ev, buf);
+  }
   int on = snprintf(offbuf, sizeof(offbuf), "%llu",
                     (unsigned long long)g->first_offset);
   rd_kafka_vu_t h[5];
   const char *names[5] = {"node", "stream", "offset", "schema", "gap"};
-  const char *vals[5] = {up->node_id, s->name, offbuf, "sluice.v1.Event", "1"};
+  const char *vals[5] = {up->node_id, s->name, offbuf,
+                         s->json ? "sluice.v1.Event+json" : "sluice.v1.Event",
+                         "1"};
   for (int i = 0; i < 5; i++) {
     h[i].vtype = RD_KAFKA_VTYPE_HEADER;
     h[i].u.header.name = names[i];
@@ -269,7 +281,7 @@ static int produce_gap(sl_sync_t *up, const sl_store_gap_t *g) {
     h[i].u.header.size = i == 2 ? on : -1;
   }
   return sync__produce(up, up->gap_rkt ? up->gap_rkt : s->rkt, source,
-                       strlen(source), buf, len, h, 5, sync__opaque(0xffff, 0));
+                       strlen(source), val, len, h, 5, sync__opaque(0xffff, 0));
 }
 
 int sync__produce_gaps(sl_sync_t *up) {

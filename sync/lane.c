@@ -14,7 +14,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "schemas/event_json.h"
 #include "sync/sync_int.h"
+
+long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
+                      const Sluice__V1__Event *e, int64_t append_time_ns) {
+  json_t *o = sl_event_json(s->name, off, e, append_time_ns);
+  if (!o)
+    return -ENOMEM;
+  size_t n = json_dumpb(o, NULL, 0, JSON_COMPACT);
+  if (n > up->jbuf_cap) {
+    char *p = realloc(up->jbuf, n * 2);
+    if (!p) {
+      json_decref(o);
+      return -ENOMEM;
+    }
+    up->jbuf = p;
+    up->jbuf_cap = n * 2;
+  }
+  n = json_dumpb(o, up->jbuf, up->jbuf_cap, JSON_COMPACT);
+  json_decref(o);
+  return n ? (long)n : -ENOMEM;
+}
 
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical) {
@@ -107,7 +128,7 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
   size_t idx = (size_t)(s - up->streams);
   long sent = 0;
   char offbuf[24];
-  static const char schema[] = "sluice.v1.Event";
+  const char *schema = s->json ? "sluice.v1.Event+json" : "sluice.v1.Event";
   int rc;
 
   l->caught_up = false;
@@ -172,7 +193,27 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
     }
     const void *val = ev.data;
     size_t vlen = ev.len;
-    if (!ev.has_ingest_time) {
+    if (s->json) {
+      /* format: json: decoded and rendered (the protobuf path slices the
+       * stored bytes without a decode). */
+      Sluice__V1__Event *e = sluice__v1__event__unpack(NULL, ev.len, ev.data);
+      long jl = e ? sync__json_value(up, s, off, e, l->rec.append_time_ns)
+                  : SL_ECORRUPT;
+      if (e)
+        sluice__v1__event__free_unpacked(e, NULL);
+      if (jl == SL_ECORRUPT) {
+        sync__poison_add(up, idx, off, SL_ECORRUPT);
+        l->next = off + 1;
+        continue;
+      }
+      if (jl < 0) {
+        l->pos = save;
+        l->rec_off--;
+        return jl;
+      }
+      val = up->jbuf;
+      vlen = (size_t)jl;
+    } else if (!ev.has_ingest_time) {
       if (up->scratch_cap < ev.len + 16) {
         size_t cap = (ev.len + 16) * 2;
         uint8_t *p = realloc(up->scratch, cap);

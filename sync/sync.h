@@ -28,6 +28,7 @@
 #ifndef SL_SYNC_H
 #define SL_SYNC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,7 @@ typedef struct sl_sync_stream_conf {
   const char *name;  /* store stream name (borrowed, copied by new) */
   const char *topic; /* Kafka topic (borrowed, copied) */
   uint8_t priority;  /* 0..9, higher is served first */
+  bool json;         /* values as JSON (sl_event_json) instead of protobuf */
 } sl_sync_stream_conf_t;
 
 typedef struct sl_sync_opts {

@@ -14,6 +14,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "sluice/v1/event.pb-c.h"
 #include "sync/sync.h"
 
 #define SYNC_POISON_MAX 1024 /* remembered poison (stream, offset) pairs */
@@ -39,6 +40,7 @@ typedef struct sync_stream {
   char *topic; /* owned */
   uint32_t id; /* store stream id */
   uint8_t priority;
+  bool json;             /* values as JSON */
   rd_kafka_topic_t *rkt; /* topic handle of the current producer */
   char ckpt_key[160];    /* "<node>/<stream>" */
   sl_sync_ckpt_t cp;     /* committed to Kafka (and then locally) */
@@ -123,6 +125,8 @@ struct sl_sync {
   uint64_t rate_t_ns;
   uint8_t *scratch; /* value buffer for events that need ingest time */
   size_t scratch_cap;
+  char *jbuf; /* JSON value buffer (format json) */
+  size_t jbuf_cap;
   sync_poison_t poison[SYNC_POISON_MAX];
   size_t npoison;
   uint32_t dlq_stream; /* store id of SYNC_DLQ_STREAM */
@@ -160,6 +164,10 @@ int sync__produce_gaps(sl_sync_t *up);
 void sync__commit_local(sl_sync_t *up);
 
 /* lane.c */
+/* Renders event e (offset off of stream s) as JSON into up->jbuf; returns
+ * its length or a negative error. */
+long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
+                      const Sluice__V1__Event *e, int64_t append_time_ns);
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical);
 void sync__lane_close(sync_lane_t *l);

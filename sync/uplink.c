@@ -799,6 +799,7 @@ int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
     s->name = dup_or(c->name, "");
     s->topic = dup_or(c->topic, "");
     s->priority = c->priority;
+    s->json = c->json;
     up->nstreams++;
     if ((rc = sl_store_stream_lookup(st, s->name, &s->id)) < 0) {
       snprintf(errstr, errlen, "sync: stream '%s': %s", s->name,
@@ -906,6 +907,7 @@ void sl_sync_free(sl_sync_t *up) {
   free(up->streams);
   free(up->order);
   free(up->scratch);
+  free(up->jbuf);
   free(up->node_id);
   free(up->brokers);
   free(up->ckpt_topic);

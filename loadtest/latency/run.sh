@@ -7,6 +7,7 @@
 #   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
 #                        [--delivery exactly_once|at_least_once]
 #                        [--commit-interval 100ms] [--serial-commits]
+#                        [--out DIR]   (keeps the per-record dump and logs)
 #
 # Steps: (1) a private Kafka (scripts/kafka.sh: own state dir, free ports);
 # the stream's topic is created with message.timestamp.type=LogAppendTime;
@@ -20,8 +21,8 @@
 # every backlog record was seen; live records appended between the first
 # and the last historical record make the "during drain" figures.
 set -euo pipefail
-warmup=2 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
-pipeline=true
+warmup=5 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
+pipeline=true out=
 while [[ $# -gt 0 ]]; do
   case $1 in
   --rate) rate=$2; shift 2 ;;
@@ -31,7 +32,8 @@ while [[ $# -gt 0 ]]; do
   --delivery) delivery=$2; shift 2 ;;
   --commit-interval) commit_interval=$2; shift 2 ;;
   --serial-commits) pipeline=false; shift ;;
-  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits]" >&2; exit 2 ;;
+  --out) out=$2; shift 2 ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -124,6 +126,10 @@ for ts, a, v in rows:
 print("latency: live p99 per second:", " ".join("%d:%.0f" % (k, sorted(x)[int(len(x) * 0.99)]) for k, x in sorted(b.items())))
 PY
 stop_daemon
+if [[ -n $out ]]; then
+  mkdir -p "$out"
+  cp "$work/live.dump" "$work/daemon.log" "$out/"
+fi
 
 echo "latency: storing a backlog of $backlog events" >&2
 "$bin/loadtest/drain/sl_drain_load" --dir "$work/data" --events "$backlog" >/dev/null

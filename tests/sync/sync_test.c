@@ -16,6 +16,8 @@
  *                             and the stream goes on
  *   sync_test SLUICE gaps     undelivered data evicted while Kafka is out
  *                             of reach arrives as gap records
+ *   sync_test SLUICE json     a stream with `format: json`: kill -9 rounds,
+ *                             then every value is the JSON of its event
  *   sync_test SLUICE restart KAFKA_SH
  *                             a private Kafka stopped under load and
  *                             restarted on the same ports and data
@@ -36,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
 #include "sluice/client.h"
@@ -58,6 +61,7 @@ static pid_t live_pids[4];
   } while (0)
 
 static const char *kafka_sh; /* scripts/kafka.sh (scenario restart) */
+static bool json_values;     /* the stream has format: json */
 static int kafka_cmd(const char *verb);
 
 static void fail_cleanup(void) {
@@ -315,6 +319,54 @@ static const char *header(const rd_kafka_message_t *m, const char *name,
   return buf;
 }
 
+/*
+ * A `format: json` value as an Event holding the fields the checks read
+ * (source, ingest time, the reading's value, the gap's range); allocated
+ * with malloc so sluice__v1__event__free_unpacked(ev, NULL) frees it.
+ */
+static Sluice__V1__Event *event_from_json(const rd_kafka_message_t *m,
+                                          uint64_t off) {
+  json_error_t je;
+  json_t *o = json_loadb(m->payload, m->len, 0, &je);
+  CHECK(o, "offset %" PRIu64 ": value is not JSON: %s", off, je.text);
+  Sluice__V1__Event *ev = malloc(sizeof(*ev));
+  CHECK(ev, "malloc");
+  sluice__v1__event__init(ev);
+  const char *src = json_string_value(json_object_get(o, "source"));
+  CHECK(src && (ev->source = strdup(src)), "offset %" PRIu64 ": no source",
+        off);
+  CHECK(!strcmp(json_string_value(json_object_get(o, "stream")), "readings"),
+        "offset %" PRIu64 ": stream field", off);
+  ev->ingest_time_ns = json_integer_value(json_object_get(o, "ingest_time_ns"));
+  json_t *r = json_object_get(o, "reading"), *g = json_object_get(o, "gap");
+  if (r) {
+    CHECK(json_integer_value(json_object_get(o, "offset")) == (json_int_t)off,
+          "offset %" PRIu64 ": offset field", off);
+    Sluice__V1__Reading *rd = malloc(sizeof(*rd));
+    CHECK(rd, "malloc");
+    sluice__v1__reading__init(rd);
+    json_t *v = json_object_get(r, "value");
+    CHECK(json_is_number(v), "offset %" PRIu64 ": reading without a value",
+          off);
+    rd->value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+    rd->double_value = json_number_value(v);
+    ev->body_case = SLUICE__V1__EVENT__BODY_READING;
+    ev->reading = rd;
+  } else if (g) {
+    Sluice__V1__Gap *gp = malloc(sizeof(*gp));
+    CHECK(gp, "malloc");
+    sluice__v1__gap__init(gp);
+    gp->first_offset =
+        (uint64_t)json_integer_value(json_object_get(g, "first_offset"));
+    gp->last_offset =
+        (uint64_t)json_integer_value(json_object_get(g, "last_offset"));
+    ev->body_case = SLUICE__V1__EVENT__BODY_GAP;
+    ev->gap = gp;
+  }
+  json_decref(o);
+  return ev;
+}
+
 /* Last offset seen per (source, lane), for the order check. */
 typedef struct src_last {
   char key[64];
@@ -391,11 +443,15 @@ static void consume(const char *topic, const char *node, const expect_t *ex,
           "record without node header %s", nb);
     CHECK(header(m, "stream", hb, sizeof(hb)) && !strcmp(hb, "readings"),
           "stream header");
-    CHECK(header(m, "schema", hb, sizeof(hb)) && !strcmp(hb, "sluice.v1.Event"),
+    CHECK(header(m, "schema", hb, sizeof(hb)) &&
+              !strcmp(hb,
+                      json_values ? "sluice.v1.Event+json" : "sluice.v1.Event"),
           "schema header");
     CHECK(header(m, "offset", ob, sizeof(ob)), "offset header");
     uint64_t off = strtoull(ob, NULL, 10);
-    Sluice__V1__Event *ev = sluice__v1__event__unpack(NULL, m->len, m->payload);
+    Sluice__V1__Event *ev =
+        json_values ? event_from_json(m, off)
+                    : sluice__v1__event__unpack(NULL, m->len, m->payload);
     CHECK(ev, "value at offset %" PRIu64 " is not an Event", off);
     if (header(m, "gap", lb, sizeof(lb))) {
       CHECK(ev->body_case == SLUICE__V1__EVENT__BODY_GAP, "gap record body");
@@ -525,12 +581,13 @@ static int scenario_basic(void) {
 }
 
 static int kill_rounds(const char *topic, const char *node, const char *extra,
-                       bool alo) {
+                       const char *stream_extra, int rounds, bool alo) {
   const char *e = getenv("SL_SYNC_KILL_ROUNDS");
-  int rounds = e ? atoi(e) : 20;
+  if (e)
+    rounds = atoi(e);
   daemon_t a;
   daemon_init(&a, "a", node, bootstrap, extra);
-  daemon_stream(&a, topic, NULL);
+  daemon_stream(&a, topic, stream_extra);
   uint64_t total = 0;
   srand((unsigned)getpid());
   for (int r = 0; r < rounds; r++) {
@@ -553,13 +610,21 @@ static int scenario_kill9(void) {
   /* Small chunks and a low lane threshold: kills land in every phase,
    * with two lanes too. */
   return kill_rounds("kill9", "node-kill9",
+                     "  chunk_events: 5000\n  backlog_threshold: 30000\n", NULL,
+                     20, false);
+}
+
+static int scenario_json(void) {
+  json_values = true;
+  return kill_rounds("json", "node-json",
                      "  chunk_events: 5000\n  backlog_threshold: 30000\n",
-                     false);
+                     "    format: json\n", 5, false);
 }
 
 static int scenario_alo(void) {
   return kill_rounds("alo", "node-alo",
-                     "  delivery: at_least_once\n  chunk_events: 5000\n", true);
+                     "  delivery: at_least_once\n  chunk_events: 5000\n", NULL,
+                     20, true);
 }
 
 static int scenario_fence(void) {
@@ -766,6 +831,8 @@ int main(int argc, char **argv) {
     rc = scenario_gaps();
   else if (!strcmp(argv[2], "restart"))
     rc = scenario_restart();
+  else if (!strcmp(argv[2], "json"))
+    rc = scenario_json();
   else {
     fprintf(stderr, "unknown scenario %s\n", argv[2]);
     return 2;
