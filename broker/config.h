@@ -214,6 +214,7 @@ typedef struct sl_config {
     char *checkpoint_topic;         /* compacted checkpoint topic */
     char *transactional_id_prefix;  /* transactional.id = prefix + node.id */
     char *gap_topic;                /* "" = each stream's own topic */
+    char *dead_letter_stream;       /* refused records, "" = count only */
     sl_config_strlist_t properties; /* librdkafka "key=value" passthrough */
     uint64_t chunk_events;          /* records per transaction */
     uint64_t commit_interval_ms;    /* transaction length */

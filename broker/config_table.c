@@ -394,6 +394,13 @@ static const sl_cfg_opt_t root_opts[] = {
         "kafka.commit_pipeline): a second daemon with the same node.id "
         "fences the first.",
         .check = check_topic),
+    OPT("kafka.dead_letter_stream", STRING, kafka.dead_letter_stream, "",
+        RESTART,
+        "A configured stream that receives each record Kafka refuses for "
+        "good (too large, invalid), with attributes dlq.stream, dlq.offset, "
+        "dlq.topic and dlq.reason; it stays on the node (not forwarded). "
+        "\"\": refused records are only counted "
+        "(sluice_uplink_dead_lettered_total)."),
     OPT("kafka.gap_topic", STRING, kafka.gap_topic, "", RESTART,
         "Topic for gap records; \"\" sends them to the stream's own topic.",
         .check = check_topic),

@@ -56,6 +56,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.checkpoint_topic = cfg->kafka.checkpoint_topic;
   o.txn_id_prefix = cfg->kafka.transactional_id_prefix;
   o.gap_topic = cfg->kafka.gap_topic;
+  o.dead_letter_stream = cfg->kafka.dead_letter_stream;
   /* ssl.key.location joins the passthrough properties. */
   size_t np = cfg->kafka.properties.n;
   const char **props = calloc(np + 1, sizeof(char *));
@@ -88,6 +89,8 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
     const char *rtopic;
     if (sl_pipes_route_of(cfg, dm->streams[i].name, &rtopic))
       continue;
+    if (!strcmp(dm->streams[i].name, cfg->kafka.dead_letter_stream))
+      continue; /* what Kafka refused stays on the node */
     sc[nsc].name = dm->streams[i].name;
     sc[nsc].topic = "sluice.default";
     sc[nsc].priority = 5;

@@ -71,11 +71,96 @@ bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
   p->stream = (uint32_t)idx;
   p->offset = off;
   p->err = err;
+  p->moved = false;
   pthread_mutex_lock(&up->lock);
   up->streams[idx].st.dead_lettered++;
   up->stats.dead_lettered++;
   pthread_mutex_unlock(&up->lock);
   return true;
+}
+
+static void dlq_done(void *arg, int status, const uint64_t *offsets, size_t n) {
+  (void)arg;
+  (void)offsets;
+  (void)n;
+  (void)status; /* a failed copy leaves the event in its own stream */
+}
+
+void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
+                       const void *data, size_t len, int64_t append_time_ns) {
+  size_t idx = (size_t)(s - up->streams);
+  sync_poison_t *p = NULL;
+  for (size_t i = 0; i < up->npoison && !p; i++)
+    if (up->poison[i].stream == idx && up->poison[i].offset == off)
+      p = &up->poison[i];
+  if (!up->has_dlq || !p || p->moved)
+    return;
+  p->moved = true;
+  /* The stored event with attributes saying where it came from and why
+   * Kafka refused it; bytes that do not parse travel as a raw body. */
+  Sluice__V1__Event *e = sluice__v1__event__unpack(NULL, len, data);
+  Sluice__V1__Event raw_ev = SLUICE__V1__EVENT__INIT, *ev = e ? e : &raw_ev;
+  Sluice__V1__Raw raw = SLUICE__V1__RAW__INIT;
+  if (!e) {
+    raw.content_type = "application/x-protobuf";
+    raw.data.data = (uint8_t *)data;
+    raw.data.len = len;
+    raw_ev.source = s->name;
+    raw_ev.time_ns = append_time_ns;
+    raw_ev.body_case = SLUICE__V1__EVENT__BODY_RAW;
+    raw_ev.raw = &raw;
+  }
+  if (!ev->ingest_time_ns)
+    ev->ingest_time_ns = append_time_ns;
+  char offbuf[24];
+  snprintf(offbuf, sizeof(offbuf), "%llu", (unsigned long long)off);
+  const char *kv[4][2] = {
+      {"dlq.stream", s->name},
+      {"dlq.offset", offbuf},
+      {"dlq.topic", s->topic},
+      {"dlq.reason", p->err < 0
+                         ? sl_strerror(p->err)
+                         : rd_kafka_err2name((rd_kafka_resp_err_t)p->err)}};
+  size_t na = ev->n_attributes;
+  Sluice__V1__Attribute a[4], **pa = calloc(na + 4, sizeof(*pa));
+  Sluice__V1__Attribute **old = ev->attributes;
+  uint8_t *buf = NULL;
+  sl_store_batch_t *b = NULL;
+  sl_store_group_t *g = NULL;
+  if (!pa)
+    goto out;
+  for (size_t i = 0; i < na; i++)
+    pa[i] = old[i];
+  for (int i = 0; i < 4; i++) {
+    sluice__v1__attribute__init(&a[i]);
+    a[i].key = (char *)kv[i][0];
+    a[i].value = (char *)kv[i][1];
+    pa[na + (size_t)i] = &a[i];
+  }
+  ev->attributes = pa;
+  ev->n_attributes = na + 4;
+  Sluice__V1__EventBatch eb = SLUICE__V1__EVENT_BATCH__INIT;
+  eb.n_events = 1;
+  eb.events = &ev;
+  size_t blen = sluice__v1__event_batch__get_packed_size(&eb);
+  if ((buf = malloc(blen)) &&
+      (sluice__v1__event_batch__pack(&eb, buf),
+       sl_store_batch_new(up->st, up->dlq_stream, buf, blen, 1, ev->time_ns,
+                          ev->time_ns, &b) == 0) &&
+      sl_store_group_new(up->st, &g) == 0 && sl_store_group_add(g, b) == 0) {
+    b = NULL;
+    if (sl_store_group_submit(g, SL_STORE_SUBMIT_BLOCK, dlq_done, NULL) == 0)
+      g = NULL;
+  }
+  ev->attributes = old;
+  ev->n_attributes = na;
+out:
+  sl_store_batch_free(b);
+  sl_store_group_free(g);
+  free(buf);
+  free(pa);
+  if (e)
+    sluice__v1__event__free_unpacked(e, NULL);
 }
 
 static void hdr(rd_kafka_vu_t *h, const char *name, const void *val,
@@ -188,7 +273,9 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
     if (ev.len > up->o.max_record_bytes)
       sync__poison_add(up, idx, off, SL_ETOOBIG);
     if (sync__poisoned(up, idx, off)) {
-      l->next = off + 1; /* dead-lettered: counted, the lane goes on */
+      /* Dead-lettered: counted, copied, and the lane goes on. */
+      sync__dead_letter(up, s, off, ev.data, ev.len, l->rec.append_time_ns);
+      l->next = off + 1;
       continue;
     }
     const void *val = ev.data;
@@ -203,6 +290,7 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
         sluice__v1__event__free_unpacked(e, NULL);
       if (jl == SL_ECORRUPT) {
         sync__poison_add(up, idx, off, SL_ECORRUPT);
+        sync__dead_letter(up, s, off, ev.data, ev.len, l->rec.append_time_ns);
         l->next = off + 1;
         continue;
       }
@@ -243,6 +331,7 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
                        sync__opaque(idx, off));
     if (rc == SL_ETOOBIG) {
       sync__poison_add(up, idx, off, rc);
+      sync__dead_letter(up, s, off, ev.data, ev.len, l->rec.append_time_ns);
       l->next = off + 1;
       continue;
     }

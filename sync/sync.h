@@ -59,14 +59,17 @@ typedef struct sl_sync_stream_conf {
 } sl_sync_stream_conf_t;
 
 typedef struct sl_sync_opts {
-  const char *node_id;          /* node identity (config node.id) */
-  const char *brokers;          /* bootstrap.servers */
-  int at_least_once;            /* 0: exactly-once (transactions) */
-  const char *checkpoint_topic; /* compacted; "" or NULL: default */
-  const char *txn_id_prefix;    /* transactional.id = prefix + node_id */
-  const char *consumer;         /* local consumer cursor name */
-  const char *gap_topic;        /* "" or NULL: the stream's own topic */
-  const char *const *props;     /* extra librdkafka "key=value" pairs */
+  const char *node_id;            /* node identity (config node.id) */
+  const char *brokers;            /* bootstrap.servers */
+  int at_least_once;              /* 0: exactly-once (transactions) */
+  const char *checkpoint_topic;   /* compacted; "" or NULL: default */
+  const char *txn_id_prefix;      /* transactional.id = prefix + node_id */
+  const char *consumer;           /* local consumer cursor name */
+  const char *gap_topic;          /* "" or NULL: the stream's own topic */
+  const char *dead_letter_stream; /* store stream that receives records
+                                     Kafka refuses for good; "" or NULL:
+                                     counted only. Not forwarded. */
+  const char *const *props;       /* extra librdkafka "key=value" pairs */
   size_t nprops;
   const sl_sync_stream_conf_t *streams; /* nstreams entries */
   size_t nstreams;

@@ -63,7 +63,8 @@ typedef struct sync_stream {
 typedef struct sync_poison {
   uint32_t stream; /* index into up->streams */
   uint64_t offset;
-  int err; /* rd_kafka_resp_err_t that rejected it */
+  int err;    /* rd_kafka_resp_err_t that rejected it, or an SL_E* code */
+  bool moved; /* copied to the dead-letter stream */
 } sync_poison_t;
 
 /* One librdkafka producer with its topic handles. */
@@ -129,7 +130,8 @@ struct sl_sync {
   size_t jbuf_cap;
   sync_poison_t poison[SYNC_POISON_MAX];
   size_t npoison;
-  uint32_t dlq_stream; /* store id of SYNC_DLQ_STREAM */
+  uint32_t dlq_stream; /* store id of the dead-letter stream */
+  bool has_dlq;        /* o.dead_letter_stream is set */
   /* Delivery reports of the current chunk (librdkafka's thread calls
    * dr_cb only from rd_kafka_poll/flush on the uplink thread). */
   uint64_t dr_ok, dr_failed;
@@ -179,6 +181,10 @@ bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off);
 /* Remembers a record rejected for good and counts it as dead-lettered
  * (once). Returns true when it was new. */
 bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);
+/* Copies poisoned event (offset off of stream s, its stored bytes) to the
+ * dead-letter stream once, with why it was rejected. */
+void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
+                       const void *data, size_t len, int64_t append_time_ns);
 
 /* Encodes stream index and offset into a message opaque. */
 static inline void *sync__opaque(size_t idx, uint64_t off) {

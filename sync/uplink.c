@@ -749,6 +749,15 @@ int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
   up->ckpt_topic = dup_or(opts->checkpoint_topic, "sluice.checkpoints");
   up->consumer = dup_or(opts->consumer, "uplink");
   up->gap_topic = dup_or(opts->gap_topic, "");
+  if (opts->dead_letter_stream && *opts->dead_letter_stream) {
+    if ((rc = sl_store_stream_lookup(st, opts->dead_letter_stream,
+                                     &up->dlq_stream)) < 0) {
+      snprintf(errstr, errlen, "sync: dead-letter stream '%s': %s",
+               opts->dead_letter_stream, sl_strerror(rc));
+      goto fail;
+    }
+    up->has_dlq = true;
+  }
   snprintf(tmp, sizeof(tmp), "%.60s",
            opts->txn_id_prefix ? opts->txn_id_prefix : "sluice-");
   size_t tl = strlen(tmp) + strlen(up->node_id) + 1;

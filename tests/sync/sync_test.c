@@ -669,11 +669,61 @@ static int scenario_fence(void) {
   return 0;
 }
 
+/* The dead-letter stream holds the refused event (offset off, a raw body of
+ * len bytes) once, with where it came from and why. */
+static void check_dead_letter(const daemon_t *d, uint64_t off, size_t len) {
+  sl_store_opts_t so;
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  uint32_t id;
+  char err[256], want[24];
+  size_t events = 0;
+  int rc;
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(d->data, &so, &st, err, sizeof(err)) == 0,
+        "open store: %s", err);
+  CHECK(sl_store_stream_lookup(st, "dead", &id) == 0, "dead-letter stream");
+  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
+  snprintf(want, sizeof(want), "%" PRIu64, off);
+  while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b, "dead-letter batch");
+    for (size_t i = 0; i < b->n_events; i++, events++) {
+      const Sluice__V1__Event *e = b->events[i];
+      CHECK(e->body_case == SLUICE__V1__EVENT__BODY_RAW &&
+                e->raw->data.len == len,
+            "dead letter %zu is not the refused event", events);
+      const char *stream = NULL, *o = NULL, *reason = NULL;
+      for (size_t k = 0; k < e->n_attributes; k++) {
+        const char *key = e->attributes[k]->key;
+        if (!strcmp(key, "dlq.stream"))
+          stream = e->attributes[k]->value;
+        else if (!strcmp(key, "dlq.offset"))
+          o = e->attributes[k]->value;
+        else if (!strcmp(key, "dlq.reason"))
+          reason = e->attributes[k]->value;
+      }
+      CHECK(stream && !strcmp(stream, "readings"), "dlq.stream");
+      CHECK(o && !strcmp(o, want), "dlq.offset %s, want %s", o ? o : "-", want);
+      CHECK(reason && *reason, "dlq.reason");
+      printf("dead letter: stream %s offset %s reason %s\n", stream, o, reason);
+    }
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
+  CHECK(events == 1, "%zu dead letters, want 1", events);
+}
+
 static int scenario_poison(void) {
   daemon_t a;
   /* sluice lets 4 MiB through; the broker's limit (1 MiB) refuses it. */
-  daemon_init(&a, "a", "node-poison", bootstrap, "  max_record_bytes: 4MiB\n");
-  daemon_stream(&a, "poison", NULL);
+  daemon_init(&a, "a", "node-poison", bootstrap,
+              "  max_record_bytes: 4MiB\n  dead_letter_stream: dead\n");
+  daemon_stream(&a, "poison", "  - name: dead\n");
   daemon_start(&a);
   uint64_t n = publish(&a, 3000, 1500, 1500000);
   CHECK(n == 3000, "acked %" PRIu64, n);
@@ -683,6 +733,7 @@ static int scenario_poison(void) {
   uint64_t missing = 0;
   verify_exactly_once("poison", "node-poison", &a, false, &missing);
   CHECK(missing == 1, "%" PRIu64 " missing, want just the poison", missing);
+  check_dead_letter(&a, 1500, 1500000);
   return 0;
 }
 
