@@ -31,17 +31,18 @@ sl_harness_dir() {
   printf '%s\n' "${SLUICE_HARNESS_DIR:-/tmp/sluice-harness-${USER:-$(id -un)}}"
 }
 
-# sl_free_ports N: print N distinct free TCP ports on 127.0.0.1, one a line.
+# sl_free_ports N [HOST]: print N distinct free TCP ports on HOST (default
+# 127.0.0.1), one a line.
 # The sockets are all held open together, so the ports differ; another
 # process may still take one before the broker binds it (then start fails
 # loudly and a retry picks new ones).
 sl_free_ports() {
-  python3 - "$1" <<'PY'
+  python3 - "$1" "${2:-127.0.0.1}" <<'PY'
 import socket, sys
 socks = []
 for _ in range(int(sys.argv[1])):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+    s.bind((sys.argv[2], 0))
     socks.append(s)
 for s in socks:
     print(s.getsockname()[1])
