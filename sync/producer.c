@@ -45,10 +45,35 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     sync__poison_add(up, (size_t)(v >> 48), v & 0xffffffffffffu, m->err);
 }
 
+/* Credentials or ACLs: retrying at once will not help (and hammers the
+ * broker's authenticator): the uplink drops its producers and waits
+ * o.auth_backoff_ms (a minute) before it makes new ones. */
+static bool auth_error(int err) {
+  return err == RD_KAFKA_RESP_ERR__AUTHENTICATION ||
+         err == RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+         err == RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
+}
+
+bool sync__auth_failed(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  bool f = up->auth_failed;
+  pthread_mutex_unlock(&up->lock);
+  return f;
+}
+
 static void error_cb(rd_kafka_t *rk, int err, const char *reason,
                      void *opaque) {
   sl_sync_t *up = opaque;
   (void)rk;
+  if (auth_error(err)) {
+    pthread_mutex_lock(&up->lock);
+    up->auth_failed = true;
+    up->stats.auth_failures++;
+    pthread_mutex_unlock(&up->lock);
+  }
   if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
     pthread_mutex_lock(&up->lock);
     up->stats.connected = 0;
@@ -148,6 +173,12 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
   }
   if (!up->o.at_least_once) {
     rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, 30000);
+    if (error && auth_error(rd_kafka_error_code(error))) {
+      pthread_mutex_lock(&up->lock);
+      up->auth_failed = true;
+      up->stats.auth_failures++;
+      pthread_mutex_unlock(&up->lock);
+    }
     if (error) {
       bool fatal;
       snprintf(errstr, errlen, "init_transactions (%s): %s", p->txn_id,
@@ -305,10 +336,12 @@ int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
        * until there is room. */
       rd_kafka_poll(up->rk, 5);
       pthread_mutex_lock(&up->lock);
-      bool stop = up->stop;
+      bool stop = up->stop, auth = up->auth_failed;
       pthread_mutex_unlock(&up->lock);
       if (stop)
         return SL_ECLOSED;
+      if (auth)
+        return SL_EKAFKA;
       continue;
     }
     int rc =

@@ -82,6 +82,8 @@ typedef struct sl_sync_opts {
   double backlog_share;           /* backlog lane's part of the cap */
   uint64_t backlog_threshold;     /* events behind that open two lanes */
   uint32_t txn_timeout_ms;        /* transaction.timeout.ms */
+  uint32_t auth_backoff_ms;       /* wait after an authentication failure
+                                     (0: 60000) */
   int serial_commits;             /* exactly-once with one producer: each commit
                                      stalls the next transaction (default 0: two
                                      producers, commits overlap the next one) */
@@ -112,6 +114,7 @@ typedef struct sl_sync_stats {
   uint64_t txn_aborts;        /* transactions aborted and retried */
   uint64_t retries;           /* retried chunks, any cause */
   uint64_t producer_restarts; /* producers recreated after fatal errors */
+  uint64_t auth_failures;     /* authentication/authorization errors */
   uint64_t dead_lettered;     /* all streams */
   uint64_t throttled_ms;      /* time waiting for the bandwidth cap */
   double txn_commit_ms_last;  /* last commit_transaction() latency */

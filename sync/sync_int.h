@@ -91,6 +91,8 @@ struct sl_sync {
   pthread_cond_t cond;
   bool stop;             /* under lock */
   bool kick;             /* under lock */
+  bool auth_failed;      /* under lock: an authentication or authorization
+                            error since the producers were made */
   sl_sync_stats_t stats; /* under lock; streams[] mirror sync_stream_t.st */
 
   /* thread-owned. rk, the streams' rkt, ckpt_rkt and gap_rkt are those of
@@ -156,6 +158,9 @@ int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
  * SL_EFENCED or SL_EKAFKA with its class in the flags. */
 int sync__txn_call(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
                    bool *fatal, bool *abortable, bool *retriable);
+/* An authentication or authorization error was reported since the
+ * producers were made. */
+bool sync__auth_failed(sl_sync_t *up);
 void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

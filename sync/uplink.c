@@ -102,12 +102,21 @@ static void wait_ms(sl_sync_t *up, uint64_t ms) {
   pthread_mutex_unlock(&up->lock);
 }
 
-/* Jittered exponential backoff, capped. */
+/* Jittered exponential backoff, capped; a minute, jittered, after an
+ * authentication failure (the producers were dropped: librdkafka would
+ * otherwise retry on its own every reconnect.backoff.max.ms). */
 static void backoff(sl_sync_t *up) {
   up->backoff_ms = up->backoff_ms ? SL_MIN(up->backoff_ms * 2, BACKOFF_MAX_MS)
                                   : BACKOFF_MIN_MS;
   uint64_t ms =
       up->backoff_ms / 2 + (uint64_t)rand() % (up->backoff_ms / 2 + 1);
+  pthread_mutex_lock(&up->lock);
+  bool auth = up->auth_failed;
+  up->auth_failed = false;
+  pthread_mutex_unlock(&up->lock);
+  if (auth)
+    ms = up->o.auth_backoff_ms / 2 +
+         (uint64_t)rand() % (up->o.auth_backoff_ms / 2 + 1);
   set_state(up, SL_SYNC_BACKOFF);
   wait_ms(up, ms);
 }
@@ -467,9 +476,15 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
      * whole timeout flushing the rest. */
     uint64_t flush_until = c0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
     while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
-           sl_now_mono_ns() < flush_until && !stopping(up)) {
+           sl_now_mono_ns() < flush_until && !stopping(up) &&
+           !sync__auth_failed(up)) {
       rd_kafka_poll(up->rk, 5);
       note_waiting(up, c0);
+    }
+    if (sync__auth_failed(up)) {
+      *fatal = true; /* drop the producers, retry in a minute */
+      rc = SL_EKAFKA;
+      goto fail;
     }
     if (up->dr_failed) {
       sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
@@ -668,7 +683,7 @@ static void *uplink_main(void *arg) {
       set_state(up, SL_SYNC_FENCED);
       break;
     }
-    if (fatal) {
+    if (fatal || sync__auth_failed(up)) {
       pthread_mutex_lock(&up->lock);
       up->stats.producer_restarts++;
       pthread_mutex_unlock(&up->lock);
@@ -785,6 +800,8 @@ int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
     up->o.max_record_bytes = 1000000;
   if (!up->o.txn_timeout_ms)
     up->o.txn_timeout_ms = 60000;
+  if (!up->o.auth_backoff_ms)
+    up->o.auth_backoff_ms = 60000;
   if (opts->nprops && !(up->props = calloc(opts->nprops, sizeof(char *))))
     abort();
   for (size_t i = 0; i < opts->nprops; i++)

@@ -8,6 +8,11 @@
  *                                    OUT_OF_ORDER_SEQUENCE_NUMBER
  *   sync_mock_test rtt [eos|alo]     every broker's round trip rises above
  *                                    message.timeout.ms for a while
+ *   sync_mock_test auth eos          InitProducerId is refused with
+ *                                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+ *                                    at start: reported, the producers are
+ *                                    dropped and made again only after the
+ *                                    authentication backoff (2 s here)
  *   sync_mock_test endtxn eos        EndTxn requests fail: a retriable
  *                                    NOT_COORDINATOR, then an abortable
  *                                    UNKNOWN_PRODUCER_ID, with the next
@@ -44,8 +49,10 @@
 #define EVENTS 40000u
 #define BATCH 500u
 #define CHUNK 2000u
-#define PRODUCE_API 0 /* ApiKey of ProduceRequest */
-#define ENDTXN_API 26 /* ApiKey of EndTxnRequest */
+#define PRODUCE_API 0  /* ApiKey of ProduceRequest */
+#define ENDTXN_API 26  /* ApiKey of EndTxnRequest */
+#define INITPID_API 22 /* ApiKey of InitProducerIdRequest */
+#define AUTH_BACKOFF_MS 2000
 
 static char dir[256];
 
@@ -158,12 +165,13 @@ static void stats(sl_sync_t *up, sl_sync_stats_t *s) {
 
 int main(int argc, char **argv) {
   if (argc < 2 || (strcmp(argv[1], "errors") && strcmp(argv[1], "rtt") &&
-                   strcmp(argv[1], "endtxn"))) {
-    fprintf(stderr, "usage: sync_mock_test errors|rtt|endtxn [eos|alo]\n");
+                   strcmp(argv[1], "endtxn") && strcmp(argv[1], "auth"))) {
+    fprintf(stderr, "usage: sync_mock_test errors|rtt|endtxn|auth [eos|alo]\n");
     return 2;
   }
   bool rtt = !strcmp(argv[1], "rtt");
   bool endtxn = !strcmp(argv[1], "endtxn");
+  bool auth = !strcmp(argv[1], "auth");
   bool alo = argc > 2 && !strcmp(argv[2], "alo");
 
   /* The mock cluster lives in a client instance of its own. */
@@ -213,8 +221,14 @@ int main(int argc, char **argv) {
   o.props = props;
   o.nprops = SL_ARRAY_SIZE(props);
   o.backlog_threshold = 0; /* one lane: one order to reason about */
+  o.auth_backoff_ms = AUTH_BACKOFF_MS;
   sl_sync_t *up;
   CHECK(sl_sync_new(st, &o, &up, e, sizeof(e)) == 0, "sync: %s", e);
+  if (auth)
+    rd_kafka_mock_push_request_errors(
+        mc, INITPID_API, 1,
+        RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+  uint64_t t_start = sl_now_mono_ns(), t_first = 0;
   CHECK(sl_sync_start(up) == 0, "start");
 
   /* Four parts: the first is a backlog at start; before each of the
@@ -227,6 +241,8 @@ int main(int argc, char **argv) {
       stats(up, &s);
       CHECK(s.state != SL_SYNC_FAILED && s.state != SL_SYNC_FENCED,
             "uplink %s: %s", sl_sync_state_name(s.state), s.last_error_text);
+      if (!t_first && s.txn_commits)
+        t_first = sl_now_mono_ns();
       if (s.streams[0].live_next >= stored + EVENTS / 4 ||
           (part > 1 && s.streams[0].live_next >= stored))
         break;
@@ -238,7 +254,10 @@ int main(int argc, char **argv) {
     }
     if (part == 4)
       break;
-    if (rtt) {
+    if (auth) {
+      fill(st, id, part * (EVENTS / 4),
+           EVENTS / 4); /* the fault was at start */
+    } else if (rtt) {
       for (int b = 1; b <= 3; b++)
         rd_kafka_mock_broker_set_rtt(mc, b, 4000);
       fill(st, id, part * (EVENTS / 4), EVENTS / 4);
@@ -295,6 +314,15 @@ int main(int argc, char **argv) {
          missing, dups, bound, s.txn_commits, s.txn_aborts, s.retries,
          s.producer_restarts, faults);
   CHECK(faults == 3, "only %" PRIu64 " faults injected", faults);
+  if (auth) {
+    double first_s = (double)(t_first - t_start) / 1e9;
+    printf("auth: %" PRIu64 " failures, first commit after %.2f s\n",
+           s.auth_failures, first_s);
+    CHECK(s.auth_failures >= 1, "the authorization failure was not counted");
+    CHECK(first_s >= AUTH_BACKOFF_MS / 2 / 1e3,
+          "retried after %.2f s, before the authentication backoff", first_s);
+    s.retries++; /* the producer was made again: that is the retry */
+  }
   CHECK(missing == 0, "%" PRIu64 " stored events never arrived", missing);
   CHECK(dups <= bound, "%" PRIu64 " duplicates, more than %" PRIu64, dups,
         bound);
