@@ -250,26 +250,6 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
     uint64_t off = l->rec_off++;
     if (off < l->next)
       continue;
-    /* Bandwidth cap. */
-    double bytes = (double)(ev.len + ev.source_len + 96);
-    if (up->bucket.rate > 0) {
-      uint64_t now = sl_now_mono_ns();
-      uint64_t w = sl_sync_bucket_wait_ns(&up->bucket, bytes, now);
-      if (!w && l->historical && up->live_throttled)
-        w = sl_sync_bucket_wait_ns(&up->backlog_bucket, bytes, now);
-      if (w) {
-        if (!l->historical)
-          up->live_throttled = true;
-        if (!up->throttle_ns || w < up->throttle_ns)
-          up->throttle_ns = w;
-        l->pos = save; /* the same event, next time */
-        l->rec_off--;
-        break;
-      }
-      sl_sync_bucket_take(&up->bucket, bytes);
-      if (l->historical)
-        sl_sync_bucket_take(&up->backlog_bucket, bytes);
-    }
     if (ev.len > up->o.max_record_bytes)
       sync__poison_add(up, idx, off, SL_ETOOBIG);
     if (sync__poisoned(up, idx, off)) {
@@ -316,6 +296,27 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
       up->scratch[ev.len] = 0x18; /* field 3, varint */
       vlen = ev.len + 1 + put_varint(up->scratch + ev.len + 1, zz);
       val = up->scratch;
+    }
+    /* Bandwidth cap, on what is sent: the value as produced (ingest time
+     * appended, or the JSON), the key and ~96 bytes of headers. */
+    double bytes = (double)(vlen + ev.source_len + 96);
+    if (up->bucket.rate > 0) {
+      uint64_t now = sl_now_mono_ns();
+      uint64_t w = sl_sync_bucket_wait_ns(&up->bucket, bytes, now);
+      if (!w && l->historical && up->live_throttled)
+        w = sl_sync_bucket_wait_ns(&up->backlog_bucket, bytes, now);
+      if (w) {
+        if (!l->historical)
+          up->live_throttled = true;
+        if (!up->throttle_ns || w < up->throttle_ns)
+          up->throttle_ns = w;
+        l->pos = save; /* the same event, next time */
+        l->rec_off--;
+        break;
+      }
+      sl_sync_bucket_take(&up->bucket, bytes);
+      if (l->historical)
+        sl_sync_bucket_take(&up->backlog_bucket, bytes);
     }
     int on = snprintf(offbuf, sizeof(offbuf), "%llu", (unsigned long long)off);
     rd_kafka_vu_t h[5];

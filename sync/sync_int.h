@@ -124,6 +124,7 @@ struct sl_sync {
   bool backlog_held;     /* a backlog lane waited for queue room (live on) */
   uint64_t live_sent_ns; /* last time a live lane sent records */
   uint64_t throttle_ns;  /* shortest wait that stopped a pump */
+  uint64_t throttled_ns; /* all waits for the cap, since start */
   uint64_t backoff_ms;
   uint64_t rate_t_ns;
   uint8_t *scratch; /* value buffer for events that need ingest time */

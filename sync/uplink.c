@@ -458,7 +458,9 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       }
       uint64_t w = SL_MIN(up->throttle_ns, until - now);
       pthread_mutex_lock(&up->lock);
-      up->stats.throttled_ms += w / 1000000u;
+      /* Waits are mostly under a millisecond: count nanoseconds. */
+      up->throttled_ns += w;
+      up->stats.throttled_ms = up->throttled_ns / 1000000u;
       pthread_mutex_unlock(&up->lock);
       rd_kafka_poll(up->rk, (int)(w / 1000000u) + 1);
     }

@@ -596,7 +596,6 @@ static int scenario_flap(void) {
 #define BACKLOG 50000     /* stored events (~22 s at the cap) */
 #define LIVE_RATE 100.0   /* live events/s during the drain */
 #define HEADER_BYTES 96.0 /* what the bucket charges per record for headers */
-#define UNMETERED_BYTES 10.0 /* the appended ingest time (see below) */
 
 static int cmp64(const void *x, const void *y) {
   int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
@@ -685,12 +684,8 @@ static int scenario_bandwidth(void) {
   /* Record bytes as DELIVERY.md defines them: value + key (the delivered
    * bytes counter) + HEADER_BYTES per record. */
   double sent = (s[lastw].bytes - s[first].bytes) + HEADER_BYTES * events;
-  /* KNOWN BUG (reported, sync/lane.c): the bucket charges the stored
-   * event's length, but an event without an ingest time is sent with one
-   * appended (UNMETERED_BYTES: tag + 9-byte varint), so the cap lets ~6%
-   * more than it should through for small readings. The check is on what
-   * the bucket meters; drop the deduction once it charges the sent value. */
-  double metered = sent - UNMETERED_BYTES * events;
+  /* The bucket charges the value as sent (ingest time appended). */
+  double metered = sent;
   /* Allowance beyond CAP * dt, in seconds of the cap: the bucket's burst
    * (1/20 s), one commit interval of records produced before the window but
    * committed in it (0.1 s), the 100 ms sampling of each window edge
@@ -708,11 +703,13 @@ static int scenario_bandwidth(void) {
         metered, dt, CAP);
   /* The link carries ~1 MB/s and the uplink alone drains >100x faster:
    * a drain near the cap shows the cap is what paces it. 0.7: with two
-   * CPU hogs on this 2-core box it still reached 0.87. (Not the
-   * throttled_ms counter: it adds whole milliseconds of waits that are
-   * mostly shorter than one, so it stays near 0; reported.) */
+   * CPU hogs on this 2-core box it still reached 0.87. The uplink also
+   * reports the time it waited for tokens. */
   CHECK(metered >= 0.7 * CAP * dt, "drain at %.0f B/s: the cap did not bind",
         metered / dt);
+  CHECK(s[lastw].throttled - s[first].throttled >= 1000.0 * dt / 4,
+        "throttled_ms rose by %.0f in %.1f s of a binding cap",
+        s[lastw].throttled - s[first].throttled, dt);
   free(s);
 
   verdict_t v;
