@@ -17,7 +17,14 @@
  * between the first and the last historical one make the "during drain"
  * figures. Progress on stderr, one JSON object on stdout.
  *
+ * --raw-producer is the baseline measured in the same run: the same
+ * readings at the same rate produced straight to Kafka by one librdkafka
+ * producer with the uplink's settings (idempotent, acks=all, linger.ms=1,
+ * lz4, batch.num.messages 10000), no daemon and no transactions: what this
+ * broker and box give any producer.
+ *
  *   sl_latency --brokers B --topic T --create-topic
+ *   sl_latency --raw-producer --brokers B --topic T [--rate ...] [--seconds]
  *   sl_latency --address HOST:PORT --brokers B --topic T [--rate 50000]
  *              [--seconds 10] [--warmup 2] [--until-historical N]
  *              [--max-seconds 120] [--stream readings] [--dump FILE]
@@ -42,9 +49,9 @@ static struct {
   const char *address, *brokers, *topic, *stream;
   double rate, seconds, warmup, max_seconds;
   uint64_t until_historical;
-  int create_topic;
+  int create_topic, raw;
   const char *dump; /* write "append_ts_ms append_ms visible_ms" lines */
-} opt = {NULL, NULL, NULL, "readings", 50000, 10, 2, 120, 0, 0, NULL};
+} opt = {NULL, NULL, NULL, "readings", 50000, 10, 2, 120, 0, 0, 0, NULL};
 
 /* Shared between the publisher and the consumer thread. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -75,6 +82,15 @@ static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first_offset,
     acked += count;
   pthread_mutex_unlock(&mu);
 }
+
+static void raw_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  (void)opaque;
+  on_ack(NULL, 0, 0, 1, m->err ? SL_EKAFKA : 0, NULL);
+}
+
+/* The baseline's producer: the uplink's settings, no transactions. */
+static rd_kafka_t *raw_producer(void);
 
 /* Event.time_ns (field 2, sint64) of a serialized Event; 0 if absent. */
 static int64_t event_time(const uint8_t *p, size_t len) {
@@ -202,6 +218,28 @@ static rd_kafka_conf_t *base_conf(void) {
   return conf;
 }
 
+static rd_kafka_t *raw_producer(void) {
+  char e[256];
+  rd_kafka_conf_t *conf = base_conf();
+  static const char *const kv[][2] = {{"enable.idempotence", "true"},
+                                      {"acks", "all"},
+                                      {"linger.ms", "1"},
+                                      {"compression.type", "lz4"},
+                                      {"batch.num.messages", "10000"}};
+  for (size_t i = 0; i < SL_ARRAY_SIZE(kv); i++)
+    if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], e, sizeof(e))) {
+      fprintf(stderr, "sl_latency: %s\n", e);
+      exit(2);
+    }
+  rd_kafka_conf_set_dr_msg_cb(conf, raw_dr);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof(e));
+  if (!rk) {
+    fprintf(stderr, "sl_latency: producer: %s\n", e);
+    exit(1);
+  }
+  return rk;
+}
+
 /* Creates the topic (1 partition, LogAppendTime); exists already is fine. */
 static int create_topic(void) {
   char e[256];
@@ -246,6 +284,7 @@ int main(int argc, char **argv) {
                                      {"until-historical", 1, NULL, 'H'},
                                      {"create-topic", 0, NULL, 'C'},
                                      {"dump", 1, NULL, 'D'},
+                                     {"raw-producer", 0, NULL, 'R'},
                                      {NULL, 0, NULL, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -283,12 +322,16 @@ int main(int argc, char **argv) {
     case 'D':
       opt.dump = optarg;
       break;
+    case 'R':
+      opt.raw = 1;
+      break;
     default:
       fprintf(stderr, "usage: see loadtest/latency/latency.c\n");
       return 2;
     }
   }
-  if (!opt.brokers || !opt.topic || (!opt.create_topic && !opt.address)) {
+  if (!opt.brokers || !opt.topic ||
+      (!opt.create_topic && !opt.raw && !opt.address)) {
     fprintf(stderr, "sl_latency: --brokers, --topic and --address (or "
                     "--create-topic) are needed\n");
     return 2;
@@ -326,13 +369,18 @@ int main(int argc, char **argv) {
   pthread_create(&cth, NULL, consumer_main, ck);
 
   sl_client_opts_t o;
-  sl_client_t *cl;
+  sl_client_t *cl = NULL;
+  rd_kafka_t *prk = NULL;
+  uint8_t *vbuf = NULL;
+  size_t vcap = 0;
   sl_client_opts_init(&o);
   o.address = opt.address;
   o.client_id = "sl_latency";
   o.ack_cb = on_ack;
   o.linger_ms = 2;
-  if (sl_client_new(&o, &cl) < 0) {
+  if (opt.raw)
+    prk = raw_producer();
+  else if (sl_client_new(&o, &cl) < 0) {
     fprintf(stderr, "sl_latency: client\n");
     return 1;
   }
@@ -361,9 +409,27 @@ int main(int argc, char **argv) {
     }
     Sluice__V1__Event ev = *sl_gen_next(&g);
     ev.time_ns = sl_now_wall_ns();
-    while ((rc = sl_client_publish(cl, opt.stream, &ev, NULL)) ==
-           SL_EBACKPRESSURE)
-      ;
+    if (prk) {
+      size_t len = sluice__v1__event__get_packed_size(&ev);
+      if (len > vcap && !(vbuf = realloc(vbuf, vcap = len * 2)))
+        abort();
+      sluice__v1__event__pack(&ev, vbuf);
+      rd_kafka_resp_err_t err;
+      while ((err = rd_kafka_producev(
+                  prk, RD_KAFKA_V_TOPIC(opt.topic),
+                  RD_KAFKA_V_KEY(ev.source, strlen(ev.source)),
+                  RD_KAFKA_V_VALUE(vbuf, len),
+                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+             RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        rd_kafka_poll(prk, 1);
+      rc = err ? SL_EKAFKA : 0;
+      if ((i % 64) == 0)
+        rd_kafka_poll(prk, 0);
+    } else {
+      while ((rc = sl_client_publish(cl, opt.stream, &ev, NULL)) ==
+             SL_EBACKPRESSURE)
+        ;
+    }
     if (rc < 0) {
       fprintf(stderr, "sl_latency: publish: %s\n", sl_strerror(rc));
       break;
@@ -371,7 +437,10 @@ int main(int argc, char **argv) {
     published++;
   }
   double pub_s = (double)sl_now_mono_ns() / 1e9 - t0;
-  sl_client_flush(cl, 30000);
+  if (prk)
+    rd_kafka_flush(prk, 30000);
+  else
+    sl_client_flush(cl, 30000);
   /* Wait until every acked live event was consumed (or 120 s: behind a
    * drain of millions of records, this consumer lags by tens of seconds). */
   uint64_t deadline = sl_now_mono_ns() + 120000000000ull;
@@ -386,6 +455,9 @@ int main(int argc, char **argv) {
   consumer_stop = 1;
   pthread_join(cth, NULL);
   sl_client_free(cl);
+  if (prk)
+    rd_kafka_destroy(prk);
+  free(vbuf);
   sl_gen_close(&g);
   rd_kafka_consumer_close(ck);
   rd_kafka_destroy(ck);

@@ -131,6 +131,15 @@ if [[ -n $out ]]; then
   cp "$work/live.dump" "$work/daemon.log" "$out/"
 fi
 
+# The same-run baseline: the same readings at the same rate produced
+# straight to Kafka by one librdkafka producer with the uplink's settings
+# (no daemon, no transactions), on a topic of its own.
+echo "latency: baseline: a raw librdkafka producer, $rate events/s for $seconds s" >&2
+"$bin/loadtest/latency/sl_latency" --brokers "$brokers" --topic latency-raw --create-topic
+"$bin/loadtest/latency/sl_latency" --raw-producer --brokers "$brokers" --topic latency-raw \
+  --rate "$rate" --seconds "$seconds" --warmup "$warmup" >"$work/raw.json" ||
+  { echo "latency: raw baseline failed: $(cat "$work/raw.json")" >&2; exit 1; }
+
 echo "latency: storing a backlog of $backlog events" >&2
 "$bin/loadtest/drain/sl_drain_load" --dir "$work/data" --events "$backlog" >/dev/null
 echo "latency: live $rate events/s during the backlog drain" >&2
@@ -146,9 +155,13 @@ import json, sys
 w, rate, delivery, ci, pipeline = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "true"
 a = json.load(open(w + "/live.json"))
 b = json.load(open(w + "/drain.json"))
+r = json.load(open(w + "/raw.json"))
 out = {
     "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"], "p999_ms": a["p999_ms"],
     "p99_ms_during_drain": b.get("p99_ms_during_drain", -1),
+    "raw_producer_p50_ms": r["p50_ms"], "raw_producer_p99_ms": r["p99_ms"],
+    "raw_producer_p999_ms": r["p999_ms"],
+    "p99_ratio_to_raw": round(a["p99_ms"] / r["p99_ms"], 3) if r["p99_ms"] > 0 else -1,
     "p50_ms_during_drain": b.get("p50_ms_during_drain", -1),
     "p999_ms_during_drain": b.get("p999_ms_during_drain", -1),
     "visible_p50_ms": a["visible_p50_ms"], "visible_p99_ms": a["visible_p99_ms"],
