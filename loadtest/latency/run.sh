@@ -53,6 +53,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "latency: starting Kafka" >&2
+# The broker's GC log: its pauses are reported next to the latency figures
+# (a stop-the-world pause stalls every append).
+export SLUICE_KAFKA_JVM_OPTS="${SLUICE_KAFKA_JVM_OPTS:-} -Xlog:gc:file=$work/kafka-gc.log:time"
 "$src/scripts/kafka.sh" start >&2
 "$src/scripts/kafka.sh" wait-ready >&2
 brokers=$("$src/scripts/kafka.sh" env | sed -n 's/^SLUICE_TEST_KAFKA_BOOTSTRAP=//p')
@@ -111,6 +114,7 @@ stop_daemon() {
 }
 
 echo "latency: live only, $rate events/s for $seconds s" >&2
+live_t0=$(date +%s.%N)
 start_daemon
 "$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
   --topic "$topic" --rate "$rate" --seconds "$seconds" --warmup "$warmup" --dump "$work/live.dump" >"$work/live.json" ||
@@ -125,6 +129,7 @@ for ts, a, v in rows:
     b[(int(ts) - t0) // 1000].append(float(a))
 print("latency: live p99 per second:", " ".join("%d:%.0f" % (k, sorted(x)[int(len(x) * 0.99)]) for k, x in sorted(b.items())))
 PY
+live_t1=$(date +%s.%N)
 stop_daemon
 if [[ -n $out ]]; then
   mkdir -p "$out"
@@ -150,9 +155,21 @@ start_daemon
   { echo "latency: sl_latency failed: $(cat "$work/drain.json")" >&2; exit 1; }
 stop_daemon
 
-python3 - "$work" "$rate" "$delivery" "$commit_interval" "$pipeline" <<'PY'
-import json, sys
+python3 - "$work" "$rate" "$delivery" "$commit_interval" "$pipeline" "$live_t0" "$live_t1" "$warmup" <<'PY'
+import datetime, json, re, sys
 w, rate, delivery, ci, pipeline = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "true"
+t0, t1 = float(sys.argv[6]) + float(sys.argv[8]), float(sys.argv[7])
+# Broker stop-the-world pauses during the measured live phase.
+pauses = []
+try:
+    for line in open(w + "/kafka-gc.log"):
+        m = re.match(r"\[(\S+?)\].*Pause.* ([0-9.]+)ms$", line.strip())
+        if m:
+            ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
+            if t0 <= ts <= t1:
+                pauses.append(float(m.group(2)))
+except OSError:
+    pass
 a = json.load(open(w + "/live.json"))
 b = json.load(open(w + "/drain.json"))
 r = json.load(open(w + "/raw.json"))
@@ -172,6 +189,8 @@ out = {
     "drain_seconds": b["drain_seconds"], "historical_seen": b["historical_seen"],
     "missing": a["missing"] + b["missing"], "failed": a["failed"] + b["failed"],
     "delivery": delivery, "commit_interval": ci, "commit_pipeline": pipeline,
+    "broker_gc_pauses": len(pauses), "broker_gc_pause_max_ms": round(max(pauses, default=0), 1),
+    "broker_gc_pauses_over_20ms": sum(1 for p in pauses if p > 20),
     "timestamp": "LogAppendTime" if not (a["create_time_records"] or b["create_time_records"]) else "CreateTime",
 }
 print(json.dumps(out))
