@@ -707,7 +707,8 @@ static int scenario_bandwidth(void) {
    * reports the time it waited for tokens. */
   CHECK(metered >= 0.7 * CAP * dt, "drain at %.0f B/s: the cap did not bind",
         metered / dt);
-  CHECK(s[lastw].throttled - s[first].throttled >= 1000.0 * dt / 4,
+  /* 24-27% of the window measured; before the nanosecond sum, ~0. */
+  CHECK(s[lastw].throttled - s[first].throttled >= 1000.0 * dt / 20,
         "throttled_ms rose by %.0f in %.1f s of a binding cap",
         s[lastw].throttled - s[first].throttled, dt);
   free(s);
