@@ -39,6 +39,10 @@
 
 static void link_connect(sl_mqtt_link_t *l);
 
+/* The retained node status when sluice is gone: the publish link's will
+ * (it vanished) and its last publish on a graceful stop. */
+static const char status_offline[] = "{\"state\":\"offline\"}";
+
 /* ---- poll ------------------------------------------------------------- */
 
 static void on_poll_closed(uv_handle_t *h) {
@@ -284,9 +288,8 @@ static int link_handle_new(sl_mqtt_link_t *l, char *errstr, size_t errlen) {
   }
   if (l == &l->mq->out && *cfg->mqtt.status_topic) {
     /* The broker tells local apps when sluice vanishes. */
-    static const char offline[] = "{\"state\":\"offline\"}";
-    mosquitto_will_set(mosq, cfg->mqtt.status_topic, (int)strlen(offline),
-                       offline, 1, true);
+    mosquitto_will_set(mosq, cfg->mqtt.status_topic,
+                       (int)strlen(status_offline), status_offline, 1, true);
   }
   mosquitto_connect_v5_callback_set(mosq, on_connect);
   mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
@@ -644,6 +647,12 @@ void mqtt__try_finish(sl_mqtt_t *mq) {
     return;
   if (mq->in.mq)
     mqtt__link_stop(&mq->in);
+  /* A clean DISCONNECT discards the will: replace the retained "online"
+   * status ourselves, or local apps would see this node online for good.
+   * It leaves before the DISCONNECT (same socket, mqtt__publish writes). */
+  if (mq->have_out && *mq->cfg->mqtt.status_topic)
+    mqtt__publish(mq, mq->cfg->mqtt.status_topic, status_offline,
+                  strlen(status_offline), 1, true, 0);
   if (mq->have_out)
     mqtt__link_stop(&mq->out);
   if (!mq->misc_closed && !uv_is_closing((uv_handle_t *)&mq->misc)) {
