@@ -33,7 +33,7 @@ static void tail(const char *path) {
     perror("system");
 }
 
-void e2e_fail(void) {
+void check_fail_cleanup(void) {
   if (daemon_pid > 0)
     kill(daemon_pid, SIGKILL);
   for (size_t i = 0; i < nchildren; i++)

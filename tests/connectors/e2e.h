@@ -3,6 +3,10 @@
  * daemon (`sluice run`, generated config, port 0, ports read from its ready
  * line), child processes killed when a check fails, and reading a stream
  * back from the store (read-only, which works while the daemon runs).
+ *
+ * CHECK is tests/common/check.h's; its cleanup, check_fail_cleanup() in
+ * e2e.c, kills the daemon and every child, shows the tails of their logs and
+ * exits 1.
  */
 #ifndef SL_TEST_E2E_H
 #define SL_TEST_E2E_H
@@ -13,22 +17,11 @@
 #include <sys/types.h>
 
 #include "sluice/v1/event.pb-c.h"
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      e2e_fail();                                                              \
-    }                                                                          \
-  } while (0)
+#include "tests/common/check.h"
 
 extern char e2e_dir[256]; /* scratch directory */
 extern int e2e_native_port, e2e_http_port;
 
-/* Kills every child, shows the logs' tails, exits 1. */
-void e2e_fail(void) __attribute__((noreturn));
 uint64_t e2e_now_ms(void);
 
 /* Creates the scratch dir and the daemon's config with streams readings,
@@ -42,8 +35,8 @@ void e2e_daemon_stop(void);
 
 /*
  * Starts argv[0] with stdout and stderr to log (a path in e2e_dir); the child
- * is killed by e2e_fail(). With out_fd, stdout goes to a pipe instead whose
- * read end is returned there.
+ * is killed when a CHECK fails. With out_fd, stdout goes to a pipe instead
+ * whose read end is returned there.
  */
 pid_t e2e_spawn(char *const argv[], const char *log, int *out_fd);
 /* Reads one line from fd (bounded by deadline_ms). */

@@ -31,21 +31,11 @@
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
+#include "tests/common/check.h"
 
 static const char *sluice_bin;
 static char dir[256], data_dir[300], cfg_path[300], sock_path[300],
     log_path[300];
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      dump_log();                                                              \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 static pid_t daemon_pid; /* killed when a check fails */
 
@@ -66,7 +56,7 @@ static pid_t daemon_pid; /* killed when a check fails */
   "        into: readings-10s\n"                                               \
   "        keep_raw: true\n"
 
-static void dump_log(void) {
+void check_fail_cleanup(void) {
   if (daemon_pid > 0)
     kill(daemon_pid, SIGKILL);
   char cmd[400];

@@ -28,17 +28,9 @@
 
 #include <mosquitto.h>
 
-#define N_MSGS 50
+#include "tests/common/check.h"
 
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
+#define N_MSGS 50
 
 static int received, connected;
 

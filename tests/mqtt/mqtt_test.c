@@ -52,6 +52,7 @@
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 #include "store/store.h"
+#include "tests/common/check.h"
 
 static const char *sluice_bin, *mqtt_host;
 static int mqtt_port;
@@ -59,7 +60,7 @@ static char dir[256], data_dir[300], cfg_path[300], log_path[300], prefix[64];
 static pid_t daemon_pid, broker_pid;
 static int admin_port;
 
-static void dump_log(void) {
+void check_fail_cleanup(void) {
   char cmd[400];
   if (daemon_pid > 0)
     kill(daemon_pid, SIGKILL);
@@ -69,17 +70,6 @@ static void dump_log(void) {
   if (system(cmd) < 0)
     perror("system");
 }
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      dump_log();                                                              \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 static uint64_t now_ms(void) {
   struct timespec ts;

@@ -45,6 +45,7 @@
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
 #include "sync/sync.h"
+#include "tests/common/check.h"
 
 #define EVENTS 40000u
 #define BATCH 500u
@@ -55,16 +56,6 @@
 #define AUTH_BACKOFF_MS 2000
 
 static char dir[256];
-
-#define CHECK(cond, ...)                                                       \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);          \
-      fprintf(stderr, __VA_ARGS__);                                            \
-      fputc('\n', stderr);                                                     \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
 
 /* Stores readings from..from+n-1 (value = offset), BATCH per batch, 16
  * sources. */
