@@ -5,7 +5,10 @@
  *
  *   - counts every (stream, offset) it sees (header `offset`; gap records
  *     count their whole range), so that a check reports per stream how many
- *     offsets are missing and how many arrived more than once;
+ *     offsets are missing and how many arrived more than once (an offset
+ *     both delivered and covered by a gap counts as a duplicate and as a
+ *     gap_overlap), and the lowest and highest offset the gaps and the
+ *     overlaps cover (-1: none);
  *   - checks that per source and lane (header `historical`) offsets rise;
  *   - with --csv, keeps per second of Kafka CreateTime the number of live
  *     and historical records and a histogram of the live records' latency
@@ -58,7 +61,9 @@ typedef struct stream {
   uint8_t *count; /* per offset, saturating */
   uint64_t cap;   /* entries allocated */
   uint64_t expected, records, distinct, dups, historical, gap_records,
-      gap_events, order_errors;
+      gap_events, gap_overlaps, order_errors;
+  int64_t gap_min, gap_max;         /* lowest and highest offset a gap covers */
+  int64_t overlap_min, overlap_max; /* the same for gap_overlaps */
 } stream_t;
 
 typedef struct second {
@@ -107,6 +112,7 @@ static stream_t *stream_get(const char *name) {
     return NULL;
   stream_t *s = &streams[nstreams++];
   snprintf(s->name, sizeof(s->name), "%.64s", name);
+  s->gap_min = s->gap_max = s->overlap_min = s->overlap_max = -1;
   return s;
 }
 
@@ -125,17 +131,30 @@ static bool stream_reserve(stream_t *s, uint64_t n) {
   return true;
 }
 
-static void mark(stream_t *s, uint64_t off) {
+/* count[off]: bit 7 = covered by a gap record, bits 0-6 = how many times
+ * the offset arrived (record or gap), saturating. */
+#define GAP_BIT 0x80u
+static void mark(stream_t *s, uint64_t off, bool gap) {
   if (!stream_reserve(s, off + 1)) {
     bad_records++;
     return;
   }
-  if (s->count[off] == 0)
+  uint8_t c = s->count[off];
+  if (c == 0) {
     s->distinct++;
-  else
+  } else {
     s->dups++;
-  if (s->count[off] < 255)
-    s->count[off]++;
+    if (gap || (c & GAP_BIT)) { /* a gap claims an offset that arrived */
+      s->gap_overlaps++;
+      if (s->overlap_min < 0 || (int64_t)off < s->overlap_min)
+        s->overlap_min = (int64_t)off;
+      if ((int64_t)off > s->overlap_max)
+        s->overlap_max = (int64_t)off;
+    }
+  }
+  if ((c & 0x7f) < 0x7f)
+    c++;
+  s->count[off] = (uint8_t)(c | (gap ? GAP_BIT : 0));
 }
 
 static const char *header(rd_kafka_headers_t *h, const char *name, char *buf,
@@ -333,8 +352,12 @@ static void handle(rd_kafka_message_t *m) {
       bad_records++;
     } else {
       s->gap_records++;
+      if (s->gap_min < 0 || (int64_t)ev->gap->first_offset < s->gap_min)
+        s->gap_min = (int64_t)ev->gap->first_offset;
+      if ((int64_t)ev->gap->last_offset > s->gap_max)
+        s->gap_max = (int64_t)ev->gap->last_offset;
       for (uint64_t k = ev->gap->first_offset; k <= ev->gap->last_offset; k++) {
-        mark(s, k);
+        mark(s, k, true);
         s->gap_events++;
       }
     }
@@ -344,7 +367,7 @@ static void handle(rd_kafka_message_t *m) {
   }
   int lane = header(h, "historical", lb, sizeof(lb)) != NULL;
   s->historical += (uint64_t)lane;
-  mark(s, off);
+  mark(s, off, false);
   order_check(s, m->key, m->key_len, lane, off);
   if (!secs)
     return;
@@ -424,10 +447,15 @@ static int report(const check_t *c, bool timed_out, int nchecks) {
            ",\"distinct\":%" PRIu64 ",\"missing\":%" PRIu64
            ",\"duplicates\":%" PRIu64 ",\"beyond_expected\":%" PRIu64
            ",\"historical\":%" PRIu64 ",\"gap_records\":%" PRIu64
-           ",\"gap_events\":%" PRIu64 ",\"order_errors\":%" PRIu64 "}",
+           ",\"gap_events\":%" PRIu64 ",\"gap_min_offset\":%" PRId64
+           ",\"gap_max_offset\":%" PRId64 ",\"gap_overlaps\":%" PRIu64
+           ",\"gap_overlap_min_offset\":%" PRId64
+           ",\"gap_overlap_max_offset\":%" PRId64 ",\"order_errors\":%" PRIu64
+           "}",
            i ? "," : "", s->name, s->expected, s->records, s->distinct, miss,
            s->dups, bey, s->historical, s->gap_records, s->gap_events,
-           s->order_errors);
+           s->gap_min, s->gap_max, s->gap_overlaps, s->overlap_min,
+           s->overlap_max, s->order_errors);
   }
   printf("},\"records\":%" PRIu64 ",\"missing\":%" PRIu64
          ",\"duplicates\":%" PRIu64 ",\"beyond_expected\":%" PRIu64

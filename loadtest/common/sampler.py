@@ -16,7 +16,11 @@ backlog_events sum), state, connected, eta_s (catch-up estimate: backlog
 divided by how fast it shrank over the last 5 s; -1 unknown), rss_anon_kb,
 disk_bytes (blocks allocated under DIR), store_used_bytes (/v1/status),
 daemon_cpu, kafka_cpu (with --kafka-pid-file) and machine_cpu (all
-processes): cores in use since the last sample.
+processes): cores in use since the last sample; undelivered_stored (events
+neither delivered nor evicted: per stream, the undelivered offsets
+[backlog_next, live_start) and [live_next, next) above the store's first
+offset; with a store budget, backlog and uplink_backlog also count what was
+evicted before the uplink skipped it).
 
 Standard library only. Runs until FILE exists; a daemon that is down (killed
 on purpose by the soak) gives rows with empty fields.
@@ -32,7 +36,7 @@ import urllib.request
 COLS = ["t", "phase", "stored", "delivered", "ingest_rate", "delivery_rate",
         "backlog", "uplink_backlog", "state", "connected", "eta_s",
         "rss_anon_kb", "disk_bytes", "store_used_bytes", "daemon_cpu",
-        "kafka_cpu", "machine_cpu"]
+        "kafka_cpu", "machine_cpu", "undelivered_stored"]
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -164,7 +168,15 @@ def main():
             up = st.get("uplink") or {}
             ups = up.get("streams", [])
             delivered = sum(s["delivered"] for s in ups)
+            firsts = {s["name"]: (s["first_offset"], s["next_offset"])
+                      for s in st["streams"]}
+            und = 0
+            for u in ups:
+                first, end = firsts.get(u["name"], (0, 0))
+                b, ls, ln = u["next_offset"], u["live_start"], u["live_next"]
+                und += max(0, ls - max(b, first)) + max(0, end - max(ln, first))
             row.update(stored=stored, delivered=delivered,
+                       undelivered_stored=und,
                        uplink_backlog=sum(s["backlog_events"] for s in ups),
                        state=up.get("state", "off"),
                        connected=int(bool(up.get("connected"))),

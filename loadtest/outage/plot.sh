@@ -6,8 +6,9 @@
 #   outage-backlog.png    undelivered events
 #   outage-latency.png    live records: event time -> Kafka CreateTime
 #   outage-resources.png  daemon RSS anon and store bytes on disk
-# The outage (Kafka stopped) is shaded red, Kafka's own restart orange and
-# the catch-up green. OUTDIR defaults to DIR.
+# The outage (Kafka stopped, or the link to it cut) is shaded red, Kafka's
+# own restart orange and the catch-up green. With a store budget the backlog
+# panel shows what is still stored and undelivered. OUTDIR defaults to DIR.
 set -euo pipefail
 dir=${1:?usage: loadtest/outage/plot.sh DIR [OUTDIR]}
 outdir=${2:-$dir}
@@ -46,11 +47,21 @@ xmax=$(python3 -c "print(int($t_end - $t_start) + 5)")
 title=$(python3 - "$dir/result.json" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
-print(f"{r['ingest_rate']:,} events/s in, Kafka out for {r['outage_s']:.0f} s: "
+how = {"netns": "link to Kafka cut", "netns-down": "link to Kafka down"}.get(
+    r.get("cut", "stop"), "Kafka out")
+extra = ""
+if r.get("budget_bytes"):
+    extra = (f", store budget {r['budget_bytes']}: {r['evicted_events']:,} evicted, "
+             f"{r['gap_events']:,} in gap records")
+print(f"{r['ingest_rate']:,} events/s in, {how} for {r['outage_s']:.0f} s: "
       f"caught up {r['catch_up_s']} s after the restart, "
-      f"{r['missing']} missing, {r['duplicates']} duplicates")
+      f"{r['missing']} missing, {r['duplicates']} duplicates{extra}")
 PY
 )
+# Backlog as the run measured it (the uplink's own with a store budget).
+bcol=$(python3 -c "import json; print(json.load(open('$dir/result.json')).get('backlog_column', 'backlog'))")
+# What the red band was: the broker stopped, or the link to it cut.
+redlabel=$(python3 -c "import json; print({'netns': 'link cut', 'netns-down': 'link down'}.get(json.load(open('$dir/result.json')).get('cut', 'stop'), 'Kafka stopped'))")
 
 common() {
   cat <<GP
@@ -68,7 +79,7 @@ GP
 }
 panel_rates() {
   cat <<GP
-set title "ingest vs delivery to Kafka (red: Kafka stopped, orange: Kafka starting, green: catch-up)"
+set title "ingest vs delivery to Kafka (red: $redlabel, orange: Kafka starting, green: catch-up)"
 set ylabel "events/s"
 set format y "%.0s%c"
 plot "$dir/samples.csv" using (column("t")-t0):(column("ingest_rate")) every ::1 with lines lw 2 lc rgb "#1f77b4" title "ingest (acked)", \\
@@ -80,7 +91,7 @@ panel_backlog() {
 set title "backlog: stored, not yet delivered"
 set ylabel "events"
 set format y "%.1s%c"
-plot "$dir/samples.csv" using (column("t")-t0):(column("backlog")) every ::1 with filledcurves x1 lc rgb "#9467bd" fs transparent solid 0.4 title "backlog"
+plot "$dir/samples.csv" using (column("t")-t0):(column("$bcol")) every ::1 with filledcurves x1 lc rgb "#9467bd" fs transparent solid 0.4 title "backlog"
 GP
 }
 panel_latency() {
