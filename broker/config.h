@@ -225,6 +225,7 @@ typedef struct sl_config {
     uint64_t bandwidth_bytes_per_s; /* global cap, 0 = none */
     double backlog_share;           /* backlog lane's part of the cap */
     uint64_t backlog_threshold;     /* events behind that open two lanes */
+    int backlog_order;              /* 0 oldest_first, 1 newest_first */
   } kafka;
   struct {
     bool enabled;

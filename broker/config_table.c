@@ -43,6 +43,8 @@ static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
 static const char *const value_formats[] = {"protobuf", "json", NULL};
+static const char *const backlog_orders[] = {"oldest_first", "newest_first",
+                                             NULL};
 
 static bool all_chars(const char *s, const char *extra, bool upper) {
   for (; *s; s++) {
@@ -446,6 +448,13 @@ static const sl_cfg_opt_t root_opts[] = {
         "A stream further behind than this many events is delivered in two "
         "lanes (live: newest, backlog: oldest first); 0 = one lane.",
         .max = "1000000000000"),
+    OPT("kafka.backlog_order", ENUM, kafka.backlog_order, "oldest_first",
+        RESTART,
+        "Order of the backlog lane: oldest_first, or newest_first (blocks "
+        "of 1000 events from the newest down, each block oldest first; a "
+        "transaction ends only between blocks). Recent history reaches "
+        "Kafka first after an outage.",
+        .enums = backlog_orders),
 
     OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
         "Subscribe to an MQTT broker and ingest its messages."),

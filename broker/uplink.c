@@ -80,6 +80,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.max_record_bytes = (uint32_t)cfg->kafka.max_record_bytes;
   o.bandwidth_bytes_per_s = cfg->kafka.bandwidth_bytes_per_s;
   o.backlog_share = cfg->kafka.backlog_share;
+  o.backlog_newest_first = cfg->kafka.backlog_order == 1;
   o.backlog_threshold = cfg->kafka.backlog_threshold;
   /* Streams a `route: local` keeps on the node are not forwarded; a
    * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).

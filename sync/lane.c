@@ -40,6 +40,7 @@ long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical) {
   sync__lane_close(l);
+  l->start = next;
   l->next = next;
   l->end = end;
   l->historical = historical;

@@ -81,6 +81,7 @@ typedef struct sl_sync_opts {
   uint64_t bandwidth_bytes_per_s; /* global cap, 0 = none */
   double backlog_share;           /* backlog lane's part of the cap */
   uint64_t backlog_threshold;     /* events behind that open two lanes */
+  int backlog_newest_first;       /* backlog lane in blocks, newest first */
   uint32_t txn_timeout_ms;        /* transaction.timeout.ms */
   uint32_t auth_backoff_ms;       /* wait after an authentication failure
                                      (0: 60000) */

@@ -29,6 +29,7 @@ typedef struct sync_lane {
   bool have_rec;
   size_t pos;       /* byte position of the next event in rec.payload */
   uint64_t rec_off; /* offset of the event at pos */
+  uint64_t start;   /* where the lane (or its newest-first block) began */
   uint64_t next;    /* next offset to send (in the open transaction) */
   uint64_t end;     /* exclusive bound, SL_STORE_OFFSET_END: none */
   bool historical;  /* records carry the historical header */

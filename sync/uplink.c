@@ -41,6 +41,7 @@
 #define ABORT_TIMEOUT_MS 5000 /* abort_transaction(), then a new producer */
 #define IDLE_POLL_MS 2        /* longest wait for a kick inside a transaction */
 #define BACKLOG_SLICE 2000    /* backlog events per lane per round, at most */
+#define NEWEST_BLOCK 1000     /* newest-first backlog: events per block */
 /* While a live lane sent within LIVE_RECENT_MS, backlog lanes add records
  * only while librdkafka holds fewer than BACKLOG_QUEUE_LIVE messages. */
 #define BACKLOG_QUEUE_LIVE 4000
@@ -121,6 +122,71 @@ static void backoff(sl_sync_t *up) {
   wait_ms(up, ms);
 }
 
+/*
+ * Newest-first backlog (kafka.backlog_order: newest_first). The checkpoint
+ * keeps its three offsets: delivered = [0, backlog_next) + [live_start,
+ * live_next). The backlog lane reads a block of the newest NEWEST_BLOCK
+ * undelivered events below live_start, oldest first, and when the block is
+ * done live_start moves down over it. A block half sent is in no offset, so
+ * a transaction ends only between blocks (finish_blocks()).
+ */
+static void backlog_block(sync_stream_t *s) {
+  uint64_t lo = s->pend.backlog_next, hi = s->pend.live_start;
+  sync__lane_reset(&s->backlog, hi - lo > NEWEST_BLOCK ? hi - NEWEST_BLOCK : lo,
+                   hi, true);
+}
+
+/* After the backlog lane was pumped: the stream's positions follow it, and
+ * a caught-up stream is one lane again. */
+static void backlog_advance(sl_sync_t *up, sync_stream_t *s) {
+  sync_lane_t *l = &s->backlog;
+  if (!up->o.backlog_newest_first) {
+    s->pend.backlog_next = l->next;
+  } else if (l->next >= l->end) {
+    s->pend.live_start = l->start; /* the block is delivered */
+    s->touched = true;
+    if (s->pend.backlog_next < s->pend.live_start)
+      backlog_block(s);
+  } else {
+    return; /* inside a block */
+  }
+  if (s->pend.backlog_next >= s->pend.live_start) {
+    s->pend.backlog_next = s->pend.live_start = s->pend.live_next;
+    s->touched = true;
+    sync__lane_reset(&s->backlog, 0, 0, true);
+  }
+}
+
+/* Newest first: sends the rest of every block the open transaction has
+ * started, so that it ends between blocks. */
+static int finish_blocks(sl_sync_t *up) {
+  uint64_t deadline =
+      sl_now_mono_ns() + (uint64_t)up->o.txn_timeout_ms * 1000000u;
+  if (!up->o.backlog_newest_first)
+    return 0;
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    sync_lane_t *l = &s->backlog;
+    while (s->pend.backlog_next < s->pend.live_start && l->next > l->start &&
+           l->next < l->end) {
+      up->throttle_ns = 0;
+      up->live_throttled = false;
+      long n = sync__lane_pump(up, s, l, l->end - l->next);
+      if (n < 0)
+        return (int)n;
+      backlog_advance(up, s);
+      if (n == 0) {
+        if (stopping(up))
+          return SL_ECLOSED;
+        if (sl_now_mono_ns() > deadline)
+          return SL_EKAFKA;
+        rd_kafka_poll(up->rk, (int)(up->throttle_ns / 1000000u) + 1);
+      }
+    }
+  }
+  return 0;
+}
+
 /* Every stream back to its committed checkpoint (after an abort). */
 static void rewind_all(sl_sync_t *up) {
   for (size_t i = 0; i < up->nstreams; i++) {
@@ -129,7 +195,9 @@ static void rewind_all(sl_sync_t *up) {
     s->touched = false;
     s->txn_events = s->txn_bytes = 0;
     sync__lane_reset(&s->live, s->cp.live_next, SL_STORE_OFFSET_END, false);
-    if (s->cp.backlog_next < s->cp.live_start)
+    if (s->cp.backlog_next < s->cp.live_start && up->o.backlog_newest_first)
+      backlog_block(s);
+    else if (s->cp.backlog_next < s->cp.live_start)
       sync__lane_reset(&s->backlog, s->cp.backlog_next, s->cp.live_start, true);
     else
       sync__lane_reset(&s->backlog, 0, 0, true);
@@ -153,7 +221,10 @@ static void plan_lanes(sl_sync_t *up) {
         ss.next_offset - s->pend.live_next <= up->o.backlog_threshold)
       continue;
     s->pend.live_start = s->pend.live_next = ss.next_offset;
-    sync__lane_reset(&s->backlog, s->pend.backlog_next, ss.next_offset, true);
+    if (up->o.backlog_newest_first)
+      backlog_block(s);
+    else
+      sync__lane_reset(&s->backlog, s->pend.backlog_next, ss.next_offset, true);
     sync__lane_reset(&s->live, ss.next_offset, SL_STORE_OFFSET_END, false);
     s->touched = true; /* the checkpoint must record the split */
   }
@@ -200,13 +271,7 @@ static long pump_round(sl_sync_t *up, uint64_t budget) {
     if ((n = sync__lane_pump(up, s, &s->backlog, slice)) < 0)
       return n;
     total += n;
-    s->pend.backlog_next = s->backlog.next;
-    if (s->pend.backlog_next >= s->pend.live_start) {
-      /* Caught up: one lane again. */
-      s->pend.backlog_next = s->pend.live_start = s->pend.live_next;
-      s->touched = true;
-      sync__lane_reset(&s->backlog, 0, 0, true);
-    }
+    backlog_advance(up, s);
   }
   return total;
 }
@@ -465,7 +530,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       rd_kafka_poll(up->rk, (int)(w / 1000000u) + 1);
     }
   }
-  if ((rc = sync__produce_gaps(up)) < 0)
+  if ((rc = finish_blocks(up)) < 0 || (rc = sync__produce_gaps(up)) < 0)
     goto fail;
   if (eos) {
     for (size_t i = 0; i < up->nstreams; i++)

@@ -19,6 +19,7 @@
 const char *sync_bin, *sync_bootstrap;
 char sync_dir[256], sync_run_id[64];
 bool sync_json_values;
+bool sync_hist_newest_first;
 uint64_t sync_seq;
 
 static pid_t live_pids[4]; /* killed when a check fails */
@@ -407,6 +408,7 @@ void sync_consume(const char *topic, const char *node, const sync_expect_t *ex,
   rd_kafka_topic_partition_list_destroy(parts);
 
   memset(s, 0, sizeof(*s));
+  s->hist_first_off = s->hist_last_off = -1;
   s->n = ex->n;
   s->count = calloc(ex->n + 1, sizeof(uint32_t));
   s->live_ts = calloc(ex->n + 1, sizeof(int64_t));
@@ -501,7 +503,14 @@ void sync_consume(const char *topic, const char *node, const sync_expect_t *ex,
     /* Order is checked on first deliveries: in at-least-once mode a batch
      * resent after a crash legitimately arrives again after later
      * offsets (those copies are counted as duplicates below). */
-    if (i < 256 && s->count[off] == 0) {
+    if (lane && s->count[off] == 0) {
+      if (s->hist_first_off < 0)
+        s->hist_first_off = (int64_t)off;
+      else if ((int64_t)off < s->hist_last_off)
+        s->hist_descents++;
+      s->hist_last_off = (int64_t)off;
+    }
+    if (i < 256 && s->count[off] == 0 && !(lane && sync_hist_newest_first)) {
       if ((int64_t)off <= last[i].last && s->order_errors++ == 0)
         snprintf(s->first_error, sizeof(s->first_error),
                  "source %s lane %d: offset %" PRIu64 " after %" PRId64,

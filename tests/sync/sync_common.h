@@ -29,7 +29,11 @@ extern const char *sync_bootstrap; /* Kafka of the consumer (and daemons) */
 extern char sync_dir[256];         /* scratch: configs, logs, data dirs */
 extern char sync_run_id[64];       /* prefix of this run's topics */
 extern bool sync_json_values;      /* the stream has `format: json` */
-extern uint64_t sync_seq;          /* value of the next published reading */
+/* kafka.backlog_order: newest_first: historical records come in blocks
+ * from the newest down, so their order per source is not checked (the
+ * seen_t's hist_* fields describe it instead). */
+extern bool sync_hist_newest_first;
+extern uint64_t sync_seq; /* value of the next published reading */
 
 /* Sets sync_run_id to "<kind>-<scenario>-<pid>-<ms>" and creates sync_dir
  * as /tmp/sl_<kind>_test.XXXXXX. */
@@ -120,6 +124,10 @@ typedef struct sync_seen {
   uint64_t order_errors, missing; /* missing: set by verify only */
   char first_error[256];          /* the first order error */
   int64_t last_hist_ms;           /* latest CreateTime of a historical record */
+  /* Historical records in arrival order (first deliveries): the first and
+   * the last offset, and how often an offset was below the one before. */
+  int64_t hist_first_off, hist_last_off;
+  uint64_t hist_descents;
   int64_t *live_ts;  /* per offset: CreateTime of a live record, or 0 */
   int64_t *event_ms; /* per offset: the event's time (publish time) */
 } sync_seen_t;
