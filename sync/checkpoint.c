@@ -230,13 +230,57 @@ int sync__produce_ckpt(sl_sync_t *up, sync_stream_t *s) {
 }
 
 /* Gap -> Event{gap} record on the stream's topic (or the gap topic). */
-static int produce_gap(sl_sync_t *up, const sl_store_gap_t *g) {
-  sync_stream_t *s = NULL;
-  for (size_t i = 0; i < up->nstreams; i++)
-    if (up->streams[i].id == g->stream)
-      s = &up->streams[i];
-  if (!s)
-    return 0; /* a stream this uplink does not forward */
+typedef struct gap_rng {
+  uint64_t a, b;
+} gap_rng_t;
+
+static int rng_cmp(const void *x, const void *y) {
+  const gap_rng_t *p = x, *q = y;
+  return p->a < q->a ? -1 : p->a > q->a;
+}
+
+/*
+ * The store counts everything at or above the uplink's local cursor as
+ * undelivered when it evicts, but the live lane's range and the records of
+ * transactions not yet committed lie above it. So a gap [a, b) is clipped
+ * to the offsets stream s did not send as records: those outside the
+ * delivered ranges of pend, plus the evicted ranges the lanes stepped over
+ * (inside those ranges but never sent). Returns the pieces in out (sorted,
+ * merged), or -1 when they are more than cap or the stepped-over list
+ * overflowed (send the gap whole: nothing lost, overlaps possible).
+ */
+static int gap_pieces(const sync_stream_t *s, uint64_t a, uint64_t b,
+                      gap_rng_t *out, int cap) {
+  const sl_sync_ckpt_t *p = &s->pend;
+  gap_rng_t c[2 + SYNC_SKIP_MAX];
+  int n = 0, m = 0;
+  if (s->skip_overflow)
+    return -1;
+  c[n].a = SL_MAX(a, p->backlog_next);
+  c[n++].b = SL_MIN(b, p->live_start);
+  c[n].a = SL_MAX(a, p->live_next);
+  c[n++].b = b;
+  for (size_t k = 0; k < s->nskipped; k++) {
+    c[n].a = SL_MAX(a, s->skipped[k].a);
+    c[n++].b = SL_MIN(b, s->skipped[k].b);
+  }
+  qsort(c, (size_t)n, sizeof(c[0]), rng_cmp);
+  for (int i = 0; i < n; i++) {
+    if (c[i].a >= c[i].b)
+      continue;
+    if (m && c[i].a <= out[m - 1].b) {
+      out[m - 1].b = SL_MAX(out[m - 1].b, c[i].b);
+      continue;
+    }
+    if (m == cap)
+      return -1;
+    out[m++] = c[i];
+  }
+  return m;
+}
+
+static int produce_gap(sl_sync_t *up, sync_stream_t *s,
+                       const sl_store_gap_t *g) {
   Sluice__V1__Gap gap = SLUICE__V1__GAP__INIT;
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
   char source[SL_STORE_NAME_MAX + 64], offbuf[24];
@@ -292,8 +336,32 @@ int sync__produce_gaps(sl_sync_t *up) {
                               &n)) < 0)
     return rc;
   for (size_t i = 0; i < n; i++) {
-    if ((rc = produce_gap(up, &gaps[i])) < 0)
-      return rc;
+    sync_stream_t *s = NULL;
+    for (size_t k = 0; k < up->nstreams; k++)
+      if (up->streams[k].id == gaps[i].stream)
+        s = &up->streams[k];
+    if (s) { /* else a stream this uplink does not forward */
+      uint64_t a = gaps[i].first_offset, b = a + gaps[i].count;
+      gap_rng_t pc[SYNC_GAP_PIECES];
+      int np = gap_pieces(s, a, b, pc, SYNC_GAP_PIECES);
+      if (np < 0) {
+        np = 1;
+        pc[0].a = a;
+        pc[0].b = b;
+      }
+      for (int k = 0; k < np; k++) {
+        sl_store_gap_t g = gaps[i];
+        g.first_offset = pc[k].a;
+        g.count = pc[k].b - pc[k].a;
+        if ((rc = produce_gap(up, s, &g)) < 0)
+          return rc;
+      }
+      if (up->ngap_skip < SYNC_GAPS_PER_TXN) {
+        up->gap_skip[up->ngap_skip].stream = (size_t)(s - up->streams);
+        up->gap_skip[up->ngap_skip].first = a;
+        up->gap_skip[up->ngap_skip++].end = b;
+      }
+    }
     up->gap_pend = gaps[i].seq + 1;
     up->gap_txn_n++;
   }

@@ -60,6 +60,21 @@ bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off) {
   return false;
 }
 
+void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b) {
+  if (a >= b)
+    return;
+  if (s->nskipped && s->skipped[s->nskipped - 1].b == a) {
+    s->skipped[s->nskipped - 1].b = b;
+    return;
+  }
+  if (s->nskipped == SYNC_SKIP_MAX) {
+    s->skip_overflow = true;
+    return;
+  }
+  s->skipped[s->nskipped].a = a;
+  s->skipped[s->nskipped++].b = b;
+}
+
 bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
   if (idx >= up->nstreams || sync__poisoned(up, idx, off))
     return false;
@@ -197,11 +212,16 @@ static int next_record(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l) {
       continue; /* wholly before our position */
     if (l->rec.status != 0) {
       /* Evicted or corrupt: the store wrote gap records for the range. */
+      sync__note_skip(s, SL_MAX(l->next, l->rec.first_offset),
+                      SL_MIN(rend, l->end));
       l->next = SL_MIN(rend, l->end);
       continue;
     }
-    if (l->rec.first_offset > l->next)
-      l->next = l->rec.first_offset; /* a hole the store reported as gap */
+    if (l->rec.first_offset > l->next) {
+      /* A hole the store reported as gap. */
+      sync__note_skip(s, l->next, SL_MIN(l->rec.first_offset, l->end));
+      l->next = l->rec.first_offset;
+    }
     l->have_rec = true;
     l->pos = 0;
     l->rec_off = l->rec.first_offset;

@@ -20,7 +20,9 @@
 #define SYNC_POISON_MAX 1024 /* remembered poison (stream, offset) pairs */
 #define SYNC_GAPS_PER_TXN 64 /* gap records forwarded per transaction */
 #define SYNC_DLQ_STREAM "_dlq"
-#define SYNC_PRODUCERS 2 /* exactly-once: one commits, one takes records */
+#define SYNC_PRODUCERS 2   /* exactly-once: one commits, one takes records */
+#define SYNC_SKIP_MAX 64   /* evicted ranges a stream's lanes stepped over */
+#define SYNC_GAP_PIECES 16 /* a gap clipped into more pieces is sent whole */
 
 /* A read position in one lane of one stream. */
 typedef struct sync_lane {
@@ -55,6 +57,16 @@ typedef struct sync_stream {
   bool cm_touched;
   uint64_t cm_events, cm_bytes;
   int64_t oldest_ns; /* event time at the first undelivered */
+  /* Evicted ranges the lanes stepped over (not sent as records) since the
+   * last time no gap was pending: a gap record is clipped to the offsets
+   * not sent as records, and these stay in it. On overflow, gaps are sent
+   * unclipped (an offset may then be both a record and in a gap; none is
+   * lost). */
+  struct {
+    uint64_t a, b;
+  } skipped[SYNC_SKIP_MAX];
+  size_t nskipped;
+  bool skip_overflow;
   /* Rate bookkeeping (thread-owned). */
   uint64_t rate_delivered, rate_next;
   /* Stats (under up->lock). */
@@ -120,6 +132,11 @@ struct sl_sync {
   uint64_t gap_cp, gap_pend; /* next gap seq: committed, in the txn */
   uint64_t gap_store_seq;    /* next gap seq the store has not acked */
   uint64_t gap_txn_n;        /* gap records in the open transaction */
+  struct {
+    size_t stream;
+    uint64_t first, end;
+  } gap_skip[SYNC_GAPS_PER_TXN]; /* evicted ranges forwarded this chunk */
+  size_t ngap_skip;
   sl_sync_bucket_t bucket, backlog_bucket;
   bool live_throttled;   /* a live lane waited for tokens this round */
   bool backlog_held;     /* a backlog lane waited for queue room (live on) */
@@ -185,6 +202,8 @@ void sync__lane_close(sync_lane_t *l);
 long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
                      uint64_t max);
 bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off);
+/* Notes that a lane of s stepped over the evicted range [a, b). */
+void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b);
 /* Remembers a record rejected for good and counts it as dead-lettered
  * (once). Returns true when it was new. */
 bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);

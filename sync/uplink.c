@@ -187,6 +187,35 @@ static int finish_blocks(sl_sync_t *up) {
   return 0;
 }
 
+/* After gap records went out: a lane whose next offset lies in a forwarded
+ * evicted range moves past it (it may hold a record read before the
+ * eviction, whose events are in the gap now). */
+static void skip_gaps(sl_sync_t *up) {
+  for (size_t k = 0; k < up->ngap_skip; k++) {
+    sync_stream_t *s = &up->streams[up->gap_skip[k].stream];
+    uint64_t a = up->gap_skip[k].first, b = up->gap_skip[k].end;
+    sync_lane_t *l = &s->live;
+    if (l->next >= a && l->next < b) {
+      bool one = s->pend.backlog_next == s->pend.live_start;
+      sync__lane_close(l);
+      l->next = b;
+      s->pend.live_next = b;
+      if (one)
+        s->pend.backlog_next = s->pend.live_start = b;
+      s->touched = true;
+    }
+    l = &s->backlog;
+    if (s->pend.backlog_next < s->pend.live_start && l->next >= a &&
+        l->next < b && l->next < l->end) {
+      sync__lane_close(l);
+      l->next = SL_MIN(b, l->end);
+      s->touched = true;
+      backlog_advance(up, s);
+    }
+  }
+  up->ngap_skip = 0;
+}
+
 /* Every stream back to its committed checkpoint (after an abort). */
 static void rewind_all(sl_sync_t *up) {
   for (size_t i = 0; i < up->nstreams; i++) {
@@ -336,6 +365,15 @@ static void finalize(sl_sync_t *up, double commit_ms) {
   sync__commit_local(up);
   if (up->cm_gap_n)
     sl_store_gap_ack(up->st, up->gap_cp);
+  /* No gap pending: the stepped-over ranges have served (a later eviction
+   * takes other offsets). */
+  sl_store_gap_t g;
+  size_t ng = 1;
+  if (sl_store_gap_list(up->st, up->gap_cp, &g, 1, &ng) == 0 && ng == 0)
+    for (size_t i = 0; i < up->nstreams; i++) {
+      up->streams[i].nskipped = 0;
+      up->streams[i].skip_overflow = false;
+    }
   unseal(up);
   up->backoff_ms = 0;
 }
@@ -530,7 +568,13 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       rd_kafka_poll(up->rk, (int)(w / 1000000u) + 1);
     }
   }
+  up->ngap_skip = 0;
   if ((rc = finish_blocks(up)) < 0 || (rc = sync__produce_gaps(up)) < 0)
+    goto fail;
+  /* Lanes move past the ranges just forwarded as gaps; a newest-first
+   * block that this left started is finished too. */
+  skip_gaps(up);
+  if ((rc = finish_blocks(up)) < 0)
     goto fail;
   if (eos) {
     for (size_t i = 0; i < up->nstreams; i++)
