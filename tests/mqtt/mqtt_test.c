@@ -362,6 +362,22 @@ static void pub_await(pub_t *p, uint64_t want, int timeout_ms) {
   }
 }
 
+/* Publishes readings from..to-1 (ids) on topic and waits for every PUBACK
+ * so far (to in all). */
+static void publish_range(pub_t *p, const char *topic, int from, int to,
+                          const char *what) {
+  for (int i = from; i < to; i++)
+    CHECK(pub_send(p, topic, i) == 0, "%s", what);
+  pub_await(p, (uint64_t)to, 30000);
+}
+
+/* Waits until the daemon stored n MQTT readings, then stops it cleanly. */
+static void store_and_stop(pid_t pid, uint64_t n) {
+  await_metric(EVENTS_MQTT("readings"), (double)n, 30000);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+}
+
 static void pub_free(pub_t *p) {
   mosquitto_disconnect(p->mosq);
   mosquitto_loop_stop(p->mosq, false);
@@ -701,26 +717,16 @@ static void scenario_restart(void) {
   pid_t pid = start_daemon(); /* creates the persistent session */
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   pub_init(&p, "restart-pub", 3 * (uint64_t)N);
-  for (int i = 0; i < N; i++)
-    CHECK(pub_send(&p, t, i) == 0, "publish");
-  pub_await(&p, (uint64_t)N, 30000);
-  await_metric(EVENTS_MQTT("readings"), N, 30000);
-  int st = stop_daemon(pid, SIGTERM);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  publish_range(&p, t, 0, N, "publish");
+  store_and_stop(pid, N);
 
   /* sluice is away: the broker queues for its session. */
-  for (int i = N; i < 2 * N; i++)
-    CHECK(pub_send(&p, t, i) == 0, "publish while away");
-  pub_await(&p, 2 * (uint64_t)N, 30000);
+  publish_range(&p, t, N, 2 * N, "publish while away");
 
   pid = start_daemon();
   /* And publishers go on while it catches up. */
-  for (int i = 2 * N; i < 3 * N; i++)
-    CHECK(pub_send(&p, t, i) == 0, "publish after restart");
-  pub_await(&p, 3 * (uint64_t)N, 30000);
-  await_metric(EVENTS_MQTT("readings"), 2 * N, 30000);
-  st = stop_daemon(pid, SIGTERM);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  publish_range(&p, t, 2 * N, 3 * N, "publish after restart");
+  store_and_stop(pid, 2 * (uint64_t)N);
   pub_free(&p);
   ids_read(&ids);
   CHECK(ids.distinct == 3 * (uint64_t)N,
@@ -1135,21 +1141,13 @@ static void scenario_v311(void) {
   CHECK(log_count("(session new)") == 1, "a new session");
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   pub_init(&p, "v311-pub", 2 * (uint64_t)N);
-  for (int i = 0; i < N; i++)
-    CHECK(pub_send(&p, t, i) == 0, "publish");
-  pub_await(&p, (uint64_t)N, 30000);
-  await_metric(EVENTS_MQTT("readings"), N, 30000);
-  int st = stop_daemon(pid, SIGTERM);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  publish_range(&p, t, 0, N, "publish");
+  store_and_stop(pid, N);
 
-  for (int i = N; i < 2 * N; i++)
-    CHECK(pub_send(&p, t, i) == 0, "publish while sluice is down");
-  pub_await(&p, 2 * (uint64_t)N, 30000);
+  publish_range(&p, t, N, 2 * N, "publish while sluice is down");
   pid = start_daemon();
   CHECK(log_count("(session resumed)") == 1, "session resumed");
-  await_metric(EVENTS_MQTT("readings"), N, 30000);
-  st = stop_daemon(pid, SIGTERM);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  store_and_stop(pid, N);
   pub_free(&p);
   /* Mosquitto logs the protocol (p2 = 3.1.1, p5 = 5) and clean session. */
   snprintf(want, sizeof(want), "as %s-sluice (p2, c0,", prefix);
