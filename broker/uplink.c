@@ -28,9 +28,9 @@ struct sl_uplink {
   up_series_t *series;   /* per daemon stream */
   size_t *idx;           /* uplink stream -> daemon stream index */
   sl_metric_t *state, *connected, *commits, *aborts, *retries, *restarts,
-      *commit_s, *commit_max_s, *queue, *throttled, *auth;
+      *commit_s, *commit_max_s, *queue, *throttled, *auth, *dlq_failed;
   uint64_t last_commits, last_aborts, last_retries, last_restarts,
-      last_throttled, last_auth;
+      last_throttled, last_auth, last_dlq_failed;
   int last_state;
   char last_err[256];
 };
@@ -168,6 +168,11 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
       mx, "sluice_uplink_auth_failures_total",
       "Authentication/authorization errors (retried after about a minute)",
       NULL);
+  ul->dlq_failed = sl_metrics_counter(
+      mx, "sluice_uplink_dead_letter_copy_failed_total",
+      "Refused events whose copy to kafka.dead_letter_stream failed (they "
+      "stay in their own stream)",
+      NULL);
   ul->commit_s = sl_metrics_gauge(mx, "sluice_uplink_txn_commit_seconds",
                                   "Latency of the last commit", NULL);
   ul->commit_max_s =
@@ -224,6 +229,7 @@ void sl_uplink_tick(sl_daemon_t *dm) {
   add_delta(ul->retries, s->retries, &ul->last_retries);
   add_delta(ul->restarts, s->producer_restarts, &ul->last_restarts);
   add_delta(ul->auth, s->auth_failures, &ul->last_auth);
+  add_delta(ul->dlq_failed, s->dlq_copy_failed, &ul->last_dlq_failed);
   add_delta(ul->throttled, s->throttled_ms, &ul->last_throttled);
   sl_metric_set(ul->commit_s, s->txn_commit_ms_last / 1e3);
   sl_metric_set(ul->commit_max_s, s->txn_commit_ms_max / 1e3);

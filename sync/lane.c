@@ -95,11 +95,19 @@ bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
   return true;
 }
 
+static void dlq_count_failure(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  up->stats.dlq_copy_failed++;
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* On the store's writer thread. A copy that failed leaves the event in its
+ * own stream only; it is counted (sluice_uplink_dead_letter_copy_failed). */
 static void dlq_done(void *arg, int status, const uint64_t *offsets, size_t n) {
-  (void)arg;
   (void)offsets;
   (void)n;
-  (void)status; /* a failed copy leaves the event in its own stream */
+  if (status < 0)
+    dlq_count_failure(arg);
 }
 
 void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
@@ -143,8 +151,10 @@ void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
   uint8_t *buf = NULL;
   sl_store_batch_t *b = NULL;
   sl_store_group_t *g = NULL;
-  if (!pa)
+  if (!pa) {
+    dlq_count_failure(up);
     goto out;
+  }
   for (size_t i = 0; i < na; i++)
     pa[i] = old[i];
   for (int i = 0; i < 4; i++) {
@@ -159,15 +169,21 @@ void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
   eb.n_events = 1;
   eb.events = &ev;
   size_t blen = sluice__v1__event_batch__get_packed_size(&eb);
-  if ((buf = malloc(blen)) &&
-      (sluice__v1__event_batch__pack(&eb, buf),
-       sl_store_batch_new(up->st, up->dlq_stream, buf, blen, 1, ev->time_ns,
-                          ev->time_ns, &b) == 0) &&
-      sl_store_group_new(up->st, &g) == 0 && sl_store_group_add(g, b) == 0) {
-    b = NULL;
-    if (sl_store_group_submit(g, SL_STORE_SUBMIT_BLOCK, dlq_done, NULL) == 0)
-      g = NULL;
+  bool submitted = false;
+  if ((buf = malloc(blen))) {
+    sluice__v1__event_batch__pack(&eb, buf);
+    if (sl_store_batch_new(up->st, up->dlq_stream, buf, blen, 1, ev->time_ns,
+                           ev->time_ns, &b) == 0 &&
+        sl_store_group_new(up->st, &g) == 0 && sl_store_group_add(g, b) == 0) {
+      b = NULL;
+      if (sl_store_group_submit(g, SL_STORE_SUBMIT_BLOCK, dlq_done, up) == 0) {
+        g = NULL;
+        submitted = true;
+      }
+    }
   }
+  if (!submitted)
+    dlq_count_failure(up);
   ev->attributes = old;
   ev->n_attributes = na;
 out:

@@ -116,6 +116,8 @@ typedef struct sl_sync_stats {
   uint64_t retries;           /* retried chunks, any cause */
   uint64_t producer_restarts; /* producers recreated after fatal errors */
   uint64_t auth_failures;     /* authentication/authorization errors */
+  uint64_t dlq_copy_failed;   /* refused events not copied to the dead-letter
+                                 stream (still in their own stream) */
   uint64_t dead_lettered;     /* all streams */
   uint64_t throttled_ms;      /* time waiting for the bandwidth cap */
   double txn_commit_ms_last;  /* last commit_transaction() latency */

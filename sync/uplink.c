@@ -367,9 +367,12 @@ static void finalize(sl_sync_t *up, double commit_ms) {
     sl_store_gap_ack(up->st, up->gap_cp);
   /* No gap pending: the stepped-over ranges have served (a later eviction
    * takes other offsets). */
+  bool any = false;
+  for (size_t i = 0; i < up->nstreams; i++)
+    any |= up->streams[i].nskipped || up->streams[i].skip_overflow;
   sl_store_gap_t g;
   size_t ng = 1;
-  if (sl_store_gap_list(up->st, up->gap_cp, &g, 1, &ng) == 0 && ng == 0)
+  if (any && sl_store_gap_list(up->st, up->gap_cp, &g, 1, &ng) == 0 && ng == 0)
     for (size_t i = 0; i < up->nstreams; i++) {
       up->streams[i].nskipped = 0;
       up->streams[i].skip_overflow = false;
