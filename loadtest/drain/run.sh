@@ -30,26 +30,13 @@ while [[ $# -gt 0 ]]; do
   *) echo "usage: loadtest/run drain [--events N] [--delivery exactly_once|at_least_once] [--raw-rounds R] [--perf FILE]" >&2; exit 2 ;;
   esac
 done
-: "${SL_BUILD_RELEASE:?run through loadtest/run}"
+# shellcheck source=../common/lib.sh
+. "$(dirname "$0")/../common/lib.sh"
+sl_lt_init drain
 sl_build_release sluice sl_drain_load sl_drain_raw
-bin=$SL_BUILD_RELEASE
-src=$SL_SOURCE_DIR
-work=$(mktemp -d "${TMPDIR:-/tmp}/sl_drain.XXXXXX")
-export SLUICE_HARNESS_DIR=$work/harness
-pid=
-cleanup() {
-  set +e
-  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
-  "$src/scripts/kafka.sh" stop >/dev/null 2>&1
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "drain: starting Kafka" >&2
-"$src/scripts/kafka.sh" start >&2
-"$src/scripts/kafka.sh" wait-ready >&2
-brokers=$("$src/scripts/kafka.sh" env | sed -n 's/^SLUICE_TEST_KAFKA_BOOTSTRAP=//p')
+sl_lt_kafka_start
 kdata=$SLUICE_HARNESS_DIR/kafka/data
 
 echo "drain: storing $events events" >&2

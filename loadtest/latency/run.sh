@@ -36,29 +36,16 @@ while [[ $# -gt 0 ]]; do
   *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--out DIR]" >&2; exit 2 ;;
   esac
 done
-: "${SL_BUILD_RELEASE:?run through loadtest/run}"
+# shellcheck source=../common/lib.sh
+. "$(dirname "$0")/../common/lib.sh"
+sl_lt_init latency
 sl_build_release sluice sl_latency sl_drain_load
-bin=$SL_BUILD_RELEASE
-src=$SL_SOURCE_DIR
-work=$(mktemp -d "${TMPDIR:-/tmp}/sl_latency.XXXXXX")
-export SLUICE_HARNESS_DIR=$work/harness
-pid=
-cleanup() {
-  set +e
-  [[ -n $pid ]] && kill -KILL "$pid" 2>/dev/null
-  "$src/scripts/kafka.sh" stop >/dev/null 2>&1
-  wait 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
 
 echo "latency: starting Kafka" >&2
 # The broker's GC log: its pauses are reported next to the latency figures
 # (a stop-the-world pause stalls every append).
 export SLUICE_KAFKA_JVM_OPTS="${SLUICE_KAFKA_JVM_OPTS:-} -Xlog:gc:file=$work/kafka-gc.log:time"
-"$src/scripts/kafka.sh" start >&2
-"$src/scripts/kafka.sh" wait-ready >&2
-brokers=$("$src/scripts/kafka.sh" env | sed -n 's/^SLUICE_TEST_KAFKA_BOOTSTRAP=//p')
+sl_lt_kafka_start
 topic=latency-readings
 "$bin/loadtest/latency/sl_latency" --brokers "$brokers" --topic "$topic" --create-topic
 
