@@ -24,6 +24,8 @@
 
 #include <mosquitto.h>
 
+#include "loadtest/common/scrape.h"
+
 static const char *host = "127.0.0.1", *topic = "bench", *sub_kind = "ref",
                   *series = NULL;
 static int port, qos = 1, publishers = 2, admin_port;
@@ -126,33 +128,8 @@ static void *pub_run(void *arg) {
  */
 
 static double metric(void) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  static char buf[1 << 20];
-  size_t n = 0;
-  double v = -1;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sa.sin_port = htons((uint16_t)admin_port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-    close(fd);
-    return -1;
-  }
-  const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-  if (write(fd, req, sizeof(req) - 1) < 0) {
-    close(fd);
-    return -1;
-  }
-  for (ssize_t r;
-       n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0;)
-    n += (size_t)r;
-  close(fd);
-  buf[n] = 0;
-  for (char *p = buf; (p = strstr(p, series)); p++)
-    if (p == buf || p[-1] == '\n') {
-      sscanf(p + strlen(series), " %lf", &v);
-      break;
-    }
-  return v;
+  double v;
+  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
 }
 
 int main(int argc, char **argv) {

@@ -49,6 +49,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "loadtest/common/scrape.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 #include "store/store.h"
@@ -174,33 +175,8 @@ static int stop_daemon(pid_t pid, int sig) {
 /* GET /metrics from the admin port; returns the value of the first line
  * starting with series, or -1. */
 static double metric(const char *series) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  static char buf[1 << 20];
-  size_t n = 0;
-  double v = -1;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sa.sin_port = htons((uint16_t)admin_port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-    close(fd);
-    return -1;
-  }
-  const char req[] = "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n";
-  if (write(fd, req, sizeof(req) - 1) < 0) {
-    close(fd);
-    return -1;
-  }
-  for (ssize_t r;
-       n < sizeof(buf) - 1 && (r = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0;)
-    n += (size_t)r;
-  close(fd);
-  buf[n] = 0;
-  for (char *p = buf; (p = strstr(p, series)); p++)
-    if (p == buf || p[-1] == '\n') {
-      sscanf(p + strlen(series), " %lf", &v);
-      break;
-    }
-  return v;
+  double v;
+  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
 }
 
 /* Waits until the series reaches want (bounded). */

@@ -40,6 +40,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loadtest/common/scrape.h"
 #include "tests/sync/sync_common.h"
 
 static const char *netns_sh;
@@ -83,33 +84,8 @@ static void daemon_stop(sync_daemon_t *d) {
  * when the admin server does not answer or lacks the series.
  */
 static double metric(const sync_daemon_t *d, const char *series) {
-  static char buf[1 << 20];
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  struct timeval tv = {.tv_sec = 5};
-  size_t len = 0;
-  double v = NAN;
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  CHECK(fd >= 0, "socket");
-  sa.sin_port = htons((uint16_t)d->admin_port);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
-      write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
-    ssize_t n;
-    while (len < sizeof(buf) - 1 &&
-           (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
-      len += (size_t)n;
-  }
-  close(fd);
-  buf[len] = '\0';
-  size_t sl = strlen(series);
-  for (char *p = strstr(buf, series); p; p = strstr(p + 1, series))
-    if (p > buf && p[-1] == '\n' && p[sl] == ' ') {
-      v = strtod(p + sl + 1, NULL);
-      break;
-    }
-  return v;
+  double v;
+  return sl_scrape_metric(d->admin_port, series, &v) == 0 ? v : NAN;
 }
 
 #define M_DELIVERED "sluice_uplink_delivered_total{stream=\"readings\"}"
