@@ -218,6 +218,7 @@ typedef struct sl_config {
     sl_config_strlist_t properties; /* librdkafka "key=value" passthrough */
     uint64_t chunk_events;          /* records per transaction */
     uint64_t commit_interval_ms;    /* transaction length */
+    uint64_t link_timeout_ms;       /* TCP_USER_TIMEOUT, 0 = off */
     bool commit_pipeline;           /* two producers, commits overlap */
     uint64_t queue_max_messages;    /* librdkafka queue cap, messages */
     uint64_t queue_max_bytes;       /* librdkafka queue cap, bytes */

@@ -409,6 +409,15 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.properties", LIST, kafka.properties, "", RESTART,
         "librdkafka properties passed through as key=value (TLS, SASL, "
         "tuning), applied after sluice's own settings."),
+    OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
+        "A broker connection whose sent data stays unacknowledged this long "
+        "(a link that drops packets without a reset) is dropped and made "
+        "anew (TCP_USER_TIMEOUT), and a connection attempt gets as long "
+        "(librdkafka's socket.connection.setup.timeout.ms, at least 1 s). "
+        "Without it a partition of under a minute can stall the uplink for "
+        "a minute after the link is back (TCP's retransmission backoff). "
+        "0: the kernel's and librdkafka's defaults.",
+        .max = "10min"),
     OPT("kafka.chunk_events", UINT, kafka.chunk_events, "50000", RESTART,
         "Largest number of records in one transaction (chunk).", .min = "1",
         .max = "10000000"),

@@ -74,6 +74,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.nprops = np;
   o.chunk_events = (uint32_t)cfg->kafka.chunk_events;
   o.commit_interval_ms = (uint32_t)cfg->kafka.commit_interval_ms;
+  o.link_timeout_ms = (uint32_t)cfg->kafka.link_timeout_ms;
   o.serial_commits = !cfg->kafka.commit_pipeline;
   o.queue_max_messages = (uint32_t)cfg->kafka.queue_max_messages;
   o.queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);

@@ -13,6 +13,15 @@
 #                              advertises (default 127.0.0.1; scripts/netns.sh
 #                              sets the netns side of its veth pair). The
 #                              controller listener stays on 127.0.0.1.
+#   SLUICE_KAFKA_DATA          where the broker's log lives: tmpfs (default
+#                              where /dev/shm has 4 GiB free) or disk. Why
+#                              tmpfs: this Kafka stands in for the central
+#                              cluster, which in production has disks of its
+#                              own; on one box its page-cache writeback
+#                              shares the disk with sluice's store and
+#                              stalled the store's fsync by 100-170 ms every
+#                              few seconds (docs/BENCHMARKS.md, latency).
+#                              `clean` (or the next `start`) frees it.
 set -euo pipefail
 
 # shellcheck disable=SC2034 # read by lib/common.sh
@@ -21,7 +30,7 @@ SL_PROG=kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/kafka.sh start|stop|restart|status|wait-ready|env|topics|fetch|log" >&2
+  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log" >&2
   exit 2
 }
 
@@ -108,6 +117,68 @@ group.initial.rebalance.delay.ms=0
 PROPS
 }
 
+# The tmpfs copies of broker logs live in /dev/shm/sluice-kafka.XXXXXX/data,
+# with $DIR/data a symbolic link to it and the owner file naming $DIR.
+SHM_ROOT=/dev/shm
+
+use_tmpfs() {
+  case ${SLUICE_KAFKA_DATA:-auto} in
+    disk) return 1 ;;
+    tmpfs) [[ -d $SHM_ROOT && -w $SHM_ROOT ]] || sl_die "SLUICE_KAFKA_DATA=tmpfs: $SHM_ROOT is not writable" ;;
+    auto)
+      [[ -d $SHM_ROOT && -w $SHM_ROOT ]] || return 1
+      local avail
+      avail=$(df -Pk "$SHM_ROOT" 2>/dev/null | awk 'NR == 2 { print $4 }')
+      [[ -n $avail ]] && ((avail >= 4 * 1024 * 1024)) || return 1
+      ;;
+    *) sl_die "SLUICE_KAFKA_DATA must be tmpfs or disk" ;;
+  esac
+}
+
+# remove_data: the broker's log, wherever it lives.
+remove_data() {
+  local target
+  if [[ -L $DIR/data ]]; then
+    target=$(readlink "$DIR/data")
+    [[ $target == "$SHM_ROOT"/sluice-kafka.*/data ]] && rm -rf "${target%/data}"
+    rm -f "$DIR/data"
+  else
+    rm -rf "$DIR/data"
+  fi
+}
+
+# sweep_shm: tmpfs logs whose broker directory is gone (a run that was
+# killed, or removed its directory without `clean`) would hold RAM until
+# reboot. The link is made before the owner file, so a directory with an
+# owner file whose link no longer points back is an orphan; one without an
+# owner file is only removed after an hour (someone may be creating it).
+sweep_shm() {
+  local d owner
+  for d in "$SHM_ROOT"/sluice-kafka.*; do
+    [[ -d $d ]] || continue
+    if [[ -f $d/owner ]]; then
+      owner=$(<"$d/owner")
+      [[ $(readlink "$owner/data" 2>/dev/null) == "$d/data" ]] && continue
+    elif [[ -z $(find "$d" -maxdepth 0 -mmin +60 2>/dev/null) ]]; then
+      continue
+    fi
+    rm -rf "$d"
+  done
+}
+
+make_data() {
+  local d
+  if use_tmpfs; then
+    sweep_shm
+    d=$(mktemp -d "$SHM_ROOT/sluice-kafka.XXXXXX")
+    mkdir "$d/data"
+    ln -s "$d/data" "$DIR/data"
+    printf '%s\n' "$DIR" >"$d/owner"
+  else
+    mkdir -p "$DIR/data"
+  fi
+}
+
 start() {
   sl_lock "$DIR"
   if running; then
@@ -115,8 +186,10 @@ start() {
   fi
   sl_need java python3 kcat setsid
   fetch
-  rm -rf "$DIR/data" "$LOGDIR" "$ADDRFILE" "$PIDFILE"
-  mkdir -p "$DIR/data" "$LOGDIR"
+  remove_data
+  rm -rf "$LOGDIR" "$ADDRFILE" "$PIDFILE"
+  mkdir -p "$LOGDIR"
+  make_data
   local ports port cport cluster_id
   if [[ $HOST == 127.0.0.1 ]]; then
     ports=$(sl_free_ports 2)
@@ -159,10 +232,15 @@ launch() {
   # a 1 GiB heap; kafka-run-class.sh: G1 with a 20 ms pause goal): with the
   # JVM's defaults young collections on this 2-core box paused the broker
   # for 100-170 ms every few seconds, which the latency benchmarks measured
-  # as the uplink's p99. SLUICE_KAFKA_JVM_OPTS: extra options (GC logging)
-  # by hand.
+  # as the uplink's p99. One GC worker thread (the JVM takes one per core):
+  # with two on two cores shared with sluice and the load generators, a
+  # preempted worker left the other spinning, and 1 young collection in 5
+  # took 80-120 ms of CPU to evacuate ~50 MB (GC log: User = Real, Sys 0);
+  # with one, every pause was 7-23 ms. SLUICE_KAFKA_JVM_OPTS: extra options
+  # (GC logging) by hand.
   # shellcheck disable=SC2086
   setsid java -Xms1g -Xmx1g -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:ParallelGCThreads=1 -XX:ConcGCThreads=1 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -XX:MaxInlineLevel=15 -Djava.awt.headless=true -XX:+ExitOnOutOfMemoryError \
     ${SLUICE_KAFKA_JVM_OPTS:-} -Dkafka.logs.dir="$LOGDIR" -Dlog4j2.configurationFile="$LOG4J" \
@@ -203,6 +281,14 @@ stop() {
   rm -f "$ADDRFILE"
 }
 
+# clean: stop, and free the broker's log (tmpfs: its RAM).
+clean() {
+  [[ -d $DIR ]] || return 0
+  stop
+  sl_lock "$DIR"
+  remove_data
+}
+
 status() {
   if running; then
     echo "kafka $KAFKA_VERSION: running, pid $(<"$PIDFILE"), bootstrap $(<"$ADDRFILE"), log $LOG"
@@ -227,6 +313,7 @@ topics() {
 case $1 in
   start) start ;;
   stop) stop ;;
+  clean) clean ;;
   restart) restart ;;
   status) status ;;
   wait-ready) wait_ready ;;

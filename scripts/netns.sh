@@ -172,7 +172,7 @@ destroy() {
   [[ -s $f ]] || return 0
   # shellcheck disable=SC1090
   source "$f"
-  SLUICE_KAFKA_DIR=$dir/kafka "$KAFKA_SH" stop || rc=1
+  SLUICE_KAFKA_DIR=$dir/kafka "$KAFKA_SH" clean || rc=1
   for pid in $(ip netns pids "$NS" 2>/dev/null); do
     sl_warn "killing pid $pid left in $NS"
     kill -KILL "$pid" 2>/dev/null || true

@@ -71,6 +71,8 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
     rd_kafka_conf_destroy(conf);
     return SL_ECONFIG;
   }
+  rd_kafka_conf_set_opaque(conf, up);
+  sync__conf_link(up, conf);
   for (size_t i = 0; i < up->o.nprops; i++) {
     /* TLS/SASL apply to the reader too; producer-only keys are refused
      * by a consumer config, which is fine to ignore here. */

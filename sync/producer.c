@@ -5,6 +5,8 @@
  * queue.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +94,41 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
   return 0;
 }
 
+/* librdkafka's socket callback: its default (socket() with SOCK_CLOEXEC)
+ * plus TCP_USER_TIMEOUT. Why: when a link drops packets without a reset
+ * (a cut uplink, a NAT that forgot us), a connection with a request in
+ * flight hangs while TCP's retransmission timer doubles; the next
+ * retransmission after a 30 s cut came ~50 s in, so a short partition
+ * stalled the uplink for a minute (docs/BENCHMARKS.md, outage --cut
+ * netns). With the timeout the kernel fails the connection after
+ * link_timeout_ms without an ack and librdkafka connects anew. A slow but
+ * working link keeps getting acks, so it is not cut. */
+static int socket_cb(int domain, int type, int protocol, void *opaque) {
+  sl_sync_t *up = opaque;
+  int fd = socket(domain, type | SOCK_CLOEXEC, protocol);
+  if (fd < 0 || !up->o.link_timeout_ms ||
+      (domain != AF_INET && domain != AF_INET6))
+    return fd;
+  unsigned int ms = up->o.link_timeout_ms;
+  /* Best effort: a kernel without it keeps its defaults. */
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+  return fd;
+}
+
+void sync__conf_link(sl_sync_t *up, rd_kafka_conf_t *conf) {
+  char buf[32];
+  char e[256];
+  if (!up->o.link_timeout_ms)
+    return;
+  /* Connection set-up (TCP and TLS handshake, ApiVersion, SASL) gets the
+   * same bound: a SYN sent into a cut link is otherwise retried for 30 s
+   * with doubling gaps. librdkafka's lower limit is 1 s. */
+  snprintf(buf, sizeof(buf), "%u", SL_MAX(up->o.link_timeout_ms, 1000u));
+  (void)rd_kafka_conf_set(conf, "socket.connection.setup.timeout.ms", buf, e,
+                          sizeof(e));
+  rd_kafka_conf_set_socket_cb(conf, socket_cb);
+}
+
 /* Builds the producer's config; NULL on error (errstr says why). */
 static rd_kafka_conf_t *producer_conf(sl_sync_t *up, const char *txn_id,
                                       char *errstr, size_t errlen) {
@@ -112,6 +149,7 @@ static rd_kafka_conf_t *producer_conf(sl_sync_t *up, const char *txn_id,
    * 6-8 s of idle uplink after the first commit). An edge box retrying one
    * connection a second costs nothing; kafka.properties can override it. */
   rc |= set(conf, "reconnect.backoff.max.ms", "1000", errstr, errlen);
+  sync__conf_link(up, conf);
   snprintf(buf, sizeof(buf), "%u", up->o.queue_max_messages);
   rc |= set(conf, "queue.buffering.max.messages", buf, errstr, errlen);
   snprintf(buf, sizeof(buf), "%u", up->o.queue_max_kbytes);

@@ -85,6 +85,12 @@ typedef struct sl_sync_opts {
   uint32_t txn_timeout_ms;        /* transaction.timeout.ms */
   uint32_t auth_backoff_ms;       /* wait after an authentication failure
                                      (0: 60000) */
+  uint32_t link_timeout_ms;       /* a broker connection with data unacked
+                                     this long is dropped and remade
+                                     (TCP_USER_TIMEOUT; also librdkafka's
+                                     socket.connection.setup.timeout.ms);
+                                     0: the kernel's and librdkafka's
+                                     defaults */
   int serial_commits;             /* exactly-once with one producer: each commit
                                      stalls the next transaction (default 0: two
                                      producers, commits overlap the next one) */

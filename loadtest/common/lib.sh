@@ -11,7 +11,7 @@
 sl_lt_cleanup() {
   set +e
   [[ -n ${pid:-} ]] && kill -KILL "$pid" 2>/dev/null
-  "$src/scripts/kafka.sh" stop >/dev/null 2>&1
+  "$src/scripts/kafka.sh" clean >/dev/null 2>&1
   wait 2>/dev/null
   rm -rf "$work"
 }

@@ -69,18 +69,73 @@ static uint64_t live_seen, historical_seen, ignored, create_time_records;
 static int64_t hist_first_ms, hist_last_ms;
 static char consumer_err[256];
 
+/* Publish -> durable ack per batch (the daemon's ingest and fsync alone),
+ * to tell a stall in the store from one in the uplink or Kafka: the
+ * publish time of each batch's first event, by batch id (ids rise by one;
+ * the ring is far larger than the client's batches in flight). */
+#define ACK_RING 65536
+static uint64_t batch_pub_ns[ACK_RING];
+typedef struct ack_sample {
+  double ms;
+  int64_t wall_ms; /* when the ack came */
+} ack_sample_t;
+static ack_sample_t *acks;
+static size_t nacks, capacks;
+static uint64_t ack_from_ns; /* acks before this (the warm-up) not counted */
+
 static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first_offset,
                    uint32_t count, int err, void *opaque) {
   (void)cl;
-  (void)batch_id;
   (void)first_offset;
   (void)opaque;
+  uint64_t now = sl_now_mono_ns();
   pthread_mutex_lock(&mu);
   if (err)
     failed_events += count;
   else
     acked += count;
+  uint64_t t = batch_pub_ns[batch_id % ACK_RING];
+  if (cl && !err && t && now >= t && t >= ack_from_ns) {
+    if (nacks == capacks &&
+        !(acks = realloc(acks, (capacks = capacks ? capacks * 2 : 4096) *
+                                   sizeof(*acks))))
+      abort();
+    acks[nacks].ms = (double)(now - t) / 1e6;
+    acks[nacks++].wall_ms = sl_now_wall_ns() / 1000000;
+  }
   pthread_mutex_unlock(&mu);
+}
+
+static int cmp_double(const void *a, const void *b);
+
+/* p50/p99/max of the ack latencies; per second p99 on stderr. */
+static void ack_report(double *out) {
+  out[0] = out[1] = out[2] = 0;
+  if (!nacks)
+    return;
+  double *v = malloc(nacks * sizeof(*v));
+  if (!v)
+    abort();
+  for (size_t i = 0; i < nacks; i++)
+    v[i] = acks[i].ms;
+  qsort(v, nacks, sizeof(*v), cmp_double);
+  out[0] = v[nacks / 2];
+  out[1] = v[(size_t)((double)nacks * 0.99)];
+  out[2] = v[nacks - 1];
+  /* Seconds as the wall clock's second of the minute, as run.sh prints
+   * the append latencies, so the two lines line up. */
+  fprintf(stderr, "latency: ack p99 per second:  ");
+  for (size_t i = 0; i < nacks;) {
+    size_t j = i, k = 0;
+    while (j < nacks && acks[j].wall_ms / 1000 == acks[i].wall_ms / 1000)
+      v[k++] = acks[j++].ms;
+    qsort(v, k, sizeof(*v), cmp_double);
+    fprintf(stderr, " %lld:%.0f", (long long)(acks[i].wall_ms / 1000 % 60),
+            v[(size_t)((double)k * 0.99)]);
+    i = j;
+  }
+  fprintf(stderr, "\n");
+  free(v);
 }
 
 static void raw_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -387,7 +442,8 @@ int main(int argc, char **argv) {
   sl_gen_t g;
   sl_gen_init(&g, 500, 0x1a7e, sl_now_wall_ns(), 1000000);
   double t0 = (double)sl_now_mono_ns() / 1e9, now = t0;
-  uint64_t published = 0;
+  ack_from_ns = sl_now_mono_ns() + (uint64_t)(opt.warmup * 1e9);
+  uint64_t published = 0, last_bid = 0;
   int rc = 0;
   for (uint64_t i = 0;; i++) {
     if ((i % 64) == 0) {
@@ -426,9 +482,17 @@ int main(int argc, char **argv) {
       if ((i % 64) == 0)
         rd_kafka_poll(prk, 0);
     } else {
-      while ((rc = sl_client_publish(cl, opt.stream, &ev, NULL)) ==
+      uint64_t bid = 0;
+      while ((rc = sl_client_publish(cl, opt.stream, &ev, &bid)) ==
              SL_EBACKPRESSURE)
         ;
+      if (rc == 0) {
+        pthread_mutex_lock(&mu);
+        if (!batch_pub_ns[bid % ACK_RING] || bid != last_bid)
+          batch_pub_ns[bid % ACK_RING] = sl_now_mono_ns();
+        last_bid = bid;
+        pthread_mutex_unlock(&mu);
+      }
     }
     if (rc < 0) {
       fprintf(stderr, "sl_latency: publish: %s\n", sl_strerror(rc));
@@ -470,7 +534,8 @@ int main(int argc, char **argv) {
     if (f)
       fclose(f);
   }
-  double a[3], v[3], ad[3], vd[3];
+  double a[3], v[3], ad[3], vd[3], ak[3];
+  ack_report(ak);
   size_t n = pct(0, INT64_MIN, INT64_MAX, a);
   pct(1, INT64_MIN, INT64_MAX, v);
   size_t nd = 0;
@@ -494,8 +559,12 @@ int main(int argc, char **argv) {
     printf(",\"p50_ms_during_drain\":%.2f,\"p99_ms_during_drain\":%.2f,"
            "\"p999_ms_during_drain\":%.2f,\"visible_p99_ms_during_drain\":%.2f",
            ad[0], ad[1], ad[2], vd[1]);
+  if (nacks)
+    printf(",\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"ack_max_ms\":%.2f",
+           ak[0], ak[1], ak[2]);
   printf(",\"create_time_records\":%" PRIu64 ",\"consumer_error\":\"%s\"}\n",
          create_time_records, consumer_err);
   free(samples);
+  free(acks);
   return failed_events || acked > live_seen ? 1 : 0;
 }

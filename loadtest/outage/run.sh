@@ -102,7 +102,7 @@ cleanup() {
   for p in $simpid $kpid $spid $dpid; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
   if [[ $cut == stop ]]; then
-    "$src/scripts/kafka.sh" stop >/dev/null 2>&1
+    "$src/scripts/kafka.sh" clean >/dev/null 2>&1
   else
     # Kafka, the netns, the veth pair and its route: all of them, always.
     "$src/scripts/netns.sh" down >&2 || log "netns cleanup failed: check 'ip netns list'"

@@ -47,7 +47,7 @@ cleanup() {
   sleep 0.5
   for p in $gpid $kpid $spid $dpid; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
-  "$src/scripts/kafka.sh" stop >/dev/null 2>&1
+  "$src/scripts/kafka.sh" clean >/dev/null 2>&1
   if [[ $rc -ne 0 ]]; then
     log "failed: logs kept in $work"
   else

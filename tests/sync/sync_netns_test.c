@@ -10,6 +10,10 @@
  *   sync_netns_test SLUICE cut        a 10 s partition (every packet
  *                                     dropped: TCP hangs, no RST) under a
  *                                     steady load, then the link is back
+ *   sync_netns_test SLUICE longcut    a 35 s partition with
+ *                                     kafka.link_timeout 3 s: deliveries
+ *                                     resume within 12 s of the link's
+ *                                     return
  *   sync_netns_test SLUICE flap       the link goes down and up at random
  *                                     0.5-3 s intervals for 20 s under load
  *                                     (each down period is a partition or a
@@ -156,14 +160,25 @@ static void stop_and_verify(sync_daemon_t *d, const char *topic, uint64_t acked,
  * A partition under a steady load: 5 s of traffic, 10 s (SL_NETNS_CUT_S)
  * with every packet dropped both ways (blackhole qdisc: the uplink's TCP
  * connections hang, nothing is refused), 5 s after the link is back.
+ *
+ * longcut: a 35 s partition with kafka.link_timeout 3 s, and deliveries
+ * must resume within 12 s of the link's return. Without the timeout they
+ * resume only when TCP's doubling retransmission timer next fires (~51 s
+ * after the cut, i.e. ~16 s after a 35 s one) or librdkafka's 60 s request
+ * timeout; with it the hung connections fail after 3 s and the uplink
+ * keeps trying new ones (3 s set-up timeout), so one gets through soon
+ * after the link is back.
  */
-static int scenario_cut(void) {
+static int scenario_cut(bool longcut) {
   const char *e = getenv("SL_NETNS_CUT_S");
-  uint64_t cut_ms = (e ? strtoull(e, NULL, 10) : 10) * 1000;
+  uint64_t cut_ms = (e ? strtoull(e, NULL, 10) : longcut ? 35 : 10) * 1000;
+  uint64_t watch_ms = longcut ? 15000 : 5000;
+  const int64_t resume_bound_ms = 12000;
   sync_daemon_t a;
   sync_pub_t p;
   CHECK(cut_ms >= 4000 && cut_ms <= 600000, "SL_NETNS_CUT_S: 4 .. 600");
-  daemon_init(&a, "node-cut", "cut", true, "");
+  daemon_init(&a, "node-cut", "cut", true,
+              longcut ? "  link_timeout: 3s\n" : "");
   sync_daemon_start(&a);
   sync_pub_open(&p, &a, "netns-test");
   pub_for(&p, LOAD_RATE, 5000);
@@ -183,8 +198,8 @@ static int scenario_cut(void) {
          t_restore - t_cut, d1, d2);
   CHECK(d1 == d2, "the uplink delivered through a cut link: the cut is not "
                   "a cut");
-  /* 5 s more load, watching for the first delivery after the cut. */
-  for (int i = 0; i < 50; i++) {
+  /* 5 s (15 s) more load, watching for the first delivery after the cut. */
+  for (uint64_t i = 0; i < watch_ms / 100; i++) {
     pub_for(&p, LOAD_RATE, 100);
     if (resumed < 0 && metric(&a, M_DELIVERED) > d2)
       resumed = (int64_t)(sync_now_ms() - t_restore);
@@ -195,6 +210,12 @@ static int scenario_cut(void) {
          " ms after the link came back (metrics tick: 1 s), all delivered "
          "after %" PRIu64 " ms\n",
          acked, resumed, sync_now_ms() - t_restore);
+  if (longcut)
+    CHECK(resumed >= 0 && resumed <= resume_bound_ms,
+          "deliveries resumed %" PRId64 " ms after the link came back "
+          "(-1: not within %" PRIu64 " ms); kafka.link_timeout 3 s should "
+          "bound it by %" PRId64 " ms",
+          resumed, watch_ms, resume_bound_ms);
   sync_seen_t v;
   stop_and_verify(&a, "cut", acked, ms, &v);
   sync_seen_free(&v);
@@ -409,8 +430,9 @@ static int scenario_bandwidth(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr,
-            "usage: sync_netns_test SLUICE_BINARY cut|flap|bandwidth\n");
+    fprintf(
+        stderr,
+        "usage: sync_netns_test SLUICE_BINARY cut|longcut|flap|bandwidth\n");
     return 2;
   }
   sync_bin = argv[1];
@@ -425,7 +447,9 @@ int main(int argc, char **argv) {
   sync_run_init("netns", argv[2]);
   int rc;
   if (!strcmp(argv[2], "cut"))
-    rc = scenario_cut();
+    rc = scenario_cut(false);
+  else if (!strcmp(argv[2], "longcut"))
+    rc = scenario_cut(true);
   else if (!strcmp(argv[2], "flap"))
     rc = scenario_flap();
   else if (!strcmp(argv[2], "bandwidth"))

@@ -44,7 +44,7 @@ static int kafka_cmd(const char *verb);
 void check_fail_cleanup(void) {
   sync_kill_daemons();
   if (kafka_sh)
-    kafka_cmd("stop"); /* the private broker, if one was started */
+    kafka_cmd("clean"); /* the private broker, if one was started */
   sync_tail_logs(20);
 }
 
@@ -380,7 +380,7 @@ static int scenario_restart(void) {
   CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
   sync_verify_exactly_once("restart", "node-restart", &a, false, NULL, 60000,
                            NULL);
-  kafka_cmd("stop");
+  kafka_cmd("clean"); /* stop, and free its log (on tmpfs: RAM) */
   return 0;
 }
 
