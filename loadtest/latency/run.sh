@@ -7,6 +7,7 @@
 #   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
 #                        [--delivery exactly_once|at_least_once]
 #                        [--commit-interval 100ms] [--serial-commits]
+#                        [--store-sync always|interval]
 #                        [--out DIR]   (keeps the per-record dump and logs)
 #
 # Steps: (1) a private Kafka (scripts/kafka.sh: own state dir, free ports);
@@ -22,7 +23,7 @@
 # and the last historical record make the "during drain" figures.
 set -euo pipefail
 warmup=5 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
-pipeline=true out=
+pipeline=true out='' store_sync=always
 while [[ $# -gt 0 ]]; do
   case $1 in
   --rate) rate=$2; shift 2 ;;
@@ -32,8 +33,9 @@ while [[ $# -gt 0 ]]; do
   --delivery) delivery=$2; shift 2 ;;
   --commit-interval) commit_interval=$2; shift 2 ;;
   --serial-commits) pipeline=false; shift ;;
+  --store-sync) store_sync=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
-  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--out DIR]" >&2; exit 2 ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--store-sync always|interval] [--out DIR]" >&2; exit 2 ;;
   esac
 done
 # shellcheck source=../common/lib.sh
@@ -53,6 +55,8 @@ cat >"$work/sluice.yaml" <<YAML
 node:
   id: bench-latency
   data_dir: $work/data
+store:
+  sync: $store_sync
 listeners:
   native:
     tcp: "127.0.0.1:0"
@@ -103,6 +107,35 @@ stop_daemon() {
 echo "latency: live only, $rate events/s for $seconds s" >&2
 live_t0=$(date +%s.%N)
 start_daemon
+# The disk's own fsync latency, same run, same file system as the store: a
+# 4 KiB write + fdatasync 100 times a second while the live phase runs (a
+# durable ack can be no faster than the fsync under it). Stops when
+# $work/fsync.stop appears, or after seconds + 60.
+python3 - "$work" "$warmup" "$((seconds + 60))" >"$work/fsync.json" <<'PY' &
+import json, os, sys, time
+w, warm, limit = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+fd = os.open(w + "/fsync-probe", os.O_WRONLY | os.O_CREAT, 0o600)
+buf, lat, t0 = b"x" * 4096, [], time.monotonic()
+i = 0
+while not os.path.exists(w + "/fsync.stop") and time.monotonic() - t0 < limit:
+    os.pwrite(fd, buf, (i % 256) * 4096)
+    a = time.monotonic()
+    os.fdatasync(fd)
+    b = time.monotonic()
+    if a - t0 >= warm:
+        lat.append((b - a) * 1e3)
+    i += 1
+    time.sleep(max(0.0, t0 + i * 0.01 - time.monotonic()))
+os.close(fd)
+lat.sort()
+n = len(lat)
+print(json.dumps({"fsync_probes": n,
+                  "fsync_p50_ms": round(lat[n // 2], 2) if n else -1,
+                  "fsync_p99_ms": round(lat[int(n * 0.99)], 2) if n else -1,
+                  "fsync_max_ms": round(lat[-1], 2) if n else -1,
+                  "fsync_over_20ms": sum(1 for x in lat if x > 20)}))
+PY
+fsync_pid=$!
 "$bin/loadtest/latency/sl_latency" --address "127.0.0.1:$port" --brokers "$brokers" \
   --topic "$topic" --rate "$rate" --seconds "$seconds" --warmup "$warmup" --dump "$work/live.dump" >"$work/live.json" ||
   { echo "latency: sl_latency failed: $(cat "$work/live.json")" >&2; exit 1; }
@@ -118,6 +151,8 @@ for ts, a, v in rows:
 print("latency: live p99 per second:", " ".join("%d:%.0f" % (k % 60, sorted(x)[int(len(x) * 0.99)]) for k, x in sorted(b.items())))
 PY
 live_t1=$(date +%s.%N)
+touch "$work/fsync.stop"
+wait "$fsync_pid" || true
 stop_daemon
 if [[ -n $out ]]; then
   mkdir -p "$out"
@@ -143,7 +178,7 @@ start_daemon
   { echo "latency: sl_latency failed: $(cat "$work/drain.json")" >&2; exit 1; }
 stop_daemon
 
-python3 - "$work" "$rate" "$delivery" "$commit_interval" "$pipeline" "$live_t0" "$live_t1" "$warmup" <<'PY'
+python3 - "$work" "$rate" "$delivery" "$commit_interval" "$pipeline" "$live_t0" "$live_t1" "$warmup" "$store_sync" <<'PY'
 import datetime, json, re, sys
 w, rate, delivery, ci, pipeline = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "true"
 t0, t1 = float(sys.argv[6]) + float(sys.argv[8]), float(sys.argv[7])
@@ -161,6 +196,10 @@ except OSError:
 a = json.load(open(w + "/live.json"))
 b = json.load(open(w + "/drain.json"))
 r = json.load(open(w + "/raw.json"))
+try:
+    fs = json.load(open(w + "/fsync.json"))
+except (OSError, ValueError):
+    fs = {}
 out = {
     "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"], "p999_ms": a["p999_ms"],
     "p99_ms_during_drain": b.get("p99_ms_during_drain", -1),
@@ -179,6 +218,10 @@ out = {
     "drain_seconds": b["drain_seconds"], "historical_seen": b["historical_seen"],
     "missing": a["missing"] + b["missing"], "failed": a["failed"] + b["failed"],
     "delivery": delivery, "commit_interval": ci, "commit_pipeline": pipeline,
+    "store_sync": sys.argv[9],
+    "disk_fsync_p50_ms": fs.get("fsync_p50_ms", -1), "disk_fsync_p99_ms": fs.get("fsync_p99_ms", -1),
+    "disk_fsync_max_ms": fs.get("fsync_max_ms", -1), "disk_fsyncs_over_20ms": fs.get("fsync_over_20ms", -1),
+    "disk_fsync_probes": fs.get("fsync_probes", 0),
     "broker_gc_pauses": len(pauses), "broker_gc_pause_max_ms": round(max(pauses, default=0), 1),
     "broker_gc_pauses_over_20ms": sum(1 for p in pauses if p > 20),
     "timestamp": "LogAppendTime" if not (a["create_time_records"] or b["create_time_records"]) else "CreateTime",
