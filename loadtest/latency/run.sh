@@ -4,7 +4,8 @@
 # and during a concurrent backlog drain. Progress on stderr, one JSON object
 # on stdout.
 #
-#   loadtest/run latency [--rate 50000] [--seconds 10] [--backlog 5000000]
+#   loadtest/run latency [--rate 50000] [--seconds 50] [--warmup 30]
+#                        [--backlog 5000000]
 #                        [--delivery exactly_once|at_least_once]
 #                        [--commit-interval 100ms] [--serial-commits]
 #                        [--store-sync always|interval]
@@ -14,7 +15,8 @@
 # the stream's topic is created with message.timestamp.type=LogAppendTime;
 # (2) `sluice run` (store.sync: always, the default; uplink exactly-once,
 # the defaults) and sl_latency publishing --rate events/s for --seconds
-# (the first 2 s are warm-up, not measured) with time_ns = the wall clock
+# (the first --warmup s are warm-up, not measured: a freshly started broker
+# and daemon stall now and then for their first ~40 s) with time_ns = the wall clock
 # at the publish call; (3) the daemon stops, sl_drain_load appends
 # --backlog events to the same stream (stored, not delivered), the daemon
 # starts again: the uplink splits the stream into a live lane and a backlog
@@ -22,7 +24,7 @@
 # every backlog record was seen; live records appended between the first
 # and the last historical record make the "during drain" figures.
 set -euo pipefail
-warmup=5 rate=50000 seconds=10 backlog=5000000 delivery=exactly_once commit_interval=100ms
+warmup=30 rate=50000 seconds=50 backlog=5000000 delivery=exactly_once commit_interval=100ms
 pipeline=true out='' store_sync=always
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -35,9 +37,13 @@ while [[ $# -gt 0 ]]; do
   --serial-commits) pipeline=false; shift ;;
   --store-sync) store_sync=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
-  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--store-sync always|interval] [--out DIR]" >&2; exit 2 ;;
+  *) echo "usage: loadtest/run latency [--rate R] [--seconds S] [--warmup W] [--backlog N] [--delivery D] [--commit-interval T] [--serial-commits] [--store-sync always|interval] [--out DIR]" >&2; exit 2 ;;
   esac
 done
+if ! python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) >= 0 else 1)' "$seconds" "$warmup"; then
+  echo "latency: --seconds ($seconds) must be longer than --warmup ($warmup): the live phase is the warm-up plus what is measured" >&2
+  exit 2
+fi
 # shellcheck source=../common/lib.sh
 . "$(dirname "$0")/../common/lib.sh"
 sl_lt_init latency
