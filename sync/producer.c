@@ -215,8 +215,27 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     return SL_ECONFIG;
   }
   if (!up->o.at_least_once) {
-    rd_kafka_error_t *error = rd_kafka_init_transactions(p->rk, 30000);
-    if (error && auth_error(rd_kafka_error_code(error))) {
+    /* In slices of a second, serving the error callback in between: a
+     * broker that refuses our SASL credentials fails the connection (the
+     * error callback says _AUTHENTICATION) but init_transactions() itself
+     * only times out, and the callback's queue went away with the
+     * producer, so a real broker's refusal was never counted
+     * (sync_sasl). A timed-out init_transactions() may be called again:
+     * it resumes. */
+    rd_kafka_error_t *error;
+    uint64_t deadline = sl_now_mono_ns() + 30000000000ull;
+    for (;;) {
+      error = rd_kafka_init_transactions(p->rk, 1000);
+      rd_kafka_poll(p->rk, 0);
+      if (!error ||
+          rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT ||
+          sl_now_mono_ns() >= deadline || sync__auth_failed(up))
+        break;
+      rd_kafka_error_destroy(error);
+    }
+    /* The error callback counted what it saw; count the call's own. */
+    bool auth = sync__auth_failed(up);
+    if (error && !auth && auth_error(rd_kafka_error_code(error))) {
       pthread_mutex_lock(&up->lock);
       up->auth_failed = true;
       up->stats.auth_failures++;
@@ -224,8 +243,9 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     }
     if (error) {
       bool fatal;
-      snprintf(errstr, errlen, "init_transactions (%s): %s", p->txn_id,
-               rd_kafka_error_string(error));
+      snprintf(errstr, errlen, "init_transactions (%s): %s%s", p->txn_id,
+               rd_kafka_error_string(error),
+               auth ? " (the broker refused our credentials)" : "");
       rc = txn_error(up, error, "init_transactions", &fatal);
       goto fail;
     }

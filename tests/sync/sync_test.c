@@ -18,6 +18,9 @@
  *                             of reach arrives as gap records
  *   sync_test SLUICE json     a stream with `format: json`: kill -9 rounds,
  *                             then every value is the JSON of its event
+ *   sync_test SLUICE sasl KAFKA_SH   a private Kafka with a SASL (PLAIN)
+ *                             listener: a wrong password is counted and
+ *                             delivers nothing, the right one everything
  *   sync_test SLUICE restart KAFKA_SH
  *                             a private Kafka stopped under load and
  *                             restarted on the same ports and data
@@ -26,6 +29,7 @@
  * (skipped) without it. Every wait polls a condition with a deadline.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,11 +38,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "loadtest/common/scrape.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
 #include "tests/sync/sync_common.h"
 
 static const char *kafka_sh; /* scripts/kafka.sh (scenario restart) */
+static int kafka_sasl;       /* the private broker gets a SASL listener */
 static int kafka_cmd(const char *verb);
 
 void check_fail_cleanup(void) {
@@ -313,8 +319,9 @@ static int scenario_newest(void) {
 static int kafka_cmd(const char *verb) {
   char cmd[1200];
   snprintf(cmd, sizeof(cmd),
-           "SLUICE_KAFKA_DIR=%s/kafka %s %s >>%s/kafka-sh.log 2>&1", sync_dir,
-           kafka_sh, verb, sync_dir);
+           "SLUICE_KAFKA_SASL=%d SLUICE_KAFKA_DIR=%s/kafka %s %s "
+           ">>%s/kafka-sh.log 2>&1",
+           kafka_sasl, sync_dir, kafka_sh, verb, sync_dir);
   int st = system(cmd);
   return st == -1 || !WIFEXITED(st) ? -1 : WEXITSTATUS(st);
 }
@@ -384,6 +391,85 @@ static int scenario_restart(void) {
   return 0;
 }
 
+/*
+ * SASL against a real broker: a private Kafka with a SASL_PLAINTEXT (PLAIN)
+ * listener beside its plain one (SLUICE_KAFKA_SASL=1). With a wrong
+ * password the uplink delivers nothing, counts the failure in
+ * sluice_uplink_auth_failures_total and says so in its log; restarted
+ * with the right one, it delivers every stored event exactly once (the
+ * consumer reads through the plain listener of the same broker).
+ */
+#define M_AUTH "sluice_uplink_auth_failures_total"
+#define M_SASL_DELIVERED "sluice_uplink_delivered_total{stream=\"readings\"}"
+#define SASL_PROPS(pw)                                                         \
+  "  properties:\n"                                                            \
+  "    - security.protocol=SASL_PLAINTEXT\n"                                   \
+  "    - sasl.mechanism=PLAIN\n"                                               \
+  "    - sasl.username=sluice\n"                                               \
+  "    - sasl.password=" pw "\n"
+
+static double sasl_metric(const sync_daemon_t *d, const char *series) {
+  double v;
+  return sl_scrape_metric(d->admin_port, series, &v) == 0 ? v : NAN;
+}
+
+static int scenario_sasl(void) {
+  static char boot[128], sasl[128];
+  char path[400];
+  CHECK(kafka_sh, "sasl needs the path of scripts/kafka.sh");
+  CHECK(kafka_cmd("start") == 0 && kafka_cmd("wait-ready") == 0,
+        "private kafka did not start (see %s/kafka-sh.log)", sync_dir);
+  const char *names[2] = {"bootstrap", "sasl_bootstrap"};
+  char *bufs[2] = {boot, sasl};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path, sizeof(path), "%s/kafka/%s", sync_dir, names[i]);
+    FILE *f = fopen(path, "r");
+    CHECK(f && fgets(bufs[i], 128, f), "read %s", path);
+    fclose(f);
+    bufs[i][strcspn(bufs[i], "\n")] = '\0';
+  }
+  sync_bootstrap = boot; /* the verifying consumer: the plain listener */
+
+  /* A wrong password: nothing delivered, the failure counted and logged. */
+  sync_daemon_t a;
+  sync_daemon_init(&a, "a", "node-sasl", sasl, SYNC_ADMIN,
+                   SASL_PROPS("not-the-password"));
+  sync_daemon_stream(&a, "sasl", NULL);
+  sync_daemon_start(&a);
+  uint64_t n = sync_publish(&a, 3000, 0, 0);
+  uint64_t deadline = sync_now_ms() + 60000;
+  double fails = 0;
+  while (!((fails = sasl_metric(&a, M_AUTH)) > 0)) {
+    CHECK(sync_now_ms() < deadline,
+          "no authentication failure counted in 60 s (metric %.0f)", fails);
+    usleep(200000); /* polling /metrics for a condition, with a deadline */
+  }
+  double delivered = sasl_metric(&a, M_SASL_DELIVERED);
+  printf("wrong password: %.0f authentication failures counted, %.0f "
+         "delivered\n",
+         fails, delivered);
+  CHECK(delivered == 0 || isnan(delivered),
+        "%.0f events delivered with a wrong password", delivered);
+  CHECK(sync_log_has(&a, "uthentication"),
+        "the log does not mention the authentication failure");
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+
+  /* The right password, same store: everything arrives, exactly once. */
+  sync_daemon_init(&a, "a", "node-sasl", sasl, SYNC_ADMIN,
+                   SASL_PROPS("sluice-test"));
+  sync_daemon_stream(&a, "sasl", NULL);
+  sync_daemon_start(&a);
+  n += sync_publish(&a, 2000, 0, 0);
+  sync_await_delivery("sasl", "node-sasl", n, 120000);
+  double f2 = sasl_metric(&a, M_AUTH);
+  CHECK(f2 == 0, "%.0f authentication failures with the right password", f2);
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+  sync_verify_exactly_once("sasl", "node-sasl", &a, false, NULL, 60000, NULL);
+  printf("right password: %" PRIu64 " events delivered exactly once\n", n);
+  kafka_cmd("clean");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3 && argc != 4) {
     fprintf(stderr, "usage: sync_test SLUICE_BINARY SCENARIO [KAFKA_SH]\n");
@@ -417,7 +503,10 @@ int main(int argc, char **argv) {
     rc = scenario_json();
   else if (!strcmp(argv[2], "newest"))
     rc = scenario_newest();
-  else {
+  else if (!strcmp(argv[2], "sasl")) {
+    kafka_sasl = 1;
+    rc = scenario_sasl();
+  } else {
     fprintf(stderr, "unknown scenario %s\n", argv[2]);
     return 2;
   }
