@@ -417,7 +417,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "Without it a partition of under a minute can stall the uplink for "
         "a minute after the link is back (TCP's retransmission backoff). "
         "0: the kernel's and librdkafka's defaults.",
-        .max = "10min"),
+        .max = "10m"),
     OPT("kafka.chunk_events", UINT, kafka.chunk_events, "50000", RESTART,
         "Largest number of records in one transaction (chunk).", .min = "1",
         .max = "10000000"),
