@@ -46,6 +46,10 @@ typedef enum {
 #define SL_CFG_REQUIRED 0x2u    /* no default: must be set */
 #define SL_CFG_SECRET 0x4u      /* never printed, never echoed in errors */
 #define SL_CFG_SECRET_FILE 0x8u /* path: rejected when world-accessible */
+#define SL_CFG_KV_SECRETS                                                      \
+  0x10u /* list of key=value: values of keys that                              \
+           name a password, secret or JAAS config                              \
+           are printed as <redacted> */
 
 /* Storage of a SECTION_LIST field: n elements of sub->size bytes each. */
 typedef struct sl_cfg_array {

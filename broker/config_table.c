@@ -30,6 +30,7 @@
 #define REQUIRED SL_CFG_REQUIRED
 #define SECRET SL_CFG_SECRET
 #define SECRET_FILE SL_CFG_SECRET_FILE
+#define KV_SECRETS SL_CFG_KV_SECRETS
 
 static const char *const sync_modes[] = {"always", "interval", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
@@ -406,9 +407,10 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.gap_topic", STRING, kafka.gap_topic, "", RESTART,
         "Topic for gap records; \"\" sends them to the stream's own topic.",
         .check = check_topic),
-    OPT("kafka.properties", LIST, kafka.properties, "", RESTART,
+    OPT("kafka.properties", LIST, kafka.properties, "", RESTART | KV_SECRETS,
         "librdkafka properties passed through as key=value (TLS, SASL, "
-        "tuning), applied after sluice's own settings."),
+        "tuning), applied after sluice's own settings. Values of keys "
+        "containing password, secret or jaas are never printed."),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
         "A broker connection whose sent data stays unacknowledged this long "
         "(a link that drops packets without a reset) is dropped and made "

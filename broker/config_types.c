@@ -594,6 +594,22 @@ static size_t fmt_quoted(const char *s, char *buf, size_t len) {
   return k;
 }
 
+/* A kafka.properties item whose value must not be printed: the key names
+ * a password, a secret or a JAAS config (which holds credentials). */
+static bool secret_kv(const char *item) {
+  const char *eq = strchr(item, '=');
+  static const char *const words[] = {"password", "secret", "jaas"};
+  if (!eq)
+    return false;
+  for (size_t w = 0; w < SL_ARRAY_SIZE(words); w++) {
+    size_t wl = strlen(words[w]);
+    for (const char *k = item; k + wl <= eq; k++)
+      if (!strncasecmp(k, words[w], wl))
+        return true;
+  }
+  return false;
+}
+
 void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
                     size_t len) {
   size_t used;
@@ -645,10 +661,16 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
       first = false;
       if (used >= len)
         break;
-      if (flags)
+      if (flags) {
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
-      else
+      } else if ((o->flags & SL_CFG_KV_SECRETS) && secret_kv(l->v[i])) {
+        char red[160];
+        SL_CFG_FMT(red, sizeof(red), "%.*s=<redacted>",
+                   (int)SL_MIN(strchr(l->v[i], '=') - l->v[i], 120), l->v[i]);
+        used += fmt_quoted(red, buf + used, len - used);
+      } else {
         used += fmt_quoted(l->v[i], buf + used, len - used);
+      }
     }
     if (used < len)
       SL_CFG_FMT(buf + used, len - used, "]");

@@ -275,6 +275,24 @@ static void test_secrets_redacted(void **state) {
   assert_non_null(strstr(buf, "token: \"<redacted>\""));
   free(buf);
   sl_config_free(cfg);
+  /* kafka.properties: the values of password, secret and JAAS keys. */
+  cfg = load("node: {id: n}\n"
+             "kafka: {properties: [sasl.username=alice, sasl.password=hunter3,"
+             " ssl.key.password=pw4, sasl.oauthbearer.client.secret=s5,"
+             " sasl.jaas.config=j6, linger.ms=5]}\n");
+  buf = NULL;
+  f = open_memstream(&buf, &len);
+  assert_int_equal(sl_config_dump(cfg, f), 0);
+  fclose(f);
+  assert_null(strstr(buf, "hunter3"));
+  assert_null(strstr(buf, "pw4"));
+  assert_null(strstr(buf, "=s5"));
+  assert_null(strstr(buf, "=j6"));
+  assert_non_null(strstr(buf, "\"sasl.password=<redacted>\""));
+  assert_non_null(strstr(buf, "\"sasl.username=alice\""));
+  assert_non_null(strstr(buf, "\"linger.ms=5\""));
+  free(buf);
+  sl_config_free(cfg);
   /* Nor echoed in errors. */
   expect_err("node: {id: n}\nlisteners: {native: {token: [hunter2]}}\n",
              "listeners.native.token: expected a string");
