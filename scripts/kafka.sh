@@ -22,10 +22,10 @@
 #                              where /dev/shm has 4 GiB free) or disk. Why
 #                              tmpfs: this Kafka stands in for the central
 #                              cluster, which in production has disks of its
-#                              own; on one box its page-cache writeback
-#                              shares the disk with sluice's store and
-#                              stalled the store's fsync by 100-170 ms every
-#                              few seconds (docs/BENCHMARKS.md, latency).
+#                              own, so the edge store's disk carries only the
+#                              edge's writes here too. (It did not remove the
+#                              store's cold-start fsync stalls: those are the
+#                              VM's disk; docs/BENCHMARKS.md, latency.)
 #                              `clean` (or the next `start`) frees it.
 set -euo pipefail
 
