@@ -9,9 +9,25 @@
 #include <microhttpd.h>
 
 #include "broker/admin.h"
+#include "broker/http_guard.h"
+#include "common/common.h"
+
+/* Admin requests are tiny GETs: each must be complete this long after the
+ * connection opened (or after the previous answer), whatever trickles in. */
+#define ADMIN_REQUEST_TIMEOUT_MS 5000u
+/* Connections kept; one more evicts the oldest incomplete request, so a
+ * health probe is answered even under a slow-loris flood. */
+#define ADMIN_SOFT_LIMIT 64u
+/* Hard cap in libmicrohttpd: room for the new connections that evict. */
+#define ADMIN_HARD_LIMIT (ADMIN_SOFT_LIMIT + 16u)
+/* Admin endpoints take no query arguments; a few are tolerated. */
+#define ADMIN_MAX_ARGS 8u
+/* /readyz stays 503 this long after the last storage error. */
+#define STORE_ERROR_HOLD_NS (10ull * 1000000000ull)
 
 struct sl_admin {
   struct MHD_Daemon *mhd;
+  sl_hguard_t *hg;
   sl_metrics_t *mx;
   sl_admin_status_cb status_cb;
   void *opaque;
@@ -21,6 +37,8 @@ struct sl_admin {
   int healthy;
   char ready_reason[256];
   char health_reason[256];
+  uint64_t store_error_ns; /* last storage error, 0 = none (episode over) */
+  char store_reason[160];
 };
 
 int sl_addr_split(const char *address, char *host, size_t hostcap,
@@ -96,6 +114,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   char reason[256];
   int flag;
 
+  (void)version;
+  (void)upload_data;
+  (void)req_cls;
+  if (*upload_data_size) {
+    *upload_data_size = 0; /* a body on a GET: ignored */
+    return MHD_YES;
+  }
+  sl_hguard_request_done(conn);
+  if (sl_hguard_verdict(conn) == SL_HGUARD_TOO_MANY_ARGS)
+    return reply_text(conn, MHD_HTTP_URI_TOO_LONG, "too many query arguments");
   if (strcmp(method, "GET") && strcmp(method, "HEAD"))
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
   if (!strcmp(url, "/metrics")) {
@@ -112,6 +140,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     flag = ready ? adm->ready : adm->healthy;
     snprintf(reason, sizeof(reason), "%s",
              ready ? adm->ready_reason : adm->health_reason);
+    if (ready && flag && adm->store_error_ns &&
+        sl_now_mono_ns() - adm->store_error_ns < STORE_ERROR_HOLD_NS) {
+      flag = 0;
+      snprintf(reason, sizeof(reason), "%s", adm->store_reason);
+    }
     pthread_mutex_unlock(&adm->lock);
     if (flag)
       return reply_text(conn, MHD_HTTP_OK, "ok");
@@ -129,6 +162,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                  MHD_RESPMEM_MUST_FREE);
   }
   return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found");
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode why) {
+  (void)cls;
+  (void)req_cls;
+  (void)why;
+  sl_hguard_response_done(conn);
 }
 
 int sl_admin_start(const char *address, sl_metrics_t *mx,
@@ -161,12 +202,37 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   adm->opaque = opaque;
   adm->healthy = 1;
   snprintf(adm->ready_reason, sizeof(adm->ready_reason), "starting");
+  {
+    sl_hguard_opts_t ho = {
+        .request_timeout_ms = ADMIN_REQUEST_TIMEOUT_MS,
+        .soft_limit = ADMIN_SOFT_LIMIT,
+        .max_args = ADMIN_MAX_ARGS,
+        .timeouts = sl_metrics_counter(
+            mx, "sluice_admin_connections_shut_total",
+            "Admin connections shut down: request not complete in time "
+            "(timeout) or oldest incomplete one at the connection cap "
+            "(evicted)",
+            "reason=\"timeout\""),
+        .evictions = sl_metrics_counter(
+            mx, "sluice_admin_connections_shut_total",
+            "Admin connections shut down: request not complete in time "
+            "(timeout) or oldest incomplete one at the connection cap "
+            "(evicted)",
+            "reason=\"evicted\""),
+    };
+    if ((rc = sl_hguard_new(&ho, &adm->hg)) < 0) {
+      snprintf(errstr, errlen, "admin: cannot start: %s", sl_strerror(rc));
+      goto fail;
+    }
+  }
   adm->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
       0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)10, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_LIMIT, ADMIN_HARD_LIMIT,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_NOTIFY_CONNECTION,
+      sl_hguard_notify, adm->hg, MHD_OPTION_URI_LOG_CALLBACK, sl_hguard_uri,
+      adm->hg, MHD_OPTION_NOTIFY_COMPLETED, on_completed, adm, MHD_OPTION_END);
   if (!adm->mhd) {
     rc = errno ? -errno : -EADDRINUSE;
     snprintf(errstr, errlen, "admin: cannot listen on %s", address);
@@ -180,6 +246,7 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   return 0;
 fail:
   if (adm) {
+    sl_hguard_free(adm->hg);
     pthread_mutex_destroy(&adm->lock);
     free(adm);
   }
@@ -209,10 +276,19 @@ void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason) {
            healthy, reason);
 }
 
+void sl_admin_set_store_error(sl_admin_t *adm, const char *reason) {
+  pthread_mutex_lock(&adm->lock);
+  adm->store_error_ns = reason ? sl_now_mono_ns() : 0;
+  snprintf(adm->store_reason, sizeof(adm->store_reason), "%s",
+           reason ? reason : "");
+  pthread_mutex_unlock(&adm->lock);
+}
+
 void sl_admin_stop(sl_admin_t *adm) {
   if (!adm)
     return;
   MHD_stop_daemon(adm->mhd);
+  sl_hguard_free(adm->hg);
   pthread_mutex_destroy(&adm->lock);
   free(adm);
 }

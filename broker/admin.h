@@ -40,6 +40,14 @@ uint16_t sl_admin_port(const sl_admin_t *adm);
 void sl_admin_set_ready(sl_admin_t *adm, int ready, const char *reason);
 void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason);
 
+/*
+ * A commit failed with a storage error (reason: copied), or with NULL the
+ * store accepts writes again. /readyz answers 503 with the reason from the
+ * last error for 10 s, so it stays not ready while errors keep coming but
+ * recovers when clients stop trying. Thread-safe.
+ */
+void sl_admin_set_store_error(sl_admin_t *adm, const char *reason);
+
 /* Stops the server thread and frees everything. NULL is a no-op. */
 void sl_admin_stop(sl_admin_t *adm);
 

@@ -185,10 +185,13 @@ typedef struct sl_config {
     uint64_t max_batch_events; /* events per group commit */
   } store;
   struct {
-    char *native_tcp;   /* host:port, "" = off */
-    char *native_unix;  /* socket path, "" = off */
-    char *native_token; /* secret: shared token, "" = none */
-    char *http_address; /* host:port, "" = off */
+    char *native_tcp;       /* host:port, "" = off */
+    char *native_unix;      /* socket path, "" = off */
+    char *native_token;     /* secret: shared token, "" = none */
+    char *http_address;     /* host:port, "" = off */
+    char *native_unix_mode; /* octal mode of the socket, "0660" */
+    sl_config_strlist_t
+        http_origins; /* Origin values allowed, none = any refused */
   } listeners;
   struct {
     char *address; /* host:port, "" = off */
@@ -199,6 +202,8 @@ typedef struct sl_config {
     uint64_t max_batch_events;
     uint64_t idle_timeout_ms; /* 0 = never */
     uint64_t max_inflight_batches_per_conn;
+    uint64_t max_inflight_bytes; /* client bytes buffered, all listeners */
+    uint64_t request_timeout_ms; /* accept -> complete request (or Hello) */
   } limits;
   struct {
     int level;      /* sl_config_log_level_t */

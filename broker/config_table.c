@@ -134,6 +134,15 @@ static const char *check_unix_path(const char *s) {
                          : NULL;
 }
 
+/* An octal file mode such as 0660 (no setuid/setgid/sticky bits). */
+static const char *check_mode(const char *s) {
+  char *end;
+  unsigned long m = strtoul(s, &end, 8);
+  if (!*s || *end || m > 0777 || strspn(s, "01234567") != strlen(s))
+    return "is not an octal permission mode (e.g. 0660)";
+  return NULL;
+}
+
 static const char *check_topic(const char *s) {
   if (strlen(s) > 249 || !all_chars(s, "._-", true))
     return "is not a Kafka topic name (up to 249 of A-Z a-z 0-9 . _ -)";
@@ -330,6 +339,11 @@ static const sl_cfg_opt_t root_opts[] = {
         "Unix socket path of the native protocol listener; \"\" turns it "
         "off.",
         .check = check_unix_path),
+    OPT("listeners.native.unix_mode", STRING, listeners.native_unix_mode,
+        "0660", RESTART,
+        "Permissions of the Unix socket (octal), set at bind whatever the "
+        "umask; a client needs write permission to connect.",
+        .check = check_mode),
     OPT("listeners.native.token", STRING, listeners.native_token, "",
         RELOAD | SECRET,
         "Shared token native clients must present; \"\" accepts any client."),
@@ -338,6 +352,11 @@ static const sl_cfg_opt_t root_opts[] = {
         "host:port of the HTTP ingest listener; \"\" turns it off; port 0 "
         "picks a free port (logged at start).",
         .check = check_listen),
+    OPT("listeners.http.allowed_origins", LIST, listeners.http_origins, "",
+        RESTART,
+        "Origin header values (e.g. https://hmi.plant.local) allowed to "
+        "post; a request carrying any other Origin gets 403. Empty: every "
+        "request with an Origin (i.e. from a web page) is refused."),
 
     OPT("admin.address", STRING, admin.address, "127.0.0.1:9100", RESTART,
         "host:port of the admin HTTP server (/metrics, /healthz, /readyz, "
@@ -360,6 +379,18 @@ static const sl_cfg_opt_t root_opts[] = {
         limits.max_inflight_batches_per_conn, "64", RELOAD,
         "Unacknowledged batches per connection before reading pauses.",
         .min = "1", .max = "65536"),
+    OPT("limits.max_inflight_bytes", SIZE, limits.max_inflight_bytes, "64MiB",
+        RESTART,
+        "Client bytes buffered at once over all listeners (partial frames, "
+        "request bodies); beyond it a frame gets an error and an HTTP "
+        "request 503 (sluice_ingest_inflight_bytes).",
+        .min = "1MiB", .max = "16GiB"),
+    OPT("limits.request_timeout", DURATION, limits.request_timeout_ms, "10s",
+        RESTART,
+        "Time a client has from connecting (or from its previous answer) to "
+        "send a whole HTTP or admin request, a native Hello, or a native "
+        "frame it has started; bytes trickling in do not extend it.",
+        .min = "100ms", .max = "10m"),
 
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),

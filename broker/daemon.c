@@ -37,6 +37,7 @@ static void on_store_done(void *arg, int status, const uint64_t *offsets,
   sl_daemon_t *dm = d->dm;
   d->status = status;
   d->first_offset = (status == 0 && offsets && n) ? offsets[0] : 0;
+  sl_guard_store_result(&dm->guard, status);
   d->next = NULL;
   pthread_mutex_lock(&dm->done_lock);
   *dm->done_tail = d;
@@ -426,6 +427,8 @@ int sl_daemon_run(const char *config_path) {
   if (sl_metrics_new(&dm->mx) < 0)
     goto fail_nomem;
   register_metrics(dm);
+  sl_guard_init(&dm->guard, dm->mx, dm->cfg->limits.max_inflight_bytes,
+                dm->cfg->limits.max_connections);
 
   sl_store_opts_init(&so);
   so.budget_bytes = dm->cfg->store.budget_bytes;
@@ -482,6 +485,8 @@ int sl_daemon_run(const char *config_path) {
     sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
     goto fail_loop;
   }
+  if (dm->adm) /* before any listener: commits report to it */
+    sl_guard_set_admin(&dm->guard, dm->adm);
   if ((rc = sl_native_start(dm, &dm->native, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_INGEST, NULL, "%s", err);
     goto fail_loop;

@@ -13,6 +13,7 @@
 
 #include "broker/admin.h"
 #include "broker/config.h"
+#include "broker/guard.h"
 #include "broker/metrics.h"
 #include "store/store.h"
 
@@ -65,6 +66,7 @@ struct sl_daemon {
   sl_http_t *http;
   sl_mqtt_t *mqtt;     /* MQTT ingest and fan-out, NULL when off */
   sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
+  sl_guard_t guard;    /* node-wide ingest limits (broker/guard.h) */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;

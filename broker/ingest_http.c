@@ -8,13 +8,21 @@
  *
  *   200  {"stream":..,"first_offset":..,"count":..}   committed
  *   400  bad JSON or a bad event (reason names the line)
+ *   403  an Origin header not in listeners.http.allowed_origins (a web
+ *        page posting cross-site)
  *   404  unknown stream, or another path
  *   405  not POST
  *   413  body over limits.max_frame_bytes
- *   415  content type other than JSON / JSON lines
+ *   414  too many query arguments
+ *   415  content type other than JSON / JSON lines (or none)
  *   429  the store's writer queue is full (Retry-After: 1)
- *   503  budget full under the block policy, a storage error, or shutting
- *        down (Retry-After)
+ *   503  budget full under the block policy, a storage error, shutting
+ *        down, limits.max_connections or limits.max_inflight_bytes reached
+ *        (Retry-After)
+ *
+ * Everything that can be refused from the headers is refused before a
+ * byte of the body is buffered; the body's buffer is taken from the
+ * node-wide limits.max_inflight_bytes (broker/guard.h).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -28,18 +36,31 @@
 
 #include "broker/daemon.h"
 #include "broker/decode_json.h"
+#include "broker/http_guard.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
 
-enum { R_READING, R_TOO_BIG, R_SUBMITTED, R_DONE };
+enum { R_READING, R_TOO_BIG, R_NO_BUDGET, R_SUBMITTED, R_DONE };
+
+/* Query arguments accepted (only ?stream= is used). */
+#define HTTP_MAX_ARGS 8u
+/* Connections beyond limits.max_connections that libmicrohttpd still
+ * accepts, to tell them 503 instead of leaving them in the backlog. */
+#define HTTP_OVER_LIMIT_SLACK 16u
+#define NO_BUDGET                                                              \
+  "too many bytes in flight on this node (limits.max_inflight_bytes): "        \
+  "retry later"
 
 struct sl_http {
   sl_daemon_t *dm;
   struct MHD_Daemon *mhd;
+  sl_hguard_t *hg;
   _Atomic int stopping;
   _Atomic uint64_t inflight; /* requests submitted, response not finished */
   size_t max_body;
   uint32_t max_events;
+  char **origins; /* listeners.http.allowed_origins, copied at start */
+  size_t norigins;
 };
 
 typedef struct hreq {
@@ -47,6 +68,7 @@ typedef struct hreq {
   struct MHD_Connection *conn;
   char *body;
   size_t len, cap;
+  size_t charged; /* bytes taken from the node's in-flight budget */
   _Atomic int state;
   int status;
   uint64_t first_offset;
@@ -83,6 +105,8 @@ static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
                           "application/json");
   if (code == 429 || code == 503)
     MHD_add_response_header(rsp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  /* Whatever the answer, the request is over: no deadline from here. */
+  sl_hguard_request_done(conn);
   enum MHD_Result r = MHD_queue_response(conn, code, rsp);
   MHD_destroy_response(rsp);
   return r;
@@ -115,6 +139,63 @@ static enum MHD_Result reject(sl_http_t *h, struct MHD_Connection *conn,
                  sl_errname(err), jesc(reason, esc, sizeof(esc)));
 }
 
+/* Like reject(), and the connection is closed after the answer. */
+static enum MHD_Result reject_close(sl_http_t *h, struct MHD_Connection *conn,
+                                    unsigned code, int err,
+                                    const char *reason) {
+  char esc[512], *body = NULL;
+  int n;
+  sl_daemon__rejected(h->dm, SL_PATH_HTTP, err);
+  n = asprintf(&body, "{\"error\":\"%s\",\"reason\":\"%s\"}\n", sl_errname(err),
+               jesc(reason, esc, sizeof(esc)));
+  if (n < 0)
+    return MHD_NO;
+  struct MHD_Response *rsp =
+      MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_FREE);
+  if (!rsp) {
+    free(body);
+    return MHD_NO;
+  }
+  MHD_add_response_header(rsp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                          "application/json");
+  MHD_add_response_header(rsp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  MHD_add_response_header(rsp, MHD_HTTP_HEADER_CONNECTION, "close");
+  sl_hguard_request_done(conn);
+  enum MHD_Result r = MHD_queue_response(conn, code, rsp);
+  MHD_destroy_response(rsp);
+  return r;
+}
+
+/* Grows r's body buffer to cap bytes, taking the growth from the node's
+ * in-flight budget first. Returns 0, SL_EBACKPRESSURE (budget exhausted,
+ * nothing changed) or -ENOMEM. */
+static int body_grow(hreq_t *r, size_t cap) {
+  sl_guard_t *g = &r->h->dm->guard;
+  int rc;
+  if (cap <= r->cap)
+    return 0;
+  if ((rc = sl_guard_bytes_take(g, SL_GUARD_HTTP, cap - r->charged)) < 0)
+    return rc;
+  char *nb = realloc(r->body, cap);
+  if (!nb) {
+    sl_guard_bytes_give(g, cap - r->charged);
+    return -ENOMEM;
+  }
+  r->charged = cap;
+  r->body = nb;
+  r->cap = cap;
+  return 0;
+}
+
+/* Frees r's body and gives its bytes back to the budget. */
+static void body_release(hreq_t *r) {
+  if (r->charged)
+    sl_guard_bytes_give(&r->h->dm->guard, r->charged);
+  free(r->body);
+  r->body = NULL;
+  r->len = r->cap = r->charged = 0;
+}
+
 /* Writer thread: the batch is committed (or failed). */
 static void on_committed(void *arg, int status, const uint64_t *offsets,
                          size_t n) {
@@ -125,20 +206,54 @@ static void on_committed(void *arg, int status, const uint64_t *offsets,
   r->first_offset = (status == 0 && offsets && n && r->own) ? offsets[0] : 0;
   if (status != 0 && r->piped)
     sl_pipes_commit_failed(r->h->dm->pipes);
+  sl_guard_store_result(&r->h->dm->guard, status);
   atomic_store(&r->state, R_DONE);
   MHD_resume_connection(r->conn);
 }
 
-static int content_type_ok(struct MHD_Connection *conn) {
-  const char *ct =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+/*
+ * The documented media types, exactly (case-insensitive), with parameters
+ * allowed; a charset parameter must be UTF-8. Anything else, and a missing
+ * Content-Type, is refused: text/plain and form encodings are what a web
+ * page can post cross-site without a CORS preflight.
+ */
+static int content_type_ok(const char *ct) {
+  static const char *const types[] = {
+      "application/json", "application/x-ndjson", "application/jsonl", NULL};
+  size_t n;
+  int ok = 0;
   if (!ct)
-    return 1; /* curl -d without -H: accept, the body must still parse */
-  return !strncasecmp(ct, "application/json", 16) ||
-         !strncasecmp(ct, "application/x-ndjson", 20) ||
-         !strncasecmp(ct, "application/jsonl", 17) ||
-         !strncasecmp(ct, "application/x-www-form-urlencoded", 33) ||
-         !strncasecmp(ct, "text/plain", 10);
+    return 0;
+  n = strcspn(ct, "; \t");
+  for (int i = 0; types[i]; i++)
+    if (n == strlen(types[i]) && !strncasecmp(ct, types[i], n))
+      ok = 1;
+  if (!ok)
+    return 0;
+  for (const char *p = ct + n; (p = strchr(p, ';'));) {
+    p++;
+    p += strspn(p, " \t");
+    if (!strncasecmp(p, "charset=", 8)) {
+      const char *v = p + 8;
+      size_t q = (*v == '"');
+      if (strncasecmp(v + q, "utf-8", 5) ||
+          (v[q + 5] && v[q + 5] != ';' && v[q + 5] != '"' && v[q + 5] != ' ' &&
+           v[q + 5] != '\t'))
+        return 0;
+    }
+  }
+  return 1;
+}
+
+/* A request from a web page carries Origin; only listed origins may post.
+ * Returns 1 when allowed (no Origin: not a browser's cross-site post). */
+static int origin_ok(const sl_http_t *h, const char *origin) {
+  if (!origin)
+    return 1;
+  for (size_t i = 0; i < h->norigins; i++)
+    if (!strcasecmp(h->origins[i], origin))
+      return 1;
+  return 0;
 }
 
 static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
@@ -155,10 +270,6 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
 
   if (atomic_load(&h->stopping))
     return reject(h, r->conn, 503, SL_ECLOSED, "shutting down");
-  if (!content_type_ok(r->conn))
-    return reject(h, r->conn, 415, SL_EPROTO,
-                  "Content-Type must be application/json or "
-                  "application/x-ndjson");
   sname = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "stream");
   if (sl_daemon__stream(dm, sname, &r->sidx) < 0) {
     snprintf(err, sizeof(err), "unknown stream '%.100s'", sname ? sname : "");
@@ -206,6 +317,7 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   r->t0_ns = sl_now_mono_ns();
   r->counted = 1;
   atomic_fetch_add(&h->inflight, 1);
+  sl_hguard_request_done(r->conn);
   MHD_suspend_connection(r->conn);
   rc = sl_store_group_submit(g, 0, on_committed, r);
   if (piped) {
@@ -259,43 +371,75 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   hreq_t *r = *req_cls;
 
   if (!r) {
+    char err[200];
+    const char *v;
+    switch (sl_hguard_verdict(conn)) {
+    case SL_HGUARD_TOO_MANY_CONNS:
+      return reject_close(h, conn, 503, SL_EBACKPRESSURE,
+                          "too many connections (limits.max_connections)");
+    case SL_HGUARD_TOO_MANY_ARGS:
+      return reject(h, conn, 414, SL_EPROTO, "too many query arguments");
+    case SL_HGUARD_OK:
+      break;
+    }
     if (strcmp(url, "/v1/events") != 0)
       return reject(h, conn, 404, SL_ENOTFOUND, "no such path");
     if (strcmp(method, "POST") != 0)
       return reject(h, conn, 405, SL_EPROTO, "use POST");
+    v = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+    if (!origin_ok(h, v)) {
+      snprintf(err, sizeof(err),
+               "Origin '%.100s' is not allowed "
+               "(listeners.http.allowed_origins)",
+               v);
+      return reject(h, conn, 403, SL_EPROTO, err);
+    }
+    if (!content_type_ok(
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type")))
+      return reject(h, conn, 415, SL_EPROTO,
+                    "Content-Type must be application/json, "
+                    "application/x-ndjson or application/jsonl");
     const char *cl =
         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > h->max_body)
+    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+    if (clen > h->max_body)
       return reject(h, conn, 413, SL_ETOOBIG, "body over the size limit");
     if (!(r = calloc(1, sizeof(*r))))
       return MHD_NO;
     r->h = h;
     r->conn = conn;
     *req_cls = r;
+    /* A known length is taken from the budget at once, before the body
+     * arrives: refused here, nothing is buffered. */
+    if (clen && body_grow(r, (size_t)clen) < 0)
+      return reject(h, conn, 503, SL_EBACKPRESSURE, NO_BUDGET);
     return MHD_YES;
   }
   if (*upload_data_size) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (atomic_load(&r->state) == R_TOO_BIG)
-      return MHD_YES;
+    if (atomic_load(&r->state) != R_READING)
+      return MHD_YES; /* refused: the rest of the body is dropped */
     if (r->len + n > h->max_body) {
       /* Chunked bodies have no Content-Length: stop buffering here. */
       atomic_store(&r->state, R_TOO_BIG);
-      free(r->body);
-      r->body = NULL;
-      r->len = r->cap = 0;
+      body_release(r);
       return MHD_YES;
     }
     if (r->len + n > r->cap) {
       size_t cap = r->cap ? r->cap : 16384;
       while (cap < r->len + n)
         cap *= 2;
-      char *nb = realloc(r->body, cap);
-      if (!nb)
+      if (cap > h->max_body)
+        cap = h->max_body;
+      int rc = body_grow(r, cap);
+      if (rc == SL_EBACKPRESSURE) {
+        body_release(r);
+        atomic_store(&r->state, R_NO_BUDGET);
+        return MHD_YES;
+      }
+      if (rc < 0)
         return MHD_NO;
-      r->body = nb;
-      r->cap = cap;
     }
     memcpy(r->body + r->len, upload_data, n);
     r->len += n;
@@ -304,6 +448,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   switch (atomic_load(&r->state)) {
   case R_TOO_BIG:
     return reject(h, conn, 413, SL_ETOOBIG, "body over the size limit");
+  case R_NO_BUDGET:
+    return reject(h, conn, 503, SL_EBACKPRESSURE, NO_BUDGET);
   case R_READING:
     return submit(h, r);
   case R_DONE:
@@ -317,15 +463,24 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode why) {
   sl_http_t *h = cls;
   hreq_t *r = *req_cls;
-  (void)conn;
   (void)why;
+  sl_hguard_response_done(conn);
   if (!r)
     return;
   if (r->counted)
     atomic_fetch_sub(&h->inflight, 1);
-  free(r->body);
+  body_release(r);
   free(r);
   *req_cls = NULL;
+}
+
+/* Frees h once its server is stopped (or never started). */
+static void http_free(sl_http_t *h) {
+  sl_hguard_free(h->hg);
+  for (size_t i = 0; i < h->norigins; i++)
+    free(h->origins[i]);
+  free(h->origins);
+  free(h);
 }
 
 int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
@@ -352,16 +507,48 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
     freeaddrinfo(ai);
     return -ENOMEM;
   }
+  rc = 0;
   h->dm = dm;
   h->max_body = cfg->limits.max_frame_bytes;
   h->max_events = (uint32_t)cfg->limits.max_batch_events;
+  /* The MHD thread must not read dm->cfg (a reload swaps it). */
+  if (cfg->listeners.http_origins.n &&
+      !(h->origins = calloc(cfg->listeners.http_origins.n, sizeof(char *))))
+    rc = -ENOMEM;
+  for (size_t i = 0; rc == 0 && i < cfg->listeners.http_origins.n;
+       i++, h->norigins++)
+    if (!(h->origins[i] = strdup(cfg->listeners.http_origins.v[i])))
+      rc = -ENOMEM;
+  if (rc == 0) {
+    sl_hguard_opts_t ho = {.request_timeout_ms = cfg->limits.request_timeout_ms,
+                           .max_args = HTTP_MAX_ARGS,
+                           .node = &dm->guard,
+                           .path = SL_GUARD_HTTP,
+                           .timeouts = sl_metrics_counter(
+                               dm->mx, "sluice_ingest_request_timeouts_total",
+                               "Connections closed because a request or a "
+                               "native Hello/frame was not complete within "
+                               "limits.request_timeout",
+                               "path=\"http\"")};
+    rc = sl_hguard_new(&ho, &h->hg);
+  }
+  if (rc < 0) {
+    freeaddrinfo(ai);
+    snprintf(errstr, errlen, "http: %s", sl_strerror(rc));
+    http_free(h);
+    return rc;
+  }
   h->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
           MHD_ALLOW_SUSPEND_RESUME |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
       0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)cfg->limits.max_connections, MHD_OPTION_CONNECTION_TIMEOUT,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+      MHD_OPTION_NOTIFY_CONNECTION, sl_hguard_notify, h->hg,
+      MHD_OPTION_URI_LOG_CALLBACK, sl_hguard_uri, h->hg,
+      MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)(cfg->limits.max_connections + HTTP_OVER_LIMIT_SLACK),
+      MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)(cfg->limits.idle_timeout_ms
                      ? (cfg->limits.idle_timeout_ms + 999) / 1000
                      : 0),
@@ -370,7 +557,7 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   if (!h->mhd) {
     snprintf(errstr, errlen, "listeners.http.address: cannot listen on %s",
              cfg->listeners.http_address);
-    free(h);
+    http_free(h);
     return -EADDRINUSE;
   }
   *out = h;
@@ -395,5 +582,5 @@ void sl_http_stop(sl_http_t *h) {
   if (!h)
     return;
   MHD_stop_daemon(h->mhd);
-  free(h);
+  http_free(h);
 }

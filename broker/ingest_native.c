@@ -14,11 +14,27 @@
  * connections are resumed from the completion path. A connection that
  * breaks the protocol gets one fatal Error frame with the reason and is
  * closed; nobody else notices.
+ *
+ * Before its Hello is accepted a connection may send frames of at most
+ * PREAUTH_FRAME_BYTES and is read in small chunks, so an unauthenticated
+ * peer holds a few KiB, not limits.max_frame_bytes. It must complete its
+ * Hello, and later every frame it starts, within limits.request_timeout.
+ * Input buffers beyond BASE_IN_BYTES (frames larger than a read chunk) are
+ * taken from the node-wide limits.max_inflight_bytes (broker/guard.h): a
+ * frame that would go over gets a fatal Error. Connections count against
+ * limits.max_connections together with the HTTP listener's.
+ *
+ * A client that half-closes (EOF) after its last frame still gets the Acks
+ * of what it sent: the connection closes once they are written.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "broker/daemon.h"
 #include "broker/log.h"
@@ -33,6 +49,12 @@ enum {
 };
 
 #define READ_CHUNK (64u * 1024u)
+/* Largest frame before the Hello is accepted (a Hello is ~100 bytes), and
+ * the read chunk until then. */
+#define PREAUTH_FRAME_BYTES 4096u
+/* Input buffer every authenticated connection may hold outside the
+ * node-wide budget (what reading READ_CHUNK at a time needs). */
+#define BASE_IN_BYTES (2u * READ_CHUNK)
 #define OUTPUT_HIGH_WATER (1u << 20)
 #define ARENA_BYTES (8u << 20)
 
@@ -59,6 +81,7 @@ struct sl_native {
   unsigned nconns;
   int stopping;
   sl_frame_arena_t *arena; /* one decode at a time on the loop thread */
+  sl_metric_t *timeouts;   /* Hello or frame not complete in time */
   sl_frame_buf_t scratch;  /* EventBatch bytes being built */
 };
 
@@ -81,7 +104,13 @@ struct conn {
   int handle_closed; /* uv_close finished; freed when inflight is 0 too */
   int reading;       /* uv_read_start active */
   int paused;        /* PAUSE_* bits */
+  int counted;       /* holds one of the node's limits.max_connections */
+  int eof;           /* the client half-closed: answer, then close */
+  int over_budget;   /* the last buffer growth was refused */
   unsigned inflight;
+  size_t charged;            /* c->in bytes taken from the node's budget */
+  uint64_t accepted_ns;      /* for the Hello deadline */
+  uint64_t partial_since_ns; /* a frame started arriving, 0 = none */
   uint64_t last_active_ns;
 };
 
@@ -169,13 +198,51 @@ static void send_error(conn_t *c, uint64_t batch_id, int code,
 
 /* ---- reading and backpressure ----------------------------------------- */
 
+/* The input buffer's capacity beyond BASE_IN_BYTES is charged to the
+ * node's in-flight budget; brings the charge to match cap. Returns 0 or
+ * SL_EBACKPRESSURE (nothing taken). */
+static int charge_in(conn_t *c, size_t cap) {
+  sl_guard_t *g = &c->nt->dm->guard;
+  size_t want = cap > BASE_IN_BYTES ? cap - BASE_IN_BYTES : 0;
+  if (want > c->charged) {
+    if (sl_guard_bytes_take(g, SL_GUARD_NATIVE, want - c->charged) < 0)
+      return SL_EBACKPRESSURE;
+  } else if (want < c->charged) {
+    sl_guard_bytes_give(g, c->charged - want);
+  }
+  c->charged = want;
+  return 0;
+}
+
+/* Drops an empty input buffer larger than the base, so the bytes of a big
+ * frame go back to the budget as soon as it is handled. */
+static void trim_in(conn_t *c) {
+  if (c->in.len == 0 && c->in.cap > BASE_IN_BYTES) {
+    sl_frame_buf_close(&c->in);
+    charge_in(c, 0);
+  }
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   conn_t *c = h->data;
+  size_t chunk = c->hello_done ? READ_CHUNK : PREAUTH_FRAME_BYTES;
   (void)hint;
-  if (sl_frame_buf_reserve(&c->in, READ_CHUNK) < 0) {
+  if (c->in.cap - c->in.len < chunk) {
+    /* The capacity sl_frame_buf_reserve() will pick (it doubles). */
+    size_t cap = c->in.cap ? c->in.cap : 256;
+    while (cap - c->in.len < chunk)
+      cap *= 2;
+    if (charge_in(c, cap) < 0) {
+      c->over_budget = 1;
+      *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+      return;
+    }
+  }
+  if (sl_frame_buf_reserve(&c->in, chunk) < 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
+  charge_in(c, c->in.cap); /* only ever gives back here */
   *buf = uv_buf_init((char *)c->in.data + c->in.len,
                      (unsigned)(c->in.cap - c->in.len));
 }
@@ -185,6 +252,25 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   if (n == 0)
     return;
+  if (n == UV_ENOBUFS && c->over_budget) {
+    char reason[160];
+    c->over_budget = 0;
+    snprintf(reason, sizeof(reason),
+             "frame needs more than the node's in-flight byte budget "
+             "(limits.max_inflight_bytes = %llu) leaves: retry later",
+             (unsigned long long)c->nt->dm->guard.max_bytes);
+    send_error(c, 0, SL_EBACKPRESSURE, reason, 1);
+    conn_process(c); /* stops reading; closes once the error is written */
+    return;
+  }
+  if (n == UV_EOF && !c->closing) {
+    /* Half-close: nothing more will come, but the Acks of what came are
+     * still owed. Close once they are written (pending_done, on_write). */
+    c->eof = 1;
+    c->closing = 1;
+    conn_process(c);
+    return;
+  }
   if (n < 0) {
     if (n != UV_EOF)
       sl_debug(SL_LOG_CTX_INGEST, c->peer, "read: %s", uv_strerror((int)n));
@@ -213,6 +299,9 @@ static void conn_update_reading(conn_t *c) {
   if (want && !c->reading) {
     if (uv_read_start(&c->u.s, on_alloc, on_read) == 0)
       c->reading = 1;
+    /* A frame's deadline does not run while we did not read it. */
+    if (c->partial_since_ns)
+      c->partial_since_ns = sl_now_mono_ns();
     /* Bytes that arrived before the pause may hold whole frames. */
     if (c->in.len)
       conn_process(c);
@@ -424,8 +513,14 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
       send_error(c, 0, SL_EPROTO, "bad token", 1);
       return 1;
     }
-    snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
-             "/%.32s", fr->hello->client_id);
+    {
+      /* The client id is the peer's text: escaped, it cannot forge log
+       * lines or smuggle terminal escapes. */
+      char id[40];
+      sl_log_esc(id, sizeof(id), fr->hello->client_id);
+      snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
+               "/%s", id);
+    }
     c->hello_done = 1;
     sl_frame_encode_hello_ack(&c->out, dm->cfg->node.id,
                               (uint32_t)dm->cfg->limits.max_frame_bytes,
@@ -460,13 +555,14 @@ static void conn_process(conn_t *c) {
   while (!c->closing && !c->closed && !(c->paused & PAUSE_STORE)) {
     const uint8_t *body;
     size_t consumed, blen;
-    int rc =
-        sl_frame_parse(c->in.data + off, c->in.len - off,
-                       cfg->limits.max_frame_bytes, &consumed, &body, &blen);
+    size_t limit =
+        c->hello_done ? cfg->limits.max_frame_bytes : PREAUTH_FRAME_BYTES;
+    int rc = sl_frame_parse(c->in.data + off, c->in.len - off, limit, &consumed,
+                            &body, &blen);
     if (rc < 0) {
       char reason[120];
-      snprintf(reason, sizeof(reason), "bad frame length (limit %llu bytes)",
-               (unsigned long long)cfg->limits.max_frame_bytes);
+      snprintf(reason, sizeof(reason), "bad frame length (limit %llu bytes%s)",
+               (unsigned long long)limit, c->hello_done ? "" : " before hello");
       send_error(c, 0, rc, reason, 1);
       break;
     }
@@ -479,6 +575,11 @@ static void conn_process(conn_t *c) {
       break;
   }
   sl_frame_buf_consume(&c->in, off);
+  if (!c->in.len)
+    c->partial_since_ns = 0;
+  else if (!c->partial_since_ns)
+    c->partial_since_ns = sl_now_mono_ns();
+  trim_in(c);
   if (c->closing) {
     if (c->reading) {
       uv_read_stop(&c->u.s);
@@ -494,6 +595,7 @@ static void conn_process(conn_t *c) {
 /* ---- connection lifetime ---------------------------------------------- */
 
 static void conn_free(conn_t *c) {
+  charge_in(c, 0);
   sl_frame_buf_close(&c->in);
   sl_frame_buf_close(&c->out);
   free(c);
@@ -521,6 +623,9 @@ static void conn_close(conn_t *c) {
     c->next->prev = c->prev;
   nt->nconns--;
   sl_metric_set(nt->dm->connections, nt->nconns);
+  if (c->counted)
+    sl_guard_conn_give(&nt->dm->guard);
+  c->counted = 0;
   sl_debug(SL_LOG_CTX_INGEST, c->peer, "closed (%u in flight)", c->inflight);
   uv_close(&c->u.h, on_conn_closed);
 }
@@ -574,17 +679,22 @@ static void on_connection(uv_stream_t *server, int status) {
   if (!l->is_unix)
     uv_tcp_nodelay(&c->u.tcp, 1);
   peer_name(c, l->is_unix);
-  c->last_active_ns = sl_now_mono_ns();
+  c->last_active_ns = c->accepted_ns = sl_now_mono_ns();
   c->next = nt->conns;
   if (nt->conns)
     nt->conns->prev = c;
   nt->conns = c;
   nt->nconns++;
   sl_metric_set(nt->dm->connections, nt->nconns);
-  if (nt->nconns > nt->dm->cfg->limits.max_connections) {
-    send_error(c, 0, SL_EBACKPRESSURE, "too many connections", 1);
+  /* limits.max_connections counts every listener (HTTP too). */
+  if (sl_guard_conn_take(&nt->dm->guard, SL_GUARD_NATIVE) < 0) {
+    send_error(c, 0, SL_EBACKPRESSURE,
+               "too many connections (limits.max_connections, all "
+               "listeners): retry later",
+               1);
     return;
   }
+  c->counted = 1;
   conn_update_reading(c);
 }
 
@@ -620,8 +730,65 @@ static int listen_tcp(sl_native_t *nt, const char *address, char *errstr,
   return 0;
 }
 
-static int listen_unix(sl_native_t *nt, const char *path, char *errstr,
-                       size_t errlen) {
+/*
+ * Makes path free for bind: nothing there, or a stale socket of ours from a
+ * crashed run (the store's exclusive lock proves no other sluice serves
+ * this node). Anything else is refused, never removed: a regular file or a
+ * directory at a mistyped path, or a socket someone still listens on.
+ */
+static int unix_path_free(const char *path, char *errstr, size_t errlen) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  struct stat st;
+  int fd, rc;
+
+  if (lstat(path, &st) < 0) {
+    if (errno == ENOENT)
+      return 0;
+    rc = -errno;
+    snprintf(errstr, errlen, "listeners.native.unix: cannot check %s: %s", path,
+             strerror(errno));
+    return rc;
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    snprintf(errstr, errlen,
+             "listeners.native.unix: %s exists and is not a socket; "
+             "refusing to remove it (choose another path or remove it)",
+             path);
+    return -EEXIST;
+  }
+  if (strlen(path) >= sizeof(sa.sun_path)) {
+    snprintf(errstr, errlen, "listeners.native.unix: %s is too long", path);
+    return -ENAMETOOLONG;
+  }
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+    rc = -errno;
+    snprintf(errstr, errlen, "listeners.native.unix: socket: %s",
+             strerror(errno));
+    return rc;
+  }
+  rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+  close(fd);
+  if (rc == 0) {
+    snprintf(errstr, errlen,
+             "listeners.native.unix: %s is a socket another process "
+             "listens on; refusing to take it over",
+             path);
+    return -EADDRINUSE;
+  }
+  if (unlink(path) < 0 && errno != ENOENT) {
+    rc = -errno;
+    snprintf(errstr, errlen,
+             "listeners.native.unix: cannot remove stale %s: %s", path,
+             strerror(errno));
+    return rc;
+  }
+  return 0;
+}
+
+static int listen_unix(sl_native_t *nt, const char *path, const char *mode_s,
+                       char *errstr, size_t errlen) {
+  mode_t mode = (mode_t)strtoul(mode_s, NULL, 8), old;
   int rc;
   uv_pipe_init(&nt->dm->loop, &nt->unix_.u.pipe, 0);
   nt->unix_.u.h.data = &nt->unix_;
@@ -629,13 +796,23 @@ static int listen_unix(sl_native_t *nt, const char *path, char *errstr,
   nt->unix_.is_unix = 1;
   nt->have_unix = 1;
   nt->handles_open++;
-  /* A stale socket from a crashed run would make bind fail: the store's
-   * exclusive lock already proves no other daemon owns this node. */
-  unlink(path);
-  if ((rc = uv_pipe_bind(&nt->unix_.u.pipe, path)) < 0 ||
-      (rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
+  if ((rc = unix_path_free(path, errstr, errlen)) < 0)
+    return rc;
+  /* The socket is created owner-only whatever the umask, then opened up to
+   * the configured mode: nobody outside it can connect in between. No
+   * other thread creates files while the listeners start. */
+  old = umask(0177);
+  rc = uv_pipe_bind(&nt->unix_.u.pipe, path);
+  umask(old);
+  if (rc < 0 || (rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
     snprintf(errstr, errlen, "listeners.native.unix: cannot listen on %s: %s",
              path, uv_strerror(rc));
+    return rc;
+  }
+  if (chmod(path, mode) < 0) {
+    rc = -errno;
+    snprintf(errstr, errlen, "listeners.native.unix: chmod %s %04o: %s", path,
+             (unsigned)mode, strerror(errno));
     return rc;
   }
   return 0;
@@ -655,6 +832,11 @@ int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
   if (!nt)
     return -ENOMEM;
   nt->dm = dm;
+  nt->timeouts = sl_metrics_counter(
+      dm->mx, "sluice_ingest_request_timeouts_total",
+      "Connections closed because a request or a native Hello/frame was not "
+      "complete within limits.request_timeout",
+      "path=\"native\"");
   sl_frame_buf_init(&nt->scratch);
   if ((rc = sl_frame_arena_new(ARENA_BYTES + cfg->limits.max_frame_bytes * 4,
                                &nt->arena)) < 0)
@@ -663,7 +845,8 @@ int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
       (rc = listen_tcp(nt, cfg->listeners.native_tcp, errstr, errlen)) < 0)
     goto fail;
   if (cfg->listeners.native_unix && *cfg->listeners.native_unix &&
-      (rc = listen_unix(nt, cfg->listeners.native_unix, errstr, errlen)) < 0)
+      (rc = listen_unix(nt, cfg->listeners.native_unix,
+                        cfg->listeners.native_unix_mode, errstr, errlen)) < 0)
     goto fail;
   *out = nt;
   return 0;
@@ -718,13 +901,27 @@ void sl_native_resume(sl_native_t *nt) {
 }
 
 void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
-  uint64_t idle_ns = nt->dm->cfg->limits.idle_timeout_ms * 1000000ull;
-  if (!idle_ns)
-    return;
+  const sl_config_t *cfg = nt->dm->cfg;
+  uint64_t idle_ns = cfg->limits.idle_timeout_ms * 1000000ull;
+  uint64_t req_ns = cfg->limits.request_timeout_ms * 1000000ull;
   for (conn_t *c = nt->conns, *next; c; c = next) {
     next = c->next;
-    if (c->inflight == 0 && !c->closing &&
-        now_ns - c->last_active_ns > idle_ns) {
+    if (c->closing)
+      continue;
+    if (!c->hello_done && req_ns && now_ns - c->accepted_ns > req_ns) {
+      sl_metric_add(nt->timeouts, 1);
+      send_error(c, 0, SL_ECLOSED, "no hello within limits.request_timeout", 1);
+      conn_process(c);
+    } else if (c->reading && c->partial_since_ns && req_ns &&
+               now_ns - c->partial_since_ns > req_ns) {
+      /* Bytes trickling in do not count as progress: the whole frame must
+       * arrive in time (slow loris holding a large buffer). */
+      sl_metric_add(nt->timeouts, 1);
+      send_error(c, 0, SL_ECLOSED,
+                 "frame not complete within limits.request_timeout", 1);
+      conn_process(c);
+    } else if (idle_ns && c->inflight == 0 &&
+               now_ns - c->last_active_ns > idle_ns) {
       send_error(c, 0, SL_ECLOSED, "idle timeout", 1);
     }
   }

@@ -59,6 +59,57 @@ static size_t json_escape(char *buf, size_t cap, size_t pos, const char *s) {
   return pos;
 }
 
+const char *sl_log_esc(char *buf, size_t cap, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  if (!s)
+    s = "";
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    char e[4];
+    size_t k = 0;
+    if (c == '\\' || c == '\n' || c == '\r' || c == '\t') {
+      e[k++] = '\\';
+      e[k++] = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    } else if (c < 0x20 || c >= 0x7f) {
+      e[k++] = '\\';
+      e[k++] = 'x';
+      e[k++] = hex[c >> 4];
+      e[k++] = hex[c & 15];
+    } else {
+      e[k++] = (char)c;
+    }
+    if (n + k + 4 > cap) { /* keep room for "..." and the NUL */
+      memcpy(buf + n, "...", 3);
+      n += 3;
+      break;
+    }
+    memcpy(buf + n, e, k);
+    n += k;
+  }
+  buf[n] = 0;
+  return buf;
+}
+
+/* Plain-text lines: control characters inside a field (a peer string that
+ * reached a message without sl_log_esc) become \xHH, so no field can end
+ * the line or start a forged one. */
+static size_t plain_escape(char *buf, size_t cap, size_t pos, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  for (; *s && pos + 5 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c < 0x20 || c == 0x7f) {
+      buf[pos++] = '\\';
+      buf[pos++] = 'x';
+      buf[pos++] = hex[c >> 4];
+      buf[pos++] = hex[c & 15];
+    } else {
+      buf[pos++] = (char)c;
+    }
+  }
+  return pos;
+}
+
 void sl_log_write(sl_log_level_t level, uint32_t ctx, const char *peer,
                   const char *fmt, ...) {
   char msg[2048], line[4600], ts[40];
@@ -91,13 +142,15 @@ void sl_log_write(sl_log_level_t level, uint32_t ctx, const char *peer,
     line[n++] = '}';
     line[n++] = '\n';
   } else {
-    n = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: %s%s%s\n", ts,
-                         level_names[level], ctx_name(ctx), peer ? peer : "",
-                         peer ? ": " : "", msg);
-    if (n >= sizeof(line)) {
-      n = sizeof(line) - 1;
-      line[n - 1] = '\n';
+    n = (size_t)snprintf(line, sizeof(line), "%s %-5s %s: ", ts,
+                         level_names[level], ctx_name(ctx));
+    if (peer) {
+      n = plain_escape(line, sizeof(line) - 8, n, peer);
+      line[n++] = ':';
+      line[n++] = ' ';
     }
+    n = plain_escape(line, sizeof(line) - 2, n, msg);
+    line[n++] = '\n';
   }
   /* One write per line: atomic for pipes up to PIPE_BUF and in practice for
    * regular files opened with O_APPEND. Logging failures are ignored. */

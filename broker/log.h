@@ -8,6 +8,7 @@
 #define SL_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum sl_log_level {
@@ -50,6 +51,16 @@ void sl_log_configure(sl_log_level_t level, uint32_t debug_mask,
 
 /* Maps "store", "all", ... to a context bit; 0 when unknown. */
 uint32_t sl_log_ctx_parse(const char *name);
+
+/*
+ * Copies the peer-supplied string s into buf (cap bytes, cap >= 4) so it is
+ * safe inside a log line: backslash, control characters (newline, carriage
+ * return, escape, DEL) and bytes outside printable ASCII become \\, \n,
+ * \r, \t or \xHH; a string that does not fit ends in "...". NULL
+ * becomes "". Returns buf. Use for client ids, topics, stream names and
+ * other text a client chose, wherever it is logged.
+ */
+const char *sl_log_esc(char *buf, size_t cap, const char *s);
 
 /* Writes one line to stderr with a single write(2), so lines from several
  * threads never interleave. Use the macros below, not this. */
