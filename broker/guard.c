@@ -24,8 +24,8 @@ void sl_guard_init(sl_guard_t *g, sl_metrics_t *mx, uint64_t max_bytes,
       NULL);
   for (int p = 0; p < 2; p++)
     for (int w = 0; w < 2; w++) {
-      snprintf(labels, sizeof(labels), "path=\"%s\",what=\"%s\"",
-               path_label[p], what_label[w]);
+      snprintf(labels, sizeof(labels), "path=\"%s\",what=\"%s\"", path_label[p],
+               what_label[w]);
       g->refused[p][w] = sl_metrics_counter(
           mx, "sluice_ingest_budget_refusals_total",
           "Frames, requests or connections refused because a node-wide "
