@@ -46,13 +46,15 @@ int sl_guard_bytes_take(sl_guard_t *g, int path, size_t n) {
       return SL_EBACKPRESSURE;
     }
   } while (!atomic_compare_exchange_weak(&g->bytes, &cur, cur + n));
-  sl_metric_set(g->bytes_gauge, (double)(cur + n));
+  /* Deltas, not values: two threads setting values could leave a stale
+   * one last. */
+  sl_metric_gauge_add(g->bytes_gauge, (double)n);
   return 0;
 }
 
 void sl_guard_bytes_give(sl_guard_t *g, size_t n) {
-  uint64_t now = atomic_fetch_sub(&g->bytes, n) - n;
-  sl_metric_set(g->bytes_gauge, (double)now);
+  atomic_fetch_sub(&g->bytes, n);
+  sl_metric_gauge_add(g->bytes_gauge, -(double)n);
 }
 
 int sl_guard_conn_take(sl_guard_t *g, int path) {
@@ -63,13 +65,13 @@ int sl_guard_conn_take(sl_guard_t *g, int path) {
       return SL_EBACKPRESSURE;
     }
   } while (!atomic_compare_exchange_weak(&g->conns, &cur, cur + 1));
-  sl_metric_set(g->conns_gauge, (double)(cur + 1));
+  sl_metric_gauge_add(g->conns_gauge, 1);
   return 0;
 }
 
 void sl_guard_conn_give(sl_guard_t *g) {
-  uint64_t now = atomic_fetch_sub(&g->conns, 1) - 1;
-  sl_metric_set(g->conns_gauge, (double)now);
+  atomic_fetch_sub(&g->conns, 1);
+  sl_metric_gauge_add(g->conns_gauge, -1);
 }
 
 void sl_guard_store_result(sl_guard_t *g, int status) {

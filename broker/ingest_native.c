@@ -31,12 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "broker/daemon.h"
+#include "broker/listen_unix.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
 #include "schemas/frame.h"
@@ -105,7 +102,6 @@ struct conn {
   int reading;       /* uv_read_start active */
   int paused;        /* PAUSE_* bits */
   int counted;       /* holds one of the node's limits.max_connections */
-  int eof;           /* the client half-closed: answer, then close */
   int over_budget;   /* the last buffer growth was refused */
   unsigned inflight;
   size_t charged;            /* c->in bytes taken from the node's budget */
@@ -266,7 +262,6 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   if (n == UV_EOF && !c->closing) {
     /* Half-close: nothing more will come, but the Acks of what came are
      * still owed. Close once they are written (pending_done, on_write). */
-    c->eof = 1;
     c->closing = 1;
     conn_process(c);
     return;
@@ -730,65 +725,8 @@ static int listen_tcp(sl_native_t *nt, const char *address, char *errstr,
   return 0;
 }
 
-/*
- * Makes path free for bind: nothing there, or a stale socket of ours from a
- * crashed run (the store's exclusive lock proves no other sluice serves
- * this node). Anything else is refused, never removed: a regular file or a
- * directory at a mistyped path, or a socket someone still listens on.
- */
-static int unix_path_free(const char *path, char *errstr, size_t errlen) {
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  struct stat st;
-  int fd, rc;
-
-  if (lstat(path, &st) < 0) {
-    if (errno == ENOENT)
-      return 0;
-    rc = -errno;
-    snprintf(errstr, errlen, "listeners.native.unix: cannot check %s: %s", path,
-             strerror(errno));
-    return rc;
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    snprintf(errstr, errlen,
-             "listeners.native.unix: %s exists and is not a socket; "
-             "refusing to remove it (choose another path or remove it)",
-             path);
-    return -EEXIST;
-  }
-  if (strlen(path) >= sizeof(sa.sun_path)) {
-    snprintf(errstr, errlen, "listeners.native.unix: %s is too long", path);
-    return -ENAMETOOLONG;
-  }
-  memcpy(sa.sun_path, path, strlen(path) + 1);
-  if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
-    rc = -errno;
-    snprintf(errstr, errlen, "listeners.native.unix: socket: %s",
-             strerror(errno));
-    return rc;
-  }
-  rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-  close(fd);
-  if (rc == 0) {
-    snprintf(errstr, errlen,
-             "listeners.native.unix: %s is a socket another process "
-             "listens on; refusing to take it over",
-             path);
-    return -EADDRINUSE;
-  }
-  if (unlink(path) < 0 && errno != ENOENT) {
-    rc = -errno;
-    snprintf(errstr, errlen,
-             "listeners.native.unix: cannot remove stale %s: %s", path,
-             strerror(errno));
-    return rc;
-  }
-  return 0;
-}
-
-static int listen_unix(sl_native_t *nt, const char *path, const char *mode_s,
+static int listen_unix(sl_native_t *nt, const char *path, const char *mode,
                        char *errstr, size_t errlen) {
-  mode_t mode = (mode_t)strtoul(mode_s, NULL, 8), old;
   int rc;
   uv_pipe_init(&nt->dm->loop, &nt->unix_.u.pipe, 0);
   nt->unix_.u.h.data = &nt->unix_;
@@ -796,23 +734,11 @@ static int listen_unix(sl_native_t *nt, const char *path, const char *mode_s,
   nt->unix_.is_unix = 1;
   nt->have_unix = 1;
   nt->handles_open++;
-  if ((rc = unix_path_free(path, errstr, errlen)) < 0)
+  if ((rc = sl_unix_bind(&nt->unix_.u.pipe, path, mode, errstr, errlen)) < 0)
     return rc;
-  /* The socket is created owner-only whatever the umask, then opened up to
-   * the configured mode: nobody outside it can connect in between. No
-   * other thread creates files while the listeners start. */
-  old = umask(0177);
-  rc = uv_pipe_bind(&nt->unix_.u.pipe, path);
-  umask(old);
-  if (rc < 0 || (rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
+  if ((rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
     snprintf(errstr, errlen, "listeners.native.unix: cannot listen on %s: %s",
              path, uv_strerror(rc));
-    return rc;
-  }
-  if (chmod(path, mode) < 0) {
-    rc = -errno;
-    snprintf(errstr, errlen, "listeners.native.unix: chmod %s %04o: %s", path,
-             (unsigned)mode, strerror(errno));
     return rc;
   }
   return 0;
