@@ -144,8 +144,7 @@ void send_all(int fd, const void *p, size_t n) {
 
 /* Reads until EOF or timeout_ms; returns the bytes read, *eof set when the
  * peer closed (or reset). buf is NUL-terminated. */
-size_t read_until(int fd, char *buf, size_t cap, int timeout_ms,
-                         int *eof) {
+size_t read_until(int fd, char *buf, size_t cap, int timeout_ms, int *eof) {
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
   size_t n = 0;
   *eof = 0;
@@ -169,8 +168,8 @@ size_t read_until(int fd, char *buf, size_t cap, int timeout_ms,
 
 /* One HTTP exchange on a fresh connection: returns the status, or -1 when
  * no answer came within timeout_ms. The body (after the head) is in buf. */
-int http_raw(int port, const char *req, size_t len, char *buf,
-                    size_t cap, int timeout_ms) {
+int http_raw(int port, const char *req, size_t len, char *buf, size_t cap,
+             int timeout_ms) {
   int fd = tcp_connect(port), code = -1, eof;
   send_all(fd, req, len);
   read_until(fd, buf, cap, timeout_ms, &eof);
@@ -187,8 +186,8 @@ int http_get(int port, const char *path, char *buf, size_t cap) {
   return http_raw(port, req, (size_t)n, buf, cap, 5000);
 }
 
-int http_post(const char *ctype, const char *extra, const char *body,
-                     char *buf, size_t cap) {
+int http_post(const char *ctype, const char *extra, const char *body, char *buf,
+              size_t cap) {
   char req[4096];
   int n = snprintf(req, sizeof(req),
                    "POST /v1/events HTTP/1.0\r\nHost: x\r\n%s%s%s%s"
@@ -236,4 +235,3 @@ void publish_one(sl_frame_buf_t *b, uint64_t batch, double v) {
   ev.time_ns = 1700000000000000000ll;
   sl_frame_encode_publish(b, batch, "readings", &evp, 1, 1 << 20);
 }
-

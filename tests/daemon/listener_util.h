@@ -37,8 +37,8 @@ size_t read_until(int fd, char *buf, size_t cap, int timeout_ms, int *eof);
 int http_raw(int port, const char *req, size_t len, char *buf, size_t cap,
              int timeout_ms);
 int http_get(int port, const char *path, char *buf, size_t cap);
-int http_post(const char *ctype, const char *extra, const char *body,
-              char *buf, size_t cap);
+int http_post(const char *ctype, const char *extra, const char *body, char *buf,
+              size_t cap);
 /* A /metrics series' value, -1 when absent. */
 double metric(const char *series);
 long rss_kb(void);
