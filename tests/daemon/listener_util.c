@@ -106,6 +106,9 @@ void stop_daemon(void) {
   }
   daemon_pid = 0;
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  /* In sanitizer builds a report is a failure whatever the exit status. */
+  CHECK(log_count("Sanitizer") == 0 && log_count("runtime error:") == 0,
+        "sanitizer report in the daemon log");
 }
 
 int log_count(const char *needle) {
@@ -205,6 +208,21 @@ double metric(const char *series) {
   snprintf(want, sizeof(want), "\n%s ", series);
   const char *p = strstr(buf, want);
   return p ? atof(p + strlen(want)) : -1;
+}
+
+/* 1 when the daemon runs with AddressSanitizer: freed memory then stays
+ * in its quarantine and RSS says nothing about what the daemon holds. */
+int daemon_sanitized(void) {
+  char path[64], line[512];
+  int yes = 0;
+  snprintf(path, sizeof(path), "/proc/%d/maps", (int)daemon_pid);
+  FILE *f = fopen(path, "r");
+  while (f && fgets(line, sizeof(line), f))
+    if (strstr(line, "libasan"))
+      yes = 1;
+  if (f)
+    fclose(f);
+  return yes;
 }
 
 long rss_kb(void) {
