@@ -81,8 +81,4 @@ int sl_json_decode_mapped(const char *payload, size_t len,
  * and time range. ev: borrowed (a Sluice__V1__Event). Errors: -ENOMEM. */
 int sl_json_batch_add(sl_json_batch_t *jb, const void *ev);
 
-/* Internal to decode_json*.c: parses RFC 3339 text ("2026-11-27T02:00:00.1Z",
- * "+01:00" offsets) into *out (ns since the epoch). Returns 0 or -1. */
-int json__parse_rfc3339(const char *s, int64_t *out);
-
 #endif /* SL_DECODE_JSON_H */
