@@ -199,6 +199,8 @@ typedef struct sl_config {
     uint64_t max_batch_events;
     uint64_t idle_timeout_ms; /* 0 = never */
     uint64_t max_inflight_batches_per_conn;
+    uint64_t max_future_ms; /* 0 = event times are not bounded */
+    int future_policy;      /* sl_ingest_future_t (broker/ingest_check.h) */
   } limits;
   struct {
     int level;      /* sl_config_log_level_t */

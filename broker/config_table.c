@@ -44,6 +44,8 @@ static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
 static const char *const value_formats[] = {"protobuf", "json", NULL};
+/* Order of sl_ingest_future_t. */
+static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
                                              NULL};
 
@@ -360,6 +362,17 @@ static const sl_cfg_opt_t root_opts[] = {
         limits.max_inflight_batches_per_conn, "64", RELOAD,
         "Unacknowledged batches per connection before reading pauses.",
         .min = "1", .max = "65536"),
+    OPT("limits.max_future", DURATION, limits.max_future_ms, "5m", RESTART,
+        "How far ahead of the node clock an event's time may be; beyond it "
+        "limits.future_policy applies, so a device clock in the future never "
+        "moves an aggregate's watermark. 0 turns the bound off.",
+        .max = "365d"),
+    OPT("limits.future_policy", ENUM, limits.future_policy, "clamp", RESTART,
+        "What happens to an event timed beyond limits.max_future: clamp (keep "
+        "it at the node clock, its own time in the attribute "
+        "sluice.time_clamped) or reject (refused like any invalid event: a "
+        "native error, HTTP 400, an MQTT dead letter).",
+        .enums = future_policies),
 
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),

@@ -301,6 +301,21 @@ int sl_json_batch_add(sl_json_batch_t *jb, const void *evp) {
   return 0;
 }
 
+int sl_json_batch_add_client(sl_json_batch_t *jb, void *evp, char *why,
+                             size_t len) {
+  sl_ingest_mark_t mark = {0};
+  int rc;
+  if (!jb->rules)
+    return sl_json_batch_add(jb, evp);
+  if ((rc = sl_ingest_event_check(jb->rules, evp, why, len)) < 0)
+    return rc;
+  if (rc == 1 && (rc = sl_ingest_event_clamp(jb->rules, evp, &mark)) < 0)
+    return rc;
+  rc = sl_json_batch_add(jb, evp);
+  sl_ingest_mark_undo(&mark);
+  return rc;
+}
+
 static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
                         char *e, size_t el) {
   static const char *const keys[] = {
@@ -418,7 +433,7 @@ static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
     ev.attributes = s.pattrs;
   }
 
-  rc = sl_json_batch_add(jb, &ev);
+  rc = sl_json_batch_add_client(jb, &ev, e, el);
 out:
   scratch_free(&s);
   return rc;

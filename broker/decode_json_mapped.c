@@ -419,7 +419,11 @@ static int build_event(scan_t *s, const sl_json_map_t *map, const char *source,
   ev.reading = &rd;
   ev.n_attributes = nattrs;
   ev.attributes = pattrs;
-  return sl_json_batch_add(jb, &ev);
+  char why[160];
+  int rc = sl_json_batch_add_client(jb, &ev, why, sizeof(why));
+  if (rc == SL_EPROTO)
+    return mapped_bad(me, "invalid_event", "%s", why);
+  return rc;
 }
 
 static void record_start(scan_t *s) {

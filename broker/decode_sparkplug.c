@@ -384,7 +384,12 @@ static int add_metric(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *prefix,
       return 0;
     }
   }
-  return sl_json_batch_add(mqtt__batch(mq, r->stream), &ev) == 0 ? 1 : 0;
+  char why[160];
+  int rc = sl_json_batch_add_client(mqtt__batch(mq, r->stream), &ev, why,
+                                    sizeof(why));
+  if (rc == SL_EPROTO)
+    mqtt__count_error(mq, "invalid_event");
+  return rc == 0 ? 1 : 0;
 }
 
 /* Nesting depth of the recursive Sparkplug messages (Template <-> Metric,

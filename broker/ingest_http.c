@@ -40,6 +40,7 @@ struct sl_http {
   _Atomic uint64_t inflight; /* requests submitted, response not finished */
   size_t max_body;
   uint32_t max_events;
+  sl_ingest_rules_t rules; /* event rules; now_ns set per request */
 };
 
 typedef struct hreq {
@@ -166,7 +167,10 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   }
   stream = dm->streams[r->sidx].id;
   sl_json_batch_init(&jb);
-  rc = sl_json_decode_body(r->body ? r->body : "", r->len, sl_now_wall_ns(),
+  sl_ingest_rules_t rules = h->rules;
+  rules.now_ns = sl_now_wall_ns();
+  jb.rules = &rules;
+  rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
                            h->max_events, &jb, err, sizeof(err));
   if (rc < 0) {
     sl_json_batch_close(&jb);
@@ -355,6 +359,7 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   h->dm = dm;
   h->max_body = cfg->limits.max_frame_bytes;
   h->max_events = (uint32_t)cfg->limits.max_batch_events;
+  sl_daemon__ingest_rules(dm, cfg, SL_PATH_HTTP, &h->rules);
   h->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
           MHD_ALLOW_SUSPEND_RESUME |

@@ -103,8 +103,11 @@ static void test_sweep_against_timegm(void **state) {
   for (int y = 1678; y <= 2261; y++)
     for (int m = 1; m <= 12; m++)
       for (int d = 1; d <= 31; d++) {
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d,
-                        .tm_hour = (d * 7) % 24, .tm_min = (d * 13) % 60,
+        struct tm tm = {.tm_year = y - 1900,
+                        .tm_mon = m - 1,
+                        .tm_mday = d,
+                        .tm_hour = (d * 7) % 24,
+                        .tm_min = (d * 13) % 60,
                         .tm_sec = (y + d) % 60};
         time_t want = timegm(&tm);
         int64_t t;
