@@ -523,6 +523,18 @@ static const sl_cfg_opt_t root_opts[] = {
         "Larger payloads are rejected before decoding (counted and recorded "
         "in the dead-letter stream without their bytes).",
         .min = "16", .max = "256MiB"),
+    OPT("mqtt.sparkplug_max_nodes", UINT, mqtt.sparkplug_max_nodes, "4096",
+        RESTART,
+        "Sparkplug edge nodes and devices tracked at once (seq, alias "
+        "tables); messages of further ones go to the dead letters "
+        "(reason sparkplug_limit), so forged node ids cannot grow memory.",
+        .min = "1", .max = "1000000"),
+    OPT("mqtt.sparkplug_max_table_bytes", SIZE, mqtt.sparkplug_max_table_bytes,
+        "16MiB", RESTART,
+        "Memory for Sparkplug alias tables, all nodes together; a birth that "
+        "would pass it goes to the dead letters (reason sparkplug_limit) and "
+        "the node's old table stays.",
+        .min = "64KiB", .max = "4GiB"),
     OPT("mqtt.dead_letter_stream", STRING, mqtt.dead_letter_stream, "", RESTART,
         "Configured stream receiving payloads that fail to decode, with the "
         "reason; \"\" only counts them."),

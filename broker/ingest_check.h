@@ -55,12 +55,12 @@ typedef struct sl_ingest_rules {
 /* Room for the one attribute a clamp adds. Caller-owned (a stack value is
  * fine); holds the event's attribute array while it is changed. */
 typedef struct sl_ingest_mark {
-  Sluice__V1__Attribute attr;     /* sluice.time_clamped */
-  Sluice__V1__Attribute **attrs;  /* the event's attributes + attr, owned */
-  Sluice__V1__Attribute **saved;  /* the event's own array, restored */
-  size_t saved_n;                 /* its length */
-  Sluice__V1__Event *ev;          /* the event changed, NULL = none */
-  char value[24];                 /* attr.value */
+  Sluice__V1__Attribute attr;    /* sluice.time_clamped */
+  Sluice__V1__Attribute **attrs; /* the event's attributes + attr, owned */
+  Sluice__V1__Attribute **saved; /* the event's own array, restored */
+  size_t saved_n;                /* its length */
+  Sluice__V1__Event *ev;         /* the event changed, NULL = none */
+  char value[24];                /* attr.value */
 } sl_ingest_mark_t;
 
 /*

@@ -21,8 +21,7 @@
 #include "tests/daemon/dtest.h"
 
 const char *sluice_bin;
-char dir[256], data_dir[300], cfg_path[300], sock_path[300],
-    log_path[300];
+char dir[256], data_dir[300], cfg_path[300], sock_path[300], log_path[300];
 
 pid_t daemon_pid; /* killed when a check fails */
 
@@ -128,9 +127,8 @@ int stop_daemon(pid_t pid, int sig) {
   return st;
 }
 
-int http_req(int port, const char *method, const char *path,
-                    const char *ctype, const char *body, const char *extra,
-                    char *buf, size_t cap) {
+int http_req(int port, const char *method, const char *path, const char *ctype,
+             const char *body, const char *extra, char *buf, size_t cap) {
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)port)};
   char head[512];
@@ -171,7 +169,7 @@ void write_all(int fd, const uint8_t *p, size_t n) {
 /* Reads frames from fd until one of kind `want` arrives (bounded by the
  * socket's receive timeout). Returns 0, or -1 on EOF/timeout/error frame. */
 int await_frame(int fd, sl_frame_buf_t *in, sl_frame_arena_t *ar,
-                       Sluice__V1__Frame__KindCase want) {
+                Sluice__V1__Frame__KindCase want) {
   for (;;) {
     const uint8_t *body;
     size_t consumed, blen;
@@ -208,7 +206,6 @@ int tcp_connect(int port) {
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   return fd;
 }
-
 
 void dtest_init_dirs(void) {
   snprintf(dir, sizeof(dir), "%s/sl_daemon_XXXXXX",

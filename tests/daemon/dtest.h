@@ -36,9 +36,8 @@ pid_t start_daemon(int *port);
 int stop_daemon(pid_t pid, int sig);
 /* One HTTP/1.0 request on 127.0.0.1:port; the status code (-1 on none),
  * the response body in buf. */
-int http_req(int port, const char *method, const char *path,
-             const char *ctype, const char *body, const char *extra, char *buf,
-             size_t cap);
+int http_req(int port, const char *method, const char *path, const char *ctype,
+             const char *body, const char *extra, char *buf, size_t cap);
 void write_all(int fd, const uint8_t *p, size_t n);
 /* Reads frames until one of kind want; 0, or -1 on EOF, timeout or an
  * Error frame. */

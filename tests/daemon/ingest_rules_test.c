@@ -32,15 +32,14 @@
 
 #define S 1000000000LL
 
-static const char *AGG =
-    "pipelines:\n"
-    "  - name: tenner\n"
-    "    match: {stream: readings}\n"
-    "    steps:\n"
-    "      - aggregate: [count, sum]\n"
-    "        window: 10s\n"
-    "        into: readings-10s\n"
-    "        keep_raw: true\n";
+static const char *AGG = "pipelines:\n"
+                         "  - name: tenner\n"
+                         "    match: {stream: readings}\n"
+                         "    steps:\n"
+                         "      - aggregate: [count, sum]\n"
+                         "        window: 10s\n"
+                         "        into: readings-10s\n"
+                         "        keep_raw: true\n";
 
 static int64_t wall_ns(void) {
   struct timespec ts;
@@ -54,8 +53,8 @@ static int dump(const char *stream, char *buf, size_t cap) {
   char cmd[700];
   size_t n = 0;
   int lines = 0;
-  snprintf(cmd, sizeof(cmd), "%s store dump -d %s --stream %s 2>&1",
-           sluice_bin, data_dir, stream);
+  snprintf(cmd, sizeof(cmd), "%s store dump -d %s --stream %s 2>&1", sluice_bin,
+           data_dir, stream);
   FILE *p = popen(cmd, "r");
   CHECK(p, "popen");
   char line[4096];
@@ -105,16 +104,19 @@ static void scenario_time(void) {
   int port, code;
   write_config(NULL);
   pid_t pid = start_daemon(&port);
-  code = post("{\"source\":\"x\",\"value\":1,\"time\":\"9999-12-31T23:59:59Z\"}",
-              resp, sizeof(resp));
+  code =
+      post("{\"source\":\"x\",\"value\":1,\"time\":\"9999-12-31T23:59:59Z\"}",
+           resp, sizeof(resp));
   CHECK(code == 400 && strstr(resp, "\\\"time\\\"") && strstr(resp, "9999"),
         "year 9999: %d %s", code, resp);
-  code = post("{\"source\":\"x\",\"value\":1,\"time\":\"1600-01-01T00:00:00Z\"}",
-              resp, sizeof(resp));
+  code =
+      post("{\"source\":\"x\",\"value\":1,\"time\":\"1600-01-01T00:00:00Z\"}",
+           resp, sizeof(resp));
   CHECK(code == 400 && strstr(resp, "\\\"time\\\""), "year 1600: %d %s", code,
         resp);
-  code = post("{\"source\":\"x\",\"value\":1,\"time\":\"2026-02-30T00:00:00Z\"}",
-              resp, sizeof(resp));
+  code =
+      post("{\"source\":\"x\",\"value\":1,\"time\":\"2026-02-30T00:00:00Z\"}",
+           resp, sizeof(resp));
   CHECK(code == 400 && strstr(resp, "not a real date"), "Feb 30: %d %s", code,
         resp);
   code = post("{\"source\":\"x\",\"value\":1,\"time\":\"2026-01-01T00:00:00Z\","
@@ -124,8 +126,9 @@ static void scenario_time(void) {
         resp);
   /* 2040 is clamped to the node clock (default policy) and marked. */
   int64_t before = wall_ns();
-  code = post("{\"source\":\"fut\",\"value\":2,\"time\":\"2040-01-01T00:00:00Z\"}",
-              resp, sizeof(resp));
+  code =
+      post("{\"source\":\"fut\",\"value\":2,\"time\":\"2040-01-01T00:00:00Z\"}",
+           resp, sizeof(resp));
   CHECK(code == 200, "2040: %d %s", code, resp);
   int64_t after = wall_ns();
   CHECK(metric("sluice_ingest_future_events_total{path=\"http\",action="
@@ -143,10 +146,11 @@ static void scenario_time(void) {
   /* With future_policy reject the same event is a 400 naming the bound. */
   write_config("limits:\n  max_future: 1m\n  future_policy: reject\n");
   pid = start_daemon(&port);
-  code = post("{\"source\":\"fut\",\"value\":2,\"time\":\"2040-01-01T00:00:00Z\"}",
-              resp, sizeof(resp));
-  CHECK(code == 400 && strstr(resp, "limits.max_future"), "reject: %d %s",
-        code, resp);
+  code =
+      post("{\"source\":\"fut\",\"value\":2,\"time\":\"2040-01-01T00:00:00Z\"}",
+           resp, sizeof(resp));
+  CHECK(code == 400 && strstr(resp, "limits.max_future"), "reject: %d %s", code,
+        resp);
   CHECK(metric("sluice_ingest_future_events_total{path=\"http\",action="
                "\"refused\"}") == 1,
         "refused counter");
@@ -184,8 +188,9 @@ static void scenario_watermark(void) {
   int64_t t0 = (wall_ns() - 60 * S) / (10 * S) * (10 * S);
 
   /* 1. The bound off: the old behaviour, poisoned. */
-  snprintf(cfg, sizeof(cfg), "  - name: readings-10s\nlimits:\n  max_future: "
-                             "0s\n%s",
+  snprintf(cfg, sizeof(cfg),
+           "  - name: readings-10s\nlimits:\n  max_future: "
+           "0s\n%s",
            AGG);
   write_config(cfg);
   pid_t pid = start_daemon(&port);
@@ -376,8 +381,7 @@ static void scenario_native(void) {
 
 int main(int argc, char **argv) {
   if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY time|watermark|native\n",
-            argv[0]);
+    fprintf(stderr, "usage: %s SLUICE_BINARY time|watermark|native\n", argv[0]);
     return 2;
   }
   sluice_bin = argv[1];
