@@ -204,6 +204,8 @@ typedef struct sl_config {
     uint64_t max_inflight_batches_per_conn;
     uint64_t max_inflight_bytes; /* client bytes buffered, all listeners */
     uint64_t request_timeout_ms; /* accept -> complete request (or Hello) */
+    uint64_t max_future_ms;      /* 0 = event times are not bounded */
+    int future_policy; /* sl_ingest_future_t (broker/ingest_check.h) */
   } limits;
   struct {
     int level;      /* sl_config_log_level_t */
@@ -237,22 +239,24 @@ typedef struct sl_config {
     bool enabled;
     char *host;
     uint64_t port;
-    char *tls_keyfile;           /* private key file, "" = none */
-    int version;                 /* sl_config_mqtt_version_t */
-    char *client_id;             /* fixed client id (persistent session) */
-    uint64_t session_expiry_ms;  /* MQTT 5 session expiry */
-    uint64_t keepalive_ms;       /* MQTT keepalive */
-    uint64_t receive_maximum;    /* MQTT 5 receive maximum */
-    char *username;              /* "" = none */
-    char *password;              /* secret, "" = none */
-    char *tls_ca;                /* CA file, "" = plain TCP */
-    char *tls_cert;              /* client certificate, "" = none */
-    uint64_t reconnect_min_ms;   /* first reconnect delay */
-    uint64_t reconnect_max_ms;   /* reconnect delay cap */
-    uint64_t max_payload_bytes;  /* larger payloads are rejected */
-    char *dead_letter_stream;    /* stream for undecodable payloads */
-    char *status_topic;          /* retained node status, "" = off */
-    uint64_t status_interval_ms; /* status publish period */
+    char *tls_keyfile;            /* private key file, "" = none */
+    int version;                  /* sl_config_mqtt_version_t */
+    char *client_id;              /* fixed client id (persistent session) */
+    uint64_t session_expiry_ms;   /* MQTT 5 session expiry */
+    uint64_t keepalive_ms;        /* MQTT keepalive */
+    uint64_t receive_maximum;     /* MQTT 5 receive maximum */
+    char *username;               /* "" = none */
+    char *password;               /* secret, "" = none */
+    char *tls_ca;                 /* CA file, "" = plain TCP */
+    char *tls_cert;               /* client certificate, "" = none */
+    uint64_t reconnect_min_ms;    /* first reconnect delay */
+    uint64_t reconnect_max_ms;    /* reconnect delay cap */
+    uint64_t max_payload_bytes;   /* larger payloads are rejected */
+    uint64_t sparkplug_max_nodes; /* nodes + devices tracked */
+    uint64_t sparkplug_max_table_bytes; /* alias tables in memory */
+    char *dead_letter_stream;           /* stream for undecodable payloads */
+    char *status_topic;                 /* retained node status, "" = off */
+    uint64_t status_interval_ms;        /* status publish period */
     struct {
       sl_config_mqtt_sub_t *v; /* n owned elements */
       size_t n;

@@ -44,6 +44,8 @@ static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
 static const char *const value_formats[] = {"protobuf", "json", NULL};
+/* Order of sl_ingest_future_t. */
+static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
                                              NULL};
 
@@ -391,6 +393,17 @@ static const sl_cfg_opt_t root_opts[] = {
         "send a whole HTTP or admin request, a native Hello, or a native "
         "frame it has started; bytes trickling in do not extend it.",
         .min = "100ms", .max = "10m"),
+    OPT("limits.max_future", DURATION, limits.max_future_ms, "5m", RESTART,
+        "How far ahead of the node clock an event's time may be; beyond it "
+        "limits.future_policy applies, so a device clock in the future never "
+        "moves an aggregate's watermark. 0 turns the bound off.",
+        .max = "365d"),
+    OPT("limits.future_policy", ENUM, limits.future_policy, "clamp", RESTART,
+        "What happens to an event timed beyond limits.max_future: clamp (keep "
+        "it at the node clock, its own time in the attribute "
+        "sluice.time_clamped) or reject (refused like any invalid event: a "
+        "native error, HTTP 400, an MQTT dead letter).",
+        .enums = future_policies),
 
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),
@@ -541,6 +554,18 @@ static const sl_cfg_opt_t root_opts[] = {
         "Larger payloads are rejected before decoding (counted and recorded "
         "in the dead-letter stream without their bytes).",
         .min = "16", .max = "256MiB"),
+    OPT("mqtt.sparkplug_max_nodes", UINT, mqtt.sparkplug_max_nodes, "4096",
+        RESTART,
+        "Sparkplug edge nodes and devices tracked at once (seq, alias "
+        "tables); messages of further ones go to the dead letters "
+        "(reason sparkplug_limit), so forged node ids cannot grow memory.",
+        .min = "1", .max = "1000000"),
+    OPT("mqtt.sparkplug_max_table_bytes", SIZE, mqtt.sparkplug_max_table_bytes,
+        "16MiB", RESTART,
+        "Memory for Sparkplug alias tables, all nodes together; a birth that "
+        "would pass it goes to the dead letters (reason sparkplug_limit) and "
+        "the node's old table stays.",
+        .min = "64KiB", .max = "4GiB"),
     OPT("mqtt.dead_letter_stream", STRING, mqtt.dead_letter_stream, "", RESTART,
         "Configured stream receiving payloads that fail to decode, with the "
         "reason; \"\" only counts them."),

@@ -353,10 +353,31 @@ static void register_metrics(sl_daemon_t *dm) {
   dm->backpressure_on = sl_metrics_gauge(
       mx, "sluice_store_backpressure",
       "1 while the last commit was refused by the budget", NULL);
+  for (int p = 0; p < SL_PATH_N; p++) {
+    for (int a = 0; a < 2; a++) {
+      snprintf(labels, sizeof(labels), "path=\"%s\",action=\"%s\"",
+               path_names[p], a ? "refused" : "clamped");
+      dm->future[p][a] = sl_metrics_counter(
+          mx, "sluice_ingest_future_events_total",
+          "Events timed beyond limits.max_future ahead of the node clock",
+          labels);
+    }
+  }
   dm->reloads = sl_metrics_counter(mx, "sluice_config_reloads_total",
                                    "Config reloads applied", NULL);
   dm->reload_errors = sl_metrics_counter(
       mx, "sluice_config_reload_errors_total", "Config reloads refused", NULL);
+}
+
+void sl_daemon__ingest_rules(sl_daemon_t *dm, const sl_config_t *cfg,
+                             sl_path_t path, sl_ingest_rules_t *r) {
+  r->now_ns = sl_now_wall_ns();
+  r->max_future_ns = (int64_t)SL_MIN(cfg->limits.max_future_ms,
+                                     (uint64_t)INT64_MAX / 1000000) *
+                     1000000;
+  r->future_policy = cfg->limits.future_policy;
+  r->clamped = dm->future[path][0];
+  r->refused = dm->future[path][1];
 }
 
 static int open_streams(sl_daemon_t *dm, char *err, size_t errlen) {
@@ -459,8 +480,7 @@ int sl_daemon_run(const char *config_path) {
       goto fail;
     }
     if (*warn)
-      sl_warn(SL_LOG_CTX_STORE, NULL,
-              "pipelines: a corrupt state record was skipped: %s", warn);
+      sl_warn(SL_LOG_CTX_STORE, NULL, "%s", warn);
   }
 
   uv_loop_init(&dm->loop);

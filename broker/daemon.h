@@ -14,6 +14,7 @@
 #include "broker/admin.h"
 #include "broker/config.h"
 #include "broker/guard.h"
+#include "broker/ingest_check.h"
 #include "broker/metrics.h"
 #include "store/store.h"
 
@@ -95,6 +96,8 @@ struct sl_daemon {
   sl_metric_t *backpressure_on;   /* 1 while the store refuses appends */
   sl_metric_t *reloads;           /* SIGHUP reloads applied */
   sl_metric_t *reload_errors;     /* SIGHUP reloads refused */
+  /* Events beyond limits.max_future, per path: [0] clamped, [1] refused. */
+  sl_metric_t *future[SL_PATH_N][2];
 };
 
 /* Submits g to the store; when it is durable, d->fn runs on the loop
@@ -110,6 +113,11 @@ int sl_daemon__stream(sl_daemon_t *dm, const char *name, size_t *idx);
 /* Counts events durably acknowledged on path for stream idx. */
 void sl_daemon__accepted(sl_daemon_t *dm, sl_path_t path, size_t idx,
                          uint32_t events, size_t bytes);
+
+/* Fills *r with the ingest rules of path (broker/ingest_check.h) from cfg
+ * (borrowed: the config the path runs with) and the node clock now. */
+void sl_daemon__ingest_rules(sl_daemon_t *dm, const sl_config_t *cfg,
+                             sl_path_t path, sl_ingest_rules_t *r);
 
 /* Counts one refusal on path, labelled with the error's name. Thread-safe;
  * registers the series the first time a reason is seen. */

@@ -39,47 +39,6 @@ void sl_json_batch_close(sl_json_batch_t *jb) {
   sl_frame_buf_close(&jb->buf);
 }
 
-/* Parses RFC 3339 ("2026-11-27T02:00:00.123456789Z", "+01:00" offsets). */
-int json__parse_rfc3339(const char *s, int64_t *out) {
-  struct tm tm = {0};
-  int n = 0, frac_digits = 0;
-  int64_t frac = 0, off_s = 0;
-  if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon,
-             &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 ||
-      n != 19)
-    return -1;
-  s += n;
-  if (*s == '.') {
-    for (s++; *s >= '0' && *s <= '9'; s++, frac_digits++)
-      if (frac_digits < 9)
-        frac = frac * 10 + (*s - '0');
-    if (!frac_digits)
-      return -1;
-    for (int i = frac_digits; i < 9; i++)
-      frac *= 10;
-  }
-  if (*s == 'Z' || *s == 'z') {
-    s++;
-  } else if (*s == '+' || *s == '-') {
-    int hh, mm;
-    if (sscanf(s + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5 || hh > 23 ||
-        mm > 59)
-      return -1;
-    off_s = (hh * 3600 + mm * 60) * (*s == '+' ? 1 : -1);
-    s += 6;
-  } else {
-    return -1;
-  }
-  if (*s || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-      tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-    return -1;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  time_t t = timegm(&tm);
-  *out = ((int64_t)t - off_s) * 1000000000 + frac;
-  return 0;
-}
-
 static int bad(char *errstr, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int bad(char *errstr, size_t errlen, const char *fmt, ...) {
@@ -90,17 +49,29 @@ static int bad(char *errstr, size_t errlen, const char *fmt, ...) {
   return SL_EPROTO;
 }
 
+/* The time is "time_ns" (integer nanoseconds) or "time" (RFC 3339 text or
+ * epoch seconds), never both: two clocks that could disagree are refused
+ * rather than one silently preferred. */
 static int get_time(json_t *obj, int64_t def, int64_t *t, char *e, size_t el) {
-  json_t *v;
-  if ((v = json_object_get(obj, "time_ns"))) {
+  json_t *v = json_object_get(obj, "time_ns"),
+         *tv = json_object_get(obj, "time");
+  if (v && tv)
+    return bad(e, el, "\"time\" and \"time_ns\" given together: send one");
+  if (v) {
     if (!json_is_integer(v))
       return bad(e, el, "\"time_ns\" must be an integer (nanoseconds)");
     *t = json_integer_value(v);
     return 0;
   }
-  if ((v = json_object_get(obj, "time"))) {
+  if ((v = tv)) {
     if (json_is_string(v)) {
-      if (json__parse_rfc3339(json_string_value(v), t) < 0)
+      int rc = sl_rfc3339_parse(json_string_value(v), json_string_length(v), t);
+      if (rc == SL_ERANGE)
+        return bad(e, el,
+                   "\"time\" \"%.40s\" is not a real date or is outside "
+                   "1677-09-22..2262-04-11",
+                   json_string_value(v));
+      if (rc < 0)
         return bad(e, el, "\"time\" \"%.40s\" is not RFC 3339",
                    json_string_value(v));
       return 0;
@@ -330,6 +301,21 @@ int sl_json_batch_add(sl_json_batch_t *jb, const void *evp) {
   return 0;
 }
 
+int sl_json_batch_add_client(sl_json_batch_t *jb, void *evp, char *why,
+                             size_t len) {
+  sl_ingest_mark_t mark = {0};
+  int rc;
+  if (!jb->rules)
+    return sl_json_batch_add(jb, evp);
+  if ((rc = sl_ingest_event_check(jb->rules, evp, why, len)) < 0)
+    return rc;
+  if (rc == 1 && (rc = sl_ingest_event_clamp(jb->rules, evp, &mark)) < 0)
+    return rc;
+  rc = sl_json_batch_add(jb, evp);
+  sl_ingest_mark_undo(&mark);
+  return rc;
+}
+
 static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
                         char *e, size_t el) {
   static const char *const keys[] = {
@@ -447,7 +433,7 @@ static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
     ev.attributes = s.pattrs;
   }
 
-  rc = sl_json_batch_add(jb, &ev);
+  rc = sl_json_batch_add_client(jb, &ev, e, el);
 out:
   scratch_free(&s);
   return rc;

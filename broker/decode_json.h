@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "broker/ingest_check.h"
 #include "schemas/frame.h"
 
 /* Decoded events are appended to an EventBatch being built, plus the
@@ -18,6 +19,9 @@ typedef struct sl_json_batch {
   sl_frame_buf_t buf; /* serialized EventBatch so far (owned) */
   uint32_t count;     /* events in buf */
   int64_t min_time_ns, max_time_ns;
+  /* Rules for events from clients (borrowed; NULL = none): set by the
+   * ingest path, read by sl_json_batch_add_client(). */
+  const sl_ingest_rules_t *rules;
 } sl_json_batch_t;
 
 void sl_json_batch_init(sl_json_batch_t *jb);
@@ -64,6 +68,7 @@ typedef struct sl_json_attr {
  * attached to every event. At most max_events events per payload. On error
  * jb is left exactly as it was, *reason gets a static short name for the
  * metrics (bad_json, too_deep, bad_number, bad_type, no_value, bad_time,
+ * invalid_event (the rules of broker/ingest_check.h),
  * too_many, no_memory) and errstr the details. The JSON checks are
  * jansson's (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, the first error in
  * the payload wins), without building a tree. payload need not be
@@ -81,8 +86,11 @@ int sl_json_decode_mapped(const char *payload, size_t len,
  * and time range. ev: borrowed (a Sluice__V1__Event). Errors: -ENOMEM. */
 int sl_json_batch_add(sl_json_batch_t *jb, const void *ev);
 
-/* Internal to decode_json*.c: parses RFC 3339 text ("2026-11-27T02:00:00.1Z",
- * "+01:00" offsets) into *out (ns since the epoch). Returns 0 or -1. */
-int json__parse_rfc3339(const char *s, int64_t *out);
+/* sl_json_batch_add() for an event a client sent: first checks it with
+ * jb->rules (broker/ingest_check.h; none when NULL), which may clamp its
+ * time (counted in jb->clamped; ev is as it was on return but for the
+ * time). Errors: SL_EPROTO with the reason in why, -ENOMEM. */
+int sl_json_batch_add_client(sl_json_batch_t *jb, void *ev, char *why,
+                             size_t len);
 
 #endif /* SL_DECODE_JSON_H */

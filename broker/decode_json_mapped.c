@@ -366,7 +366,13 @@ static int build_event(scan_t *s, const sl_json_map_t *map, const char *source,
   f = &s->found[P_TIME];
   if (f->type == T_STRING) {
     const char *ts = s->str.p + f->str;
-    if (json__parse_rfc3339(ts, &ev.time_ns) < 0)
+    int rc = sl_rfc3339_parse(ts, strlen(ts), &ev.time_ns);
+    if (rc == SL_ERANGE)
+      return mapped_bad(me, "bad_time",
+                        "time \"%.40s\" is not a real date or is outside "
+                        "1677-09-22..2262-04-11",
+                        ts);
+    if (rc < 0)
       return mapped_bad(me, "bad_time", "time \"%.40s\" is not RFC 3339", ts);
   } else if (f->type == T_INT) {
     /* Integers exactly: a double has 53 bits, epoch ns need 61. */
@@ -413,7 +419,11 @@ static int build_event(scan_t *s, const sl_json_map_t *map, const char *source,
   ev.reading = &rd;
   ev.n_attributes = nattrs;
   ev.attributes = pattrs;
-  return sl_json_batch_add(jb, &ev);
+  char why[160];
+  int rc = sl_json_batch_add_client(jb, &ev, why, sizeof(why));
+  if (rc == SL_EPROTO)
+    return mapped_bad(me, "invalid_event", "%s", why);
+  return rc;
 }
 
 static void record_start(scan_t *s) {

@@ -63,13 +63,33 @@ typedef struct sp_node {
   uint64_t last_rebirth_ns;
 } sp_node_t;
 
+/* Peer-driven memory is bounded: node ids and birth sizes come from
+ * whoever can publish to the broker (issue 14: 60 forged node ids grew the
+ * daemon by 12 MB, without end). */
 struct sl_sp {
   sp_node_t *b[SP_BUCKETS];
+  size_t nodes, max_nodes;       /* nodes + devices tracked, and cap */
+  size_t table_bytes, max_bytes; /* alias tables' memory, and cap */
 };
 
 int sl_sp_new(sl_mqtt_t *mq, sl_sp_t **out) {
-  (void)mq;
-  return (*out = calloc(1, sizeof(**out))) ? 0 : -ENOMEM;
+  if (!(*out = calloc(1, sizeof(**out))))
+    return -ENOMEM;
+  (*out)->max_nodes = (size_t)mq->cfg->mqtt.sparkplug_max_nodes;
+  (*out)->max_bytes = (size_t)mq->cfg->mqtt.sparkplug_max_table_bytes;
+  return 0;
+}
+
+/* Memory one alias entry holds. */
+static size_t alias_bytes(const char *name) {
+  return sizeof(sp_alias_t) + strlen(name) + 1;
+}
+
+static size_t table_bytes(const sp_table_t *t) {
+  size_t b = 0;
+  for (size_t i = 0; i < t->n; i++)
+    b += alias_bytes(t->v[i].name);
+  return b;
 }
 
 static void table_clear(sp_table_t *t) {
@@ -216,6 +236,15 @@ static void table_load(sl_mqtt_t *mq, sp_table_t *t, const char *key) {
             "stored Sparkplug alias table is corrupt; "
             "waiting for a rebirth");
     t->loaded = true;
+  } else if (rc == 0) {
+    size_t b = table_bytes(t);
+    if (mq->sp->table_bytes + b > mq->sp->max_bytes) {
+      /* Over the cap: forget it, the node's data asks for a rebirth. */
+      table_clear(t);
+      t->loaded = true;
+    } else {
+      mq->sp->table_bytes += b;
+    }
   }
   if (buf != small)
     free(buf);
@@ -223,12 +252,18 @@ static void table_load(sl_mqtt_t *mq, sp_table_t *t, const char *key) {
 
 /* ---- nodes -------------------------------------------------------------- */
 
-static sp_node_t *node_get(sl_sp_t *sp, const char *key) {
+/* The node's state, made on first sight; NULL at the cap (*full set) or
+ * without memory. */
+static sp_node_t *node_get(sl_sp_t *sp, const char *key, bool *full) {
   uint32_t h = hash(key) % SP_BUCKETS;
   sp_node_t *n;
   for (n = sp->b[h]; n; n = n->next)
     if (!strcmp(n->key, key))
       return n;
+  if (sp->nodes >= sp->max_nodes) {
+    *full = true;
+    return NULL;
+  }
   if (!(n = calloc(1, sizeof(*n))) || !(n->key = strdup(key))) {
     free(n);
     return NULL;
@@ -236,18 +271,25 @@ static sp_node_t *node_get(sl_sp_t *sp, const char *key) {
   n->last_seq = -1;
   n->next = sp->b[h];
   sp->b[h] = n;
+  sp->nodes++;
   return n;
 }
 
-static sp_device_t *dev_get(sp_node_t *n, const char *id) {
+static sp_device_t *dev_get(sl_sp_t *sp, sp_node_t *n, const char *id,
+                            bool *full) {
   sp_device_t *d;
   for (d = n->devs; d; d = d->next)
     if (!strcmp(d->id, id))
       return d;
+  if (sp->nodes >= sp->max_nodes) {
+    *full = true;
+    return NULL;
+  }
   if (!(d = calloc(1, sizeof(*d))) || !(d->id = strdup(id))) {
     free(d);
     return NULL;
   }
+  sp->nodes++;
   d->next = n->devs;
   n->devs = d;
   return d;
@@ -384,7 +426,12 @@ static int add_metric(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *prefix,
       return 0;
     }
   }
-  return sl_json_batch_add(mqtt__batch(mq, r->stream), &ev) == 0 ? 1 : 0;
+  char why[160];
+  int rc = sl_json_batch_add_client(mqtt__batch(mq, r->stream), &ev, why,
+                                    sizeof(why));
+  if (rc == SL_EPROTO)
+    mqtt__count_error(mq, "invalid_event");
+  return rc == 0 ? 1 : 0;
 }
 
 /* Nesting depth of the recursive Sparkplug messages (Template <-> Metric,
@@ -510,8 +557,15 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
     return;
   }
   snprintf(key, sizeof(key), "%s/%s", parts[1], parts[3]);
-  if (!(n = node_get(mq->sp, key)) || (dev && !(d = dev_get(n, parts[4])))) {
-    mqtt__count_error(mq, "no_memory");
+  bool full = false;
+  if (!(n = node_get(mq->sp, key, &full)) ||
+      (dev && !(d = dev_get(mq->sp, n, parts[4], &full)))) {
+    if (full)
+      mqtt__dead_letter(mq, topic, payload, len, "sparkplug", "sparkplug_limit",
+                        "mqtt.sparkplug_max_nodes nodes and devices are "
+                        "tracked already");
+    else
+      mqtt__count_error(mq, "no_memory");
     goto out;
   }
   if (r->conf->source[0] && strcmp(r->conf->source, "{topic}") != 0) {
@@ -558,7 +612,20 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
   if (birth) {
     char skey[820];
     uint8_t *blob;
-    size_t blen;
+    size_t blen, freed = table_bytes(t), need = 0;
+    if (!dev)
+      for (sp_device_t *x = n->devs; x; x = x->next)
+        freed += table_bytes(&x->t);
+    for (size_t i = 0; i < pl->n_metrics; i++)
+      if (pl->metrics[i]->name && pl->metrics[i]->has_alias)
+        need += alias_bytes(pl->metrics[i]->name);
+    if (mq->sp->table_bytes - freed + need > mq->sp->max_bytes) {
+      mqtt__dead_letter(mq, topic, payload, len, "sparkplug", "sparkplug_limit",
+                        "the birth's alias table would pass "
+                        "mqtt.sparkplug_max_table_bytes");
+      goto out;
+    }
+    mq->sp->table_bytes -= freed;
     if (!dev)
       for (sp_device_t *x = n->devs; x; x = x->next)
         table_clear(&x->t); /* NBIRTH: devices must be born again */
@@ -575,6 +642,7 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
     }
     if (t->n)
       qsort(t->v, t->n, sizeof(*t->v), alias_cmp);
+    mq->sp->table_bytes += table_bytes(t);
     t->loaded = true;
     snprintf(skey, sizeof(skey), "sp/%s", key);
     if (strlen(skey) <= 200 && table_encode(t, &blob, &blen) == 0)

@@ -61,6 +61,7 @@ struct sl_http {
   uint32_t max_events;
   char **origins; /* listeners.http.allowed_origins, copied at start */
   size_t norigins;
+  sl_ingest_rules_t rules; /* event rules; now_ns set per request */
 };
 
 typedef struct hreq {
@@ -277,7 +278,10 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   }
   stream = dm->streams[r->sidx].id;
   sl_json_batch_init(&jb);
-  rc = sl_json_decode_body(r->body ? r->body : "", r->len, sl_now_wall_ns(),
+  sl_ingest_rules_t rules = h->rules;
+  rules.now_ns = sl_now_wall_ns();
+  jb.rules = &rules;
+  rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
                            h->max_events, &jb, err, sizeof(err));
   if (rc < 0) {
     sl_json_batch_close(&jb);
@@ -511,6 +515,7 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   h->dm = dm;
   h->max_body = cfg->limits.max_frame_bytes;
   h->max_events = (uint32_t)cfg->limits.max_batch_events;
+  sl_daemon__ingest_rules(dm, cfg, SL_PATH_HTTP, &h->rules);
   /* The MHD thread must not read dm->cfg (a reload swaps it). */
   if (cfg->listeners.http_origins.n &&
       !(h->origins = calloc(cfg->listeners.http_origins.n, sizeof(char *))))

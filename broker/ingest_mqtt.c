@@ -579,6 +579,7 @@ int sl_mqtt_start(sl_daemon_t *dm, sl_mqtt_t **out, char *errstr,
   mq->cfg = cfg;
   mq->dlq = SIZE_MAX;
   mq->max_events = (uint32_t)cfg->limits.max_batch_events;
+  sl_daemon__ingest_rules(dm, cfg, SL_PATH_MQTT, &mq->ev_rules);
   mq->in.poll_fd = mq->out.poll_fd = -1;
   mq->misc_closed = true;
   mq->messages = sl_metrics_counter(dm->mx, "sluice_mqtt_messages_total",

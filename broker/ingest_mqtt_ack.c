@@ -45,6 +45,7 @@ sl_json_batch_t *mqtt__batch(sl_mqtt_t *mq, size_t idx) {
   mqtt_stream_batch_t *b = &mq->sb[idx];
   if (!b->used) {
     sl_json_batch_init(&b->jb);
+    b->jb.rules = &mq->ev_rules;
     b->used = true;
   }
   return &b->jb;
@@ -140,6 +141,7 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
   int64_t now = sl_now_wall_ns();
   char source[1024], err[256];
 
+  mq->ev_rules.now_ns = now;
   sl_metric_add(mq->messages, 1);
   if (!mqtt__utf8_ok(topic, strlen(topic))) {
     /* libmosquitto and the broker check too; this never trusts them. */
@@ -183,6 +185,7 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
      * batch owned by mq (loop thread only) appended to the stream's. */
     if (!mq->evtmp.used) {
       sl_json_batch_init(&mq->evtmp.jb);
+      mq->evtmp.jb.rules = &mq->ev_rules;
       mq->evtmp.used = true;
     }
     sl_json_batch_t *evb = &mq->evtmp.jb;

@@ -349,6 +349,54 @@ static int events_to_batch(const uint8_t *body, size_t len,
   return 0;
 }
 
+/*
+ * Checks every event of a Publish with the rules all ingest paths share
+ * (broker/ingest_check.h). Returns 0 with *nclamp events to clamp, or
+ * SL_EPROTO with the first refused event's index and reason.
+ */
+static int check_events(sl_daemon_t *dm, const Sluice__V1__Publish *pub,
+                        sl_ingest_rules_t *rules, size_t *nclamp, char *reason,
+                        size_t len) {
+  char why[120];
+  *nclamp = 0;
+  sl_daemon__ingest_rules(dm, dm->cfg, SL_PATH_NATIVE, rules);
+  for (size_t i = 0; i < pub->n_events; i++) {
+    int rc = sl_ingest_event_check(rules, pub->events[i], why, sizeof(why));
+    if (rc < 0) {
+      snprintf(reason, len, "events[%zu]: %s", i, why);
+      return rc;
+    }
+    *nclamp += (size_t)rc;
+  }
+  return 0;
+}
+
+/*
+ * Builds the EventBatch by encoding every event again, clamping the times
+ * check_events() found beyond limits.max_future: the rare path, as an
+ * unchanged batch is copied byte for byte (events_to_batch()).
+ */
+static int events_encode_clamped(const Sluice__V1__Publish *pub,
+                                 const sl_ingest_rules_t *rules,
+                                 sl_frame_buf_t *out) {
+  char why[8];
+  int rc = 0;
+  out->len = 0;
+  for (size_t i = 0; i < pub->n_events && rc == 0; i++) {
+    sl_ingest_mark_t mark = {0};
+    Sluice__V1__Event *ev = pub->events[i];
+    size_t at = out->len;
+    if (sl_ingest_event_check(rules, ev, why, sizeof(why)) == 1 &&
+        (rc = sl_ingest_event_clamp(rules, ev, &mark)) < 0)
+      break;
+    /* Appended as Publish.events (field 3), retagged EventBatch.events. */
+    if ((rc = sl_frame_event_append(out, ev)) == 0)
+      out->data[at] = (1u << 3) | 2u;
+    sl_ingest_mark_undo(&mark);
+  }
+  return rc;
+}
+
 static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
   pending_t *pd = (pending_t *)d;
   conn_t *c = pd->c;
@@ -396,6 +444,8 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   int64_t tmin = INT64_MAX, tmax = INT64_MIN;
   char reason[160];
   sl_pipes_out_t po = {0};
+  sl_ingest_rules_t rules;
+  size_t nclamp;
   int rc, piped = 0;
 
   if (pub->n_events > dm->cfg->limits.max_batch_events) {
@@ -412,13 +462,23 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     return 1;
   }
   stream = dm->streams[sidx].id;
+  if ((rc = check_events(dm, pub, &rules, &nclamp, reason, sizeof(reason))) <
+      0) {
+    send_error(c, pub->batch_id, rc, reason, 0);
+    return 1;
+  }
+  /* Times are read after a clamp: the store's range covers what it holds. */
+  if (nclamp)
+    rc = events_encode_clamped(pub, &rules, &nt->scratch);
+  else
+    rc = events_to_batch(body, body_len, &nt->scratch);
+  if (rc < 0)
+    goto fail;
   for (size_t i = 0; i < pub->n_events; i++) {
     int64_t t = pub->events[i]->time_ns;
     tmin = t < tmin ? t : tmin;
     tmax = t > tmax ? t : tmax;
   }
-  if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0)
-    goto fail;
   if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;
   if (sl_pipes_wants(dm->pipes, sidx)) {

@@ -211,6 +211,10 @@ double sl_metric_value(const sl_metric_t *m) {
   return m ? bitsd(atomic_load_explicit(&m->u, memory_order_relaxed)) : 0;
 }
 
+uint64_t sl_metric_count(const sl_metric_t *m) {
+  return m ? atomic_load_explicit(&m->u, memory_order_relaxed) : 0;
+}
+
 char *sl_metrics_escape(char *buf, size_t cap, const char *value) {
   size_t n = 0;
   for (; *value && n + 3 < cap; value++) {

@@ -48,8 +48,11 @@ void sl_metric_set(sl_metric_t *m, double v);
 void sl_metric_gauge_add(sl_metric_t *m, double delta);
 void sl_metric_observe(sl_metric_t *m, double v);
 
-/* Reads a counter or gauge value (tests, /v1/status). */
+/* Reads a gauge's value (tests, /v1/status). */
 double sl_metric_value(const sl_metric_t *m);
+
+/* Reads a counter's value (tests). NULL reads 0. */
+uint64_t sl_metric_count(const sl_metric_t *m);
 
 /*
  * Renders every series. *out: returns owned; free with free(). Returns 0 or

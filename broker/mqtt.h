@@ -196,8 +196,9 @@ struct sl_mqtt {
 
   mqtt_rule_t *rules;
   size_t nrules;
-  size_t dlq;          /* dead-letter stream index, SIZE_MAX = none */
-  uint32_t max_events; /* events per message */
+  size_t dlq;                 /* dead-letter stream index, SIZE_MAX = none */
+  uint32_t max_events;        /* events per message */
+  sl_ingest_rules_t ev_rules; /* event rules; now_ns set per message */
 
   /* The burst being built (ack-after-commit, ingest_mqtt_ack.c). */
   mqtt_stream_batch_t *sb;   /* one per configured stream */

@@ -44,7 +44,21 @@ struct sl_pipes {
   sl_process_stats_t *last;
   sl_metric_t **m_in, **m_emitted, **m_late;
   sl_metric_t *(*m_drop)[SL_PROCESS_R_COUNT];
+  sl_metric_t *m_wm_reset; /* watermarks set back from the future */
+  int64_t max_future_ns;   /* limits.max_future at start */
 };
+
+/* Sets back every aggregate watermark an event from the future moved, in
+ * state stored before event times were bounded (sl_process_watermark_cap()).
+ * Returns how many. */
+static size_t cap_watermarks(sl_pipes_t *pp) {
+  size_t n = 0;
+  if (pp->max_future_ns > 0 &&
+      (n = sl_process_watermark_cap(pp->pr, sl_now_wall_ns(),
+                                    pp->max_future_ns)) > 0)
+    sl_metric_add(pp->m_wm_reset, n);
+  return n;
+}
 
 /* ---- config -> process ------------------------------------------------- */
 
@@ -324,11 +338,31 @@ int sl_pipes_new(sl_daemon_t *dm, sl_pipes_t **out, char *err, size_t errlen,
   if (!pp->last || !pp->m_in || !pp->m_emitted || !pp->m_late || !pp->m_drop)
     goto nomem;
   /* State from the last run, before any listener opens. */
-  rc = sl_process_state_load_store(pp->pr, dm->st, warn, warnlen);
+  char bad[200] = "";
+  rc = sl_process_state_load_store(pp->pr, dm->st, bad, sizeof(bad));
   if (rc < 0 && rc != SL_ECORRUPT) {
     snprintf(err, errlen, "pipelines: cannot load state: %s", sl_strerror(rc));
     goto fail;
   }
+  if (rc == SL_ECORRUPT && warn && warnlen)
+    snprintf(warn, warnlen, "pipelines: a corrupt state record was skipped: %s",
+             bad);
+  pp->m_wm_reset = sl_metrics_counter(
+      dm->mx, "sluice_pipeline_watermark_resets_total",
+      "Aggregate watermarks found beyond limits.max_future and set back to "
+      "the node clock",
+      NULL);
+  pp->max_future_ns = (int64_t)SL_MIN(cfg->limits.max_future_ms,
+                                      (uint64_t)INT64_MAX / 1000000) *
+                      1000000;
+  size_t nreset = cap_watermarks(pp);
+  if (nreset && warn && warnlen && !*warn)
+    snprintf(warn, warnlen,
+             "pipelines: %zu aggregate watermark(s) were more than "
+             "limits.max_future ahead of the node clock (an event from the "
+             "future moved them); set back to now, their future windows are "
+             "emitted with the next batch",
+             nreset);
   register_metrics(pp);
   *out = pp;
   return 0;
@@ -500,6 +534,8 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
     int lr = sl_process_state_load_store(pp->pr, dm->st, why, sizeof(why));
     if (lr < 0 && lr != SL_ECORRUPT)
       atomic_store(&pp->reload, 1);
+    else
+      cap_watermarks(pp);
   }
   if ((rc = index_entries(pp, batch, len, n)) < 0)
     return rc;

@@ -30,7 +30,8 @@
   X(EKAFKA, "Kafka client error")                                              \
   X(EMQTT, "MQTT client error")                                                \
   X(EFENCED, "fenced by a newer instance with the same identity")              \
-  X(EEVICTED, "data was evicted by the retention policy")
+  X(EEVICTED, "data was evicted by the retention policy")                      \
+  X(ERANGE, "value out of range")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,
@@ -57,6 +58,15 @@ uint64_t sl_now_mono_ns(void);
 
 /* Wall clock in nanoseconds since the Unix epoch: event and ingest times. */
 int64_t sl_now_wall_ns(void);
+
+/* Parses an RFC 3339 timestamp of exactly len bytes (no NUL needed), e.g.
+ * "2026-11-27T02:00:00.123456789Z" or "...+01:00", to nanoseconds since the
+ * Unix epoch. Fractions past 9 digits are truncated; a leap second (:60)
+ * counts as the next minute's first instant. Returns 0, SL_EPROTO when the
+ * text is not RFC 3339, or SL_ERANGE for a date that does not exist (Feb 30,
+ * hour 24) or an instant outside int64 nanoseconds (before 1677-09-21 or
+ * after 2262-04-11). *out is written on success only. */
+int sl_rfc3339_parse(const char *s, size_t len, int64_t *out);
 
 /* Big-endian encode/decode, used by on-disk keys and wire frames. */
 static inline void sl_put_be32(uint8_t *p, uint32_t v) {

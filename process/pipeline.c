@@ -346,6 +346,7 @@ static void marks_save(sl_process_t *pr) {
       pstep_t *s = &p->steps[k];
       pr->wm_mark[j].wm = s->wm;
       pr->wm_mark[j].have_wm = s->have_wm;
+      pr->wm_mark[j].flush_future = s->flush_future;
       pr->tmarks[j].t = &s->tab;
       pr->tmarks[j].count = s->tab.count;
       pr->tmarks[j].klen = s->tab.klen;
@@ -377,6 +378,7 @@ void sl_process_rollback(sl_process_t *pr) {
       pstep_t *s = &p->steps[k];
       s->wm = pr->wm_mark[j].wm;
       s->have_wm = pr->wm_mark[j].have_wm;
+      s->flush_future = pr->wm_mark[j].flush_future;
       s->tab.count = pr->tmarks[j].count;
       s->tab.klen = pr->tmarks[j].klen;
     }

@@ -316,6 +316,21 @@ int sl_process_state_load(sl_process_t *pr, sl_process_get_cb cb, void *arg,
 int sl_process_state_load_store(sl_process_t *pr, sl_store_t *st, char *errstr,
                                 size_t errlen);
 
+/*
+ * Recovers aggregates whose watermark an event from the future moved (one
+ * event stamped 2040 made every later event "late"; such state may have
+ * been persisted before ingest bounded event times). Every aggregate
+ * watermark beyond now_ns + max_future_ns is set back to now_ns (not to
+ * the limit: windows of the present must stay open), and the windows that
+ * start after the limit are emitted as they are by the next run (their
+ * pipeline's next batch). The daemon calls it after
+ * sl_process_state_load() with the node clock and limits.max_future; this
+ * is the one place where the node clock touches processing. The change is
+ * persisted with the next run's state. Returns how many steps were reset.
+ */
+size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
+                                int64_t max_future_ns);
+
 /* ---- introspection ---------------------------------------------------- */
 
 typedef struct sl_process_stats {

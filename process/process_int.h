@@ -242,6 +242,11 @@ typedef struct pstep {
   int64_t wm;
   uint64_t have_wm;
   bool meta_dirty;
+  /* Set by sl_process_watermark_cap(): windows starting after flush_above
+   * were opened by events from the future and are emitted by the next
+   * sweep, which then clears the flag. */
+  bool flush_future;
+  int64_t flush_above;
 } pstep_t;
 
 enum { BY_SOURCE = 0, BY_NONE, BY_ATTR, BY_CAPTURE };
@@ -313,6 +318,7 @@ struct sl_process {
   struct {
     int64_t wm;
     uint64_t have_wm;
+    bool flush_future;
   } * wm_mark; /* per step, start of run */
   size_t nsteps_all;
   /* per-run outputs */

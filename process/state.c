@@ -298,6 +298,7 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
   table_clear(t);
   s->wm = 0;
   s->have_wm = 0;
+  s->flush_future = false;
   for (unsigned sh = 0; sh < PSHARDS; sh++) {
     key_of(key, sizeof(key), p, k, sh);
     if ((rc = fetch(pr, cb, arg, key, &len)) == SL_ENOTFOUND)

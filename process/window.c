@@ -53,7 +53,8 @@ static int64_t floordiv(int64_t t, int64_t d) {
 
 static bool closed(const pstep_t *s, int64_t start) {
   /* start + window + lateness <= wm, without overflow near INT64 limits. */
-  return s->have_wm && start <= s->wm - s->c.window_ns - s->c.lateness_ns;
+  return s->have_wm && (start <= s->wm - s->c.window_ns - s->c.lateness_ns ||
+                        (s->flush_future && start > s->flush_above));
 }
 
 static void add_name(char names[][PNAME], uint64_t *n, size_t cap,
@@ -312,6 +313,8 @@ int process__aggregate_sweep(sl_process_t *pr, ppipeline_t *p, pstep_t *s) {
     if (slot->used && close_key(pr, p, s, slot, true) < 0)
       return -1;
   }
+  /* Every key was visited: the windows from the future are out. */
+  s->flush_future = false;
   /* Table order depends on insertion history: sort the sweep's results by
    * (window start, key) so the output order is reproducible too. */
   if (pr->nerec - first > 1)
@@ -532,4 +535,25 @@ int process__emit_materialise(sl_process_t *pr) {
 nomem:
   pr->poisoned = true;
   return -ENOMEM;
+}
+
+size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
+                                int64_t max_future_ns) {
+  size_t n = 0;
+  int64_t limit_ns;
+  if (__builtin_add_overflow(now_ns, max_future_ns, &limit_ns))
+    return 0;
+  for (size_t i = 0; i < pr->npipes; i++) {
+    for (size_t k = 0; k < pr->pipes[i].nsteps; k++) {
+      pstep_t *s = &pr->pipes[i].steps[k];
+      if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm || s->wm <= limit_ns)
+        continue;
+      s->wm = now_ns;
+      s->flush_future = true;
+      s->flush_above = limit_ns;
+      s->meta_dirty = true;
+      n++;
+    }
+  }
+  return n;
 }

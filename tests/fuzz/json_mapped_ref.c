@@ -119,7 +119,8 @@ static int mapped_one(json_t *obj, const sl_json_map_t *map, const char *source,
   ev.time_ns = def_time;
   if (*map->time && (v = at_path(obj, map->time))) {
     if (json_is_string(v)) {
-      if (json__parse_rfc3339(json_string_value(v), &ev.time_ns) < 0)
+      if (sl_rfc3339_parse(json_string_value(v), strlen(json_string_value(v)),
+                           &ev.time_ns) < 0)
         return mapped_bad(reason, "bad_time", e, el,
                           "time \"%.40s\" is not RFC 3339",
                           json_string_value(v));

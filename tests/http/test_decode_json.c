@@ -137,7 +137,20 @@ static void test_bad_inputs(void **state) {
       {"{\"source\":\"s\",\"value\":1,\"time\":\"yesterday\"}", SL_EPROTO,
        "RFC 3339"},
       {"{\"source\":\"s\",\"value\":1,\"time\":\"2026-13-01T00:00:00Z\"}",
-       SL_EPROTO, "RFC 3339"},
+       SL_EPROTO, "not a real date"},
+      /* Issue 14: years past 2262 wrapped (9999 was stored as 1816). */
+      {"{\"source\":\"s\",\"value\":1,\"time\":\"9999-12-31T23:59:59Z\"}",
+       SL_EPROTO,
+       "\"time\" \"9999-12-31T23:59:59Z\" is not a real date or is "
+       "outside 1677-09-22..2262-04-11"},
+      {"{\"source\":\"s\",\"value\":1,\"time\":\"1600-01-01T00:00:00Z\"}",
+       SL_EPROTO, "outside"},
+      /* Feb 30 was accepted as Mar 2. */
+      {"{\"source\":\"s\",\"value\":1,\"time\":\"2026-02-30T00:00:00Z\"}",
+       SL_EPROTO, "not a real date"},
+      {"{\"source\":\"s\",\"value\":1,\"time\":\"2026-01-01T00:00:00Z\","
+       "\"time_ns\":5}",
+       SL_EPROTO, "given together"},
       {"{\"source\":\"s\",\"value\":1,\"time\":1e300}", SL_EPROTO,
        "out of range"},
       {"{\"source\":\"s\",\"value\":1,\"time_ns\":1.5}", SL_EPROTO,

@@ -122,6 +122,10 @@ static void test_rejections(void **state) {
   expect_reason("[]", "no_value");
   expect_reason("{\"value\":1,\"time\":\"yesterday\"}", "bad_time");
   expect_reason("{\"value\":1,\"time\":9223372036854775}", "bad_time");
+  /* Issue 14: a year past 2262 overflowed (wrapped, or an abort under
+   * UBSan: a crash loop through QoS 1 redelivery); Feb 30 was Mar 2. */
+  expect_reason("{\"value\":1,\"time\":\"9999-12-31T23:59:59Z\"}", "bad_time");
+  expect_reason("{\"value\":1,\"time\":\"2026-02-30T00:00:00Z\"}", "bad_time");
   expect_reason("{\"value\":1,\"quality\":\"fine\"}", "bad_type");
   expect_reason("{\"value\":1,\"quality\":-1}", "bad_type");
   expect_reason("{\"value\":1,\"unit\":5}", "bad_type");

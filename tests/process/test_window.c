@@ -235,6 +235,59 @@ static void test_clock_backwards(void **state) {
   sl_process_free(pr);
 }
 
+/* Issue 14: one event stamped far in the future moved the watermark, and
+ * every later event was dropped as late (the state persisted that). The
+ * daemon now caps such a watermark at the node clock plus max_future:
+ * later events aggregate again, and the window from the future is emitted
+ * as it is, once, by the next run (a rolled-back run emits it again). */
+static void test_watermark_cap(void **state) {
+  (void)state;
+  ph_reset();
+  nouts = 0;
+  sl_process_t *pr = agg((sl_process_step_conf_t){
+      .window_ns = 10 * S, .funcs = ALL, .group_by = "dev"});
+  const int64_t future = 2208988800LL * S; /* 2040-01-01 */
+  const Sluice__V1__Event *ev[] = {ph_reading("d1/t", 101 * S, 1),
+                                   ph_reading("d2/t", future + 3 * S, 7),
+                                   ph_reading("d1/t", 102 * S, 2)};
+  feed(pr, ev, 3);
+  /* Poisoned: [100,110) closed at once by the 2040 watermark, the 102 s
+   * event is late. */
+  assert_int_equal(nouts, 1);
+  sl_process_stats_t st;
+  sl_process_stats(pr, 0, &st);
+  assert_int_equal(st.late, 1);
+  nouts = 0;
+  /* Nothing ahead of the limit: nothing to do. */
+  assert_int_equal(sl_process_watermark_cap(pr, future, 5 * S), 0);
+  /* Node clock 110 s, max_future 300 s. */
+  assert_int_equal(sl_process_watermark_cap(pr, 110 * S, 300 * S), 1);
+  assert_int_equal(sl_process_watermark_cap(pr, 110 * S, 300 * S), 0);
+  const Sluice__V1__Event *ev2[] = {ph_reading("d1/t", 111 * S, 5),
+                                    ph_reading("d1/t", 112 * S, 6)};
+  sl_process_result_t res;
+  /* A rolled-back run changes nothing: the same run again decides the
+   * same. */
+  assert_int_equal(sl_process_run(pr, "s", ev2, 2, &res), 0);
+  assert_int_equal(res.nemit, 1);
+  sl_process_rollback(pr);
+  feed(pr, ev2, 2);
+  /* The 2040 window of d2 comes out; d1's events open a window again. */
+  assert_int_equal(nouts, 1);
+  assert_string_equal(outs[0].src, "d2");
+  assert_true(outs[0].start == future && outs[0].count == 1 &&
+              outs[0].sum == 7);
+  const Sluice__V1__Event *ev3[] = {ph_reading("d1/t", 125 * S, 1)};
+  feed(pr, ev3, 1);
+  assert_int_equal(nouts, 2);
+  assert_string_equal(outs[1].src, "d1");
+  assert_true(outs[1].start == 110 * S && outs[1].count == 2 &&
+              outs[1].sum == 11);
+  sl_process_stats(pr, 0, &st);
+  assert_int_equal(st.late, 1); /* no new late event */
+  sl_process_free(pr);
+}
+
 static void test_nan(void **state) {
   (void)state;
   ph_reset();
@@ -408,6 +461,7 @@ int main(void) {
       cmocka_unit_test(test_late_drop_and_correct),
       cmocka_unit_test(test_clock_backwards),
       cmocka_unit_test(test_nan),
+      cmocka_unit_test(test_watermark_cap),
       cmocka_unit_test(test_inference),
       cmocka_unit_test(test_random_vs_reference),
   };
