@@ -210,15 +210,16 @@ double metric(const char *series) {
   return p ? atof(p + strlen(want)) : -1;
 }
 
-/* 1 when the daemon runs with AddressSanitizer: freed memory then stays
- * in its quarantine and RSS says nothing about what the daemon holds. */
+/* 1 when the daemon runs with AddressSanitizer (freed memory stays in its
+ * quarantine) or ThreadSanitizer (shadow memory): RSS then says nothing
+ * about what the daemon holds. */
 int daemon_sanitized(void) {
   char path[64], line[512];
   int yes = 0;
   snprintf(path, sizeof(path), "/proc/%d/maps", (int)daemon_pid);
   FILE *f = fopen(path, "r");
   while (f && fgets(line, sizeof(line), f))
-    if (strstr(line, "libasan"))
+    if (strstr(line, "libasan") || strstr(line, "libtsan"))
       yes = 1;
   if (f)
     fclose(f);

@@ -42,7 +42,7 @@ int http_post(const char *ctype, const char *extra, const char *body, char *buf,
 /* A /metrics series' value, -1 when absent. */
 double metric(const char *series);
 long rss_kb(void);
-/* 1 when the daemon runs with AddressSanitizer (RSS bounds do not apply). */
+/* 1 when the daemon runs with ASan or TSan (RSS bounds do not apply). */
 int daemon_sanitized(void);
 void hello(sl_frame_buf_t *b, const char *id, const char *token);
 void publish_one(sl_frame_buf_t *b, uint64_t batch, double v);
