@@ -390,8 +390,9 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("limits.request_timeout", DURATION, limits.request_timeout_ms, "10s",
         RESTART,
         "Time a client has from connecting (or from its previous answer) to "
-        "send a whole HTTP or admin request, a native Hello, or a native "
-        "frame it has started; bytes trickling in do not extend it.",
+        "send a whole HTTP ingest request, a native Hello, or a native "
+        "frame it has started; bytes trickling in do not extend it (admin "
+        "requests: 5 s).",
         .min = "100ms", .max = "10m"),
     OPT("limits.max_future", DURATION, limits.max_future_ms, "5m", RESTART,
         "How far ahead of the node clock an event's time may be; beyond it "
