@@ -211,7 +211,9 @@ static int charge_in(conn_t *c, size_t cap) {
 }
 
 /* Drops an empty input buffer larger than the base, so the bytes of a big
- * frame go back to the budget as soon as it is handled. */
+ * frame go back to the budget. Done by the 1 s sweep, not after every
+ * frame: a client sending large frames back to back keeps its buffer
+ * instead of reallocating it for each one. */
 static void trim_in(conn_t *c) {
   if (c->in.len == 0 && c->in.cap > BASE_IN_BYTES) {
     sl_frame_buf_close(&c->in);
@@ -634,7 +636,6 @@ static void conn_process(conn_t *c) {
     c->partial_since_ns = 0;
   else if (!c->partial_since_ns)
     c->partial_since_ns = sl_now_mono_ns();
-  trim_in(c);
   if (c->closing) {
     if (c->reading) {
       uv_read_stop(&c->u.s);
@@ -892,6 +893,7 @@ void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
   uint64_t req_ns = cfg->limits.request_timeout_ms * 1000000ull;
   for (conn_t *c = nt->conns, *next; c; c = next) {
     next = c->next;
+    trim_in(c);
     if (c->closing)
       continue;
     if (!c->hello_done && req_ns && now_ns - c->accepted_ns > req_ns) {
