@@ -23,6 +23,7 @@
 #include "broker/daemon.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
+#include "broker/security.h"
 #include "schemas/frame.h"
 
 /* Why a connection is not reading (bitmask). */
@@ -83,6 +84,9 @@ struct conn {
   int paused;        /* PAUSE_* bits */
   unsigned inflight;
   uint64_t last_active_ns;
+  sl_tls_conn_t *tls;            /* TLS session, NULL = plain (broker/tls.h) */
+  sl_frame_buf_t tout;           /* TLS records not yet handed to uv_write */
+  char ident[SL_AUTH_IDENT_MAX]; /* identity from Hello (broker/auth.h) */
 };
 
 typedef struct pending {
@@ -112,18 +116,28 @@ static void conn_free(conn_t *c);
 static void on_write(uv_write_t *req, int status);
 
 static void conn_flush(conn_t *c) {
+  sl_frame_buf_t *ob = c->tls ? &c->tout : &c->out;
   wreq_t *w;
   uv_buf_t b;
-  if (c->writing || c->closed || c->out.len == 0)
+  if (c->writing || c->closed)
+    return;
+  if (c->tls) { /* TLS: c->out becomes records in c->tout */
+    if (sl_tls_conn_encrypt(c->tls, &c->out, &c->tout) < 0 ||
+        (c->closing && !sl_tls_conn_ready(c->tls))) {
+      conn_close(c); /* nothing can be said before the handshake */
+      return;
+    }
+  }
+  if (ob->len == 0)
     return;
   if (!(w = malloc(sizeof(*w)))) {
     conn_close(c);
     return;
   }
   /* Hand the whole output buffer to libuv and start a fresh one: no copy. */
-  w->data = c->out.data;
-  b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-  sl_frame_buf_init(&c->out);
+  w->data = ob->data;
+  b = uv_buf_init((char *)ob->data, (unsigned)ob->len);
+  sl_frame_buf_init(ob);
   c->writing = 1;
   if (uv_write(&w->req, &c->u.s, &b, 1, on_write) < 0) {
     c->writing = 0;
@@ -172,6 +186,13 @@ static void send_error(conn_t *c, uint64_t batch_id, int code,
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   conn_t *c = h->data;
   (void)hint;
+  if (c->tls) { /* ciphertext goes to the TLS session's buffer */
+    char *p;
+    size_t n;
+    sl_tls_conn_rbuf(c->tls, &p, &n);
+    *buf = uv_buf_init(p, (unsigned)n);
+    return;
+  }
   if (sl_frame_buf_reserve(&c->in, READ_CHUNK) < 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
@@ -192,7 +213,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  c->in.len += (size_t)n;
+  if (c->tls) {
+    char why[256];
+    int rc = sl_tls_conn_decrypt(c->tls, (size_t)n, &c->in, why, sizeof(why));
+    if (rc < 0) {
+      if (rc != SL_ECLOSED) {
+        sl_daemon__rejected(c->nt->dm, SL_PATH_NATIVE, SL_EDENIED);
+        sl_warn(SL_LOG_CTX_INGEST, c->peer, "closing: %s", why);
+      }
+      c->closing = 1;
+      conn_close(c);
+      return;
+    }
+    conn_flush(c); /* handshake messages */
+  } else {
+    c->in.len += (size_t)n;
+  }
   conn_process(c);
 }
 
@@ -298,6 +334,23 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
   }
 }
 
+/* Puts the connection's identity on each event of nt->scratch (removing a
+ * forged one). Pipelines read decoded events: when the bytes changed and
+ * the stream has pipelines, *out gets the stamped events decoded. */
+static int native_stamp(sl_native_t *nt, conn_t *c, size_t sidx,
+                        Sluice__V1__EventBatch **out) {
+  sl_frame_buf_t old;
+  int rc;
+  sl_frame_buf_init(&old);
+  rc = sl_auth_stamp(&nt->scratch, c->ident, &old);
+  if (rc == 0 && old.data && sl_pipes_wants(nt->dm->pipes, sidx) &&
+      !(*out = sluice__v1__event_batch__unpack(NULL, nt->scratch.len,
+                                               nt->scratch.data)))
+    rc = -ENOMEM;
+  sl_frame_buf_close(&old);
+  return rc;
+}
+
 /* Returns 1 when the frame was handled, 0 when it must wait (store queue
  * full: the caller keeps the bytes and pauses). */
 static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
@@ -312,6 +365,7 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   int64_t tmin = INT64_MAX, tmax = INT64_MIN;
   char reason[160];
   sl_pipes_out_t po = {0};
+  Sluice__V1__EventBatch *stamped = NULL; /* decoded, when stamping changed */
   int rc, piped = 0;
 
   if (pub->n_events > dm->cfg->limits.max_batch_events) {
@@ -328,12 +382,20 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     return 1;
   }
   stream = dm->streams[sidx].id;
+  if (sl_auth_allowed(dm->sec->auth, SL_AUTH_NATIVE, c->ident,
+                      dm->streams[sidx].name) < 0) {
+    snprintf(reason, sizeof(reason), "client '%s' may not write stream '%s'",
+             c->ident, dm->streams[sidx].name);
+    send_error(c, pub->batch_id, SL_EDENIED, reason, 0);
+    return 1;
+  }
   for (size_t i = 0; i < pub->n_events; i++) {
     int64_t t = pub->events[i]->time_ns;
     tmin = t < tmin ? t : tmin;
     tmax = t > tmax ? t : tmax;
   }
-  if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0)
+  if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0 ||
+      (rc = native_stamp(nt, c, sidx, &stamped)) < 0)
     goto fail;
   if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;
@@ -342,7 +404,9 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
      * the same group; they stay locked until the submit is decided. */
     piped = 1;
     if ((rc = sl_pipes_apply(
-             dm->pipes, sidx, (const Sluice__V1__Event *const *)pub->events,
+             dm->pipes, sidx,
+             (const Sluice__V1__Event *const *)(stamped ? stamped->events
+                                                        : pub->events),
              pub->n_events, nt->scratch.data, nt->scratch.len, g, &po)) < 0)
       goto fail;
   } else {
@@ -377,8 +441,12 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   if (rc < 0)
     goto fail;
   c->inflight++;
+  if (stamped)
+    sluice__v1__event_batch__free_unpacked(stamped, NULL);
   return 1;
 fail:
+  if (stamped)
+    sluice__v1__event_batch__free_unpacked(stamped, NULL);
   if (piped)
     sl_pipes_finish(dm->pipes, 0);
   free(pd);
@@ -414,14 +482,15 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   }
   switch (fr->kind_case) {
   case SLUICE__V1__FRAME__KIND_HELLO: {
-    const char *want = dm->cfg->listeners.native_token;
     if (c->hello_done) {
       send_error(c, 0, SL_EPROTO, "second hello", 1);
       return 1;
     }
-    if (want && *want &&
-        (!fr->hello->token || strcmp(fr->hello->token, want) != 0)) {
-      send_error(c, 0, SL_EPROTO, "bad token", 1);
+    if (sl_auth_login(dm->sec->auth, SL_AUTH_NATIVE, fr->hello->token,
+                      c->tls ? sl_tls_conn_peer_cn(c->tls) : NULL, c->ident,
+                      sizeof(c->ident)) < 0) {
+      send_error(c, 0, SL_EDENIED,
+                 "bad or missing credential (token or client certificate)", 1);
       return 1;
     }
     snprintf(c->peer + strlen(c->peer), sizeof(c->peer) - strlen(c->peer),
@@ -494,6 +563,8 @@ static void conn_process(conn_t *c) {
 /* ---- connection lifetime ---------------------------------------------- */
 
 static void conn_free(conn_t *c) {
+  sl_tls_conn_free(c->tls);
+  sl_frame_buf_close(&c->tout);
   sl_frame_buf_close(&c->in);
   sl_frame_buf_close(&c->out);
   free(c);
@@ -581,6 +652,11 @@ static void on_connection(uv_stream_t *server, int status) {
   nt->conns = c;
   nt->nconns++;
   sl_metric_set(nt->dm->connections, nt->nconns);
+  if (!l->is_unix && nt->dm->sec->native &&
+      sl_tls_conn_new(nt->dm->sec->native, &c->tls) < 0) {
+    conn_close(c);
+    return;
+  }
   if (nt->nconns > nt->dm->cfg->limits.max_connections) {
     send_error(c, 0, SL_EBACKPRESSURE, "too many connections", 1);
     return;

@@ -30,7 +30,8 @@
   X(EKAFKA, "Kafka client error")                                              \
   X(EMQTT, "MQTT client error")                                                \
   X(EFENCED, "fenced by a newer instance with the same identity")              \
-  X(EEVICTED, "data was evicted by the retention policy")
+  X(EEVICTED, "data was evicted by the retention policy")                      \
+  X(EDENIED, "not authorised: missing, unknown or insufficient credential")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,
