@@ -335,11 +335,6 @@ static const sl_cfg_opt_t root_opts[] = {
         "Deprecated (use listeners.native.clients): one shared token, kept "
         "in clear, any native client may present; it may write every "
         "stream, with the identity \"native.token\". \"\" = none."),
-    OPT("listeners.http.address", STRING, listeners.http_address,
-        "127.0.0.1:8080", RESTART,
-        "host:port of the HTTP ingest listener; \"\" turns it off; port 0 "
-        "picks a free port (logged at start).",
-        .check = check_listen),
     /* ---- TLS and credentials (broker/tls.h, broker/auth.h) ---- */
     OPT("listeners.native.tls.cert", PATH, listeners.native_tls.cert, "",
         RELOAD,
@@ -365,6 +360,11 @@ static const sl_cfg_opt_t root_opts[] = {
         "listed token or come with a listed certificate. Empty (and no "
         "listeners.native.token): any client is accepted.",
         .sub = &sl_config__client_section, .max = "1024"),
+    OPT("listeners.http.address", STRING, listeners.http_address,
+        "127.0.0.1:8080", RESTART,
+        "host:port of the HTTP ingest listener; \"\" turns it off; port 0 "
+        "picks a free port (logged at start).",
+        .check = check_listen),
     OPT("listeners.http.tls.cert", PATH, listeners.http_tls.cert, "", RELOAD,
         "Server certificate chain (PEM) of the HTTP ingest listener; setting "
         "it with "
@@ -400,8 +400,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "Private key (PEM) of admin.tls.cert; must not be accessible by "
         "others (mode & 0007 = 0)."),
     OPT("admin.tls.client_ca", PATH, admin.tls.client_ca, "", RELOAD,
-        "CA certificates (PEM) that sign client certificates (mutual TLS); "
-        "a client presenting one is verified against them. \"\" = client "
+        "CA certificates (PEM) of admin client certificates: any certificate "
+        "they verify is an admin credential (POST /v1/reload). \"\" = client "
         "certificates are not asked for."),
     OPT("admin.token_sha256", STRING, admin.token_sha256, "", RELOAD | SECRET,
         "Hex SHA-256 of the admin token (Authorization: Bearer TOKEN) that "

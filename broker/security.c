@@ -223,8 +223,8 @@ static const char *bearer(struct MHD_Connection *conn) {
   return *h ? h : NULL;
 }
 
-int sl_sec_http_login(sl_daemon_t *dm, struct MHD_Connection *conn,
-                      char *ident, size_t identlen) {
+int sl_sec_http_login(sl_daemon_t *dm, struct MHD_Connection *conn, char *ident,
+                      size_t identlen) {
   char cn[128];
   sl_tls_mhd_peer_cn(dm->sec->http, conn, cn, sizeof(cn));
   return sl_auth_login(dm->sec->auth, SL_AUTH_HTTP, bearer(conn), cn, ident,

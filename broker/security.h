@@ -19,17 +19,17 @@
 struct MHD_Connection;
 
 typedef struct sl_sec {
-  sl_auth_t *auth;          /* credentials; fixed pointer, swapped inside */
-  sl_tls_server_t *native;  /* native TCP TLS or NULL; loop thread only,
-                               replaced on reload */
-  sl_tls_mhd_t *http;       /* HTTP TLS or NULL; fixed pointer */
-  sl_tls_mhd_t *admin;      /* admin TLS or NULL; fixed pointer */
-  uv_async_t reload_async;  /* admin thread -> loop: reload asked */
-  pthread_mutex_t lock;     /* guards the reload fields below */
+  sl_auth_t *auth;         /* credentials; fixed pointer, swapped inside */
+  sl_tls_server_t *native; /* native TCP TLS or NULL; loop thread only,
+                              replaced on reload */
+  sl_tls_mhd_t *http;      /* HTTP TLS or NULL; fixed pointer */
+  sl_tls_mhd_t *admin;     /* admin TLS or NULL; fixed pointer */
+  uv_async_t reload_async; /* admin thread -> loop: reload asked */
+  pthread_mutex_t lock;    /* guards the reload fields below */
   pthread_cond_t cond;
-  uint64_t asked, done;     /* reload requests made / answered */
-  int result;               /* of the last answered request */
-  int closed;               /* the loop no longer answers */
+  uint64_t asked, done; /* reload requests made / answered */
+  int result;           /* of the last answered request */
+  int closed;           /* the loop no longer answers */
 } sl_sec_t;
 
 /* Next generation of a reload (sl_sec_prepare -> sl_sec_commit). */
@@ -74,8 +74,8 @@ void sl_sec_free(sl_daemon_t *dm);
  * a verified client certificate). Returns 0 with the identity in ident, or
  * SL_EDENIED. Any thread.
  */
-int sl_sec_http_login(sl_daemon_t *dm, struct MHD_Connection *conn,
-                      char *ident, size_t identlen);
+int sl_sec_http_login(sl_daemon_t *dm, struct MHD_Connection *conn, char *ident,
+                      size_t identlen);
 
 /* Admin thread: 0 when the request on conn carries the admin token or a
  * client certificate verified by admin.tls.client_ca, else SL_EDENIED. */

@@ -126,8 +126,7 @@ void sl_tls_server_free(sl_tls_server_t *srv) {
   free(srv);
 }
 
-void sl_tls_server_describe(const sl_tls_server_t *srv, char *buf,
-                            size_t len) {
+void sl_tls_server_describe(const sl_tls_server_t *srv, char *buf, size_t len) {
   snprintf(buf, len, "%s", srv->desc);
 }
 
@@ -180,9 +179,9 @@ static void take_peer_cn(sl_tls_conn_t *tc) {
   int i = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
   unsigned char *utf8 = NULL;
   int n;
-  if (i < 0 || (n = ASN1_STRING_to_UTF8(
-                    &utf8, X509_NAME_ENTRY_get_data(
-                               X509_NAME_get_entry(nm, i)))) < 0)
+  if (i < 0 ||
+      (n = ASN1_STRING_to_UTF8(
+           &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i)))) < 0)
     return;
   if ((size_t)n < sizeof(tc->peer_cn) && !memchr(utf8, 0, (size_t)n)) {
     memcpy(tc->peer_cn, utf8, (size_t)n);

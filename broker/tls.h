@@ -47,8 +47,7 @@ int sl_tls_server_new(const sl_config_tls_t *conf, sl_tls_server_t **out,
 void sl_tls_server_free(sl_tls_server_t *srv);
 
 /* "subject CN, serial, not after" of srv's certificate, for logs. */
-void sl_tls_server_describe(const sl_tls_server_t *srv, char *buf,
-                            size_t len);
+void sl_tls_server_describe(const sl_tls_server_t *srv, char *buf, size_t len);
 
 /* A server-side TLS session. Returns 0 and *out (owned; free with
  * sl_tls_conn_free()) or -ENOMEM. srv: borrowed (referenced by the

@@ -38,9 +38,9 @@ typedef struct gen {
 
 struct sl_tls_mhd {
   pthread_mutex_t lock;
-  gen_t *cur;     /* current generation; older ones chained behind it */
-  char *ca_pem;   /* client CA text given to libmicrohttpd at start */
-  int slot;       /* index in slots[] */
+  gen_t *cur;   /* current generation; older ones chained behind it */
+  char *ca_pem; /* client CA text given to libmicrohttpd at start */
+  int slot;     /* index in slots[] */
 };
 
 static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -247,8 +247,8 @@ void sl_tls_mhd_options(sl_tls_mhd_t *t, struct MHD_OptionItem *items) {
      * required: a token works too); verification is ours, against the
      * current CA, in sl_tls_mhd_peer_cn(). */
     if (t->ca_pem)
-      items[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0,
-                                           t->ca_pem};
+      items[n++] =
+          (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, t->ca_pem};
   }
   items[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 }
@@ -263,11 +263,12 @@ int sl_tls_mhd_peer_cn(sl_tls_mhd_t *t, struct MHD_Connection *conn, char *cn,
   int ok = 0;
 
   *cn = 0;
-  if (!t || !(ci = MHD_get_connection_info(
-                  conn, MHD_CONNECTION_INFO_GNUTLS_SESSION)) ||
+  if (!t ||
+      !(ci = MHD_get_connection_info(conn,
+                                     MHD_CONNECTION_INFO_GNUTLS_SESSION)) ||
       !ci->tls_session ||
-      !(peers = gnutls_certificate_get_peers(
-            (gnutls_session_t)ci->tls_session, &n)) ||
+      !(peers = gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session,
+                                             &n)) ||
       n == 0)
     return 0;
   if (n > MAX_CERTS)
@@ -289,9 +290,8 @@ int sl_tls_mhd_peer_cn(sl_tls_mhd_t *t, struct MHD_Connection *conn, char *cn,
       ok = 1;
     pthread_mutex_unlock(&t->lock);
   }
-  if (ok && (gnutls_x509_crt_get_dn_by_oid(chain[0],
-                                            GNUTLS_OID_X520_COMMON_NAME, 0, 0,
-                                            cn, &len) < 0 ||
+  if (ok && (gnutls_x509_crt_get_dn_by_oid(
+                 chain[0], GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &len) < 0 ||
              strlen(cn) != len))
     ok = 0;
   for (unsigned k = 0; k < i; k++)

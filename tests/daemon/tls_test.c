@@ -188,8 +188,7 @@ static int tcl_open(tcl_t *t, int port, int tls, const char *name) {
           "connect %s: %s", sock_path, strerror(errno));
   } else {
     t->fd = socket(AF_INET, SOCK_STREAM, 0);
-    CHECK(t->fd >= 0 &&
-              connect(t->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
+    CHECK(t->fd >= 0 && connect(t->fd, (struct sockaddr *)&sa, sizeof(sa)) == 0,
           "connect %d: %s", port, strerror(errno));
   }
   setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -249,8 +248,8 @@ static const Sluice__V1__Frame *tcl_frame(tcl_t *t) {
                        &blen) < 0)
       return NULL;
     if (consumed) {
-      int rc =
-          sl_frame_decode(t->ar, body, blen, SL_FRAME_FROM_SERVER, &fr, NULL, 0);
+      int rc = sl_frame_decode(t->ar, body, blen, SL_FRAME_FROM_SERVER, &fr,
+                               NULL, 0);
       sl_frame_buf_consume(&t->in, consumed);
       return rc < 0 ? NULL : fr;
     }
@@ -496,8 +495,8 @@ static void scenario_native(void) {
 }
 
 /* curl against the HTTPS listener; returns the status code. */
-static int curl(int port, const char *path, const char *auth,
-                const char *cert, const char *body, const char *scheme) {
+static int curl(int port, const char *path, const char *auth, const char *cert,
+                const char *body, const char *scheme) {
   char cmd[2000], ca[400], c[800] = "";
   snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
   if (cert)
@@ -507,7 +506,8 @@ static int curl(int port, const char *path, const char *auth,
            "curl -s -o /dev/null -w '%%{http_code}' --max-time 10 --cacert %s "
            "%s %s%s%s %s%s%s '%s://127.0.0.1:%d%s'",
            ca, c, auth ? "-H 'Authorization: Bearer " : "", auth ? auth : "",
-           auth ? "'" : "", body ? "-H 'Content-Type: application/json' -d '" : "",
+           auth ? "'" : "",
+           body ? "-H 'Content-Type: application/json' -d '" : "",
            body ? body : "", body ? "'" : "", scheme, port, path);
   return atoi(run(cmd));
 }
@@ -604,8 +604,7 @@ static void scenario_admin(void) {
         "healthz open without a credential");
   CHECK(curl(admin_port, "/v1/reload", NULL, NULL, "{}", "https") == 403,
         "reload without a credential: want 403");
-  CHECK(curl(admin_port, "/v1/reload", "tok-wrong", NULL, "{}", "https") ==
-            403,
+  CHECK(curl(admin_port, "/v1/reload", "tok-wrong", NULL, "{}", "https") == 403,
         "reload with a wrong token: want 403");
   CHECK(curl(admin_port, "/v1/reload", TOKEN_ADMIN, NULL, "{}", "https") == 200,
         "reload with the admin token: want 200");
