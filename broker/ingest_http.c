@@ -8,6 +8,8 @@
  *
  *   200  {"stream":..,"first_offset":..,"count":..}   committed
  *   400  bad JSON or a bad event (reason names the line)
+ *   401  no known credential (listeners.http.clients, broker/auth.h)
+ *   403  the client may not write this stream
  *   404  unknown stream, or another path
  *   405  not POST
  *   413  body over limits.max_frame_bytes

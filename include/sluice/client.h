@@ -84,7 +84,8 @@ typedef struct sl_client_opts {
   /* Names this client in the daemon's logs and metrics. Default "libsluice".
    */
   const char *client_id;
-  /* Shared token for listeners that require one. Default "" (none). */
+  /* Token for listeners that require one (docs/security/tls.md). Default ""
+   * (none). */
   const char *token;
   /* Size knobs: a batch is sealed at this many events (default 1000) or
    * serialized bytes (default 256 KiB). A single larger event goes alone. */
