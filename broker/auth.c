@@ -346,3 +346,17 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
   *batch = t;
   return 0;
 }
+
+int sl_auth_stamp_batch(sl_frame_buf_t *batch, const char *ident, int decode,
+                        Sluice__V1__EventBatch **decoded) {
+  sl_frame_buf_t old;
+  int rc;
+  sl_frame_buf_init(&old);
+  rc = sl_auth_stamp(batch, ident, &old);
+  if (rc == 0 && old.data && decode &&
+      !(*decoded =
+            sluice__v1__event_batch__unpack(NULL, batch->len, batch->data)))
+    rc = -ENOMEM;
+  sl_frame_buf_close(&old);
+  return rc;
+}

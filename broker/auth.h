@@ -99,6 +99,16 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
                   sl_frame_buf_t *tmp);
 
 /*
+ * sl_auth_stamp() for ingest paths: the old bytes are freed here, and when
+ * decode is set and the bytes changed, *decoded (else left NULL) receives
+ * the new batch decoded, for code that reads events rather than bytes
+ * (pipelines); free it with sluice__v1__event_batch__free_unpacked().
+ * Returns 0, -ENOMEM or SL_EPROTO.
+ */
+int sl_auth_stamp_batch(sl_frame_buf_t *batch, const char *ident, int decode,
+                        Sluice__V1__EventBatch **decoded);
+
+/*
  * Writes the hex SHA-256 of s (65 bytes with the NUL) into hex. For tests
  * and `printf %s TOKEN | sha256sum` parity.
  */

@@ -334,23 +334,6 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
   }
 }
 
-/* Puts the connection's identity on each event of nt->scratch (removing a
- * forged one). Pipelines read decoded events: when the bytes changed and
- * the stream has pipelines, *out gets the stamped events decoded. */
-static int native_stamp(sl_native_t *nt, conn_t *c, size_t sidx,
-                        Sluice__V1__EventBatch **out) {
-  sl_frame_buf_t old;
-  int rc;
-  sl_frame_buf_init(&old);
-  rc = sl_auth_stamp(&nt->scratch, c->ident, &old);
-  if (rc == 0 && old.data && sl_pipes_wants(nt->dm->pipes, sidx) &&
-      !(*out = sluice__v1__event_batch__unpack(NULL, nt->scratch.len,
-                                               nt->scratch.data)))
-    rc = -ENOMEM;
-  sl_frame_buf_close(&old);
-  return rc;
-}
-
 /* Returns 1 when the frame was handled, 0 when it must wait (store queue
  * full: the caller keeps the bytes and pauses). */
 static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
@@ -395,7 +378,8 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     tmax = t > tmax ? t : tmax;
   }
   if ((rc = events_to_batch(body, body_len, &nt->scratch)) < 0 ||
-      (rc = native_stamp(nt, c, sidx, &stamped)) < 0)
+      (rc = sl_auth_stamp_batch(&nt->scratch, c->ident,
+                                sl_pipes_wants(dm->pipes, sidx), &stamped)) < 0)
     goto fail;
   if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;

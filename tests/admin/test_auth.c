@@ -16,7 +16,6 @@
 #include "broker/auth.h"
 #include "sluice/v1/event.pb-c.h"
 
-
 /* A config with two native clients and one HTTP client. */
 static sl_config_t *make_cfg(const char *legacy, const char *admin_hex) {
   static char hex_line[65], hex_http[65];
@@ -27,7 +26,8 @@ static sl_config_t *make_cfg(const char *legacy, const char *admin_hex) {
   sl_auth_sha256_hex("tok-line", hex_line);
   sl_auth_sha256_hex("tok-http", hex_http);
   native[0] = (sl_config_client_t){"line-1", hex_line, "", {nat_streams0, 1}};
-  native[1] = (sl_config_client_t){"cam-1", "", "cam-1.example", {nat_streams1, 2}};
+  native[1] =
+      (sl_config_client_t){"cam-1", "", "cam-1.example", {nat_streams1, 2}};
   http[0] = (sl_config_client_t){"web", hex_http, "", {http_streams, 1}};
   cfg->listeners.native_clients = (sl_config_clients_t){native, 2};
   cfg->listeners.http_clients = (sl_config_clients_t){http, 1};
@@ -56,8 +56,9 @@ static void test_login(void **state) {
   assert_int_equal(
       sl_auth_login(au, SL_AUTH_NATIVE, "tok-linE", NULL, id, sizeof(id)),
       SL_EDENIED);
-  assert_int_equal(sl_auth_login(au, SL_AUTH_NATIVE, NULL, NULL, id, sizeof(id)),
-                   SL_EDENIED);
+  assert_int_equal(
+      sl_auth_login(au, SL_AUTH_NATIVE, NULL, NULL, id, sizeof(id)),
+      SL_EDENIED);
   assert_int_equal(sl_auth_login(au, SL_AUTH_NATIVE, "", "", id, sizeof(id)),
                    SL_EDENIED);
   /* A token of another listener is no credential here. */
@@ -117,10 +118,12 @@ static void test_allowed_and_swap(void **state) {
   sl_auth_sha256_hex("adm", admin_hex);
   cfg = make_cfg("", admin_hex);
   assert_int_equal(sl_auth_new(cfg, &au), 0);
-  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "line-1", "readings"), 0);
+  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "line-1", "readings"),
+                   0);
   assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "line-1", "readings2"),
                    SL_EDENIED);
-  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "inference"), 0);
+  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "inference"),
+                   0);
   assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "x"), 0);
   assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "readings"),
                    SL_EDENIED);
@@ -136,7 +139,8 @@ static void test_allowed_and_swap(void **state) {
   sl_auth_swap(au, next);
   assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "line-1", "readings"),
                    SL_EDENIED);
-  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "inference"), 0);
+  assert_int_equal(sl_auth_allowed(au, SL_AUTH_NATIVE, "cam-1", "inference"),
+                   0);
   assert_int_equal(sl_auth_admin(au, "adm", 0), SL_EDENIED);
   sl_auth_free(au);
   free(cfg);
@@ -170,7 +174,9 @@ static void make_batch(sl_frame_buf_t *b, size_t n) {
   eb.n_events = n;
   eb.events = evp;
   sl_frame_buf_init(b);
-  assert_int_equal(sl_frame_buf_reserve(b, sluice__v1__event_batch__get_packed_size(&eb)), 0);
+  assert_int_equal(
+      sl_frame_buf_reserve(b, sluice__v1__event_batch__get_packed_size(&eb)),
+      0);
   b->len = sluice__v1__event_batch__pack(&eb, b->data);
 }
 

@@ -83,6 +83,13 @@ static void sha256_hex(const char *s, char hex[65]) {
 
 /* ---- daemon ------------------------------------------------------------- */
 
+/* A pipeline that re-encodes every reading of stream readings (a tag): the
+ * identity must survive it. */
+#define TAG_PIPELINE                                                           \
+  "pipelines:\n  - name: tagger\n    match: {stream: readings}\n"              \
+  "    steps:\n      - filter: 'value > 0'\n        action: tag\n"             \
+  "        tag: \"checked=yes\"\n"
+
 static void write_config(const char *listeners, const char *admin) {
   FILE *f = fopen(cfg_path, "w");
   CHECK(f, "open %s", cfg_path);
@@ -90,8 +97,8 @@ static void write_config(const char *listeners, const char *admin) {
           "node:\n  id: tls-node\n  data_dir: %s\n"
           "listeners:\n%s"
           "admin:\n%s"
-          "streams:\n  - name: readings\n  - name: inference\n",
-          data_dir, listeners, admin);
+          "streams:\n  - name: readings\n  - name: inference\n%s",
+          data_dir, listeners, admin, TAG_PIPELINE);
   fclose(f);
 }
 
@@ -368,9 +375,13 @@ static void read_idents(const char *name, char *idents, size_t cap) {
     CHECK(b, "batch decodes");
     for (size_t i = 0; i < b->n_events; i++) {
       Sluice__V1__Event *ev = b->events[i];
-      n += (size_t)snprintf(idents + n, cap - n, "v=%g id=",
+      n += (size_t)snprintf(idents + n, cap - n, "v=%g ",
                             ev->reading ? ev->reading->double_value : -1.0);
       int first = 1;
+      for (size_t k = 0; k < ev->n_attributes; k++)
+        if (!strcmp(ev->attributes[k]->key, "checked"))
+          n += (size_t)snprintf(idents + n, cap - n, "tagged ");
+      n += (size_t)snprintf(idents + n, cap - n, "id=");
       for (size_t k = 0; k < ev->n_attributes; k++)
         if (!strcmp(ev->attributes[k]->key, "sluice.identity")) {
           n += (size_t)snprintf(idents + n, cap - n, "%s%s", first ? "" : "+",
@@ -489,7 +500,8 @@ static void scenario_native(void) {
   stop_daemon();
 
   read_idents("readings", got, sizeof(got));
-  CHECK(!strcmp(got, "v=1 id=line-1;v=5 id=line-1;"), "readings: %s", got);
+  CHECK(!strcmp(got, "v=1 tagged id=line-1;v=5 tagged id=line-1;"),
+        "readings: %s", got);
   read_idents("inference", got, sizeof(got));
   CHECK(!strcmp(got, "v=3 id=cam-1;"), "inference: %s", got);
 }
@@ -570,7 +582,8 @@ static void scenario_http(void) {
   stop_daemon();
 
   read_idents("readings", got, sizeof(got));
-  CHECK(!strcmp(got, "v=1 id=line-1;v=4 id=line-1;"), "readings: %s", got);
+  CHECK(!strcmp(got, "v=1 tagged id=line-1;v=4 tagged id=line-1;"),
+        "readings: %s", got);
   read_idents("inference", got, sizeof(got));
   CHECK(!strcmp(got, "v=3 id=cam-1;"), "inference: %s", got);
 }
