@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include <openssl/x509v3.h>
 
 #include "schemas/frame.h"
+#include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
 #include "tests/common/check.h"
@@ -97,7 +99,8 @@ static void write_config(const char *listeners, const char *admin) {
           "node:\n  id: tls-node\n  data_dir: %s\n"
           "listeners:\n%s"
           "admin:\n%s"
-          "streams:\n  - name: readings\n  - name: inference\n%s",
+          "streams:\n  - name: readings\n  - name: inference\n"
+          "  - name: bulk\n%s",
           data_dir, listeners, admin, TAG_PIPELINE);
   fclose(f);
 }
@@ -399,6 +402,116 @@ static void read_idents(const char *name, char *idents, size_t cap) {
   sl_store_env_close(st);
 }
 
+/* Events of stream name, and how many carry exactly one sluice.identity
+ * attribute, equal to ident. */
+static uint64_t count_ident(const char *name, const char *ident,
+                            uint64_t *with) {
+  sl_store_opts_t so;
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  uint32_t id;
+  char err[256];
+  uint64_t n = 0;
+
+  *with = 0;
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
+        "open store: %s", err);
+  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
+  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
+        "cursor");
+  while (sl_store_cursor_next(cur, &rec) == 0) {
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b, "batch decodes");
+    for (size_t i = 0; i < b->n_events; i++, n++) {
+      int hits = 0, right = 0;
+      for (size_t k = 0; k < b->events[i]->n_attributes; k++)
+        if (!strcmp(b->events[i]->attributes[k]->key, "sluice.identity")) {
+          hits++;
+          right = !strcmp(b->events[i]->attributes[k]->value, ident);
+        }
+      *with += hits == 1 && right;
+    }
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
+  return n;
+}
+
+/* ---- libsluice over TLS ------------------------------------------------- */
+
+typedef struct lib {
+  pthread_mutex_t lock;
+  uint64_t acked, failed;
+  char reason[300]; /* last disconnect reason */
+} lib_t;
+
+static void lib_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first,
+                    uint32_t count, int err, void *opaque) {
+  lib_t *l = opaque;
+  (void)cl, (void)batch_id, (void)first;
+  pthread_mutex_lock(&l->lock);
+  if (err == 0)
+    l->acked += count;
+  else
+    l->failed += count;
+  pthread_mutex_unlock(&l->lock);
+}
+
+static void lib_state(sl_client_t *cl, sl_client_state_t state, int err,
+                      const char *reason, void *opaque) {
+  lib_t *l = opaque;
+  (void)cl, (void)err;
+  pthread_mutex_lock(&l->lock);
+  if (state != SL_CLIENT_CONNECTED)
+    snprintf(l->reason, sizeof(l->reason), "%s", reason);
+  pthread_mutex_unlock(&l->lock);
+}
+
+/* Publishes n readings to stream through libsluice with TLS (CA ca, client
+ * certificate cert or NULL, token or NULL). Returns the flush result. */
+static int lib_publish(lib_t *l, const char *ca, const char *cert,
+                       const char *token, const char *stream, int n) {
+  char addr[64], ca_path[400], crt[400], key[400];
+  sl_client_opts_t o;
+  sl_client_t *cl;
+  int rc;
+
+  memset(l, 0, sizeof(*l));
+  pthread_mutex_init(&l->lock, NULL);
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", native_port);
+  snprintf(ca_path, sizeof(ca_path), "%s/%s.pem", dir, ca);
+  sl_client_opts_init(&o);
+  o.address = addr;
+  o.client_id = "tls-lib";
+  o.token = token;
+  o.tls_ca_file = ca_path;
+  if (cert) {
+    snprintf(crt, sizeof(crt), "%s/%s.pem", dir, cert);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, cert);
+    o.tls_cert_file = crt;
+    o.tls_key_file = key;
+  }
+  o.max_batch_events = 100;
+  o.ack_cb = lib_ack;
+  o.state_cb = lib_state;
+  o.opaque = l;
+  CHECK(sl_client_new(&o, &cl) == 0, "sl_client_new with TLS");
+  for (int i = 0; i < n; i++)
+    CHECK(sl_client_publish_reading(
+              cl, stream, "plant/line2/flow", 1700000000000000000ll + i,
+              (double)i, SLUICE__V1__QUALITY__QUALITY_GOOD, "l/s", NULL) == 0,
+          "publish %d", i);
+  rc = sl_client_flush(cl, 3000);
+  sl_client_free(cl);
+  pthread_mutex_destroy(&l->lock);
+  return rc;
+}
+
 /* ---- scenarios ---------------------------------------------------------- */
 
 static const char *tls_block(const char *indent, char *buf, size_t len) {
@@ -415,7 +528,7 @@ static const char *clients_block(const char *indent, char *buf, size_t len) {
   snprintf(buf, len,
            "%sclients:\n"
            "%s  - name: line-1\n%s    token_sha256: %s\n"
-           "%s    streams: [readings]\n"
+           "%s    streams: [readings, \"bul?\"]\n"
            "%s  - name: cam-1\n%s    cert_cn: cam-1\n"
            "%s    streams: [\"infer*\"]\n",
            indent, indent, indent, hex, indent, indent, indent, indent);
@@ -493,6 +606,20 @@ static void scenario_native(void) {
         "cam-1 wrote stream readings");
   tcl_close(&t);
 
+  /* libsluice with TLS: a token, a client certificate, and a wrong CA. */
+  lib_t lib;
+  CHECK(lib_publish(&lib, "ca", NULL, TOKEN_LINE, "bulk", 2000) == 0 &&
+            lib.acked == 2000,
+        "libsluice over TLS with a token: acked %llu",
+        (unsigned long long)lib.acked);
+  CHECK(lib_publish(&lib, "ca", "cam-1", NULL, "inference", 10) == 0 &&
+            lib.acked == 10,
+        "libsluice over TLS with a client certificate");
+  CHECK(lib_publish(&lib, "other-ca", NULL, TOKEN_LINE, "bulk", 5) != 0 &&
+            lib.acked == 0 && strstr(lib.reason, "certificate"),
+        "libsluice trusted a daemon its CA does not vouch for (%s)",
+        lib.reason);
+
   /* SIGHUP: new connections get the new certificate, the open one goes on. */
   serial_of(native_port, serial, sizeof(serial));
   CHECK(!strcmp(serial, "1001"), "serial before reload %s", serial);
@@ -505,8 +632,12 @@ static void scenario_native(void) {
   read_idents("readings", got, sizeof(got));
   CHECK(!strcmp(got, "v=1 tagged id=line-1;v=5 tagged id=line-1;"),
         "readings: %s", got);
-  read_idents("inference", got, sizeof(got));
-  CHECK(!strcmp(got, "v=3 id=cam-1;"), "inference: %s", got);
+  uint64_t with, total = count_ident("bulk", "line-1", &with);
+  CHECK(total == 2000 && with == 2000, "bulk: %llu events, %llu line-1",
+        (unsigned long long)total, (unsigned long long)with);
+  total = count_ident("inference", "cam-1", &with);
+  CHECK(total == 11 && with == 11, "inference: %llu events, %llu cam-1",
+        (unsigned long long)total, (unsigned long long)with);
 }
 
 /* curl against the HTTPS listener; returns the status code. */
