@@ -14,6 +14,12 @@
  * connections are resumed from the completion path. A connection that
  * breaks the protocol gets one fatal Error frame with the reason and is
  * closed; nobody else notices.
+ *
+ * With listeners.native.tls a TCP connection carries TLS (broker/tls.h):
+ * reads land in the session and come out as plaintext in the input buffer,
+ * the output buffer is encrypted on flush. Hello authenticates the client
+ * (broker/auth.h); each Publish is checked against its streams and stamped
+ * with its identity.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -173,6 +173,14 @@ int sl_tls_mhd_new(const sl_config_tls_t *conf, sl_tls_mhd_t **out,
     return -ENOMEM;
   pthread_mutex_init(&t->lock, NULL);
   t->slot = -1;
+  if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+      MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+    snprintf(errstr, errlen,
+             "this libmicrohttpd is built without TLS (GnuTLS): terminate "
+             "TLS in front of sluice instead (docs/security/tls.md)");
+    rc = SL_ECONFIG;
+    goto fail;
+  }
   if ((rc = gen_load(conf, &t->cur, errstr, errlen)) < 0)
     goto fail;
   if (*conf->client_ca) {

@@ -42,8 +42,7 @@ int client__tls_ctx_new(const sl_client_opts_t *o, void **out) {
   if (SSL_CTX_load_verify_locations(ctx, o->tls_ca_file, NULL) != 1 ||
       (o->tls_cert_file && *o->tls_cert_file &&
        (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert_file) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx,
-                                    o->tls_key_file ? o->tls_key_file : "",
+        SSL_CTX_use_PrivateKey_file(ctx, o->tls_key_file ? o->tls_key_file : "",
                                     SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1))) {
     ERR_clear_error();
