@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 
 #include "broker/admin.h"
+#include "broker/tls.h"
 
 struct sl_admin {
   struct MHD_Daemon *mhd;
@@ -21,6 +22,7 @@ struct sl_admin {
   int healthy;
   char ready_reason[256];
   char health_reason[256];
+  sl_admin_sec_t sec; /* TLS and credentials (zero: plain, no POST) */
 };
 
 int sl_addr_split(const char *address, char *host, size_t hostcap,
@@ -88,6 +90,27 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
                MHD_RESPMEM_MUST_FREE);
 }
 
+/* POST /v1/reload: what SIGHUP does, for callers with a credential. */
+static enum MHD_Result post_reload(sl_admin_t *adm, struct MHD_Connection *conn,
+                                   const char *method) {
+  int rc;
+  if (!adm->sec.reload_cb)
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found");
+  if (strcmp(method, "POST"))
+    return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+  if (!adm->sec.allowed_cb || adm->sec.allowed_cb(adm->opaque, conn) < 0)
+    return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                      "forbidden: this endpoint needs the admin token "
+                      "(Authorization: Bearer) or an admin client certificate");
+  rc = adm->sec.reload_cb(adm->opaque);
+  if (rc == 0)
+    return reply_text(conn, MHD_HTTP_OK, "reloaded");
+  if (rc == SL_ECONFIG)
+    return reply_text(conn, MHD_HTTP_CONFLICT,
+                      "reload refused, the running config stays: see the log");
+  return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload_data,
@@ -96,6 +119,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   char reason[256];
   int flag;
 
+  if (!strcmp(url, "/v1/reload"))
+    return post_reload(adm, conn, method);
   if (strcmp(method, "GET") && strcmp(method, "HEAD"))
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
   if (!strcmp(url, "/metrics")) {
@@ -134,6 +159,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
 int sl_admin_start(const char *address, sl_metrics_t *mx,
                    sl_admin_status_cb status_cb, void *opaque, sl_admin_t **out,
                    char *errstr, size_t errlen) {
+  return sl_admin_start_secure(address, mx, status_cb, opaque, NULL, out,
+                               errstr, errlen);
+}
+
+int sl_admin_start_secure(const char *address, sl_metrics_t *mx,
+                          sl_admin_status_cb status_cb, void *opaque,
+                          const sl_admin_sec_t *sec, sl_admin_t **out,
+                          char *errstr, size_t errlen) {
+  struct MHD_OptionItem tls_opts[4];
   struct addrinfo hints = {0}, *ai = NULL;
   char host[256], portstr[8];
   uint16_t port;
@@ -160,13 +194,17 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   adm->status_cb = status_cb;
   adm->opaque = opaque;
   adm->healthy = 1;
+  if (sec)
+    adm->sec = *sec;
+  sl_tls_mhd_options(adm->sec.tls, tls_opts);
   snprintf(adm->ready_reason, sizeof(adm->ready_reason), "starting");
   adm->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+          sl_tls_mhd_flags(adm->sec.tls) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
       0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)10, MHD_OPTION_END);
+      (unsigned)10, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
   if (!adm->mhd) {
     rc = errno ? -errno : -EADDRINUSE;
     snprintf(errstr, errlen, "admin: cannot listen on %s", address);

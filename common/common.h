@@ -31,7 +31,8 @@
   X(EMQTT, "MQTT client error")                                                \
   X(EFENCED, "fenced by a newer instance with the same identity")              \
   X(EEVICTED, "data was evicted by the retention policy")                      \
-  X(ERANGE, "value out of range")
+  X(ERANGE, "value out of range")                                              \
+  X(EDENIED, "not authorised: missing, unknown or insufficient credential")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,
