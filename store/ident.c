@@ -1,0 +1,281 @@
+/*
+ * ident.c: the store's identity and file modes.
+ *
+ * A store gets a random 128-bit id when it is created. The id lives in the
+ * meta sub-database and, beside data.mdb, in the small text file
+ * DIR/store.id. A read-write open compares the two: an empty, missing,
+ * replaced or foreign data.mdb (whose id differs, or which has none) in a
+ * directory whose store.id names a store is refused with SL_ESTOREID rather
+ * than silently becoming a new, empty store (acknowledged events gone,
+ * offsets restarting at 0). SL_STORE_ACCEPT_NEW opens it anyway and rewrites
+ * store.id. A new directory (neither file) gets both.
+ *
+ * Ordering: the meta id is committed before store.id is written, so a crash
+ * between the two leaves a store whose sidecar is missing, which the next
+ * open recreates from meta (never a sidecar naming an uncommitted store).
+ * store.id is written to a temporary file, fsynced, renamed, and the
+ * directory fsynced.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store_int.h"
+
+#define SIDE_NAME "store.id"
+#define SIDE_MAX 4096
+
+__attribute__((format(printf, 3, 4))) static void
+seterr(char *errstr, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  if (!errstr || !errlen)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(errstr, errlen, fmt, ap);
+  va_end(ap);
+}
+
+static void hex(char out[33], const uint8_t id[16]) {
+  for (int i = 0; i < 16; i++)
+    snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+static int unhex(const char *s, size_t n, uint8_t *out) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    if (sscanf(s + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdef",
+                                                     s[2 * i]) ||
+        !strchr("0123456789abcdef", s[2 * i + 1]))
+      return -1;
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
+                    const void *val, size_t len) {
+  MDB_val k = {klen, (void *)key}, v = {len, (void *)val};
+  return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+/* Parses store.id: "key=value" lines, '#' comments; store_id required. */
+static int side_parse(sl_store_t *st, char *text) {
+  bool have = false;
+  char *save = NULL;
+
+  for (char *line = strtok_r(text, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    char *eq = strchr(line, '=');
+    if (line[0] == '#' || !eq)
+      continue;
+    *eq = '\0';
+    if (!strcmp(line, "store_id") && strlen(eq + 1) == 32 &&
+        unhex(eq + 1, 16, st->side_id) == 0)
+      have = true;
+    else if (!strcmp(line, "created_ns"))
+      st->side_created_ns = strtoll(eq + 1, NULL, 10);
+  }
+  return have ? 0 : -1;
+}
+
+/* Sets mode on path unless it already is exactly that. */
+static int set_mode(const char *path, mode_t mode, char *errstr,
+                    size_t errlen) {
+  struct stat sb;
+
+  if (stat(path, &sb) < 0) {
+    if (errno == ENOENT)
+      return 0;
+    seterr(errstr, errlen, "cannot stat %s: %s", path, strerror(errno));
+    return -errno;
+  }
+  if ((sb.st_mode & 07777) != mode && chmod(path, mode) < 0) {
+    int rc = -errno;
+    seterr(errstr, errlen, "cannot set mode %04o on %s: %s", (unsigned)mode,
+           path, strerror(errno));
+    return rc;
+  }
+  return 0;
+}
+
+int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen) {
+  static const char *const files[] = {"data.mdb", "lock.mdb", "sluice.lock",
+                                      SIDE_NAME};
+  char path[4096], buf[SIDE_MAX + 1];
+  struct stat sb;
+  ssize_t n;
+  int fd, rc;
+
+  /* Explicit modes, whatever the umask: the log holds the plant's data. */
+  if ((rc = set_mode(st->dir, 0700, errstr, errlen)))
+    return rc;
+  for (size_t i = 0; i < SL_ARRAY_SIZE(files); i++) {
+    snprintf(path, sizeof(path), "%s/%s", st->dir, files[i]);
+    if ((rc = set_mode(path, 0600, errstr, errlen)))
+      return rc;
+  }
+
+  snprintf(path, sizeof(path), "%s/%s", st->dir, SIDE_NAME);
+  fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return 0;
+    rc = -errno;
+    seterr(errstr, errlen, "cannot read %s: %s", path, strerror(errno));
+    return rc;
+  }
+  n = read(fd, buf, SIDE_MAX);
+  close(fd);
+  buf[n > 0 ? n : 0] = '\0';
+  if (n <= 0 || side_parse(st, buf) < 0) {
+    seterr(errstr, errlen,
+           "%s is unreadable or has no store_id line: restore it, or start "
+           "with --accept-new-store to accept the store in %s as it is",
+           path, st->dir);
+    if (!(st->opts.flags & SL_STORE_ACCEPT_NEW))
+      return SL_ESTOREID;
+    if (errstr && errlen)
+      errstr[0] = '\0';
+    return 0; /* accepted: rewritten after the open */
+  }
+  st->have_side = true;
+
+  /* A store existed here: LMDB would turn a missing or zero-length
+   * data.mdb into a new one. Refuse before it touches anything. */
+  snprintf(path, sizeof(path), "%s/data.mdb", st->dir);
+  if (!(st->opts.flags & SL_STORE_ACCEPT_NEW) &&
+      (stat(path, &sb) < 0 || sb.st_size == 0)) {
+    char id[33];
+    hex(id, st->side_id);
+    seterr(errstr, errlen,
+           "%s is %s, but %s/" SIDE_NAME " says store %s was created here: "
+           "its events and offsets are gone. Restore data.mdb from a backup "
+           "(with its store.id), or start once with --accept-new-store to "
+           "begin a new, empty store",
+           path, stat(path, &sb) < 0 ? "missing" : "empty (0 bytes)", st->dir,
+           id);
+    return SL_ESTOREID;
+  }
+  return 0;
+}
+
+/* Makes a new id and creation time in meta. */
+static int new_id(sl_store_t *st, MDB_txn *txn) {
+  uint8_t b[8];
+  int rc;
+
+  if (getrandom(st->store_id, sizeof(st->store_id), 0) !=
+      (ssize_t)sizeof(st->store_id))
+    return -errno;
+  st->created_ns = sl_now_wall_ns();
+  sl_put_be64(b, (uint64_t)st->created_ns);
+  if ((rc = store__meta_put(txn, st->dbi_meta, "store_id", 8, st->store_id,
+                            16)) ||
+      (rc = store__meta_put(txn, st->dbi_meta, "created_ns", 10, b, 8)))
+    return store__err(st, rc);
+  st->write_side = true;
+  return 0;
+}
+
+int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
+                       size_t errlen) {
+  bool accept = (st->opts.flags & SL_STORE_ACCEPT_NEW) != 0;
+  MDB_val k = {8, "store_id"}, v;
+  char side[33], mine[33];
+  bool have_meta;
+
+  have_meta = mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 16;
+  if (have_meta) {
+    memcpy(st->store_id, v.mv_data, 16);
+    k.mv_size = 10;
+    k.mv_data = "created_ns";
+    if (mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 8)
+      st->created_ns = (int64_t)sl_get_be64(v.mv_data);
+  }
+  if (st->rdonly)
+    return 0; /* tools read what is there; only the daemon enforces */
+  hex(side, st->side_id);
+  if (have_meta && st->have_side &&
+      memcmp(st->store_id, st->side_id, 16) == 0)
+    return 0;
+  if (have_meta && !st->have_side) {
+    st->write_side = true; /* sidecar lost or never written: recreate */
+    return 0;
+  }
+  if (st->have_side && !accept) {
+    if (have_meta)
+      hex(mine, st->store_id);
+    seterr(errstr, errlen,
+           "%s/data.mdb %s%s, but %s/" SIDE_NAME " says store %s was "
+           "created here: the data file was emptied or replaced, and the "
+           "events of store %s are not in it. Put the right data.mdb back, "
+           "or start once with --accept-new-store to use this one",
+           st->dir,
+           fresh       ? "is a new, empty store"
+           : have_meta ? "belongs to store "
+                       : "has no store id (a foreign or older store)",
+           have_meta && !fresh ? mine : "", st->dir, side, side);
+    return SL_ESTOREID;
+  }
+  if (have_meta) {
+    st->write_side = true; /* accepted: the sidecar follows the data */
+    return 0;
+  }
+  /* New store, an accepted replacement, or a store made before store ids
+   * existed (adopted: no sidecar named anything else). */
+  (void)errstr;
+  (void)errlen;
+  return new_id(st, txn);
+}
+
+int store__ident_post(sl_store_t *st, char *errstr, size_t errlen) {
+  char path[4096], tmp[4200], id[33], text[256];
+  int fd, dfd, len, rc;
+
+  if (st->rdonly || !st->write_side)
+    return 0;
+  hex(id, st->store_id);
+  len = snprintf(text, sizeof(text),
+                 "# sluice store identity: compared with data.mdb at every "
+                 "start; do not edit or copy (docs/STORAGE.md)\n"
+                 "store_id=%s\ncreated_ns=%" PRId64 "\n",
+                 id, st->created_ns);
+  snprintf(path, sizeof(path), "%s/" SIDE_NAME, st->dir);
+  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    goto fail_errno;
+  if (fchmod(fd, 0600) < 0 || write(fd, text, (size_t)len) != len ||
+      fsync(fd) < 0) {
+    rc = errno ? -errno : -EIO;
+    close(fd);
+    unlink(tmp);
+    seterr(errstr, errlen, "cannot write %s: %s", tmp, sl_strerror(rc));
+    return rc;
+  }
+  close(fd);
+  if (rename(tmp, path) < 0) {
+    unlink(tmp);
+    goto fail_errno;
+  }
+  if ((dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+    rc = fsync(dfd);
+    close(dfd);
+    if (rc < 0)
+      goto fail_errno;
+  }
+  st->write_side = false;
+  return 0;
+
+fail_errno:
+  rc = -errno;
+  seterr(errstr, errlen, "cannot write %s: %s", path, strerror(errno));
+  return rc;
+}
