@@ -24,9 +24,9 @@
 int sl_cmd_store(int argc, char **argv);
 
 typedef struct cli {
-  const char *dir;    /* -d DIR */
-  const char *stream; /* --stream S, NULL = all */
-  uint64_t from, to;  /* --from N --to N (exclusive) */
+  const char *dir;      /* -d DIR */
+  const char *stream;   /* --stream S, NULL = all */
+  uint64_t from, to;    /* --from N --to N (exclusive) */
   const char *key_file; /* --key-file F: encryption keys */
   const char *key_env;  /* --key-env NAME */
 } cli_t;

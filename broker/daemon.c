@@ -445,18 +445,14 @@ int sl_daemon_run(const char *config_path) {
              dm->cfg->node.data_dir, err, sl_errname(rc));
     daemon_free(dm);
     /* Distinct codes: a supervisor must not restart into the same wall. */
-    return rc == SL_ELOCKED     ? 3
-           : rc == SL_ESTOREID ? 4
-           : rc == SL_EKEY     ? 5
-                               : 1;
+    return rc == SL_ELOCKED ? 3 : rc == SL_ESTOREID ? 4 : rc == SL_EKEY ? 5 : 1;
   }
   {
     sl_store_info_t si;
     char enc[64] = "off";
     sl_store_env_info(dm->st, &si);
     if (si.seal_key_id)
-      snprintf(enc, sizeof(enc), "on (sealing with key id %u)",
-               si.seal_key_id);
+      snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
     sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
             dm->cfg->node.data_dir, si.store_id,
             dm->cfg->store.accept_new ? " (accept_new)" : "", enc);

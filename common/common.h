@@ -30,7 +30,7 @@
   X(EKAFKA, "Kafka client error")                                              \
   X(EMQTT, "MQTT client error")                                                \
   X(EFENCED, "fenced by a newer instance with the same identity")              \
-  X(EEVICTED, "data was evicted by the retention policy")                     \
+  X(EEVICTED, "data was evicted by the retention policy")                      \
   X(ESTOREID, "store identity mismatch: data file empty, replaced or foreign") \
   X(EKEY, "encryption key missing, wrong or unsafe")
 

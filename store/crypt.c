@@ -87,8 +87,7 @@ static int kcv(const uint8_t key[STORE_KEY_BYTES], uint8_t out[STORE_KCV_LEN]) {
 
 /* Parses text (NUL-terminated, modified) into st->keys. Messages name the
  * entry by its position and id, never the key bytes. */
-static int parse_keys(sl_store_t *st, char *text, char *errstr,
-                      size_t errlen) {
+static int parse_keys(sl_store_t *st, char *text, char *errstr, size_t errlen) {
   size_t entry = 0;
   char *p = text;
   int rc;
@@ -133,8 +132,8 @@ static int parse_keys(sl_store_t *st, char *text, char *errstr,
     }
     for (size_t i = 0; i < st->nkeys; i++)
       if (st->keys[i].id == id) {
-        seterr(errstr, errlen, "%s: key id %llu is listed twice",
-               st->key_src, id);
+        seterr(errstr, errlen, "%s: key id %llu is listed twice", st->key_src,
+               id);
         return SL_EKEY;
       }
     {
@@ -244,8 +243,7 @@ int store__keys_load(sl_store_t *st, char *errstr, size_t errlen) {
     rc = read_key_file(file, buf, errstr, errlen);
   } else {
     const char *v = getenv(env);
-    snprintf(st->key_src, sizeof(st->key_src), "environment variable %s",
-             env);
+    snprintf(st->key_src, sizeof(st->key_src), "environment variable %s", env);
     rc = 0;
     if (!v || !*v) {
       seterr(errstr, errlen, "environment variable %s is not set", env);
@@ -349,8 +347,7 @@ static void make_nonce(sl_store_t *st, uint8_t nonce[STORE_NONCE_LEN]) {
 
 /* stream BE32 | header with FIRST and APPEND zeroed | key id | nonce */
 static void make_aad(uint8_t aad[4 + STORE_HDR_LEN + STORE_SEAL_LEN],
-                     uint32_t stream, const uint8_t *hdr,
-                     const uint8_t *seal) {
+                     uint32_t stream, const uint8_t *hdr, const uint8_t *seal) {
   sl_put_be32(aad, stream);
   memcpy(aad + 4, hdr, STORE_HDR_LEN);
   memset(aad + 4 + STORE_H_FIRST, 0, 8);

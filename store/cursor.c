@@ -182,8 +182,7 @@ static int fill(sl_store_cursor_t *cur) {
         uint8_t *dst = cur->buf + cur->used;
         size_t dcap = h.raw_len;
         /* Inflate straight into the read-ahead buffer (no extra copy). */
-        rc = store__batch_inflate(st, cur->dctx, cur->stream, &h, &dst,
-                                  &dcap);
+        rc = store__batch_inflate(st, cur->dctx, cur->stream, &h, &dst, &dcap);
         if (rc == -ENOMEM)
           goto fail;
       }

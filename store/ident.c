@@ -50,8 +50,8 @@ static void hex(char out[33], const uint8_t id[16]) {
 static int unhex(const char *s, size_t n, uint8_t *out) {
   for (size_t i = 0; i < n; i++) {
     unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdef",
-                                                     s[2 * i]) ||
+    if (sscanf(s + 2 * i, "%2x", &v) != 1 ||
+        !strchr("0123456789abcdef", s[2 * i]) ||
         !strchr("0123456789abcdef", s[2 * i + 1]))
       return -1;
     out[i] = (uint8_t)v;
@@ -202,8 +202,7 @@ int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
   if (st->rdonly)
     return 0; /* tools read what is there; only the daemon enforces */
   hex(side, st->side_id);
-  if (have_meta && st->have_side &&
-      memcmp(st->store_id, st->side_id, 16) == 0)
+  if (have_meta && st->have_side && memcmp(st->store_id, st->side_id, 16) == 0)
     return 0;
   if (have_meta && !st->have_side) {
     st->write_side = true; /* sidecar lost or never written: recreate */

@@ -20,7 +20,7 @@
 #define STORE_FORMAT_VERSION 1u       /* meta "format": whole-store layout */
 #define STORE_BATCH_MAGIC 0x534c4221u /* "SLB!" */
 #define STORE_BATCH_V1 1u
-#define STORE_BATCH_V2 2u /* v1 header + flags; SEALED adds a seal block */
+#define STORE_BATCH_V2 2u      /* v1 header + flags; SEALED adds a seal block */
 #define STORE_FLAG_SEALED 0x1u /* v2: payload is AES-256-GCM ciphertext */
 #define STORE_SEAL_LEN 16u     /* after the header: key id BE32 + nonce */
 #define STORE_NONCE_LEN 12u
@@ -76,9 +76,9 @@ typedef struct store_hdr {
 
 /* One encryption key, as loaded at open; cleansed at close. */
 typedef struct store_key {
-  uint32_t id;                   /* from the key file, >= 1 */
-  uint8_t key[STORE_KEY_BYTES];  /* AES-256 key */
-  uint8_t kcv[STORE_KCV_LEN];    /* check value kept in meta */
+  uint32_t id;                  /* from the key file, >= 1 */
+  uint8_t key[STORE_KEY_BYTES]; /* AES-256 key */
+  uint8_t kcv[STORE_KCV_LEN];   /* check value kept in meta */
 } store_key_t;
 
 /* ---- objects ----------------------------------------------------------- */
@@ -297,8 +297,8 @@ void store__dicts_free(sl_store_t *st);
  * data.mdb when it exists. Sets the directory and file modes. */
 int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen);
 /* Inside the open txn: compares or creates the id in meta. */
-int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh,
-                       char *errstr, size_t errlen);
+int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
+                       size_t errlen);
 /* After the open txn committed: writes store.id when needed. */
 int store__ident_post(sl_store_t *st, char *errstr, size_t errlen);
 int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,

@@ -182,8 +182,7 @@ static void test_env_keys(void **state) {
   sl_store_opts_init(&o);
   o.key_env = "SL_TEST_STORE_KEYS";
   unsetenv("SL_TEST_STORE_KEYS");
-  assert_int_equal(sl_store_env_open(dir, &o, &st, err, sizeof(err)),
-                   SL_EKEY);
+  assert_int_equal(sl_store_env_open(dir, &o, &st, err, sizeof(err)), SL_EKEY);
   assert_non_null(strstr(err, "not set"));
   setenv("SL_TEST_STORE_KEYS", K1 "," K2, 1);
   assert_int_equal(sl_store_env_open(dir, &o, &st, err, sizeof(err)), 0);
@@ -399,13 +398,13 @@ static void test_key_file_refused(void **state) {
 static void test_key_file_malformed(void **state) {
   (void)state;
   static const char *const bad[] = {
-      "",                                       /* no key */
-      "# only a comment\n",                     /* no key */
-      "1:0001",                                 /* short */
-      "0:" K1 "\n",                             /* id 0 */
+      "",                   /* no key */
+      "# only a comment\n", /* no key */
+      "1:0001",             /* short */
+      "0:" K1 "\n",         /* id 0 */
       "x:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
       "1:zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
-      K1 "\n" K1 "\n",                          /* duplicate id */
+      K1 "\n" K1 "\n", /* duplicate id */
       "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
   };
   char *dir = th_tmpdir(), err[512];

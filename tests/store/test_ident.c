@@ -130,8 +130,7 @@ static void test_empty_data_refused(void **state) {
                        0);
 
   /* Accepted explicitly: a new id, store.id rewritten, offsets from 0. */
-  assert_int_equal(open_rc(dir, SL_STORE_ACCEPT_NEW, err, sizeof(err), nid),
-                   0);
+  assert_int_equal(open_rc(dir, SL_STORE_ACCEPT_NEW, err, sizeof(err), nid), 0);
   assert_string_not_equal(nid, id);
   side_id(dir, side);
   assert_string_equal(side, nid);
