@@ -46,10 +46,8 @@ static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
   h->sealed = false;
   h->key_id = 0;
   h->nonce = h->tag = NULL;
-  if (h->version == STORE_BATCH_V1 ? h->flags != 0
-                                   : (h->flags & ~STORE_FLAG_SEALED) != 0)
-    return SL_ECORRUPT;
-  if (h->flags & STORE_FLAG_SEALED) {
+  /* Unknown flags are ignored (docs/STORAGE.md); SEALED exists from v2. */
+  if (h->version >= STORE_BATCH_V2 && (h->flags & STORE_FLAG_SEALED)) {
     extra = STORE_SEAL_LEN + STORE_TAG_LEN;
     if (len < STORE_HDR_LEN + extra + STORE_SUM_LEN)
       return SL_ECORRUPT;

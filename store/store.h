@@ -411,6 +411,8 @@ const char *sl_store_reason_name(sl_store_reason_t reason);
  * recent payloads, stores it under a new dict id and makes it the stream's
  * dictionary for batches encoded from now on (older batches keep theirs).
  * *dict_id receives the id. Synchronous; runs on the calling thread.
+ * Refused with SL_ECONFIG while the store seals batches (a dictionary is
+ * made of event samples and is not encrypted).
  * Errors: SL_ENOTFOUND (no stream), SL_ECONFIG (too little data to train),
  * -ENOMEM, SL_ESTORE, -EROFS, SL_EPOISONED, commit errors.
  */

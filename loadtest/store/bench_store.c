@@ -546,9 +546,8 @@ int main(int argc, char **argv) {
     sl_store_stream_stats_t ss;
     int bs = batch_sizes[i];
     snprintf(dir, sizeof(dir), "%s/store-%d", base, bs);
-    rate[i] = store_append(dir, &pools[i],
-                           bs == 1 ? 400000 : 50000000 / (uint64_t)bs, &ss,
-                           NULL);
+    rate[i] = store_append(
+        dir, &pools[i], bs == 1 ? 400000 : 50000000 / (uint64_t)bs, &ss, NULL);
     bpe_batch[i] = ss.events ? (double)ss.bytes / (double)ss.events : 0;
     if (bs != 1000)
       rmrf(dir);

@@ -27,7 +27,8 @@
 #include "store/store.h"
 #include "tests/common/check.h"
 
-#define KEY1 "1:8d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
+#define KEY1                                                                   \
+  "1:8d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
 #define KEY1_WRONG                                                             \
   "1:0d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
 #define SOURCE "plant1/line1/press01/secret-marker-temp"

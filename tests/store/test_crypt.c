@@ -160,6 +160,12 @@ static void test_roundtrip(void **state) {
   assert_int_equal(read_all(st, &rc, &bad), 6);
   assert_int_equal(rc, SL_ENOTFOUND);
   assert_int_equal(bad, 0);
+  {
+    /* A dictionary (event samples, stored in clear) is refused. */
+    uint32_t s, did;
+    assert_int_equal(sl_store_stream_lookup(st, "s", &s), 0);
+    assert_int_equal(sl_store_dict_train(st, s, 4096, &did), SL_ECONFIG);
+  }
   sl_store_env_close(st);
   assert_false(file_has(dir, MARKER));
   /* Read-only with the key, as `sluice store verify --key-file` does. */
