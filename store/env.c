@@ -405,6 +405,7 @@ static void store_free(sl_store_t *st) {
   if (st->env)
     mdb_env_close(st->env);
   store__keys_free(st);
+  free(st->side_hwm);
   free(st->dir);
   if (st->lock_fd >= 0)
     close(st->lock_fd);
@@ -517,13 +518,14 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
            strerror(errno));
     goto fail;
   }
-  if ((rc = open_dbs(st, errstr, errlen)) ||
-      (rc = store__ident_post(st, errstr, errlen)))
+  if ((rc = open_dbs(st, errstr, errlen)))
     goto fail;
   if ((rc = load_state(st))) {
     seterr(errstr, errlen, "cannot load streams: %s", sl_strerror(rc));
     goto fail;
   }
+  if ((rc = store__ident_post(st, errstr, errlen)))
+    goto fail;
   /* Live data stays below the budget minus room for LMDB's free list and
    * copy-on-write pages; the map (never above the budget) is the hard cap
    * on the file. */

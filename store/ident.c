@@ -10,6 +10,14 @@
  * offsets restarting at 0). SL_STORE_ACCEPT_NEW opens it anyway and rewrites
  * store.id. A new directory (neither file) gets both.
  *
+ * store.id also carries high-water marks: every stream's next offset as of
+ * a durable commit (sync always) or fsync (sync interval), refreshed by the
+ * writer at most every 10 s and at close. A data.mdb whose streams end
+ * below them is an older copy (restored from a stale backup or snapshot):
+ * acknowledged events are missing and their offsets would be handed out
+ * again, so it is refused the same way. The marks only ever trail what is
+ * durable, so a crash or power loss never trips them.
+ *
  * Ordering: the meta id is committed before store.id is written, so a crash
  * between the two leaves a store whose sidecar is missing, which the next
  * open recreates from meta (never a sidecar naming an uncommitted store).
@@ -69,6 +77,7 @@ int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
 static int side_parse(sl_store_t *st, char *text) {
   bool have = false;
   char *save = NULL;
+  size_t cap = 0;
 
   for (char *line = strtok_r(text, "\n", &save); line;
        line = strtok_r(NULL, "\n", &save)) {
@@ -81,6 +90,25 @@ static int side_parse(sl_store_t *st, char *text) {
       have = true;
     else if (!strcmp(line, "created_ns"))
       st->side_created_ns = strtoll(eq + 1, NULL, 10);
+    else if (!strcmp(line, "hwm_ns"))
+      st->side_hwm_ns = strtoll(eq + 1, NULL, 10);
+    else if (!strncmp(line, "next.", 5)) {
+      char *end;
+      unsigned long id = strtoul(line + 5, &end, 10);
+      unsigned long long next = strtoull(eq + 1, NULL, 10);
+      if (*end || id == 0 || id > STORE_MAX_STREAMS)
+        return -1;
+      if (st->nside_hwm == cap) {
+        size_t ncap = cap ? cap * 2 : 16;
+        struct store_hwm *nh = realloc(st->side_hwm, ncap * sizeof(*nh));
+        if (!nh)
+          return -1;
+        st->side_hwm = nh;
+        cap = ncap;
+      }
+      st->side_hwm[st->nside_hwm].stream = (uint32_t)id;
+      st->side_hwm[st->nside_hwm++].next = next;
+    }
   }
   return have ? 0 : -1;
 }
@@ -234,47 +262,123 @@ int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
   return new_id(st, txn);
 }
 
-int store__ident_post(sl_store_t *st, char *errstr, size_t errlen) {
-  char path[4096], tmp[4200], id[33], text[256];
+/* Compares the streams as loaded with store.id's high-water marks. */
+static int hwm_check(sl_store_t *st, char *errstr, size_t errlen) {
+  const store_writer_t *w = &st->w;
+
+  if (!st->have_side || st->write_side ||
+      memcmp(st->store_id, st->side_id, 16) != 0)
+    return 0; /* no marks for this store (new, recreated or accepted) */
+  for (size_t i = 0; i < st->nside_hwm; i++) {
+    const struct store_hwm *h = &st->side_hwm[i];
+    uint64_t have =
+        h->stream <= w->nstreams ? w->streams[h->stream - 1].next_offset : 0;
+    if (have >= h->next)
+      continue;
+    if (st->opts.flags & SL_STORE_ACCEPT_NEW) {
+      st->write_side = true;
+      return 0;
+    }
+    seterr(errstr, errlen,
+           "%s/data.mdb is older than %s/" SIDE_NAME ": stream %s%s%s (id "
+           "%u) ends at offset %" PRIu64 " but offsets up to %" PRIu64
+           " were durable before; an older copy of data.mdb was restored "
+           "and %" PRIu64 " or more acknowledged events are missing. "
+           "Restore the newest copy, or start once with --accept-new-store "
+           "to continue from this data (offsets from %" PRIu64
+           " will be given again)",
+           st->dir, st->dir, h->stream <= w->nstreams ? "'" : "",
+           h->stream <= w->nstreams ? w->streams[h->stream - 1].name
+                                    : "(missing)",
+           h->stream <= w->nstreams ? "'" : "", h->stream, have, h->next,
+           h->next - have, have);
+    return SL_ESTOREID;
+  }
+  return 0;
+}
+
+/* Writes store.id: id, creation time and, when hwm, every stream's next
+ * offset. dir_sync: also fsync the directory (the first write). */
+static int side_write(sl_store_t *st, bool hwm, bool dir_sync, char *errstr,
+                      size_t errlen) {
+  const store_writer_t *w = &st->w;
+  char path[4096], tmp[4200], id[33], *text;
+  size_t cap = 512 + (hwm ? w->nstreams * 40 : 0);
   int fd, dfd, len, rc;
 
-  if (st->rdonly || !st->write_side)
-    return 0;
+  if (!(text = malloc(cap)))
+    return -ENOMEM;
   hex(id, st->store_id);
-  len = snprintf(text, sizeof(text),
+  len = snprintf(text, cap,
                  "# sluice store identity: compared with data.mdb at every "
                  "start; do not edit or copy (docs/STORAGE.md)\n"
                  "store_id=%s\ncreated_ns=%" PRId64 "\n",
                  id, st->created_ns);
+  if (hwm) {
+    len += snprintf(text + len, cap - (size_t)len, "hwm_ns=%" PRId64 "\n",
+                    sl_now_wall_ns());
+    for (size_t i = 0; i < w->nstreams; i++)
+      len += snprintf(text + len, cap - (size_t)len, "next.%u=%" PRIu64 "\n",
+                      w->streams[i].id, w->streams[i].next_offset);
+  }
   snprintf(path, sizeof(path), "%s/" SIDE_NAME, st->dir);
   snprintf(tmp, sizeof(tmp), "%s.tmp", path);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)
     goto fail_errno;
+  errno = 0;
   if (fchmod(fd, 0600) < 0 || write(fd, text, (size_t)len) != len ||
       fsync(fd) < 0) {
     rc = errno ? -errno : -EIO;
     close(fd);
     unlink(tmp);
+    free(text);
     seterr(errstr, errlen, "cannot write %s: %s", tmp, sl_strerror(rc));
     return rc;
   }
   close(fd);
+  free(text);
+  text = NULL;
+  /* The contents are durable before the rename makes them current, so a
+   * crash leaves the old file or the new one, never an empty one. */
   if (rename(tmp, path) < 0) {
     unlink(tmp);
     goto fail_errno;
   }
-  if ((dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+  if (dir_sync &&
+      (dfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
     rc = fsync(dfd);
     close(dfd);
     if (rc < 0)
       goto fail_errno;
   }
-  st->write_side = false;
   return 0;
 
 fail_errno:
   rc = -errno;
+  free(text);
   seterr(errstr, errlen, "cannot write %s: %s", path, strerror(errno));
   return rc;
+}
+
+int store__ident_post(sl_store_t *st, char *errstr, size_t errlen) {
+  int rc = 0;
+
+  if (!st->rdonly && (rc = hwm_check(st, errstr, errlen)) == 0 &&
+      st->write_side && (rc = side_write(st, false, true, errstr, errlen)) == 0)
+    st->write_side = false;
+  free(st->side_hwm);
+  st->side_hwm = NULL;
+  st->nside_hwm = 0;
+  return rc;
+}
+
+void store__ident_hwm(sl_store_t *st, bool force) {
+  uint64_t now = sl_now_mono_ns();
+
+  if (st->rdonly || atomic_load(&st->poisoned) ||
+      (!force && now < st->next_hwm_mono))
+    return;
+  st->next_hwm_mono = now + STORE_HWM_PERIOD_NS;
+  side_write(st, true, false, NULL, 0);
 }

@@ -207,6 +207,15 @@ struct sl_store {
   uint8_t store_id[16]; /* the id in meta, after open */
   int64_t created_ns;
   bool write_side; /* (re)write store.id after the open commits */
+  /* High-water marks read from store.id: stream id -> next offset that
+   * was durable when it was written (owned; freed after the open). */
+  struct store_hwm {
+    uint32_t stream;
+    uint64_t next;
+  } * side_hwm;
+  size_t nside_hwm;
+  int64_t side_hwm_ns;    /* when they were written */
+  uint64_t next_hwm_mono; /* writer: next periodic store.id refresh */
 
   /* Encryption (crypt.c). keys is sorted by id; seal is the highest. */
   store_key_t *keys;
@@ -299,8 +308,14 @@ int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen);
 /* Inside the open txn: compares or creates the id in meta. */
 int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
                        size_t errlen);
-/* After the open txn committed: writes store.id when needed. */
+/* After load_state: refuses a data.mdb older than store.id's high-water
+ * marks (a stale copy restored), then writes store.id when needed. */
 int store__ident_post(sl_store_t *st, char *errstr, size_t errlen);
+/* Writer thread, after a durable commit or sync: rewrites store.id with
+ * every stream's next offset, at most every STORE_HWM_PERIOD_NS unless
+ * force. Best effort: a failure is retried at the next period. */
+void store__ident_hwm(sl_store_t *st, bool force);
+#define STORE_HWM_PERIOD_NS (10ull * 1000000000ull)
 int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
                     const void *val, size_t len);
 

@@ -233,8 +233,23 @@ static void scenario_identity(void) {
   CHECK(publish(port, 0, 5000) == 0, "first offset 0");
   stop_daemon(pid);
 
-  /* The reproduction: a zero-length data.mdb. */
+  /* A stale copy of data.mdb restored over a newer one. */
   snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
+  snprintf(out, sizeof(out), "%s/cp.out", dir);
+  CHECK(run(out, "cp %s %s/data.mdb.bak", data, dir) == 0, "backup");
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "second start, status %d", status);
+  CHECK(publish(port, 5000, 1000) == 5000, "offsets continue");
+  stop_daemon(pid);
+  CHECK(run(out, "cp %s/data.mdb.bak %s", dir, data) == 0, "restore");
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 4,
+        "stale copy: status %d, want exit code 4", status);
+  CHECK(log_has("is older than") && log_has("ends at offset 5000") &&
+            log_has("up to 6000"),
+        "the message names the missing offsets");
+
+  /* The reproduction: a zero-length data.mdb. */
   CHECK(truncate(data, 0) == 0, "truncate %s", data);
   pid = start_daemon(NULL, &port, &status);
   CHECK(pid < 0, "the daemon started on an emptied data.mdb");

@@ -183,6 +183,64 @@ static void test_replaced_data_refused(void **state) {
   th_cleanup(b);
 }
 
+/* An older copy of data.mdb (a stale backup restored): its streams end
+ * below the high-water marks in store.id. */
+static void test_older_copy_refused(void **state) {
+  (void)state;
+  char *dir = th_tmpdir(), *data = path_in(dir, "data.mdb");
+  char id[33], err[1024], cmd[2048];
+  sl_store_t *st;
+  uint32_t s;
+
+  make_store(dir, id); /* offsets 0..499, closed: marks written */
+  snprintf(cmd, sizeof(cmd), "cp '%s' '%s.bak'", data, data);
+  assert_int_equal(system(cmd), 0);
+  st = th_open(dir, NULL);
+  assert_int_equal(sl_store_stream_lookup(st, "s", &s), 0);
+  for (int i = 5; i < 8; i++)
+    assert_int_equal(th_append(st, s, (uint64_t)i, 500, 100, T0, NULL), 0);
+  sl_store_env_close(st);
+  assert_int_equal(next_offset(dir), 800);
+
+  snprintf(cmd, sizeof(cmd), "cp '%s.bak' '%s'", data, data);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(open_rc(dir, 0, err, sizeof(err), NULL), SL_ESTOREID);
+  assert_non_null(strstr(err, "older"));
+  assert_non_null(strstr(err, "ends at offset 500"));
+  assert_non_null(strstr(err, "up to 800"));
+  assert_non_null(strstr(err, "--accept-new-store"));
+  /* Accepted: the same store id, offsets continue from the copy. */
+  assert_int_equal(open_rc(dir, SL_STORE_ACCEPT_NEW, err, sizeof(err), NULL),
+                   0);
+  assert_int_equal(open_rc(dir, 0, err, sizeof(err), NULL), 0);
+  assert_int_equal(next_offset(dir), 500);
+  free(data);
+  th_cleanup(dir);
+}
+
+/* Marks never trail behind into a refusal across ordinary restarts, also
+ * in interval mode. */
+static void test_marks_follow_restarts(void **state) {
+  (void)state;
+  char *dir = th_tmpdir();
+  sl_store_opts_t o;
+  sl_store_t *st;
+  uint32_t s;
+
+  sl_store_opts_init(&o);
+  o.sync = SL_STORE_SYNC_INTERVAL;
+  o.sync_interval_ms = 5;
+  for (int round = 0; round < 3; round++) {
+    st = th_open(dir, &o);
+    s = th_stream(st, "s", SL_STORE_POLICY_BLOCK, 0, 0);
+    for (int i = 0; i < 3; i++)
+      assert_int_equal(th_append(st, s, (uint64_t)i, 500, 10, T0, NULL), 0);
+    sl_store_env_close(st);
+  }
+  assert_int_equal(next_offset(dir), 90);
+  th_cleanup(dir);
+}
+
 /* A lost store.id is recreated from the data, not a reason to refuse. */
 static void test_sidecar_recreated(void **state) {
   (void)state;
@@ -292,6 +350,8 @@ int main(void) {
       cmocka_unit_test(test_empty_data_refused),
       cmocka_unit_test(test_missing_data_refused),
       cmocka_unit_test(test_replaced_data_refused),
+      cmocka_unit_test(test_older_copy_refused),
+      cmocka_unit_test(test_marks_follow_restarts),
       cmocka_unit_test(test_sidecar_recreated),
       cmocka_unit_test(test_legacy_adopted),
       cmocka_unit_test(test_bad_sidecar),
