@@ -583,6 +583,10 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
     config__errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
                  "must not exceed mqtt.reconnect_max");
+  if (*cfg->store.encryption_key_file && *cfg->store.encryption_key_env)
+    config__errf(errs, NULL, 0, 0, "store.encryption_key_env",
+                 "set store.encryption_key_file or store.encryption_key_env, "
+                 "not both");
   if (*cfg->mqtt.tls_cert && !*cfg->mqtt.tls_keyfile)
     config__errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
                  "must be set with mqtt.tls_cert");
