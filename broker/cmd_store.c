@@ -98,11 +98,11 @@ static int cmd_stats(sl_store_t *st, const cli_t *c) {
   size_t n, ng;
 
   sl_store_env_info(st, &info);
-  printf("store %s: format %u, id %s, node %s, page %u, map %.1f MiB, file "
-         "%.1f MiB, used %.1f MiB, quarantined %" PRIu64 "\n",
-         c->dir, info.format_version, info.store_id, info.node_id,
-         info.page_size, mib(info.map_size), mib(info.file_bytes),
-         mib(info.used_bytes), info.quarantined);
+  printf("store %s: format %u, id %s, page %u, map %.1f MiB, file %.1f "
+         "MiB, used %.1f MiB, quarantined %" PRIu64 "\n",
+         c->dir, info.format_version, info.node_id, info.page_size,
+         mib(info.map_size), mib(info.file_bytes), mib(info.used_bytes),
+         info.quarantined);
   if (pick_streams(st, c, &ids, &n))
     return 1;
   for (size_t i = 0; i < n; i++) {

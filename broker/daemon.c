@@ -454,7 +454,7 @@ int sl_daemon_run(const char *config_path) {
     if (si.seal_key_id)
       snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
     sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
-            dm->cfg->node.data_dir, si.store_id,
+            dm->cfg->node.data_dir, si.node_id,
             dm->cfg->store.accept_new ? " (accept_new)" : "", enc);
   }
   if ((rc = open_streams(dm, err, sizeof(err))) < 0) {

@@ -582,8 +582,6 @@ int sl_store_env_info(sl_store_t *st, sl_store_info_t *info) {
   info->page_size = st->psize;
   info->format_version = st->format_version;
   memcpy(info->node_id, st->node_id, sizeof(info->node_id));
-  for (int i = 0; i < 16; i++)
-    snprintf(info->store_id + 2 * i, 3, "%02x", st->store_id[i]);
   info->created_ns = st->created_ns;
   info->seal_key_id = st->seal ? st->seal->id : 0;
   info->commits = atomic_load(&st->commits);

@@ -1,14 +1,15 @@
 /*
  * ident.c: the store's identity and file modes.
  *
- * A store gets a random 128-bit id when it is created. The id lives in the
- * meta sub-database and, beside data.mdb, in the small text file
- * DIR/store.id. A read-write open compares the two: an empty, missing,
- * replaced or foreign data.mdb (whose id differs, or which has none) in a
- * directory whose store.id names a store is refused with SL_ESTOREID rather
- * than silently becoming a new, empty store (acknowledged events gone,
- * offsets restarting at 0). SL_STORE_ACCEPT_NEW opens it anyway and rewrites
- * store.id. A new directory (neither file) gets both.
+ * A store gets a random 128-bit id when it is created (meta "node_id",
+ * which the uplink also uses to key its checkpoints). It is kept again,
+ * beside data.mdb, in the small text file DIR/store.id. A read-write open
+ * compares the two: an empty, missing, replaced or foreign data.mdb (whose id
+ * differs, or which has none) in a directory whose store.id names a store is
+ * refused with SL_ESTOREID rather than silently becoming a new, empty store
+ * (acknowledged events gone, offsets restarting at 0). SL_STORE_ACCEPT_NEW
+ * opens it anyway and rewrites store.id. A new directory (neither file) gets
+ * both.
  *
  * store.id also carries high-water marks: every stream's next offset as of
  * a durable commit (sync always) or fsync (sync interval), refreshed by the
@@ -31,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -194,72 +194,56 @@ int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen) {
   return 0;
 }
 
-/* Makes a new id and creation time in meta. */
-static int new_id(sl_store_t *st, MDB_txn *txn) {
+/* Records the creation time in meta. */
+static int put_created(sl_store_t *st, MDB_txn *txn) {
   uint8_t b[8];
-  int rc;
 
-  if (getrandom(st->store_id, sizeof(st->store_id), 0) !=
-      (ssize_t)sizeof(st->store_id))
-    return -errno;
   st->created_ns = sl_now_wall_ns();
   sl_put_be64(b, (uint64_t)st->created_ns);
-  if ((rc = store__meta_put(txn, st->dbi_meta, "store_id", 8, st->store_id,
-                            16)) ||
-      (rc = store__meta_put(txn, st->dbi_meta, "created_ns", 10, b, 8)))
-    return store__err(st, rc);
-  st->write_side = true;
-  return 0;
+  return store__err(st,
+                    store__meta_put(txn, st->dbi_meta, "created_ns", 10, b, 8));
 }
 
 int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
                        size_t errlen) {
   bool accept = (st->opts.flags & SL_STORE_ACCEPT_NEW) != 0;
-  MDB_val k = {8, "store_id"}, v;
+  MDB_val k = {7, "node_id"}, v;
   char side[33], mine[33];
-  bool have_meta;
+  int rc;
 
-  have_meta = mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 16;
-  if (have_meta) {
-    memcpy(st->store_id, v.mv_data, 16);
-    k.mv_size = 10;
-    k.mv_data = "created_ns";
-    if (mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 8)
-      st->created_ns = (int64_t)sl_get_be64(v.mv_data);
+  /* The identity is meta "node_id", made with the format record (so also
+   * in this txn when fresh); the uplink keys its checkpoints by it too. */
+  if (mdb_get(txn, st->dbi_meta, &k, &v) != 0 || v.mv_size != 16) {
+    seterr(errstr, errlen, "store has no identity record (node_id)");
+    return SL_ECORRUPT;
   }
+  memcpy(st->store_id, v.mv_data, 16);
+  k.mv_size = 10;
+  k.mv_data = "created_ns";
+  if (mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 8)
+    st->created_ns = (int64_t)sl_get_be64(v.mv_data);
   if (st->rdonly)
     return 0; /* tools read what is there; only the daemon enforces */
-  hex(side, st->side_id);
-  if (have_meta && st->have_side && memcmp(st->store_id, st->side_id, 16) == 0)
+  if (st->have_side && memcmp(st->store_id, st->side_id, 16) == 0)
     return 0;
-  if (have_meta && !st->have_side) {
-    st->write_side = true; /* sidecar lost or never written: recreate */
-    return 0;
-  }
   if (st->have_side && !accept) {
-    if (have_meta)
-      hex(mine, st->store_id);
+    hex(side, st->side_id);
+    hex(mine, st->store_id);
     seterr(errstr, errlen,
            "%s/data.mdb %s%s, but %s/" SIDE_NAME " says store %s was "
            "created here: the data file was emptied or replaced, and the "
            "events of store %s are not in it. Put the right data.mdb back, "
            "or start once with --accept-new-store to use this one",
-           st->dir,
-           fresh       ? "is a new, empty store"
-           : have_meta ? "belongs to store "
-                       : "has no store id (a foreign or older store)",
-           have_meta && !fresh ? mine : "", st->dir, side, side);
+           st->dir, fresh ? "is a new, empty store" : "belongs to store ",
+           fresh ? "" : mine, st->dir, side, side);
     return SL_ESTOREID;
   }
-  if (have_meta) {
-    st->write_side = true; /* accepted: the sidecar follows the data */
-    return 0;
-  }
-  /* New store, an accepted replacement, or a store made before store ids
-   * existed (adopted: no sidecar named anything else). */
-  (void)errstr;
-  (void)errlen;
-  return new_id(st, txn);
+  /* A new store, an accepted one, a lost sidecar, or a store made before
+   * sidecars existed: store.id follows the data. */
+  if (fresh && (rc = put_created(st, txn)))
+    return rc;
+  st->write_side = true;
+  return 0;
 }
 
 /* Compares the streams as loaded with store.id's high-water marks. */

@@ -120,18 +120,18 @@ typedef struct sl_store_stream_stats {
 } sl_store_stream_stats_t;
 
 typedef struct sl_store_info {
-  sl_store_sync_t sync;     /* durability mode */
-  uint64_t loss_window_ms;  /* committed but maybe not durable: 0 = none */
-  uint64_t budget_bytes;    /* configured budget */
-  uint64_t limit_bytes;     /* live-data limit enforced inside the budget */
-  uint64_t used_bytes;      /* live B-tree pages * page size */
-  uint64_t file_bytes;      /* size of data.mdb */
-  uint64_t map_size;        /* current LMDB map size */
-  uint32_t page_size;       /* LMDB page size */
-  uint32_t format_version;  /* store format version */
-  char node_id[33];         /* node identity, hex, made at creation */
-  char store_id[33];        /* store identity (store.id), hex */
-  int64_t created_ns;       /* when the store id was made, 0 = unknown */
+  sl_store_sync_t sync;    /* durability mode */
+  uint64_t loss_window_ms; /* committed but maybe not durable: 0 = none */
+  uint64_t budget_bytes;   /* configured budget */
+  uint64_t limit_bytes;    /* live-data limit enforced inside the budget */
+  uint64_t used_bytes;     /* live B-tree pages * page size */
+  uint64_t file_bytes;     /* size of data.mdb */
+  uint64_t map_size;       /* current LMDB map size */
+  uint32_t page_size;      /* LMDB page size */
+  uint32_t format_version; /* store format version */
+  char node_id[33];        /* store identity, hex, random at creation; kept in
+                              DIR/store.id too; the uplink keys checkpoints by it */
+  int64_t created_ns; /* when the store was created, 0 = before this was kept */
   uint32_t seal_key_id;     /* key id sealing new batches, 0 = plain */
   uint64_t commits;         /* write transactions committed (this process) */
   uint64_t commit_errors;   /* write transactions that failed */

@@ -204,7 +204,7 @@ struct sl_store {
   bool have_side;      /* DIR/store.id was read */
   uint8_t side_id[16]; /* its id */
   int64_t side_created_ns;
-  uint8_t store_id[16]; /* the id in meta, after open */
+  uint8_t store_id[16]; /* meta "node_id" (the store's identity) */
   int64_t created_ns;
   bool write_side; /* (re)write store.id after the open commits */
   /* High-water marks read from store.id: stream id -> next offset that

@@ -43,7 +43,7 @@ static int open_rc(const char *dir, unsigned flags, char *err, size_t errlen,
     sl_store_info_t info;
     sl_store_env_info(st, &info);
     if (store_id)
-      memcpy(store_id, info.store_id, 33);
+      memcpy(store_id, info.node_id, 33);
     sl_store_env_close(st);
   }
   return rc;
@@ -61,8 +61,8 @@ static void make_store(const char *dir, char id[33]) {
     assert_int_equal(first, (uint64_t)i * 100);
   }
   sl_store_env_info(st, &info);
-  assert_int_equal(strlen(info.store_id), 32);
-  memcpy(id, info.store_id, 33);
+  assert_int_equal(strlen(info.node_id), 32);
+  memcpy(id, info.node_id, 33);
   sl_store_env_close(st);
 }
 
@@ -258,15 +258,16 @@ static void test_sidecar_recreated(void **state) {
   th_cleanup(dir);
 }
 
-/* A store made before store ids existed is adopted: its data kept. */
+/* A store made before store.id existed (no sidecar, no creation time)
+ * keeps its id and data and gets a sidecar. */
 static void test_legacy_adopted(void **state) {
   (void)state;
   char *dir = th_tmpdir(), *side = path_in(dir, "store.id");
-  char id[33], got[33];
+  char id[33], got[33], again[33];
   MDB_env *env;
   MDB_txn *txn;
   MDB_dbi dbi;
-  MDB_val k = {8, "store_id"};
+  MDB_val k = {10, "created_ns"};
 
   make_store(dir, id);
   assert_int_equal(unlink(side), 0);
@@ -279,8 +280,9 @@ static void test_legacy_adopted(void **state) {
   assert_int_equal(mdb_txn_commit(txn), 0);
   mdb_env_close(env);
   assert_int_equal(open_rc(dir, 0, NULL, 0, got), 0);
-  assert_string_not_equal(got, id);
-  assert_int_equal(access(side, F_OK), 0);
+  assert_string_equal(got, id);
+  side_id(dir, again);
+  assert_string_equal(again, id);
   assert_int_equal(next_offset(dir), 500);
   free(side);
   th_cleanup(dir);
