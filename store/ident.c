@@ -113,7 +113,9 @@ static int side_parse(sl_store_t *st, char *text) {
   return have ? 0 : -1;
 }
 
-/* Sets mode on path unless it already is exactly that. */
+/* Sets mode on path unless it already is exactly that. A directory someone
+ * else owns (e.g. root:sluice 0770 made by the installer) is left alone:
+ * only its owner could change it. */
 static int set_mode(const char *path, mode_t mode, char *errstr,
                     size_t errlen) {
   struct stat sb;
@@ -124,6 +126,8 @@ static int set_mode(const char *path, mode_t mode, char *errstr,
     seterr(errstr, errlen, "cannot stat %s: %s", path, strerror(errno));
     return -errno;
   }
+  if (S_ISDIR(sb.st_mode) && sb.st_uid != geteuid())
+    return 0;
   if ((sb.st_mode & 07777) != mode && chmod(path, mode) < 0) {
     int rc = -errno;
     seterr(errstr, errlen, "cannot set mode %04o on %s: %s", (unsigned)mode,
