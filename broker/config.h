@@ -204,6 +204,9 @@ typedef struct sl_config {
     uint64_t sync_interval_ms; /* with sync = interval */
     uint64_t queue_depth;      /* ingest -> writer queue, in batches */
     uint64_t max_batch_events; /* events per group commit */
+    char *encryption_key_file; /* encryption at rest: key file, "" = none */
+    char *encryption_key_env;  /* ... or environment variable, "" = none */
+    bool accept_new;           /* accept a store whose identity changed */
   } store;
   struct {
     char *native_tcp;                   /* host:port, "" = off */

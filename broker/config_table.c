@@ -59,6 +59,18 @@ static bool all_chars(const char *s, const char *extra, bool upper) {
   return true;
 }
 
+static const char *check_env_name(const char *s) {
+  if (!*s)
+    return NULL;
+  if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+    return "is not an environment variable name";
+  for (; *s; s++)
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+          (*s >= '0' && *s <= '9') || *s == '_'))
+      return "is not an environment variable name";
+  return NULL;
+}
+
 static const char *check_node_id(const char *s) {
   if (!*s || strlen(s) > 64 || !all_chars(s, "._-", true))
     return "is not a node id (1-64 characters of A-Z a-z 0-9 . _ -)";
@@ -322,6 +334,25 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("store.max_batch_events", UINT, store.max_batch_events, "10000",
         RESTART, "Largest number of events written in one group commit.",
         .min = "1", .max = "1000000"),
+    OPT("store.encryption_key_file", PATH, store.encryption_key_file, "",
+        RESTART,
+        "Encryption at rest: file of \"id:64-hex-digit\" AES-256 keys, one "
+        "per line; the highest id seals new batches, every listed id opens "
+        "old ones (rotate by adding a line). Must be owned by the daemon's "
+        "user, mode 0600 or 0400. \"\" = batches are stored in clear "
+        "(docs/STORAGE.md)."),
+    OPT("store.encryption_key_env", STRING, store.encryption_key_env, "",
+        RESTART,
+        "Encryption at rest: name of an environment variable holding the "
+        "keys in the same form (entries separated by spaces, commas or "
+        "newlines); instead of store.encryption_key_file.",
+        .check = check_env_name),
+    OPT("store.accept_new", BOOL, store.accept_new, "false", RESTART,
+        "Start on a store whose identity does not match its store.id (an "
+        "emptied, replaced or foreign data.mdb), accepting it as the store "
+        "from now on; same as `sluice run --accept-new-store`. Leave false: "
+        "the daemon otherwise refuses to start (exit code 4) instead of "
+        "silently starting over with an empty log."),
 
     OPT("listeners.native.tcp", STRING, listeners.native_tcp, "127.0.0.1:7000",
         RESTART,
@@ -669,6 +700,10 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
     config__errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
                  "must not exceed mqtt.reconnect_max");
+  if (*cfg->store.encryption_key_file && *cfg->store.encryption_key_env)
+    config__errf(errs, NULL, 0, 0, "store.encryption_key_env",
+                 "set store.encryption_key_file or store.encryption_key_env, "
+                 "not both");
   if (*cfg->mqtt.tls_cert && !*cfg->mqtt.tls_keyfile)
     config__errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
                  "must be set with mqtt.tls_cert");

@@ -471,12 +471,27 @@ int sl_daemon_run(const char *config_path) {
   so.sync_interval_ms = (uint32_t)dm->cfg->store.sync_interval_ms;
   if (dm->cfg->store.queue_depth)
     so.queue_depth = (uint32_t)dm->cfg->store.queue_depth;
+  so.key_file = dm->cfg->store.encryption_key_file;
+  so.key_env = dm->cfg->store.encryption_key_env;
+  if (dm->cfg->store.accept_new)
+    so.flags |= SL_STORE_ACCEPT_NEW;
   if ((rc = sl_store_env_open(dm->cfg->node.data_dir, &so, &dm->st, err,
                               sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s",
-             dm->cfg->node.data_dir, err);
+    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s (%s)",
+             dm->cfg->node.data_dir, err, sl_errname(rc));
     daemon_free(dm);
-    return rc == SL_ELOCKED ? 3 : 1;
+    /* Distinct codes: a supervisor must not restart into the same wall. */
+    return rc == SL_ELOCKED ? 3 : rc == SL_ESTOREID ? 4 : rc == SL_EKEY ? 5 : 1;
+  }
+  {
+    sl_store_info_t si;
+    char enc[64] = "off";
+    sl_store_env_info(dm->st, &si);
+    if (si.seal_key_id)
+      snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
+    sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
+            dm->cfg->node.data_dir, si.node_id,
+            dm->cfg->store.accept_new ? " (accept_new)" : "", enc);
   }
   if ((rc = open_streams(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);

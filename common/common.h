@@ -32,7 +32,9 @@
   X(EFENCED, "fenced by a newer instance with the same identity")              \
   X(EEVICTED, "data was evicted by the retention policy")                      \
   X(ERANGE, "value out of range")                                              \
-  X(EDENIED, "not authorised: missing, unknown or insufficient credential")
+  X(EDENIED, "not authorised: missing, unknown or insufficient credential")    \
+  X(ESTOREID, "store identity mismatch: data file empty, replaced or foreign") \
+  X(EKEY, "encryption key missing, wrong or unsafe")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,
