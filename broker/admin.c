@@ -24,6 +24,7 @@
 #define ADMIN_MAX_ARGS 8u
 /* /readyz stays 503 this long after the last storage error. */
 #define STORE_ERROR_HOLD_NS (10ull * 1000000000ull)
+#include "broker/tls.h"
 
 struct sl_admin {
   struct MHD_Daemon *mhd;
@@ -39,6 +40,7 @@ struct sl_admin {
   char health_reason[256];
   uint64_t store_error_ns; /* last storage error, 0 = none (episode over) */
   char store_reason[160];
+  sl_admin_sec_t sec; /* TLS and credentials (zero: plain, no POST) */
 };
 
 int sl_addr_split(const char *address, char *host, size_t hostcap,
@@ -106,6 +108,27 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
                MHD_RESPMEM_MUST_FREE);
 }
 
+/* POST /v1/reload: what SIGHUP does, for callers with a credential. */
+static enum MHD_Result post_reload(sl_admin_t *adm, struct MHD_Connection *conn,
+                                   const char *method) {
+  int rc;
+  if (!adm->sec.reload_cb)
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found");
+  if (strcmp(method, "POST"))
+    return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+  if (!adm->sec.allowed_cb || adm->sec.allowed_cb(adm->opaque, conn) < 0)
+    return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                      "forbidden: this endpoint needs the admin token "
+                      "(Authorization: Bearer) or an admin client certificate");
+  rc = adm->sec.reload_cb(adm->opaque);
+  if (rc == 0)
+    return reply_text(conn, MHD_HTTP_OK, "reloaded");
+  if (rc == SL_ECONFIG)
+    return reply_text(conn, MHD_HTTP_CONFLICT,
+                      "reload refused, the running config stays: see the log");
+  return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload_data,
@@ -124,6 +147,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   sl_hguard_request_done(conn);
   if (sl_hguard_verdict(conn) == SL_HGUARD_TOO_MANY_ARGS)
     return reply_text(conn, MHD_HTTP_URI_TOO_LONG, "too many query arguments");
+  if (!strcmp(url, "/v1/reload"))
+    return post_reload(adm, conn, method);
   if (strcmp(method, "GET") && strcmp(method, "HEAD"))
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
   if (!strcmp(url, "/metrics")) {
@@ -175,6 +200,15 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 int sl_admin_start(const char *address, sl_metrics_t *mx,
                    sl_admin_status_cb status_cb, void *opaque, sl_admin_t **out,
                    char *errstr, size_t errlen) {
+  return sl_admin_start_secure(address, mx, status_cb, opaque, NULL, out,
+                               errstr, errlen);
+}
+
+int sl_admin_start_secure(const char *address, sl_metrics_t *mx,
+                          sl_admin_status_cb status_cb, void *opaque,
+                          const sl_admin_sec_t *sec, sl_admin_t **out,
+                          char *errstr, size_t errlen) {
+  struct MHD_OptionItem tls_opts[4];
   struct addrinfo hints = {0}, *ai = NULL;
   char host[256], portstr[8];
   uint16_t port;
@@ -201,6 +235,9 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   adm->status_cb = status_cb;
   adm->opaque = opaque;
   adm->healthy = 1;
+  if (sec)
+    adm->sec = *sec;
+  sl_tls_mhd_options(adm->sec.tls, tls_opts);
   snprintf(adm->ready_reason, sizeof(adm->ready_reason), "starting");
   {
     sl_hguard_opts_t ho = {
@@ -227,12 +264,14 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   }
   adm->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+          sl_tls_mhd_flags(adm->sec.tls) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
       0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, ADMIN_HARD_LIMIT,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_NOTIFY_CONNECTION,
       sl_hguard_notify, adm->hg, MHD_OPTION_URI_LOG_CALLBACK, sl_hguard_uri,
-      adm->hg, MHD_OPTION_NOTIFY_COMPLETED, on_completed, adm, MHD_OPTION_END);
+      adm->hg, MHD_OPTION_NOTIFY_COMPLETED, on_completed, adm, MHD_OPTION_ARRAY,
+      tls_opts, MHD_OPTION_END);
   if (!adm->mhd) {
     rc = errno ? -errno : -EADDRINUSE;
     snprintf(errstr, errlen, "admin: cannot listen on %s", address);

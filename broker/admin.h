@@ -30,6 +30,29 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
                    sl_admin_status_cb status_cb, void *opaque, sl_admin_t **out,
                    char *errstr, size_t errlen);
 
+/*
+ * TLS and credentials of the admin server (broker/security.h). tls: NULL =
+ * plain HTTP. allowed_cb: returns 0 when the request on conn may change
+ * state (a credential was shown), else an error; NULL refuses all such
+ * requests. reload_cb: POST /v1/reload, returns 0 (applied), SL_ECONFIG
+ * (refused) or SL_ECLOSED; NULL = 404. Callbacks run on the admin thread
+ * with the server's opaque.
+ */
+struct sl_tls_mhd;
+struct MHD_Connection;
+typedef struct sl_admin_sec {
+  struct sl_tls_mhd *tls;
+  int (*allowed_cb)(void *opaque, struct MHD_Connection *conn);
+  int (*reload_cb)(void *opaque);
+} sl_admin_sec_t;
+
+/* sl_admin_start() with sec (borrowed, copied; its tls must outlive the
+ * server). Read-only endpoints never need a credential. */
+int sl_admin_start_secure(const char *address, sl_metrics_t *mx,
+                          sl_admin_status_cb status_cb, void *opaque,
+                          const sl_admin_sec_t *sec, sl_admin_t **out,
+                          char *errstr, size_t errlen);
+
 /* The bound TCP port. */
 uint16_t sl_admin_port(const sl_admin_t *adm);
 

@@ -1,5 +1,6 @@
-/* `sluice run -c FILE`: the daemon. */
+/* `sluice run -c FILE [--accept-new-store]`: the daemon. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker/daemon.h"
@@ -11,13 +12,17 @@ int sl_cmd_run(int argc, char **argv) {
     if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) &&
         i + 1 < argc)
       path = argv[++i];
+    else if (!strcmp(argv[i], "--accept-new-store"))
+      /* The flag is store.accept_new through its environment override:
+       * the config file, a reload and the dump all see the same value. */
+      setenv("SLUICE_STORE_ACCEPT_NEW", "true", 1);
     else {
-      fprintf(stderr, "usage: sluice run -c FILE\n");
+      fprintf(stderr, "usage: sluice run -c FILE [--accept-new-store]\n");
       return 2;
     }
   }
   if (!path) {
-    fprintf(stderr, "usage: sluice run -c FILE\n");
+    fprintf(stderr, "usage: sluice run -c FILE [--accept-new-store]\n");
     return 2;
   }
   return sl_daemon_run(path);

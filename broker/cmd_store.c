@@ -3,7 +3,9 @@
  * read-only (no writer lock: it works beside a running daemon).
  *   stats    streams, offsets, bytes, evictions, backlog per consumer cursor
  *   inspect  every batch header and every pending gap record
- *   verify   full checksum and decompression pass; exit 1 on corruption
+ *   verify   full checksum, GCM tag and decompression pass; exit 1 on
+ *            corruption or a missing or wrong key
+ * Sealed stores need --key-file F or --key-env NAME to read payloads.
  *   dump     events as JSON lines (stream, offset, source, time_ns, body)
  */
 #include <getopt.h>
@@ -22,18 +24,23 @@
 int sl_cmd_store(int argc, char **argv);
 
 typedef struct cli {
-  const char *dir;    /* -d DIR */
-  const char *stream; /* --stream S, NULL = all */
-  uint64_t from, to;  /* --from N --to N (exclusive) */
+  const char *dir;      /* -d DIR */
+  const char *stream;   /* --stream S, NULL = all */
+  uint64_t from, to;    /* --from N --to N (exclusive) */
+  const char *key_file; /* --key-file F: encryption keys */
+  const char *key_env;  /* --key-env NAME */
 } cli_t;
 
 static int usage(FILE *out) {
   fprintf(out,
           "usage: sluice store stats|inspect|verify|dump -d DIR "
           "[--stream S] [--from N] [--to N]\n"
+          "       [--key-file F | --key-env NAME]\n"
           "  stats    streams, offsets, bytes, evictions, consumer backlog\n"
           "  inspect  batch headers and pending gap records\n"
-          "  verify   check every batch's checksum; exit 1 on corruption\n"
+          "  verify   check every batch's checksum and, when sealed, its GCM\n"
+          "           tag (needs the keys); exit 1 on corruption or a\n"
+          "           missing or wrong key\n"
           "  dump     events as JSON lines\n");
   return out == stderr ? 2 : 0;
 }
@@ -91,7 +98,7 @@ static int cmd_stats(sl_store_t *st, const cli_t *c) {
   size_t n, ng;
 
   sl_store_env_info(st, &info);
-  printf("store %s: format %u, node %s, page %u, map %.1f MiB, file %.1f "
+  printf("store %s: format %u, id %s, page %u, map %.1f MiB, file %.1f "
          "MiB, used %.1f MiB, quarantined %" PRIu64 "\n",
          c->dir, info.format_version, info.node_id, info.page_size,
          mib(info.map_size), mib(info.file_bytes), mib(info.used_bytes),
@@ -178,6 +185,14 @@ static int walk(sl_store_t *st, const cli_t *c, int print) {
                rec.len, rec.dict_id);
     }
     sl_store_cursor_close(cur);
+    if (rc == SL_EKEY) {
+      fprintf(stderr,
+              "sluice store: stream %u: a batch is sealed with a key that "
+              "was not given (--key-file/--key-env): %s\n",
+              ids[i], sl_strerror(rc));
+      free(ids);
+      return 1;
+    }
     if (rc != SL_ENOTFOUND) {
       fprintf(stderr, "sluice store: reading stream %u: %s\n", ids[i],
               sl_strerror(rc));
@@ -257,6 +272,10 @@ static int cmd_dump(sl_store_t *st, const cli_t *c) {
       }
       sluice__v1__event_batch__free_unpacked(eb, NULL);
     }
+    if (rc != SL_ENOTFOUND) {
+      fprintf(stderr, "sluice store: %s: %s\n", ss.name, sl_strerror(rc));
+      bad = 1;
+    }
     sl_store_cursor_close(cur);
   }
   free(ids);
@@ -269,9 +288,11 @@ int sl_cmd_store(int argc, char **argv) {
       {"stream", required_argument, NULL, 's'},
       {"from", required_argument, NULL, 'f'},
       {"to", required_argument, NULL, 't'},
+      {"key-file", required_argument, NULL, 'k'},
+      {"key-env", required_argument, NULL, 'e'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  cli_t c = {NULL, NULL, 0, SL_STORE_OFFSET_END};
+  cli_t c = {NULL, NULL, 0, SL_STORE_OFFSET_END, NULL, NULL};
   sl_store_opts_t opts;
   sl_store_t *st;
   const char *sub;
@@ -298,6 +319,12 @@ int sl_cmd_store(int argc, char **argv) {
     case 't':
       c.to = strtoull(optarg, NULL, 10);
       break;
+    case 'k':
+      c.key_file = optarg;
+      break;
+    case 'e':
+      c.key_env = optarg;
+      break;
     case 'h':
       return usage(stdout);
     default:
@@ -308,6 +335,8 @@ int sl_cmd_store(int argc, char **argv) {
     return usage(stderr);
   sl_store_opts_init(&opts);
   opts.flags = SL_STORE_RDONLY;
+  opts.key_file = c.key_file;
+  opts.key_env = c.key_env;
   if ((rc = sl_store_env_open(c.dir, &opts, &st, err, sizeof(err)))) {
     fprintf(stderr, "sluice store: %s: %s (%s)\n", c.dir, err, sl_errname(rc));
     return 1;

@@ -119,6 +119,27 @@ typedef struct sl_config_strlist {
   size_t n; /* number of entries */
 } sl_config_strlist_t;
 
+/* TLS of one listener (broker/tls.h); cert "" = plain TCP. */
+typedef struct sl_config_tls {
+  char *cert;      /* server certificate chain (PEM), "" = no TLS */
+  char *key;       /* its private key (PEM) */
+  char *client_ca; /* CA (PEM) verifying client certificates, "" = none */
+} sl_config_tls_t;
+
+/* One element of listeners.native.clients / listeners.http.clients. */
+typedef struct sl_config_client {
+  char *name;                  /* identity recorded on the client's events */
+  char *token_sha256;          /* hex SHA-256 of the token, "" = none */
+  char *cert_cn;               /* client certificate subject CN, "" = none */
+  sl_config_strlist_t streams; /* stream names or globs it may write */
+} sl_config_client_t;
+
+/* A list of clients (broker/auth.h). */
+typedef struct sl_config_clients {
+  sl_config_client_t *v; /* n owned elements */
+  size_t n;
+} sl_config_clients_t;
+
 /* One element of the streams: list. */
 typedef struct sl_config_stream {
   char *name;        /* [a-z0-9._-]+, unique */
@@ -183,18 +204,26 @@ typedef struct sl_config {
     uint64_t sync_interval_ms; /* with sync = interval */
     uint64_t queue_depth;      /* ingest -> writer queue, in batches */
     uint64_t max_batch_events; /* events per group commit */
+    char *encryption_key_file; /* encryption at rest: key file, "" = none */
+    char *encryption_key_env;  /* ... or environment variable, "" = none */
+    bool accept_new;           /* accept a store whose identity changed */
   } store;
   struct {
-    char *native_tcp;       /* host:port, "" = off */
-    char *native_unix;      /* socket path, "" = off */
-    char *native_token;     /* secret: shared token, "" = none */
-    char *http_address;     /* host:port, "" = off */
-    char *native_unix_mode; /* octal mode of the socket, "0660" */
-    sl_config_strlist_t
-        http_origins; /* Origin values allowed, none = any refused */
+    char *native_tcp;                   /* host:port, "" = off */
+    char *native_unix;                  /* socket path, "" = off */
+    char *native_token;                 /* secret: shared token, "" = none */
+    char *http_address;                 /* host:port, "" = off */
+    sl_config_tls_t native_tls;         /* TLS of the native TCP listener */
+    sl_config_tls_t http_tls;           /* TLS of the HTTP listener */
+    sl_config_clients_t native_clients; /* credentials, empty = none */
+    sl_config_clients_t http_clients;   /* credentials, empty = none */
+    char *native_unix_mode;             /* octal mode of the socket, "0660" */
+    sl_config_strlist_t http_origins; /* Origins allowed, none = any refused */
   } listeners;
   struct {
-    char *address; /* host:port, "" = off */
+    char *address;       /* host:port, "" = off */
+    sl_config_tls_t tls; /* TLS of the admin server */
+    char *token_sha256;  /* hex SHA-256 of the admin token, "" = none */
   } admin;
   struct {
     uint64_t max_frame_bytes;

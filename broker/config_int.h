@@ -103,6 +103,11 @@ extern const sl_cfg_section_t sl_config__root;
 /* The pipelines list section (broker/config_pipelines.c). */
 extern const sl_cfg_section_t sl_config__pipeline_section;
 
+/* The listeners' clients list section and the SHA-256 hex check
+ * (broker/config_auth.c). */
+extern const sl_cfg_section_t sl_config__client_section;
+const char *sl_config__check_sha256(const char *s);
+
 /* Parsed value of one row, before it is stored in the struct. */
 typedef union sl_cfg_val {
   bool b;

@@ -59,6 +59,18 @@ static bool all_chars(const char *s, const char *extra, bool upper) {
   return true;
 }
 
+static const char *check_env_name(const char *s) {
+  if (!*s)
+    return NULL;
+  if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+    return "is not an environment variable name";
+  for (; *s; s++)
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+          (*s >= '0' && *s <= '9') || *s == '_'))
+      return "is not an environment variable name";
+  return NULL;
+}
+
 static const char *check_node_id(const char *s) {
   if (!*s || strlen(s) > 64 || !all_chars(s, "._-", true))
     return "is not a node id (1-64 characters of A-Z a-z 0-9 . _ -)";
@@ -331,6 +343,25 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("store.max_batch_events", UINT, store.max_batch_events, "10000",
         RESTART, "Largest number of events written in one group commit.",
         .min = "1", .max = "1000000"),
+    OPT("store.encryption_key_file", PATH, store.encryption_key_file, "",
+        RESTART,
+        "Encryption at rest: file of \"id:64-hex-digit\" AES-256 keys, one "
+        "per line; the highest id seals new batches, every listed id opens "
+        "old ones (rotate by adding a line). Must be owned by the daemon's "
+        "user, mode 0600 or 0400. \"\" = batches are stored in clear "
+        "(docs/STORAGE.md)."),
+    OPT("store.encryption_key_env", STRING, store.encryption_key_env, "",
+        RESTART,
+        "Encryption at rest: name of an environment variable holding the "
+        "keys in the same form (entries separated by spaces, commas or "
+        "newlines); instead of store.encryption_key_file.",
+        .check = check_env_name),
+    OPT("store.accept_new", BOOL, store.accept_new, "false", RESTART,
+        "Start on a store whose identity does not match its store.id (an "
+        "emptied, replaced or foreign data.mdb), accepting it as the store "
+        "from now on; same as `sluice run --accept-new-store`. Leave false: "
+        "the daemon otherwise refuses to start (exit code 4) instead of "
+        "silently starting over with an empty log."),
 
     OPT("listeners.native.tcp", STRING, listeners.native_tcp, "127.0.0.1:7000",
         RESTART,
@@ -348,12 +379,60 @@ static const sl_cfg_opt_t root_opts[] = {
         .check = check_mode),
     OPT("listeners.native.token", STRING, listeners.native_token, "",
         RELOAD | SECRET,
-        "Shared token native clients must present; \"\" accepts any client."),
+        "Deprecated (use listeners.native.clients): one shared token, kept "
+        "in clear, any native client may present; it may write every "
+        "stream, with the identity \"native.token\". \"\" = none."),
+    /* ---- TLS and credentials (broker/tls.h, broker/auth.h) ---- */
+    OPT("listeners.native.tls.cert", PATH, listeners.native_tls.cert, "",
+        RELOAD,
+        "Server certificate chain (PEM) of the native TCP listener (the Unix "
+        "socket stays plain); setting it with "
+        "listeners.native.tls.key turns TLS on. Re-read on reload (SIGHUP): "
+        "new "
+        "connections get the new certificate."),
+    OPT("listeners.native.tls.key", PATH, listeners.native_tls.key, "",
+        RELOAD | SECRET_FILE,
+        "Private key (PEM) of listeners.native.tls.cert; must not be "
+        "accessible by "
+        "others (mode & 0007 = 0)."),
+    OPT("listeners.native.tls.client_ca", PATH, listeners.native_tls.client_ca,
+        "", RELOAD,
+        "CA certificates (PEM) that sign client certificates (mutual TLS); "
+        "a client presenting one is verified against them. \"\" = client "
+        "certificates are not asked for."),
+    OPT("listeners.native.clients", SECTION_LIST, listeners.native_clients,
+        NULL, RELOAD,
+        "Native clients and what they may write, each a mapping of the keys "
+        "below (name, token_sha256, cert_cn, streams); a Hello must carry a "
+        "listed token or come with a listed certificate. Empty (and no "
+        "listeners.native.token): any client is accepted.",
+        .sub = &sl_config__client_section, .max = "1024"),
     OPT("listeners.http.address", STRING, listeners.http_address,
         "127.0.0.1:8080", RESTART,
         "host:port of the HTTP ingest listener; \"\" turns it off; port 0 "
         "picks a free port (logged at start).",
         .check = check_listen),
+    OPT("listeners.http.tls.cert", PATH, listeners.http_tls.cert, "", RELOAD,
+        "Server certificate chain (PEM) of the HTTP ingest listener; setting "
+        "it with "
+        "listeners.http.tls.key turns TLS on. Re-read on reload (SIGHUP): new "
+        "connections get the new certificate."),
+    OPT("listeners.http.tls.key", PATH, listeners.http_tls.key, "",
+        RELOAD | SECRET_FILE,
+        "Private key (PEM) of listeners.http.tls.cert; must not be accessible "
+        "by "
+        "others (mode & 0007 = 0)."),
+    OPT("listeners.http.tls.client_ca", PATH, listeners.http_tls.client_ca, "",
+        RELOAD,
+        "CA certificates (PEM) that sign client certificates (mutual TLS); "
+        "a client presenting one is verified against them. \"\" = client "
+        "certificates are not asked for."),
+    OPT("listeners.http.clients", SECTION_LIST, listeners.http_clients, NULL,
+        RELOAD,
+        "HTTP clients (Authorization: Bearer TOKEN, or a client "
+        "certificate), same keys as listeners.native.clients. Empty: any "
+        "client is accepted.",
+        .sub = &sl_config__client_section, .max = "1024"),
     OPT("listeners.http.allowed_origins", LIST, listeners.http_origins, "",
         RESTART,
         "Origin header values (e.g. https://hmi.plant.local) allowed to "
@@ -365,6 +444,23 @@ static const sl_cfg_opt_t root_opts[] = {
         "/v1/status); \"\" turns it off; port 0 picks a free port (logged "
         "at start).",
         .check = check_listen),
+    OPT("admin.tls.cert", PATH, admin.tls.cert, "", RELOAD,
+        "Server certificate chain (PEM) of the admin server; setting it with "
+        "admin.tls.key turns TLS on. Re-read on reload (SIGHUP): new "
+        "connections get the new certificate."),
+    OPT("admin.tls.key", PATH, admin.tls.key, "", RELOAD | SECRET_FILE,
+        "Private key (PEM) of admin.tls.cert; must not be accessible by "
+        "others (mode & 0007 = 0)."),
+    OPT("admin.tls.client_ca", PATH, admin.tls.client_ca, "", RELOAD,
+        "CA certificates (PEM) of admin client certificates: any certificate "
+        "they verify is an admin credential (POST /v1/reload). \"\" = client "
+        "certificates are not asked for."),
+    OPT("admin.token_sha256", STRING, admin.token_sha256, "", RELOAD | SECRET,
+        "Hex SHA-256 of the admin token (Authorization: Bearer TOKEN) that "
+        "state-changing endpoints (POST /v1/reload) require; a client "
+        "certificate verified by admin.tls.client_ca is accepted too. "
+        "Neither set: those endpoints answer 403.",
+        .check = sl_config__check_sha256),
 
     OPT("limits.max_frame_bytes", SIZE, limits.max_frame_bytes, "4MiB", RESTART,
         "Largest frame or request body accepted from a client.", .min = "1KiB",
@@ -597,6 +693,33 @@ static const sl_cfg_opt_t root_opts[] = {
         .sub = &sl_config__pipeline_section, .max = "64"),
 };
 
+/* A listener's TLS files come as a set. */
+static void tls_finish(sl_cfg_errs_t *errs, const char *pre,
+                       const sl_config_tls_t *t) {
+  char key[64];
+  if (!!*t->cert != !!*t->key) {
+    SL_CFG_FMT(key, sizeof(key), "%s.tls.%s", pre, *t->cert ? "key" : "cert");
+    config__errf(errs, NULL, 0, 0, key, "must be set with %s.tls.%s", pre,
+                 *t->cert ? "cert" : "key");
+  }
+  if (*t->client_ca && !*t->cert) {
+    SL_CFG_FMT(key, sizeof(key), "%s.tls.client_ca", pre);
+    config__errf(errs, NULL, 0, 0, key, "needs %s.tls.cert and .key", pre);
+  }
+}
+
+/* Client names are identities: unique per listener. */
+static void clients_finish(sl_cfg_errs_t *errs, const char *key,
+                           const sl_config_clients_t *cl) {
+  for (size_t i = 0; i < cl->n; i++)
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(cl->v[i].name, cl->v[j].name)) {
+        config__errf(errs, NULL, 0, 0, key,
+                     "client name \"%.64s\" is used twice", cl->v[i].name);
+        break;
+      }
+}
+
 /* Cross-field rules, checked once every row is valid on its own. */
 static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_t *cfg = obj;
@@ -609,9 +732,19 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
     config__errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
                  "must not exceed mqtt.reconnect_max");
+  if (*cfg->store.encryption_key_file && *cfg->store.encryption_key_env)
+    config__errf(errs, NULL, 0, 0, "store.encryption_key_env",
+                 "set store.encryption_key_file or store.encryption_key_env, "
+                 "not both");
   if (*cfg->mqtt.tls_cert && !*cfg->mqtt.tls_keyfile)
     config__errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
                  "must be set with mqtt.tls_cert");
+  tls_finish(errs, "listeners.native", &cfg->listeners.native_tls);
+  tls_finish(errs, "listeners.http", &cfg->listeners.http_tls);
+  tls_finish(errs, "admin", &cfg->admin.tls);
+  clients_finish(errs, "listeners.native.clients",
+                 &cfg->listeners.native_clients);
+  clients_finish(errs, "listeners.http.clients", &cfg->listeners.http_clients);
   if (cfg->mqtt.enabled && !cfg->mqtt.subscriptions.n && !cfg->mqtt.fanout.n &&
       !*cfg->mqtt.status_topic)
     config__errf(errs, NULL, 0, 0, "mqtt.subscriptions",

@@ -24,6 +24,7 @@
 #include "broker/log.h"
 #include "broker/pipeline.h"
 #include "broker/mqtt.h"
+#include "broker/security.h"
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -201,6 +202,7 @@ static void on_finish_check(uv_check_t *h) {
   if (sl_mqtt_open_handles(dm->mqtt) > 0)
     return; /* closes once its last commit is acknowledged */
   uv_check_stop(h);
+  sl_sec_close(dm);
   uv_close((uv_handle_t *)&dm->done_async, NULL);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
   uv_close((uv_handle_t *)&dm->sig_int, NULL);
@@ -240,9 +242,10 @@ static void apply_log(const sl_config_t *cfg) {
                    (sl_log_format_t)cfg->log.format);
 }
 
-static void reload(sl_daemon_t *dm) {
+int sl_daemon__reload(sl_daemon_t *dm) {
   sl_config_t *nw = NULL;
   sl_config_diff_t diff;
+  sl_sec_next_t sec;
   char err[2048];
 
   if (sl_config_load_file(dm->config_path, &nw, err, sizeof(err)) < 0) {
@@ -251,7 +254,7 @@ static void reload(sl_daemon_t *dm) {
              "config: %s",
              err);
     sl_metric_add(dm->reload_errors, 1);
-    return;
+    return -1;
   }
   sl_config_diff(dm->cfg, nw, &diff);
   if (diff.verdict == SL_CONFIG_RESTART) {
@@ -267,7 +270,15 @@ static void reload(sl_daemon_t *dm) {
              key);
     sl_metric_add(dm->reload_errors, 1);
     sl_config_free(nw);
-    return;
+    return -1;
+  }
+  /* Certificates and credentials are loaded before anything changes. */
+  if (sl_sec_prepare(dm, nw, &sec, err, sizeof(err)) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL,
+             "reload refused, keeping the running config: %s", err);
+    sl_metric_add(dm->reload_errors, 1);
+    sl_config_free(nw);
+    return -1;
   }
   /* Everything that changed is reloadable. Per-stream settings (priority,
    * policy, TTL) live in the store: update them first, so a failure keeps
@@ -282,24 +293,27 @@ static void reload(sl_daemon_t *dm) {
                "reload refused: cannot update stream '%s': %s",
                nw->streams.v[i].name, sl_strerror(rc));
       sl_metric_add(dm->reload_errors, 1);
+      sl_sec_next_free(&sec);
       sl_config_free(nw);
-      return;
+      return -1;
     }
   }
   /* Swap. Only the loop thread reads dm->cfg after start (status uses
    * dm->node_id, HTTP copied its limits at start). */
   sl_config_free(dm->cfg);
   dm->cfg = nw;
+  sl_sec_commit(dm, &sec);
   apply_log(nw);
   sl_metric_add(dm->reloads, 1);
   sl_info(SL_LOG_CTX_CONFIG, NULL, "config reloaded (%zu keys changed)",
           diff.n_changed);
+  return 0;
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   sl_daemon_t *dm = h->data;
   if (signum == SIGHUP)
-    reload(dm);
+    sl_daemon__reload(dm);
   else
     begin_stop(dm, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -410,6 +424,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_http_stop(dm->http);
   sl_admin_stop(dm->adm);
   sl_native_free(dm->native);
+  sl_sec_free(dm);
   sl_mqtt_free(dm->mqtt);
   sl_pipes_free(dm->pipes);
   /* The uplink reads the store: stop it before the store closes. */
@@ -459,12 +474,27 @@ int sl_daemon_run(const char *config_path) {
   so.sync_interval_ms = (uint32_t)dm->cfg->store.sync_interval_ms;
   if (dm->cfg->store.queue_depth)
     so.queue_depth = (uint32_t)dm->cfg->store.queue_depth;
+  so.key_file = dm->cfg->store.encryption_key_file;
+  so.key_env = dm->cfg->store.encryption_key_env;
+  if (dm->cfg->store.accept_new)
+    so.flags |= SL_STORE_ACCEPT_NEW;
   if ((rc = sl_store_env_open(dm->cfg->node.data_dir, &so, &dm->st, err,
                               sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s",
-             dm->cfg->node.data_dir, err);
+    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s (%s)",
+             dm->cfg->node.data_dir, err, sl_errname(rc));
     daemon_free(dm);
-    return rc == SL_ELOCKED ? 3 : 1;
+    /* Distinct codes: a supervisor must not restart into the same wall. */
+    return rc == SL_ELOCKED ? 3 : rc == SL_ESTOREID ? 4 : rc == SL_EKEY ? 5 : 1;
+  }
+  {
+    sl_store_info_t si;
+    char enc[64] = "off";
+    sl_store_env_info(dm->st, &si);
+    if (si.seal_key_id)
+      snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
+    sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
+            dm->cfg->node.data_dir, si.node_id,
+            dm->cfg->store.accept_new ? " (accept_new)" : "", enc);
   }
   if ((rc = open_streams(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);
@@ -499,11 +529,19 @@ int sl_daemon_run(const char *config_path) {
   uv_check_init(&dm->loop, &dm->finish);
   dm->finish.data = dm;
 
-  if (dm->cfg->admin.address && *dm->cfg->admin.address &&
-      (rc = sl_admin_start(dm->cfg->admin.address, dm->mx, status_json, dm,
-                           &dm->adm, err, sizeof(err))) < 0) {
+  if ((rc = sl_sec_start(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
     goto fail_loop;
+  }
+  if (dm->cfg->admin.address && *dm->cfg->admin.address) {
+    sl_admin_sec_t asec = {dm->sec->admin, sl_sec_admin_allowed,
+                           sl_sec_reload_request};
+    if ((rc = sl_admin_start_secure(dm->cfg->admin.address, dm->mx, status_json,
+                                    dm, &asec, &dm->adm, err, sizeof(err))) <
+        0) {
+      sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+      goto fail_loop;
+    }
   }
   if (dm->adm) /* before any listener: commits report to it */
     sl_guard_set_admin(&dm->guard, dm->adm);

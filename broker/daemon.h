@@ -68,6 +68,7 @@ struct sl_daemon {
   sl_mqtt_t *mqtt;     /* MQTT ingest and fan-out, NULL when off */
   sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
   sl_guard_t guard;    /* node-wide ingest limits (broker/guard.h) */
+  struct sl_sec *sec;  /* TLS and credentials (broker/security.h) */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;
@@ -109,6 +110,11 @@ int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d);
  * or NULL name means the default stream (the first configured).
  * Returns 0 or SL_ENOTFOUND. */
 int sl_daemon__stream(sl_daemon_t *dm, const char *name, size_t *idx);
+
+/* Re-reads the config file and applies it (SIGHUP, POST /v1/reload); loop
+ * thread. Returns 0, or -1 when refused (logged, the running config
+ * stays). */
+int sl_daemon__reload(sl_daemon_t *dm);
 
 /* Counts events durably acknowledged on path for stream idx. */
 void sl_daemon__accepted(sl_daemon_t *dm, sl_path_t path, size_t idx,

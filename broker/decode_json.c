@@ -309,7 +309,8 @@ int sl_json_batch_add_client(sl_json_batch_t *jb, void *evp, char *why,
     return sl_json_batch_add(jb, evp);
   if ((rc = sl_ingest_event_check(jb->rules, evp, why, len)) < 0)
     return rc;
-  if (rc == 1 && (rc = sl_ingest_event_clamp(jb->rules, evp, &mark)) < 0)
+  if (rc > 0 &&
+      (rc = sl_ingest_event_fix(jb->rules, evp, (unsigned)rc, &mark)) < 0)
     return rc;
   rc = sl_json_batch_add(jb, evp);
   sl_ingest_mark_undo(&mark);

@@ -20,7 +20,11 @@ static int refuse(char *why, size_t len, const char *msg) {
   return SL_EPROTO;
 }
 
+#define IDENTITY_KEY "sluice.identity"
+
+/* Returns 0, SL_INGEST_FIX_IDENTITY, or SL_EPROTO. */
 static int check_attrs(const Sluice__V1__Event *ev, char *why, size_t len) {
+  int fix = 0;
   if (ev->n_attributes > SL_INGEST_MAX_ATTRS) {
     snprintf(why, len, "more than %d attributes", SL_INGEST_MAX_ATTRS);
     return SL_EPROTO;
@@ -29,44 +33,44 @@ static int check_attrs(const Sluice__V1__Event *ev, char *why, size_t len) {
     const Sluice__V1__Attribute *a = ev->attributes[i];
     if (!a || !a->key || !*a->key)
       return refuse(why, len, "an attribute has an empty key");
-    if (!strncmp(a->key, "sluice.", 7)) {
-      snprintf(why, len,
-               "attribute \"%.40s\": the \"sluice.\" keys are set by the node",
-               a->key);
-      return SL_EPROTO;
-    }
+    if (!strcmp(a->key, IDENTITY_KEY))
+      fix = SL_INGEST_FIX_IDENTITY;
   }
-  return 0;
+  return fix;
 }
 
-int sl_ingest_event_clamp(const sl_ingest_rules_t *r, Sluice__V1__Event *ev,
-                          sl_ingest_mark_t *mark) {
-  size_t n = ev->n_attributes;
+int sl_ingest_event_fix(const sl_ingest_rules_t *r, Sluice__V1__Event *ev,
+                        unsigned mask, sl_ingest_mark_t *mark) {
+  size_t n = ev->n_attributes, k = 0;
   Sluice__V1__Attribute **a = malloc((n + 1) * sizeof(*a));
   if (!a)
     return -ENOMEM;
-  if (n)
-    memcpy(a, ev->attributes, n * sizeof(*a));
-  sluice__v1__attribute__init(&mark->attr);
-  snprintf(mark->value, sizeof(mark->value), "%lld", (long long)ev->time_ns);
-  mark->attr.key = CLAMP_KEY;
-  mark->attr.value = mark->value;
-  a[n] = &mark->attr;
+  for (size_t i = 0; i < n; i++)
+    if (!(mask & SL_INGEST_FIX_IDENTITY) ||
+        strcmp(ev->attributes[i]->key, IDENTITY_KEY) != 0)
+      a[k++] = ev->attributes[i];
+  if (mask & SL_INGEST_FIX_CLAMP) {
+    sluice__v1__attribute__init(&mark->attr);
+    snprintf(mark->value, sizeof(mark->value), "%lld", (long long)ev->time_ns);
+    mark->attr.key = CLAMP_KEY;
+    mark->attr.value = mark->value;
+    a[k++] = &mark->attr;
+    ev->time_ns = r->now_ns;
+    if (r->clamped)
+      sl_metric_add(r->clamped, 1);
+  }
   mark->attrs = a;
   mark->saved = ev->attributes;
   mark->saved_n = n;
   mark->ev = ev;
   ev->attributes = a;
-  ev->n_attributes = n + 1;
-  ev->time_ns = r->now_ns;
-  if (r->clamped)
-    sl_metric_add(r->clamped, 1);
+  ev->n_attributes = k;
   return 0;
 }
 
 int sl_ingest_event_check(const sl_ingest_rules_t *r,
                           const Sluice__V1__Event *ev, char *why, size_t len) {
-  int rc;
+  int fix;
   size_t sl;
   sl = ev->source ? strlen(ev->source) : 0;
   if (sl == 0 || sl > SL_INGEST_MAX_SOURCE) {
@@ -105,8 +109,8 @@ int sl_ingest_event_check(const sl_ingest_rules_t *r,
   }
   if (ev->ingest_time_ns != 0)
     return refuse(why, len, "ingest_time_ns is set by the node, not a client");
-  if ((rc = check_attrs(ev, why, len)) < 0)
-    return rc;
+  if ((fix = check_attrs(ev, why, len)) < 0)
+    return fix;
   if (r->max_future_ns > 0 && ev->time_ns > r->now_ns &&
       ev->time_ns - r->now_ns > r->max_future_ns) {
     if (r->future_policy == SL_INGEST_FUTURE_REJECT) {
@@ -119,9 +123,9 @@ int sl_ingest_event_check(const sl_ingest_rules_t *r,
                (double)r->max_future_ns / 1e9);
       return SL_EPROTO;
     }
-    return 1;
+    fix |= SL_INGEST_FIX_CLAMP;
   }
-  return 0;
+  return fix;
 }
 
 void sl_ingest_mark_undo(sl_ingest_mark_t *mark) {

@@ -12,7 +12,7 @@
  *   - a reading carries no value and its quality is not bad (a null);
  *   - ingest_time_ns is set (the node sets it when it sends the event on);
  *   - it has over SL_INGEST_MAX_ATTRS attributes, or an attribute with an
- *     empty key or a key in the node's own "sluice." namespace;
+ *     empty key;
  *   - its time is more than limits.max_future ahead of the node clock and
  *     limits.future_policy is reject.
  * With future_policy clamp (the default) such an event is kept: its time
@@ -20,6 +20,11 @@
  * "sluice.time_clamped" holds the time it carried (nanoseconds, decimal).
  * So no event from the future reaches an aggregate's watermark
  * (docs/PROCESSING.md) and nothing is lost.
+ *
+ * The attribute "sluice.identity" is the node's word on who sent an event
+ * (broker/auth.h stamps it): a client's own is dropped, never stored, on
+ * every path (a relay or a replayed dump may carry one; refusing those
+ * would lose data for no gain).
  *
  * NaN and infinite readings are values, not errors: a PLC reports them for
  * a failed sensor, and aggregates count them apart (issue 25 keeps them end
@@ -52,6 +57,10 @@ typedef struct sl_ingest_rules {
   sl_metric_t *refused;  /* events refused for their time (may be NULL) */
 } sl_ingest_rules_t;
 
+/* What sl_ingest_event_fix() must do to an accepted event (bits). */
+#define SL_INGEST_FIX_CLAMP 0x1u    /* time beyond limits.max_future */
+#define SL_INGEST_FIX_IDENTITY 0x2u /* carries a sluice.identity to drop */
+
 /* Room for the one attribute a clamp adds. Caller-owned (a stack value is
  * fine); holds the event's attribute array while it is changed. */
 typedef struct sl_ingest_mark {
@@ -65,21 +74,23 @@ typedef struct sl_ingest_mark {
 
 /*
  * Checks ev (borrowed, not changed) against r. Returns 0 when ev is
- * accepted as it is, 1 when it is accepted once its time is clamped
- * (sl_ingest_event_clamp()), SL_EPROTO with the reason in why (refused,
- * counted in r->refused when for its time).
+ * accepted as it is, a positive mask of SL_INGEST_FIX_* when it is
+ * accepted once fixed (sl_ingest_event_fix()), SL_EPROTO with the reason
+ * in why (refused, counted in r->refused when for its time).
  */
 int sl_ingest_event_check(const sl_ingest_rules_t *r,
                           const Sluice__V1__Event *ev, char *why, size_t len);
 
 /*
- * Clamps ev's time to r->now_ns and adds the attribute sluice.time_clamped
- * with the time it carried; counts it in r->clamped. ev's attribute array
- * then points into mark: encode ev, then call sl_ingest_mark_undo() before
- * mark or ev's own memory goes away. Errors: -ENOMEM (ev unchanged).
+ * Applies the fixes in mask (SL_INGEST_FIX_*) to ev: CLAMP sets its time to
+ * r->now_ns and adds the attribute sluice.time_clamped with the time it
+ * carried (counted in r->clamped); IDENTITY drops its sluice.identity
+ * attributes. ev's attribute array then points into mark: encode ev, then
+ * call sl_ingest_mark_undo() before mark or ev's own memory goes away.
+ * Errors: -ENOMEM (ev unchanged).
  */
-int sl_ingest_event_clamp(const sl_ingest_rules_t *r, Sluice__V1__Event *ev,
-                          sl_ingest_mark_t *mark);
+int sl_ingest_event_fix(const sl_ingest_rules_t *r, Sluice__V1__Event *ev,
+                        unsigned mask, sl_ingest_mark_t *mark);
 
 /* Gives a clamped event its own attribute array back (its time stays
  * clamped) and frees what the mark held. A mark that changed nothing (or a

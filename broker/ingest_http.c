@@ -8,8 +8,9 @@
  *
  *   200  {"stream":..,"first_offset":..,"count":..}   committed
  *   400  bad JSON or a bad event (reason names the line)
- *   403  an Origin header not in listeners.http.allowed_origins (a web
- *        page posting cross-site)
+ *   401  no known credential (listeners.http.clients, broker/auth.h)
+ *   403  the client may not write this stream, or an Origin header not in
+ *        listeners.http.allowed_origins (a web page posting cross-site)
  *   404  unknown stream, or another path
  *   405  not POST
  *   413  body over limits.max_frame_bytes
@@ -39,6 +40,7 @@
 #include "broker/http_guard.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
+#include "broker/security.h"
 
 enum { R_READING, R_TOO_BIG, R_NO_BUDGET, R_SUBMITTED, R_DONE };
 
@@ -80,6 +82,7 @@ typedef struct hreq {
   size_t sidx;  /* stream index in dm->streams */
   uint32_t own; /* events stored in that stream (pipelines may drop) */
   int piped;    /* the group carries pipeline state */
+  char ident[SL_AUTH_IDENT_MAX]; /* the client's identity (broker/auth.h) */
 } hreq_t;
 
 static enum MHD_Result respond(struct MHD_Connection *conn, unsigned code,
@@ -277,12 +280,21 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
     return reject(h, r->conn, 404, SL_ENOTFOUND, err);
   }
   stream = dm->streams[r->sidx].id;
+  if (sl_auth_allowed(dm->sec->auth, SL_AUTH_HTTP, r->ident,
+                      dm->streams[r->sidx].name) < 0) {
+    snprintf(err, sizeof(err), "client '%s' may not write stream '%s'",
+             r->ident, dm->streams[r->sidx].name);
+    return reject(h, r->conn, 403, SL_EDENIED, err);
+  }
   sl_json_batch_init(&jb);
   sl_ingest_rules_t rules = h->rules;
   rules.now_ns = sl_now_wall_ns();
   jb.rules = &rules;
   rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
                            h->max_events, &jb, err, sizeof(err));
+  /* The identity on each event, a forged one removed. */
+  if (rc == 0 && (rc = sl_auth_stamp_batch(&jb.buf, r->ident, 0, NULL)) < 0)
+    snprintf(err, sizeof(err), "identity: %s", sl_strerror(rc));
   if (rc < 0) {
     sl_json_batch_close(&jb);
     return reject(h, r->conn, rc == SL_ETOOBIG ? 413 : 400, rc, err);
@@ -408,8 +420,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
     if (clen > h->max_body)
       return reject(h, conn, 413, SL_ETOOBIG, "body over the size limit");
+    char ident[SL_AUTH_IDENT_MAX];
+    if (sl_sec_http_login(h->dm, conn, ident, sizeof(ident)) < 0)
+      return reject(h, conn, 401, SL_EDENIED,
+                    "a credential is needed: Authorization: Bearer TOKEN or "
+                    "a client certificate");
     if (!(r = calloc(1, sizeof(*r))))
       return MHD_NO;
+    memcpy(r->ident, ident, sizeof(ident));
     r->h = h;
     r->conn = conn;
     *req_cls = r;
@@ -494,8 +512,10 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   char host[256], portstr[8];
   uint16_t port;
   sl_http_t *h;
+  struct MHD_OptionItem tls_opts[4];
   int rc;
 
+  sl_tls_mhd_options(dm->sec->http, tls_opts);
   if ((rc = sl_addr_split(cfg->listeners.http_address, host, sizeof(host),
                           &port, errstr, errlen)) < 0)
     return rc;
@@ -545,7 +565,7 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
   }
   h->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-          MHD_ALLOW_SUSPEND_RESUME |
+          MHD_ALLOW_SUSPEND_RESUME | sl_tls_mhd_flags(dm->sec->http) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
       0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
@@ -557,7 +577,8 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
       (unsigned)(cfg->limits.idle_timeout_ms
                      ? (cfg->limits.idle_timeout_ms + 999) / 1000
                      : 0),
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_ARRAY,
+      tls_opts, MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!h->mhd) {
     snprintf(errstr, errlen, "listeners.http.address: cannot listen on %s",

@@ -15,6 +15,12 @@
  * breaks the protocol gets one fatal Error frame with the reason and is
  * closed; nobody else notices.
  *
+ * With listeners.native.tls a TCP connection carries TLS (broker/tls.h):
+ * reads land in the session and come out as plaintext in the input buffer,
+ * the output buffer is encrypted on flush. Hello authenticates the client
+ * (broker/auth.h); each Publish is checked against its streams and stamped
+ * with its identity.
+ *
  * Before its Hello is accepted a connection may send frames of at most
  * PREAUTH_FRAME_BYTES and is read in small chunks, so an unauthenticated
  * peer holds a few KiB, not limits.max_frame_bytes. It must complete its
@@ -36,6 +42,7 @@
 #include "broker/listen_unix.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
+#include "broker/security.h"
 #include "schemas/frame.h"
 
 /* Why a connection is not reading (bitmask). */
@@ -108,6 +115,9 @@ struct conn {
   uint64_t accepted_ns;      /* for the Hello deadline */
   uint64_t partial_since_ns; /* a frame started arriving, 0 = none */
   uint64_t last_active_ns;
+  sl_tls_conn_t *tls;            /* TLS session, NULL = plain (broker/tls.h) */
+  sl_frame_buf_t tout;           /* TLS records not yet handed to uv_write */
+  char ident[SL_AUTH_IDENT_MAX]; /* identity from Hello (broker/auth.h) */
 };
 
 typedef struct pending {
@@ -137,18 +147,28 @@ static void conn_free(conn_t *c);
 static void on_write(uv_write_t *req, int status);
 
 static void conn_flush(conn_t *c) {
+  sl_frame_buf_t *ob = c->tls ? &c->tout : &c->out;
   wreq_t *w;
   uv_buf_t b;
-  if (c->writing || c->closed || c->out.len == 0)
+  if (c->writing || c->closed)
+    return;
+  if (c->tls) { /* TLS: c->out becomes records in c->tout */
+    if (sl_tls_conn_encrypt(c->tls, &c->out, &c->tout) < 0 ||
+        (c->closing && !sl_tls_conn_ready(c->tls))) {
+      conn_close(c); /* nothing can be said before the handshake */
+      return;
+    }
+  }
+  if (ob->len == 0)
     return;
   if (!(w = malloc(sizeof(*w)))) {
     conn_close(c);
     return;
   }
   /* Hand the whole output buffer to libuv and start a fresh one: no copy. */
-  w->data = c->out.data;
-  b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-  sl_frame_buf_init(&c->out);
+  w->data = ob->data;
+  b = uv_buf_init((char *)ob->data, (unsigned)ob->len);
+  sl_frame_buf_init(ob);
   c->writing = 1;
   if (uv_write(&w->req, &c->u.s, &b, 1, on_write) < 0) {
     c->writing = 0;
@@ -225,6 +245,13 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   conn_t *c = h->data;
   size_t chunk = c->hello_done ? READ_CHUNK : PREAUTH_FRAME_BYTES;
   (void)hint;
+  if (c->tls) { /* ciphertext goes to the TLS session's buffer */
+    char *p;
+    size_t n;
+    sl_tls_conn_rbuf(c->tls, &p, &n);
+    *buf = uv_buf_init(p, (unsigned)n);
+    return;
+  }
   if (c->in.cap - c->in.len < chunk) {
     /* The capacity sl_frame_buf_reserve() will pick (it doubles). */
     size_t cap = c->in.cap ? c->in.cap : 256;
@@ -275,7 +302,29 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  c->in.len += (size_t)n;
+  if (c->tls) {
+    char why[256];
+    int rc = sl_tls_conn_decrypt(c->tls, (size_t)n, &c->in, why, sizeof(why));
+    if (rc < 0) {
+      if (rc != SL_ECLOSED) {
+        sl_daemon__rejected(c->nt->dm, SL_PATH_NATIVE, SL_EDENIED);
+        sl_warn(SL_LOG_CTX_INGEST, c->peer, "closing: %s", why);
+      }
+      c->closing = 1;
+      conn_close(c);
+      return;
+    }
+    conn_flush(c); /* handshake messages */
+    /* The session grew c->in by itself: charge it now (the growth is at
+     * most one TLS read) and refuse like on_alloc() when it went over. */
+    if (charge_in(c, c->in.cap) < 0) {
+      c->over_budget = 1;
+      on_read(s, UV_ENOBUFS, buf);
+      return;
+    }
+  } else {
+    c->in.len += (size_t)n;
+  }
   conn_process(c);
 }
 
@@ -368,7 +417,8 @@ static int check_events(sl_daemon_t *dm, const Sluice__V1__Publish *pub,
       snprintf(reason, len, "events[%zu]: %s", i, why);
       return rc;
     }
-    *nclamp += (size_t)rc;
+    /* A client's sluice.identity is dropped by sl_auth_stamp_batch(). */
+    *nclamp += (rc & SL_INGEST_FIX_CLAMP) != 0;
   }
   return 0;
 }
@@ -388,8 +438,9 @@ static int events_encode_clamped(const Sluice__V1__Publish *pub,
     sl_ingest_mark_t mark = {0};
     Sluice__V1__Event *ev = pub->events[i];
     size_t at = out->len;
-    if (sl_ingest_event_check(rules, ev, why, sizeof(why)) == 1 &&
-        (rc = sl_ingest_event_clamp(rules, ev, &mark)) < 0)
+    if ((sl_ingest_event_check(rules, ev, why, sizeof(why)) &
+         SL_INGEST_FIX_CLAMP) &&
+        (rc = sl_ingest_event_fix(rules, ev, SL_INGEST_FIX_CLAMP, &mark)) < 0)
       break;
     /* Appended as Publish.events (field 3), retagged EventBatch.events. */
     if ((rc = sl_frame_event_append(out, ev)) == 0)
@@ -448,6 +499,7 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   sl_pipes_out_t po = {0};
   sl_ingest_rules_t rules;
   size_t nclamp;
+  Sluice__V1__EventBatch *stamped = NULL; /* decoded, when stamping changed */
   int rc, piped = 0;
 
   if (pub->n_events > dm->cfg->limits.max_batch_events) {
@@ -464,6 +516,13 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     return 1;
   }
   stream = dm->streams[sidx].id;
+  if (sl_auth_allowed(dm->sec->auth, SL_AUTH_NATIVE, c->ident,
+                      dm->streams[sidx].name) < 0) {
+    snprintf(reason, sizeof(reason), "client '%s' may not write stream '%s'",
+             c->ident, dm->streams[sidx].name);
+    send_error(c, pub->batch_id, SL_EDENIED, reason, 0);
+    return 1;
+  }
   if ((rc = check_events(dm, pub, &rules, &nclamp, reason, sizeof(reason))) <
       0) {
     send_error(c, pub->batch_id, rc, reason, 0);
@@ -481,6 +540,9 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     tmin = t < tmin ? t : tmin;
     tmax = t > tmax ? t : tmax;
   }
+  if ((rc = sl_auth_stamp_batch(&nt->scratch, c->ident,
+                                sl_pipes_wants(dm->pipes, sidx), &stamped)) < 0)
+    goto fail;
   if ((rc = sl_store_group_new(dm->st, &g)) < 0)
     goto fail;
   if (sl_pipes_wants(dm->pipes, sidx)) {
@@ -488,7 +550,9 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
      * the same group; they stay locked until the submit is decided. */
     piped = 1;
     if ((rc = sl_pipes_apply(
-             dm->pipes, sidx, (const Sluice__V1__Event *const *)pub->events,
+             dm->pipes, sidx,
+             (const Sluice__V1__Event *const *)(stamped ? stamped->events
+                                                        : pub->events),
              pub->n_events, nt->scratch.data, nt->scratch.len, g, &po)) < 0)
       goto fail;
   } else {
@@ -523,8 +587,12 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
   if (rc < 0)
     goto fail;
   c->inflight++;
+  if (stamped)
+    sluice__v1__event_batch__free_unpacked(stamped, NULL);
   return 1;
 fail:
+  if (stamped)
+    sluice__v1__event_batch__free_unpacked(stamped, NULL);
   if (piped)
     sl_pipes_finish(dm->pipes, 0);
   free(pd);
@@ -560,14 +628,15 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   }
   switch (fr->kind_case) {
   case SLUICE__V1__FRAME__KIND_HELLO: {
-    const char *want = dm->cfg->listeners.native_token;
     if (c->hello_done) {
       send_error(c, 0, SL_EPROTO, "second hello", 1);
       return 1;
     }
-    if (want && *want &&
-        (!fr->hello->token || strcmp(fr->hello->token, want) != 0)) {
-      send_error(c, 0, SL_EPROTO, "bad token", 1);
+    if (sl_auth_login(dm->sec->auth, SL_AUTH_NATIVE, fr->hello->token,
+                      c->tls ? sl_tls_conn_peer_cn(c->tls) : NULL, c->ident,
+                      sizeof(c->ident)) < 0) {
+      send_error(c, 0, SL_EDENIED,
+                 "bad or missing credential (token or client certificate)", 1);
       return 1;
     }
     {
@@ -652,6 +721,8 @@ static void conn_process(conn_t *c) {
 
 static void conn_free(conn_t *c) {
   charge_in(c, 0);
+  sl_tls_conn_free(c->tls);
+  sl_frame_buf_close(&c->tout);
   sl_frame_buf_close(&c->in);
   sl_frame_buf_close(&c->out);
   free(c);
@@ -742,6 +813,11 @@ static void on_connection(uv_stream_t *server, int status) {
   nt->conns = c;
   nt->nconns++;
   sl_metric_set(nt->dm->connections, nt->nconns);
+  if (!l->is_unix && nt->dm->sec->native &&
+      sl_tls_conn_new(nt->dm->sec->native, &c->tls) < 0) {
+    conn_close(c);
+    return;
+  }
   /* limits.max_connections counts every listener (HTTP too). */
   if (sl_guard_conn_take(&nt->dm->guard, SL_GUARD_NATIVE) < 0) {
     send_error(c, 0, SL_EBACKPRESSURE,

@@ -19,7 +19,7 @@ static int usage(FILE *out) {
   fprintf(out, "usage: sluice <command> [options]\n"
                "\n"
                "commands:\n"
-               "  run -c FILE        run the daemon\n"
+               "  run -c FILE [--accept-new-store]  run the daemon\n"
                "  store stats|inspect|verify|dump -d DIR  store tools\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"

@@ -185,6 +185,8 @@ void client__destroy(sl_client_t *cl) {
   free(cl->addr.path);
   free(cl->client_id);
   free(cl->token);
+  free(cl->tls_name);
+  client__tls_ctx_free(cl->tls_ctx);
   free(cl);
 }
 
@@ -221,6 +223,19 @@ int sl_client_new(const sl_client_opts_t *opts, sl_client_t **out) {
   cl->opts.address = NULL; /* the copies above are the only strings kept */
   cl->opts.client_id = cl->client_id;
   cl->opts.token = cl->token;
+  if (opts->tls_ca_file && *opts->tls_ca_file && !cl->addr.is_unix) {
+    if ((rc = client__tls_ctx_new(opts, &cl->tls_ctx)) != 0)
+      goto fail;
+    cl->tls_name = strdup(opts->tls_server_name && *opts->tls_server_name
+                              ? opts->tls_server_name
+                              : cl->addr.host);
+    if (!cl->tls_name) {
+      rc = -ENOMEM;
+      goto fail;
+    }
+  }
+  cl->opts.tls_ca_file = cl->opts.tls_cert_file = NULL;
+  cl->opts.tls_key_file = cl->opts.tls_server_name = NULL;
   if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
     rc = -errno;
     goto fail;

@@ -54,6 +54,8 @@ struct sl_client {
   sl_client_opts_t opts; /* copy; strings below are owned */
   char *client_id;
   char *token;
+  void *tls_ctx;  /* SSL_CTX for TLS to the daemon, NULL = plain */
+  char *tls_name; /* owned: name the daemon's certificate must carry */
   client_addr_t addr;
   pthread_t thread;
   int wake_rd; /* self-pipe: publish/flush/free wake the I/O thread */
@@ -84,6 +86,20 @@ void client__list_push(batch_list_t *l, batch_t *b);
 batch_t *client__list_pop(batch_list_t *l);
 void client__wake(sl_client_t *cl);
 void client__destroy(sl_client_t *cl);
+
+/* client_tls.c: OpenSSL for TLS to the daemon. The session calls keep
+ * recv(2)/send(2)'s conventions so the I/O loop treats both alike. */
+int client__tls_ctx_new(const sl_client_opts_t *o, void **ctx);
+void client__tls_ctx_free(void *ctx);
+/* A client session on connected socket fd, verifying name. Returns 0 and
+ * *ssl, or -ENOMEM. */
+int client__tls_new(void *ctx, int fd, const char *name, void **ssl);
+void client__tls_free(void *ssl);
+/* >0 bytes, 0 on close_notify, -1 with errno: EAGAIN (TLS waits; *wait_read
+ * set when it waits for input) or EPROTO (reason: client__tls_reason()). */
+ssize_t client__tls_recv(void *ssl, void *buf, size_t n);
+ssize_t client__tls_send(void *ssl, const void *buf, size_t n, bool *wait_read);
+const char *client__tls_reason(void);
 
 /* client_io.c */
 void *client__io_main(void *arg);

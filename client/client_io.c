@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ typedef struct io {
   size_t send_off;         /* bytes of sending's frame already written */
   sl_frame_arena_t *arena; /* decodes the daemon's frames */
   uint64_t rng;            /* xorshift state for backoff jitter */
+  void *ssl;               /* TLS session (client_tls.c), NULL = plain */
+  bool tls_wait_read;      /* a TLS write waits for input: no POLLOUT */
 } io_t;
 
 static __thread sl_client_t *io_self; /* the client whose thread this is */
@@ -103,6 +106,9 @@ static void disconnect(io_t *io, int err, const char *reason) {
   uint64_t base, delay;
   unsigned shift = io->attempt < 20 ? io->attempt : 20;
 
+  client__tls_free(io->ssl);
+  io->ssl = NULL;
+  io->tls_wait_read = false;
   if (io->fd >= 0)
     close(io->fd);
   io->fd = -1;
@@ -135,6 +141,12 @@ static void on_connected(io_t *io) {
   sl_client_t *cl = io->cl;
 
   io->ctl.len = 0;
+  /* With TLS the Hello's first write drives the handshake. */
+  if (cl->tls_ctx &&
+      client__tls_new(cl->tls_ctx, io->fd, cl->tls_name, &io->ssl) != 0) {
+    disconnect(io, -ENOMEM, "TLS session");
+    return;
+  }
   if (sl_frame_encode_hello(&io->ctl, SL_PROTOCOL_VERSION, cl->client_id,
                             cl->token) != 0) {
     disconnect(io, -ENOMEM, "cannot encode hello");
@@ -302,8 +314,11 @@ static void do_read(io_t *io) {
       disconnect(io, -ENOMEM, "read buffer");
       return;
     }
-    n = recv(io->fd, io->rbuf.data + io->rbuf.len,
-             SL_MIN(io->rbuf.cap - io->rbuf.len, limit), 0);
+    io->tls_wait_read = false; /* input came: a blocked write may go on */
+    n = io->ssl ? client__tls_recv(io->ssl, io->rbuf.data + io->rbuf.len,
+                                   SL_MIN(io->rbuf.cap - io->rbuf.len, limit))
+                : recv(io->fd, io->rbuf.data + io->rbuf.len,
+                       SL_MIN(io->rbuf.cap - io->rbuf.len, limit), 0);
     if (n == 0) {
       disconnect(io, SL_ECLOSED, "connection closed by peer");
       return;
@@ -312,7 +327,9 @@ static void do_read(io_t *io) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
-        disconnect(io, -errno, "read failed");
+        disconnect(io, io->ssl && errno == EPROTO ? SL_EPROTO : -errno,
+                   io->ssl && errno == EPROTO ? client__tls_reason()
+                                              : "read failed");
       return;
     }
     io->rbuf.len += (size_t)n;
@@ -391,12 +408,15 @@ static void do_write(io_t *io) {
     } else {
       return;
     }
-    n = send(io->fd, p, len, MSG_NOSIGNAL);
+    n = io->ssl ? client__tls_send(io->ssl, p, len, &io->tls_wait_read)
+                : send(io->fd, p, len, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
-        disconnect(io, -errno, "write failed");
+        disconnect(io, io->ssl && errno == EPROTO ? SL_EPROTO : -errno,
+                   io->ssl && errno == EPROTO ? client__tls_reason()
+                                              : "write failed");
       return;
     }
     if (io->sending) {
@@ -413,6 +433,8 @@ static bool want_write(io_t *io) {
   sl_client_t *cl = io->cl;
   bool more;
 
+  if (io->tls_wait_read)
+    return false; /* TLS needs the daemon's answer first (handshake) */
   if (io->sending || io->ctl.len)
     return true;
   if (io->state != ST_READY)
@@ -460,6 +482,15 @@ void *client__io_main(void *arg) {
   if (io.rng == 0)
     io.rng = 0x9e3779b97f4a7c15ull;
   io_self = cl;
+  if (cl->tls_ctx) {
+    /* OpenSSL writes with send(2) without MSG_NOSIGNAL: a daemon gone must
+     * not kill the host process. Blocked here, SIGPIPE stays pending on this
+     * thread and the write fails with EPIPE. */
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, NULL);
+  }
   sl_frame_buf_init(&io.rbuf);
   sl_frame_buf_init(&io.ctl);
   /* Daemon frames are small; 4x covers protobuf-c's decoded overhead. */
@@ -536,6 +567,7 @@ void *client__io_main(void *arg) {
     if (io.fd >= 0 && (pfd[1].revents & POLLOUT))
       do_write(&io);
   }
+  client__tls_free(io.ssl);
   if (io.fd >= 0)
     close(io.fd);
   fail_all(&io);

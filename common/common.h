@@ -31,7 +31,10 @@
   X(EMQTT, "MQTT client error")                                                \
   X(EFENCED, "fenced by a newer instance with the same identity")              \
   X(EEVICTED, "data was evicted by the retention policy")                      \
-  X(ERANGE, "value out of range")
+  X(ERANGE, "value out of range")                                              \
+  X(EDENIED, "not authorised: missing, unknown or insufficient credential")    \
+  X(ESTOREID, "store identity mismatch: data file empty, replaced or foreign") \
+  X(EKEY, "encryption key missing, wrong or unsafe")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,

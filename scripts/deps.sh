@@ -10,10 +10,10 @@ PACKAGES=(
   # libraries (pkg-config names in CMakeLists.txt)
   librdkafka-dev libmosquitto-dev liblmdb-dev libzstd-dev libprotobuf-c-dev
   protobuf-c-compiler libssl-dev libuv1-dev libyaml-dev libxxhash-dev
-  libmicrohttpd-dev libjansson-dev libmodbus-dev libcmocka-dev
+  libmicrohttpd-dev libgnutls28-dev libjansson-dev libmodbus-dev libcmocka-dev
   # real brokers and tools for tests, demo and load tests
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
-  lmdb-utils strace iproute2 procps curl gnuplot-nox prometheus
+  lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
 )
 
 missing=()

@@ -25,8 +25,13 @@ static uint16_t get_be16(const uint8_t *p) {
   return (uint16_t)((p[0] << 8) | p[1]);
 }
 
-/* Version 1 header. Every field is checked: this is disk input. */
+/* Version 1 and 2 headers (2 adds flags: SEALED puts a seal block after
+ * the header and a tag after the payload). Every field is checked: this is
+ * disk input. */
 static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
+  size_t extra = 0;
+
+  h->hdr = p;
   h->codec = p[STORE_H_CODEC];
   h->flags = get_be16(p + STORE_H_FLAGS);
   h->count = sl_get_be32(p + STORE_H_COUNT);
@@ -38,9 +43,23 @@ static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
   h->raw_len = sl_get_be32(p + STORE_H_RAWLEN);
   h->pay_len = sl_get_be32(p + STORE_H_PAYLEN);
   h->payload = p + STORE_HDR_LEN;
+  h->sealed = false;
+  h->key_id = 0;
+  h->nonce = h->tag = NULL;
+  /* Unknown flags are ignored (docs/STORAGE.md); SEALED exists from v2. */
+  if (h->version >= STORE_BATCH_V2 && (h->flags & STORE_FLAG_SEALED)) {
+    extra = STORE_SEAL_LEN + STORE_TAG_LEN;
+    if (len < STORE_HDR_LEN + extra + STORE_SUM_LEN)
+      return SL_ECORRUPT;
+    h->sealed = true;
+    h->key_id = sl_get_be32(p + STORE_HDR_LEN);
+    h->nonce = p + STORE_HDR_LEN + 4;
+    h->payload = p + STORE_HDR_LEN + STORE_SEAL_LEN;
+    h->tag = h->payload + h->pay_len;
+  }
   if (h->codec > STORE_CODEC_ZSTD || h->count == 0 ||
       h->min_time_ns > h->max_time_ns ||
-      (uint64_t)h->pay_len + STORE_HDR_LEN + STORE_SUM_LEN != len ||
+      (uint64_t)h->pay_len + STORE_HDR_LEN + extra + STORE_SUM_LEN != len ||
       h->raw_len > SL_STORE_BATCH_MAX ||
       (h->codec == STORE_CODEC_NONE && h->raw_len != h->pay_len) ||
       (h->codec == STORE_CODEC_NONE && h->dict_id != 0))
@@ -55,9 +74,10 @@ int store__hdr_peek(const void *val, size_t len, store_hdr_t *h) {
       sl_get_be32(p + STORE_H_MAGIC) != STORE_BATCH_MAGIC)
     return SL_ECORRUPT;
   h->version = p[STORE_H_VERSION];
-  /* One reader per past version; only version 1 exists so far. */
+  /* One reader per past version: 2 is 1 plus the flags. */
   switch (h->version) {
   case STORE_BATCH_V1:
+  case STORE_BATCH_V2:
     return hdr_v1(p, len, h);
   default:
     return h->version == 0 ? SL_ECORRUPT : SL_EVERSION;
@@ -82,10 +102,13 @@ void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns) {
               XXH3_64bits(b->buf, b->len - STORE_SUM_LEN));
 }
 
-int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, const store_hdr_t *h,
-                         uint8_t **buf, size_t *cap) {
+int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, uint32_t stream,
+                         const store_hdr_t *h, uint8_t **buf, size_t *cap) {
   const ZSTD_DDict *dd = NULL;
+  store_hdr_t plain;
+  uint8_t *clear = NULL;
   size_t n;
+  int rc;
 
   if (*cap < h->raw_len || !*buf) {
     size_t ncap = SL_MAX((size_t)h->raw_len, (size_t)4096);
@@ -95,17 +118,35 @@ int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, const store_hdr_t *h,
     *buf = nb;
     *cap = ncap;
   }
+  if (h->sealed && h->codec == STORE_CODEC_NONE)
+    return store__unseal(st, stream, h, *buf);
+  if (h->sealed) {
+    /* Decrypt the compressed bytes aside, then inflate as a plain batch. */
+    if (!(clear = malloc(SL_MAX(h->pay_len, 1u))))
+      return -ENOMEM;
+    if ((rc = store__unseal(st, stream, h, clear))) {
+      free(clear);
+      return rc;
+    }
+    plain = *h;
+    plain.payload = clear;
+    h = &plain;
+  }
   if (h->codec == STORE_CODEC_NONE) {
     memcpy(*buf, h->payload, h->raw_len);
     return 0;
   }
+  rc = 0;
   if (h->dict_id && !(dd = store__dict_ddict(st, h->dict_id)))
-    return SL_ECORRUPT; /* names a dictionary this store does not have */
-  n = ZSTD_decompress_usingDDict(dctx, *buf, h->raw_len, h->payload, h->pay_len,
-                                 dd);
-  if (ZSTD_isError(n) || n != h->raw_len)
-    return SL_ECORRUPT;
-  return 0;
+    rc = SL_ECORRUPT; /* names a dictionary this store does not have */
+  if (rc == 0) {
+    n = ZSTD_decompress_usingDDict(dctx, *buf, h->raw_len, h->payload,
+                                   h->pay_len, dd);
+    if (ZSTD_isError(n) || n != h->raw_len)
+      rc = SL_ECORRUPT;
+  }
+  free(clear);
+  return rc;
 }
 
 ZSTD_CCtx *store__cctx_get(sl_store_t *st) {
@@ -211,12 +252,15 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
   sl_store_batch_t *b = NULL;
   ZSTD_CCtx *cctx = NULL;
   store_stream_t s;
-  size_t bound, clen;
-  uint8_t *p;
+  size_t bound, clen, pre, post;
+  uint8_t *p, *pay;
   int rc;
 
   if ((rc = store__check(st)))
     return rc;
+  /* Sealed: a seal block before the payload and a tag after it. */
+  pre = st->seal ? STORE_SEAL_LEN : 0;
+  post = st->seal ? STORE_TAG_LEN : 0;
   if (len > SL_STORE_BATCH_MAX)
     return SL_ETOOBIG;
   if (count == 0 || min_time_ns > max_time_ns || (!payload && len))
@@ -227,7 +271,7 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     s.dict_id = 0; /* unreadable dictionary: fall back to none */
   bound = ZSTD_compressBound(len);
   if (!(b = calloc(1, sizeof(*b))) ||
-      !(b->buf = malloc(STORE_HDR_LEN + bound + STORE_SUM_LEN))) {
+      !(b->buf = malloc(STORE_HDR_LEN + pre + bound + post + STORE_SUM_LEN))) {
     rc = -ENOMEM;
     goto fail;
   }
@@ -236,18 +280,18 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     goto fail;
   }
   p = b->buf;
+  pay = p + STORE_HDR_LEN + pre;
   if (cd)
-    clen = ZSTD_compress_usingCDict(cctx, p + STORE_HDR_LEN, bound, payload,
-                                    len, cd);
+    clen = ZSTD_compress_usingCDict(cctx, pay, bound, payload, len, cd);
   else
-    clen = ZSTD_compress2(cctx, p + STORE_HDR_LEN, bound, payload, len);
+    clen = ZSTD_compress2(cctx, pay, bound, payload, len);
   store__cctx_put(st, cctx);
   if (ZSTD_isError(clen)) {
     rc = SL_ESTORE;
     goto fail;
   }
   if (clen >= len) { /* incompressible: store it as is */
-    memcpy(p + STORE_HDR_LEN, payload, len);
+    memcpy(pay, payload, len);
     clen = len;
     p[STORE_H_CODEC] = STORE_CODEC_NONE;
     s.dict_id = 0;
@@ -255,8 +299,10 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     p[STORE_H_CODEC] = STORE_CODEC_ZSTD;
   }
   sl_put_be32(p + STORE_H_MAGIC, STORE_BATCH_MAGIC);
-  p[STORE_H_VERSION] = STORE_BATCH_V1;
-  put_be16(p + STORE_H_FLAGS, 0);
+  /* One writer: plain batches keep version 1 (readable by older builds),
+   * sealed ones are version 2 with the SEALED flag. */
+  p[STORE_H_VERSION] = st->seal ? STORE_BATCH_V2 : STORE_BATCH_V1;
+  put_be16(p + STORE_H_FLAGS, st->seal ? STORE_FLAG_SEALED : 0);
   sl_put_be32(p + STORE_H_COUNT, count);
   sl_put_be32(p + STORE_H_DICT, s.dict_id);
   sl_put_be64(p + STORE_H_FIRST, 0);
@@ -265,7 +311,9 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
   sl_put_be64(p + STORE_H_APPEND, 0);
   sl_put_be32(p + STORE_H_RAWLEN, (uint32_t)len);
   sl_put_be32(p + STORE_H_PAYLEN, (uint32_t)clen);
-  b->len = STORE_HDR_LEN + clen + STORE_SUM_LEN;
+  if (st->seal && (rc = store__seal(st, stream, p, pay, clen)))
+    goto fail;
+  b->len = STORE_HDR_LEN + pre + clen + post + STORE_SUM_LEN;
   if ((p = realloc(b->buf, b->len)))
     b->buf = p;
   b->st = st;

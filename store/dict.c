@@ -34,6 +34,10 @@ int sl_store_dict_train(sl_store_t *st, uint32_t stream, size_t dict_size,
     return -EROFS;
   if (dict_size < 1024 || dict_size > (1u << 20))
     return SL_ECONFIG;
+  /* A dictionary is made of event samples and is stored in clear: never
+   * train one while batches are sealed. */
+  if (st->seal)
+    return SL_ECONFIG;
   if ((rc = sl_store_stream_stats(st, stream, &ss)))
     return rc;
   maxs = DICT_TRAIN_BYTES / DICT_SAMPLE_LEN + 1;

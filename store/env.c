@@ -179,7 +179,7 @@ static int take_lock(sl_store_t *st, const char *dir, char *errstr,
   ssize_t n;
 
   snprintf(path, sizeof(path), "%s/sluice.lock", dir);
-  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     rc = -errno;
     seterr(errstr, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -307,7 +307,9 @@ static int open_dbs(sl_store_t *st, char *errstr, size_t errlen) {
       goto fail_mdb;
     }
   }
-  if ((rc = init_meta(st, txn, fresh, errstr, errlen)))
+  if ((rc = init_meta(st, txn, fresh, errstr, errlen)) ||
+      (rc = store__ident_check(st, txn, fresh, errstr, errlen)) ||
+      (rc = store__keys_check(st, txn, errstr, errlen)))
     goto fail;
   /* Commit even a read-only txn: an abort would close the new handles. */
   rc = mdb_txn_commit(txn);
@@ -402,6 +404,9 @@ fail:
 static void store_free(sl_store_t *st) {
   if (st->env)
     mdb_env_close(st->env);
+  store__keys_free(st);
+  free(st->side_hwm);
+  free(st->dir);
   if (st->lock_fd >= 0)
     close(st->lock_fd);
   for (int i = 0; i < st->ncctx; i++)
@@ -438,6 +443,10 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
   st->opts = *opts;
   st->rdonly = (opts->flags & SL_STORE_RDONLY) != 0;
   st->lock_fd = -1;
+  if (!(st->dir = strdup(dir))) {
+    free(st);
+    return -ENOMEM;
+  }
   pthread_rwlockattr_init(&rwa);
   /* The writer must not starve behind a stream of short readers. */
   pthread_rwlockattr_setkind_np(&rwa,
@@ -458,14 +467,17 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
     goto fail;
   }
   if (!st->rdonly) {
-    if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
       rc = -errno;
       seterr(errstr, errlen, "cannot create %s: %s", dir, strerror(errno));
       goto fail;
     }
-    if ((rc = take_lock(st, dir, errstr, errlen)))
+    if ((rc = take_lock(st, dir, errstr, errlen)) ||
+        (rc = store__ident_pre(st, errstr, errlen)))
       goto fail;
   }
+  if ((rc = store__keys_load(st, errstr, errlen)))
+    goto fail;
 
   if ((rc = mdb_env_create(&st->env)))
     goto fail_mdb;
@@ -485,7 +497,7 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
     flags |= MDB_RDONLY;
   if (opts->sync == SL_STORE_SYNC_INTERVAL)
     flags |= MDB_NOSYNC;
-  if ((rc = mdb_env_open(st->env, dir, flags, 0640))) {
+  if ((rc = mdb_env_open(st->env, dir, flags, 0600))) {
     if (rc == MDB_INVALID)
       seterr(errstr, errlen, "%s/data.mdb is not an LMDB file", dir);
     else if (rc == MDB_VERSION_MISMATCH)
@@ -499,12 +511,21 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
     if (mdb_reader_check(st->env, &dead) == 0 && dead > 0)
       atomic_fetch_add(&st->readers_cleared, (uint64_t)dead);
   }
+  snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+  if (!st->rdonly && (fchmod(st->data_fd, 0600) < 0 || chmod(path, 0600) < 0)) {
+    rc = -errno;
+    seterr(errstr, errlen, "cannot set mode 0600 on data.mdb or lock.mdb: %s",
+           strerror(errno));
+    goto fail;
+  }
   if ((rc = open_dbs(st, errstr, errlen)))
     goto fail;
   if ((rc = load_state(st))) {
     seterr(errstr, errlen, "cannot load streams: %s", sl_strerror(rc));
     goto fail;
   }
+  if ((rc = store__ident_post(st, errstr, errlen)))
+    goto fail;
   /* Live data stays below the budget minus room for LMDB's free list and
    * copy-on-write pages; the map (never above the budget) is the hard cap
    * on the file. */
@@ -561,6 +582,8 @@ int sl_store_env_info(sl_store_t *st, sl_store_info_t *info) {
   info->page_size = st->psize;
   info->format_version = st->format_version;
   memcpy(info->node_id, st->node_id, sizeof(info->node_id));
+  info->created_ns = st->created_ns;
+  info->seal_key_id = st->seal ? st->seal->id : 0;
   info->commits = atomic_load(&st->commits);
   info->commit_errors = atomic_load(&st->commit_errors);
   info->corrupt_seen = atomic_load(&st->corrupt_seen);

@@ -22,7 +22,8 @@ void store__quarantine_request(sl_store_t *st, uint32_t stream,
 }
 
 /* Is the value at first still unreadable? Mirrors the cursor's checks. */
-static bool still_corrupt(sl_store_t *st, const MDB_val *v, uint64_t first) {
+static bool still_corrupt(sl_store_t *st, const MDB_val *v, uint32_t stream,
+                          uint64_t first) {
   store_hdr_t h;
   ZSTD_DCtx *dctx;
   uint8_t *buf = NULL;
@@ -33,7 +34,7 @@ static bool still_corrupt(sl_store_t *st, const MDB_val *v, uint64_t first) {
     return true;
   if (!(dctx = ZSTD_createDCtx()))
     return false; /* cannot tell now: leave it for a later reader */
-  rc = store__batch_inflate(st, dctx, &h, &buf, &cap);
+  rc = store__batch_inflate(st, dctx, stream, &h, &buf, &cap);
   ZSTD_freeDCtx(dctx);
   free(buf);
   return rc == SL_ECORRUPT;
@@ -60,7 +61,7 @@ int store__quarantine_apply(sl_store_t *st, MDB_txn *txn, uint32_t stream,
     return 0; /* already moved or evicted */
   if (rc)
     return rc;
-  if (!still_corrupt(st, &v, first))
+  if (!still_corrupt(st, &v, stream, first))
     return 0;
   len = v.mv_size;
   end = store__batch_end(st, txn, stream, first, s->next_offset);

@@ -51,6 +51,10 @@ typedef struct sl_store_cursor sl_store_cursor_t;
 
 /* sl_store_opts_t.flags */
 #define SL_STORE_RDONLY 0x1u /* read-only: no writer, no lock file */
+/* Accept a store whose identity does not match DIR/store.id (an emptied,
+ * replaced or foreign data.mdb): open it as it is (an empty file becomes a
+ * new store) and rewrite store.id. Never set this by default. */
+#define SL_STORE_ACCEPT_NEW 0x2u
 
 /* sl_store_group_submit() flags */
 #define SL_STORE_SUBMIT_BLOCK 0x1u /* wait for queue room, never fail full */
@@ -85,6 +89,13 @@ typedef struct sl_store_opts {
   int zstd_level;             /* compression level used by batch_new */
   int64_t clock_tolerance_ns; /* TTL clock guard, see docs/STORAGE.md */
   uint32_t maintenance_ms;    /* TTL sweep and reader check period */
+  /* Encryption at rest (docs/STORAGE.md): keys as "id:64-hex-digits"
+   * entries, from a file (mode 0600 or stricter, owned by this user) or an
+   * environment variable; at most one of the two. The highest id seals new
+   * batches, every listed id opens old ones. Both NULL or "": no sealing.
+   * Borrowed; read during sl_store_env_open() only. */
+  const char *key_file;
+  const char *key_env;
 } sl_store_opts_t;
 
 typedef struct sl_store_stream_conf {
@@ -109,16 +120,19 @@ typedef struct sl_store_stream_stats {
 } sl_store_stream_stats_t;
 
 typedef struct sl_store_info {
-  sl_store_sync_t sync;     /* durability mode */
-  uint64_t loss_window_ms;  /* committed but maybe not durable: 0 = none */
-  uint64_t budget_bytes;    /* configured budget */
-  uint64_t limit_bytes;     /* live-data limit enforced inside the budget */
-  uint64_t used_bytes;      /* live B-tree pages * page size */
-  uint64_t file_bytes;      /* size of data.mdb */
-  uint64_t map_size;        /* current LMDB map size */
-  uint32_t page_size;       /* LMDB page size */
-  uint32_t format_version;  /* store format version */
-  char node_id[33];         /* node identity, hex, made at creation */
+  sl_store_sync_t sync;    /* durability mode */
+  uint64_t loss_window_ms; /* committed but maybe not durable: 0 = none */
+  uint64_t budget_bytes;   /* configured budget */
+  uint64_t limit_bytes;    /* live-data limit enforced inside the budget */
+  uint64_t used_bytes;     /* live B-tree pages * page size */
+  uint64_t file_bytes;     /* size of data.mdb */
+  uint64_t map_size;       /* current LMDB map size */
+  uint32_t page_size;      /* LMDB page size */
+  uint32_t format_version; /* store format version */
+  char node_id[33];        /* store identity, hex, random at creation; kept in
+                              DIR/store.id too; the uplink keys checkpoints by it */
+  int64_t created_ns; /* when the store was created, 0 = before this was kept */
+  uint32_t seal_key_id;     /* key id sealing new batches, 0 = plain */
   uint64_t commits;         /* write transactions committed (this process) */
   uint64_t commit_errors;   /* write transactions that failed */
   uint64_t quarantined;     /* batches moved to quarantine (persistent) */
@@ -188,10 +202,17 @@ void sl_store_opts_init(sl_store_opts_t *opts);
  * Clears stale LMDB reader slots. dir and opts are borrowed; on success *stp
  * is owned: close with sl_store_env_close(). On failure a reason is written
  * to errstr (may be NULL).
+ * Identity: a read-write open compares the id in the store's meta with
+ * DIR/store.id and refuses an empty, missing, replaced or foreign data.mdb
+ * when store.id names a store that existed here (see SL_STORE_ACCEPT_NEW).
+ * A new directory gets both. The directory is set to 0700, the files to 0600.
  * Errors: SL_ELOCKED (another process or handle holds the lock),
  * SL_ECONFIG (bad opts), SL_ECORRUPT (not an LMDB file, truncated, foreign
  * data), SL_EVERSION (store format from a newer sluice), SL_ENOTFOUND
- * (read-only and no store there), -errno (directory, files, threads).
+ * (read-only and no store there), SL_ESTOREID (identity mismatch, see
+ * above), SL_EKEY (key file unsafe or malformed, a key that does not match
+ * the one that sealed batches, a key the store needs is missing),
+ * -errno (directory, files, threads).
  */
 int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
                       sl_store_t **stp, char *errstr, size_t errlen);
@@ -331,8 +352,11 @@ int sl_store_cursor_open(sl_store_t *st, uint32_t stream, uint64_t from,
  * reported once as status SL_ECORRUPT with the offsets it covered (and sent
  * to quarantine unless read-only); events evicted under the cursor are
  * reported as SL_EEVICTED with the skipped range. Reading resumes after
- * either. At the end returns SL_ENOTFOUND; a later call sees new appends.
- * Errors: SL_ENOTFOUND (end), SL_EPOISONED, SL_ESTORE, -ENOMEM.
+ * either. A sealed batch whose GCM tag does not verify is corrupt. At the
+ * end returns SL_ENOTFOUND; a later call sees new appends.
+ * Errors: SL_ENOTFOUND (end), SL_EPOISONED, SL_ESTORE, -ENOMEM, SL_EKEY (the
+ * next batch is sealed with a key this handle was not given: the cursor
+ * stays on it, nothing is skipped or quarantined).
  */
 int sl_store_cursor_next(sl_store_cursor_t *cur, sl_store_rec_t *rec);
 
@@ -387,6 +411,8 @@ const char *sl_store_reason_name(sl_store_reason_t reason);
  * recent payloads, stores it under a new dict id and makes it the stream's
  * dictionary for batches encoded from now on (older batches keep theirs).
  * *dict_id receives the id. Synchronous; runs on the calling thread.
+ * Refused with SL_ECONFIG while the store seals batches (a dictionary is
+ * made of event samples and is not encrypted).
  * Errors: SL_ENOTFOUND (no stream), SL_ECONFIG (too little data to train),
  * -ENOMEM, SL_ESTORE, -EROFS, SL_EPOISONED, commit errors.
  */

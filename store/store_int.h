@@ -20,6 +20,13 @@
 #define STORE_FORMAT_VERSION 1u       /* meta "format": whole-store layout */
 #define STORE_BATCH_MAGIC 0x534c4221u /* "SLB!" */
 #define STORE_BATCH_V1 1u
+#define STORE_BATCH_V2 2u      /* v1 header + flags; SEALED adds a seal block */
+#define STORE_FLAG_SEALED 0x1u /* v2: payload is AES-256-GCM ciphertext */
+#define STORE_SEAL_LEN 16u     /* after the header: key id BE32 + nonce */
+#define STORE_NONCE_LEN 12u
+#define STORE_TAG_LEN 16u /* after the ciphertext: the GCM tag */
+#define STORE_KEY_BYTES 32u
+#define STORE_KCV_LEN 16u
 #define STORE_HDR_LEN 56u
 #define STORE_SUM_LEN 8u
 #define STORE_KEY_LEN 12u /* stream id BE32 + first offset BE64 */
@@ -60,7 +67,19 @@ typedef struct store_hdr {
   uint32_t raw_len;       /* uncompressed payload bytes */
   uint32_t pay_len;       /* stored payload bytes */
   const uint8_t *payload; /* view into the value, valid with its txn */
+  const uint8_t *hdr;     /* the header bytes (STORE_HDR_LEN), same view */
+  bool sealed;            /* v2 with STORE_FLAG_SEALED */
+  uint32_t key_id;        /* sealed: key that sealed it */
+  const uint8_t *nonce;   /* sealed: STORE_NONCE_LEN bytes */
+  const uint8_t *tag;     /* sealed: STORE_TAG_LEN bytes */
 } store_hdr_t;
+
+/* One encryption key, as loaded at open; cleansed at close. */
+typedef struct store_key {
+  uint32_t id;                  /* from the key file, >= 1 */
+  uint8_t key[STORE_KEY_BYTES]; /* AES-256 key */
+  uint8_t kcv[STORE_KCV_LEN];   /* check value kept in meta */
+} store_key_t;
 
 /* ---- objects ----------------------------------------------------------- */
 
@@ -180,6 +199,33 @@ struct sl_store {
   uint32_t format_version;
   atomic_int poisoned;
 
+  /* Identity (ident.c). */
+  char *dir;           /* the directory as opened (owned) */
+  bool have_side;      /* DIR/store.id was read */
+  uint8_t side_id[16]; /* its id */
+  int64_t side_created_ns;
+  uint8_t store_id[16]; /* meta "node_id" (the store's identity) */
+  int64_t created_ns;
+  bool write_side; /* (re)write store.id after the open commits */
+  /* High-water marks read from store.id: stream id -> next offset that
+   * was durable when it was written (owned; freed after the open). */
+  struct store_hwm {
+    uint32_t stream;
+    uint64_t next;
+  } * side_hwm;
+  size_t nside_hwm;
+  int64_t side_hwm_ns;    /* when they were written */
+  uint64_t next_hwm_mono; /* writer: next periodic store.id refresh */
+
+  /* Encryption (crypt.c). keys is sorted by id; seal is the highest. */
+  store_key_t *keys;
+  size_t nkeys;
+  const store_key_t *seal; /* NULL: new batches are plain */
+  char key_src[300];       /* "key file PATH" / "environment variable X" */
+  void *aes;               /* EVP_CIPHER * for AES-256-GCM, fetched once */
+  uint8_t nonce_base[STORE_NONCE_LEN];
+  _Atomic uint64_t nonce_ctr;
+
   /* Readers hold it shared while a read txn is live; the writer takes it
    * exclusive to resize the map (LMDB forbids live txns then). */
   pthread_rwlock_t map_lock;
@@ -242,15 +288,55 @@ int store__hdr_decode(const void *val, size_t len, store_hdr_t *h);
 int store__hdr_peek(const void *val, size_t len, store_hdr_t *h);
 /* Writer: patches offset and append time, then the checksum. */
 void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns);
-/* Decompresses h's payload into *buf (grown as needed). */
-int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, const store_hdr_t *h,
-                         uint8_t **buf, size_t *cap);
+/* Decrypts (when sealed) and decompresses h's payload into *buf (grown as
+ * needed). Errors: SL_ECORRUPT, SL_EKEY (sealed with a key not loaded),
+ * -ENOMEM. */
+int store__batch_inflate(sl_store_t *st, ZSTD_DCtx *dctx, uint32_t stream,
+                         const store_hdr_t *h, uint8_t **buf, size_t *cap);
 ZSTD_CCtx *store__cctx_get(sl_store_t *st);
 void store__cctx_put(sl_store_t *st, ZSTD_CCtx *cctx);
 /* Dictionary handles, borrowed, valid until close. NULL if missing. */
 const ZSTD_CDict *store__dict_cdict(sl_store_t *st, uint32_t id);
 const ZSTD_DDict *store__dict_ddict(sl_store_t *st, uint32_t id);
 void store__dicts_free(sl_store_t *st);
+
+/* ---- ident.c ----------------------------------------------------------- */
+
+/* Before LMDB opens: reads DIR/store.id, refuses a missing or empty
+ * data.mdb when it exists. Sets the directory and file modes. */
+int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen);
+/* Inside the open txn: compares or creates the id in meta. */
+int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
+                       size_t errlen);
+/* After load_state: refuses a data.mdb older than store.id's high-water
+ * marks (a stale copy restored), then writes store.id when needed. */
+int store__ident_post(sl_store_t *st, char *errstr, size_t errlen);
+/* Writer thread, after a durable commit or sync: rewrites store.id with
+ * every stream's next offset, at most every STORE_HWM_PERIOD_NS unless
+ * force. Best effort: a failure is retried at the next period. */
+void store__ident_hwm(sl_store_t *st, bool force);
+#define STORE_HWM_PERIOD_NS (10ull * 1000000000ull)
+int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
+                    const void *val, size_t len);
+
+/* ---- crypt.c ----------------------------------------------------------- */
+
+/* Loads the keys named by opts (none: st->seal stays NULL). */
+int store__keys_load(sl_store_t *st, char *errstr, size_t errlen);
+/* Inside the open txn: checks keys against the check values in meta and
+ * records the sealing key's. */
+int store__keys_check(sl_store_t *st, MDB_txn *txn, char *errstr,
+                      size_t errlen);
+void store__keys_free(sl_store_t *st);
+/* Seals len payload bytes at p in place with st->seal; the header (already
+ * written, offset and append time zero) and stream are authenticated.
+ * Writes the seal block before p and the tag after p + len. */
+int store__seal(sl_store_t *st, uint32_t stream, uint8_t *hdr, uint8_t *p,
+                size_t len);
+/* Decrypts h's payload into out (pay_len bytes) and checks the tag.
+ * Returns 0, SL_EKEY (key id not loaded) or SL_ECORRUPT (tag). */
+int store__unseal(sl_store_t *st, uint32_t stream, const store_hdr_t *h,
+                  uint8_t *out);
 
 /* ---- stream.c ---------------------------------------------------------- */
 

@@ -349,6 +349,8 @@ static void writer_sync(sl_store_t *st) {
   if (rc) {
     atomic_store(&st->last_error, store__err(st, rc));
     atomic_fetch_add(&st->commit_errors, 1);
+  } else {
+    store__ident_hwm(st, false); /* everything committed is durable now */
   }
 }
 
@@ -422,6 +424,8 @@ static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
   }
   atomic_fetch_add(&st->commits, 1);
   atomic_store(&st->last_error, 0);
+  if (st->opts.sync == SL_STORE_SYNC_ALWAYS)
+    store__ident_hwm(st, false); /* the commit was fsynced */
   if (st->opts.sync == SL_STORE_SYNC_INTERVAL) {
     st->w.unsynced = true;
     if (want_sync) {
@@ -520,6 +524,8 @@ static void *writer_main(void *arg) {
   pthread_mutex_unlock(&st->q_lock);
   if (st->w.unsynced && !atomic_load(&st->poisoned))
     writer_sync(st);
+  if (!st->w.unsynced)
+    store__ident_hwm(st, true); /* the marks as of close */
   free(items);
   return NULL;
 }

@@ -84,8 +84,19 @@ typedef struct sl_client_opts {
   /* Names this client in the daemon's logs and metrics. Default "libsluice".
    */
   const char *client_id;
-  /* Shared token for listeners that require one. Default "" (none). */
+  /* Token for listeners that require one (docs/security/tls.md). Default ""
+   * (none). */
   const char *token;
+  /* TLS to a TCP address (docs/security/tls.md). Setting tls_ca_file turns
+   * it on: the daemon's certificate must verify against that CA file (PEM)
+   * and name the address's host (or tls_server_name when set). tls_cert_file
+   * and tls_key_file: a client certificate for mutual TLS (its subject CN
+   * can stand for the token). Default NULL: plain TCP. Unix sockets are
+   * always plain. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
+  const char *tls_server_name;
   /* Size knobs: a batch is sealed at this many events (default 1000) or
    * serialized bytes (default 256 KiB). A single larger event goes alone. */
   uint32_t max_batch_events;

@@ -12,6 +12,13 @@
  *                       [--level L] [--layout time|source]
  *                       [--raw-only BATCH]
  *
+ * Encryption at rest: at the headline batch size, plain and sealed
+ * (AES-256-GCM, a random key in a 0600 key file) appends are measured
+ * back to back in the order P E E P (means of each), so that
+ * encrypted_ratio compares runs seconds apart on the same machine with a
+ * linear drift cancelled; the last two stores are then replayed (decrypt +
+ * decompress + checksum), alternating P E P E.
+ *
  * --raw-only runs only the raw LMDB baseline at one batch size (the
  * ceiling other scenarios, e.g. loadtest/run ingest, report beside their
  * own rate) and prints {"raw_events_per_s":..,"batch":..}.
@@ -269,7 +276,11 @@ static void *producer(void *arg) {
   return NULL;
 }
 
-static sl_store_t *open_store(const char *dir, uint32_t *stream) {
+/* Key file for the encrypted runs ("" = plain). */
+static char key_path[4200];
+
+static sl_store_t *open_store_keys(const char *dir, uint32_t *stream,
+                                   const char *key_file) {
   sl_store_stream_conf_t conf = {0, SL_STORE_POLICY_BLOCK, 0};
   sl_store_opts_t o;
   sl_store_t *st;
@@ -281,6 +292,7 @@ static sl_store_t *open_store(const char *dir, uint32_t *stream) {
   o.map_size = 1ull << 30;
   o.zstd_level = cfg.level;
   o.queue_depth = 4096;
+  o.key_file = key_file;
   if ((rc = sl_store_env_open(dir, &o, &st, err, sizeof(err)))) {
     fprintf(stderr, "open %s: %s\n", dir, err);
     exit(1);
@@ -290,14 +302,38 @@ static sl_store_t *open_store(const char *dir, uint32_t *stream) {
   return st;
 }
 
+static sl_store_t *open_store(const char *dir, uint32_t *stream) {
+  return open_store_keys(dir, stream, NULL);
+}
+
+/* A random AES-256 key as "1:hex" in base/bench.keys, mode 0600. */
+static void make_key(const char *base) {
+  uint8_t k[32];
+  FILE *u = fopen("/dev/urandom", "rb"), *f;
+
+  snprintf(key_path, sizeof(key_path), "%s/bench.keys", base);
+  if (!u || fread(k, 1, sizeof(k), u) != sizeof(k))
+    abort();
+  fclose(u);
+  umask(077);
+  if (!(f = fopen(key_path, "w")))
+    abort();
+  fprintf(f, "1:");
+  for (size_t i = 0; i < sizeof(k); i++)
+    fprintf(f, "%02x", k[i]);
+  fprintf(f, "\n");
+  fclose(f);
+  chmod(key_path, 0600);
+}
+
 /* Durable appends (sync always) for cfg.seconds; returns events/s. */
 static double store_append(const char *dir, pool_t *p, uint64_t max_batches,
-                           sl_store_stream_stats_t *ss) {
+                           sl_store_stream_stats_t *ss, const char *key_file) {
   pthread_t th[8];
   run_t r = {0};
   double t0, el;
 
-  r.st = open_store(dir, &r.stream);
+  r.st = open_store_keys(dir, &r.stream, key_file);
   r.p = p;
   r.max_batches = max_batches;
   t0 = now_s();
@@ -363,11 +399,12 @@ static double raw_append(const char *dir, int bs) {
 
 /* ---- replay ------------------------------------------------------------ */
 
-static double replay(const char *dir, int decode, uint64_t *events) {
+static double replay(const char *dir, int decode, uint64_t *events,
+                     const char *key_file) {
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
   uint32_t id;
-  sl_store_t *st = open_store(dir, &id);
+  sl_store_t *st = open_store_keys(dir, &id, key_file);
   double t0 = now_s(), el;
   uint64_t n = 0;
 
@@ -450,6 +487,7 @@ int main(int argc, char **argv) {
   double rate[4], raw[4], bpe_batch[4], best = 0, nodict, dict, vbpe, vbpe_d;
   double vbpe_d100;
   double rp, rpd, raw_bytes = 0;
+  double enc_rate[2], plain_rate[2], enc, plain, rp_enc, rp_plain;
   char base[4096], dir[4200];
   uint64_t rev, rdev;
   int opt, best_i = 2;
@@ -509,8 +547,8 @@ int main(int argc, char **argv) {
     sl_store_stream_stats_t ss;
     int bs = batch_sizes[i];
     snprintf(dir, sizeof(dir), "%s/store-%d", base, bs);
-    rate[i] = store_append(dir, &pools[i],
-                           bs == 1 ? 400000 : 50000000 / (uint64_t)bs, &ss);
+    rate[i] = store_append(
+        dir, &pools[i], bs == 1 ? 400000 : 50000000 / (uint64_t)bs, &ss, NULL);
     bpe_batch[i] = ss.events ? (double)ss.bytes / (double)ss.events : 0;
     if (bs != 1000)
       rmrf(dir);
@@ -527,14 +565,60 @@ int main(int argc, char **argv) {
     }
   }
   snprintf(dir, sizeof(dir), "%s/store-1000", base);
-  rp = replay(dir, 0, &rev);
-  rpd = replay(dir, 1, &rdev);
+  rp = replay(dir, 0, &rev, NULL);
+  rpd = replay(dir, 1, &rdev, NULL);
   if (!cfg.dir) /* with --dir, keep one store to look at with the CLI */
     rmrf(dir);
   fprintf(stderr,
           "replay: %.0f ev/s (decompress+checksum), %.0f ev/s with "
           "protobuf decode (%" PRIu64 " events)\n",
           rp, rpd, rev);
+  /* Encryption at rest, paired with plain runs at the headline batch. */
+  make_key(base);
+  for (int round = 0; round < 2; round++) {
+    for (int k = 0; k < 2; k++) {
+      /* A B B A: plain, encrypted, encrypted, plain cancels a linear drift
+       * (page cache, a neighbour's load) between the runs. */
+      int sealed = round == 0 ? k : 1 - k;
+      sl_store_stream_stats_t ss;
+      int bs = batch_sizes[best_i];
+      double r;
+      snprintf(dir, sizeof(dir), "%s/%s-%d", base, sealed ? "enc" : "plain",
+               round);
+      r = store_append(dir, &pools[best_i], 50000000 / (uint64_t)bs, &ss,
+                       sealed ? key_path : NULL);
+      if (sealed)
+        enc_rate[round] = r;
+      else
+        plain_rate[round] = r;
+      fprintf(stderr, "batch %5d %s (round %d): %10.0f ev/s\n", bs,
+              sealed ? "encrypted" : "plain    ", round + 1, r);
+      if (round == 0)
+        rmrf(dir);
+    }
+  }
+  /* Replays alternate too (P E P E, mean of each): one replay is short
+   * and single-threaded, so a neighbour's burst moves it a lot. */
+  rp_plain = rp_enc = 0;
+  for (int round = 0; round < 2; round++) {
+    char pdir[4200];
+    snprintf(pdir, sizeof(pdir), "%s/plain-1", base);
+    rp_plain += replay(pdir, 0, &rev, NULL) / 2;
+    snprintf(pdir, sizeof(pdir), "%s/enc-1", base);
+    rp_enc += replay(pdir, 0, &rdev, key_path) / 2;
+  }
+  snprintf(dir, sizeof(dir), "%s/plain-1", base);
+  rmrf(dir);
+  snprintf(dir, sizeof(dir), "%s/enc-1", base);
+  rmrf(dir);
+  unlink(key_path);
+  enc = (enc_rate[0] + enc_rate[1]) / 2;
+  plain = (plain_rate[0] + plain_rate[1]) / 2;
+  fprintf(stderr,
+          "encrypted: %.0f ev/s vs plain %.0f ev/s in the paired runs "
+          "(ratio %.3f); replay %.0f vs %.0f ev/s (ratio %.3f)\n",
+          enc, plain, enc / plain, rp_enc, rp_plain, rp_enc / rp_plain);
+
   snprintf(dir, sizeof(dir), "%s/disk-nodict", base);
   nodict = disk_bytes(dir, &pools[2], 1000000, 0, &vbpe);
   rmrf(dir);
@@ -559,11 +643,15 @@ int main(int argc, char **argv) {
       "\"bytes_per_event_dict\":%.2f,\"value_bytes_per_event_batch100\":%.2f,"
       "\"value_bytes_per_event_batch100_dict\":%.2f,"
       "\"raw_event_bytes\":%.1f,\"replay_events_per_s\":%.0f,"
-      "\"replay_decode_events_per_s\":%.0f,\"batch\":%d,"
+      "\"replay_decode_events_per_s\":%.0f,"
+      "\"encrypted_events_per_s\":%.0f,\"encrypted_plain_events_per_s\":%.0f,"
+      "\"encrypted_ratio\":%.3f,\"encrypted_replay_events_per_s\":%.0f,"
+      "\"encrypted_replay_ratio\":%.3f,\"batch\":%d,"
       "\"producers\":%d,\"zstd_level\":%d,\"layout\":\"%s\",\"table\":[",
       rate[best_i], raw[best_i], rate[best_i] / raw[best_i],
       SL_MIN(nodict, dict), nodict, dict, bpe_batch[1], vbpe_d100, raw_bytes,
-      rp, rpd, batch_sizes[best_i], cfg.producers, cfg.level,
+      rp, rpd, enc, plain, enc / plain, rp_enc, rp_enc / rp_plain,
+      batch_sizes[best_i], cfg.producers, cfg.level,
       cfg.by_source ? "source" : "time");
   for (int i = 0; i < 4; i++)
     printf("%s{\"batch\":%d,\"events_per_s\":%.0f,\"raw_events_per_s\":%.0f,"

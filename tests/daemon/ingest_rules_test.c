@@ -14,7 +14,7 @@
  *              2040 event never reaches the watermark.
  *   native     what HTTP refuses, native refused too: empty or 1 MiB
  *              source, no body, a client-set ingest time, forged gap
- *              events, "sluice." attributes; NaN is a value.
+ *              events, an empty attribute key; NaN is a value.
  *
  * ingest_rules_test SLUICE_BINARY time|watermark|native
  */
@@ -319,7 +319,7 @@ static void scenario_native(void) {
       {"ingest time", "ingest_time_ns", SLUICE__V1__EVENT__INIT},
       {"forged gap", "written by the node", SLUICE__V1__EVENT__INIT},
       {"status without state", "needs a state", SLUICE__V1__EVENT__INIT},
-      {"sluice. attribute", "set by the node", SLUICE__V1__EVENT__INIT},
+      {"empty attribute key", "empty key", SLUICE__V1__EVENT__INIT},
   };
   Sluice__V1__Reading empty = SLUICE__V1__READING__INIT;
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -339,7 +339,7 @@ static void scenario_native(void) {
   cases[5].ev.gap = &gap;
   cases[6].ev.body_case = SLUICE__V1__EVENT__BODY_STATUS;
   cases[6].ev.status = &st;
-  at.key = "sluice.identity";
+  at.key = "";
   at.value = "admin";
   cases[7].ev.n_attributes = 1;
   cases[7].ev.attributes = &pat;

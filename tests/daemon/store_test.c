@@ -1,0 +1,414 @@
+/*
+ * End-to-end tests of the store's hardening (issue 14) through `sluice run`
+ * and `sluice store`: the real binary, a generated config, the C client.
+ *
+ *   store_test SLUICE_BINARY identity  ingest, stop, truncate data.mdb to
+ *       zero, start: refused with exit code 4 and a message saying what to
+ *       do; --accept-new-store starts a new store (new id, offsets from 0)
+ *   store_test SLUICE_BINARY crypt     store.encryption_key_file: events
+ *       sealed on disk, read back after a restart, `store verify` with and
+ *       without the key, a tampered byte found, an unsafe key file and a
+ *       wrong key refused with exit code 5
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sluice/client.h"
+#include "sluice/v1/event.pb-c.h"
+#include "store/store.h"
+#include "tests/common/check.h"
+
+#define KEY1                                                                   \
+  "1:8d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
+#define KEY1_WRONG                                                             \
+  "1:0d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
+#define SOURCE "plant1/line1/press01/secret-marker-temp"
+
+static const char *sluice_bin;
+static char dir[256], data_dir[300], cfg_path[300], log_path[300],
+    key_path[300];
+static pid_t daemon_pid;
+
+void check_fail_cleanup(void) {
+  char cmd[400];
+  if (daemon_pid > 0)
+    kill(daemon_pid, SIGKILL);
+  snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
+  if (system(cmd) < 0)
+    perror("system");
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void write_config(const char *extra) {
+  FILE *f = fopen(cfg_path, "w");
+  CHECK(f, "open %s", cfg_path);
+  fprintf(f,
+          "node:\n"
+          "  id: test-node\n"
+          "  data_dir: %s\n"
+          "listeners:\n"
+          "  native:\n"
+          "    tcp: \"127.0.0.1:0\"\n"
+          "  http:\n"
+          "    address: \"\"\n"
+          "admin:\n"
+          "  address: \"\"\n"
+          "streams:\n"
+          "  - name: readings\n"
+          "%s",
+          data_dir, extra ? extra : "");
+  fclose(f);
+}
+
+static int log_has(const char *needle) {
+  FILE *f = fopen(log_path, "r");
+  char line[2048];
+  int found = 0;
+  while (f && fgets(line, sizeof(line), f))
+    if (strstr(line, needle))
+      found = 1;
+  if (f)
+    fclose(f);
+  return found;
+}
+
+/* Starts `sluice run` (with extra, e.g. "--accept-new-store"); returns its
+ * pid once it logged "ready" (port in *port), or -1 with its exit status
+ * in *status when it exited first. */
+static pid_t start_daemon(const char *extra, int *port, int *status) {
+  uint64_t deadline = now_ms() + 20000;
+  pid_t pid;
+
+  unlink(log_path);
+  pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, extra, (char *)NULL);
+    _exit(127);
+  }
+  daemon_pid = pid;
+  for (;;) {
+    char line[1024];
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *p = strstr(line, " ready: ");
+      if (p && (p = strstr(p, "(port ")) && sscanf(p, "(port %d)", port) == 1) {
+        fclose(f);
+        return pid;
+      }
+    }
+    if (f)
+      fclose(f);
+    if (waitpid(pid, status, WNOHANG) == pid) {
+      daemon_pid = 0;
+      return -1;
+    }
+    CHECK(now_ms() < deadline, "daemon neither ready nor exited in 20 s");
+    usleep(20000); /* polling the log for a condition, with a deadline */
+  }
+}
+
+static void stop_daemon(pid_t pid) {
+  uint64_t deadline = now_ms() + 30000;
+  int st;
+
+  kill(pid, SIGTERM);
+  while (waitpid(pid, &st, WNOHANG) == 0) {
+    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
+    usleep(10000);
+  }
+  daemon_pid = 0;
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM exit status %d", st);
+  CHECK(!log_has("Sanitizer") && !log_has("runtime error:"),
+        "sanitizer report in the daemon log");
+}
+
+/* Publishes n readings (values from..from+n-1) and waits for the acks;
+ * returns the first offset of the first batch. */
+static uint64_t first_offset;
+static uint64_t acked;
+
+static void on_ack(sl_client_t *cl, uint64_t batch_id, uint64_t first,
+                   uint32_t count, int err, void *opaque) {
+  (void)cl;
+  (void)opaque;
+  if (err == 0) {
+    (void)batch_id;
+    if (first < first_offset)
+      first_offset = first;
+    acked += count;
+  }
+}
+
+static uint64_t publish(int port, uint64_t from, uint64_t n) {
+  char addr[64];
+  sl_client_opts_t o;
+  sl_client_t *cl;
+
+  snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+  sl_client_opts_init(&o);
+  o.address = addr;
+  o.client_id = "store-test";
+  o.max_batch_events = 500;
+  o.linger_ms = 2;
+  o.ack_cb = on_ack;
+  CHECK(sl_client_new(&o, &cl) == 0, "client");
+  acked = 0;
+  first_offset = UINT64_MAX;
+  for (uint64_t i = from; i < from + n; i++) {
+    uint64_t bid;
+    int rc = sl_client_publish_reading(
+        cl, "readings", SOURCE, 1700000000000000000ll + (int64_t)i, (double)i,
+        SLUICE__V1__QUALITY__QUALITY_GOOD, "C", &bid);
+    CHECK(rc == 0, "publish: %s", sl_strerror(rc));
+  }
+  CHECK(sl_client_flush(cl, 30000) == 0, "flush");
+  sl_client_free(cl);
+  CHECK(acked == n, "acked %llu of %llu", (unsigned long long)acked,
+        (unsigned long long)n);
+  return first_offset;
+}
+
+/* Runs a shell command; returns its exit status, output in out_path. */
+static int run(const char *out_path, const char *fmt, ...) {
+  char cmd[2048];
+  va_list ap;
+  int n, rc;
+
+  va_start(ap, fmt);
+  n = vsnprintf(cmd, sizeof(cmd), fmt, ap);
+  va_end(ap);
+  snprintf(cmd + n, sizeof(cmd) - (size_t)n, " >%s 2>&1", out_path);
+  rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static int file_has(const char *path, const char *needle) {
+  FILE *f = fopen(path, "rb");
+  size_t len = strlen(needle), n;
+  char *m;
+  int found = 0;
+
+  CHECK(f, "open %s", path);
+  fseek(f, 0, SEEK_END);
+  n = (size_t)ftell(f);
+  rewind(f);
+  m = malloc(n + 1);
+  CHECK(fread(m, 1, n, f) == n, "read %s", path);
+  fclose(f);
+  for (size_t i = 0; i + len <= n && !found; i++)
+    found = memcmp(m + i, needle, len) == 0;
+  free(m);
+  return found;
+}
+
+/* ---- identity ---------------------------------------------------------- */
+
+static void scenario_identity(void) {
+  char data[400], out[400];
+  int port, status = 0;
+  pid_t pid;
+
+  write_config(NULL);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "first start, status %d", status);
+  CHECK(log_has("store ") && log_has(": id "), "the store id is logged");
+  CHECK(publish(port, 0, 5000) == 0, "first offset 0");
+  stop_daemon(pid);
+
+  /* A stale copy of data.mdb restored over a newer one. */
+  snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
+  snprintf(out, sizeof(out), "%s/cp.out", dir);
+  CHECK(run(out, "cp %s %s/data.mdb.bak", data, dir) == 0, "backup");
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "second start, status %d", status);
+  CHECK(publish(port, 5000, 1000) == 5000, "offsets continue");
+  stop_daemon(pid);
+  CHECK(run(out, "cp %s/data.mdb.bak %s", dir, data) == 0, "restore");
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 4,
+        "stale copy: status %d, want exit code 4", status);
+  CHECK(log_has("is older than") && log_has("ends at offset 5000") &&
+            log_has("up to 6000"),
+        "the message names the missing offsets");
+
+  /* The reproduction: a zero-length data.mdb. */
+  CHECK(truncate(data, 0) == 0, "truncate %s", data);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0, "the daemon started on an emptied data.mdb");
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 4,
+        "exit status %d, want exit code 4", status);
+  CHECK(log_has("data.mdb is empty") && log_has("--accept-new-store") &&
+            log_has("SL_ESTOREID"),
+        "the message says what happened and what to do");
+
+  /* Accepted explicitly: starts, new store, offsets from 0 again. */
+  pid = start_daemon("--accept-new-store", &port, &status);
+  CHECK(pid > 0, "start with --accept-new-store, status %d", status);
+  CHECK(log_has("(accept_new)"), "acceptance is logged");
+  CHECK(publish(port, 0, 100) == 0, "a new store starts at offset 0");
+  stop_daemon(pid);
+  /* And from now on it is the store: a plain start works. */
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "plain restart after acceptance, status %d", status);
+  CHECK(publish(port, 100, 100) == 100, "offsets continue");
+  stop_daemon(pid);
+
+  /* `sluice store stats` shows the store id. */
+  snprintf(out, sizeof(out), "%s/stats.out", dir);
+  CHECK(run(out, "%s store stats -d %s", sluice_bin, data_dir) == 0 &&
+            file_has(out, ", id "),
+        "store stats shows the id");
+}
+
+/* ---- encryption -------------------------------------------------------- */
+
+static void write_key(const char *text, mode_t mode) {
+  int fd;
+  unlink(key_path);
+  fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text),
+        "write key file");
+  CHECK(fchmod(fd, mode) == 0, "chmod key file");
+  close(fd);
+}
+
+/* Flips a byte in the middle of the file's largest run of sealed batch
+ * (a sealed batch starts with "SLB!" and version 2). */
+static void tamper(void) {
+  char path[400];
+  struct stat sb;
+  uint8_t *m;
+  int fd, done = 0;
+
+  snprintf(path, sizeof(path), "%s/data.mdb", data_dir);
+  fd = open(path, O_RDWR);
+  CHECK(fd >= 0 && fstat(fd, &sb) == 0, "open %s", path);
+  m = malloc((size_t)sb.st_size);
+  CHECK(pread(fd, m, (size_t)sb.st_size, 0) == sb.st_size, "read");
+  /* Every copy (LMDB keeps stale pages too): the live one is among them. */
+  for (off_t i = 0; i + 200 < sb.st_size; i++)
+    if (memcmp(m + i, "SLB!", 4) == 0 && m[i + 4] == 2) {
+      uint8_t c = m[i + 100] ^ 0x20;
+      CHECK(pwrite(fd, &c, 1, i + 100) == 1, "write");
+      done++;
+    }
+  CHECK(done > 0, "no sealed batch found in data.mdb");
+  free(m);
+  close(fd);
+}
+
+static void scenario_crypt(void) {
+  char opt[600], data[400], out[400];
+  int port, status = 0;
+  pid_t pid;
+
+  snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
+  snprintf(out, sizeof(out), "%s/cli.out", dir);
+  snprintf(opt, sizeof(opt), "store:\n  encryption_key_file: %s\n", key_path);
+  write_config(opt);
+
+  /* An unsafe key file is refused before anything is written. */
+  write_key(KEY1 "\n", 0644);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
+        "unsafe key file: status %d, want exit code 5", status);
+  CHECK(log_has("mode 0600") && log_has("SL_EKEY"), "says why");
+  CHECK(!log_has("8d9a2c0f"), "the key is never printed");
+
+  write_key("# sluice keys\n" KEY1 "\n", 0600);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "start with a key, status %d", status);
+  CHECK(log_has("encryption at rest on (sealing with key id 1)"), "logged");
+  CHECK(publish(port, 0, 3000) == 0, "offsets from 0");
+  stop_daemon(pid);
+  CHECK(!file_has(data, SOURCE), "event text in clear in data.mdb");
+
+  /* Restart: the events are read back (and offsets continue). */
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid > 0, "restart with the key, status %d", status);
+  CHECK(publish(port, 3000, 1000) == 3000, "offsets continue");
+  stop_daemon(pid);
+
+  CHECK(run(out, "%s store verify -d %s --key-file %s", sluice_bin, data_dir,
+            key_path) == 0,
+        "verify with the key");
+  CHECK(file_has(out, "ok: ") && file_has(out, "4000 events"), "4000 events");
+  CHECK(run(out, "%s store dump -d %s --key-file %s", sluice_bin, data_dir,
+            key_path) == 0 &&
+            file_has(out, SOURCE),
+        "dump decrypts");
+  CHECK(run(out, "%s store verify -d %s", sluice_bin, data_dir) == 1 &&
+            file_has(out, "sealed with a key that was not given"),
+        "verify without the key fails clearly");
+
+  /* A wrong key of the same id: refused at start, not garbage. */
+  write_key(KEY1_WRONG "\n", 0600);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
+        "wrong key: status %d, want exit code 5", status);
+  CHECK(log_has("is not the key that sealed"), "says the key is wrong");
+  CHECK(run(out, "%s store verify -d %s --key-file %s", sluice_bin, data_dir,
+            key_path) == 1 &&
+            file_has(out, "not the key"),
+        "verify with a wrong key fails clearly");
+
+  /* No key configured at all: refused too. */
+  write_config(NULL);
+  pid = start_daemon(NULL, &port, &status);
+  CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
+        "no key: status %d, want exit code 5", status);
+
+  /* A flipped ciphertext byte: verify reports it. */
+  write_key(KEY1 "\n", 0600);
+  tamper();
+  CHECK(run(out, "%s store verify -d %s --key-file %s", sluice_bin, data_dir,
+            key_path) == 1 &&
+            file_has(out, "CORRUPT"),
+        "verify finds the tampered batch");
+}
+
+int main(int argc, char **argv) {
+  char cmd[400];
+
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s SLUICE_BINARY identity|crypt\n", argv[0]);
+    return 2;
+  }
+  sluice_bin = argv[1];
+  snprintf(dir, sizeof(dir), "%s/sl_store_XXXXXX",
+           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  CHECK(mkdtemp(dir), "mkdtemp");
+  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
+  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
+  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
+  snprintf(key_path, sizeof(key_path), "%s/store.keys", dir);
+  signal(SIGPIPE, SIG_IGN);
+  if (!strcmp(argv[2], "identity"))
+    scenario_identity();
+  else if (!strcmp(argv[2], "crypt"))
+    scenario_crypt();
+  else
+    return 2;
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "warning: could not remove %s\n", dir);
+  return 0;
+}
