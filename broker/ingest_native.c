@@ -38,109 +38,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/daemon.h"
-#include "broker/listen_unix.h"
 #include "broker/log.h"
+#include "broker/native_int.h"
 #include "broker/pipeline.h"
-#include "broker/security.h"
-#include "schemas/frame.h"
-
-/* Why a connection is not reading (bitmask). */
-enum {
-  PAUSE_INFLIGHT = 1, /* too many batches waiting for their commit */
-  PAUSE_OUTPUT = 2,   /* too many unsent bytes: the client reads slowly */
-  PAUSE_STORE = 4,    /* the store's writer queue is full */
-};
-
-#define READ_CHUNK (64u * 1024u)
-/* Largest frame before the Hello is accepted (a Hello is ~100 bytes), and
- * the read chunk until then. */
-#define PREAUTH_FRAME_BYTES 4096u
-/* Input buffer every authenticated connection may hold outside the
- * node-wide budget (what reading READ_CHUNK at a time needs). */
-#define BASE_IN_BYTES (2u * READ_CHUNK)
-#define OUTPUT_HIGH_WATER (1u << 20)
-#define ARENA_BYTES (8u << 20)
-
-typedef struct conn conn_t;
-
-typedef struct listener {
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_handle_t h;
-    uv_stream_t s;
-  } u;
-  sl_native_t *nt;
-  int is_unix;
-} listener_t;
-
-struct sl_native {
-  sl_daemon_t *dm;
-  listener_t tcp;
-  listener_t unix_;
-  int have_tcp, have_unix;
-  int handles_open; /* listeners and connections not yet closed */
-  conn_t *conns;    /* every open connection */
-  unsigned nconns;
-  int stopping;
-  sl_frame_arena_t *arena; /* one decode at a time on the loop thread */
-  sl_metric_t *timeouts;   /* Hello or frame not complete in time */
-  sl_frame_buf_t scratch;  /* EventBatch bytes being built */
-};
-
-struct conn {
-  union {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-    uv_handle_t h;
-    uv_stream_t s;
-  } u;
-  sl_native_t *nt;
-  conn_t *prev, *next;
-  char peer[80];
-  sl_frame_buf_t in;  /* received, not yet parsed */
-  sl_frame_buf_t out; /* encoded, not yet handed to uv_write */
-  int writing;        /* a uv_write is in progress */
-  int hello_done;
-  int closing;       /* close requested: stop reading, flush, close */
-  int closed;        /* unlinked and uv_close called */
-  int handle_closed; /* uv_close finished; freed when inflight is 0 too */
-  int reading;       /* uv_read_start active */
-  int paused;        /* PAUSE_* bits */
-  int counted;       /* holds one of the node's limits.max_connections */
-  int over_budget;   /* the last buffer growth was refused */
-  unsigned inflight;
-  size_t charged;            /* c->in bytes taken from the node's budget */
-  uint64_t accepted_ns;      /* for the Hello deadline */
-  uint64_t partial_since_ns; /* a frame started arriving, 0 = none */
-  uint64_t last_active_ns;
-  sl_tls_conn_t *tls;            /* TLS session, NULL = plain (broker/tls.h) */
-  sl_frame_buf_t tout;           /* TLS records not yet handed to uv_write */
-  char ident[SL_AUTH_IDENT_MAX]; /* identity from Hello (broker/auth.h) */
-};
-
-typedef struct pending {
-  sl_done_t d;
-  conn_t *c;
-  size_t stream; /* index in dm->streams */
-  uint32_t own;  /* events stored in that stream (pipelines may drop) */
-  int piped;     /* the group carries pipeline state */
-  uint64_t batch_id;
-  uint32_t count;
-  size_t bytes;
-  uint64_t t0_ns;
-} pending_t;
-
-typedef struct wreq {
-  uv_write_t req;
-  uint8_t *data; /* owned buffer being written */
-} wreq_t;
-
-static void conn_process(conn_t *c);
-static void conn_update_reading(conn_t *c);
-static void conn_close(conn_t *c);
-static void conn_free(conn_t *c);
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -155,14 +55,14 @@ static void conn_flush(conn_t *c) {
   if (c->tls) { /* TLS: c->out becomes records in c->tout */
     if (sl_tls_conn_encrypt(c->tls, &c->out, &c->tout) < 0 ||
         (c->closing && !sl_tls_conn_ready(c->tls))) {
-      conn_close(c); /* nothing can be said before the handshake */
+      native__close(c); /* nothing can be said before the handshake */
       return;
     }
   }
   if (ob->len == 0)
     return;
   if (!(w = malloc(sizeof(*w)))) {
-    conn_close(c);
+    native__close(c);
     return;
   }
   /* Hand the whole output buffer to libuv and start a fresh one: no copy. */
@@ -174,7 +74,7 @@ static void conn_flush(conn_t *c) {
     c->writing = 0;
     free(w->data);
     free(w);
-    conn_close(c);
+    native__close(c);
   }
 }
 
@@ -188,20 +88,20 @@ static void on_write(uv_write_t *req, int status) {
     sl_debug(SL_LOG_CTX_INGEST, c->peer, "write failed: %s",
              uv_strerror(status));
     c->closing = 1;
-    conn_close(c);
+    native__close(c);
     return;
   }
   if (c->closing && c->out.len == 0 && c->inflight == 0) {
-    conn_close(c);
+    native__close(c);
     return;
   }
   conn_flush(c);
-  conn_update_reading(c);
+  native__update_reading(c);
 }
 
 /* Every Error frame is a refusal: counted here by reason. */
-static void send_error(conn_t *c, uint64_t batch_id, int code,
-                       const char *reason, int fatal) {
+void native__send_error(conn_t *c, uint64_t batch_id, int code,
+                        const char *reason, int fatal) {
   sl_daemon__rejected(c->nt->dm, SL_PATH_NATIVE, code);
   sl_frame_encode_error(&c->out, batch_id, code, reason, fatal != 0);
   if (fatal) {
@@ -217,7 +117,7 @@ static void send_error(conn_t *c, uint64_t batch_id, int code,
 /* The input buffer's capacity beyond BASE_IN_BYTES is charged to the
  * node's in-flight budget; brings the charge to match cap. Returns 0 or
  * SL_EBACKPRESSURE (nothing taken). */
-static int charge_in(conn_t *c, size_t cap) {
+int native__charge_in(conn_t *c, size_t cap) {
   sl_guard_t *g = &c->nt->dm->guard;
   size_t want = cap > BASE_IN_BYTES ? cap - BASE_IN_BYTES : 0;
   if (want > c->charged) {
@@ -234,10 +134,10 @@ static int charge_in(conn_t *c, size_t cap) {
  * frame go back to the budget. Done by the 1 s sweep, not after every
  * frame: a client sending large frames back to back keeps its buffer
  * instead of reallocating it for each one. */
-static void trim_in(conn_t *c) {
+void native__trim_in(conn_t *c) {
   if (c->in.len == 0 && c->in.cap > BASE_IN_BYTES) {
     sl_frame_buf_close(&c->in);
-    charge_in(c, 0);
+    native__charge_in(c, 0);
   }
 }
 
@@ -257,7 +157,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     size_t cap = c->in.cap ? c->in.cap : 256;
     while (cap - c->in.len < chunk)
       cap *= 2;
-    if (charge_in(c, cap) < 0) {
+    if (native__charge_in(c, cap) < 0) {
       c->over_budget = 1;
       *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
       return;
@@ -267,7 +167,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
     return;
   }
-  charge_in(c, c->in.cap); /* only ever gives back here */
+  native__charge_in(c, c->in.cap); /* only ever gives back here */
   *buf = uv_buf_init((char *)c->in.data + c->in.len,
                      (unsigned)(c->in.cap - c->in.len));
 }
@@ -284,22 +184,22 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
              "frame needs more than the node's in-flight byte budget "
              "(limits.max_inflight_bytes = %llu) leaves: retry later",
              (unsigned long long)c->nt->dm->guard.max_bytes);
-    send_error(c, 0, SL_EBACKPRESSURE, reason, 1);
-    conn_process(c); /* stops reading; closes once the error is written */
+    native__send_error(c, 0, SL_EBACKPRESSURE, reason, 1);
+    native__process(c); /* stops reading; closes once the error is written */
     return;
   }
   if (n == UV_EOF && !c->closing) {
     /* Half-close: nothing more will come, but the Acks of what came are
      * still owed. Close once they are written (pending_done, on_write). */
     c->closing = 1;
-    conn_process(c);
+    native__process(c);
     return;
   }
   if (n < 0) {
     if (n != UV_EOF)
       sl_debug(SL_LOG_CTX_INGEST, c->peer, "read: %s", uv_strerror((int)n));
     c->closing = 1;
-    conn_close(c);
+    native__close(c);
     return;
   }
   if (c->tls) {
@@ -311,13 +211,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
         sl_warn(SL_LOG_CTX_INGEST, c->peer, "closing: %s", why);
       }
       c->closing = 1;
-      conn_close(c);
+      native__close(c);
       return;
     }
     conn_flush(c); /* handshake messages */
     /* The session grew c->in by itself: charge it now (the growth is at
      * most one TLS read) and refuse like on_alloc() when it went over. */
-    if (charge_in(c, c->in.cap) < 0) {
+    if (native__charge_in(c, c->in.cap) < 0) {
       c->over_budget = 1;
       on_read(s, UV_ENOBUFS, buf);
       return;
@@ -325,10 +225,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   } else {
     c->in.len += (size_t)n;
   }
-  conn_process(c);
+  native__process(c);
 }
 
-static void conn_update_reading(conn_t *c) {
+void native__update_reading(conn_t *c) {
   sl_native_t *nt = c->nt;
   const sl_config_t *cfg = nt->dm->cfg;
   int was = c->paused;
@@ -350,7 +250,7 @@ static void conn_update_reading(conn_t *c) {
       c->partial_since_ns = sl_now_mono_ns();
     /* Bytes that arrived before the pause may hold whole frames. */
     if (c->in.len)
-      conn_process(c);
+      native__process(c);
   } else if (!want && c->reading) {
     uv_read_stop(&c->u.s);
     c->reading = 0;
@@ -470,16 +370,16 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
       sl_daemon__accepted(dm, SL_PATH_NATIVE, pd->stream, pd->count, pd->bytes);
       conn_flush(c);
     } else {
-      send_error(c, pd->batch_id, status, sl_strerror(status), 0);
+      native__send_error(c, pd->batch_id, status, sl_strerror(status), 0);
     }
-    conn_update_reading(c);
+    native__update_reading(c);
   }
   free(pd);
   if (c->closed) {
     if (c->handle_closed && c->inflight == 0)
-      conn_free(c);
+      native__conn_free(c);
   } else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0) {
-    conn_close(c);
+    native__close(c);
   }
 }
 
@@ -506,13 +406,13 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
     snprintf(reason, sizeof(reason), "batch of %zu events over the limit %llu",
              pub->n_events,
              (unsigned long long)dm->cfg->limits.max_batch_events);
-    send_error(c, pub->batch_id, SL_ETOOBIG, reason, 0);
+    native__send_error(c, pub->batch_id, SL_ETOOBIG, reason, 0);
     return 1;
   }
   if ((rc = sl_daemon__stream(dm, pub->stream, &sidx)) < 0) {
     snprintf(reason, sizeof(reason), "unknown stream '%.100s'",
              pub->stream ? pub->stream : "");
-    send_error(c, pub->batch_id, rc, reason, 0);
+    native__send_error(c, pub->batch_id, rc, reason, 0);
     return 1;
   }
   stream = dm->streams[sidx].id;
@@ -520,12 +420,12 @@ static int handle_publish(conn_t *c, const Sluice__V1__Publish *pub,
                       dm->streams[sidx].name) < 0) {
     snprintf(reason, sizeof(reason), "client '%s' may not write stream '%s'",
              c->ident, dm->streams[sidx].name);
-    send_error(c, pub->batch_id, SL_EDENIED, reason, 0);
+    native__send_error(c, pub->batch_id, SL_EDENIED, reason, 0);
     return 1;
   }
   if ((rc = check_events(dm, pub, &rules, &nclamp, reason, sizeof(reason))) <
       0) {
-    send_error(c, pub->batch_id, rc, reason, 0);
+    native__send_error(c, pub->batch_id, rc, reason, 0);
     return 1;
   }
   /* Times are read after a clamp: the store's range covers what it holds. */
@@ -605,7 +505,7 @@ fail:
     c->paused |= PAUSE_STORE;
     return 0;
   }
-  send_error(c, pub->batch_id, rc, sl_strerror(rc), 0);
+  native__send_error(c, pub->batch_id, rc, sl_strerror(rc), 0);
   return 1;
 }
 
@@ -623,20 +523,21 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   rc = sl_frame_decode(nt->arena, body, len, SL_FRAME_FROM_CLIENT, &fr, reason,
                        sizeof(reason));
   if (rc < 0) {
-    send_error(c, 0, rc, reason, 1);
+    native__send_error(c, 0, rc, reason, 1);
     return 1;
   }
   switch (fr->kind_case) {
   case SLUICE__V1__FRAME__KIND_HELLO: {
     if (c->hello_done) {
-      send_error(c, 0, SL_EPROTO, "second hello", 1);
+      native__send_error(c, 0, SL_EPROTO, "second hello", 1);
       return 1;
     }
     if (sl_auth_login(dm->sec->auth, SL_AUTH_NATIVE, fr->hello->token,
                       c->tls ? sl_tls_conn_peer_cn(c->tls) : NULL, c->ident,
                       sizeof(c->ident)) < 0) {
-      send_error(c, 0, SL_EDENIED,
-                 "bad or missing credential (token or client certificate)", 1);
+      native__send_error(
+          c, 0, SL_EDENIED,
+          "bad or missing credential (token or client certificate)", 1);
       return 1;
     }
     {
@@ -657,7 +558,7 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   }
   case SLUICE__V1__FRAME__KIND_PUBLISH:
     if (!c->hello_done) {
-      send_error(c, 0, SL_EPROTO, "publish before hello", 1);
+      native__send_error(c, 0, SL_EPROTO, "publish before hello", 1);
       return 1;
     }
     return handle_publish(c, fr->publish, body, len);
@@ -668,12 +569,12 @@ static int handle_frame(conn_t *c, const uint8_t *body, size_t len) {
   case SLUICE__V1__FRAME__KIND_PONG:
     return 1;
   default:
-    send_error(c, 0, SL_EPROTO, "unexpected frame kind", 1);
+    native__send_error(c, 0, SL_EPROTO, "unexpected frame kind", 1);
     return 1;
   }
 }
 
-static void conn_process(conn_t *c) {
+void native__process(conn_t *c) {
   size_t off = 0;
   const sl_config_t *cfg = c->nt->dm->cfg;
 
@@ -689,7 +590,7 @@ static void conn_process(conn_t *c) {
       char reason[120];
       snprintf(reason, sizeof(reason), "bad frame length (limit %llu bytes%s)",
                (unsigned long long)limit, c->hello_done ? "" : " before hello");
-      send_error(c, 0, rc, reason, 1);
+      native__send_error(c, 0, rc, reason, 1);
       break;
     }
     if (consumed == 0)
@@ -711,294 +612,8 @@ static void conn_process(conn_t *c) {
       c->reading = 0;
     }
     if (!c->writing && c->out.len == 0 && c->inflight == 0)
-      conn_close(c);
+      native__close(c);
     return;
   }
-  conn_update_reading(c);
-}
-
-/* ---- connection lifetime ---------------------------------------------- */
-
-static void conn_free(conn_t *c) {
-  charge_in(c, 0);
-  sl_tls_conn_free(c->tls);
-  sl_frame_buf_close(&c->tout);
-  sl_frame_buf_close(&c->in);
-  sl_frame_buf_close(&c->out);
-  free(c);
-}
-
-static void on_conn_closed(uv_handle_t *h) {
-  conn_t *c = h->data;
-  c->nt->handles_open--;
-  c->handle_closed = 1;
-  /* Completions still pending point at c: the last one frees it. */
-  if (c->inflight == 0)
-    conn_free(c);
-}
-
-static void conn_close(conn_t *c) {
-  sl_native_t *nt = c->nt;
-  if (c->closed)
-    return;
-  c->closed = 1;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    nt->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  nt->nconns--;
-  sl_metric_set(nt->dm->connections, nt->nconns);
-  if (c->counted)
-    sl_guard_conn_give(&nt->dm->guard);
-  c->counted = 0;
-  sl_debug(SL_LOG_CTX_INGEST, c->peer, "closed (%u in flight)", c->inflight);
-  uv_close(&c->u.h, on_conn_closed);
-}
-
-static void peer_name(conn_t *c, int is_unix) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  char host[64] = "?";
-  if (is_unix) {
-    snprintf(c->peer, sizeof(c->peer), "unix:%p", (void *)c);
-    return;
-  }
-  if (uv_tcp_getpeername(&c->u.tcp, (struct sockaddr *)&ss, &len) == 0) {
-    if (ss.ss_family == AF_INET6) {
-      struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-      uv_ip6_name(s6, host, sizeof(host));
-      snprintf(c->peer, sizeof(c->peer), "tcp:[%s]:%u", host,
-               ntohs(s6->sin6_port));
-    } else {
-      struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-      uv_ip4_name(s4, host, sizeof(host));
-      snprintf(c->peer, sizeof(c->peer), "tcp:%s:%u", host,
-               ntohs(s4->sin_port));
-    }
-  } else {
-    snprintf(c->peer, sizeof(c->peer), "tcp:?");
-  }
-}
-
-static void on_connection(uv_stream_t *server, int status) {
-  listener_t *l = server->data;
-  sl_native_t *nt = l->nt;
-  conn_t *c;
-
-  if (status < 0 || nt->stopping)
-    return;
-  if (!(c = calloc(1, sizeof(*c))))
-    return;
-  c->nt = nt;
-  if (l->is_unix)
-    uv_pipe_init(&nt->dm->loop, &c->u.pipe, 0);
-  else
-    uv_tcp_init(&nt->dm->loop, &c->u.tcp);
-  c->u.h.data = c;
-  nt->handles_open++;
-  if (uv_accept(server, &c->u.s) < 0) {
-    c->closed = 1; /* never linked */
-    uv_close(&c->u.h, on_conn_closed);
-    return;
-  }
-  if (!l->is_unix)
-    uv_tcp_nodelay(&c->u.tcp, 1);
-  peer_name(c, l->is_unix);
-  c->last_active_ns = c->accepted_ns = sl_now_mono_ns();
-  c->next = nt->conns;
-  if (nt->conns)
-    nt->conns->prev = c;
-  nt->conns = c;
-  nt->nconns++;
-  sl_metric_set(nt->dm->connections, nt->nconns);
-  if (!l->is_unix && nt->dm->sec->native &&
-      sl_tls_conn_new(nt->dm->sec->native, &c->tls) < 0) {
-    conn_close(c);
-    return;
-  }
-  /* limits.max_connections counts every listener (HTTP too). */
-  if (sl_guard_conn_take(&nt->dm->guard, SL_GUARD_NATIVE) < 0) {
-    send_error(c, 0, SL_EBACKPRESSURE,
-               "too many connections (limits.max_connections, all "
-               "listeners): retry later",
-               1);
-    return;
-  }
-  c->counted = 1;
-  conn_update_reading(c);
-}
-
-/* ---- listeners --------------------------------------------------------- */
-
-static int listen_tcp(sl_native_t *nt, const char *address, char *errstr,
-                      size_t errlen) {
-  char host[256];
-  uint16_t port;
-  struct sockaddr_storage ss;
-  int rc;
-
-  if ((rc = sl_addr_split(address, host, sizeof(host), &port, errstr, errlen)) <
-      0)
-    return rc;
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-    snprintf(errstr, errlen, "listeners.native.tcp: '%s' is not an IP address",
-             host);
-    return -EINVAL;
-  }
-  uv_tcp_init(&nt->dm->loop, &nt->tcp.u.tcp);
-  nt->tcp.u.h.data = &nt->tcp;
-  nt->tcp.nt = nt;
-  nt->have_tcp = 1;
-  nt->handles_open++;
-  if ((rc = uv_tcp_bind(&nt->tcp.u.tcp, (struct sockaddr *)&ss, 0)) < 0 ||
-      (rc = uv_listen(&nt->tcp.u.s, 511, on_connection)) < 0) {
-    snprintf(errstr, errlen, "listeners.native.tcp: cannot listen on %s: %s",
-             address, uv_strerror(rc));
-    return rc;
-  }
-  return 0;
-}
-
-static int listen_unix(sl_native_t *nt, const char *path, const char *mode,
-                       char *errstr, size_t errlen) {
-  int rc;
-  uv_pipe_init(&nt->dm->loop, &nt->unix_.u.pipe, 0);
-  nt->unix_.u.h.data = &nt->unix_;
-  nt->unix_.nt = nt;
-  nt->unix_.is_unix = 1;
-  nt->have_unix = 1;
-  nt->handles_open++;
-  if ((rc = sl_unix_bind(&nt->unix_.u.pipe, path, mode, errstr, errlen)) < 0)
-    return rc;
-  if ((rc = uv_listen(&nt->unix_.u.s, 511, on_connection)) < 0) {
-    snprintf(errstr, errlen, "listeners.native.unix: cannot listen on %s: %s",
-             path, uv_strerror(rc));
-    return rc;
-  }
-  return 0;
-}
-
-static void on_listener_closed(uv_handle_t *h) {
-  listener_t *l = h->data;
-  l->nt->handles_open--;
-}
-
-int sl_native_start(sl_daemon_t *dm, sl_native_t **out, char *errstr,
-                    size_t errlen) {
-  sl_native_t *nt = calloc(1, sizeof(*nt));
-  const sl_config_t *cfg = dm->cfg;
-  int rc;
-
-  if (!nt)
-    return -ENOMEM;
-  nt->dm = dm;
-  nt->timeouts = sl_metrics_counter(
-      dm->mx, "sluice_ingest_request_timeouts_total",
-      "Connections closed because a request or a native Hello/frame was not "
-      "complete within limits.request_timeout",
-      "path=\"native\"");
-  sl_frame_buf_init(&nt->scratch);
-  if ((rc = sl_frame_arena_new(ARENA_BYTES + cfg->limits.max_frame_bytes * 4,
-                               &nt->arena)) < 0)
-    goto fail;
-  if (cfg->listeners.native_tcp && *cfg->listeners.native_tcp &&
-      (rc = listen_tcp(nt, cfg->listeners.native_tcp, errstr, errlen)) < 0)
-    goto fail;
-  if (cfg->listeners.native_unix && *cfg->listeners.native_unix &&
-      (rc = listen_unix(nt, cfg->listeners.native_unix,
-                        cfg->listeners.native_unix_mode, errstr, errlen)) < 0)
-    goto fail;
-  *out = nt;
-  return 0;
-fail:
-  /* Handles already initialised must be closed through the loop. */
-  dm->native = nt;
-  sl_native_stop(nt);
-  return rc;
-}
-
-int sl_native_port(const sl_native_t *nt) {
-  struct sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (!nt->have_tcp ||
-      uv_tcp_getsockname(&nt->tcp.u.tcp, (struct sockaddr *)&ss, &len) != 0)
-    return -1;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-void sl_native_stop(sl_native_t *nt) {
-  if (nt->stopping)
-    return;
-  nt->stopping = 1;
-  if (nt->have_tcp)
-    uv_close(&nt->tcp.u.h, on_listener_closed);
-  if (nt->have_unix)
-    uv_close(&nt->unix_.u.h, on_listener_closed);
-  /* Connections stop reading now; each closes once its in-flight batches
-   * are acknowledged and its output is flushed (see pending_done). */
-  for (conn_t *c = nt->conns, *next; c; c = next) {
-    next = c->next;
-    c->closing = 1;
-    if (c->reading) {
-      uv_read_stop(&c->u.s);
-      c->reading = 0;
-    }
-    if (c->inflight == 0 && !c->writing && c->out.len == 0)
-      conn_close(c);
-  }
-}
-
-void sl_native_resume(sl_native_t *nt) {
-  for (conn_t *c = nt->conns, *next; c; c = next) {
-    next = c->next;
-    if (c->paused & PAUSE_STORE)
-      conn_process(c);
-    else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0)
-      conn_close(c);
-  }
-}
-
-void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
-  const sl_config_t *cfg = nt->dm->cfg;
-  uint64_t idle_ns = cfg->limits.idle_timeout_ms * 1000000ull;
-  uint64_t req_ns = cfg->limits.request_timeout_ms * 1000000ull;
-  for (conn_t *c = nt->conns, *next; c; c = next) {
-    next = c->next;
-    trim_in(c);
-    if (c->closing)
-      continue;
-    if (!c->hello_done && req_ns && now_ns - c->accepted_ns > req_ns) {
-      sl_metric_add(nt->timeouts, 1);
-      send_error(c, 0, SL_ECLOSED, "no hello within limits.request_timeout", 1);
-      conn_process(c);
-    } else if (c->reading && c->partial_since_ns && req_ns &&
-               now_ns - c->partial_since_ns > req_ns) {
-      /* Bytes trickling in do not count as progress: the whole frame must
-       * arrive in time (slow loris holding a large buffer). */
-      sl_metric_add(nt->timeouts, 1);
-      send_error(c, 0, SL_ECLOSED,
-                 "frame not complete within limits.request_timeout", 1);
-      conn_process(c);
-    } else if (idle_ns && c->inflight == 0 &&
-               now_ns - c->last_active_ns > idle_ns) {
-      send_error(c, 0, SL_ECLOSED, "idle timeout", 1);
-    }
-  }
-}
-
-int sl_native_open_handles(const sl_native_t *nt) {
-  return nt->handles_open;
-}
-
-void sl_native_free(sl_native_t *nt) {
-  if (!nt)
-    return;
-  sl_frame_arena_free(nt->arena);
-  sl_frame_buf_close(&nt->scratch);
-  free(nt);
+  native__update_reading(c);
 }
