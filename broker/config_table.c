@@ -477,7 +477,7 @@ static const sl_cfg_opt_t root_opts[] = {
         limits.max_inflight_batches_per_conn, "64", RELOAD,
         "Unacknowledged batches per connection before reading pauses.",
         .min = "1", .max = "65536"),
-    OPT("limits.max_inflight_bytes", SIZE, limits.max_inflight_bytes, "64MiB",
+    OPT("limits.max_inflight_bytes", SIZE, limits.max_inflight_bytes, "32MiB",
         RESTART,
         "Client bytes buffered at once over all listeners (partial frames, "
         "request bodies); beyond it a frame gets an error and an HTTP "

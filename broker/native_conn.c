@@ -118,9 +118,9 @@ static void on_connection(uv_stream_t *server, int status) {
   /* limits.max_connections counts every listener (HTTP too). */
   if (sl_guard_conn_take(&nt->dm->guard, SL_GUARD_NATIVE) < 0) {
     native__send_error(c, 0, SL_EBACKPRESSURE,
-               "too many connections (limits.max_connections, all "
-               "listeners): retry later",
-               1);
+                       "too many connections (limits.max_connections, all "
+                       "listeners): retry later",
+                       1);
     return;
   }
   c->counted = 1;
@@ -271,7 +271,8 @@ void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
       continue;
     if (!c->hello_done && req_ns && now_ns - c->accepted_ns > req_ns) {
       sl_metric_add(nt->timeouts, 1);
-      native__send_error(c, 0, SL_ECLOSED, "no hello within limits.request_timeout", 1);
+      native__send_error(c, 0, SL_ECLOSED,
+                         "no hello within limits.request_timeout", 1);
       native__process(c);
     } else if (c->reading && c->partial_since_ns && req_ns &&
                now_ns - c->partial_since_ns > req_ns) {
@@ -279,7 +280,7 @@ void sl_native_sweep(sl_native_t *nt, uint64_t now_ns) {
        * arrive in time (slow loris holding a large buffer). */
       sl_metric_add(nt->timeouts, 1);
       native__send_error(c, 0, SL_ECLOSED,
-                 "frame not complete within limits.request_timeout", 1);
+                         "frame not complete within limits.request_timeout", 1);
       native__process(c);
     } else if (idle_ns && c->inflight == 0 &&
                now_ns - c->last_active_ns > idle_ns) {
@@ -299,4 +300,3 @@ void sl_native_free(sl_native_t *nt) {
   sl_frame_buf_close(&nt->scratch);
   free(nt);
 }
-
