@@ -90,7 +90,7 @@ static bool too_many(const ctx_t *ctx) {
 static const char *show(const sl_cfg_opt_t *o, const char *s, char *buf,
                         size_t len) {
   size_t k = 0, n = strlen(s);
-  if (o->flags & SL_CFG_SECRET)
+  if (o->flags & (SL_CFG_SECRET | SL_CFG_KV_SECRETS))
     return "<redacted>";
   buf[k++] = '"';
   for (size_t i = 0; i < n && i < 64 && k + 5 < len; i++)

@@ -140,6 +140,14 @@ static const char *check_topic(const char *s) {
   return NULL;
 }
 
+/* A kafka.properties item: "key=value" with a non-empty key. */
+static const char *check_kv(const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s)
+    return "is not key=value";
+  return NULL;
+}
+
 static void stream_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_stream_t *s = obj;
   if (!*s->topic && *s->name) {
@@ -409,8 +417,12 @@ static const sl_cfg_opt_t root_opts[] = {
         .check = check_topic),
     OPT("kafka.properties", LIST, kafka.properties, "", RESTART | KV_SECRETS,
         "librdkafka properties passed through as key=value (TLS, SASL, "
-        "tuning), applied after sluice's own settings. Values of keys "
-        "containing password, secret or jaas are never printed."),
+        "tuning), applied after sluice's own settings. Only the values of "
+        "an allow-list of harmless keys (tuning, timeouts, "
+        "security.protocol, sasl.mechanism, file locations; "
+        "broker/config_redact.c) are ever printed; every other value shows "
+        "as <redacted>, and items are never echoed in errors.",
+        .check = check_kv),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
         "A broker connection whose sent data stays unacknowledged this long "
         "(a link that drops packets without a reset) is dropped and made "

@@ -365,7 +365,9 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
       (unsigned)(cfg->limits.idle_timeout_ms
                      ? (cfg->limits.idle_timeout_ms + 999) / 1000
                      : 0),
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+      MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb, (void *)"http",
+      MHD_OPTION_END);
   freeaddrinfo(ai);
   if (!h->mhd) {
     snprintf(errstr, errlen, "listeners.http.address: cannot listen on %s",

@@ -262,6 +262,80 @@ static void test_node_id_rules(void **state) {
   expect_err("node: {id: \"\"}\n", "is not a node id");
 }
 
+static char *dump_text(const sl_config_t *cfg) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_non_null(f);
+  assert_int_equal(sl_config_dump(cfg, f), 0);
+  fclose(f);
+  return buf;
+}
+
+/*
+ * Issue 14 defect 6: keys that no word of a deny-list names (ssl.key.pem,
+ * sasl.oauthbearer.config, ssl.keystore.password's cousins) printed in
+ * clear, and so did an item without "=". Only allow-listed keys may show
+ * their value; nothing of a malformed item is shown, in the dump or in
+ * errors.
+ */
+static void test_kafka_properties_allow_list(void **state) {
+  (void)state;
+  sl_config_t *cfg =
+      load("node: {id: n}\n"
+           "kafka:\n"
+           "  properties:\n"
+           "    - ssl.key.pem=PEMSECRET1\n"
+           "    - sasl.oauthbearer.config=principal=x clientSecret=OAUTH2\n"
+           "    - ssl.certificate.pem=CERT3\n"
+           "    - https.ca.pem=CA4\n"
+           "    - sasl.kerberos.kinit.cmd=kinit -p me --password KINIT5\n"
+           "    - ssl.key.location=/etc/sluice/kafka.key\n"
+           "    - security.protocol=SASL_SSL\n"
+           "    - sasl.mechanisms=OAUTHBEARER\n"
+           "    - compression.type=zstd\n"
+           "    - socket.keepalive.enable=true\n"
+           "    - reconnect.backoff.max.ms=5000\n"
+           "    - acks=all\n");
+  char *buf = dump_text(cfg);
+  static const char *const hidden[] = {"PEMSECRET1", "OAUTH2", "CERT3", "CA4",
+                                       "KINIT5"};
+  for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+    assert_null(strstr(buf, hidden[i]));
+  assert_non_null(strstr(buf, "\"ssl.key.pem=<redacted>\""));
+  assert_non_null(strstr(buf, "\"sasl.oauthbearer.config=<redacted>\""));
+  assert_non_null(strstr(buf, "\"ssl.key.location=/etc/sluice/kafka.key\""));
+  assert_non_null(strstr(buf, "\"security.protocol=SASL_SSL\""));
+  assert_non_null(strstr(buf, "\"sasl.mechanisms=OAUTHBEARER\""));
+  assert_non_null(strstr(buf, "\"compression.type=zstd\""));
+  assert_non_null(strstr(buf, "\"socket.keepalive.enable=true\""));
+  assert_non_null(strstr(buf, "\"reconnect.backoff.max.ms=5000\""));
+  assert_non_null(strstr(buf, "\"acks=all\""));
+  free(buf);
+  sl_config_free(cfg);
+  /* A key that merely starts like an allowed one is not allowed. */
+  cfg = load("node: {id: n}\nkafka: {properties: [acks.extra=X9Y]}\n");
+  buf = dump_text(cfg);
+  assert_null(strstr(buf, "X9Y"));
+  free(buf);
+  sl_config_free(cfg);
+  /* An item without "=" (a pasted secret) is refused without echoing it,
+   * as a sequence item, a comma-separated scalar or from the environment. */
+  expect_err("node: {id: n}\nkafka: {properties: [acks=1, PASTEDSECRET]}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  expect_err("node: {id: n}\nkafka: {properties: \"PASTEDSECRET\"}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  expect_err("node: {id: n}\nkafka: {properties: \"=PASTEDSECRET\"}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  char *const envp[] = {"SLUICE_KAFKA_PROPERTIES=acks=1,PASTEDSECRET", NULL};
+  expect_err_env("node: {id: n}\n", envp, "SLUICE_KAFKA_PROPERTIES",
+                 "is not key=value", NULL);
+  assert_null(strstr(err, "PASTEDSECRET"));
+}
+
 static void test_secrets_redacted(void **state) {
   (void)state;
   sl_config_t *cfg = load("node: {id: n}\n"
@@ -275,7 +349,7 @@ static void test_secrets_redacted(void **state) {
   assert_non_null(strstr(buf, "token: \"<redacted>\""));
   free(buf);
   sl_config_free(cfg);
-  /* kafka.properties: the values of password, secret and JAAS keys. */
+  /* kafka.properties: only allow-listed keys show their value. */
   cfg = load("node: {id: n}\n"
              "kafka: {properties: [sasl.username=alice, sasl.password=hunter3,"
              " ssl.key.password=pw4, sasl.oauthbearer.client.secret=s5,"
@@ -288,8 +362,9 @@ static void test_secrets_redacted(void **state) {
   assert_null(strstr(buf, "pw4"));
   assert_null(strstr(buf, "=s5"));
   assert_null(strstr(buf, "=j6"));
+  assert_null(strstr(buf, "alice"));
   assert_non_null(strstr(buf, "\"sasl.password=<redacted>\""));
-  assert_non_null(strstr(buf, "\"sasl.username=alice\""));
+  assert_non_null(strstr(buf, "\"sasl.username=<redacted>\""));
   assert_non_null(strstr(buf, "\"linger.ms=5\""));
   free(buf);
   sl_config_free(cfg);
@@ -508,6 +583,7 @@ int main(void) {
       cmocka_unit_test(test_env_overrides),
       cmocka_unit_test(test_node_id_rules),
       cmocka_unit_test(test_secrets_redacted),
+      cmocka_unit_test(test_kafka_properties_allow_list),
       cmocka_unit_test(test_key_file_permissions),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_dump_roundtrip),
