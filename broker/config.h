@@ -21,6 +21,8 @@
 
 /* Largest configuration text accepted, file or string. */
 #define SL_CONFIG_MAX_BYTES (1u << 20)
+/* Deepest nesting of mappings and sequences accepted (the table needs 6). */
+#define SL_CONFIG_MAX_DEPTH 32
 /* At most this many errors are reported; the rest are counted. */
 #define SL_CONFIG_MAX_ERRORS 16
 

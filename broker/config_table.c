@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/config_int.h"
@@ -31,6 +32,7 @@
 #define SECRET SL_CFG_SECRET
 #define SECRET_FILE SL_CFG_SECRET_FILE
 #define KV_SECRETS SL_CFG_KV_SECRETS
+#define TRUST_FILE SL_CFG_TRUST_FILE
 
 static const char *const sync_modes[] = {"always", "interval", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
@@ -391,7 +393,7 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.ssl_key_location", PATH, kafka.ssl_key_location, "",
         RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to Kafka; must not be accessible "
-        "by others (mode & 0007 = 0)."),
+        "by others nor writable by group (mode & 0027 = 0)."),
     /* ---- kafka: the uplink (sync/, docs/DELIVERY.md) ---- */
     OPT("kafka.checkpoint_topic", STRING, kafka.checkpoint_topic,
         "sluice.checkpoints", RESTART,
@@ -487,7 +489,7 @@ static const sl_cfg_opt_t root_opts[] = {
         .min = "1", .max = "65535"),
     OPT("mqtt.tls_keyfile", PATH, mqtt.tls_keyfile, "", RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to the MQTT broker; must not be "
-        "accessible by others (mode & 0007 = 0)."),
+        "accessible by others nor writable by group (mode & 0027 = 0)."),
     OPT("mqtt.version", ENUM, mqtt.version, "5", RESTART,
         "MQTT protocol version: 5, or 3.1.1 for older brokers.",
         .enums = mqtt_versions),
@@ -509,10 +511,12 @@ static const sl_cfg_opt_t root_opts[] = {
         "User name; \"\" = anonymous."),
     OPT("mqtt.password", STRING, mqtt.password, "", RESTART | SECRET,
         "Password for mqtt.username."),
-    OPT("mqtt.tls_ca", PATH, mqtt.tls_ca, "", RESTART,
-        "CA certificate file (PEM); setting it turns TLS on."),
-    OPT("mqtt.tls_cert", PATH, mqtt.tls_cert, "", RESTART,
-        "Client certificate (PEM) for mutual TLS, with mqtt.tls_keyfile."),
+    OPT("mqtt.tls_ca", PATH, mqtt.tls_ca, "", RESTART | TRUST_FILE,
+        "CA certificate file (PEM); setting it turns TLS on. Must not be "
+        "writable by group or others."),
+    OPT("mqtt.tls_cert", PATH, mqtt.tls_cert, "", RESTART | TRUST_FILE,
+        "Client certificate (PEM) for mutual TLS, with mqtt.tls_keyfile. Must "
+        "not be writable by group or others."),
     OPT("mqtt.reconnect_min", DURATION, mqtt.reconnect_min_ms, "100ms", RESTART,
         "First reconnect delay; doubles per failure, with jitter.",
         .min = "1ms", .max = "1h"),
@@ -616,6 +620,19 @@ int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
   if (!(f = fopen(path, "rb"))) {
     rc = -errno;
     SL_CFG_FMT(errstr, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    return rc;
+  }
+  /* Whoever can write the config can make the daemon run anything it
+   * points at (keys, brokers, data_dir): refuse one that group or others
+   * may write, like sshd does. */
+  struct stat sb;
+  if (!fstat(fileno(f), &sb) && (sb.st_mode & 0022)) {
+    rc = SL_ECONFIG;
+    SL_CFG_FMT(errstr, errlen,
+               "%s: writable by group or others (mode %04o): run chmod go-w "
+               "%s",
+               path, (unsigned)(sb.st_mode & 07777), path);
+    fclose(f);
     return rc;
   }
   if (!(buf = malloc(SL_CONFIG_MAX_BYTES + 1)))

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -401,6 +402,122 @@ static void test_key_file_permissions(void **state) {
   expect_err(yaml, "mqtt.tls_keyfile: cannot access");
 }
 
+static char *temp_file(int mode) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/sluice-mode-XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "x\n", 2), 2);
+  close(fd);
+  assert_int_equal(chmod(path, (mode_t)mode), 0);
+  return strdup(path);
+}
+
+/* Issue 14, least privilege: key, certificate and CA files that group or
+ * others may write are refused (a key readable by others already was). */
+static void test_file_modes(void **state) {
+  (void)state;
+  char yaml[600];
+  char *key = temp_file(0640), *ca = temp_file(0644);
+  snprintf(yaml, sizeof(yaml),
+           "node: {id: n}\nmqtt: {tls_keyfile: %s, tls_ca: %s, tls_cert: %s}\n"
+           "kafka: {ssl_key_location: %s, properties: [ssl.ca.location=%s,"
+           " ssl.key.location=%s, ssl.ca.location=probe]}\n",
+           key, ca, ca, key, ca, key);
+  sl_config_free(load(yaml));
+  assert_int_equal(chmod(key, 0660), 0);
+  expect_err(yaml, "mqtt.tls_keyfile:", "kafka.ssl_key_location:",
+             "is writable by group or others (mode 0660)",
+             "kafka.properties: ssl.key.location:", "chmod g-w,o-rwx");
+  assert_int_equal(chmod(key, 0600), 0);
+  assert_int_equal(chmod(ca, 0664), 0);
+  expect_err(yaml, "mqtt.tls_ca:", "mqtt.tls_cert:",
+             "kafka.properties: ssl.ca.location:",
+             "is writable by group or others (mode 0664)", "chmod go-w");
+  assert_int_equal(chmod(ca, 0646), 0);
+  expect_err(yaml, "mqtt.tls_ca:", "(mode 0646)");
+  assert_int_equal(chmod(key, 0604), 0);
+  assert_int_equal(chmod(ca, 0644), 0);
+  expect_err(yaml, "kafka.properties: ssl.key.location:",
+             "is accessible by others (mode 0604)");
+  unlink(key);
+  unlink(ca);
+  free(key);
+  free(ca);
+}
+
+/* Issue 14, least privilege: a config file that group or others may write
+ * is refused, naming the file. */
+static void test_config_file_mode(void **state) {
+  (void)state;
+  char *path = temp_file(0644);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("node: {id: n}\n", f);
+  fclose(f);
+  sl_config_t *cfg = NULL;
+  assert_int_equal(sl_config_load_file(path, &cfg, err, sizeof(err)), 0);
+  sl_config_free(cfg);
+  static const int bad[] = {0646, 0664, 0666, 0622};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char mode[16];
+    assert_int_equal(chmod(path, (mode_t)bad[i]), 0);
+    assert_int_equal(sl_config_load_file(path, &cfg, err, sizeof(err)),
+                     SL_ECONFIG);
+    assert_null(cfg);
+    snprintf(mode, sizeof(mode), "(mode %04o)", bad[i]);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "writable by group or others"));
+    assert_non_null(strstr(err, mode));
+  }
+  unlink(path);
+  free(path);
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Issue 14: deep nesting is quadratic in libyaml (300 KB of "[" took
+ * minutes); it is refused at the depth cap, quickly, naming the line. */
+static void test_deep_nesting_refused(void **state) {
+  (void)state;
+  size_t n = 300000, k = 0;
+  char *yaml = malloc(2 * n + 64);
+  assert_non_null(yaml);
+  k += (size_t)sprintf(yaml, "node: {id: n}\nx: ");
+  memset(yaml + k, '[', n);
+  memset(yaml + k + n, ']', n);
+  k += 2 * n;
+  yaml[k++] = '\n';
+  double t0 = mono_s();
+  sl_config_t *cfg = (sl_config_t *)1;
+  assert_int_equal(
+      sl_config_load_string("t.yaml", yaml, k, NULL, &cfg, err, sizeof(err)),
+      SL_ECONFIG);
+  assert_null(cfg);
+  assert_true(mono_s() - t0 < 2.0);
+  if (!strstr(err, "t.yaml:2:") || !strstr(err, "nesting deeper than 32"))
+    fail_msg("unexpected error: %s", err);
+  /* Block style: one level per line, up to the size cap. */
+  k = (size_t)sprintf(yaml, "node: {id: n}\n");
+  for (size_t d = 0; k + d + 8 < 2 * n; d++) {
+    memset(yaml + k, ' ', d);
+    k += d;
+    k += (size_t)sprintf(yaml + k, "a:\n");
+  }
+  t0 = mono_s();
+  assert_int_equal(
+      sl_config_load_string("t.yaml", yaml, k, NULL, &cfg, err, sizeof(err)),
+      SL_ECONFIG);
+  assert_true(mono_s() - t0 < 2.0);
+  if (!strstr(err, "t.yaml:34:") || !strstr(err, "nesting deeper than 32"))
+    fail_msg("unexpected error: %s", err);
+  free(yaml);
+}
+
 static void test_diff(void **state) {
   (void)state;
   const char *base = "node: {id: n}\nstreams: [{name: a}, {name: b}]\n";
@@ -584,6 +701,9 @@ int main(void) {
       cmocka_unit_test(test_node_id_rules),
       cmocka_unit_test(test_secrets_redacted),
       cmocka_unit_test(test_kafka_properties_allow_list),
+      cmocka_unit_test(test_file_modes),
+      cmocka_unit_test(test_config_file_mode),
+      cmocka_unit_test(test_deep_nesting_refused),
       cmocka_unit_test(test_key_file_permissions),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_dump_roundtrip),
