@@ -165,10 +165,10 @@ int sl_admin_start(const char *address, sl_metrics_t *mx,
   adm->mhd = MHD_start_daemon(
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-      0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      0, NULL, NULL, handle, adm, MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb,
+      (void *)"admin", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)10, MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb, (void *)"admin",
-      MHD_OPTION_END);
+      (unsigned)10, MHD_OPTION_END);
   if (!adm->mhd) {
     rc = errno ? -errno : -EADDRINUSE;
     snprintf(errstr, errlen, "admin: cannot listen on %s", address);

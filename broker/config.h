@@ -180,6 +180,10 @@ typedef struct sl_config {
     char *data_dir; /* absolute path of the LMDB environment */
   } node;
   struct {
+    char *user;  /* drop root to this user after binding, "" = stay */
+    char *group; /* and this group, "" = the user's primary group */
+  } run;
+  struct {
     uint64_t budget_bytes;     /* disk budget for the log */
     int sync;                  /* sl_config_sync_t */
     uint64_t sync_interval_ms; /* with sync = interval */

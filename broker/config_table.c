@@ -311,6 +311,18 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
         "Directory of the LMDB store (locked by one daemon at a time)."),
 
+    OPT("run.user", STRING, run.user, "", RESTART,
+        "Started as root, the daemon binds its listeners and opens the "
+        "store, then drops to this user (name or numeric uid): "
+        "setgroups, setgid, setuid, verified that root cannot be regained. "
+        "Files read later (config on SIGHUP, TLS keys and certificates) "
+        "must be readable by it. \"\" keeps the starting user (a warning "
+        "is logged when that is root)."),
+    OPT("run.group", STRING, run.group, "", RESTART,
+        "Group (name or numeric gid) to run as after the drop; \"\" = "
+        "run.user's primary group. The only group kept: supplementary "
+        "groups are cleared."),
+
     OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RESTART,
         "Disk budget for the event log; reaching it applies each stream's "
         "policy.",

@@ -77,8 +77,13 @@ struct sl_daemon {
   size_t nstreams;
 
   uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t tick;   /* 1 s housekeeping: idle sweep, gauges */
-  uv_check_t finish; /* ends the loop once a stop has drained */
+  /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */
+  uv_work_t reload_req;
+  int reload_busy, reload_again; /* loop thread only */
+  sl_config_t *reload_cfg;       /* worker's result, NULL on error */
+  char reload_err[2048];         /* worker's errors */
+  uv_timer_t tick;               /* 1 s housekeeping: idle sweep, gauges */
+  uv_check_t finish;             /* ends the loop once a stop has drained */
   uint64_t started_ns;
   int stopping;
   int exit_code;
