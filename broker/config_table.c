@@ -325,7 +325,9 @@ static const sl_cfg_opt_t root_opts[] = {
 
     OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RESTART,
         "Disk budget for the event log; reaching it applies each stream's "
-        "policy.",
+        "policy. A budget larger than the filesystem holding node.data_dir "
+        "is flagged at start (warning, gauge "
+        "sluice_store_budget_exceeds_filesystem).",
         .min = "1MiB"),
     OPT("store.sync", ENUM, store.sync, "always", RESTART,
         "always: fsync every group commit (an ack means durable). interval: "
