@@ -10,6 +10,7 @@
 
 #include "broker/admin.h"
 #include "broker/tls.h"
+#include "broker/log.h"
 
 struct sl_admin {
   struct MHD_Daemon *mhd;
@@ -202,7 +203,8 @@ int sl_admin_start_secure(const char *address, sl_metrics_t *mx,
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
           sl_tls_mhd_flags(adm->sec.tls) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-      0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      0, NULL, NULL, handle, adm, MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb,
+      (void *)"admin", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)10, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_END);
   if (!adm->mhd) {
