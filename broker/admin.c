@@ -25,6 +25,7 @@
 /* /readyz stays 503 this long after the last storage error. */
 #define STORE_ERROR_HOLD_NS (10ull * 1000000000ull)
 #include "broker/tls.h"
+#include "broker/log.h"
 
 struct sl_admin {
   struct MHD_Daemon *mhd;
@@ -266,7 +267,8 @@ int sl_admin_start_secure(const char *address, sl_metrics_t *mx,
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
           sl_tls_mhd_flags(adm->sec.tls) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-      0, NULL, NULL, handle, adm, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      0, NULL, NULL, handle, adm, MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb,
+      (void *)"admin", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_CONNECTION_LIMIT, ADMIN_HARD_LIMIT,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_NOTIFY_CONNECTION,
       sl_hguard_notify, adm->hg, MHD_OPTION_URI_LOG_CALLBACK, sl_hguard_uri,

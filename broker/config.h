@@ -21,6 +21,8 @@
 
 /* Largest configuration text accepted, file or string. */
 #define SL_CONFIG_MAX_BYTES (1u << 20)
+/* Deepest nesting of mappings and sequences accepted (the table needs 6). */
+#define SL_CONFIG_MAX_DEPTH 32
 /* At most this many errors are reported; the rest are counted. */
 #define SL_CONFIG_MAX_ERRORS 16
 
@@ -198,6 +200,10 @@ typedef struct sl_config {
     char *id;       /* node identity, [A-Za-z0-9._-]{1,64} */
     char *data_dir; /* absolute path of the LMDB environment */
   } node;
+  struct {
+    char *user;  /* drop root to this user after binding, "" = stay */
+    char *group; /* and this group, "" = the user's primary group */
+  } run;
   struct {
     uint64_t budget_bytes;     /* disk budget for the log */
     int sync;                  /* sl_config_sync_t */

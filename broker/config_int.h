@@ -46,10 +46,13 @@ typedef enum {
 #define SL_CFG_REQUIRED 0x2u    /* no default: must be set */
 #define SL_CFG_SECRET 0x4u      /* never printed, never echoed in errors */
 #define SL_CFG_SECRET_FILE 0x8u /* path: rejected when world-accessible */
-#define SL_CFG_KV_SECRETS                                                      \
-  0x10u /* list of key=value: values of keys that                              \
-           name a password, secret or JAAS config                              \
-           are printed as <redacted> */
+/* List of key=value: only the values of allow-listed keys are printed
+ * (config__kv_printable()); others as key=<redacted>, items without "="
+ * as <redacted>, and no item is echoed in errors. */
+#define SL_CFG_KV_SECRETS 0x10u
+/* Path of a certificate or CA file: rejected when writable by group or
+ * others (SECRET_FILE implies the same check). */
+#define SL_CFG_TRUST_FILE 0x20u
 
 /* Storage of a SECTION_LIST field: n elements of sub->size bytes each. */
 typedef struct sl_cfg_array {
@@ -156,6 +159,11 @@ bool config__field_equal(const sl_cfg_opt_t *o, const void *a, const void *b);
  */
 void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
                     size_t len);
+
+/* True when the kafka.properties item "key=value" may be printed whole: its
+ * key is on the allow-list of librdkafka properties that never hold a
+ * secret (broker/config_redact.c). False for items without "=". */
+bool config__kv_printable(const char *item);
 
 /* Human type name for docs and messages ("size", "duration"). */
 const char *config__type_name(sl_cfg_type_t t);

@@ -90,7 +90,7 @@ static bool too_many(const ctx_t *ctx) {
 static const char *show(const sl_cfg_opt_t *o, const char *s, char *buf,
                         size_t len) {
   size_t k = 0, n = strlen(s);
-  if (o->flags & SL_CFG_SECRET)
+  if (o->flags & (SL_CFG_SECRET | SL_CFG_KV_SECRETS))
     return "<redacted>";
   buf[k++] = '"';
   for (size_t i = 0; i < n && i < 64 && k + 5 < len; i++)
@@ -475,24 +475,101 @@ static void row_errf(ctx_t *ctx, const inst_t *in, size_t i, const char *msg) {
   }
 }
 
-/* A private key readable by others is a leak waiting to be copied. */
-static void check_secret_file(ctx_t *ctx, const inst_t *in, size_t i) {
-  const char *path = *(char **)(void *)((char *)in->obj + in->sec->opts[i].off);
+/*
+ * Checks the mode of a file the config names. A private key readable by
+ * others is a leak waiting to be copied; a key, certificate or CA file
+ * that group or others may write lets them swap the daemon's identity or
+ * the peers it trusts. secret: key material (mode & 0027 must be 0), else
+ * a certificate (mode & 0022). what names the item in kafka.properties, or
+ * NULL. Missing files are errors only when must_exist.
+ */
+static void check_file_mode(ctx_t *ctx, const inst_t *in, size_t i,
+                            const char *path, bool secret, bool must_exist,
+                            const char *what) {
   struct stat sb;
   char msg[512];
+  unsigned bad = secret ? 0027 : 0022;
   if (!*path)
     return;
   if (stat(path, &sb)) {
-    SL_CFG_FMT(msg, sizeof(msg), "cannot access \"%.200s\": %s", path,
-               strerror(errno));
-    row_errf(ctx, in, i, msg);
-  } else if (sb.st_mode & 0007) {
-    SL_CFG_FMT(
-        msg, sizeof(msg),
-        "\"%.200s\" is accessible by others (mode %04o): run chmod o-rwx", path,
-        (unsigned)(sb.st_mode & 07777));
-    row_errf(ctx, in, i, msg);
+    if (must_exist) {
+      SL_CFG_FMT(msg, sizeof(msg), "%s%scannot access \"%.200s\": %s",
+                 what ? what : "", what ? ": " : "", path, strerror(errno));
+      row_errf(ctx, in, i, msg);
+    }
+    return;
   }
+  if (!(sb.st_mode & bad))
+    return;
+  SL_CFG_FMT(msg, sizeof(msg),
+             "%s%s\"%.200s\" is %s (mode %04o): run chmod %s \"%.200s\"",
+             what ? what : "", what ? ": " : "", path,
+             secret && (sb.st_mode & 0007) ? "accessible by others"
+                                           : "writable by group or others",
+             (unsigned)(sb.st_mode & 07777), secret ? "g-w,o-rwx" : "go-w",
+             path);
+  row_errf(ctx, in, i, msg);
+}
+
+/* kafka.properties items that name files: keys ending in ".location" and
+ * the Kerberos keytab. Only absolute paths that exist are checked (the CA
+ * location may be "probe"; librdkafka reports a missing file). */
+static void check_kv_files(ctx_t *ctx, const inst_t *in, size_t i) {
+  const sl_config_strlist_t *l =
+      (const sl_config_strlist_t *)(const void *)((const char *)in->obj +
+                                                  in->sec->opts[i].off);
+  for (size_t k = 0; k < l->n; k++) {
+    const char *item = l->v[k], *eq = strchr(item, '=');
+    char key[128];
+    if (!eq || eq[1] != '/' || (size_t)(eq - item) >= sizeof(key))
+      continue;
+    SL_CFG_FMT(key, sizeof(key), "%.*s", (int)(eq - item), item);
+    size_t n = strlen(key);
+    bool keytab = !strcmp(key, "sasl.kerberos.keytab");
+    if (!keytab && (n < 9 || strcmp(key + n - 9, ".location")))
+      continue;
+    bool secret = keytab || !strcmp(key, "ssl.key.location") ||
+                  !strcmp(key, "ssl.keystore.location");
+    check_file_mode(ctx, in, i, eq + 1, secret, false, key);
+  }
+}
+
+/*
+ * Refuses nesting deeper than SL_CONFIG_MAX_DEPTH before the document is
+ * built: libyaml's scanner and composer are quadratic in the depth (a
+ * 300 KB "[[[[..." took minutes), and no configuration needs more than a
+ * few levels. Only events up to the offending one are produced, so the
+ * cost is bounded by the cap. Returns false after reporting the position;
+ * syntax errors are left to the real load, which reports them.
+ */
+static bool depth_ok(sl_cfg_errs_t *errs, const char *yaml, size_t len) {
+  yaml_parser_t parser;
+  yaml_event_t ev;
+  unsigned depth = 0;
+  bool ok = true;
+  if (!yaml_parser_initialize(&parser))
+    abort();
+  yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+  for (;;) {
+    if (!yaml_parser_parse(&parser, &ev))
+      break;
+    yaml_event_type_t t = ev.type;
+    if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
+      if (++depth > SL_CONFIG_MAX_DEPTH) {
+        config__errf(errs, NULL, (unsigned)ev.start_mark.line + 1,
+                     (unsigned)ev.start_mark.column + 1, NULL,
+                     "nesting deeper than %u levels", SL_CONFIG_MAX_DEPTH);
+        ok = false;
+      }
+    } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
+      depth--;
+    }
+    yaml_event_delete(&ev);
+    if (!ok || t == YAML_STREAM_END_EVENT)
+      break;
+  }
+  yaml_parser_delete(&parser);
+  return ok;
 }
 
 int config__load(const sl_cfg_section_t *sec, const char *name,
@@ -515,6 +592,8 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
                  SL_CONFIG_MAX_BYTES);
     return SL_ETOOBIG;
   }
+  if (!depth_ok(&errs, yaml, len))
+    return SL_ECONFIG;
   if (!(obj = calloc(1, sec->size)))
     abort();
   inst_init(&in, sec, obj, "", &errs);
@@ -571,8 +650,11 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
                  var);
       config__errf(&errs, NULL, 0, 0, o->name, "%s", msg);
     }
-    if (o->flags & SL_CFG_SECRET_FILE)
-      check_secret_file(&ctx, &in, i);
+    if (o->flags & (SL_CFG_SECRET_FILE | SL_CFG_TRUST_FILE))
+      check_file_mode(&ctx, &in, i, *(char **)(void *)((char *)obj + o->off),
+                      o->flags & SL_CFG_SECRET_FILE, true, NULL);
+    if (o->flags & SL_CFG_KV_SECRETS)
+      check_kv_files(&ctx, &in, i);
   }
   if (!errs.count && sec->finish)
     sec->finish(obj, &errs, "");

@@ -272,9 +272,29 @@ static const char doc_intro[] =
     "\n"
     "Secret options are never printed (`check-config --print` shows "
     "`<redacted>`) nor echoed\n"
-    "in errors. Private key files (`kafka.ssl_key_location`, "
-    "`mqtt.tls_keyfile`) must exist and\n"
-    "must not be accessible by others (`mode & 0007 == 0`).\n";
+    "in errors. `kafka.properties` shows only the values of an allow-list "
+    "of harmless librdkafka\n"
+    "keys (tuning, timeouts, `security.protocol`, `sasl.mechanism(s)`, "
+    "file locations); every other\n"
+    "value prints as `<redacted>`, and an item without `=` is refused "
+    "without being echoed.\n"
+    "\n"
+    "## File permissions\n"
+    "\n"
+    "The configuration file must not be writable by group or others "
+    "(`mode & 0022 == 0`): the\n"
+    "daemon, `check-config` and SIGHUP refuse it, naming the file. Private "
+    "key files\n"
+    "(`kafka.ssl_key_location`, `mqtt.tls_keyfile`, and "
+    "`ssl.key.location`, `ssl.keystore.location`,\n"
+    "`sasl.kerberos.keytab` in `kafka.properties`) must not be accessible "
+    "by others nor writable by\n"
+    "group (`mode & 0027 == 0`); certificate and CA files (`mqtt.tls_ca`, "
+    "`mqtt.tls_cert`, other\n"
+    "`*.location` properties) must not be writable by group or others. "
+    "Nesting deeper than 32\n"
+    "levels and files over 1 MiB are refused. See "
+    "docs/security/ops.md.\n";
 
 int sl_config_doc_markdown(FILE *out) {
   const sl_cfg_section_t *root = &sl_config__root;

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "broker/config_int.h"
@@ -31,6 +32,7 @@
 #define SECRET SL_CFG_SECRET
 #define SECRET_FILE SL_CFG_SECRET_FILE
 #define KV_SECRETS SL_CFG_KV_SECRETS
+#define TRUST_FILE SL_CFG_TRUST_FILE
 
 static const char *const sync_modes[] = {"always", "interval", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
@@ -160,6 +162,14 @@ static const char *check_mode(const char *s) {
 static const char *check_topic(const char *s) {
   if (strlen(s) > 249 || !all_chars(s, "._-", true))
     return "is not a Kafka topic name (up to 249 of A-Z a-z 0-9 . _ -)";
+  return NULL;
+}
+
+/* A kafka.properties item: "key=value" with a non-empty key. */
+static const char *check_kv(const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s)
+    return "is not key=value";
   return NULL;
 }
 
@@ -324,9 +334,23 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
         "Directory of the LMDB store (locked by one daemon at a time)."),
 
+    OPT("run.user", STRING, run.user, "", RESTART,
+        "Started as root, the daemon binds its listeners and opens the "
+        "store, then drops to this user (name or numeric uid): "
+        "setgroups, setgid, setuid, verified that root cannot be regained. "
+        "Files read later (config on SIGHUP, TLS keys and certificates) "
+        "must be readable by it. \"\" keeps the starting user (a warning "
+        "is logged when that is root)."),
+    OPT("run.group", STRING, run.group, "", RESTART,
+        "Group (name or numeric gid) to run as after the drop; \"\" = "
+        "run.user's primary group. The only group kept: supplementary "
+        "groups are cleared."),
+
     OPT("store.budget_bytes", SIZE, store.budget_bytes, "1GiB", RESTART,
         "Disk budget for the event log; reaching it applies each stream's "
-        "policy.",
+        "policy. A budget larger than the filesystem holding node.data_dir "
+        "is flagged at start (warning, gauge "
+        "sluice_store_budget_exceeds_filesystem).",
         .min = "1MiB"),
     OPT("store.sync", ENUM, store.sync, "always", RESTART,
         "always: fsync every group commit (an ack means durable). interval: "
@@ -524,7 +548,7 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.ssl_key_location", PATH, kafka.ssl_key_location, "",
         RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to Kafka; must not be accessible "
-        "by others (mode & 0007 = 0)."),
+        "by others nor writable by group (mode & 0027 = 0)."),
     /* ---- kafka: the uplink (sync/, docs/DELIVERY.md) ---- */
     OPT("kafka.checkpoint_topic", STRING, kafka.checkpoint_topic,
         "sluice.checkpoints", RESTART,
@@ -550,8 +574,12 @@ static const sl_cfg_opt_t root_opts[] = {
         .check = check_topic),
     OPT("kafka.properties", LIST, kafka.properties, "", RESTART | KV_SECRETS,
         "librdkafka properties passed through as key=value (TLS, SASL, "
-        "tuning), applied after sluice's own settings. Values of keys "
-        "containing password, secret or jaas are never printed."),
+        "tuning), applied after sluice's own settings. Only the values of "
+        "an allow-list of harmless keys (tuning, timeouts, "
+        "security.protocol, sasl.mechanism, file locations; "
+        "broker/config_redact.c) are ever printed; every other value shows "
+        "as <redacted>, and items are never echoed in errors.",
+        .check = check_kv),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
         "A broker connection whose sent data stays unacknowledged this long "
         "(a link that drops packets without a reset) is dropped and made "
@@ -616,7 +644,7 @@ static const sl_cfg_opt_t root_opts[] = {
         .min = "1", .max = "65535"),
     OPT("mqtt.tls_keyfile", PATH, mqtt.tls_keyfile, "", RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to the MQTT broker; must not be "
-        "accessible by others (mode & 0007 = 0)."),
+        "accessible by others nor writable by group (mode & 0027 = 0)."),
     OPT("mqtt.version", ENUM, mqtt.version, "5", RESTART,
         "MQTT protocol version: 5, or 3.1.1 for older brokers.",
         .enums = mqtt_versions),
@@ -638,10 +666,12 @@ static const sl_cfg_opt_t root_opts[] = {
         "User name; \"\" = anonymous."),
     OPT("mqtt.password", STRING, mqtt.password, "", RESTART | SECRET,
         "Password for mqtt.username."),
-    OPT("mqtt.tls_ca", PATH, mqtt.tls_ca, "", RESTART,
-        "CA certificate file (PEM); setting it turns TLS on."),
-    OPT("mqtt.tls_cert", PATH, mqtt.tls_cert, "", RESTART,
-        "Client certificate (PEM) for mutual TLS, with mqtt.tls_keyfile."),
+    OPT("mqtt.tls_ca", PATH, mqtt.tls_ca, "", RESTART | TRUST_FILE,
+        "CA certificate file (PEM); setting it turns TLS on. Must not be "
+        "writable by group or others."),
+    OPT("mqtt.tls_cert", PATH, mqtt.tls_cert, "", RESTART | TRUST_FILE,
+        "Client certificate (PEM) for mutual TLS, with mqtt.tls_keyfile. Must "
+        "not be writable by group or others."),
     OPT("mqtt.reconnect_min", DURATION, mqtt.reconnect_min_ms, "100ms", RESTART,
         "First reconnect delay; doubles per failure, with jitter.",
         .min = "1ms", .max = "1h"),
@@ -794,6 +824,19 @@ int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
   if (!(f = fopen(path, "rb"))) {
     rc = -errno;
     SL_CFG_FMT(errstr, errlen, "%s: cannot open: %s", path, strerror(-rc));
+    return rc;
+  }
+  /* Whoever can write the config can make the daemon run anything it
+   * points at (keys, brokers, data_dir): refuse one that group or others
+   * may write, like sshd does. */
+  struct stat sb;
+  if (!fstat(fileno(f), &sb) && (sb.st_mode & 0022)) {
+    rc = SL_ECONFIG;
+    SL_CFG_FMT(errstr, errlen,
+               "%s: writable by group or others (mode %04o): run chmod go-w "
+               "%s",
+               path, (unsigned)(sb.st_mode & 07777), path);
+    fclose(f);
     return rc;
   }
   if (!(buf = malloc(SL_CONFIG_MAX_BYTES + 1)))

@@ -317,7 +317,10 @@ static int parse_list(const sl_cfg_opt_t *o, const char *const *items, size_t n,
       goto fail;
     }
     if (o->check && (bad = o->check(it))) {
-      SL_CFG_FMT(why, whylen, "has an invalid item \"%.64s\": %s", it, bad);
+      if (o->flags & SL_CFG_KV_SECRETS) /* the item may be a secret */
+        SL_CFG_FMT(why, whylen, "item %zu is invalid: %s", val->l.n + 1, bad);
+      else
+        SL_CFG_FMT(why, whylen, "has an invalid item \"%.64s\": %s", it, bad);
       goto fail;
     }
     val->l.v[val->l.n++] = xstrndup(it, strlen(it));
@@ -594,22 +597,6 @@ static size_t fmt_quoted(const char *s, char *buf, size_t len) {
   return k;
 }
 
-/* A kafka.properties item whose value must not be printed: the key names
- * a password, a secret or a JAAS config (which holds credentials). */
-static bool secret_kv(const char *item) {
-  const char *eq = strchr(item, '=');
-  static const char *const words[] = {"password", "secret", "jaas"};
-  if (!eq)
-    return false;
-  for (size_t w = 0; w < SL_ARRAY_SIZE(words); w++) {
-    size_t wl = strlen(words[w]);
-    for (const char *k = item; k + wl <= eq; k++)
-      if (!strncasecmp(k, words[w], wl))
-        return true;
-  }
-  return false;
-}
-
 void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
                     size_t len) {
   size_t used;
@@ -663,10 +650,17 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
         break;
       if (flags) {
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
-      } else if ((o->flags & SL_CFG_KV_SECRETS) && secret_kv(l->v[i])) {
+      } else if ((o->flags & SL_CFG_KV_SECRETS) &&
+                 !config__kv_printable(l->v[i])) {
+        /* Only allow-listed keys show their value (config_redact.c); an
+         * item without "=" names no key, so nothing of it is shown. */
+        const char *eq = strchr(l->v[i], '=');
         char red[160];
-        SL_CFG_FMT(red, sizeof(red), "%.*s=<redacted>",
-                   (int)SL_MIN(strchr(l->v[i], '=') - l->v[i], 120), l->v[i]);
+        if (eq)
+          SL_CFG_FMT(red, sizeof(red), "%.*s=<redacted>",
+                     (int)SL_MIN(eq - l->v[i], 120), l->v[i]);
+        else
+          SL_CFG_FMT(red, sizeof(red), "<redacted>");
         used += fmt_quoted(red, buf + used, len - used);
       } else {
         used += fmt_quoted(l->v[i], buf + used, len - used);

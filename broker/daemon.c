@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "broker/daemon.h"
+#include "broker/daemon_ops.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
 #include "broker/mqtt.h"
@@ -242,17 +243,19 @@ static void apply_log(const sl_config_t *cfg) {
                    (sl_log_format_t)cfg->log.format);
 }
 
-int sl_daemon__reload(sl_daemon_t *dm) {
-  sl_config_t *nw = NULL;
+/* The apply step of a reload, on the loop thread: nw was loaded and
+ * validated by reload_work() (NULL: dm->reload_err says why). Returns 0,
+ * or -1 when refused (logged, the running config stays). */
+static int reload(sl_daemon_t *dm, sl_config_t *nw) {
   sl_config_diff_t diff;
   sl_sec_next_t sec;
   char err[2048];
 
-  if (sl_config_load_file(dm->config_path, &nw, err, sizeof(err)) < 0) {
+  if (!nw) {
     sl_error(SL_LOG_CTX_CONFIG, NULL,
              "reload refused, keeping the running "
              "config: %s",
-             err);
+             dm->reload_err);
     sl_metric_add(dm->reload_errors, 1);
     return -1;
   }
@@ -310,10 +313,58 @@ int sl_daemon__reload(sl_daemon_t *dm) {
   return 0;
 }
 
+/* SIGHUP's parse and validation run on libuv's thread pool, never on the
+ * loop: a slow file (NFS, a FIFO) or a large one would stall every
+ * listener (issue 14: 14.6 s). Touches only dm->reload_cfg/reload_err. */
+static void reload_work(uv_work_t *req) {
+  sl_daemon_t *dm = req->data;
+  if (sl_config_load_file(dm->config_path, &dm->reload_cfg, dm->reload_err,
+                          sizeof(dm->reload_err)) < 0)
+    dm->reload_cfg = NULL;
+}
+
+static void reload_done(uv_work_t *req, int status) {
+  sl_daemon_t *dm = req->data;
+  sl_config_t *nw = dm->reload_cfg;
+  dm->reload_cfg = NULL;
+  dm->reload_busy = 0;
+  if (dm->stopping || status) {
+    sl_config_free(nw);
+    sl_sec_reload_finished(dm, -1);
+    return;
+  }
+  /* POST /v1/reload requests made before this parse began get the
+   * result; later ones wait for the next round. */
+  sl_sec_reload_finished(dm, reload(dm, nw));
+  if (dm->reload_again) { /* a SIGHUP arrived during the parse */
+    dm->reload_again = 0;
+    sl_daemon__reload_start(dm);
+  }
+}
+
+void sl_daemon__reload_start(sl_daemon_t *dm) {
+  int rc;
+  if (dm->reload_busy) {
+    dm->reload_again = 1;
+    return;
+  }
+  dm->reload_req.data = dm;
+  sl_sec_reload_begin(dm);
+  if ((rc = uv_queue_work(&dm->loop, &dm->reload_req, reload_work,
+                          reload_done)) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "reload not started: %s",
+             uv_strerror(rc));
+    sl_metric_add(dm->reload_errors, 1);
+    sl_sec_reload_finished(dm, -1);
+    return;
+  }
+  dm->reload_busy = 1;
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   sl_daemon_t *dm = h->data;
   if (signum == SIGHUP)
-    sl_daemon__reload(dm);
+    sl_daemon__reload_start(dm);
   else
     begin_stop(dm, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -501,6 +552,7 @@ int sl_daemon_run(const char *config_path) {
     goto fail;
   }
   register_stream_metrics(dm);
+  sl_ops_check_budget(dm);
   /* Pipelines load their state before any listener opens. */
   {
     char warn[300];
@@ -552,6 +604,13 @@ int sl_daemon_run(const char *config_path) {
   if (dm->cfg->listeners.http_address && *dm->cfg->listeners.http_address &&
       (rc = sl_http_start(dm, &dm->http, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
+    goto fail_loop;
+  }
+  /* Listeners are bound and the store is open: drop root before any
+   * peer data is parsed by the uplink or MQTT (docs/security/ops.md). */
+  if ((rc = sl_ops_drop_privileges(dm->cfg->run.user, dm->cfg->run.group, err,
+                                   sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
     goto fail_loop;
   }
   if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {

@@ -81,8 +81,13 @@ struct sl_daemon {
   size_t nstreams;
 
   uv_signal_t sig_term, sig_int, sig_hup;
-  uv_timer_t tick;   /* 1 s housekeeping: idle sweep, gauges */
-  uv_check_t finish; /* ends the loop once a stop has drained */
+  /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */
+  uv_work_t reload_req;
+  int reload_busy, reload_again; /* loop thread only */
+  sl_config_t *reload_cfg;       /* worker's result, NULL on error */
+  char reload_err[2048];         /* worker's errors */
+  uv_timer_t tick;               /* 1 s housekeeping: idle sweep, gauges */
+  uv_check_t finish;             /* ends the loop once a stop has drained */
   uint64_t started_ns;
   int stopping;
   int exit_code;
@@ -111,10 +116,12 @@ int sl_daemon__submit(sl_daemon_t *dm, sl_store_group_t *g, sl_done_t *d);
  * Returns 0 or SL_ENOTFOUND. */
 int sl_daemon__stream(sl_daemon_t *dm, const char *name, size_t *idx);
 
-/* Re-reads the config file and applies it (SIGHUP, POST /v1/reload); loop
- * thread. Returns 0, or -1 when refused (logged, the running config
- * stays). */
-int sl_daemon__reload(sl_daemon_t *dm);
+/* Starts a reload (SIGHUP, POST /v1/reload; loop thread): the file is read
+ * and validated on a worker thread, then applied on the loop; a refusal is
+ * logged and the running config stays. A start while one runs makes one
+ * more run after it. Each round calls sl_sec_reload_begin() as its parse
+ * starts and sl_sec_reload_finished() with 0 or -1 when it is decided. */
+void sl_daemon__reload_start(sl_daemon_t *dm);
 
 /* Counts events durably acknowledged on path for stream idx. */
 void sl_daemon__accepted(sl_daemon_t *dm, sl_path_t path, size_t idx,

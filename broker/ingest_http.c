@@ -567,7 +567,8 @@ int sl_http_start(sl_daemon_t *dm, sl_http_t **out, char *errstr,
       MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
           MHD_ALLOW_SUSPEND_RESUME | sl_tls_mhd_flags(dm->sec->http) |
           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-      0, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+      0, NULL, NULL, handle, h, MHD_OPTION_EXTERNAL_LOGGER, sl_log_mhd_cb,
+      (void *)"http", MHD_OPTION_SOCK_ADDR, ai->ai_addr,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
       MHD_OPTION_NOTIFY_CONNECTION, sl_hguard_notify, h->hg,
       MHD_OPTION_URI_LOG_CALLBACK, sl_hguard_uri, h->hg,

@@ -157,3 +157,31 @@ void sl_log_write(sl_log_level_t level, uint32_t ctx, const char *peer,
   ssize_t w = write(STDERR_FILENO, line, n);
   (void)w;
 }
+
+void sl_log_kafka_cb(void *opaque, int level, const char *fac,
+                     const char *msg) {
+  /* syslog levels: 0..3 error, 4 warning, 5..6 notice/info, 7 debug. */
+  sl_log_level_t lvl = level <= 3   ? SL_LOG_ERROR
+                       : level == 4 ? SL_LOG_WARN
+                       : level <= 6 ? SL_LOG_INFO
+                                    : SL_LOG_DEBUG;
+  (void)opaque;
+  sl_log(lvl, SL_LOG_CTX_SYNC, NULL, "librdkafka %s: %s", fac ? fac : "-",
+         msg ? msg : "");
+}
+
+void sl_log_mhd_cb(void *cls, const char *fmt, va_list ap) {
+  char msg[1024];
+  size_t n;
+  if (!SL_LOG_ON(SL_LOG_WARN, SL_LOG_CTX_HTTP))
+    return;
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  /* libmicrohttpd ends its messages with a newline: one line is ours. */
+  n = strlen(msg);
+  while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+    msg[--n] = '\0';
+  sl_log_write(SL_LOG_WARN,
+               cls && !strcmp(cls, "admin") ? SL_LOG_CTX_ADMIN
+                                            : SL_LOG_CTX_HTTP,
+               NULL, "libmicrohttpd: %s", msg);
+}

@@ -67,6 +67,15 @@ const char *sl_log_esc(char *buf, size_t cap, const char *s);
 void sl_log_write(sl_log_level_t level, uint32_t ctx, const char *peer,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Log sinks for libraries that would otherwise write raw lines to stderr
+ * (and break log.format json). Thread-safe.
+ * sl_log_kafka_cb: sl_sync_opts_t.log_cb; level is syslog's 0..7.
+ * sl_log_mhd_cb: libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER; cls is a
+ * static context name such as "http" or "admin". */
+void sl_log_kafka_cb(void *opaque, int level, const char *fac, const char *msg);
+void sl_log_mhd_cb(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
 #define SL_LOG_ON(lvl, ctx)                                                    \
   ((int)(lvl) <= sl_log_level_now &&                                           \
    ((lvl) != SL_LOG_DEBUG || (sl_log_debug_now & (ctx))))

@@ -112,12 +112,31 @@ static void on_reload_async(uv_async_t *a) {
   pthread_mutex_unlock(&sec->lock);
   if (asked == sec->done)
     return;
-  int rc = sl_daemon__reload(dm);
+  sl_daemon__reload_start(dm);
+}
+
+void sl_sec_reload_begin(sl_daemon_t *dm) {
+  sl_sec_t *sec = dm->sec;
+  if (!sec)
+    return;
   pthread_mutex_lock(&sec->lock);
-  sec->result = rc;
-  sec->done = asked; /* one reload answers every request made before it */
+  sec->parsing = sec->asked; /* the requests this round answers */
+  pthread_mutex_unlock(&sec->lock);
+}
+
+void sl_sec_reload_finished(sl_daemon_t *dm, int rc) {
+  sl_sec_t *sec = dm->sec;
+  if (!sec)
+    return;
+  pthread_mutex_lock(&sec->lock);
+  if (sec->parsing > sec->done) {
+    sec->result = rc;
+    sec->done = sec->parsing; /* one reload answers every request before it */
+  }
   pthread_cond_broadcast(&sec->cond);
   pthread_mutex_unlock(&sec->lock);
+  /* A request made while this round parsed woke the loop after it began:
+   * its sl_daemon__reload_start() queued one more round. */
 }
 
 int sl_sec_start(sl_daemon_t *dm, char *err, size_t errlen) {

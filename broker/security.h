@@ -28,6 +28,7 @@ typedef struct sl_sec {
   pthread_mutex_t lock;    /* guards the reload fields below */
   pthread_cond_t cond;
   uint64_t asked, done; /* reload requests made / answered */
+  uint64_t parsing;     /* requests the reload being parsed answers */
   int result;           /* of the last answered request */
   int closed;           /* the loop no longer answers */
 } sl_sec_t;
@@ -87,5 +88,11 @@ int sl_sec_admin_allowed(void *dm, struct MHD_Connection *conn);
  * or SL_ECLOSED (shutting down or no answer within 30 s).
  */
 int sl_sec_reload_request(void *dm);
+
+/* Loop thread, from sl_daemon__reload_start(): a reload's parse begins (it
+ * answers the requests made so far) / the reload was decided (rc 0 applied,
+ * -1 refused): wakes the requests it answers. No-ops before sl_sec_start. */
+void sl_sec_reload_begin(sl_daemon_t *dm);
+void sl_sec_reload_finished(sl_daemon_t *dm, int rc);
 
 #endif /* SL_BROKER_SECURITY_H */

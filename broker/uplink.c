@@ -57,6 +57,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.txn_id_prefix = cfg->kafka.transactional_id_prefix;
   o.gap_topic = cfg->kafka.gap_topic;
   o.dead_letter_stream = cfg->kafka.dead_letter_stream;
+  o.log_cb = sl_log_kafka_cb; /* log.format json holds for librdkafka too */
   /* ssl.key.location joins the passthrough properties. */
   size_t np = cfg->kafka.properties.n;
   const char **props = calloc(np + 1, sizeof(char *));

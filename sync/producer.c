@@ -115,9 +115,19 @@ static int socket_cb(int domain, int type, int protocol, void *opaque) {
   return fd;
 }
 
+/* librdkafka's log lines, handed to the owner (sl_sync_opts_t.log_cb). */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+  const sl_sync_t *up = rd_kafka_opaque(rk);
+  if (up && up->o.log_cb)
+    up->o.log_cb(up->o.log_opaque, level, fac, buf);
+}
+
 void sync__conf_link(sl_sync_t *up, rd_kafka_conf_t *conf) {
   char buf[32];
   char e[256];
+  if (up->o.log_cb)
+    rd_kafka_conf_set_log_cb(conf, log_cb);
   if (!up->o.link_timeout_ms)
     return;
   /* Connection set-up (TCP and TLS handshake, ApiVersion, SASL) gets the

@@ -94,6 +94,12 @@ typedef struct sl_sync_opts {
   int serial_commits;             /* exactly-once with one producer: each commit
                                      stalls the next transaction (default 0: two
                                      producers, commits overlap the next one) */
+  /* librdkafka's own log lines (level: syslog 0..7, facility, text) go
+   * here instead of stderr, called from librdkafka's threads (so it must
+   * be thread-safe, and not call sl_sync_*). sync itself never logs: the
+   * owner decides. NULL: librdkafka's default (raw lines on stderr). */
+  void (*log_cb)(void *opaque, int level, const char *fac, const char *msg);
+  void *log_opaque; /* passed to log_cb */
 } sl_sync_opts_t;
 
 /* Per stream counters and gauges (a snapshot). */

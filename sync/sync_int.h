@@ -181,8 +181,8 @@ int sync__txn_call(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
  * producers were made. */
 bool sync__auth_failed(sl_sync_t *up);
 /* Bounds how long a broker connection may hang on a silent link
- * (o.link_timeout_ms): TCP_USER_TIMEOUT and the connection set-up timeout.
- * conf's opaque must be up. */
+ * (o.link_timeout_ms): TCP_USER_TIMEOUT and the connection set-up timeout;
+ * also routes librdkafka's log lines to o.log_cb. conf's opaque must be up. */
 void sync__conf_link(sl_sync_t *up, rd_kafka_conf_t *conf);
 
 void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -262,6 +263,80 @@ static void test_node_id_rules(void **state) {
   expect_err("node: {id: \"\"}\n", "is not a node id");
 }
 
+static char *dump_text(const sl_config_t *cfg) {
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  assert_non_null(f);
+  assert_int_equal(sl_config_dump(cfg, f), 0);
+  fclose(f);
+  return buf;
+}
+
+/*
+ * Issue 14 defect 6: keys that no word of a deny-list names (ssl.key.pem,
+ * sasl.oauthbearer.config, ssl.keystore.password's cousins) printed in
+ * clear, and so did an item without "=". Only allow-listed keys may show
+ * their value; nothing of a malformed item is shown, in the dump or in
+ * errors.
+ */
+static void test_kafka_properties_allow_list(void **state) {
+  (void)state;
+  sl_config_t *cfg =
+      load("node: {id: n}\n"
+           "kafka:\n"
+           "  properties:\n"
+           "    - ssl.key.pem=PEMSECRET1\n"
+           "    - sasl.oauthbearer.config=principal=x clientSecret=OAUTH2\n"
+           "    - ssl.certificate.pem=CERT3\n"
+           "    - https.ca.pem=CA4\n"
+           "    - sasl.kerberos.kinit.cmd=kinit -p me --password KINIT5\n"
+           "    - ssl.key.location=/etc/sluice/kafka.key\n"
+           "    - security.protocol=SASL_SSL\n"
+           "    - sasl.mechanisms=OAUTHBEARER\n"
+           "    - compression.type=zstd\n"
+           "    - socket.keepalive.enable=true\n"
+           "    - reconnect.backoff.max.ms=5000\n"
+           "    - acks=all\n");
+  char *buf = dump_text(cfg);
+  static const char *const hidden[] = {"PEMSECRET1", "OAUTH2", "CERT3", "CA4",
+                                       "KINIT5"};
+  for (size_t i = 0; i < sizeof(hidden) / sizeof(hidden[0]); i++)
+    assert_null(strstr(buf, hidden[i]));
+  assert_non_null(strstr(buf, "\"ssl.key.pem=<redacted>\""));
+  assert_non_null(strstr(buf, "\"sasl.oauthbearer.config=<redacted>\""));
+  assert_non_null(strstr(buf, "\"ssl.key.location=/etc/sluice/kafka.key\""));
+  assert_non_null(strstr(buf, "\"security.protocol=SASL_SSL\""));
+  assert_non_null(strstr(buf, "\"sasl.mechanisms=OAUTHBEARER\""));
+  assert_non_null(strstr(buf, "\"compression.type=zstd\""));
+  assert_non_null(strstr(buf, "\"socket.keepalive.enable=true\""));
+  assert_non_null(strstr(buf, "\"reconnect.backoff.max.ms=5000\""));
+  assert_non_null(strstr(buf, "\"acks=all\""));
+  free(buf);
+  sl_config_free(cfg);
+  /* A key that merely starts like an allowed one is not allowed. */
+  cfg = load("node: {id: n}\nkafka: {properties: [acks.extra=X9Y]}\n");
+  buf = dump_text(cfg);
+  assert_null(strstr(buf, "X9Y"));
+  free(buf);
+  sl_config_free(cfg);
+  /* An item without "=" (a pasted secret) is refused without echoing it,
+   * as a sequence item, a comma-separated scalar or from the environment. */
+  expect_err("node: {id: n}\nkafka: {properties: [acks=1, PASTEDSECRET]}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  expect_err("node: {id: n}\nkafka: {properties: \"PASTEDSECRET\"}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  expect_err("node: {id: n}\nkafka: {properties: \"=PASTEDSECRET\"}\n",
+             "kafka.properties", "is not key=value");
+  assert_null(strstr(err, "PASTEDSECRET"));
+  char *const envp[] = {"SLUICE_KAFKA_PROPERTIES=acks=1,PASTEDSECRET", NULL};
+  expect_err_env("node: {id: n}\n", envp, "SLUICE_KAFKA_PROPERTIES",
+                 "is not key=value", NULL);
+  assert_null(strstr(err, "PASTEDSECRET"));
+}
+
 static void test_secrets_redacted(void **state) {
   (void)state;
   sl_config_t *cfg = load("node: {id: n}\n"
@@ -275,7 +350,7 @@ static void test_secrets_redacted(void **state) {
   assert_non_null(strstr(buf, "token: \"<redacted>\""));
   free(buf);
   sl_config_free(cfg);
-  /* kafka.properties: the values of password, secret and JAAS keys. */
+  /* kafka.properties: only allow-listed keys show their value. */
   cfg = load("node: {id: n}\n"
              "kafka: {properties: [sasl.username=alice, sasl.password=hunter3,"
              " ssl.key.password=pw4, sasl.oauthbearer.client.secret=s5,"
@@ -288,8 +363,9 @@ static void test_secrets_redacted(void **state) {
   assert_null(strstr(buf, "pw4"));
   assert_null(strstr(buf, "=s5"));
   assert_null(strstr(buf, "=j6"));
+  assert_null(strstr(buf, "alice"));
   assert_non_null(strstr(buf, "\"sasl.password=<redacted>\""));
-  assert_non_null(strstr(buf, "\"sasl.username=alice\""));
+  assert_non_null(strstr(buf, "\"sasl.username=<redacted>\""));
   assert_non_null(strstr(buf, "\"linger.ms=5\""));
   free(buf);
   sl_config_free(cfg);
@@ -324,6 +400,122 @@ static void test_key_file_permissions(void **state) {
   snprintf(yaml, sizeof(yaml), "node: {id: n}\nmqtt: {tls_keyfile: %s}\n",
            path);
   expect_err(yaml, "mqtt.tls_keyfile: cannot access");
+}
+
+static char *temp_file(int mode) {
+  static char path[64];
+  snprintf(path, sizeof(path), "/tmp/sluice-mode-XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  assert_int_equal(write(fd, "x\n", 2), 2);
+  close(fd);
+  assert_int_equal(chmod(path, (mode_t)mode), 0);
+  return strdup(path);
+}
+
+/* Issue 14, least privilege: key, certificate and CA files that group or
+ * others may write are refused (a key readable by others already was). */
+static void test_file_modes(void **state) {
+  (void)state;
+  char yaml[600];
+  char *key = temp_file(0640), *ca = temp_file(0644);
+  snprintf(yaml, sizeof(yaml),
+           "node: {id: n}\nmqtt: {tls_keyfile: %s, tls_ca: %s, tls_cert: %s}\n"
+           "kafka: {ssl_key_location: %s, properties: [ssl.ca.location=%s,"
+           " ssl.key.location=%s, ssl.ca.location=probe]}\n",
+           key, ca, ca, key, ca, key);
+  sl_config_free(load(yaml));
+  assert_int_equal(chmod(key, 0660), 0);
+  expect_err(yaml, "mqtt.tls_keyfile:", "kafka.ssl_key_location:",
+             "is writable by group or others (mode 0660)",
+             "kafka.properties: ssl.key.location:", "chmod g-w,o-rwx");
+  assert_int_equal(chmod(key, 0600), 0);
+  assert_int_equal(chmod(ca, 0664), 0);
+  expect_err(yaml, "mqtt.tls_ca:", "mqtt.tls_cert:",
+             "kafka.properties: ssl.ca.location:",
+             "is writable by group or others (mode 0664)", "chmod go-w");
+  assert_int_equal(chmod(ca, 0646), 0);
+  expect_err(yaml, "mqtt.tls_ca:", "(mode 0646)");
+  assert_int_equal(chmod(key, 0604), 0);
+  assert_int_equal(chmod(ca, 0644), 0);
+  expect_err(yaml, "kafka.properties: ssl.key.location:",
+             "is accessible by others (mode 0604)");
+  unlink(key);
+  unlink(ca);
+  free(key);
+  free(ca);
+}
+
+/* Issue 14, least privilege: a config file that group or others may write
+ * is refused, naming the file. */
+static void test_config_file_mode(void **state) {
+  (void)state;
+  char *path = temp_file(0644);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("node: {id: n}\n", f);
+  fclose(f);
+  sl_config_t *cfg = NULL;
+  assert_int_equal(sl_config_load_file(path, &cfg, err, sizeof(err)), 0);
+  sl_config_free(cfg);
+  static const int bad[] = {0646, 0664, 0666, 0622};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    char mode[16];
+    assert_int_equal(chmod(path, (mode_t)bad[i]), 0);
+    assert_int_equal(sl_config_load_file(path, &cfg, err, sizeof(err)),
+                     SL_ECONFIG);
+    assert_null(cfg);
+    snprintf(mode, sizeof(mode), "(mode %04o)", bad[i]);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "writable by group or others"));
+    assert_non_null(strstr(err, mode));
+  }
+  unlink(path);
+  free(path);
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Issue 14: deep nesting is quadratic in libyaml (300 KB of "[" took
+ * minutes); it is refused at the depth cap, quickly, naming the line. */
+static void test_deep_nesting_refused(void **state) {
+  (void)state;
+  size_t n = 300000, k = 0;
+  char *yaml = malloc(2 * n + 64);
+  assert_non_null(yaml);
+  k += (size_t)sprintf(yaml, "node: {id: n}\nx: ");
+  memset(yaml + k, '[', n);
+  memset(yaml + k + n, ']', n);
+  k += 2 * n;
+  yaml[k++] = '\n';
+  double t0 = mono_s();
+  sl_config_t *cfg = (sl_config_t *)1;
+  assert_int_equal(
+      sl_config_load_string("t.yaml", yaml, k, NULL, &cfg, err, sizeof(err)),
+      SL_ECONFIG);
+  assert_null(cfg);
+  assert_true(mono_s() - t0 < 2.0);
+  if (!strstr(err, "t.yaml:2:") || !strstr(err, "nesting deeper than 32"))
+    fail_msg("unexpected error: %s", err);
+  /* Block style: one level per line, up to the size cap. */
+  k = (size_t)sprintf(yaml, "node: {id: n}\n");
+  for (size_t d = 0; k + d + 8 < 2 * n; d++) {
+    memset(yaml + k, ' ', d);
+    k += d;
+    k += (size_t)sprintf(yaml + k, "a:\n");
+  }
+  t0 = mono_s();
+  assert_int_equal(
+      sl_config_load_string("t.yaml", yaml, k, NULL, &cfg, err, sizeof(err)),
+      SL_ECONFIG);
+  assert_true(mono_s() - t0 < 2.0);
+  if (!strstr(err, "t.yaml:34:") || !strstr(err, "nesting deeper than 32"))
+    fail_msg("unexpected error: %s", err);
+  free(yaml);
 }
 
 static void test_diff(void **state) {
@@ -508,6 +700,10 @@ int main(void) {
       cmocka_unit_test(test_env_overrides),
       cmocka_unit_test(test_node_id_rules),
       cmocka_unit_test(test_secrets_redacted),
+      cmocka_unit_test(test_kafka_properties_allow_list),
+      cmocka_unit_test(test_file_modes),
+      cmocka_unit_test(test_config_file_mode),
+      cmocka_unit_test(test_deep_nesting_refused),
       cmocka_unit_test(test_key_file_permissions),
       cmocka_unit_test(test_diff),
       cmocka_unit_test(test_dump_roundtrip),

@@ -35,9 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   sl_config_diff_t d;
   sl_config_diff(cfg, back, &d);
-  /* A secret prints as "<redacted>" (the token; kafka.properties items
-   * that name a password, secret or JAAS config); everything else must
-   * round-trip. */
+  /* A secret prints as "<redacted>" (the token; the values of
+   * kafka.properties items whose key is not on the allow-list of
+   * broker/config_redact.c); everything else must round-trip. */
   if (d.verdict != SL_CONFIG_SAME && d.n_changed == 0) {
     fprintf(stderr, "dump round-trip differs\n%s\n", buf);
     abort();
