@@ -48,11 +48,11 @@ struct sl_pipes {
   sl_metric_t *m_wm_reset; /* watermarks set back from the future */
   int64_t max_future_ns;   /* limits.max_future at start */
   /* The node's own clock (issue 26): a backward step rebases aggregates. */
-  sl_clock_ref_t clk;      /* wall/monotonic pair of the last run */
-  int64_t clock_saved_ns;  /* node clock in the committed state record */
-  int64_t clock_pending;   /* ... in the record of the pending run, or 0 */
-  sl_metric_t *m_steps;    /* backward steps noticed */
-  sl_metric_t *m_rebased;  /* watermarks rebased after them */
+  sl_clock_ref_t clk;     /* wall/monotonic pair of the last run */
+  int64_t clock_saved_ns; /* node clock in the committed state record */
+  int64_t clock_pending;  /* ... in the record of the pending run, or 0 */
+  sl_metric_t *m_steps;   /* backward steps noticed */
+  sl_metric_t *m_rebased; /* watermarks rebased after them */
 };
 
 /* ---- the node clock ------------------------------------------------------ */
@@ -106,8 +106,7 @@ static int64_t clock_load(sl_store_t *st) {
  * (< 0) of the node clock, counts and logs it (once per step). */
 static void clock_rebase(sl_pipes_t *pp, int64_t now_ns, int64_t step_ns,
                          const char *when) {
-  size_t n =
-      sl_process_watermark_rebase(pp->pr, now_ns, SL_CLOCK_STEP_MIN_NS);
+  size_t n = sl_process_watermark_rebase(pp->pr, now_ns, SL_CLOCK_STEP_MIN_NS);
   sl_metric_add(pp->m_steps, 1);
   if (n)
     sl_metric_add(pp->m_rebased, n);

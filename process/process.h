@@ -354,7 +354,7 @@ size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
  * many steps were rebased.
  */
 size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
-                                  int64_t tolerance_ns);
+                                   int64_t tolerance_ns);
 
 /* ---- introspection ---------------------------------------------------- */
 

@@ -23,8 +23,8 @@
  * Windows with no events emit nothing. A device clock that goes backwards
  * lands in an older window while that window is still open (within the
  * lateness) and is late otherwise; the watermark never moves back on its
- * own (only a rebase, when the node's own clock stepped back, sets it back). NaN
- * values are counted in "nan" and left out of every statistic.
+ * own (only a rebase, when the node's own clock stepped back, sets it back).
+ * NaN values are counted in "nan" and left out of every statistic.
  *
  * Each key holds nwin = ceil((window + lateness) / hop) + 1 window slots:
  * enough for every window that can be open at once, so adding never needs
@@ -566,7 +566,7 @@ size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
 }
 
 size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
-                                  int64_t tolerance_ns) {
+                                   int64_t tolerance_ns) {
   size_t n = 0;
   if (tolerance_ns < 0)
     tolerance_ns = 0;
@@ -577,13 +577,13 @@ size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
       if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm)
         continue;
       /* Within the slack no event stamped now can be late: leave it. */
-      if (__builtin_add_overflow(now_ns, slack, &limit_ns) ||
-          s->wm <= limit_ns)
+      if (__builtin_add_overflow(now_ns, slack, &limit_ns) || s->wm <= limit_ns)
         continue;
       s->wm = now_ns;
       /* A cap that is still pending flushes above a higher bound: the
        * lower one covers both. */
-      s->flush_above = s->flush_future ? SL_MIN(s->flush_above, now_ns) : now_ns;
+      s->flush_above =
+          s->flush_future ? SL_MIN(s->flush_above, now_ns) : now_ns;
       s->flush_future = true;
       s->meta_dirty = true;
       n++;

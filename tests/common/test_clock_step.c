@@ -32,9 +32,8 @@ static void test_steps(void **state) {
               -3599 * S);
   /* A day idle: 500 ppm of it (43 s) is slew, 60 s is a step. */
   int64_t w = T + 17 * S - 3 * 3600 * S;
-  assert_int_equal(sl_clock_step(&ref, w + 86400 * S - 40 * S,
-                                 117 * S + 86400 * S),
-                   0);
+  assert_int_equal(
+      sl_clock_step(&ref, w + 86400 * S - 40 * S, 117 * S + 86400 * S), 0);
   assert_true(sl_clock_step(&ref, w + 2 * 86400 * S - 100 * S,
                             117 * S + 2 * 86400 * S) < 0);
   /* A monotonic clock that went back (never on Linux): no verdict. */

@@ -345,9 +345,9 @@ static void test_watermark_rebase(void **state) {
   const int64_t T = 1700000000LL * S, H3 = 3 * 3600 * S;
   sl_process_t *pr = agg((sl_process_step_conf_t){
       .window_ns = 1 * S, .lateness_ns = 0, .funcs = ALL});
-  const Sluice__V1__Event *ev[] = {
-      ph_reading("d/t", T + S / 10, 1), ph_reading("d/t", T + 11 * S / 10, 2),
-      ph_reading("e/t", T + 12 * S / 10, 3)};
+  const Sluice__V1__Event *ev[] = {ph_reading("d/t", T + S / 10, 1),
+                                   ph_reading("d/t", T + 11 * S / 10, 2),
+                                   ph_reading("e/t", T + 12 * S / 10, 3)};
   feed(pr, ev, 3);
   assert_int_equal(nouts, 1); /* [T, T+1) of d closed by T+1.1 */
   /* Nothing ahead of the node clock beyond the tolerance: no rebase. */
@@ -355,10 +355,9 @@ static void test_watermark_rebase(void **state) {
   assert_int_equal(sl_process_watermark_rebase(pr, T - H3, 1 * S), 1);
   assert_int_equal(sl_process_watermark_rebase(pr, T - H3, 1 * S), 0);
   nouts = 0;
-  const Sluice__V1__Event *ev2[] = {
-      ph_reading("d/t", T - H3 + S / 10, 10),
-      ph_reading("d/t", T - H3 + 2 * S / 10, 20),
-      ph_reading("e/t", T - H3 + 3 * S / 10, 30)};
+  const Sluice__V1__Event *ev2[] = {ph_reading("d/t", T - H3 + S / 10, 10),
+                                    ph_reading("d/t", T - H3 + 2 * S / 10, 20),
+                                    ph_reading("e/t", T - H3 + 3 * S / 10, 30)};
   sl_process_result_t res;
   assert_int_equal(sl_process_run(pr, "s", ev2, 3, &res), 0);
   assert_int_equal(res.nemit, 2);
