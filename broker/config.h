@@ -103,6 +103,7 @@ typedef struct sl_config_mqtt_sub {
   int json_time_unit; /* sl_config_time_unit_t for numeric times */
   char *json_quality; /* dotted path of the quality, "" = none */
   char *json_unit;    /* dotted path of the unit, "" = none */
+  char *json_datatype; /* dotted path of the datatype name, "" = none */
   char *content_type; /* raw decoder: content type stored */
 } sl_config_mqtt_sub_t;
 
