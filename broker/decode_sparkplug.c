@@ -444,10 +444,11 @@ static int add_metric(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *prefix,
     switch (m->value_case) {
     case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE:
     case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_LONG_VALUE: {
-      uint64_t v = m->value_case ==
-                           ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE
-                       ? m->int_value
-                       : m->long_value;
+      uint64_t v =
+          m->value_case ==
+                  ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE
+              ? m->int_value
+              : m->long_value;
       if (dt == ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__UInt64) {
         rd.value_case = SLUICE__V1__READING__VALUE_UINT_VALUE;
         rd.uint_value = v;

@@ -10,9 +10,9 @@
 #include <string.h>
 
 static const char *const dt_names[] = {
-    NULL,     "int8",   "int16",  "int32",   "int64",    "uint8",
-    "uint16", "uint32", "uint64", "float",   "double",   "boolean",
-    "string", "datetime", "text", "uuid"};
+    NULL,     "int8",     "int16",  "int32", "int64",  "uint8",
+    "uint16", "uint32",   "uint64", "float", "double", "boolean",
+    "string", "datetime", "text",   "uuid"};
 #define DT_N (sizeof(dt_names) / sizeof(dt_names[0]))
 
 const char *sl_event_datatype_name(int dt) {
@@ -46,7 +46,9 @@ static int dt_case(int dt) {
   }
 }
 
-int sl_event_datatype_case(int dt) { return dt_case(dt); }
+int sl_event_datatype_case(int dt) {
+  return dt_case(dt);
+}
 
 static int64_t dt_min(int dt) {
   switch (dt) {

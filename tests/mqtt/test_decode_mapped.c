@@ -17,7 +17,8 @@
 #include "sluice/v1/event.pb-c.h"
 #include "tests/fuzz/json_mapped_ref.h"
 
-static const sl_json_map_t map = {"value", "time", 1000000, "quality", "unit", ""};
+static const sl_json_map_t map = {"value",   "time", 1000000,
+                                  "quality", "unit", ""};
 
 /* Decodes payload with map; returns the unpacked batch or NULL (reason). */
 static Sluice__V1__EventBatch *decode(const char *payload,

@@ -74,7 +74,8 @@ static int log_count(const char *what) {
 /* Starts the daemon (log appended) and waits until ready and subscribed. */
 static void start_daemon(void) {
   uint64_t deadline = now_ms() + 20000;
-  int subscribed0 = log_count("mqtt subscribed"), ready0 = log_count(" ready: ");
+  int subscribed0 = log_count("mqtt subscribed"),
+      ready0 = log_count(" ready: ");
   pid_t pid = fork();
   CHECK(pid >= 0, "fork");
   if (pid == 0) {
@@ -155,17 +156,37 @@ static int ncases;
 static char long_str[5000];
 
 static const char *const dt_names[] = {
-    "",       "int8",  "int16", "int32",   "int64",    "uint8",
-    "uint16", "uint32", "uint64", "float", "double",   "boolean",
-    "string", "datetime", "text", "uuid"};
+    "",       "int8",     "int16",  "int32", "int64",  "uint8",
+    "uint16", "uint32",   "uint64", "float", "double", "boolean",
+    "string", "datetime", "text",   "uuid"};
 
 enum {
-  I8 = 1, I16, I32, I64, U8, U16, U32, U64, F32, F64, BOOL, STR, DT, TXT, UUID
+  I8 = 1,
+  I16,
+  I32,
+  I64,
+  U8,
+  U16,
+  U32,
+  U64,
+  F32,
+  F64,
+  BOOL,
+  STR,
+  DT,
+  TXT,
+  UUID
 };
 
-static void ci(int dt, int64_t v) { cases[ncases++] = (vcase_t){dt, v, 0, 0, 0}; }
-static void cu(uint64_t v) { cases[ncases++] = (vcase_t){U64, 0, v, 0, 0}; }
-static void cd(int dt, double v) { cases[ncases++] = (vcase_t){dt, 0, 0, v, 0}; }
+static void ci(int dt, int64_t v) {
+  cases[ncases++] = (vcase_t){dt, v, 0, 0, 0};
+}
+static void cu(uint64_t v) {
+  cases[ncases++] = (vcase_t){U64, 0, v, 0, 0};
+}
+static void cd(int dt, double v) {
+  cases[ncases++] = (vcase_t){dt, 0, 0, v, 0};
+}
 static void cs(int dt, const char *v) {
   cases[ncases++] = (vcase_t){dt, 0, 0, 0, v};
 }
@@ -505,8 +526,8 @@ static void check_json(json_t *r, const vcase_t *c, const char *src) {
   case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
     if (!isfinite(c->d)) {
       case_json(c, want, sizeof(want));
-      CHECK(json_is_string(v) && !strncmp(json_string_value(v), want + 1,
-                                          strlen(want) - 2),
+      CHECK(json_is_string(v) &&
+                !strncmp(json_string_value(v), want + 1, strlen(want) - 2),
             "%s: non-finite as %s", src, want);
     } else {
       CHECK(json_is_real(v) && same_double(json_real_value(v), c->d),
@@ -565,8 +586,8 @@ static void consume(const char *topic, bool json) {
   char err[512], group[128];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   snprintf(group, sizeof(group), "%s-values", prefix);
-  CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", kafka, err,
-                          sizeof(err)) == RD_KAFKA_CONF_OK &&
+  CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", kafka, err, sizeof(err)) ==
+                RD_KAFKA_CONF_OK &&
             rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ==
                 RD_KAFKA_CONF_OK &&
             rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err,
@@ -663,7 +684,8 @@ static void on_ncmd(struct mosquitto *m, void *o,
     org__eclipse__tahu__protobuf__payload__free_unpacked(pl, NULL);
 }
 
-#define EVENTS_MQTT "sluice_ingest_events_total{path=\"mqtt\",stream=\"readings\"}"
+#define EVENTS_MQTT                                                            \
+  "sluice_ingest_events_total{path=\"mqtt\",stream=\"readings\"}"
 
 typedef struct gaps {
   int n;
@@ -730,7 +752,7 @@ static void scenario_spgap(void) {
   sp_metric(&m, 0, false, NULL);
   sp_publish(pub, "NDATA", seq++, &m, 1, 0);
   await_metric(EVENTS_MQTT, 3, 30000); /* online + 2 values, committed */
-  int lo[8], hi[8], xlo[8], xhi[8]; /* per round: last seq before, next */
+  int lo[8], hi[8], xlo[8], xhi[8];    /* per round: last seq before, next */
   int prev_lo = 1, prev_hi = 1;
   for (int r = 0; r < rounds; r++) {
     int before = __atomic_load_n(&rebirths, __ATOMIC_SEQ_CST);
@@ -768,8 +790,8 @@ static void scenario_spgap(void) {
   CHECK(g.n == rounds, "%d seq_gap statuses, want %d", g.n, rounds);
   for (int r = 0; r < rounds; r++) {
     int x, l;
-    CHECK(sscanf(g.reasons[r], "seq %d after %d", &x, &l) == 2, "gap %d: %s",
-          r, g.reasons[r]);
+    CHECK(sscanf(g.reasons[r], "seq %d after %d", &x, &l) == 2, "gap %d: %s", r,
+          g.reasons[r]);
     /* After the last seq committed before the kill, the first that
      * arrived after the restart. */
     CHECK(l >= lo[r] && l <= hi[r] && x >= xlo[r] && x <= xhi[r],
