@@ -183,10 +183,10 @@ typedef enum {
 /* Deadband per-key payload. */
 typedef struct pdeadband {
   double last;     /* last sent numeric value */
-  uint64_t last_s; /* hash of the last sent string value */
+  uint64_t last_s; /* hash of the last sent string, or the integer (kind 3/4) */
   int64_t last_t;  /* event time of the last sent value */
   int64_t quality; /* quality of the last sent value */
-  int64_t kind;    /* 1 numeric, 2 string */
+  int64_t kind;    /* 1 numeric, 2 string, 3 int_value, 4 uint_value */
 } pdeadband_t;
 
 /* sample / rate_limit per-key payload. */
