@@ -489,7 +489,7 @@ int mqtt__link_open_handles(const sl_mqtt_link_t *l) {
 static void ingest_on_active(sl_mqtt_link_t *l, bool session_present) {
   sl_mqtt_t *mq = l->mq;
   char **filters;
-  (void)session_present;
+  mqtt__redeliver_connected(mq, session_present);
   /* Subscribe every time: cheap, and needed when the broker lost the
    * session (expired, or a broker without persistence restarted). One
    * SUBSCRIBE per QoS. */
@@ -618,6 +618,8 @@ int sl_mqtt_start(sl_daemon_t *dm, sl_mqtt_t **out, char *errstr,
     snprintf(id, sizeof(id), "sluice-%s", cfg->node.id);
   mq->in.may_write = ingest_may_write;
   mq->in.on_active = ingest_on_active;
+  if (mq->nrules && (rc = mqtt__redeliver_init(mq, id)) < 0)
+    goto fail;
   if (mq->nrules && (rc = mqtt__link_init(mq, &mq->in, "ingest", id, true,
                                           errstr, errlen)) < 0)
     goto fail;
@@ -713,6 +715,7 @@ void sl_mqtt_free(sl_mqtt_t *mq) {
   mqtt__rules_free(mq);
   mqtt__fanout_free(mq);
   sl_sp_free(mq->sp);
+  mqtt__redeliver_free(mq);
   free(mq);
   mosquitto_lib_cleanup();
 }

@@ -151,6 +151,10 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
 
   mq->ev_rules.now_ns = now;
   sl_metric_add(mq->messages, 1);
+  /* Already stored before a reconnect: its PUBACK (queued now) is all the
+   * broker is missing. */
+  if (mqtt__redeliver_seen(mq, msg))
+    return;
   if (!mqtt__utf8_ok(topic, strlen(topic))) {
     /* libmosquitto and the broker check too; this never trusts them. */
     mqtt__dead_letter(mq, topic, msg->payload, len, "none", "bad_topic",
@@ -268,6 +272,7 @@ static void commit_done(sl_done_t *d, int status, uint64_t first_offset) {
     }
   } else {
     sl_daemon__rejected(dm, SL_PATH_MQTT, status);
+    mqtt__redeliver_failed(mq);
     sl_error(SL_LOG_CTX_MQTT, "ingest",
              "commit of %u MQTT messages failed: %s; dropping the connection "
              "so the broker redelivers them",
@@ -294,7 +299,7 @@ static int flush_one(sl_mqtt_t *mq) {
   size_t left = 0;
   int rc, piped = 0;
 
-  if (!mq->built_events && !mq->puts)
+  if (!mq->built_events && !mq->puts && !mqtt__redeliver_dirty(mq))
     return 0;
   if (!(c = calloc(1, sizeof(*c))))
     return -ENOMEM;
@@ -343,6 +348,10 @@ static int flush_one(sl_mqtt_t *mq) {
     if ((rc = sl_store_group_state_put(g, p->key, strlen(p->key), p->val,
                                        p->vlen)) < 0)
       goto fail;
+  /* The record of the messages read goes with the last group of the
+   * burst, so it never names a message whose events are not durable. */
+  if (!left && (rc = mqtt__redeliver_put(mq, g)) < 0)
+    goto fail;
   c->mq = mq;
   c->gen = mq->in.gen;
   c->qos1 = left ? 0 : mq->built_qos1;
@@ -366,8 +375,10 @@ static int flush_one(sl_mqtt_t *mq) {
     mq->built_events -= c->s[i].events;
     sl_json_batch_reset(&mq->sb[c->s[i].idx].jb);
   }
-  if (!left)
+  if (!left) {
     mq->built_qos1 = 0;
+    mqtt__redeliver_submitted(mq);
+  }
   while (mq->puts) {
     mqtt_state_put_t *p = mq->puts;
     mq->puts = p->next;
@@ -406,6 +417,7 @@ int mqtt__flush(sl_mqtt_t *mq) {
         sl_json_batch_reset(&mq->sb[i].jb);
     mq->built_events = 0;
     mq->built_qos1 = 0;
+    mqtt__redeliver_failed(mq);
     mqtt__link_abort(&mq->in);
   }
   update_pause(mq);

@@ -31,6 +31,7 @@
 typedef struct sl_mqtt sl_mqtt_t;
 typedef struct sl_mqtt_link sl_mqtt_link_t;
 typedef struct sl_sp sl_sp_t;
+typedef struct mqtt_redeliver mqtt_redeliver_t;
 
 /* ---- links ------------------------------------------------------------ */
 
@@ -144,6 +145,25 @@ int mqtt__state_put(sl_mqtt_t *mq, const char *key, void *val, size_t vlen);
 /* Counts one decode error by reason. */
 void mqtt__count_error(sl_mqtt_t *mq, const char *reason);
 
+/* ---- redeliveries (ingest_mqtt_redeliver.c) ------------------------------ */
+
+/* Loads the record of the last messages committed for session client_id.
+ * Returns 0 or -ENOMEM. */
+int mqtt__redeliver_init(sl_mqtt_t *mq, const char *client_id);
+void mqtt__redeliver_free(sl_mqtt_t *mq);
+/* The ingest link got its CONNACK. */
+void mqtt__redeliver_connected(sl_mqtt_t *mq, bool session_present);
+/* Records a QoS 1 message of the ingest link; true when it is a
+ * redelivery of a message already stored (acknowledge, do not store). */
+bool mqtt__redeliver_seen(sl_mqtt_t *mq, const struct mosquitto_message *msg);
+/* True when the record must be written with the next group. */
+bool mqtt__redeliver_dirty(const sl_mqtt_t *mq);
+/* Adds the record to g; mqtt__redeliver_submitted() once g is submitted. */
+int mqtt__redeliver_put(sl_mqtt_t *mq, sl_store_group_t *g);
+void mqtt__redeliver_submitted(sl_mqtt_t *mq);
+/* A commit failed: back to the record the store holds. */
+void mqtt__redeliver_failed(sl_mqtt_t *mq);
+
 /* ---- Sparkplug B -------------------------------------------------------- */
 
 /* Decodes one Sparkplug message on a rule with decoder sparkplug. topic is
@@ -211,9 +231,10 @@ struct sl_mqtt {
   bool store_full;           /* the last submit met a full writer queue */
   uint64_t durable_ns;       /* when unacked last reached 0, for latency */
 
-  sl_sp_t *sp;        /* Sparkplug state */
-  bool sp_used;       /* a rule uses the sparkplug decoder */
-  mqtt_fanout_t *fan; /* fan-out readers */
+  mqtt_redeliver_t *rd; /* redeliveries already stored */
+  sl_sp_t *sp;          /* Sparkplug state */
+  bool sp_used;         /* a rule uses the sparkplug decoder */
+  mqtt_fanout_t *fan;   /* fan-out readers */
   size_t nfan;
   uint64_t status_next_ns; /* next status publish */
 
