@@ -16,7 +16,7 @@ SL_PROG=mosquitto.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/mosquitto.sh start|stop|status|wait-ready|env|log" >&2
+  echo "usage: scripts/mosquitto.sh start|stop|restart|status|wait-ready|env|log" >&2
   exit 2
 }
 
@@ -80,6 +80,24 @@ start() {
   printf '%s\n' "$port" >"$PORTFILE"
 }
 
+# Stops the broker (SIGTERM: Mosquitto writes its persistence file) and
+# starts it again on the same port with the same data, so persistent
+# sessions and their queued and in-flight messages survive; then waits until
+# it is ready. Clients see a broker restart, not a new broker.
+restart() {
+  [[ -s $PORTFILE ]] || sl_die "mosquitto was not started (no $PORTFILE)"
+  local port
+  port=$(<"$PORTFILE")
+  (
+    sl_lock "$DIR"
+    sl_stop_pid "$PIDFILE" "$PATTERN" mosquitto 10
+    [[ -f $CONF ]] || write_conf "$port"
+    setsid "$BIN" -c "$CONF" </dev/null >>"$OUT" 2>&1 9>&- &
+    printf '%s\n' "$!" >"$PIDFILE"
+  )
+  wait_ready
+}
+
 fail_with_logs() {
   sl_log_tail "$LOG"
   sl_log_tail "$OUT" 20
@@ -130,6 +148,7 @@ env_lines() {
 case $1 in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   status) status ;;
   wait-ready) wait_ready ;;
   env) env_lines ;;

@@ -1,0 +1,389 @@
+/*
+ * No duplicate from a broker restart (issue 23), end to end: a PRIVATE
+ * Mosquitto (persistence on, started and restarted on its port with
+ * scripts/mosquitto.sh), the harness's Kafka (exit 77 = skipped without it):
+ *
+ *   redeliver_test SLUICE MOSQUITTO_SH redeliver
+ *       rounds of QoS 1 load queued for sluice's persistent session; while
+ *       sluice drains each round, Mosquitto is restarted (same port, data
+ *       kept) and sluice is killed -9. Every published id must reach Kafka
+ *       exactly once (read_committed consumer), and the redeliveries sluice
+ *       recognised are counted.
+ *
+ * Every loop is bounded in count and time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+#include <mosquitto.h>
+
+#include "loadtest/common/scrape.h"
+#include "sluice/v1/event.pb-c.h"
+#include "tests/common/check.h"
+
+#define ROUNDS 6      /* restart + kill -9 rounds */
+#define PER_ROUND 4000 /* ids queued per round */
+#define TOTAL (ROUNDS * PER_ROUND + PER_ROUND)
+
+static const char *sluice_bin, *mosq_sh, *kafka;
+static int mqtt_port, admin_port;
+static char dir[256], data_dir[300], cfg_path[300], log_path[300],
+    mosq_dir[300], prefix[64];
+static pid_t daemon_pid;
+static int seen[TOTAL];
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+void check_fail_cleanup(void) {
+  char cmd[700];
+  if (daemon_pid > 0)
+    kill(daemon_pid, SIGKILL);
+  snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", log_path);
+  if (system(cmd) < 0)
+    perror("system");
+  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s stop", mosq_dir,
+           mosq_sh);
+  if (system(cmd) < 0)
+    perror("system");
+}
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int sh(const char *fmt, ...) {
+  char cmd[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof(cmd), fmt, ap);
+  va_end(ap);
+  return system(cmd);
+}
+
+static void mosq(const char *verb) {
+  CHECK(sh("SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir, mosq_sh, verb) == 0,
+        "mosquitto.sh %s", verb);
+}
+
+static int log_count(const char *what) {
+  char line[4096];
+  int n = 0;
+  FILE *f = fopen(log_path, "r");
+  while (f && fgets(line, sizeof(line), f))
+    n += strstr(line, what) != NULL;
+  if (f)
+    fclose(f);
+  return n;
+}
+
+/* Starts the daemon (log appended) and waits until ready and subscribed. */
+static void start_daemon(void) {
+  uint64_t deadline = now_ms() + 30000;
+  int subscribed0 = log_count("mqtt subscribed"), ready0 = log_count(" ready: ");
+  pid_t pid = fork();
+  CHECK(pid >= 0, "fork");
+  if (pid == 0) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
+    _exit(127);
+  }
+  daemon_pid = pid;
+  for (;;) {
+    char line[4096];
+    int st, ready = 0;
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *a = strstr(line, " ready: "), *p;
+      if (!a || ++ready <= ready0)
+        continue;
+      if ((p = strstr(a, "admin ")) && (p = strstr(p, "(port ")))
+        sscanf(p, "(port %d)", &admin_port);
+    }
+    if (f)
+      fclose(f);
+    if (ready > ready0 && log_count("mqtt subscribed") > subscribed0)
+      return;
+    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
+    CHECK(now_ms() < deadline, "daemon not ready within 30 s");
+    usleep(10000); /* polling the log for a condition, with a deadline */
+  }
+}
+
+static int stop_daemon(int sig) {
+  int st;
+  uint64_t deadline = now_ms() + 30000;
+  kill(daemon_pid, sig);
+  while (waitpid(daemon_pid, &st, WNOHANG) == 0) {
+    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
+    usleep(5000);
+  }
+  daemon_pid = 0;
+  CHECK(!log_count("Sanitizer") && !log_count("runtime error:"),
+        "sanitizer report in the daemon log");
+  return st;
+}
+
+static double metric(const char *series) {
+  double v;
+  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
+}
+
+#define EVENTS "sluice_ingest_events_total{path=\"mqtt\",stream=\"readings\"}"
+#define REDELIVERED "sluice_mqtt_redeliveries_dropped_total"
+
+static double redelivered_now(void) {
+  double v = metric(REDELIVERED);
+  return v > 0 ? v : 0;
+}
+
+/* Waits until this daemon process stored at least n MQTT events. */
+static void await_events(double n, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  double v;
+  while ((v = metric(EVENTS)) < n) {
+    CHECK(now_ms() < deadline, "%s = %g, waited for %g", EVENTS, v, n);
+    usleep(2000);
+  }
+}
+
+/* ---- a QoS 1 publisher; the broker is stable while it runs ------------- */
+
+static volatile int acked;
+static void on_pub(struct mosquitto *m, void *o, int mid) {
+  (void)m;
+  (void)o;
+  (void)mid;
+  acked++;
+}
+
+static void publish_ids(int from, int to) {
+  char topic[128], msg[64];
+  struct mosquitto *m = mosquitto_new(NULL, true, NULL);
+  CHECK(m, "mosquitto_new");
+  mosquitto_publish_callback_set(m, on_pub);
+  mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  CHECK(mosquitto_connect(m, "127.0.0.1", mqtt_port, 30) == 0, "connect");
+  CHECK(mosquitto_loop_start(m) == 0, "loop_start");
+  acked = 0;
+  snprintf(topic, sizeof(topic), "%s/ids/m1", prefix);
+  for (int i = from; i < to; i++) {
+    snprintf(msg, sizeof(msg), "{\"v\":%d}", i);
+    CHECK(mosquitto_publish(m, NULL, topic, (int)strlen(msg), msg, 1, false) ==
+              0,
+          "publish %d", i);
+  }
+  uint64_t deadline = now_ms() + 60000;
+  while (acked < to - from) {
+    CHECK(now_ms() < deadline, "publisher: %d of %d acked by the broker",
+          acked, to - from);
+    usleep(5000);
+  }
+  mosquitto_disconnect(m);
+  mosquitto_loop_stop(m, false);
+  mosquitto_destroy(m);
+}
+
+/* ---- Kafka ---------------------------------------------------------------- */
+
+/* Returns 1 when the record carries an id not seen before. */
+static int consume_one(const rd_kafka_message_t *m) {
+  int fresh = 0;
+  Sluice__V1__Event *e = sluice__v1__event__unpack(NULL, m->len, m->payload);
+  CHECK(e, "protobuf record");
+  if (e->body_case == SLUICE__V1__EVENT__BODY_READING) {
+    Sluice__V1__Reading *r = e->reading;
+    int64_t id = r->value_case == SLUICE__V1__READING__VALUE_INT_VALUE
+                     ? r->int_value
+                     : (int64_t)r->double_value;
+    CHECK(id >= 0 && id < TOTAL, "id %lld", (long long)id);
+    fresh = seen[id]++ == 0;
+  }
+  sluice__v1__event__free_unpacked(e, NULL);
+  return fresh;
+}
+
+/* True when the consumer's position is at the high watermark of every
+ * assigned partition (read_committed: past the last transaction). */
+static bool at_end(rd_kafka_t *rk) {
+  rd_kafka_topic_partition_list_t *parts = NULL;
+  bool end = true;
+  if (rd_kafka_assignment(rk, &parts) || !parts || parts->cnt == 0 ||
+      rd_kafka_position(rk, parts)) {
+    if (parts)
+      rd_kafka_topic_partition_list_destroy(parts);
+    return false;
+  }
+  for (int i = 0; i < parts->cnt && end; i++) {
+    int64_t lo, hi;
+    if (rd_kafka_query_watermark_offsets(rk, parts->elems[i].topic,
+                                         parts->elems[i].partition, &lo, &hi,
+                                         5000) ||
+        parts->elems[i].offset < hi)
+      end = false;
+  }
+  rd_kafka_topic_partition_list_destroy(parts);
+  return end;
+}
+
+static void consume(const char *topic) {
+  char err[512], group[128];
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  snprintf(group, sizeof(group), "%s-check", prefix);
+  CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", kafka, err, sizeof(err)) ==
+                RD_KAFKA_CONF_OK &&
+            rd_kafka_conf_set(conf, "group.id", group, err, sizeof(err)) ==
+                RD_KAFKA_CONF_OK &&
+            rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err,
+                              sizeof(err)) == RD_KAFKA_CONF_OK &&
+            rd_kafka_conf_set(conf, "enable.partition.eof", "true", err,
+                              sizeof(err)) == RD_KAFKA_CONF_OK &&
+            rd_kafka_conf_set(conf, "isolation.level", "read_committed", err,
+                              sizeof(err)) == RD_KAFKA_CONF_OK,
+        "conf: %s", err);
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+  CHECK(rk, "consumer: %s", err);
+  rd_kafka_poll_set_consumer(rk);
+  rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(tl, topic, RD_KAFKA_PARTITION_UA);
+  CHECK(rd_kafka_subscribe(rk, tl) == 0, "subscribe");
+  rd_kafka_topic_partition_list_destroy(tl);
+  /* Done at the first end of the partition reached after every id was seen
+   * and sluice's backlog was empty: a duplicate stored by sluice is before
+   * that end. */
+  uint64_t deadline = now_ms() + 120000;
+  int distinct = 0;
+  bool drained = false;
+  for (;;) {
+    CHECK(now_ms() < deadline, "%d of %d ids in Kafka %s after 120 s",
+          distinct, TOTAL, topic);
+    if (!drained && distinct == TOTAL &&
+        metric("sluice_uplink_backlog_events{stream=\"readings\"}") == 0)
+      drained = true;
+    if (drained && at_end(rk))
+      break;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (!m)
+      continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      rd_kafka_message_destroy(m);
+      continue;
+    }
+    if (!m->err)
+      distinct += consume_one(m);
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+}
+
+static void write_config(const char *topic) {
+  FILE *f = fopen(cfg_path, "w");
+  CHECK(f, "open %s", cfg_path);
+  fprintf(f,
+          "node:\n  id: redeliver-test\n  data_dir: %s\n"
+          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+          "  http:\n    address: \"127.0.0.1:0\"\n"
+          "admin:\n  address: \"127.0.0.1:0\"\n"
+          "log:\n  level: info\n"
+          "kafka:\n  enabled: true\n  brokers: \"%s\"\n"
+          "  checkpoint_topic: %s-ckpt\n"
+          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+          "  reconnect_max: 300ms\n"
+          "  subscriptions:\n    - filter: %s/ids/+m\n      stream: readings\n"
+          "      source: \"{m}\"\n      json_value: v\n      qos: 1\n"
+          "streams:\n  - name: readings\n    topic: %s\n    format: protobuf\n",
+          data_dir, kafka, prefix, mqtt_port, prefix, prefix, topic);
+  fclose(f);
+}
+
+static void scenario_redeliver(void) {
+  char topic[128];
+  FILE *pf;
+  snprintf(topic, sizeof(topic), "%s-ids", prefix);
+  mosq("start");
+  mosq("wait-ready");
+  char portfile[400];
+  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
+  CHECK((pf = fopen(portfile, "r")) && fscanf(pf, "%d", &mqtt_port) == 1,
+        "mosquitto port");
+  fclose(pf);
+  write_config(topic);
+  start_daemon(); /* creates the persistent session */
+  double redelivered = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    /* sluice is away: the broker queues the round for its session. */
+    stop_daemon(r == 0 ? SIGTERM : SIGKILL);
+    publish_ids(r * PER_ROUND, (r + 1) * PER_ROUND);
+    start_daemon();
+    /* Mid-drain: the broker goes down with PUBACKs in flight... */
+    await_events(PER_ROUND / 8, 30000);
+    mosq("restart");
+    /* ...and sluice dies with committed messages not yet acknowledged. */
+    await_events(PER_ROUND / 2, 30000);
+    redelivered += redelivered_now();
+  }
+  stop_daemon(SIGKILL);
+  publish_ids(ROUNDS * PER_ROUND, TOTAL);
+  start_daemon();
+  consume(topic);
+  redelivered += redelivered_now();
+  int st = stop_daemon(SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  mosq("stop");
+  int missing = 0, dups = 0;
+  for (int i = 0; i < TOTAL; i++) {
+    missing += seen[i] == 0;
+    dups += seen[i] > 1 ? seen[i] - 1 : 0;
+  }
+  printf("redeliver: %d rounds (Mosquitto restart + kill -9 each), %d ids, "
+         "%d missing, %d duplicates in Kafka, %.0f redeliveries recognised\n",
+         ROUNDS, TOTAL, missing, dups, redelivered);
+  CHECK(missing == 0 && dups == 0, "%d missing, %d duplicates", missing, dups);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 4) {
+    fprintf(stderr, "usage: redeliver_test SLUICE MOSQUITTO_SH redeliver\n");
+    return 2;
+  }
+  sluice_bin = argv[1];
+  mosq_sh = argv[2];
+  kafka = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
+  if (!kafka || !*kafka || access("/usr/sbin/mosquitto", X_OK) != 0) {
+    printf("SKIP: no harness Kafka or no mosquitto (run under scripts/harness)\n");
+    return 77;
+  }
+  snprintf(dir, sizeof(dir), "/tmp/sluice-redeliver-test-XXXXXX");
+  CHECK(mkdtemp(dir), "mkdtemp");
+  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
+  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
+  snprintf(log_path, sizeof(log_path), "%s/sluice.log", dir);
+  snprintf(mosq_dir, sizeof(mosq_dir), "%s/mosquitto", dir);
+  snprintf(prefix, sizeof(prefix), "rd%d-%ld", (int)getpid(), (long)time(NULL));
+  mosquitto_lib_init();
+  uint64_t t0 = now_ms();
+  if (!strcmp(argv[3], "redeliver"))
+    scenario_redeliver();
+  else {
+    fprintf(stderr, "unknown scenario %s\n", argv[3]);
+    return 2;
+  }
+  printf("%s: ok in %.1f s\n", argv[3], (double)(now_ms() - t0) / 1000);
+  mosquitto_lib_cleanup();
+  return sh("rm -rf %s", dir) != 0;
+}
