@@ -165,6 +165,14 @@ static const char *check_topic(const char *s) {
   return NULL;
 }
 
+/* streams[].dedupe_key: "", "source+time" or "attr.NAME". */
+static const char *check_dedupe_key(const char *s) {
+  if (!*s || !strcmp(s, "source+time") ||
+      (!strncmp(s, "attr.", 5) && s[5] && strlen(s) <= 256))
+    return NULL;
+  return "is not \"source+time\" or \"attr.NAME\"";
+}
+
 /* A kafka.properties item: "key=value" with a non-empty key. */
 static const char *check_kv(const char *s) {
   const char *eq = strchr(s, '=');
@@ -211,6 +219,20 @@ static const sl_cfg_opt_t stream_opts[] = {
                "dump` prints, header schema: sluice.v1.Event+json). Keys "
                "and headers are the same in both.",
                .enums = value_formats),
+    STREAM_OPT("dedupe_key", STRING, dedupe_key, "", RESTART,
+               "Drop replayed events (docs/DELIVERY.md#dedupe-window): "
+               "attr.NAME (an attribute such as a message id) or "
+               "source+time; an event whose key was stored within "
+               "dedupe_window is dropped and counted in "
+               "sluice_ingest_duplicates_total. \"\" (default) = off.",
+               .check = check_dedupe_key),
+    STREAM_OPT("dedupe_window", DURATION, dedupe_window_ms, "10m", RESTART,
+               "How long a dedupe key is remembered (node clock at "
+               "ingest)."),
+    STREAM_OPT("dedupe_max_keys", UINT, dedupe_max_keys, "100000", RESTART,
+               "Dedupe keys remembered per stream, about 16 bytes of memory "
+               "and store each; beyond it the oldest are forgotten early.",
+               .min = "16", .max = "10000000"),
 };
 
 static const sl_cfg_section_t stream_section = {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "broker/daemon.h"
+#include "broker/dedupe.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
 #include "common/clock_step.h"
@@ -40,7 +41,10 @@ struct sl_pipes {
   const uint8_t **entry; /* per event: its EventBatch entry (tag..end) */
   size_t *entry_len;
   size_t cap_entries;
-  sl_frame_buf_t scratch; /* re-encoded tagged event */
+  sl_frame_buf_t scratch;        /* re-encoded tagged event */
+  sl_dedupe_t *dd;               /* dedupe windows (streams[].dedupe_key) */
+  uint8_t *keep;                 /* per event: not a duplicate */
+  const Sluice__V1__Event **evs; /* the events left after dedupe */
   /* Metrics: last published stats, so counters get the difference. */
   sl_process_stats_t *last;
   sl_metric_t **m_in, **m_emitted, **m_late;
@@ -396,12 +400,18 @@ int sl_pipes_new(sl_daemon_t *dm, sl_pipes_t **out, char *err, size_t errlen,
   *out = NULL;
   if (warn && warnlen)
     *warn = 0;
-  if (!cfg->pipelines.n)
+  sl_dedupe_t *dd = NULL;
+  if ((rc = sl_dedupe_new(dm, &dd)) < 0)
+    return rc;
+  if (!cfg->pipelines.n && !dd)
     return 0;
-  if (!(pp = calloc(1, sizeof(*pp))))
+  if (!(pp = calloc(1, sizeof(*pp)))) {
+    sl_dedupe_free(dd);
     return -ENOMEM;
+  }
   pthread_mutex_init(&pp->lock, NULL);
   pp->dm = dm;
+  pp->dd = dd; /* also a reason to run: every path meets here */
   sl_frame_buf_init(&pp->scratch);
   for (size_t i = 0; i < MAX_OUT; i++)
     sl_frame_buf_init(&pp->out[i].b);
@@ -432,11 +442,14 @@ int sl_pipes_new(sl_daemon_t *dm, sl_pipes_t **out, char *err, size_t errlen,
       if (!*cfg->pipelines.v[i].match_stream ||
           !strcmp(cfg->pipelines.v[i].match_stream, dm->streams[s].name))
         pp->wants[s] = 1;
-  pp->last = calloc(pp->npipes, sizeof(*pp->last));
-  pp->m_in = calloc(pp->npipes, sizeof(*pp->m_in));
-  pp->m_emitted = calloc(pp->npipes, sizeof(*pp->m_emitted));
-  pp->m_late = calloc(pp->npipes, sizeof(*pp->m_late));
-  pp->m_drop = calloc(pp->npipes, sizeof(*pp->m_drop));
+  for (size_t s = 0; s < dm->nstreams; s++)
+    pp->wants[s] |= sl_dedupe_wants(pp->dd, s);
+  size_t np = pp->npipes ? pp->npipes : 1;
+  pp->last = calloc(np, sizeof(*pp->last));
+  pp->m_in = calloc(np, sizeof(*pp->m_in));
+  pp->m_emitted = calloc(np, sizeof(*pp->m_emitted));
+  pp->m_late = calloc(np, sizeof(*pp->m_late));
+  pp->m_drop = calloc(np, sizeof(*pp->m_drop));
   if (!pp->last || !pp->m_in || !pp->m_emitted || !pp->m_late || !pp->m_drop)
     goto nomem;
   /* State from the last run, before any listener opens. */
@@ -495,6 +508,9 @@ void sl_pipes_free(sl_pipes_t *pp) {
   sl_frame_buf_close(&pp->scratch);
   free(pp->entry);
   free(pp->entry_len);
+  free(pp->keep);
+  free(pp->evs);
+  sl_dedupe_free(pp->dd);
   free(pp->wants);
   free(pp->last);
   free(pp->m_in);
@@ -611,6 +627,14 @@ static int index_entries(sl_pipes_t *pp, const uint8_t *batch, size_t len,
     if (!l)
       return -ENOMEM;
     pp->entry_len = l;
+    uint8_t *k = realloc(pp->keep, n);
+    if (!k)
+      return -ENOMEM;
+    pp->keep = k;
+    const Sluice__V1__Event **v = realloc(pp->evs, n * sizeof(*v));
+    if (!v)
+      return -ENOMEM;
+    pp->evs = v;
     pp->cap_entries = n;
   }
   for (; p < end; p = next) {
@@ -650,11 +674,28 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
       cap_watermarks(pp);
       clock_check_stored(pp, "since the state reloaded was written");
     }
+    sl_dedupe_reload(pp->dd);
   }
   if ((rc = clock_before_run(pp, g)) < 0)
     return rc;
   if ((rc = index_entries(pp, batch, len, n)) < 0)
     return rc;
+  if (sl_dedupe_wants(pp->dd, sidx)) {
+    /* Replays are dropped before anything else sees them. */
+    size_t k = 0;
+    if ((rc = sl_dedupe_run(pp->dd, sidx, events, n, pp->keep, g)) < 0)
+      return rc;
+    for (size_t i = 0; i < n; i++) {
+      if (!pp->keep[i])
+        continue;
+      pp->evs[k] = events[i];
+      pp->entry[k] = pp->entry[i];
+      pp->entry_len[k] = pp->entry_len[i];
+      k++;
+    }
+    events = pp->evs;
+    n = k;
+  }
   if ((rc = sl_process_run(pp->pr, dm->streams[sidx].name, events, n, &res)) <
       0)
     return rc;
@@ -713,6 +754,7 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
 }
 
 void sl_pipes_finish(sl_pipes_t *pp, int submitted) {
+  sl_dedupe_finish(pp->dd, submitted);
   if (submitted) {
     sl_process_commit(pp->pr);
     /* A commit that fails after this reloads (clock_check_stored()). */

@@ -10,6 +10,12 @@
  *       exactly once (read_committed consumer), and the redeliveries sluice
  *       recognised are counted.
  *
+ *   redeliver_test SLUICE MOSQUITTO_SH dedupe
+ *       streams[].dedupe_key attr.msg_id with a 6 s window: ids replayed
+ *       within the window (over HTTP, and over MQTT after a kill -9 of
+ *       sluice) are dropped and counted in sluice_ingest_duplicates_total;
+ *       replayed after the window they are kept. Checked in the store.
+ *
  * Every loop is bounded in count and time.
  */
 #include <errno.h>
@@ -31,12 +37,12 @@
 #include "sluice/v1/event.pb-c.h"
 #include "tests/common/check.h"
 
-#define ROUNDS 6      /* restart + kill -9 rounds */
+#define ROUNDS 6       /* restart + kill -9 rounds */
 #define PER_ROUND 4000 /* ids queued per round */
 #define TOTAL (ROUNDS * PER_ROUND + PER_ROUND)
 
 static const char *sluice_bin, *mosq_sh, *kafka;
-static int mqtt_port, admin_port;
+static int mqtt_port, admin_port, http_port;
 static char dir[256], data_dir[300], cfg_path[300], log_path[300],
     mosq_dir[300], prefix[64];
 static pid_t daemon_pid;
@@ -91,7 +97,8 @@ static int log_count(const char *what) {
 /* Starts the daemon (log appended) and waits until ready and subscribed. */
 static void start_daemon(void) {
   uint64_t deadline = now_ms() + 30000;
-  int subscribed0 = log_count("mqtt subscribed"), ready0 = log_count(" ready: ");
+  int subscribed0 = log_count("mqtt subscribed"),
+      ready0 = log_count(" ready: ");
   pid_t pid = fork();
   CHECK(pid >= 0, "fork");
   if (pid == 0) {
@@ -112,6 +119,8 @@ static void start_daemon(void) {
         continue;
       if ((p = strstr(a, "admin ")) && (p = strstr(p, "(port ")))
         sscanf(p, "(port %d)", &admin_port);
+      if ((p = strstr(a, "http port ")))
+        sscanf(p, "http port %d", &http_port);
     }
     if (f)
       fclose(f);
@@ -188,8 +197,8 @@ static void publish_ids(int from, int to) {
   }
   uint64_t deadline = now_ms() + 60000;
   while (acked < to - from) {
-    CHECK(now_ms() < deadline, "publisher: %d of %d acked by the broker",
-          acked, to - from);
+    CHECK(now_ms() < deadline, "publisher: %d of %d acked by the broker", acked,
+          to - from);
     usleep(5000);
   }
   mosquitto_disconnect(m);
@@ -197,7 +206,8 @@ static void publish_ids(int from, int to) {
   mosquitto_destroy(m);
 }
 
-/* ---- Kafka ---------------------------------------------------------------- */
+/* ---- Kafka ----------------------------------------------------------------
+ */
 
 /* Returns 1 when the record carries an id not seen before. */
 static int consume_one(const rd_kafka_message_t *m) {
@@ -268,8 +278,8 @@ static void consume(const char *topic) {
   int distinct = 0;
   bool drained = false;
   for (;;) {
-    CHECK(now_ms() < deadline, "%d of %d ids in Kafka %s after 120 s",
-          distinct, TOTAL, topic);
+    CHECK(now_ms() < deadline, "%d of %d ids in Kafka %s after 120 s", distinct,
+          TOTAL, topic);
     if (!drained && distinct == TOTAL &&
         metric("sluice_uplink_backlog_events{stream=\"readings\"}") == 0)
       drained = true;
@@ -288,6 +298,26 @@ static void consume(const char *topic) {
   }
   rd_kafka_consumer_close(rk);
   rd_kafka_destroy(rk);
+}
+
+static void write_config_dedupe(void) {
+  FILE *f = fopen(cfg_path, "w");
+  CHECK(f, "open %s", cfg_path);
+  fprintf(f,
+          "node:\n  id: dedupe-test\n  data_dir: %s\n"
+          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+          "  http:\n    address: \"127.0.0.1:0\"\n"
+          "admin:\n  address: \"127.0.0.1:0\"\n"
+          "log:\n  level: info\n"
+          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+          "  reconnect_max: 300ms\n"
+          "  subscriptions:\n    - filter: %s/ev\n      stream: readings\n"
+          "      decoder: event\n"
+          "streams:\n  - name: readings\n    dedupe_key: attr.msg_id\n"
+          "    dedupe_window: 6s\n    dedupe_max_keys: 1000\n",
+          data_dir, mqtt_port, prefix, prefix);
+  fclose(f);
 }
 
 static void write_config(const char *topic) {
@@ -356,6 +386,133 @@ static void scenario_redeliver(void) {
   CHECK(missing == 0 && dups == 0, "%d missing, %d duplicates", missing, dups);
 }
 
+/* ---- the dedupe window ----------------------------------------------------
+ */
+
+/* Events with ids [from, to) as JSON lines, attribute msg_id = id. */
+static char *events_json(int from, int to) {
+  size_t cap = (size_t)(to - from) * 128 + 1, len = 0;
+  char *b = malloc(cap);
+  CHECK(b, "malloc");
+  b[0] = 0;
+  for (int i = from; i < to; i++)
+    len += (size_t)snprintf(b + len, cap - len,
+                            "{\"source\":\"dd/m1\",\"value\":%d,"
+                            "\"attributes\":{\"msg_id\":\"id-%d\"}}\n",
+                            i, i);
+  return b;
+}
+
+static void post_http(int from, int to) {
+  char path[400];
+  char *body = events_json(from, to);
+  FILE *f;
+  snprintf(path, sizeof(path), "%s/body.jsonl", dir);
+  CHECK((f = fopen(path, "w")) && fputs(body, f) >= 0, "body");
+  fclose(f);
+  free(body);
+  CHECK(sh("curl -sS -f -o /dev/null -H 'Content-Type: application/x-ndjson' "
+           "--data-binary @%s 'http://127.0.0.1:%d/v1/events?stream=readings'",
+           path, http_port) == 0,
+        "POST ids %d..%d", from, to - 1);
+}
+
+/* One QoS 1 message carrying ids [from, to) (decoder event). */
+static void publish_events(int from, int to) {
+  char topic[128];
+  char *body = events_json(from, to);
+  struct mosquitto *m = mosquitto_new(NULL, true, NULL);
+  CHECK(m, "mosquitto_new");
+  mosquitto_publish_callback_set(m, on_pub);
+  CHECK(mosquitto_connect(m, "127.0.0.1", mqtt_port, 30) == 0, "connect");
+  CHECK(mosquitto_loop_start(m) == 0, "loop_start");
+  acked = 0;
+  snprintf(topic, sizeof(topic), "%s/ev", prefix);
+  CHECK(mosquitto_publish(m, NULL, topic, (int)strlen(body), body, 1, false) ==
+            0,
+        "publish");
+  uint64_t deadline = now_ms() + 30000;
+  while (acked < 1) {
+    CHECK(now_ms() < deadline, "publisher: not acked by the broker");
+    usleep(5000);
+  }
+  mosquitto_disconnect(m);
+  mosquitto_loop_stop(m, false);
+  mosquitto_destroy(m);
+  free(body);
+}
+
+#define DUPS "sluice_ingest_duplicates_total{stream=\"readings\"}"
+#define EVENTS_HTTP                                                            \
+  "sluice_ingest_events_total{path=\"http\",stream=\"readings\"}"
+
+static void await_metric(const char *series, double want, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  double v;
+  while ((v = metric(series)) < want) {
+    CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
+    usleep(5000);
+  }
+}
+
+static void scenario_dedupe(void) {
+  int counts[100] = {0};
+  char line[512];
+  FILE *p;
+  mosq("start");
+  mosq("wait-ready");
+  char portfile[400];
+  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
+  CHECK((p = fopen(portfile, "r")) && fscanf(p, "%d", &mqtt_port) == 1,
+        "mosquitto port");
+  fclose(p);
+  write_config_dedupe();
+  start_daemon();
+  uint64_t t0 = now_ms();
+  post_http(0, 100);
+  /* Within the window: HTTP replays of 0..49 are dropped. */
+  post_http(0, 50);
+  await_metric(DUPS, 50, 10000);
+  /* The window survives kill -9: MQTT replays of 50..99 are dropped. */
+  stop_daemon(SIGKILL);
+  start_daemon();
+  publish_events(50, 100);
+  await_metric(DUPS, 50, 10000);
+  uint64_t within = now_ms() - t0;
+  CHECK(within < 6000,
+        "the replays took %llu ms, longer than the window: machine too slow",
+        (unsigned long long)within);
+  /* After the window (6 s from the first post; the node clock is the
+   * window's clock): everything is kept again. */
+  while (now_ms() < t0 + 7000)
+    usleep(50000); /* waiting for time to pass, not for a condition */
+  post_http(0, 100);
+  await_metric(EVENTS_HTTP, 100, 10000);
+  CHECK(metric(DUPS) == 50, "%g duplicates counted after the window",
+        metric(DUPS));
+  int st = stop_daemon(SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
+  mosq("stop");
+  snprintf(line, sizeof(line), "%s store dump -d %s --stream readings",
+           sluice_bin, data_dir);
+  CHECK((p = popen(line, "r")), "store dump");
+  while (fgets(line, sizeof(line), p)) {
+    const char *v = strstr(line, "\"value\":");
+    int id;
+    if (v && sscanf(v, "\"value\":%d", &id) == 1 && id >= 0 && id < 100)
+      counts[id]++;
+  }
+  pclose(p);
+  for (int i = 0; i < 100; i++)
+    CHECK(counts[i] == 2,
+          "id %d stored %d times (want 2: once, and again "
+          "after the window)",
+          i, counts[i]);
+  printf("dedupe: 100 ids; 50 HTTP replays and (after kill -9) 50 MQTT "
+         "replays within the window dropped and counted; 100 replays after "
+         "the window kept\n");
+}
+
 int main(int argc, char **argv) {
   if (argc < 4) {
     fprintf(stderr, "usage: redeliver_test SLUICE MOSQUITTO_SH redeliver\n");
@@ -364,8 +521,14 @@ int main(int argc, char **argv) {
   sluice_bin = argv[1];
   mosq_sh = argv[2];
   kafka = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
-  if (!kafka || !*kafka || access("/usr/sbin/mosquitto", X_OK) != 0) {
-    printf("SKIP: no harness Kafka or no mosquitto (run under scripts/harness)\n");
+  if (!strcmp(argv[3], "dedupe") && system("curl --version >/dev/null") != 0) {
+    printf("SKIP: no curl\n");
+    return 77;
+  }
+  if ((strcmp(argv[3], "dedupe") && (!kafka || !*kafka)) ||
+      access("/usr/sbin/mosquitto", X_OK) != 0) {
+    printf(
+        "SKIP: no harness Kafka or no mosquitto (run under scripts/harness)\n");
     return 77;
   }
   snprintf(dir, sizeof(dir), "/tmp/sluice-redeliver-test-XXXXXX");
@@ -379,6 +542,8 @@ int main(int argc, char **argv) {
   uint64_t t0 = now_ms();
   if (!strcmp(argv[3], "redeliver"))
     scenario_redeliver();
+  else if (!strcmp(argv[3], "dedupe"))
+    scenario_dedupe();
   else {
     fprintf(stderr, "unknown scenario %s\n", argv[3]);
     return 2;
