@@ -145,9 +145,9 @@ int sl_dedupe_new(sl_daemon_t *dm, sl_dedupe_t **out) {
     uint64_t keys = cs->dedupe_max_keys;
     w->stream = cs->name;
     w->attr = strncmp(cs->dedupe_key, "attr.", 5) ? NULL : cs->dedupe_key + 5;
-    w->window_ns = (int64_t)SL_MIN(cs->dedupe_window_ms,
-                                   (uint64_t)INT64_MAX / 1000000) *
-                   1000000;
+    w->window_ns =
+        (int64_t)SL_MIN(cs->dedupe_window_ms, (uint64_t)INT64_MAX / 1000000) *
+        1000000;
     w->nb = 1;
     while (w->nb < DD_MAX_BUCKETS && (uint64_t)w->nb * 16 < keys)
       w->nb <<= 1;

@@ -38,7 +38,8 @@ typedef struct mqtt_commit {
     size_t bytes;
   } s[GROUP_STREAMS];
   uint64_t t0_ns;
-  int piped; /* the group carries pipeline state */
+  int piped;        /* the group carries pipeline state */
+  uint64_t rd_upto; /* redelivery records up to here are in the group */
 } mqtt_commit_t;
 
 sl_json_batch_t *mqtt__batch(sl_mqtt_t *mq, size_t idx) {
@@ -258,6 +259,7 @@ static void commit_done(sl_done_t *d, int status, uint64_t first_offset) {
   if (status != 0 && c->piped)
     sl_pipes_commit_failed(dm->pipes);
   if (status == 0) {
+    mqtt__redeliver_durable(mq, c->rd_upto);
     for (size_t i = 0; i < c->n; i++)
       sl_daemon__accepted(dm, SL_PATH_MQTT, c->s[i].idx, c->s[i].events,
                           c->s[i].bytes);
@@ -377,7 +379,7 @@ static int flush_one(sl_mqtt_t *mq) {
   }
   if (!left) {
     mq->built_qos1 = 0;
-    mqtt__redeliver_submitted(mq);
+    c->rd_upto = mqtt__redeliver_submitted(mq);
   }
   while (mq->puts) {
     mqtt_state_put_t *p = mq->puts;

@@ -57,6 +57,7 @@ struct mqtt_redeliver {
   uint32_t epoch;      /* bumped by every new session */
   uint64_t floor;      /* records at or below are not candidates */
   uint64_t counter;    /* last QoS 1 message recorded */
+  uint64_t durable;    /* records up to here are committed */
   uint64_t conn_start; /* counter when this connection began */
   bool matching;       /* this connection has only seen matching messages */
   bool meta_dirty;
@@ -122,6 +123,7 @@ static void load(sl_mqtt_t *mq) {
     r->counter = SL_MAX(r->counter, r->e[mid].counter);
   }
   r->floor = SL_MIN(r->floor, r->counter);
+  r->durable = r->counter;
 }
 
 int mqtt__redeliver_init(sl_mqtt_t *mq, const char *client_id) {
@@ -186,8 +188,11 @@ bool mqtt__redeliver_seen(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
   uint16_t mid = (uint16_t)msg->mid;
   const mr_entry_t *e = &r->e[mid];
   if (r->matching) {
+    /* Only a durable record: one whose commit is still in flight may yet
+     * fail, and its message must then be stored from the redelivery. */
     dup = e->counter > r->floor && e->counter <= r->conn_start &&
-          e->counter + RECENT > r->conn_start && e->hash == h;
+          e->counter <= r->durable && e->counter + RECENT > r->conn_start &&
+          e->hash == h;
     if (!dup) {
       /* The run of already stored redeliveries is over: nothing recorded
        * before this connection can come back on it. */
@@ -239,19 +244,28 @@ int mqtt__redeliver_put(sl_mqtt_t *mq, sl_store_group_t *g) {
   return 0;
 }
 
-void mqtt__redeliver_submitted(sl_mqtt_t *mq) {
+uint64_t mqtt__redeliver_submitted(sl_mqtt_t *mq) {
   mqtt_redeliver_t *r = mq->rd;
   if (!r)
-    return;
+    return 0;
   for (size_t i = 0; i < r->ndirty; i++)
     r->dirty[r->dlist[i] / 8] = 0;
   r->ndirty = 0;
   r->meta_dirty = false;
+  return r->counter;
+}
+
+void mqtt__redeliver_durable(sl_mqtt_t *mq, uint64_t upto) {
+  if (mq->rd && upto > mq->rd->durable)
+    mq->rd->durable = SL_MIN(upto, mq->rd->counter);
 }
 
 void mqtt__redeliver_failed(sl_mqtt_t *mq) {
   /* Records of messages that are not durable must never match a
    * redelivery (that would lose them): back to what the store holds. */
-  if (mq->rd)
+  if (mq->rd) {
+    bool matching = mq->rd->matching;
     load(mq);
+    mq->rd->matching = matching;
+  }
 }

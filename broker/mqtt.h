@@ -158,9 +158,12 @@ void mqtt__redeliver_connected(sl_mqtt_t *mq, bool session_present);
 bool mqtt__redeliver_seen(sl_mqtt_t *mq, const struct mosquitto_message *msg);
 /* True when the record must be written with the next group. */
 bool mqtt__redeliver_dirty(const sl_mqtt_t *mq);
-/* Adds the record to g; mqtt__redeliver_submitted() once g is submitted. */
+/* Adds the record to g; mqtt__redeliver_submitted() once g is submitted
+ * returns the last record it holds, for mqtt__redeliver_durable() once g
+ * is committed. */
 int mqtt__redeliver_put(sl_mqtt_t *mq, sl_store_group_t *g);
-void mqtt__redeliver_submitted(sl_mqtt_t *mq);
+uint64_t mqtt__redeliver_submitted(sl_mqtt_t *mq);
+void mqtt__redeliver_durable(sl_mqtt_t *mq, uint64_t upto);
 /* A commit failed: back to the record the store holds. */
 void mqtt__redeliver_failed(sl_mqtt_t *mq);
 
