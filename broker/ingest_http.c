@@ -6,7 +6,7 @@
  * until the store's completion (writer thread) resumes it, so a 2xx is only
  * ever sent for a durably committed batch.
  *
- *   200  {"stream":..,"first_offset":..,"count":..}   committed
+ *   200  {"stream":..,"first_offset":..,"count":..,"stored":..} committed
  *   400  bad JSON or a bad event (reason names the line)
  *   401  no known credential (listeners.http.clients, broker/auth.h)
  *   403  the client may not write this stream, or an Origin header not in
@@ -377,9 +377,10 @@ static enum MHD_Result finish(sl_http_t *h, hreq_t *r) {
     sl_metric_observe(dm->commit_latency,
                       (double)(sl_now_mono_ns() - r->t0_ns) / 1e9);
     return respond(r->conn, 200,
-                   "{\"stream\":\"%s\",\"first_offset\":%llu,\"count\":%u}\n",
+                   "{\"stream\":\"%s\",\"first_offset\":%llu,\"count\":%u,"
+                   "\"stored\":%u}\n",
                    dm->streams[r->sidx].name,
-                   (unsigned long long)r->first_offset, r->count);
+                   (unsigned long long)r->first_offset, r->count, r->own);
   }
   if (r->status == SL_EBACKPRESSURE) {
     sl_metric_add(dm->pauses[SL_PATH_HTTP], 1);
