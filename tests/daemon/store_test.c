@@ -291,7 +291,7 @@ static void write_key(const char *text, mode_t mode) {
 }
 
 /* Flips a byte in the middle of the file's largest run of sealed batch
- * (a sealed batch starts with "SLB!" and version 2). */
+ * (a sealed batch starts with "SLB!", version 2 or 3, flag bit 0). */
 static void tamper(void) {
   char path[400];
   struct stat sb;
@@ -305,7 +305,8 @@ static void tamper(void) {
   CHECK(pread(fd, m, (size_t)sb.st_size, 0) == sb.st_size, "read");
   /* Every copy (LMDB keeps stale pages too): the live one is among them. */
   for (off_t i = 0; i + 200 < sb.st_size; i++)
-    if (memcmp(m + i, "SLB!", 4) == 0 && m[i + 4] == 2) {
+    if (memcmp(m + i, "SLB!", 4) == 0 && m[i + 4] >= 2 && m[i + 4] <= 3 &&
+        (m[i + 7] & 1)) {
       uint8_t c = m[i + 100] ^ 0x20;
       CHECK(pwrite(fd, &c, 1, i + 100) == 1, "write");
       done++;
