@@ -126,8 +126,8 @@ static void encode(const store_clock_t *c, uint8_t *p, int64_t store,
   sl_put_be64(p + 48, XXH3_64bits(p, 48));
 }
 
-static int put_record(sl_store_t *st, MDB_txn *txn, int64_t store,
-                      int64_t wall, int64_t boot) {
+static int put_record(sl_store_t *st, MDB_txn *txn, int64_t store, int64_t wall,
+                      int64_t boot) {
   uint8_t b[STORE_CLOCK_LEN];
   int rc;
 
@@ -177,16 +177,18 @@ int store__clock_open(sl_store_t *st, MDB_txn *txn, char *errstr,
       c->info.open = SL_STORE_CLOCK_BOOT;
       if (step > STORE_CLOCK_STEP_NS || step < -STORE_CLOCK_STEP_NS)
         count_step(c, step, p_store + elapsed, true);
-    } else if (wall >= p_wall) {
-      /* After a reboot the wall clock is the only witness: believe it
-       * forward (the daemon logs how much it credited), never backward. */
-      elapsed = wall - p_wall;
-      c->info.open = SL_STORE_CLOCK_WALL;
     } else {
-      elapsed = 0;
-      c->info.open = SL_STORE_CLOCK_HELD;
-      if (wall - p_wall < -STORE_CLOCK_STEP_NS)
-        count_step(c, wall - p_wall, p_store, true);
+      /* After a reboot the wall clock is the only witness. Believe it
+       * forward, but never past where it would put the store clock ahead
+       * of the wall clock's own reading (a clock fixed while we were down
+       * must not credit again what it had lost), and never backward. The
+       * daemon logs what was credited. */
+      int64_t wd = wall - p_wall, ws = wall - p_store;
+      elapsed = SL_MAX(0, SL_MIN(wd, ws));
+      c->info.open = elapsed > 0 ? SL_STORE_CLOCK_WALL : SL_STORE_CLOCK_HELD;
+      if (wd - elapsed > STORE_CLOCK_STEP_NS ||
+          wd - elapsed < -STORE_CLOCK_STEP_NS)
+        count_step(c, wd - elapsed, p_store + elapsed, true);
     }
     c->base_store = p_store + elapsed;
     c->info.stopped_ns = elapsed;
