@@ -14,6 +14,8 @@ PACKAGES=(
   # real brokers and tools for tests, demo and load tests
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
   lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
+  # wall clock steps in the daemon tests (issue 26)
+  faketime
 )
 
 missing=()
