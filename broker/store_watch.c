@@ -20,12 +20,12 @@
 #include "broker/log.h"
 
 struct sl_storewatch {
-  uint64_t steps[2];             /* forward, backward: last seen */
-  sl_metric_t *steps_m[2];       /* sluice_store_clock_steps_total */
-  sl_metric_t *last_step;        /* signed seconds */
-  sl_metric_t *offset;           /* wall - store, seconds */
-  uint64_t *evicted;             /* [stream][reason]: last seen */
-  sl_metric_t **evicted_m;       /* sluice_store_evicted_events_total */
+  uint64_t steps[2];       /* forward, backward: last seen */
+  sl_metric_t *steps_m[2]; /* sluice_store_clock_steps_total */
+  sl_metric_t *last_step;  /* signed seconds */
+  sl_metric_t *offset;     /* wall - store, seconds */
+  uint64_t *evicted;       /* [stream][reason]: last seen */
+  sl_metric_t **evicted_m; /* sluice_store_evicted_events_total */
   size_t nstreams;
 };
 

@@ -43,6 +43,7 @@ static char dir[256], data_dir[300], cfg_path[300], log_path[300],
     key_path[300];
 static pid_t daemon_pid;
 static const char *faketime; /* set: the next start runs under libfaketime */
+static const char *admin_addr = ""; /* admin.address in the config */
 #define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 void check_fail_cleanup(void) {
@@ -73,11 +74,11 @@ static void write_config(const char *extra) {
           "  http:\n"
           "    address: \"\"\n"
           "admin:\n"
-          "  address: \"\"\n"
+          "  address: \"%s\"\n"
           "streams:\n"
           "  - name: readings\n"
           "%s",
-          data_dir, extra ? extra : "");
+          data_dir, admin_addr, extra ? extra : "");
   fclose(f);
 }
 
@@ -414,6 +415,7 @@ static void scenario_clock(void) {
   int port, status = 0;
   uint64_t deadline;
 
+  admin_addr = "127.0.0.1:0";
   write_config("    ttl: 1h\n");
   pid = start_daemon(NULL, &port, &status);
   CHECK(pid > 0, "daemon start, status %d", status);
@@ -429,6 +431,31 @@ static void scenario_clock(void) {
     usleep(20000); /* polling the log, with a deadline */
   }
   CHECK(log_has("while sluice was stopped"), "step not named as while stopped");
+  /* /v1/status shows it (curl runs outside libfaketime). */
+  {
+    char line[1024], out[400];
+    const char *p = NULL;
+    int aport = 0;
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f) && !aport)
+      if ((p = strstr(line, "admin 127.0.0.1:0 (port ")))
+        aport = atoi(p + strlen("admin 127.0.0.1:0 (port "));
+    if (f)
+      fclose(f);
+    CHECK(aport > 0, "admin port not in the log");
+    snprintf(out, sizeof(out), "%s/status.json", dir);
+    CHECK(run(out, "curl -sf http://127.0.0.1:%d/v1/status", aport) == 0,
+          "curl /v1/status");
+    if (!file_has(out, "\"steps_forward\":1") ||
+        !file_has(out, "\"last_step_while_stopped\":true") ||
+        !file_has(out, "\"last_step_s\":172") ||
+        !file_has(out, "\"open\":\"boot\"")) {
+      snprintf(line, sizeof(line), "cat %s >&2", out);
+      if (system(line) < 0)
+        perror("system");
+      CHECK(0, "/v1/status store.clock does not show the step");
+    }
+  }
   /* The store sweeps TTL every second: give it three sweeps to (wrongly)
    * expire something; an eviction is logged at the next tick. */
   deadline = now_ms() + 3000;
