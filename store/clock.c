@@ -11,7 +11,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -160,8 +159,7 @@ int store__clock_open(sl_store_t *st, MDB_txn *txn, char *errstr,
     p = v.mv_data;
     if (v.mv_size != STORE_CLOCK_LEN || sl_get_be32(p) != STORE_CLOCK_MAGIC ||
         p[4] != 1 || XXH3_64bits(p, 48) != sl_get_be64(p + 48)) {
-      if (errstr && errlen)
-        snprintf(errstr, errlen, "bad store clock record in meta");
+      store__seterr(errstr, errlen, "bad store clock record in meta");
       return SL_ECORRUPT;
     }
     p_store = (int64_t)sl_get_be64(p + 8);

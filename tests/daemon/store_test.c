@@ -44,7 +44,7 @@ static char dir[256], data_dir[300], cfg_path[300], log_path[300],
 static pid_t daemon_pid;
 static const char *faketime; /* set: the next start runs under libfaketime */
 static const char *admin_addr = ""; /* admin.address in the config */
-#define FAKETIME_LIB "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+static const char *faketime_lib;    /* the multi-threaded libfaketime found */
 
 void check_fail_cleanup(void) {
   char cmd[400];
@@ -112,9 +112,10 @@ static pid_t start_daemon(const char *extra, int *port, int *status) {
       /* Only the wall clock moves (CLOCK_MONOTONIC and CLOCK_BOOTTIME stay
        * real, as on a real node); libfaketime 0.9.10 needs the monotonic
        * fix off or the store writer spins. */
-      setenv("LD_PRELOAD", FAKETIME_LIB, 1);
+      setenv("LD_PRELOAD", faketime_lib, 1);
       setenv("FAKETIME", faketime, 1);
-      setenv("DONT_FAKE_MONOTONIC", "1", 1);
+      setenv("DONT_FAKE_MONOTONIC", "1", 1); /* both names: old and new */
+      setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
       setenv("FAKETIME_FORCE_MONOTONIC_FIX", "0", 1);
       setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
     }
@@ -500,9 +501,16 @@ int main(int argc, char **argv) {
   else if (!strcmp(argv[2], "crypt"))
     scenario_crypt();
   else if (!strcmp(argv[2], "clock")) {
-    if (access(FAKETIME_LIB, R_OK) != 0) {
-      fprintf(stderr, "skipped: %s not installed (apt-get install faketime)\n",
-              FAKETIME_LIB);
+    static const char *const libs[] = {
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1"};
+    for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]) && !faketime_lib; i++)
+      if (access(libs[i], R_OK) == 0)
+        faketime_lib = libs[i];
+    if (!faketime_lib) {
+      fprintf(stderr, "skipped: libfaketime not installed (apt-get install "
+                      "faketime)\n");
       return 77;
     }
     scenario_clock();
