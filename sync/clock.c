@@ -123,7 +123,9 @@ void sync__sample(sl_sync_t *up) {
               ? (double)(ss.next_offset - SL_MIN(ss.next_offset, s->rate_next)) /
                     dt
               : 0;
-      if (st->delivered != s->rate_delivered || !behind)
+      /* Progress is a delivery: a backlog that appears after an idle
+       * spell has no ETA until records move again. */
+      if (st->delivered != s->rate_delivered)
         s->progress_ns = now;
       s->rate_delivered = st->delivered;
       s->rate_next = ss.next_offset;

@@ -268,9 +268,12 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     for (;;) {
       error = rd_kafka_init_transactions(p->rk, 1000);
       rd_kafka_poll(p->rk, 0);
+      pthread_mutex_lock(&up->lock);
+      bool stop = up->stop; /* sl_sync_stop() need not wait 30 s */
+      pthread_mutex_unlock(&up->lock);
       if (!error ||
           rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT ||
-          sl_now_mono_ns() >= deadline || sync__auth_failed(up))
+          sl_now_mono_ns() >= deadline || sync__auth_failed(up) || stop)
         break;
       rd_kafka_error_destroy(error);
     }
