@@ -162,11 +162,11 @@ fail:
   return rc;
 }
 
-/* Creates the checkpoint topic (compacted) unless the cluster already has
- * it: a metadata request first, so that an operator-made topic works
- * where CreateTopics is not allowed (ACLs, or clusters that do not
- * implement it). */
-static int ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
+/* Creates the checkpoint topic (compacted, LogAppendTime) unless the
+ * cluster already has it (sync__producer_open(), before any handle of it): a
+ * metadata request first, so that an operator-made topic works where
+ * CreateTopics is not allowed (ACLs, or clusters that do not implement it). */
+int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
   const rd_kafka_metadata_t *md = NULL;
   bool exists = false;
   /* All topics: a request naming the topic would have a broker with
@@ -188,8 +188,7 @@ int sync__resume(sl_sync_t *up, char *errstr, size_t errlen) {
     return -ENOMEM;
   up->gap_cp = 0;
   if (!up->o.at_least_once) {
-    if ((rc = ensure_ckpt_topic(up, errstr, errlen)) < 0 ||
-        (rc = read_kafka(up, found, errstr, errlen)) < 0)
+    if ((rc = read_kafka(up, found, errstr, errlen)) < 0)
       goto fail;
   }
   if (!found[0]) {

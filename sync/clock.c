@@ -25,8 +25,9 @@
 
 #include "sync/sync_int.h"
 
-#define STALL_NS 3000000000ull /* no delivery this long: stalled (at least
-                                  three commit intervals) */
+#define STALL_NS                                                               \
+  3000000000ull /* no delivery this long: stalled (at least                    \
+                   three commit intervals) */
 #define SEC_NS 1000000000ull
 
 int64_t sync__now_wall(const sl_sync_t *up) {
@@ -38,8 +39,7 @@ int64_t sync__record_ts_ms(const sl_sync_t *up, int64_t event_ns) {
   if (up->o.record_timestamp == SL_SYNC_TS_EVENT && event_ns > 0)
     return event_ns / 1000000;
   if (up->o.record_timestamp != SL_SYNC_TS_NODE && up->bt_known)
-    return (up->bt_ns + (int64_t)(sl_now_mono_ns() - up->bt_mono_ns)) /
-           1000000;
+    return (up->bt_ns + (int64_t)(sl_now_mono_ns() - up->bt_mono_ns)) / 1000000;
   return sync__now_wall(up) / 1000000;
 }
 
@@ -70,7 +70,8 @@ static void sample_age(sl_sync_t *up, sync_stream_t *s, uint64_t now,
   sl_sync_stream_stats_t *st = &s->st;
   uint64_t off = st->next_offset;
   int64_t t;
-  if ((!s->obs_valid || s->obs_off != off) && oldest_time(up, s, off, &t) == 0) {
+  if ((!s->obs_valid || s->obs_off != off) &&
+      oldest_time(up, s, off, &t) == 0) {
     int64_t age = wall - t;
     bool clamped = age < 0;
     if (clamped && s->obs_valid) /* from the previous oldest */
@@ -118,11 +119,11 @@ void sync__sample(sl_sync_t *up) {
             : 0;
     if (due) {
       double drain = (double)(st->delivered - s->rate_delivered) / dt;
-      double ingest =
-          s->rate_next
-              ? (double)(ss.next_offset - SL_MIN(ss.next_offset, s->rate_next)) /
-                    dt
-              : 0;
+      double ingest = s->rate_next
+                          ? (double)(ss.next_offset -
+                                     SL_MIN(ss.next_offset, s->rate_next)) /
+                                dt
+                          : 0;
       /* Progress is a delivery: a backlog that appears after an idle
        * spell has no ETA until records move again. */
       if (st->delivered != s->rate_delivered)

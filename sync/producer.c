@@ -298,8 +298,10 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
     p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
-  if (!up->o.at_least_once)
-    p->ckpt_rkt = rd_kafka_topic_new(p->rk, up->ckpt_topic, NULL);
+  /* The checkpoint topic's handle comes after sync__ensure_ckpt_topic():
+   * a handle asks for the topic's metadata, and a broker with
+   * auto.create.topics.enable then makes it with its defaults (not
+   * compacted, CreateTime). */
   if (*up->gap_topic)
     p->gap_rkt = rd_kafka_topic_new(p->rk, up->gap_topic, NULL);
   return 0;
@@ -350,6 +352,16 @@ int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
       return rc;
     }
   sync__producer_use(up, 0);
+  if (!up->o.at_least_once) {
+    if ((rc = sync__ensure_ckpt_topic(up, errstr, errlen)) < 0) {
+      sync__producer_close(up);
+      return rc;
+    }
+    for (int k = 0; k < up->nprod; k++)
+      up->prod[k].ckpt_rkt =
+          rd_kafka_topic_new(up->prod[k].rk, up->ckpt_topic, NULL);
+    sync__producer_use(up, 0);
+  }
   pthread_mutex_lock(&up->lock);
   up->stats.connected = 1;
   pthread_mutex_unlock(&up->lock);

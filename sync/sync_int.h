@@ -213,6 +213,9 @@ void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
 
 /* checkpoint.c */
 int sync__resume(sl_sync_t *up, char *errstr, size_t errlen);
+/* Creates the checkpoint topic (compacted, LogAppendTime) if the cluster
+ * does not list it. */
+int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen);
 /* The stats' positions of every stream from the local checkpoint (or the
  * consumer cursor), before the first connection. */
 void sync__local_positions(sl_sync_t *up);

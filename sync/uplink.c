@@ -509,11 +509,10 @@ static void name_refusal(sl_sync_t *up) {
   }
   sync__set_error(
       up, SL_EKAFKA,
-      "Kafka refused %llu records: INVALID_TIMESTAMP: their timestamps "
-      "(kafka.record_timestamp: %s) are outside the broker's window "
-      "(message.timestamp.after.max.ms / before.max.ms around its clock); "
-      "see clock_skew_s, fix the node's clock or use "
-      "kafka.record_timestamp: broker_estimate",
+      "Kafka refused %llu records: INVALID_TIMESTAMP (timestamps from "
+      "kafka.record_timestamp: %s are outside the broker's "
+      "message.timestamp.after/before.max.ms; see clock_skew_s; fix the "
+      "node's clock or use broker_estimate)",
       (unsigned long long)up->dr_failed,
       ts_names[(unsigned)up->o.record_timestamp % 3]);
 }

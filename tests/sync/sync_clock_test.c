@@ -171,8 +171,8 @@ static int scenario_ages(void) {
 
   /* 1. The broker is unreachable from the start. */
   snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", dead_port());
-  sl_sync_t *up = uplink(st, brokers, "clock-node", "clock", "clock.ckpt", 0,
-                         NULL, 0);
+  sl_sync_t *up =
+      uplink(st, brokers, "clock-node", "clock", "clock.ckpt", 0, NULL, 0);
   uint64_t deadline = sl_now_mono_ns() + 10000000000ull;
   for (;;) {
     sl_sync_stats(up, &s);
@@ -418,8 +418,8 @@ static int scenario_tsrefuse(void) {
   atomic_store(&clock_offset_ns, 2 * DAY_NS); /* the node runs 2 days ahead */
 
   /* 1. Records stamped with the node's clock: refused, and said so. */
-  sl_sync_t *up = uplink(st, brokers, node, topic, ckpt, SL_SYNC_TS_NODE,
-                         NULL, 0);
+  sl_sync_t *up =
+      uplink(st, brokers, node, topic, ckpt, SL_SYNC_TS_NODE, NULL, 0);
   sl_sync_stats_t s;
   uint64_t deadline = sl_now_mono_ns() + 90000000000ull;
   for (;;) {
@@ -474,7 +474,6 @@ static int scenario_tsrefuse(void) {
   printf("sync_clock_test tsrefuse: %d events exactly once: ok\n", N);
   return 0;
 }
-
 
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "ages"))
