@@ -556,7 +556,8 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.checkpoint_topic", STRING, kafka.checkpoint_topic,
         "sluice.checkpoints", RESTART,
         "Compacted topic holding each node's per-stream checkpoints "
-        "(exactly_once); created if missing.",
+        "(exactly_once); created if missing (compacted, LogAppendTime: its "
+        "delivery reports tell the broker's clock).",
         .check = check_topic),
     OPT("kafka.transactional_id_prefix", STRING, kafka.transactional_id_prefix,
         "sluice-", RESTART,

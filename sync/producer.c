@@ -41,11 +41,13 @@ static bool permanent(rd_kafka_resp_err_t err) {
 static void note_append_time(sl_sync_t *up, const rd_kafka_message_t *m) {
   rd_kafka_timestamp_type_t tt;
   int64_t ts = rd_kafka_message_timestamp(m, &tt);
-  if (tt != RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts <= 0)
-    return;
+  uint64_t now = sl_now_mono_ns();
+  if (tt != RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts <= 0 ||
+      (up->bt_known && now - up->bt_mono_ns < 100000000u))
+    return; /* a LogAppendTime data topic: ten samples a second do */
   up->bt_known = true;
   up->bt_ns = ts * 1000000;
-  up->bt_mono_ns = sl_now_mono_ns();
+  up->bt_mono_ns = now;
   double skew = (double)(sync__now_wall(up) - up->bt_ns) / 1e9;
   pthread_mutex_lock(&up->lock);
   up->stats.skew_known = 1;
