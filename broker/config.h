@@ -93,17 +93,18 @@ typedef enum {
 
 /* One element of mqtt.subscriptions: a topic filter mapped to a stream. */
 typedef struct sl_config_mqtt_sub {
-  char *filter;       /* MQTT filter; "+name" levels capture */
-  char *stream;       /* configured stream name */
-  char *source;       /* source template: "{name}" captures, "{topic}" */
-  int decoder;        /* sl_config_mqtt_decoder_t */
-  uint64_t qos;       /* 0 or 1 */
-  char *json_value;   /* dotted path of the value ("" = whole payload) */
-  char *json_time;    /* dotted path of the event time, "" = none */
-  int json_time_unit; /* sl_config_time_unit_t for numeric times */
-  char *json_quality; /* dotted path of the quality, "" = none */
-  char *json_unit;    /* dotted path of the unit, "" = none */
-  char *content_type; /* raw decoder: content type stored */
+  char *filter;        /* MQTT filter; "+name" levels capture */
+  char *stream;        /* configured stream name */
+  char *source;        /* source template: "{name}" captures, "{topic}" */
+  int decoder;         /* sl_config_mqtt_decoder_t */
+  uint64_t qos;        /* 0 or 1 */
+  char *json_value;    /* dotted path of the value ("" = whole payload) */
+  char *json_time;     /* dotted path of the event time, "" = none */
+  int json_time_unit;  /* sl_config_time_unit_t for numeric times */
+  char *json_quality;  /* dotted path of the quality, "" = none */
+  char *json_unit;     /* dotted path of the unit, "" = none */
+  char *json_datatype; /* dotted path of the datatype name, "" = none */
+  char *content_type;  /* raw decoder: content type stored */
 } sl_config_mqtt_sub_t;
 
 /* One element of mqtt.fanout: a stored stream published to MQTT. */

@@ -296,6 +296,10 @@ static const sl_cfg_opt_t mqtt_sub_opts[] = {
                  "status code); missing = good."),
     MQTT_SUB_OPT("json_unit", STRING, json_unit, "unit", RESTART,
                  "Dotted path of the engineering unit; missing = none."),
+    MQTT_SUB_OPT("json_datatype", STRING, json_datatype, "datatype", RESTART,
+                 "Dotted path of the value's datatype (int8 ... uuid, "
+                 "docs/SCHEMAS.md): \"NaN\"/\"Infinity\" for float/double, "
+                 "a decimal string for uint64; missing = as JSON says."),
     MQTT_SUB_OPT("content_type", STRING, content_type,
                  "application/octet-stream", RESTART,
                  "Content type stored with raw payloads."),

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "broker/decode_json.h"
+#include "schemas/event_json.h"
 #include "sluice/v1/event.pb-c.h"
 
 #define MAX_SOURCE_BYTES 1024
@@ -317,11 +318,50 @@ int sl_json_batch_add_client(sl_json_batch_t *jb, void *evp, char *why,
   return rc;
 }
 
+/* A reading's value under its optional "datatype" (docs/SCHEMAS.md). */
+static int get_value(json_t *obj, json_t *v, Sluice__V1__Reading *rd, char *e,
+                     size_t el) {
+  json_t *dtv = json_object_get(obj, "datatype");
+  sl_event_jv_t jv = {0};
+  const char *why = NULL;
+  int dt = 0;
+
+  if (dtv && (!json_is_string(dtv) ||
+              (dt = sl_event_datatype_parse(json_string_value(dtv))) < 0))
+    return bad(e, el,
+               "\"datatype\" must be one of int8, int16, int32, int64, "
+               "uint8, uint16, uint32, uint64, float, double, boolean, "
+               "string, datetime, text, uuid");
+  if (json_is_integer(v)) {
+    jv.kind = SL_JV_INT;
+    jv.int_ok = true;
+    jv.i = json_integer_value(v);
+    jv.d = (double)jv.i;
+    /* Untyped "value": 5 has always been a double. */
+    if (!dt && json_object_get(obj, "value") == v)
+      jv.kind = SL_JV_REAL;
+  } else if (json_is_real(v)) {
+    jv.kind = SL_JV_REAL;
+    jv.d = json_real_value(v);
+  } else if (json_is_boolean(v)) {
+    jv.kind = SL_JV_BOOL;
+    jv.b = json_is_true(v);
+  } else if (json_is_string(v)) {
+    jv.kind = SL_JV_STRING;
+    jv.s = json_string_value(v);
+  } else {
+    return bad(e, el, "\"value\" must be a number, a boolean or a string");
+  }
+  if (sl_event_value_set(rd, dt, &jv, &why) < 0)
+    return bad(e, el, "%s", why);
+  return 0;
+}
+
 static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
                         char *e, size_t el) {
   static const char *const keys[] = {
       "source", "time_ns",   "time", "value",      "int_value", "quality",
-      "unit",   "inference", "raw",  "attributes", NULL};
+      "unit",   "inference", "raw",  "attributes", "datatype",  NULL};
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
   Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
   Sluice__V1__Inference inf = SLUICE__V1__INFERENCE__INIT;
@@ -353,26 +393,12 @@ static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
       rc = bad(e, el, "give \"value\" or \"int_value\", not both");
       goto out;
     }
-    if (iv) {
-      if (!json_is_integer(iv)) {
-        rc = bad(e, el, "\"int_value\" must be an integer");
-        goto out;
-      }
-      rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
-      rd.int_value = json_integer_value(iv);
-    } else if (json_is_number(v)) {
-      rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
-      rd.double_value = json_number_value(v);
-    } else if (json_is_boolean(v)) {
-      rd.value_case = SLUICE__V1__READING__VALUE_BOOL_VALUE;
-      rd.bool_value = json_is_true(v);
-    } else if (json_is_string(v)) {
-      rd.value_case = SLUICE__V1__READING__VALUE_STRING_VALUE;
-      rd.string_value = (char *)json_string_value(v);
-    } else {
-      rc = bad(e, el, "\"value\" must be a number, a boolean or a string");
+    if (iv && !json_is_integer(iv)) {
+      rc = bad(e, el, "\"int_value\" must be an integer");
       goto out;
     }
+    if ((rc = get_value(obj, iv ? iv : v, &rd, e, el)) < 0)
+      goto out;
     if ((v = json_object_get(obj, "quality")) &&
         (rc = get_quality(v, &rd, e, el)) < 0)
       goto out;
@@ -380,8 +406,11 @@ static int decode_event(json_t *obj, int64_t def_time, sl_json_batch_t *jb,
       goto out;
     ev.body_case = SLUICE__V1__EVENT__BODY_READING;
     ev.reading = &rd;
-  } else if (json_object_get(obj, "quality") || json_object_get(obj, "unit")) {
-    rc = bad(e, el, "\"quality\" and \"unit\" belong to a reading (\"value\")");
+  } else if (json_object_get(obj, "quality") || json_object_get(obj, "unit") ||
+             json_object_get(obj, "datatype")) {
+    rc = bad(e, el,
+             "\"quality\", \"unit\" and \"datatype\" belong to a reading "
+             "(\"value\")");
     goto out;
   }
   if ((v = json_object_get(obj, "inference"))) {

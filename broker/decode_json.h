@@ -53,6 +53,7 @@ typedef struct sl_json_map {
   int64_t time_unit_ns; /* nanoseconds per unit of a numeric time */
   const char *quality;  /* path of the quality (name or status code) */
   const char *unit;     /* path of the engineering unit */
+  const char *datatype; /* path of the datatype name; NULL or "" = none */
 } sl_json_map_t;
 
 /* One attribute attached to every event of a mapped payload. */

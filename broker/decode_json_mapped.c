@@ -33,6 +33,7 @@
 
 #include "broker/decode_json.h"
 #include "broker/json_scan.h"
+#include "schemas/event_json.h"
 #include "sluice/v1/event.pb-c.h"
 
 /* jansson's JSON_PARSER_MAX_DEPTH: a value nested deeper is too_deep. */
@@ -333,28 +334,33 @@ static int build_event(scan_t *s, const sl_json_map_t *map, const char *source,
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
   Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
   const found_t *f = &s->found[P_VALUE];
+  sl_event_jv_t jv = {0};
+  const char *dwhy = NULL;
+  int dt = 0;
 
   switch (f->type) {
   case T_EOF:
     return mapped_bad(me, "no_value", "no value at \"%.60s\"", map->value);
   case T_INT:
-    rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
-    rd.int_value = f->i;
+    jv.kind = SL_JV_INT;
+    jv.int_ok = true;
+    jv.i = f->i;
+    jv.d = (double)f->i;
     break;
   case T_REAL:
     if (!isfinite(f->d))
       return mapped_bad(me, "bad_number", "value is not finite");
-    rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
-    rd.double_value = f->d;
+    jv.kind = SL_JV_REAL;
+    jv.d = f->d;
     break;
   case T_TRUE:
   case T_FALSE:
-    rd.value_case = SLUICE__V1__READING__VALUE_BOOL_VALUE;
-    rd.bool_value = f->type == T_TRUE;
+    jv.kind = SL_JV_BOOL;
+    jv.b = f->type == T_TRUE;
     break;
   case T_STRING:
-    rd.value_case = SLUICE__V1__READING__VALUE_STRING_VALUE;
-    rd.string_value = s->str.p + f->str;
+    jv.kind = SL_JV_STRING;
+    jv.s = s->str.p + f->str;
     break;
   default:
     return mapped_bad(me, "bad_type",
@@ -362,6 +368,16 @@ static int build_event(scan_t *s, const sl_json_map_t *map, const char *source,
                       "string",
                       map->value);
   }
+  f = &s->found[P_DATATYPE];
+  if (f->type == T_STRING) {
+    if ((dt = sl_event_datatype_parse(s->str.p + f->str)) < 0)
+      return mapped_bad(me, "bad_type", "unknown datatype \"%.40s\"",
+                        s->str.p + f->str);
+  } else if (f->type != T_EOF) {
+    return mapped_bad(me, "bad_type", "datatype must be a string");
+  }
+  if (sl_event_value_set(&rd, dt, &jv, &dwhy) < 0)
+    return mapped_bad(me, "bad_type", "%s", dwhy);
   ev.time_ns = def_time;
   f = &s->found[P_TIME];
   if (f->type == T_STRING) {
@@ -479,6 +495,8 @@ int sl_json_decode_mapped(const char *payload, size_t len,
   paths_set(&top, P_TIME, *map->time ? map->time : NULL);
   paths_set(&top, P_QUALITY, *map->quality ? map->quality : NULL);
   paths_set(&top, P_UNIT, *map->unit ? map->unit : NULL);
+  paths_set(&top, P_DATATYPE,
+            map->datatype && *map->datatype ? map->datatype : NULL);
 
   json__lex(&s, &t);
   if (t.type == T_LBRACKET && *map->value) {

@@ -13,7 +13,12 @@
  *   NDEATH/DDEATH  Status "offline" events.
  *   seq            0..255 per node across node and device messages; a gap
  *                  is counted, recorded as a Status "seq_gap" event and
- *                  answered with a rebirth request.
+ *                  answered with a rebirth request. The last seq of each
+ *                  node is written to the state db with the events of its
+ *                  message (key "sq/<group>/<node>"), so the first message
+ *                  after a restart of sluice is checked like any other.
+ * Values keep their Sparkplug datatype (Reading.datatype, same numbers);
+ * UInt64 goes to uint_value, so 2^63..2^64-1 stay positive.
  * Metrics flagged is_historical carry the attribute historical=true and
  * their own timestamp. One event per metric; source "<prefix>/<metric>",
  * the prefix being group/node[/device] or the rule's source template.
@@ -25,6 +30,7 @@
 
 #include "broker/log.h"
 #include "broker/mqtt.h"
+#include "schemas/event_json.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 
@@ -35,6 +41,7 @@ typedef Org__Eclipse__Tahu__Protobuf__Payload__Metric sp_metric_t;
 #define SP_MAX_DEPTH 16
 #define REBIRTH_INTERVAL_NS (5ull * 1000000000ull)
 #define ALIAS_MAGIC 0x31415053u /* "SPA1" little endian */
+#define SEQ_MAGIC 0x31515053u   /* "SPQ1" little endian */
 
 typedef struct sp_alias {
   uint64_t alias;
@@ -59,7 +66,8 @@ typedef struct sp_node {
   char *key; /* "group/node" */
   sp_table_t t;
   sp_device_t *devs;
-  int last_seq; /* -1 = unknown */
+  int last_seq;    /* -1 = unknown */
+  bool seq_loaded; /* last_seq read from the state db */
   uint64_t last_rebirth_ns;
 } sp_node_t;
 
@@ -250,6 +258,46 @@ static void table_load(sl_mqtt_t *mq, sp_table_t *t, const char *key) {
     free(buf);
 }
 
+/* ---- last seq per node in the state db ----------------------------------
+ * Record: magic u32 | seq i16 (-1 unknown), little endian. */
+
+static void seq_key(char *k, size_t kl, const char *node_key) {
+  snprintf(k, kl, "sq/%s", node_key);
+}
+
+/* Reads the node's last seq once after a restart (or first sight). */
+static void seq_load(sl_mqtt_t *mq, sp_node_t *n) {
+  char k[820];
+  uint8_t b[16];
+  size_t vlen = 0;
+  if (n->seq_loaded)
+    return;
+  n->seq_loaded = true;
+  seq_key(k, sizeof(k), n->key);
+  if (strlen(k) > 200 ||
+      sl_store_state_get(mq->dm->st, k, strlen(k), b, sizeof(b), &vlen) < 0)
+    return;
+  if (vlen == 6 && get_le(b, 4) == SEQ_MAGIC) {
+    int16_t s = (int16_t)get_le(b + 4, 2);
+    n->last_seq = s >= 0 && s <= 255 ? s : -1;
+  }
+}
+
+/* Commits the node's last seq with the events being built. */
+static void seq_save(sl_mqtt_t *mq, const sp_node_t *n) {
+  char k[820];
+  uint8_t *b;
+  uint16_t s = (uint16_t)(int16_t)n->last_seq;
+  seq_key(k, sizeof(k), n->key);
+  if (strlen(k) > 200 || !(b = malloc(6)))
+    return;
+  for (int i = 0; i < 4; i++)
+    b[i] = (uint8_t)(SEQ_MAGIC >> (8 * i));
+  b[4] = (uint8_t)s;
+  b[5] = (uint8_t)(s >> 8);
+  mqtt__state_put(mq, k, b, 6);
+}
+
 /* ---- nodes -------------------------------------------------------------- */
 
 /* The node's state, made on first sight; NULL at the cap (*full set) or
@@ -345,7 +393,7 @@ static void add_status(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *source,
     mq->built_events++;
 }
 
-/* Sign-extends Sparkplug's unsigned carriers by datatype. */
+/* Sign-extends (or masks) Sparkplug's unsigned carriers by datatype. */
 static int64_t as_signed(uint64_t v, uint32_t dt) {
   switch (dt) {
   case ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Int8:
@@ -354,6 +402,12 @@ static int64_t as_signed(uint64_t v, uint32_t dt) {
     return (int16_t)v;
   case ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Int32:
     return (int32_t)v;
+  case ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__UInt8:
+    return (uint8_t)v;
+  case ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__UInt16:
+    return (uint16_t)v;
+  case ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__UInt32:
+    return (uint32_t)v;
   default:
     return (int64_t)v;
   }
@@ -389,13 +443,21 @@ static int add_metric(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *prefix,
   } else {
     switch (m->value_case) {
     case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE:
-      rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
-      rd.int_value = as_signed(m->int_value, dt);
+    case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_LONG_VALUE: {
+      uint64_t v =
+          m->value_case ==
+                  ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_INT_VALUE
+              ? m->int_value
+              : m->long_value;
+      if (dt == ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__UInt64) {
+        rd.value_case = SLUICE__V1__READING__VALUE_UINT_VALUE;
+        rd.uint_value = v;
+      } else {
+        rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
+        rd.int_value = as_signed(v, dt);
+      }
       break;
-    case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_LONG_VALUE:
-      rd.value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
-      rd.int_value = (int64_t)m->long_value;
-      break;
+    }
     case ORG__ECLIPSE__TAHU__PROTOBUF__PAYLOAD__METRIC__VALUE_FLOAT_VALUE:
       rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
       rd.double_value = m->float_value;
@@ -426,6 +488,12 @@ static int add_metric(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *prefix,
       return 0;
     }
   }
+  /* The datatype, numbered alike, when the value is where it says
+   * (a Double sent in int_value stays untyped rather than mislabelled). */
+  if (ev.body_case == SLUICE__V1__EVENT__BODY_READING && dt > 0 && dt <= 15 &&
+      (rd.value_case == SLUICE__V1__READING__VALUE__NOT_SET ||
+       sl_event_datatype_case((int)dt) == (int)rd.value_case))
+    rd.datatype = (Sluice__V1__DataType)dt;
   char why[160];
   int rc = sl_json_batch_add_client(mqtt__batch(mq, r->stream), &ev, why,
                                     sizeof(why));
@@ -585,6 +653,7 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
            : now_ns;
 
   /* seq: every node message but NDEATH carries it, 0..255. */
+  seq_load(mq, n);
   if (!(death && !dev)) {
     int seq = pl->has_seq ? (int)(pl->seq & 0xff) : -1;
     if (birth && !dev) {
@@ -598,6 +667,8 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
     } else if (seq >= 0) {
       n->last_seq = seq;
     }
+    if (seq >= 0 || birth)
+      seq_save(mq, n);
   }
 
   snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s%s", dev ? "/" : "",
@@ -605,8 +676,10 @@ void sl_sp_handle(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *topic,
   t = dev ? &d->t : &n->t;
   if (death) {
     add_status(mq, r, prefix, "offline", type, t0);
-    if (!dev)
+    if (!dev) {
       n->last_seq = -1;
+      seq_save(mq, n);
+    }
     goto out;
   }
   if (birth) {

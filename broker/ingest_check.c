@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "broker/ingest_check.h"
+#include "schemas/event_json.h"
 #include "common/common.h"
 
 #define CLAMP_KEY "sluice.time_clamped"
@@ -85,6 +86,11 @@ int sl_ingest_event_check(const sl_ingest_rules_t *r,
         (ev->reading->value_case == SLUICE__V1__READING__VALUE__NOT_SET &&
          ev->reading->quality != SLUICE__V1__QUALITY__QUALITY_BAD))
       return refuse(why, len, "a reading needs a value (or quality bad)");
+    {
+      const char *w;
+      if (sl_event_reading_check(ev->reading, &w) < 0)
+        return refuse(why, len, w);
+    }
     break;
   case SLUICE__V1__EVENT__BODY_INFERENCE:
     if (!ev->inference)

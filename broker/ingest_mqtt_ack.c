@@ -69,9 +69,17 @@ int mqtt__state_put(sl_mqtt_t *mq, const char *key, void *val, size_t vlen) {
   }
   p->val = val;
   p->vlen = vlen;
-  /* Keep order: a later put of the same key must win. */
+  /* A later put of the same key wins: replace it in place (Sparkplug puts
+   * each node's seq per message). */
   for (tail = &mq->puts; *tail; tail = &(*tail)->next)
-    ;
+    if (!strcmp((*tail)->key, key)) {
+      free((*tail)->val);
+      (*tail)->val = val;
+      (*tail)->vlen = vlen;
+      free(p->key);
+      free(p);
+      return 0;
+    }
   *tail = p;
   return 0;
 }

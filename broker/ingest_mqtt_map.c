@@ -137,6 +137,7 @@ int mqtt__rules_init(sl_mqtt_t *mq, char *errstr, size_t errlen) {
     r->map.time_unit_ns = units[s->json_time_unit];
     r->map.quality = s->json_quality;
     r->map.unit = s->json_unit;
+    r->map.datatype = s->json_datatype;
     sl_metrics_escape(esc, sizeof(esc), s->filter);
     snprintf(labels, sizeof(labels), "subscription=\"%s\"", esc);
     r->messages =

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { P_VALUE, P_TIME, P_QUALITY, P_UNIT, NPATHS };
+enum { P_VALUE, P_TIME, P_QUALITY, P_UNIT, P_DATATYPE, NPATHS };
 
 typedef enum {
   T_EOF,

@@ -16,6 +16,7 @@
 #include "broker/daemon.h"
 #include "broker/log.h"
 #include "broker/pipeline.h"
+#include "common/clock_step.h"
 #include "schemas/frame.h"
 
 #define MAX_OUT 16 /* distinct destination streams per batch */
@@ -46,7 +47,108 @@ struct sl_pipes {
   sl_metric_t *(*m_drop)[SL_PROCESS_R_COUNT];
   sl_metric_t *m_wm_reset; /* watermarks set back from the future */
   int64_t max_future_ns;   /* limits.max_future at start */
+  /* The node's own clock (issue 26): a backward step rebases aggregates. */
+  sl_clock_ref_t clk;     /* wall/monotonic pair of the last run */
+  int64_t clock_saved_ns; /* node clock in the committed state record */
+  int64_t clock_pending;  /* ... in the record of the pending run, or 0 */
+  sl_metric_t *m_steps;   /* backward steps noticed */
+  sl_metric_t *m_rebased; /* watermarks rebased after them */
 };
+
+/* ---- the node clock ------------------------------------------------------ */
+
+/*
+ * The node clock of the last run is kept in the store's state with the
+ * pipelines' own records (same group, so it always matches the persisted
+ * watermarks), to notice at start that the clock went back while the
+ * daemon was down. Record "sl.pipes/clock", 24 bytes: magic "SLCK", u8
+ * version 1, 3 zero bytes, i64 node clock (ns, little-endian), u64 FNV-1a
+ * of the 16 bytes before it.
+ */
+#define CLOCK_KEY "sl.pipes/clock"
+#define CLOCK_LEN 24
+
+static uint64_t fnv1a(const uint8_t *p, size_t n) {
+  uint64_t h = 14695981039346656037ull;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+static void clock_encode(uint8_t rec[CLOCK_LEN], int64_t now_ns) {
+  memset(rec, 0, CLOCK_LEN);
+  memcpy(rec, "SLCK", 4);
+  rec[4] = 1;
+  for (int i = 0; i < 8; i++)
+    rec[8 + i] = (uint8_t)((uint64_t)now_ns >> (8 * i));
+  uint64_t h = fnv1a(rec, 16);
+  for (int i = 0; i < 8; i++)
+    rec[16 + i] = (uint8_t)(h >> (8 * i));
+}
+
+/* The node clock of the last committed run, or 0 (none, unreadable). */
+static int64_t clock_load(sl_store_t *st) {
+  uint8_t rec[CLOCK_LEN];
+  size_t vlen = 0;
+  uint64_t v = 0, h = 0;
+  if (sl_store_state_get(st, CLOCK_KEY, strlen(CLOCK_KEY), rec, sizeof(rec),
+                         &vlen) < 0 ||
+      vlen != CLOCK_LEN || memcmp(rec, "SLCK", 4) || rec[4] != 1)
+    return 0;
+  for (int i = 0; i < 8; i++) {
+    v |= (uint64_t)rec[8 + i] << (8 * i);
+    h |= (uint64_t)rec[16 + i] << (8 * i);
+  }
+  return h == fnv1a(rec, 16) ? (int64_t)v : 0;
+}
+
+/* Rebases every aggregate ahead of now_ns after a backward step of step_ns
+ * (< 0) of the node clock, counts and logs it (once per step). */
+static void clock_rebase(sl_pipes_t *pp, int64_t now_ns, int64_t step_ns,
+                         const char *when) {
+  size_t n = sl_process_watermark_rebase(pp->pr, now_ns, SL_CLOCK_STEP_MIN_NS);
+  sl_metric_add(pp->m_steps, 1);
+  if (n)
+    sl_metric_add(pp->m_rebased, n);
+  sl_warn(SL_LOG_CTX_STORE, NULL,
+          "pipelines: the node clock stepped back %.3f s %s; %zu aggregate "
+          "watermark(s) set back to it (their windows ahead are emitted as "
+          "they are with the next batch)",
+          (double)-step_ns / 1e9, when, n);
+}
+
+/* At start and after a state reload: the node clock behind the one the
+ * stored state was written with means it went back meanwhile. */
+static void clock_check_stored(sl_pipes_t *pp, const char *when) {
+  int64_t now = sl_now_wall_ns(), saved = clock_load(pp->dm->st);
+  pp->clock_saved_ns = saved;
+  pp->clock_pending = 0;
+  if (saved && now < saved - SL_CLOCK_STEP_MIN_NS)
+    clock_rebase(pp, now, now - saved, when);
+  pp->clk.set = false;
+  sl_clock_step(&pp->clk, now, sl_now_mono_ns());
+}
+
+/* Before a run: a backward step since the last run rebases. Adds the clock
+ * record to g when it moved a second or more (or back). */
+static int clock_before_run(sl_pipes_t *pp, sl_store_group_t *g) {
+  int64_t now = sl_now_wall_ns(), step;
+  step = sl_clock_step(&pp->clk, now, sl_now_mono_ns());
+  if (step < 0)
+    clock_rebase(pp, now, step, "while running");
+  pp->clock_pending = 0;
+  if (now - pp->clock_saved_ns >= SL_CLOCK_STEP_MIN_NS ||
+      now < pp->clock_saved_ns) {
+    uint8_t rec[CLOCK_LEN];
+    clock_encode(rec, now);
+    int rc = sl_store_group_state_put(g, CLOCK_KEY, strlen(CLOCK_KEY), rec,
+                                      sizeof(rec));
+    if (rc < 0)
+      return rc;
+    pp->clock_pending = now;
+  }
+  return 0;
+}
 
 /* Sets back every aggregate watermark an event from the future moved, in
  * state stored before event times were bounded (sl_process_watermark_cap()).
@@ -355,7 +457,17 @@ int sl_pipes_new(sl_daemon_t *dm, sl_pipes_t **out, char *err, size_t errlen,
   pp->max_future_ns = (int64_t)SL_MIN(cfg->limits.max_future_ms,
                                       (uint64_t)INT64_MAX / 1000000) *
                       1000000;
+  pp->m_steps = sl_metrics_counter(
+      dm->mx, "sluice_pipeline_clock_steps_total",
+      "Backward steps of the node clock the pipelines noticed (while running "
+      "or across a restart)",
+      NULL);
+  pp->m_rebased = sl_metrics_counter(
+      dm->mx, "sluice_pipeline_watermark_rebases_total",
+      "Aggregate watermarks set back to the node clock after it stepped back",
+      NULL);
   size_t nreset = cap_watermarks(pp);
+  clock_check_stored(pp, "while the daemon was stopped");
   if (nreset && warn && warnlen && !*warn)
     snprintf(warn, warnlen,
              "pipelines: %zu aggregate watermark(s) were more than "
@@ -532,11 +644,15 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
      * durable. Behind-disk state lets more events pass, never fewer. */
     char why[200];
     int lr = sl_process_state_load_store(pp->pr, dm->st, why, sizeof(why));
-    if (lr < 0 && lr != SL_ECORRUPT)
+    if (lr < 0 && lr != SL_ECORRUPT) {
       atomic_store(&pp->reload, 1);
-    else
+    } else {
       cap_watermarks(pp);
+      clock_check_stored(pp, "since the state reloaded was written");
+    }
   }
+  if ((rc = clock_before_run(pp, g)) < 0)
+    return rc;
   if ((rc = index_entries(pp, batch, len, n)) < 0)
     return rc;
   if ((rc = sl_process_run(pp->pr, dm->streams[sidx].name, events, n, &res)) <
@@ -597,10 +713,15 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
 }
 
 void sl_pipes_finish(sl_pipes_t *pp, int submitted) {
-  if (submitted)
+  if (submitted) {
     sl_process_commit(pp->pr);
-  else
+    /* A commit that fails after this reloads (clock_check_stored()). */
+    if (pp->clock_pending)
+      pp->clock_saved_ns = pp->clock_pending;
+  } else {
     sl_process_rollback(pp->pr);
+  }
+  pp->clock_pending = 0;
   pthread_mutex_unlock(&pp->lock);
 }
 

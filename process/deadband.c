@@ -10,6 +10,9 @@
  * Numbers (double, int, bool as 0/1) compare numerically; string values
  * pass when they differ from the last sent string (compared by hash).
  * NaN: a change to or from NaN passes, NaN followed by NaN does not.
+ * Integers (int_value, uint_value) after one of the same kind compare
+ * exactly (a double holds 53 bits: a counter near 2^64 moving by 1 would
+ * not move as doubles); the percent form compares as doubles.
  */
 #include <math.h>
 #include <string.h>
@@ -25,6 +28,28 @@ static bool moved(const pstep_t *s, double last, double v) {
   return d > s->c.deadband;
 }
 
+/* 3 int_value, 4 uint_value (pdeadband_t.kind), 0 other; *bits the value. */
+static int int_kind(const Sluice__V1__Reading *rd, uint64_t *bits) {
+  if (rd->value_case == SLUICE__V1__READING__VALUE_INT_VALUE) {
+    *bits = (uint64_t)rd->int_value;
+    return 3;
+  }
+  if (rd->value_case == SLUICE__V1__READING__VALUE_UINT_VALUE) {
+    *bits = rd->uint_value;
+    return 4;
+  }
+  return 0;
+}
+
+static bool moved_exact(const pstep_t *s, int kind, uint64_t last, uint64_t v) {
+  uint64_t d;
+  if (kind == 4)
+    d = v > last ? v - last : last - v;
+  else
+    d = (int64_t)v > (int64_t)last ? v - last : last - v; /* mod 2^64 */
+  return (double)d > s->c.deadband;
+}
+
 pstep_verdict_t process__deadband(sl_process_t *pr, pstep_t *s,
                                   const Sluice__V1__Event *ev, uint64_t hash,
                                   sl_process_reason_t *reason) {
@@ -34,6 +59,7 @@ pstep_verdict_t process__deadband(sl_process_t *pr, pstep_t *s,
   bool full, num, send;
   double v = 0;
   uint64_t sh = 0;
+  int ik;
 
   if (ev->body_case != SLUICE__V1__EVENT__BODY_READING || !rd)
     return STEP_PASS;
@@ -44,6 +70,7 @@ pstep_verdict_t process__deadband(sl_process_t *pr, pstep_t *s,
                          : NULL;
     sh = sv ? process__hash(sv, strlen(sv)) : 0;
   }
+  ik = num ? int_kind(rd, &sh) : 0;
   db = process__table_get(pr, &s->tab, hash, src, strlen(src), true, &full);
   if (!db)
     return STEP_PASS; /* untracked (max_keys or poisoned): never suppress */
@@ -54,15 +81,18 @@ pstep_verdict_t process__deadband(sl_process_t *pr, pstep_t *s,
   else if (s->c.heartbeat_ns > 0 &&
            ev->time_ns - db->last_t >= s->c.heartbeat_ns)
     send = true;
+  else if (num && ik && db->kind == ik && !s->c.percent)
+    send = moved_exact(s, ik, db->last_s, sh);
   else if (num)
-    send = db->kind != 1 || moved(s, db->last, v);
+    send = (db->kind != 1 && db->kind != 3 && db->kind != 4) ||
+           moved(s, db->last, v);
   else
     send = db->kind != 2 || db->last_s != sh;
   if (!send) {
     *reason = SL_PROCESS_R_DEADBAND;
     return STEP_DROP;
   }
-  db->kind = num ? 1 : 2;
+  db->kind = ik ? ik : num ? 1 : 2;
   db->last = num ? v : 0;
   db->last_s = sh;
   db->last_t = ev->time_ns;

@@ -48,6 +48,9 @@ bool process__reading_num(const Sluice__V1__Event *ev, double *v) {
   case SLUICE__V1__READING__VALUE_INT_VALUE:
     *v = (double)rd->int_value;
     return true;
+  case SLUICE__V1__READING__VALUE_UINT_VALUE:
+    *v = (double)rd->uint_value;
+    return true;
   case SLUICE__V1__READING__VALUE_BOOL_VALUE:
     *v = rd->bool_value ? 1.0 : 0.0;
     return true;
@@ -112,6 +115,9 @@ static void load_field(const Sluice__V1__Event *ev, const char *stream,
       return;
     case SLUICE__V1__READING__VALUE_INT_VALUE:
       set_num(v, (double)rd->int_value);
+      return;
+    case SLUICE__V1__READING__VALUE_UINT_VALUE:
+      set_num(v, (double)rd->uint_value);
       return;
     case SLUICE__V1__READING__VALUE_BOOL_VALUE:
       v->t = PV_BOOL;

@@ -318,7 +318,8 @@ static int grow_outputs(sl_process_t *pr, size_t n) {
   return 0;
 }
 
-static int add_tag(sl_process_t *pr, size_t i, const pstep_t *s) {
+static int add_tag(sl_process_t *pr, size_t i, const char *key,
+                   const char *value) {
   if (pr->ntags == pr->tcap) {
     size_t n = pr->tcap ? pr->tcap * 2 : 64;
     sl_process_tag_t *t = realloc(pr->tags, n * sizeof(*t));
@@ -330,10 +331,16 @@ static int add_tag(sl_process_t *pr, size_t i, const pstep_t *s) {
     pr->tcap = n;
   }
   pr->tags[pr->ntags].event = (uint32_t)i;
-  pr->tags[pr->ntags].key = s->tag_key;
-  pr->tags[pr->ntags].value = s->tag_value;
+  pr->tags[pr->ntags].key = key;
+  pr->tags[pr->ntags].value = value;
   pr->ntags++;
   return 0;
+}
+
+/* Marks event i as late for pipeline p's aggregate: attribute
+ * sluice.late = the pipeline's name. */
+static int add_late_tag(sl_process_t *pr, size_t i, const ppipeline_t *p) {
+  return add_tag(pr, i, "sluice.late", p->name);
 }
 
 /* Saves what a rollback restores besides slot bytes. */
@@ -435,7 +442,7 @@ static void run_pipeline(sl_process_t *pr, ppipeline_t *p, const char *stream,
       case SL_PROCESS_FILTER: {
         bool m = sl_process_expr_match(s->ex, ev, stream);
         if (s->c.action == SL_PROCESS_TAG) {
-          if (m && add_tag(pr, i, s) == 0)
+          if (m && add_tag(pr, i, s->tag_key, s->tag_value) == 0)
             p->stats.tagged++;
         } else if (m == (s->c.action == SL_PROCESS_DROP)) {
           v = STEP_DROP;
@@ -464,6 +471,12 @@ static void run_pipeline(sl_process_t *pr, ppipeline_t *p, const char *stream,
         break;
       default:
         break;
+      }
+      if (v == STEP_LATE) {
+        /* Kept raw (never lost to a watermark), marked for consumers. */
+        if (add_late_tag(pr, i, p) < 0)
+          break;
+        continue;
       }
       if (v == STEP_DROP) {
         pr->keep[i] = 0;
@@ -507,6 +520,12 @@ int sl_process_run(sl_process_t *pr, const char *stream,
     ppipeline_t *p = &pr->pipes[i];
     if (p->m.stream && (!stream || strcmp(p->m.stream, stream)))
       continue;
+    /* Windows a cap or a rebase left ahead of the watermark go out first,
+     * before this run's events are judged against the new watermark. */
+    for (size_t k = 0; k < p->nsteps && !pr->poisoned; k++) {
+      if (p->steps[k].kind == SL_PROCESS_AGGREGATE && p->steps[k].flush_future)
+        process__aggregate_sweep(pr, p, &p->steps[k]);
+    }
     run_pipeline(pr, p, stream, events, n);
     for (size_t k = 0; k < p->nsteps && !pr->poisoned; k++) {
       if (p->steps[k].kind == SL_PROCESS_AGGREGATE)

@@ -24,7 +24,9 @@
  * Determinism. Every decision uses event time (the device clock), never the
  * node clock, so the same input gives the same output whatever the batch
  * boundaries or restarts in between (window results are emitted as soon as
- * the watermark allows, which may differ in order, never in content).
+ * the watermark allows, which may differ in order, never in content). The
+ * node clock enters only through two explicit calls, which are inputs like
+ * the events: sl_process_watermark_cap() and sl_process_watermark_rebase().
  *
  * Threads. An sl_process_t is used by one thread at a time (the caller
  * serialises, e.g. the daemon's loop thread). Compiled expressions are
@@ -121,10 +123,13 @@ typedef enum sl_process_action {
 #define SL_PROCESS_AGG_LABELS 0x100u /* inference: count per label */
 #define SL_PROCESS_AGG_SCORES 0x200u /* inference: mean score per version */
 
-/* What an aggregate does with an event later than its window allows. */
+/* What an aggregate does with an event later than its window allows. In
+ * both modes the event is counted (stats.late) and its raw event is kept
+ * (stored, whatever keep_raw says) with the attribute sluice.late = the
+ * pipeline's name: an acknowledged event is never lost to a watermark. */
 typedef enum sl_process_late {
-  SL_PROCESS_LATE_DROP = 0,   /* count it and drop it */
-  SL_PROCESS_LATE_CORRECT = 1 /* count it, emit a correction result */
+  SL_PROCESS_LATE_DROP = 0,   /* leave it out of the aggregate */
+  SL_PROCESS_LATE_CORRECT = 1 /* also emit a correction result */
 } sl_process_late_t;
 
 typedef enum sl_process_route_kind {
@@ -218,7 +223,8 @@ typedef enum sl_process_reason {
   SL_PROCESS_R_SAMPLE,
   SL_PROCESS_R_RATE_LIMIT,
   SL_PROCESS_R_AGGREGATED, /* consumed by an aggregate (keep_raw false) */
-  SL_PROCESS_R_LATE,       /* behind the watermark and the lateness */
+  SL_PROCESS_R_LATE,       /* never used since late events are kept raw;
+                              kept so the metric's labels stay stable */
   SL_PROCESS_R_OVERFLOW,   /* max_keys reached */
   SL_PROCESS_R_COUNT
 } sl_process_reason_t;
@@ -330,6 +336,25 @@ int sl_process_state_load_store(sl_process_t *pr, sl_store_t *st, char *errstr,
  */
 size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
                                 int64_t max_future_ns);
+
+/*
+ * Rebases aggregates after the node's own clock stepped back (an NTP step,
+ * a technician, a dead RTC battery at boot). Events the node stamps with
+ * its clock (HTTP and MQTT events without a time, Sparkplug metrics without
+ * timestamps, local native clients) would otherwise be late until the
+ * clock caught up with the watermark. Every aggregate watermark beyond
+ * now_ns + max(tolerance_ns, the step's lateness) is set back to now_ns,
+ * and the windows that start after now_ns are emitted as they are at the
+ * start of the pipeline's next run, before its events (windows that
+ * contain now_ns stay open). The daemon calls it with the node clock when
+ * it detected a backward step (wall clock against monotonic clock) and at
+ * start when the stored node clock is ahead of the present; like the cap,
+ * it is an input to processing: the same events and rebases give the same
+ * results. The change is persisted with the next run's state. Returns how
+ * many steps were rebased.
+ */
+size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
+                                   int64_t tolerance_ns);
 
 /* ---- introspection ---------------------------------------------------- */
 

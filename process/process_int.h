@@ -176,16 +176,17 @@ int process__table_touch(sl_process_t *pr, ptable_t *t, pslot_t *s);
 /* What a step decided for one event. */
 typedef enum {
   STEP_PASS = 0, /* next step */
-  STEP_DROP      /* stop; reason in *reason */
+  STEP_DROP,     /* stop; reason in *reason */
+  STEP_LATE      /* late for every window: kept, tagged sluice.late, next */
 } pstep_verdict_t;
 
 /* Deadband per-key payload. */
 typedef struct pdeadband {
   double last;     /* last sent numeric value */
-  uint64_t last_s; /* hash of the last sent string value */
+  uint64_t last_s; /* hash of the last sent string, or the integer (kind 3/4) */
   int64_t last_t;  /* event time of the last sent value */
   int64_t quality; /* quality of the last sent value */
-  int64_t kind;    /* 1 numeric, 2 string */
+  int64_t kind;    /* 1 numeric, 2 string, 3 int_value, 4 uint_value */
 } pdeadband_t;
 
 /* sample / rate_limit per-key payload. */
@@ -242,9 +243,9 @@ typedef struct pstep {
   int64_t wm;
   uint64_t have_wm;
   bool meta_dirty;
-  /* Set by sl_process_watermark_cap(): windows starting after flush_above
-   * were opened by events from the future and are emitted by the next
-   * sweep, which then clears the flag. */
+  /* Set by sl_process_watermark_cap() and sl_process_watermark_rebase():
+   * windows starting after flush_above are emitted by a sweep at the start
+   * of the pipeline's next run (before its events), which clears it. */
   bool flush_future;
   int64_t flush_above;
 } pstep_t;

@@ -10,16 +10,21 @@
  *     start + window + lateness <= watermark
  *
  * An event whose window is already closed by that rule is late: it is
- * counted and either dropped or emitted as a correction (a result for that
- * window holding only the late event, attribute correction=true; sums and
- * counts add up, see docs/PROCESSING.md). The decision depends only on the
- * sequence of event times, never on batch boundaries or the node clock, so
- * a restarted node decides exactly as an uninterrupted one.
+ * counted, left out of the aggregate (or emitted as a correction with
+ * late: correct: a result for that window holding only the late event,
+ * attribute correction=true; sums and counts add up, see
+ * docs/PROCESSING.md), and its raw event is stored, tagged sluice.late,
+ * even with keep_raw false. The decision depends only on the sequence of
+ * event times and of the rebases the daemon asks for
+ * (sl_process_watermark_cap(), sl_process_watermark_rebase()), never on
+ * batch boundaries, so a restarted node decides exactly as an
+ * uninterrupted one.
  *
  * Windows with no events emit nothing. A device clock that goes backwards
  * lands in an older window while that window is still open (within the
- * lateness) and is late otherwise; the watermark never moves back. NaN
- * values are counted in "nan" and left out of every statistic.
+ * lateness) and is late otherwise; the watermark never moves back on its
+ * own (only a rebase, when the node's own clock stepped back, sets it back).
+ * NaN values are counted in "nan" and left out of every statistic.
  *
  * Each key holds nwin = ceil((window + lateness) / hop) + 1 window slots:
  * enough for every window that can be open at once, so adding never needs
@@ -231,10 +236,11 @@ pstep_verdict_t process__aggregate(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
   }
   if (late) {
     p->stats.late++;
-    if (!added) {
-      *reason = SL_PROCESS_R_LATE;
-      return STEP_DROP;
-    }
+    /* In no window at all: the raw event is the only place its value
+     * lives, so it is kept whatever keep_raw says (an acknowledged event is
+     * never lost to a watermark; run_pipeline() tags it sluice.late). */
+    if (!added)
+      return STEP_LATE;
   }
   if (!s->c.keep_raw) {
     *reason = SL_PROCESS_R_AGGREGATED;
@@ -549,8 +555,36 @@ size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
       if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm || s->wm <= limit_ns)
         continue;
       s->wm = now_ns;
+      s->flush_above =
+          s->flush_future ? SL_MIN(s->flush_above, limit_ns) : limit_ns;
       s->flush_future = true;
-      s->flush_above = limit_ns;
+      s->meta_dirty = true;
+      n++;
+    }
+  }
+  return n;
+}
+
+size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
+                                   int64_t tolerance_ns) {
+  size_t n = 0;
+  if (tolerance_ns < 0)
+    tolerance_ns = 0;
+  for (size_t i = 0; i < pr->npipes; i++) {
+    for (size_t k = 0; k < pr->pipes[i].nsteps; k++) {
+      pstep_t *s = &pr->pipes[i].steps[k];
+      int64_t slack = SL_MAX(tolerance_ns, s->c.lateness_ns), limit_ns;
+      if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm)
+        continue;
+      /* Within the slack no event stamped now can be late: leave it. */
+      if (__builtin_add_overflow(now_ns, slack, &limit_ns) || s->wm <= limit_ns)
+        continue;
+      s->wm = now_ns;
+      /* A cap that is still pending flushes above a higher bound: the
+       * lower one covers both. */
+      s->flush_above =
+          s->flush_future ? SL_MIN(s->flush_above, now_ns) : now_ns;
+      s->flush_future = true;
       s->meta_dirty = true;
       n++;
     }

@@ -1,26 +1,241 @@
 #include "schemas/event_json.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const char *const dt_names[] = {
+    NULL,     "int8",     "int16",  "int32", "int64",  "uint8",
+    "uint16", "uint32",   "uint64", "float", "double", "boolean",
+    "string", "datetime", "text",   "uuid"};
+#define DT_N (sizeof(dt_names) / sizeof(dt_names[0]))
+
+const char *sl_event_datatype_name(int dt) {
+  return dt > 0 && (size_t)dt < DT_N ? dt_names[dt] : NULL;
+}
+
+int sl_event_datatype_parse(const char *name) {
+  for (size_t i = 1; i < DT_N; i++)
+    if (!strcmp(name, dt_names[i]))
+      return (int)i;
+  return -1;
+}
+
+/* The value field a datatype's values go in (0: none, unknown type). */
+static int dt_case(int dt) {
+  switch (dt) {
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT64:
+    return SLUICE__V1__READING__VALUE_UINT_VALUE;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_FLOAT:
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_DOUBLE:
+    return SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_BOOLEAN:
+    return SLUICE__V1__READING__VALUE_BOOL_VALUE;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_STRING:
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_TEXT:
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UUID:
+    return SLUICE__V1__READING__VALUE_STRING_VALUE;
+  default:
+    return dt > 0 && (size_t)dt < DT_N ? SLUICE__V1__READING__VALUE_INT_VALUE
+                                       : 0;
+  }
+}
+
+int sl_event_datatype_case(int dt) {
+  return dt_case(dt);
+}
+
+static int64_t dt_min(int dt) {
+  switch (dt) {
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT8:
+    return INT8_MIN;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT16:
+    return INT16_MIN;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT32:
+    return INT32_MIN;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT8:
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT16:
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT32:
+    return 0;
+  default:
+    return INT64_MIN;
+  }
+}
+
+static int64_t dt_max(int dt) {
+  switch (dt) {
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT8:
+    return INT8_MAX;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT16:
+    return INT16_MAX;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_INT32:
+    return INT32_MAX;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT8:
+    return UINT8_MAX;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT16:
+    return UINT16_MAX;
+  case SLUICE__V1__DATA_TYPE__DATA_TYPE_UINT32:
+    return UINT32_MAX;
+  default:
+    return INT64_MAX;
+  }
+}
+
+int sl_event_reading_check(const Sluice__V1__Reading *r, const char **why) {
+  int want = dt_case((int)r->datatype);
+  if (!want || r->value_case == SLUICE__V1__READING__VALUE__NOT_SET)
+    return 0; /* a newer peer's datatype, or a null */
+  if ((int)r->value_case != want) {
+    *why = "the value is not in the field its datatype names "
+           "(docs/SCHEMAS.md)";
+    return -1;
+  }
+  if (want == SLUICE__V1__READING__VALUE_INT_VALUE &&
+      (r->int_value < dt_min((int)r->datatype) ||
+       r->int_value > dt_max((int)r->datatype))) {
+    *why = "int_value is out of its datatype's range";
+    return -1;
+  }
+  return 0;
+}
+
+/* Non-finite doubles as the proto3 JSON mapping writes them. */
+static json_t *real_json(double d) {
+  if (isnan(d))
+    return json_string("NaN");
+  if (isinf(d))
+    return json_string(d > 0 ? "Infinity" : "-Infinity");
+  return json_real(d);
+}
 
 int sl_event_json_value(json_t *o, const Sluice__V1__Reading *r,
                         const char *int_key) {
+  const char *dt = sl_event_datatype_name((int)r->datatype);
+  char u[24];
+
   switch (r->value_case) {
   case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
-    json_object_set_new(o, "value", json_real(r->double_value));
-    return 0;
+    json_object_set_new(o, "value", real_json(r->double_value));
+    if (!dt && !isfinite(r->double_value))
+      dt = "double"; /* "NaN" is a number, not the string "NaN" */
+    break;
   case SLUICE__V1__READING__VALUE_INT_VALUE:
     json_object_set_new(o, int_key, json_integer(r->int_value));
-    return 0;
+    break;
+  case SLUICE__V1__READING__VALUE_UINT_VALUE:
+    /* Always a decimal string (the proto3 JSON mapping of uint64): jansson
+     * and many JSON readers hold no integer above 2^63-1. */
+    snprintf(u, sizeof(u), "%" PRIu64, r->uint_value);
+    json_object_set_new(o, "value", json_string(u));
+    dt = "uint64";
+    break;
   case SLUICE__V1__READING__VALUE_BOOL_VALUE:
     json_object_set_new(o, "value", json_boolean(r->bool_value));
-    return 0;
+    break;
   case SLUICE__V1__READING__VALUE_STRING_VALUE:
     json_object_set_new(o, "value", json_string(r->string_value));
-    return 0;
+    break;
   default:
+    if (dt)
+      json_object_set_new(o, "datatype", json_string(dt));
     return -1;
   }
+  if (dt)
+    json_object_set_new(o, "datatype", json_string(dt));
+  return 0;
+}
+
+int sl_event_value_set(Sluice__V1__Reading *rd, int dt, const sl_event_jv_t *v,
+                       const char **why) {
+  int want = dt ? dt_case(dt) : 0;
+  if (dt && !want) {
+    *why = "unknown \"datatype\"";
+    return -1;
+  }
+  rd->datatype = (Sluice__V1__DataType)dt;
+  if (!dt) {
+    /* Untyped: as JSON says. */
+    switch (v->kind) {
+    case SL_JV_INT:
+      if (v->int_ok) {
+        rd->value_case = SLUICE__V1__READING__VALUE_INT_VALUE;
+        rd->int_value = v->i;
+      } else {
+        rd->value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+        rd->double_value = v->d;
+      }
+      return 0;
+    case SL_JV_REAL:
+      rd->value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+      rd->double_value = v->d;
+      return 0;
+    case SL_JV_BOOL:
+      rd->value_case = SLUICE__V1__READING__VALUE_BOOL_VALUE;
+      rd->bool_value = v->b;
+      return 0;
+    default:
+      rd->value_case = SLUICE__V1__READING__VALUE_STRING_VALUE;
+      rd->string_value = (char *)v->s;
+      return 0;
+    }
+  }
+  rd->value_case = (Sluice__V1__Reading__ValueCase)want;
+  switch (want) {
+  case SLUICE__V1__READING__VALUE_DOUBLE_VALUE:
+    if (v->kind == SL_JV_INT || v->kind == SL_JV_REAL)
+      rd->double_value = v->d;
+    else if (v->kind == SL_JV_STRING && !strcmp(v->s, "NaN"))
+      rd->double_value = NAN;
+    else if (v->kind == SL_JV_STRING && !strcmp(v->s, "Infinity"))
+      rd->double_value = INFINITY;
+    else if (v->kind == SL_JV_STRING && !strcmp(v->s, "-Infinity"))
+      rd->double_value = -INFINITY;
+    else
+      goto mismatch;
+    if (dt == SLUICE__V1__DATA_TYPE__DATA_TYPE_FLOAT)
+      rd->double_value = (float)rd->double_value; /* what a float holds */
+    return 0;
+  case SLUICE__V1__READING__VALUE_INT_VALUE:
+    if (v->kind != SL_JV_INT || !v->int_ok || v->i < dt_min(dt) ||
+        v->i > dt_max(dt)) {
+      *why = "the value is not an integer in its datatype's range";
+      return -1;
+    }
+    rd->int_value = v->i;
+    return 0;
+  case SLUICE__V1__READING__VALUE_UINT_VALUE: {
+    char *end;
+    if (v->kind == SL_JV_INT && v->int_ok && v->i >= 0) {
+      rd->uint_value = (uint64_t)v->i;
+      return 0;
+    }
+    if (v->kind != SL_JV_STRING || !isdigit((unsigned char)v->s[0]))
+      goto mismatch;
+    errno = 0;
+    rd->uint_value = strtoull(v->s, &end, 10);
+    if (errno || *end || strlen(v->s) > 20)
+      goto mismatch;
+    return 0;
+  }
+  case SLUICE__V1__READING__VALUE_BOOL_VALUE:
+    if (v->kind != SL_JV_BOOL)
+      goto mismatch;
+    rd->bool_value = v->b;
+    return 0;
+  default:
+    if (v->kind != SL_JV_STRING)
+      goto mismatch;
+    rd->string_value = (char *)v->s;
+    return 0;
+  }
+mismatch:
+  *why = "the value does not fit its \"datatype\" (docs/SCHEMAS.md)";
+  return -1;
 }
 
 const char *sl_event_quality_name(Sluice__V1__Quality q) {

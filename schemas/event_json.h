@@ -8,17 +8,61 @@
 #define SL_SCHEMAS_EVENT_JSON_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "sluice/v1/event.pb-c.h"
 
 /*
  * Sets the reading's value in o (borrowed): doubles, booleans and strings
  * as "value", integers under int_key ("value" or "int_value", the key HTTP
- * ingest reads back as an integer). Returns 0, or -1 when the reading has
- * no value (o unchanged).
+ * ingest reads back as an integer), and "datatype" when known. JSON has no
+ * NaN or infinity: a non-finite double is the string "NaN", "Infinity" or
+ * "-Infinity" with "datatype" (double when the source did not say); an
+ * unsigned 64-bit value is a decimal string with "datatype": "uint64" (the
+ * proto3 JSON mapping of both). Returns 0, or -1 when the reading has no
+ * value (o unchanged but for "datatype").
  */
 int sl_event_json_value(json_t *o, const Sluice__V1__Reading *r,
                         const char *int_key);
+
+/* "int8" ... "uuid" (docs/SCHEMAS.md), NULL for unspecified or unknown. */
+const char *sl_event_datatype_name(int dt);
+
+/* The DataType of a name, -1 when unknown. */
+int sl_event_datatype_parse(const char *name);
+
+/* The Reading value case (SLUICE__V1__READING__VALUE_*) of a datatype, 0 for
+ * unspecified or unknown. */
+int sl_event_datatype_case(int dt);
+
+/* Whether the reading's value is in the field its datatype names and, for
+ * the small integer types, in range. 0, or -1 with *why. Unknown datatypes
+ * (a newer peer) and readings without a value pass. */
+int sl_event_reading_check(const Sluice__V1__Reading *r, const char **why);
+
+/* A scalar a JSON decoder found, for sl_event_value_set(). */
+enum { SL_JV_INT, SL_JV_REAL, SL_JV_BOOL, SL_JV_STRING };
+typedef struct sl_event_jv {
+  int kind;
+  bool int_ok; /* SL_JV_INT: i holds it (else only d) */
+  int64_t i;
+  double d; /* SL_JV_INT and SL_JV_REAL */
+  bool b;
+  const char *s; /* borrowed */
+} sl_event_jv_t;
+
+/*
+ * Sets rd's value (and datatype) from a JSON scalar under datatype dt (0:
+ * untyped, then the value's JSON type decides: integer -> int_value,
+ * number -> double_value, ...). Typed: float/double take a number or
+ * "NaN"/"Infinity"/"-Infinity" (a float is rounded to 32 bits); the
+ * integer types an integer in range; uint64 an integer >= 0 or a decimal
+ * string up to 18446744073709551615; boolean a boolean; string, text and
+ * uuid a string. 0, or -1 with *why.
+ */
+int sl_event_value_set(Sluice__V1__Reading *rd, int dt, const sl_event_jv_t *v,
+                       const char **why);
 
 /*
  * The whole event as a JSON object (new reference; NULL on allocation

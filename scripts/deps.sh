@@ -14,6 +14,8 @@ PACKAGES=(
   # real brokers and tools for tests, demo and load tests
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
   lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
+  # moves the daemon's wall clock in tests/daemon/clock_test.c
+  faketime
 )
 
 missing=()

@@ -44,16 +44,6 @@
 #define KEYS_TEXT_MAX (64u << 10)
 #define KEYS_MAX 256u
 
-__attribute__((format(printf, 3, 4))) static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (!errstr || !errlen)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(errstr, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static int hexval(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -115,25 +105,27 @@ static int parse_keys(sl_store_t *st, char *text, char *errstr, size_t errlen) {
     id = colon ? strtoull(tok, &end, 10) : 0;
     if (!colon || end != colon || tok == colon || errno || id == 0 ||
         id > UINT32_MAX) {
-      seterr(errstr, errlen,
-             "%s: entry %zu is not \"id:key\" with an id in 1..4294967295",
-             st->key_src, entry);
+      store__seterr(
+          errstr, errlen,
+          "%s: entry %zu is not \"id:key\" with an id in 1..4294967295",
+          st->key_src, entry);
       return SL_EKEY;
     }
     if ((size_t)(tok + n - colon - 1) != 2 * STORE_KEY_BYTES) {
-      seterr(errstr, errlen,
-             "%s: key id %llu must be %u hex digits (a 256-bit key)",
-             st->key_src, id, 2 * STORE_KEY_BYTES);
+      store__seterr(errstr, errlen,
+                    "%s: key id %llu must be %u hex digits (a 256-bit key)",
+                    st->key_src, id, 2 * STORE_KEY_BYTES);
       return SL_EKEY;
     }
     if (st->nkeys == KEYS_MAX) {
-      seterr(errstr, errlen, "%s: more than %u keys", st->key_src, KEYS_MAX);
+      store__seterr(errstr, errlen, "%s: more than %u keys", st->key_src,
+                    KEYS_MAX);
       return SL_EKEY;
     }
     for (size_t i = 0; i < st->nkeys; i++)
       if (st->keys[i].id == id) {
-        seterr(errstr, errlen, "%s: key id %llu is listed twice", st->key_src,
-               id);
+        store__seterr(errstr, errlen, "%s: key id %llu is listed twice",
+                      st->key_src, id);
         return SL_EKEY;
       }
     {
@@ -142,8 +134,8 @@ static int parse_keys(sl_store_t *st, char *text, char *errstr, size_t errlen) {
       for (unsigned i = 0; i < STORE_KEY_BYTES; i++) {
         int hi = hexval(colon[1 + 2 * i]), lo = hexval(colon[2 + 2 * i]);
         if (hi < 0 || lo < 0) {
-          seterr(errstr, errlen, "%s: key id %llu is not hexadecimal",
-                 st->key_src, id);
+          store__seterr(errstr, errlen, "%s: key id %llu is not hexadecimal",
+                        st->key_src, id);
           return SL_EKEY;
         }
         k->key[i] = (uint8_t)(hi << 4 | lo);
@@ -154,7 +146,7 @@ static int parse_keys(sl_store_t *st, char *text, char *errstr, size_t errlen) {
     }
   }
   if (st->nkeys == 0) {
-    seterr(errstr, errlen, "%s holds no key", st->key_src);
+    store__seterr(errstr, errlen, "%s holds no key", st->key_src);
     return SL_EKEY;
   }
   qsort(st->keys, st->nkeys, sizeof(*st->keys), cmp_key);
@@ -173,8 +165,8 @@ static int read_key_file(const char *path, char *buf, char *errstr,
   fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
     rc = -errno;
-    seterr(errstr, errlen, "cannot open key file %s: %s", path,
-           strerror(errno));
+    store__seterr(errstr, errlen, "cannot open key file %s: %s", path,
+                  strerror(errno));
     return errno == ENOENT || errno == ELOOP ? SL_EKEY : rc;
   }
   if (fstat(fd, &sb) < 0) {
@@ -184,11 +176,12 @@ static int read_key_file(const char *path, char *buf, char *errstr,
   }
   if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid() ||
       (sb.st_mode & 077) != 0) {
-    seterr(errstr, errlen,
-           "key file %s must be a regular file owned by uid %u with mode "
-           "0600 or 0400 (it is mode %04o, uid %u): chmod 600 and chown it",
-           path, (unsigned)geteuid(), (unsigned)(sb.st_mode & 07777),
-           (unsigned)sb.st_uid);
+    store__seterr(
+        errstr, errlen,
+        "key file %s must be a regular file owned by uid %u with mode "
+        "0600 or 0400 (it is mode %04o, uid %u): chmod 600 and chown it",
+        path, (unsigned)geteuid(), (unsigned)(sb.st_mode & 07777),
+        (unsigned)sb.st_uid);
     close(fd);
     return SL_EKEY;
   }
@@ -222,17 +215,17 @@ int store__keys_load(sl_store_t *st, char *errstr, size_t errlen) {
   if (!file && !env)
     return 0;
   if (file && env) {
-    seterr(errstr, errlen,
-           "give an encryption key file or an environment variable, not "
-           "both");
+    store__seterr(errstr, errlen,
+                  "give an encryption key file or an environment variable, not "
+                  "both");
     return SL_ECONFIG;
   }
   if (!(st->aes = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL))) {
-    seterr(errstr, errlen, "OpenSSL has no AES-256-GCM");
+    store__seterr(errstr, errlen, "OpenSSL has no AES-256-GCM");
     return SL_ESTORE;
   }
   if (RAND_bytes(st->nonce_base, sizeof(st->nonce_base)) != 1) {
-    seterr(errstr, errlen, "OpenSSL RAND_bytes failed");
+    store__seterr(errstr, errlen, "OpenSSL RAND_bytes failed");
     return SL_ESTORE;
   }
   if (!(buf = malloc(KEYS_TEXT_MAX + 1)))
@@ -246,10 +239,10 @@ int store__keys_load(sl_store_t *st, char *errstr, size_t errlen) {
     snprintf(st->key_src, sizeof(st->key_src), "environment variable %s", env);
     rc = 0;
     if (!v || !*v) {
-      seterr(errstr, errlen, "environment variable %s is not set", env);
+      store__seterr(errstr, errlen, "environment variable %s is not set", env);
       rc = SL_EKEY;
     } else if (strlen(v) > KEYS_TEXT_MAX) {
-      seterr(errstr, errlen, "environment variable %s is too long", env);
+      store__seterr(errstr, errlen, "environment variable %s is too long", env);
       rc = SL_EKEY;
     } else {
       strcpy(buf, v);
@@ -300,26 +293,27 @@ int store__keys_check(sl_store_t *st, MDB_txn *txn, char *errstr,
     key = key_find(st, id);
     if (key && (v.mv_size != STORE_KCV_LEN ||
                 memcmp(v.mv_data, key->kcv, STORE_KCV_LEN) != 0)) {
-      seterr(errstr, errlen,
-             "%s: key id %u is not the key that sealed this store's "
-             "batches (its check value differs): restore the right key",
-             st->key_src, id);
+      store__seterr(errstr, errlen,
+                    "%s: key id %u is not the key that sealed this store's "
+                    "batches (its check value differs): restore the right key",
+                    st->key_src, id);
       rc = SL_EKEY;
       goto out;
     }
     if (!key && !st->rdonly) {
       if (st->nkeys)
-        seterr(errstr, errlen,
-               "this store may hold batches sealed with key id %u, which "
-               "%s does not provide: keep every old key listed (new "
-               "batches use the highest id)",
-               id, st->key_src);
+        store__seterr(
+            errstr, errlen,
+            "this store may hold batches sealed with key id %u, which "
+            "%s does not provide: keep every old key listed (new "
+            "batches use the highest id)",
+            id, st->key_src);
       else
-        seterr(errstr, errlen,
-               "this store holds batches sealed with key id %u but no "
-               "encryption key is configured (store.encryption_key_file "
-               "or store.encryption_key_env)",
-               id);
+        store__seterr(errstr, errlen,
+                      "this store holds batches sealed with key id %u but no "
+                      "encryption key is configured (store.encryption_key_file "
+                      "or store.encryption_key_env)",
+                      id);
       rc = SL_EKEY;
       goto out;
     }

@@ -29,8 +29,7 @@ void sl_store_opts_init(sl_store_opts_t *opts) {
   opts->maintenance_ms = 1000;
 }
 
-__attribute__((format(printf, 3, 4))) static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...) {
+void store__seterr(char *errstr, size_t errlen, const char *fmt, ...) {
   va_list ap;
   if (!errstr || !errlen)
     return;
@@ -142,30 +141,32 @@ uint64_t store__used_bytes(sl_store_t *st, MDB_txn *txn) {
 static int validate_opts(const sl_store_opts_t *o, char *errstr,
                          size_t errlen) {
   if (o->budget_bytes < STORE_MIN_BUDGET) {
-    seterr(errstr, errlen, "budget_bytes %llu is below the minimum %u",
-           (unsigned long long)o->budget_bytes, STORE_MIN_BUDGET);
+    store__seterr(errstr, errlen, "budget_bytes %llu is below the minimum %u",
+                  (unsigned long long)o->budget_bytes, STORE_MIN_BUDGET);
     return SL_ECONFIG;
   }
   if (o->sync != SL_STORE_SYNC_ALWAYS && o->sync != SL_STORE_SYNC_INTERVAL) {
-    seterr(errstr, errlen, "unknown sync mode %d", (int)o->sync);
+    store__seterr(errstr, errlen, "unknown sync mode %d", (int)o->sync);
     return SL_ECONFIG;
   }
   if (o->sync == SL_STORE_SYNC_INTERVAL &&
       (o->sync_interval_ms < 1 || o->sync_interval_ms > 600000)) {
-    seterr(errstr, errlen, "sync_interval_ms %u not in 1..600000",
-           o->sync_interval_ms);
+    store__seterr(errstr, errlen, "sync_interval_ms %u not in 1..600000",
+                  o->sync_interval_ms);
     return SL_ECONFIG;
   }
   if (o->queue_depth < 1 || o->queue_depth > (1u << 20)) {
-    seterr(errstr, errlen, "queue_depth %u not in 1..1048576", o->queue_depth);
+    store__seterr(errstr, errlen, "queue_depth %u not in 1..1048576",
+                  o->queue_depth);
     return SL_ECONFIG;
   }
   if (o->zstd_level < ZSTD_minCLevel() || o->zstd_level > ZSTD_maxCLevel()) {
-    seterr(errstr, errlen, "zstd_level %d out of range", o->zstd_level);
+    store__seterr(errstr, errlen, "zstd_level %d out of range", o->zstd_level);
     return SL_ECONFIG;
   }
   if (o->clock_tolerance_ns < 0 || o->maintenance_ms < 1) {
-    seterr(errstr, errlen, "negative clock tolerance or zero maintenance");
+    store__seterr(errstr, errlen,
+                  "negative clock tolerance or zero maintenance");
     return SL_ECONFIG;
   }
   return 0;
@@ -182,7 +183,7 @@ static int take_lock(sl_store_t *st, const char *dir, char *errstr,
   fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {
     rc = -errno;
-    seterr(errstr, errlen, "cannot open %s: %s", path, strerror(errno));
+    store__seterr(errstr, errlen, "cannot open %s: %s", path, strerror(errno));
     return rc;
   }
   if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
@@ -190,10 +191,10 @@ static int take_lock(sl_store_t *st, const char *dir, char *errstr,
     n = pread(fd, pid, sizeof(pid) - 1, 0);
     pid[n > 0 ? n : 0] = '\0';
     pid[strcspn(pid, "\n")] = '\0';
-    seterr(errstr, errlen,
-           "store %s is in use by another process (pid %s): only one "
-           "sluice daemon may open it",
-           dir, pid[0] ? pid : "unknown");
+    store__seterr(errstr, errlen,
+                  "store %s is in use by another process (pid %s): only one "
+                  "sluice daemon may open it",
+                  dir, pid[0] ? pid : "unknown");
     close(fd);
     return rc;
   }
@@ -233,19 +234,19 @@ static int init_meta(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
     return init_meta(st, txn, false, errstr, errlen);
   }
   if (rc) {
-    seterr(errstr, errlen, "not a sluice store (no format record)");
+    store__seterr(errstr, errlen, "not a sluice store (no format record)");
     return SL_ECORRUPT;
   }
   if (v.mv_size != 4) {
-    seterr(errstr, errlen, "bad format record");
+    store__seterr(errstr, errlen, "bad format record");
     return SL_ECORRUPT;
   }
   st->format_version = sl_get_be32(v.mv_data);
   if (st->format_version == 0 || st->format_version > STORE_FORMAT_VERSION) {
-    seterr(errstr, errlen,
-           "store format version %u is not supported (this build reads "
-           "1..%u)",
-           st->format_version, STORE_FORMAT_VERSION);
+    store__seterr(errstr, errlen,
+                  "store format version %u is not supported (this build reads "
+                  "1..%u)",
+                  st->format_version, STORE_FORMAT_VERSION);
     return SL_EVERSION;
   }
   k.mv_size = 7;
@@ -285,12 +286,12 @@ static int open_dbs(sl_store_t *st, char *errstr, size_t errlen) {
     goto fail_mdb;
   fresh = ms.ms_entries == 0;
   if (!fresh && mdb_get(txn, main_dbi, &k, &v) == MDB_NOTFOUND) {
-    seterr(errstr, errlen, "foreign LMDB environment (no sluice meta)");
+    store__seterr(errstr, errlen, "foreign LMDB environment (no sluice meta)");
     rc = SL_ECORRUPT;
     goto fail;
   }
   if (fresh && st->rdonly) {
-    seterr(errstr, errlen, "empty environment: not a sluice store");
+    store__seterr(errstr, errlen, "empty environment: not a sluice store");
     rc = SL_ENOTFOUND;
     goto fail;
   }
@@ -302,8 +303,8 @@ static int open_dbs(sl_store_t *st, char *errstr, size_t errlen) {
       continue;
     }
     if (rc) {
-      seterr(errstr, errlen, "cannot open sub-database %s: %s", names[i],
-             mdb_strerror(rc));
+      store__seterr(errstr, errlen, "cannot open sub-database %s: %s", names[i],
+                    mdb_strerror(rc));
       goto fail_mdb;
     }
   }
@@ -320,7 +321,7 @@ static int open_dbs(sl_store_t *st, char *errstr, size_t errlen) {
 
 fail_mdb:
   if (errstr && errlen && !errstr[0])
-    seterr(errstr, errlen, "LMDB: %s", mdb_strerror(rc));
+    store__seterr(errstr, errlen, "LMDB: %s", mdb_strerror(rc));
   rc = store__err(st, rc);
 fail:
   if (txn)
@@ -338,15 +339,15 @@ static int check_file(sl_store_t *st, char *errstr, size_t errlen) {
 
   if (mdb_env_info(st->env, &ei) || mdb_env_stat(st->env, &ms) ||
       mdb_env_get_fd(st->env, &st->data_fd) || fstat(st->data_fd, &sb)) {
-    seterr(errstr, errlen, "cannot stat data.mdb");
+    store__seterr(errstr, errlen, "cannot stat data.mdb");
     return SL_ESTORE;
   }
   st->psize = ms.ms_psize;
   need = ((uint64_t)ei.me_last_pgno + 1) * ms.ms_psize;
   if ((uint64_t)sb.st_size < need) {
-    seterr(errstr, errlen,
-           "data.mdb is truncated: %llu bytes, its last page needs %llu",
-           (unsigned long long)sb.st_size, (unsigned long long)need);
+    store__seterr(errstr, errlen,
+                  "data.mdb is truncated: %llu bytes, its last page needs %llu",
+                  (unsigned long long)sb.st_size, (unsigned long long)need);
     return SL_ECORRUPT;
   }
   atomic_store(&st->map_size, (uint64_t)ei.me_mapsize);
@@ -463,13 +464,14 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
   snprintf(path, sizeof(path), "%s/data.mdb", dir);
   if (st->rdonly && access(path, F_OK) < 0) {
     rc = errno == ENOENT ? SL_ENOTFOUND : -errno;
-    seterr(errstr, errlen, "no store in %s: %s", dir, strerror(errno));
+    store__seterr(errstr, errlen, "no store in %s: %s", dir, strerror(errno));
     goto fail;
   }
   if (!st->rdonly) {
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
       rc = -errno;
-      seterr(errstr, errlen, "cannot create %s: %s", dir, strerror(errno));
+      store__seterr(errstr, errlen, "cannot create %s: %s", dir,
+                    strerror(errno));
       goto fail;
     }
     if ((rc = take_lock(st, dir, errstr, errlen)) ||
@@ -499,9 +501,10 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
     flags |= MDB_NOSYNC;
   if ((rc = mdb_env_open(st->env, dir, flags, 0600))) {
     if (rc == MDB_INVALID)
-      seterr(errstr, errlen, "%s/data.mdb is not an LMDB file", dir);
+      store__seterr(errstr, errlen, "%s/data.mdb is not an LMDB file", dir);
     else if (rc == MDB_VERSION_MISMATCH)
-      seterr(errstr, errlen, "%s was written by another LMDB version", dir);
+      store__seterr(errstr, errlen, "%s was written by another LMDB version",
+                    dir);
     goto fail_mdb;
   }
   if ((rc = check_file(st, errstr, errlen)))
@@ -514,14 +517,15 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
   snprintf(path, sizeof(path), "%s/lock.mdb", dir);
   if (!st->rdonly && (fchmod(st->data_fd, 0600) < 0 || chmod(path, 0600) < 0)) {
     rc = -errno;
-    seterr(errstr, errlen, "cannot set mode 0600 on data.mdb or lock.mdb: %s",
-           strerror(errno));
+    store__seterr(errstr, errlen,
+                  "cannot set mode 0600 on data.mdb or lock.mdb: %s",
+                  strerror(errno));
     goto fail;
   }
   if ((rc = open_dbs(st, errstr, errlen)))
     goto fail;
   if ((rc = load_state(st))) {
-    seterr(errstr, errlen, "cannot load streams: %s", sl_strerror(rc));
+    store__seterr(errstr, errlen, "cannot load streams: %s", sl_strerror(rc));
     goto fail;
   }
   if ((rc = store__ident_post(st, errstr, errlen)))
@@ -540,7 +544,7 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
       goto fail;
     }
     if ((rc = store__writer_start(st))) {
-      seterr(errstr, errlen, "cannot start the writer thread");
+      store__seterr(errstr, errlen, "cannot start the writer thread");
       goto fail;
     }
   }
@@ -549,7 +553,7 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
 
 fail_mdb:
   if (errstr && errlen && !errstr[0])
-    seterr(errstr, errlen, "LMDB: %s", mdb_strerror(rc));
+    store__seterr(errstr, errlen, "LMDB: %s", mdb_strerror(rc));
   rc = store__err(st, rc);
 fail:
   store_free(st);

@@ -40,16 +40,6 @@
 #define SIDE_NAME "store.id"
 #define SIDE_MAX 4096
 
-__attribute__((format(printf, 3, 4))) static void
-seterr(char *errstr, size_t errlen, const char *fmt, ...) {
-  va_list ap;
-  if (!errstr || !errlen)
-    return;
-  va_start(ap, fmt);
-  vsnprintf(errstr, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static void hex(char out[33], const uint8_t id[16]) {
   for (int i = 0; i < 16; i++)
     snprintf(out + 2 * i, 3, "%02x", id[i]);
@@ -123,15 +113,15 @@ static int set_mode(const char *path, mode_t mode, char *errstr,
   if (stat(path, &sb) < 0) {
     if (errno == ENOENT)
       return 0;
-    seterr(errstr, errlen, "cannot stat %s: %s", path, strerror(errno));
+    store__seterr(errstr, errlen, "cannot stat %s: %s", path, strerror(errno));
     return -errno;
   }
   if (S_ISDIR(sb.st_mode) && sb.st_uid != geteuid())
     return 0;
   if ((sb.st_mode & 07777) != mode && chmod(path, mode) < 0) {
     int rc = -errno;
-    seterr(errstr, errlen, "cannot set mode %04o on %s: %s", (unsigned)mode,
-           path, strerror(errno));
+    store__seterr(errstr, errlen, "cannot set mode %04o on %s: %s",
+                  (unsigned)mode, path, strerror(errno));
     return rc;
   }
   return 0;
@@ -160,17 +150,18 @@ int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen) {
     if (errno == ENOENT)
       return 0;
     rc = -errno;
-    seterr(errstr, errlen, "cannot read %s: %s", path, strerror(errno));
+    store__seterr(errstr, errlen, "cannot read %s: %s", path, strerror(errno));
     return rc;
   }
   n = read(fd, buf, SIDE_MAX);
   close(fd);
   buf[n > 0 ? n : 0] = '\0';
   if (n <= 0 || side_parse(st, buf) < 0) {
-    seterr(errstr, errlen,
-           "%s is unreadable or has no store_id line: restore it, or start "
-           "with --accept-new-store to accept the store in %s as it is",
-           path, st->dir);
+    store__seterr(
+        errstr, errlen,
+        "%s is unreadable or has no store_id line: restore it, or start "
+        "with --accept-new-store to accept the store in %s as it is",
+        path, st->dir);
     if (!(st->opts.flags & SL_STORE_ACCEPT_NEW))
       return SL_ESTOREID;
     if (errstr && errlen)
@@ -186,13 +177,13 @@ int store__ident_pre(sl_store_t *st, char *errstr, size_t errlen) {
       (stat(path, &sb) < 0 || sb.st_size == 0)) {
     char id[33];
     hex(id, st->side_id);
-    seterr(errstr, errlen,
-           "%s is %s, but %s/" SIDE_NAME " says store %s was created here: "
-           "its events and offsets are gone. Restore data.mdb from a backup "
-           "(with its store.id), or start once with --accept-new-store to "
-           "begin a new, empty store",
-           path, stat(path, &sb) < 0 ? "missing" : "empty (0 bytes)", st->dir,
-           id);
+    store__seterr(
+        errstr, errlen,
+        "%s is %s, but %s/" SIDE_NAME " says store %s was created here: "
+        "its events and offsets are gone. Restore data.mdb from a backup "
+        "(with its store.id), or start once with --accept-new-store to "
+        "begin a new, empty store",
+        path, stat(path, &sb) < 0 ? "missing" : "empty (0 bytes)", st->dir, id);
     return SL_ESTOREID;
   }
   return 0;
@@ -218,7 +209,7 @@ int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
   /* The identity is meta "node_id", made with the format record (so also
    * in this txn when fresh); the uplink keys its checkpoints by it too. */
   if (mdb_get(txn, st->dbi_meta, &k, &v) != 0 || v.mv_size != 16) {
-    seterr(errstr, errlen, "store has no identity record (node_id)");
+    store__seterr(errstr, errlen, "store has no identity record (node_id)");
     return SL_ECORRUPT;
   }
   memcpy(st->store_id, v.mv_data, 16);
@@ -233,13 +224,14 @@ int store__ident_check(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
   if (st->have_side && !accept) {
     hex(side, st->side_id);
     hex(mine, st->store_id);
-    seterr(errstr, errlen,
-           "%s/data.mdb %s%s, but %s/" SIDE_NAME " says store %s was "
-           "created here: the data file was emptied or replaced, and the "
-           "events of store %s are not in it. Put the right data.mdb back, "
-           "or start once with --accept-new-store to use this one",
-           st->dir, fresh ? "is a new, empty store" : "belongs to store ",
-           fresh ? "" : mine, st->dir, side, side);
+    store__seterr(
+        errstr, errlen,
+        "%s/data.mdb %s%s, but %s/" SIDE_NAME " says store %s was "
+        "created here: the data file was emptied or replaced, and the "
+        "events of store %s are not in it. Put the right data.mdb back, "
+        "or start once with --accept-new-store to use this one",
+        st->dir, fresh ? "is a new, empty store" : "belongs to store ",
+        fresh ? "" : mine, st->dir, side, side);
     return SL_ESTOREID;
   }
   /* A new store, an accepted one, a lost sidecar, or a store made before
@@ -267,19 +259,19 @@ static int hwm_check(sl_store_t *st, char *errstr, size_t errlen) {
       st->write_side = true;
       return 0;
     }
-    seterr(errstr, errlen,
-           "%s/data.mdb is older than %s/" SIDE_NAME ": stream %s%s%s (id "
-           "%u) ends at offset %" PRIu64 " but offsets up to %" PRIu64
-           " were durable before; an older copy of data.mdb was restored "
-           "and %" PRIu64 " or more acknowledged events are missing. "
-           "Restore the newest copy, or start once with --accept-new-store "
-           "to continue from this data (offsets from %" PRIu64
-           " will be given again)",
-           st->dir, st->dir, h->stream <= w->nstreams ? "'" : "",
-           h->stream <= w->nstreams ? w->streams[h->stream - 1].name
-                                    : "(missing)",
-           h->stream <= w->nstreams ? "'" : "", h->stream, have, h->next,
-           h->next - have, have);
+    store__seterr(
+        errstr, errlen,
+        "%s/data.mdb is older than %s/" SIDE_NAME ": stream %s%s%s (id "
+        "%u) ends at offset %" PRIu64 " but offsets up to %" PRIu64
+        " were durable before; an older copy of data.mdb was restored "
+        "and %" PRIu64 " or more acknowledged events are missing. "
+        "Restore the newest copy, or start once with --accept-new-store "
+        "to continue from this data (offsets from %" PRIu64
+        " will be given again)",
+        st->dir, st->dir, h->stream <= w->nstreams ? "'" : "",
+        h->stream <= w->nstreams ? w->streams[h->stream - 1].name : "(missing)",
+        h->stream <= w->nstreams ? "'" : "", h->stream, have, h->next,
+        h->next - have, have);
     return SL_ESTOREID;
   }
   return 0;
@@ -321,7 +313,7 @@ static int side_write(sl_store_t *st, bool hwm, bool dir_sync, char *errstr,
     close(fd);
     unlink(tmp);
     free(text);
-    seterr(errstr, errlen, "cannot write %s: %s", tmp, sl_strerror(rc));
+    store__seterr(errstr, errlen, "cannot write %s: %s", tmp, sl_strerror(rc));
     return rc;
   }
   close(fd);
@@ -345,7 +337,7 @@ static int side_write(sl_store_t *st, bool hwm, bool dir_sync, char *errstr,
 fail_errno:
   rc = -errno;
   free(text);
-  seterr(errstr, errlen, "cannot write %s: %s", path, strerror(errno));
+  store__seterr(errstr, errlen, "cannot write %s: %s", path, strerror(errno));
   return rc;
 }
 

@@ -277,6 +277,9 @@ int store__map_grow(sl_store_t *st);
 uint64_t store__used_bytes(sl_store_t *st, MDB_txn *txn);
 int store__check(sl_store_t *st);
 void store__poison(sl_store_t *st);
+/* printf into errstr (errlen bytes); a NULL or empty errstr is skipped. */
+__attribute__((format(printf, 3, 4))) void
+store__seterr(char *errstr, size_t errlen, const char *fmt, ...);
 
 /* ---- batch.c ----------------------------------------------------------- */
 

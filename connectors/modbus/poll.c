@@ -150,9 +150,12 @@ static int publish(mb_dev_t *d, const pending_t *p) {
     if (pt->type == SL_MODBUS_BOOL) {
       rd.value_case = SLUICE__V1__READING__VALUE_BOOL_VALUE;
       rd.bool_value = p->value != 0;
+      rd.datatype = SLUICE__V1__DATA_TYPE__DATA_TYPE_BOOLEAN;
     } else {
+      /* Registers of every type, scaled: a double (docs/SCHEMAS.md). */
       rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
       rd.double_value = p->value;
+      rd.datatype = SLUICE__V1__DATA_TYPE__DATA_TYPE_DOUBLE;
     }
   } else {
     /* A bad reading carries no value, only why. */

@@ -218,10 +218,10 @@ int json_mapped_ref(const char *payload, size_t len, const sl_json_map_t *map,
 /* ---- differential check ------------------------------------------------ */
 
 static const sl_json_map_t maps[] = {
-    {"value", "time", 1000000, "quality", "unit"},
-    {"d.v", "t", 1, "q.s", ""},
-    {"", "", 1000000000, "", ""},
-    {"v", "v.t", 1000, "a..b", "v.u."},
+    {"value", "time", 1000000, "quality", "unit", ""},
+    {"d.v", "t", 1, "q.s", "", ""},
+    {"", "", 1000000000, "", "", ""},
+    {"v", "v.t", 1000, "a..b", "v.u.", ""},
 };
 
 static int run_one(const sl_json_map_t *map, const uint8_t *data, size_t size,
@@ -229,7 +229,7 @@ static int run_one(const sl_json_map_t *map, const uint8_t *data, size_t size,
                    const char **reason) {
   static const sl_json_attr_t attrs[] = {{"k", "v"}};
   static const char seed[] = "{\"value\":1,\"time\":5}";
-  static const sl_json_map_t seed_map = {"value", "time", 1, "", ""};
+  static const sl_json_map_t seed_map = {"value", "time", 1, "", "", ""};
   char err[256];
   int rc;
   /* One earlier payload in the batch: a failure must leave it as it was. */

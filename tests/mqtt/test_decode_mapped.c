@@ -17,7 +17,8 @@
 #include "sluice/v1/event.pb-c.h"
 #include "tests/fuzz/json_mapped_ref.h"
 
-static const sl_json_map_t map = {"value", "time", 1000000, "quality", "unit"};
+static const sl_json_map_t map = {"value",   "time", 1000000,
+                                  "quality", "unit", ""};
 
 /* Decodes payload with map; returns the unpacked batch or NULL (reason). */
 static Sluice__V1__EventBatch *decode(const char *payload,
@@ -74,7 +75,7 @@ static void test_reading(void **state) {
   sluice__v1__event_batch__free_unpacked(b, NULL);
 
   /* An array, integers stay integers, escapes decoded, nested paths. */
-  static const sl_json_map_t nested = {"data.v", "data.t", 1, "", "u"};
+  static const sl_json_map_t nested = {"data.v", "data.t", 1, "", "u", ""};
   b = decode("[{\"data\":{\"v\":-7,\"t\":5},\"u\":\"\\u00b0C\\n\"},"
              "{\"data\":{\"v\":\"on\\\"\"}},{\"data\":{\"v\":true}}]",
              &nested, 100, &rc, &reason);
@@ -90,7 +91,7 @@ static void test_reading(void **state) {
   sluice__v1__event_batch__free_unpacked(b, NULL);
 
   /* A bare scalar with value "". */
-  static const sl_json_map_t bare = {"", "", 1, "", ""};
+  static const sl_json_map_t bare = {"", "", 1, "", "", ""};
   b = decode(" 1e-3 ", &bare, 100, &rc, &reason);
   assert_int_equal(rc, 0);
   assert_true(b->events[0]->reading->double_value == 1e-3);

@@ -195,10 +195,11 @@ static void test_late_drop_and_correct(void **state) {
     sl_process_stats_t st;
     sl_process_stats(pr, 0, &st);
     assert_int_equal(st.late, 1);
+    /* Late is never a drop: the 9 s event is kept raw and marked. */
+    assert_int_equal(st.dropped[SL_PROCESS_R_LATE], 0);
     if (mode == 0) {
       assert_int_equal(nouts, 1);
       assert_true(outs[0].count == 2 && outs[0].sum == 3);
-      assert_int_equal(st.dropped[SL_PROCESS_R_LATE], 1);
     } else {
       /* The correction is emitted when the late event arrives (before the
        * sweep's results of that run). */
@@ -231,7 +232,7 @@ static void test_clock_backwards(void **state) {
   sl_process_stats_t st;
   sl_process_stats(pr, 0, &st);
   assert_int_equal(st.late, 2);
-  assert_int_equal(st.dropped[SL_PROCESS_R_LATE], 2);
+  assert_int_equal(st.dropped[SL_PROCESS_R_LATE], 0);
   sl_process_free(pr);
 }
 
@@ -285,6 +286,112 @@ static void test_watermark_cap(void **state) {
               outs[1].sum == 11);
   sl_process_stats(pr, 0, &st);
   assert_int_equal(st.late, 1); /* no new late event */
+  sl_process_free(pr);
+}
+
+/* Issue 26: a late event is left out of the aggregate but never lost: with
+ * keep_raw false (aggregated events dropped) the late one is kept, marked
+ * sluice.late = the pipeline, in both late modes; nothing is counted as a
+ * drop for it. Before, it was dropped (reason late) with an acknowledged
+ * request. */
+static void test_late_kept_raw(void **state) {
+  (void)state;
+  for (int mode = 0; mode < 2; mode++) {
+    ph_reset();
+    nouts = 0;
+    sl_process_t *pr = agg((sl_process_step_conf_t){
+        .window_ns = 10 * S,
+        .funcs = ALL,
+        .keep_raw = false,
+        .late = mode ? SL_PROCESS_LATE_CORRECT : SL_PROCESS_LATE_DROP});
+    const Sluice__V1__Event *ev[] = {ph_reading("d/t", 1 * S, 1),
+                                     ph_reading("d/t", 25 * S, 2),
+                                     ph_reading("d/t", 3 * S, 3)};
+    sl_process_result_t res;
+    assert_int_equal(sl_process_run(pr, "s", ev, 3, &res), 0);
+    /* Aggregated: dropped (keep_raw false). Late: kept. */
+    assert_int_equal(res.keep[0], 0);
+    assert_int_equal(res.keep[1], 0);
+    assert_int_equal(res.keep[2], 1);
+    assert_int_equal(res.kept, 1);
+    assert_int_equal(res.ntags, 1);
+    assert_int_equal(res.tags[0].event, 2);
+    assert_string_equal(res.tags[0].key, "sluice.late");
+    assert_string_equal(res.tags[0].value, "w");
+    collect(&res);
+    sl_process_commit(pr);
+    sl_process_stats_t st;
+    sl_process_stats(pr, 0, &st);
+    assert_int_equal(st.late, 1);
+    assert_int_equal(st.dropped[SL_PROCESS_R_LATE], 0);
+    assert_int_equal(st.dropped[SL_PROCESS_R_AGGREGATED], 2);
+    /* The aggregate holds only the in-time event ([0,10): 1). */
+    assert_true(outs[0].start == 0 && outs[0].count == 1 && outs[0].sum == 1);
+    assert_int_equal(nouts, mode ? 2 : 1);
+    sl_process_free(pr);
+  }
+}
+
+/* Issue 26: the node clock steps back 3 h while it stamps the events. The
+ * watermark stays 3 h ahead, so without a rebase every later event is late
+ * (the daemon dropped 340 of 340). sl_process_watermark_rebase() sets it
+ * back to the node clock: the windows ahead are emitted as they are, once,
+ * at the start of the next run (a rolled-back run emits them again), and
+ * the later events aggregate in windows of their own. */
+static void test_watermark_rebase(void **state) {
+  (void)state;
+  ph_reset();
+  nouts = 0;
+  const int64_t T = 1700000000LL * S, H3 = 3 * 3600 * S;
+  sl_process_t *pr = agg((sl_process_step_conf_t){
+      .window_ns = 1 * S, .lateness_ns = 0, .funcs = ALL});
+  const Sluice__V1__Event *ev[] = {ph_reading("d/t", T + S / 10, 1),
+                                   ph_reading("d/t", T + 11 * S / 10, 2),
+                                   ph_reading("e/t", T + 12 * S / 10, 3)};
+  feed(pr, ev, 3);
+  assert_int_equal(nouts, 1); /* [T, T+1) of d closed by T+1.1 */
+  /* Nothing ahead of the node clock beyond the tolerance: no rebase. */
+  assert_int_equal(sl_process_watermark_rebase(pr, T + 1 * S, 1 * S), 0);
+  assert_int_equal(sl_process_watermark_rebase(pr, T - H3, 1 * S), 1);
+  assert_int_equal(sl_process_watermark_rebase(pr, T - H3, 1 * S), 0);
+  nouts = 0;
+  const Sluice__V1__Event *ev2[] = {ph_reading("d/t", T - H3 + S / 10, 10),
+                                    ph_reading("d/t", T - H3 + 2 * S / 10, 20),
+                                    ph_reading("e/t", T - H3 + 3 * S / 10, 30)};
+  sl_process_result_t res;
+  assert_int_equal(sl_process_run(pr, "s", ev2, 3, &res), 0);
+  assert_int_equal(res.nemit, 2);
+  sl_process_rollback(pr);
+  feed(pr, ev2, 3);
+  /* The windows of T (d: [T+1,T+2), e: [T+1,T+2)) come out as they are. */
+  assert_int_equal(nouts, 2);
+  assert_true(outs[0].start == T + 1 * S && outs[0].count == 1 &&
+              outs[0].sum == 2);
+  assert_string_equal(outs[0].src, "d/t");
+  assert_true(outs[1].start == T + 1 * S && outs[1].count == 1 &&
+              outs[1].sum == 3);
+  sl_process_stats_t st;
+  sl_process_stats(pr, 0, &st);
+  assert_int_equal(st.late, 0);
+  /* The new present aggregates: a later event closes [T-3h, T-3h+1). */
+  const Sluice__V1__Event *ev3[] = {ph_reading("d/t", T - H3 + 15 * S / 10, 1)};
+  feed(pr, ev3, 1);
+  assert_int_equal(nouts, 4);
+  assert_true(outs[2].start == T - H3 && outs[2].count == 2 &&
+              outs[2].sum == 30);
+  assert_string_equal(outs[2].src, "d/t");
+  assert_true(outs[3].start == T - H3 && outs[3].count == 1 &&
+              outs[3].sum == 30);
+  assert_string_equal(outs[3].src, "e/t");
+  sl_process_stats(pr, 0, &st);
+  assert_int_equal(st.late, 0);
+  /* The lateness is slack too: a step inside it is left alone. */
+  sl_process_t *pr2 = agg((sl_process_step_conf_t){
+      .window_ns = 1 * S, .lateness_ns = 10 * S, .funcs = ALL});
+  feed(pr2, ev, 3);
+  assert_int_equal(sl_process_watermark_rebase(pr2, T - 5 * S, 1 * S), 0);
+  assert_int_equal(sl_process_watermark_rebase(pr2, T - 90 * S, 1 * S), 1);
+  sl_process_free(pr2);
   sl_process_free(pr);
 }
 
@@ -462,6 +569,8 @@ int main(void) {
       cmocka_unit_test(test_clock_backwards),
       cmocka_unit_test(test_nan),
       cmocka_unit_test(test_watermark_cap),
+      cmocka_unit_test(test_late_kept_raw),
+      cmocka_unit_test(test_watermark_rebase),
       cmocka_unit_test(test_inference),
       cmocka_unit_test(test_random_vs_reference),
   };
