@@ -273,6 +273,7 @@ typedef struct sl_config {
     double backlog_share;           /* backlog lane's part of the cap */
     uint64_t backlog_threshold;     /* events behind that open two lanes */
     int backlog_order;              /* 0 oldest_first, 1 newest_first */
+    int record_timestamp;           /* SL_SYNC_TS_*: node, event, broker */
   } kafka;
   struct {
     bool enabled;

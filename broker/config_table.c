@@ -50,6 +50,9 @@ static const char *const value_formats[] = {"protobuf", "json", NULL};
 static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
                                              NULL};
+/* Order of SL_SYNC_TS_* (sync/sync.h). */
+static const char *const record_timestamps[] = {"node", "event",
+                                                "broker_estimate", NULL};
 
 static bool all_chars(const char *s, const char *extra, bool upper) {
   for (; *s; s++) {
@@ -579,7 +582,8 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.checkpoint_topic", STRING, kafka.checkpoint_topic,
         "sluice.checkpoints", RESTART,
         "Compacted topic holding each node's per-stream checkpoints "
-        "(exactly_once); created if missing.",
+        "(exactly_once); created if missing (compacted, LogAppendTime: its "
+        "delivery reports tell the broker's clock).",
         .check = check_topic),
     OPT("kafka.transactional_id_prefix", STRING, kafka.transactional_id_prefix,
         "sluice-", RESTART,
@@ -661,6 +665,17 @@ static const sl_cfg_opt_t root_opts[] = {
         "transaction ends only between blocks). Recent history reaches "
         "Kafka first after an outage.",
         .enums = backlog_orders),
+    OPT("kafka.record_timestamp", ENUM, kafka.record_timestamp, "node", RESTART,
+        "Kafka timestamp of each record (the event's own time_ns is in the "
+        "value whatever this says): node, the node's clock when sent; "
+        "event, the event's time; broker_estimate, the node's clock "
+        "corrected by its skew against the broker, learnt from the "
+        "LogAppendTime checkpoint topic. A broker refuses records outside "
+        "message.timestamp.after.max.ms (Kafka 4: 1 h) / before.max.ms of "
+        "its clock (INVALID_TIMESTAMP, counted in "
+        "sluice_uplink_timestamp_refused_total): broker_estimate keeps a "
+        "node whose clock is off delivering (docs/DELIVERY.md \"Clocks\").",
+        .enums = record_timestamps),
 
     OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
         "Subscribe to an MQTT broker and ingest its messages."),

@@ -163,6 +163,7 @@ static char *status_json(void *opaque) {
     json_array_append_new(streams, o);
   }
   json_object_set_new(root, "streams", streams);
+  sl_storewatch_status(dm, root, &info);
   sl_uplink_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
@@ -185,6 +186,7 @@ static void on_tick(uv_timer_t *t) {
   sl_metric_set(dm->store_budget, (double)info.budget_bytes);
   sl_metric_set(dm->store_queue, info.queued);
   sl_metric_set(dm->backpressure_on, info.last_error == SL_EBACKPRESSURE);
+  sl_storewatch_tick(dm, &info);
   if (dm->native)
     sl_native_sweep(dm->native, sl_now_mono_ns());
   sl_uplink_tick(dm);
@@ -483,6 +485,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_uplink_free(dm);
   if (dm->st)
     sl_store_env_close(dm->st);
+  sl_storewatch_free(dm);
   for (size_t i = 0; i < dm->nstreams; i++)
     free(dm->streams[i].name);
   free(dm->streams);
@@ -552,6 +555,7 @@ int sl_daemon_run(const char *config_path) {
     goto fail;
   }
   register_stream_metrics(dm);
+  sl_storewatch_start(dm);
   sl_ops_check_budget(dm);
   /* Pipelines load their state before any listener opens. */
   {

@@ -69,6 +69,7 @@ struct sl_daemon {
   sl_uplink_t *uplink; /* Kafka uplink (broker/uplink.c), NULL when off */
   sl_guard_t guard;    /* node-wide ingest limits (broker/guard.h) */
   struct sl_sec *sec;  /* TLS and credentials (broker/security.h) */
+  struct sl_storewatch *swatch; /* store clock and evictions (store_watch.c) */
 
   uv_async_t done_async; /* writer -> loop: completions are waiting */
   pthread_mutex_t done_lock;
@@ -163,6 +164,17 @@ void sl_http_quiesce(sl_http_t *h);
 uint64_t sl_http_inflight(const sl_http_t *h);
 /* Stops the server; only once sl_http_inflight() is 0. NULL: no-op. */
 void sl_http_stop(sl_http_t *h);
+
+/* Store watch (broker/store_watch.c): logs, metrics and status for what the
+ * store reports but never logs (clock steps, evictions). start: after the
+ * streams are open; tick: loop thread, every second; status: adds
+ * store.clock and streams[].evicted (any thread). */
+struct json_t;
+void sl_storewatch_start(sl_daemon_t *dm);
+void sl_storewatch_tick(sl_daemon_t *dm, const sl_store_info_t *info);
+void sl_storewatch_status(sl_daemon_t *dm, struct json_t *root,
+                          const sl_store_info_t *info);
+void sl_storewatch_free(sl_daemon_t *dm);
 
 /* Kafka uplink (broker/uplink.c, sync/sync.h). start: a no-op unless
  * kafka.enabled; after the streams exist. tick: metrics and state-change

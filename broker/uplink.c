@@ -28,9 +28,10 @@ struct sl_uplink {
   up_series_t *series;   /* per daemon stream */
   size_t *idx;           /* uplink stream -> daemon stream index */
   sl_metric_t *state, *connected, *commits, *aborts, *retries, *restarts,
-      *commit_s, *commit_max_s, *queue, *throttled, *auth, *dlq_failed;
+      *commit_s, *commit_max_s, *queue, *throttled, *auth, *dlq_failed,
+      *ts_refused, *ts_blocked, *skew;
   uint64_t last_commits, last_aborts, last_retries, last_restarts,
-      last_throttled, last_auth, last_dlq_failed;
+      last_throttled, last_auth, last_dlq_failed, last_ts_refused;
   int last_state;
   char last_err[256];
 };
@@ -84,6 +85,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.backlog_share = cfg->kafka.backlog_share;
   o.backlog_newest_first = cfg->kafka.backlog_order == 1;
   o.backlog_threshold = cfg->kafka.backlog_threshold;
+  o.record_timestamp = cfg->kafka.record_timestamp;
   /* Streams a `route: local` keeps on the node are not forwarded; a
    * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).
    * ul->idx maps the uplink's streams back to the daemon's. */
@@ -133,12 +135,16 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
                          "Stored bytes not yet delivered (estimate)", labels);
     m->oldest = sl_metrics_gauge(
         mx, "sluice_uplink_oldest_undelivered_age_seconds",
-        "Age of the oldest undelivered event (event time)", labels);
+        "Age of the oldest undelivered event (event time; grows with the "
+        "monotonic clock, never negative)",
+        labels);
     m->rate = sl_metrics_gauge(mx, "sluice_uplink_drain_rate_events",
                                "Events delivered per second", labels);
     m->eta = sl_metrics_gauge(
         mx, "sluice_uplink_catch_up_eta_seconds",
-        "Estimated time to deliver the backlog, -1 = not catching up", labels);
+        "Estimated time to deliver the backlog, -1 = not catching up "
+        "(stalled, not running, or drain not above ingest)",
+        labels);
     m->delivered = sl_metrics_counter(mx, "sluice_uplink_delivered_total",
                                       "Events committed to Kafka", labels);
     m->delivered_bytes =
@@ -174,6 +180,19 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
       mx, "sluice_uplink_dead_letter_copy_failed_total",
       "Refused events whose copy to kafka.dead_letter_stream failed (they "
       "stay in their own stream)",
+      NULL);
+  ul->ts_refused = sl_metrics_counter(
+      mx, "sluice_uplink_timestamp_refused_total",
+      "Records Kafka refused with INVALID_TIMESTAMP (outside the broker's "
+      "message.timestamp.after/before.max.ms)",
+      NULL);
+  ul->ts_blocked = sl_metrics_gauge(
+      mx, "sluice_uplink_timestamp_blocked",
+      "1 while delivery is refused for record timestamps", NULL);
+  ul->skew = sl_metrics_gauge(
+      mx, "sluice_uplink_clock_skew_seconds",
+      "Node clock minus the broker's, estimated from LogAppendTime "
+      "(0 until known)",
       NULL);
   ul->commit_s = sl_metrics_gauge(mx, "sluice_uplink_txn_commit_seconds",
                                   "Latency of the last commit", NULL);
@@ -233,19 +252,18 @@ void sl_uplink_tick(sl_daemon_t *dm) {
   add_delta(ul->auth, s->auth_failures, &ul->last_auth);
   add_delta(ul->dlq_failed, s->dlq_copy_failed, &ul->last_dlq_failed);
   add_delta(ul->throttled, s->throttled_ms, &ul->last_throttled);
+  add_delta(ul->ts_refused, s->ts_refused, &ul->last_ts_refused);
+  sl_metric_set(ul->ts_blocked, s->ts_blocked);
+  sl_metric_set(ul->skew, s->skew_known ? s->skew_s : 0);
   sl_metric_set(ul->commit_s, s->txn_commit_ms_last / 1e3);
   sl_metric_set(ul->commit_max_s, s->txn_commit_ms_max / 1e3);
   sl_metric_set(ul->queue, s->queue_depth);
-  int64_t now = sl_now_wall_ns();
   for (size_t i = 0; i < s->nstreams && i < dm->nstreams; i++) {
     const sl_sync_stream_stats_t *ss = &s->streams[i];
     up_series_t *m = &ul->series[ul->idx[i]];
     sl_metric_set(m->backlog, (double)ss->backlog_events);
     sl_metric_set(m->backlog_bytes, (double)ss->backlog_bytes);
-    sl_metric_set(m->oldest,
-                  ss->oldest_undelivered_ns && ss->backlog_events
-                      ? (double)(now - ss->oldest_undelivered_ns) / 1e9
-                      : 0);
+    sl_metric_set(m->oldest, ss->backlog_events ? ss->oldest_age_s : 0);
     sl_metric_set(m->rate, ss->drain_rate);
     sl_metric_set(m->eta, ss->eta_s);
     add_delta(m->delivered, ss->delivered, &m->last_delivered);
@@ -283,6 +301,18 @@ void sl_uplink_status(sl_daemon_t *dm, json_t *root) {
   json_object_set_new(o, "queue_depth", json_integer(s->queue_depth));
   json_object_set_new(o, "dead_lettered",
                       json_integer((json_int_t)s->dead_lettered));
+  /* Clocks (docs/DELIVERY.md "Clocks"): timestamp refusals, what the
+   * records carry, and the node's skew against the broker. */
+  json_object_set_new(o, "timestamp_refused",
+                      json_integer((json_int_t)s->ts_refused));
+  json_object_set_new(o, "timestamp_blocked", json_boolean(s->ts_blocked));
+  json_object_set_new(
+      o, "record_timestamp",
+      json_string(dm->cfg->kafka.record_timestamp == 2   ? "broker_estimate"
+                  : dm->cfg->kafka.record_timestamp == 1 ? "event"
+                                                         : "node"));
+  json_object_set_new(o, "clock_skew_s",
+                      s->skew_known ? json_real(s->skew_s) : json_null());
   for (size_t i = 0; i < s->nstreams; i++) {
     const sl_sync_stream_stats_t *ss = &s->streams[i];
     json_t *j = json_object();
@@ -293,6 +323,8 @@ void sl_uplink_status(sl_daemon_t *dm, json_t *root) {
                         json_integer((json_int_t)ss->backlog_bytes));
     json_object_set_new(j, "oldest_undelivered_ns",
                         json_integer(ss->oldest_undelivered_ns));
+    json_object_set_new(j, "oldest_age_s", json_real(ss->oldest_age_s));
+    json_object_set_new(j, "oldest_age_clamped", json_boolean(ss->age_clamped));
     json_object_set_new(j, "delivered",
                         json_integer((json_int_t)ss->delivered));
     json_object_set_new(j, "dead_lettered",

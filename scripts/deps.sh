@@ -14,7 +14,8 @@ PACKAGES=(
   # real brokers and tools for tests, demo and load tests
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
   lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
-  # moves the daemon's wall clock in tests/daemon/clock_test.c
+  # moves the daemon's wall clock in tests/daemon/clock_test.c and the
+  # daemon_store_clock test (issue 26)
   faketime
 )
 

@@ -25,13 +25,17 @@ static uint16_t get_be16(const uint8_t *p) {
   return (uint16_t)((p[0] << 8) | p[1]);
 }
 
-/* Version 1 and 2 headers (2 adds flags: SEALED puts a seal block after
- * the header and a tag after the payload). Every field is checked: this is
- * disk input. */
+/* Version 1, 2 and 3 headers (2 adds flags: SEALED puts a seal block after
+ * the header and a tag after the payload; 3 adds the store clock at append,
+ * making the header 64 bytes). Every field is checked: this is disk input. */
 static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
-  size_t extra = 0;
+  size_t extra = 0, hl;
 
+  hl = h->version >= STORE_BATCH_V3 ? STORE_HDR_LEN_V3 : STORE_HDR_LEN;
+  if (len < hl + STORE_SUM_LEN)
+    return SL_ECORRUPT;
   h->hdr = p;
+  h->hdr_len = (uint32_t)hl;
   h->codec = p[STORE_H_CODEC];
   h->flags = get_be16(p + STORE_H_FLAGS);
   h->count = sl_get_be32(p + STORE_H_COUNT);
@@ -40,26 +44,29 @@ static int hdr_v1(const uint8_t *p, size_t len, store_hdr_t *h) {
   h->min_time_ns = (int64_t)sl_get_be64(p + STORE_H_MINT);
   h->max_time_ns = (int64_t)sl_get_be64(p + STORE_H_MAXT);
   h->append_time_ns = (int64_t)sl_get_be64(p + STORE_H_APPEND);
+  h->store_time_ns = h->version >= STORE_BATCH_V3
+                         ? (int64_t)sl_get_be64(p + STORE_H_STIME)
+                         : 0;
   h->raw_len = sl_get_be32(p + STORE_H_RAWLEN);
   h->pay_len = sl_get_be32(p + STORE_H_PAYLEN);
-  h->payload = p + STORE_HDR_LEN;
+  h->payload = p + hl;
   h->sealed = false;
   h->key_id = 0;
   h->nonce = h->tag = NULL;
   /* Unknown flags are ignored (docs/STORAGE.md); SEALED exists from v2. */
   if (h->version >= STORE_BATCH_V2 && (h->flags & STORE_FLAG_SEALED)) {
     extra = STORE_SEAL_LEN + STORE_TAG_LEN;
-    if (len < STORE_HDR_LEN + extra + STORE_SUM_LEN)
+    if (len < hl + extra + STORE_SUM_LEN)
       return SL_ECORRUPT;
     h->sealed = true;
-    h->key_id = sl_get_be32(p + STORE_HDR_LEN);
-    h->nonce = p + STORE_HDR_LEN + 4;
-    h->payload = p + STORE_HDR_LEN + STORE_SEAL_LEN;
+    h->key_id = sl_get_be32(p + hl);
+    h->nonce = p + hl + 4;
+    h->payload = p + hl + STORE_SEAL_LEN;
     h->tag = h->payload + h->pay_len;
   }
   if (h->codec > STORE_CODEC_ZSTD || h->count == 0 ||
       h->min_time_ns > h->max_time_ns ||
-      (uint64_t)h->pay_len + STORE_HDR_LEN + extra + STORE_SUM_LEN != len ||
+      (uint64_t)h->pay_len + hl + extra + STORE_SUM_LEN != len ||
       h->raw_len > SL_STORE_BATCH_MAX ||
       (h->codec == STORE_CODEC_NONE && h->raw_len != h->pay_len) ||
       (h->codec == STORE_CODEC_NONE && h->dict_id != 0))
@@ -74,10 +81,12 @@ int store__hdr_peek(const void *val, size_t len, store_hdr_t *h) {
       sl_get_be32(p + STORE_H_MAGIC) != STORE_BATCH_MAGIC)
     return SL_ECORRUPT;
   h->version = p[STORE_H_VERSION];
-  /* One reader per past version: 2 is 1 plus the flags. */
+  /* One reader per past version: 2 is 1 plus the flags, 3 is 2 plus the
+   * store time. */
   switch (h->version) {
   case STORE_BATCH_V1:
   case STORE_BATCH_V2:
+  case STORE_BATCH_V3:
     return hdr_v1(p, len, h);
   default:
     return h->version == 0 ? SL_ECORRUPT : SL_EVERSION;
@@ -95,9 +104,11 @@ int store__hdr_decode(const void *val, size_t len, store_hdr_t *h) {
   return 0;
 }
 
-void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns) {
+void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns,
+                       int64_t store_ns) {
   sl_put_be64(b->buf + STORE_H_FIRST, first);
   sl_put_be64(b->buf + STORE_H_APPEND, (uint64_t)now_ns);
+  sl_put_be64(b->buf + STORE_H_STIME, (uint64_t)store_ns);
   sl_put_be64(b->buf + b->len - STORE_SUM_LEN,
               XXH3_64bits(b->buf, b->len - STORE_SUM_LEN));
 }
@@ -271,7 +282,8 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     s.dict_id = 0; /* unreadable dictionary: fall back to none */
   bound = ZSTD_compressBound(len);
   if (!(b = calloc(1, sizeof(*b))) ||
-      !(b->buf = malloc(STORE_HDR_LEN + pre + bound + post + STORE_SUM_LEN))) {
+      !(b->buf =
+            malloc(STORE_HDR_LEN_V3 + pre + bound + post + STORE_SUM_LEN))) {
     rc = -ENOMEM;
     goto fail;
   }
@@ -280,7 +292,7 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     goto fail;
   }
   p = b->buf;
-  pay = p + STORE_HDR_LEN + pre;
+  pay = p + STORE_HDR_LEN_V3 + pre;
   if (cd)
     clen = ZSTD_compress_usingCDict(cctx, pay, bound, payload, len, cd);
   else
@@ -299,9 +311,9 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
     p[STORE_H_CODEC] = STORE_CODEC_ZSTD;
   }
   sl_put_be32(p + STORE_H_MAGIC, STORE_BATCH_MAGIC);
-  /* One writer: plain batches keep version 1 (readable by older builds),
-   * sealed ones are version 2 with the SEALED flag. */
-  p[STORE_H_VERSION] = st->seal ? STORE_BATCH_V2 : STORE_BATCH_V1;
+  /* One writer: version 3 (the store clock at append), SEALED when
+   * encrypting. */
+  p[STORE_H_VERSION] = STORE_BATCH_V3;
   put_be16(p + STORE_H_FLAGS, st->seal ? STORE_FLAG_SEALED : 0);
   sl_put_be32(p + STORE_H_COUNT, count);
   sl_put_be32(p + STORE_H_DICT, s.dict_id);
@@ -309,11 +321,12 @@ int sl_store_batch_new(sl_store_t *st, uint32_t stream, const void *payload,
   sl_put_be64(p + STORE_H_MINT, (uint64_t)min_time_ns);
   sl_put_be64(p + STORE_H_MAXT, (uint64_t)max_time_ns);
   sl_put_be64(p + STORE_H_APPEND, 0);
+  sl_put_be64(p + STORE_H_STIME, 0);
   sl_put_be32(p + STORE_H_RAWLEN, (uint32_t)len);
   sl_put_be32(p + STORE_H_PAYLEN, (uint32_t)clen);
   if (st->seal && (rc = store__seal(st, stream, p, pay, clen)))
     goto fail;
-  b->len = STORE_HDR_LEN + pre + clen + post + STORE_SUM_LEN;
+  b->len = STORE_HDR_LEN_V3 + pre + clen + post + STORE_SUM_LEN;
   if ((p = realloc(b->buf, b->len)))
     b->buf = p;
   b->st = st;

@@ -9,8 +9,6 @@
 
 #include "store/store_int.h"
 
-/* 2024-01-01T00:00:00Z: a node clock before this is not trusted. */
-#define STORE_CLOCK_FLOOR_NS (1704067200ll * 1000000000ll)
 #define STORE_TTL_SWEEP_MAX 10000 /* batches expired per sweep */
 #define STORE_GAP_LEN 56u
 
@@ -279,17 +277,29 @@ fail:
   return rc;
 }
 
-/* The time a batch ages from: its newest event time when plausible (not
- * before the clock floor, not after its append time plus the tolerance),
- * else its append time. 0 when neither is trustworthy. */
+/* The store clock time a batch ages from (docs/STORAGE.md): its append
+ * time on the store clock, earlier by how old its newest event already was
+ * then, counted only when the wall clock was trustworthy at the append:
+ * not before the clock floor, agreeing with the store clock within the
+ * tolerance, and the event time plausible (not before the floor, not after
+ * the append plus the tolerance). A batch older than v3 has no store time:
+ * its wall clock append time stands in (the store clock started at the
+ * wall clock). 0 when there is no trustworthy time at all. */
 static int64_t batch_age_time(const store_hdr_t *h, int64_t tol) {
-  if (h->append_time_ns >= STORE_CLOCK_FLOOR_NS &&
-      h->max_time_ns >= STORE_CLOCK_FLOOR_NS &&
-      h->max_time_ns <= h->append_time_ns + tol)
-    return h->max_time_ns;
-  if (h->append_time_ns >= STORE_CLOCK_FLOOR_NS)
-    return h->append_time_ns;
-  return 0;
+  int64_t wall = h->append_time_ns, t, pre = 0;
+  bool v3 = h->version >= STORE_BATCH_V3;
+
+  if (v3)
+    t = h->store_time_ns;
+  else if (wall >= STORE_CLOCK_FLOOR_NS)
+    t = wall;
+  else
+    return 0;
+  if (wall >= STORE_CLOCK_FLOOR_NS && h->max_time_ns >= STORE_CLOCK_FLOOR_NS &&
+      h->max_time_ns <= wall + tol &&
+      (!v3 || (wall - t <= tol && t - wall <= tol)))
+    pre = wall - h->max_time_ns;
+  return pre > 0 ? t - pre : t;
 }
 
 int store__ttl_sweep(sl_store_t *st, MDB_txn *txn, int64_t now) {
@@ -298,10 +308,7 @@ int store__ttl_sweep(sl_store_t *st, MDB_txn *txn, int64_t now) {
   int budget = STORE_TTL_SWEEP_MAX;
   int rc = 0;
 
-  /* Clock guard: an unset (1970) clock or one stepped back behind data we
-   * already wrote expires nothing. */
-  if (now < STORE_CLOCK_FLOOR_NS || now + tol < w->newest_append_ns)
-    return 0;
+  /* now is the store clock: it never steps, so no wall clock guard. */
   for (size_t i = 0; i < w->nstreams && budget > 0; i++) {
     store_stream_t *s = &w->streams[i];
     if (s->conf.ttl_ns <= 0)
@@ -318,8 +325,8 @@ int store__ttl_sweep(sl_store_t *st, MDB_txn *txn, int64_t now) {
       if ((rc = mdb_cursor_open(txn, st->dbi_log, &cur)))
         return rc;
       rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-      /* Appended while the node clock was unset: it is at least as old as
-       * the first later batch with a trustworthy time. */
+      /* Appended (before v3) while the node clock was unset: it is at
+       * least as old as the first later batch with a trustworthy time. */
       while (rc == 0 && k.mv_size == STORE_KEY_LEN &&
              sl_get_be32(k.mv_data) == s->id && scan++ < 1000 &&
              store__hdr_peek(v.mv_data, v.mv_size, &h) == 0 &&

@@ -339,30 +339,38 @@ static void make_nonce(sl_store_t *st, uint8_t nonce[STORE_NONCE_LEN]) {
   sl_put_be64(nonce + 4, sl_get_be64(st->nonce_base + 4) + ctr);
 }
 
-/* stream BE32 | header with FIRST and APPEND zeroed | key id | nonce */
-static void make_aad(uint8_t aad[4 + STORE_HDR_LEN + STORE_SEAL_LEN],
-                     uint32_t stream, const uint8_t *hdr, const uint8_t *seal) {
+/* stream BE32 | header with FIRST, APPEND and (v3) STIME zeroed | key id |
+ * nonce. Returns the AAD length. The header length follows its version. */
+static size_t make_aad(uint8_t aad[4 + STORE_HDR_MAX + STORE_SEAL_LEN],
+                       uint32_t stream, const uint8_t *hdr,
+                       const uint8_t *seal) {
+  size_t hl =
+      hdr[STORE_H_VERSION] >= STORE_BATCH_V3 ? STORE_HDR_LEN_V3 : STORE_HDR_LEN;
   sl_put_be32(aad, stream);
-  memcpy(aad + 4, hdr, STORE_HDR_LEN);
+  memcpy(aad + 4, hdr, hl);
   memset(aad + 4 + STORE_H_FIRST, 0, 8);
   memset(aad + 4 + STORE_H_APPEND, 0, 8);
-  memcpy(aad + 4 + STORE_HDR_LEN, seal, STORE_SEAL_LEN);
+  if (hl == STORE_HDR_LEN_V3)
+    memset(aad + 4 + STORE_H_STIME, 0, 8);
+  memcpy(aad + 4 + hl, seal, STORE_SEAL_LEN);
+  return 4 + hl + STORE_SEAL_LEN;
 }
 
 int store__seal(sl_store_t *st, uint32_t stream, uint8_t *hdr, uint8_t *p,
                 size_t len) {
-  uint8_t aad[4 + STORE_HDR_LEN + STORE_SEAL_LEN];
+  uint8_t aad[4 + STORE_HDR_MAX + STORE_SEAL_LEN];
   uint8_t *seal = p - STORE_SEAL_LEN;
   EVP_CIPHER_CTX *ctx;
   int n, rc = SL_ESTORE;
+  size_t alen;
 
   sl_put_be32(seal, st->seal->id);
   make_nonce(st, seal + 4);
-  make_aad(aad, stream, hdr, seal);
+  alen = make_aad(aad, stream, hdr, seal);
   if (!(ctx = EVP_CIPHER_CTX_new()))
     return -ENOMEM;
   if (EVP_EncryptInit_ex2(ctx, st->aes, st->seal->key, seal + 4, NULL) == 1 &&
-      EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)sizeof(aad)) == 1 &&
+      EVP_EncryptUpdate(ctx, NULL, &n, aad, (int)alen) == 1 &&
       EVP_EncryptUpdate(ctx, p, &n, p, (int)len) == 1 &&
       EVP_EncryptFinal_ex(ctx, p + n, &n) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, STORE_TAG_LEN, p + len) ==
@@ -374,18 +382,19 @@ int store__seal(sl_store_t *st, uint32_t stream, uint8_t *hdr, uint8_t *p,
 
 int store__unseal(sl_store_t *st, uint32_t stream, const store_hdr_t *h,
                   uint8_t *out) {
-  uint8_t aad[4 + STORE_HDR_LEN + STORE_SEAL_LEN];
+  uint8_t aad[4 + STORE_HDR_MAX + STORE_SEAL_LEN];
   const store_key_t *key = key_find(st, h->key_id);
   EVP_CIPHER_CTX *ctx;
   int n, rc = SL_ECORRUPT;
+  size_t alen;
 
   if (!key || !st->aes)
     return SL_EKEY;
-  make_aad(aad, stream, h->hdr, h->nonce - 4);
+  alen = make_aad(aad, stream, h->hdr, h->nonce - 4);
   if (!(ctx = EVP_CIPHER_CTX_new()))
     return -ENOMEM;
   if (EVP_DecryptInit_ex2(ctx, st->aes, key->key, h->nonce, NULL) == 1 &&
-      EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)sizeof(aad)) == 1 &&
+      EVP_DecryptUpdate(ctx, NULL, &n, aad, (int)alen) == 1 &&
       EVP_DecryptUpdate(ctx, out, &n, h->payload, (int)h->pay_len) == 1 &&
       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, STORE_TAG_LEN,
                           (void *)h->tag) == 1 &&

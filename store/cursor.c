@@ -210,6 +210,7 @@ static int fill(sl_store_cursor_t *cur) {
       r->min_time_ns = h.min_time_ns;
       r->max_time_ns = h.max_time_ns;
       r->append_time_ns = h.append_time_ns;
+      r->store_time_ns = h.store_time_ns;
       r->dict_id = h.dict_id;
       r->len = h.raw_len;
       cur->offs[cur->nrecs - 1] = cur->used;

@@ -249,6 +249,14 @@ static int init_meta(sl_store_t *st, MDB_txn *txn, bool fresh, char *errstr,
                   st->format_version, STORE_FORMAT_VERSION);
     return SL_EVERSION;
   }
+  if (st->format_version < STORE_FORMAT_VERSION && !st->rdonly) {
+    /* Format 2 adds v3 batches and the clock record: older builds must
+     * refuse the store whole rather than meet v3 batches one by one. */
+    sl_put_be32(b, STORE_FORMAT_VERSION);
+    if ((rc = put_meta(txn, st->dbi_meta, "format", b, 4)))
+      return store__err(st, rc);
+    st->format_version = STORE_FORMAT_VERSION;
+  }
   k.mv_size = 7;
   k.mv_data = "node_id";
   if (mdb_get(txn, st->dbi_meta, &k, &v) == 0 && v.mv_size == 16) {
@@ -312,6 +320,8 @@ static int open_dbs(sl_store_t *st, char *errstr, size_t errlen) {
       (rc = store__ident_check(st, txn, fresh, errstr, errlen)) ||
       (rc = store__keys_check(st, txn, errstr, errlen)))
     goto fail;
+  if ((rc = store__clock_open(st, txn, errstr, errlen)))
+    goto fail_mdb; /* errstr set for our own codes; store__err keeps them */
   /* Commit even a read-only txn: an abort would close the new handles. */
   rc = mdb_txn_commit(txn);
   txn = NULL;
@@ -413,6 +423,7 @@ static void store_free(sl_store_t *st) {
   for (int i = 0; i < st->ncctx; i++)
     ZSTD_freeCCtx(st->cctx_pool[i]);
   store__dicts_free(st);
+  store__clock_free(st);
   free(st->streams);
   free(st->w.streams);
   free(st->q);
@@ -460,6 +471,7 @@ int sl_store_env_open(const char *dir, const sl_store_opts_t *opts,
   pthread_cond_init(&st->q_nonempty, NULL);
   pthread_cond_init(&st->q_nonfull, NULL);
   pthread_cond_init(&st->q_done, NULL);
+  store__clock_init(st);
 
   snprintf(path, sizeof(path), "%s/data.mdb", dir);
   if (st->rdonly && access(path, F_OK) < 0) {
@@ -597,6 +609,7 @@ int sl_store_env_info(sl_store_t *st, sl_store_info_t *info) {
   info->last_error = atomic_load(&st->last_error);
   info->poisoned = atomic_load(&st->poisoned);
   info->queue_depth = st->q_cap;
+  store__clock_info(st, &info->clock);
   pthread_mutex_lock(&st->q_lock);
   info->queued = st->q_len;
   pthread_mutex_unlock(&st->q_lock);

@@ -79,6 +79,9 @@ typedef enum sl_store_reason {
   SL_STORE_REASON_COUNT
 } sl_store_reason_t;
 
+/* A clock for sl_store_opts_t (tests inject their own): returns ns. */
+typedef int64_t (*sl_store_clock_cb)(void *arg);
+
 typedef struct sl_store_opts {
   unsigned flags;             /* SL_STORE_RDONLY */
   uint64_t budget_bytes;      /* disk budget for the whole store */
@@ -96,7 +99,37 @@ typedef struct sl_store_opts {
    * Borrowed; read during sl_store_env_open() only. */
   const char *key_file;
   const char *key_env;
+  /* Clocks (docs/STORAGE.md, "The store clock"). NULL: the real ones.
+   * clock_wall: ns since the epoch, may step (CLOCK_REALTIME).
+   * clock_boot: ns that never step and count suspend (CLOCK_BOOTTIME).
+   * Both are called from the writer thread and from any thread calling
+   * sl_store_env_info() or sl_store_clock_now(); clock_arg is passed. */
+  sl_store_clock_cb clock_wall;
+  sl_store_clock_cb clock_boot;
+  void *clock_arg;
 } sl_store_opts_t;
+
+/* How the store clock was carried across the last stop (info.clock_open). */
+typedef enum sl_store_clock_open {
+  SL_STORE_CLOCK_NEW = 0,  /* no clock record: started at the wall clock */
+  SL_STORE_CLOCK_BOOT = 1, /* same boot: advanced by CLOCK_BOOTTIME (exact) */
+  SL_STORE_CLOCK_WALL = 2, /* after a reboot: advanced by the wall clock */
+  SL_STORE_CLOCK_HELD = 3  /* after a reboot, wall clock behind: held */
+} sl_store_clock_open_t;
+
+/* The store clock: a time that never steps, kept across restarts. */
+typedef struct sl_store_clock_info {
+  int64_t store_ns;           /* store clock now */
+  int64_t wall_ns;            /* wall clock now */
+  int64_t offset_ns;          /* wall - store: the sum of every step */
+  uint64_t steps_forward;     /* wall clock steps forward seen (this process) */
+  uint64_t steps_backward;    /* steps backward seen (this process) */
+  int64_t last_step_ns;       /* size of the last step, signed; 0 = none */
+  int64_t last_step_at_ns;    /* store clock when it was seen */
+  int last_step_stopped;      /* 1: the last step happened while stopped */
+  sl_store_clock_open_t open; /* how the clock crossed the last stop */
+  int64_t stopped_ns;         /* time credited for the stop at open */
+} sl_store_clock_info_t;
 
 typedef struct sl_store_stream_conf {
   uint8_t priority;         /* 0..SL_STORE_PRIORITY_MAX, 0 evicted first */
@@ -132,17 +165,18 @@ typedef struct sl_store_info {
   char node_id[33];        /* store identity, hex, random at creation; kept in
                               DIR/store.id too; the uplink keys checkpoints by it */
   int64_t created_ns; /* when the store was created, 0 = before this was kept */
-  uint32_t seal_key_id;     /* key id sealing new batches, 0 = plain */
-  uint64_t commits;         /* write transactions committed (this process) */
-  uint64_t commit_errors;   /* write transactions that failed */
-  uint64_t quarantined;     /* batches moved to quarantine (persistent) */
-  uint64_t corrupt_seen;    /* corrupt batches met by readers (process) */
-  uint64_t map_grows;       /* map resizes (this process) */
-  uint64_t readers_cleared; /* stale reader slots cleared */
-  uint32_t queued;          /* items waiting for the writer */
-  uint32_t queue_depth;     /* writer queue capacity */
-  int last_error;           /* last commit error, 0 after a success */
-  int poisoned;             /* 1 after MDB_PANIC: every call fails */
+  uint32_t seal_key_id;        /* key id sealing new batches, 0 = plain */
+  uint64_t commits;            /* write transactions committed (this process) */
+  uint64_t commit_errors;      /* write transactions that failed */
+  uint64_t quarantined;        /* batches moved to quarantine (persistent) */
+  uint64_t corrupt_seen;       /* corrupt batches met by readers (process) */
+  uint64_t map_grows;          /* map resizes (this process) */
+  uint64_t readers_cleared;    /* stale reader slots cleared */
+  uint32_t queued;             /* items waiting for the writer */
+  uint32_t queue_depth;        /* writer queue capacity */
+  int last_error;              /* last commit error, 0 after a success */
+  int poisoned;                /* 1 after MDB_PANIC: every call fails */
+  sl_store_clock_info_t clock; /* the store clock and wall clock steps */
 } sl_store_info_t;
 
 /* One record returned by a read cursor: a whole batch, or a skipped range. */
@@ -154,6 +188,7 @@ typedef struct sl_store_rec {
   int64_t min_time_ns;   /* event time range (0 when status != 0) */
   int64_t max_time_ns;
   int64_t append_time_ns; /* node clock when the writer appended it */
+  int64_t store_time_ns;  /* store clock then (0: batch older than v3) */
   uint32_t dict_id;       /* dictionary the batch was compressed with */
   const void *payload;    /* serialized EventBatch; NULL when status != 0 */
   size_t len;             /* payload bytes */
@@ -228,6 +263,12 @@ void sl_store_env_close(sl_store_t *st);
 /* Fills info (borrowed) with a snapshot of the store's state and counters.
  * Errors: SL_EPOISONED (info is still filled), SL_ESTORE. */
 int sl_store_env_info(sl_store_t *st, sl_store_info_t *info);
+
+/* Returns the store clock now: ns on a scale that started at the wall
+ * clock when the store was created and has advanced by a clock that never
+ * steps since (docs/STORAGE.md). Comparable with rec.store_time_ns. Never
+ * fails. */
+int64_t sl_store_clock_now(sl_store_t *st);
 
 /* Waits until everything committed so far is on disk (an explicit fsync in
  * interval mode; a no-op barrier in always mode).

@@ -17,17 +17,22 @@
 
 /* ---- on-disk format (docs/STORAGE.md) ---------------------------------- */
 
-#define STORE_FORMAT_VERSION 1u       /* meta "format": whole-store layout */
+/* meta "format": whole-store layout. 2: batches may be v3 and meta holds a
+ * "clock" record; a read-write open upgrades 1 to 2. */
+#define STORE_FORMAT_VERSION 2u
 #define STORE_BATCH_MAGIC 0x534c4221u /* "SLB!" */
 #define STORE_BATCH_V1 1u
 #define STORE_BATCH_V2 2u      /* v1 header + flags; SEALED adds a seal block */
+#define STORE_BATCH_V3 3u      /* v2 + the store clock at append (64 bytes) */
 #define STORE_FLAG_SEALED 0x1u /* v2: payload is AES-256-GCM ciphertext */
 #define STORE_SEAL_LEN 16u     /* after the header: key id BE32 + nonce */
 #define STORE_NONCE_LEN 12u
 #define STORE_TAG_LEN 16u /* after the ciphertext: the GCM tag */
 #define STORE_KEY_BYTES 32u
 #define STORE_KCV_LEN 16u
-#define STORE_HDR_LEN 56u
+#define STORE_HDR_LEN 56u    /* v1, v2 */
+#define STORE_HDR_LEN_V3 64u /* v3: + store time */
+#define STORE_HDR_MAX STORE_HDR_LEN_V3
 #define STORE_SUM_LEN 8u
 #define STORE_KEY_LEN 12u /* stream id BE32 + first offset BE64 */
 #define STORE_CODEC_NONE 0u
@@ -35,6 +40,8 @@
 #define STORE_STREAM_MAGIC 0x534c5331u /* "SLS1" */
 #define STORE_GAP_MAGIC 0x534c4731u    /* "SLG1" */
 #define STORE_DICT_MAGIC 0x534c4431u   /* "SLD1" */
+#define STORE_CLOCK_MAGIC 0x534c4b31u  /* "SLK1": meta "clock" record */
+#define STORE_CLOCK_LEN 56u
 #define STORE_MAX_STREAMS 4096u
 #define STORE_STATE_KEY_MAX 200u
 #define STORE_STATE_VAL_MAX (1u << 20)
@@ -52,6 +59,7 @@
 #define STORE_H_APPEND 40
 #define STORE_H_RAWLEN 48
 #define STORE_H_PAYLEN 52
+#define STORE_H_STIME 56 /* v3: store clock at append */
 
 /* A decoded batch header; the payload is a view into the LMDB value. */
 typedef struct store_hdr {
@@ -64,6 +72,8 @@ typedef struct store_hdr {
   int64_t min_time_ns;   /* event time range */
   int64_t max_time_ns;
   int64_t append_time_ns; /* node clock at append */
+  int64_t store_time_ns;  /* v3: store clock at append; 0 before v3 */
+  uint32_t hdr_len;       /* STORE_HDR_LEN or STORE_HDR_LEN_V3 */
   uint32_t raw_len;       /* uncompressed payload bytes */
   uint32_t pay_len;       /* stored payload bytes */
   const uint8_t *payload; /* view into the value, valid with its txn */
@@ -186,6 +196,22 @@ typedef struct store_writer {
 
 #define STORE_CCTX_POOL 8
 
+/* The store clock (clock.c). base_* are fixed at open; the rest is under
+ * lock (the writer samples, any thread reads). */
+typedef struct store_clock {
+  sl_store_clock_cb wall_fn; /* never NULL after open */
+  sl_store_clock_cb boot_fn;
+  void *arg;
+  int64_t base_store; /* store clock at open ... */
+  int64_t base_boot;  /* ... when boot_fn read this */
+  pthread_mutex_t lock;
+  int64_t last_wall, last_boot; /* last sample, for step detection */
+  int64_t persisted_boot;       /* writer: boot time of the last record */
+  bool dirty;                   /* writer: a record is due */
+  uint8_t boot_id[16];          /* this boot; zero when unknown */
+  sl_store_clock_info_t info;   /* counters; times filled on read */
+} store_clock_t;
+
 struct sl_store {
   MDB_env *env;
   MDB_dbi dbi_streams, dbi_log, dbi_cursors, dbi_state, dbi_meta;
@@ -255,6 +281,7 @@ struct sl_store {
   bool writer_started;
   pthread_t writer;
   store_writer_t w;
+  store_clock_t clock;
 
   /* Counters. */
   _Atomic uint64_t limit_bytes;
@@ -289,8 +316,10 @@ void store__key(uint8_t key[STORE_KEY_LEN], uint32_t stream, uint64_t off);
 int store__hdr_decode(const void *val, size_t len, store_hdr_t *h);
 /* Decodes the header only (no checksum): for eviction bookkeeping. */
 int store__hdr_peek(const void *val, size_t len, store_hdr_t *h);
-/* Writer: patches offset and append time, then the checksum. */
-void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns);
+/* Writer: patches offset, append time and (v3) store time, then the
+ * checksum. */
+void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns,
+                       int64_t store_ns);
 /* Decrypts (when sealed) and decompresses h's payload into *buf (grown as
  * needed). Errors: SL_ECORRUPT, SL_EKEY (sealed with a key not loaded),
  * -ENOMEM. */
@@ -372,7 +401,7 @@ void store__item_free(sl_store_group_t *g);
 int store__budget_reserve(sl_store_t *st, MDB_txn *txn, const uint32_t *ids,
                           const uint64_t *need, size_t n);
 /* Expires batches by TTL (bounded work). */
-int store__ttl_sweep(sl_store_t *st, MDB_txn *txn, int64_t now_ns);
+int store__ttl_sweep(sl_store_t *st, MDB_txn *txn, int64_t store_now_ns);
 /* Deletes the oldest batch of stream s, recording a gap when undelivered. */
 int store__evict_oldest(sl_store_t *st, MDB_txn *txn, store_stream_t *s,
                         sl_store_reason_t reason, uint64_t *freed);
@@ -386,6 +415,31 @@ int store__min_cursor(sl_store_t *st, MDB_txn *txn, uint32_t stream,
 /* Offset after the batch at key (next batch's first or stream next). */
 uint64_t store__batch_end(sl_store_t *st, MDB_txn *txn, uint32_t stream,
                           uint64_t first, uint64_t stream_next);
+
+/* ---- clock.c ----------------------------------------------------------- */
+
+/* Before LMDB opens: picks the clocks, reads the boot id. */
+void store__clock_init(sl_store_t *st);
+void store__clock_free(sl_store_t *st);
+/* Inside the open txn: reads the clock record and carries the store clock
+ * across the stop (docs/STORAGE.md); a fresh or upgraded store starts at
+ * the wall clock. Writes the record when txn is read-write.
+ * Errors: SL_ECORRUPT (bad record), LMDB codes. */
+int store__clock_open(sl_store_t *st, MDB_txn *txn, char *errstr,
+                      size_t errlen);
+/* Writer: reads both clocks, counts a wall clock step. *wall and *store
+ * (may be NULL) receive the wall and store clock now. */
+void store__clock_sample(sl_store_t *st, int64_t *wall, int64_t *store);
+/* Writer, inside a write txn: puts the clock record when one is due (at
+ * most every STORE_CLOCK_PERSIST_NS, or after a step). */
+int store__clock_persist(sl_store_t *st, MDB_txn *txn);
+void store__clock_info(sl_store_t *st, sl_store_clock_info_t *ci);
+/* A wall clock that moves this much more or less than the boot clock
+ * between two samples has stepped. */
+#define STORE_CLOCK_STEP_NS (2ll * 1000000000ll)
+#define STORE_CLOCK_PERSIST_NS (1ll * 1000000000ll)
+/* 2024-01-01T00:00:00Z: a node clock before this is not trusted. */
+#define STORE_CLOCK_FLOOR_NS (1704067200ll * 1000000000ll)
 
 /* ---- quarantine.c ------------------------------------------------------ */
 

@@ -89,6 +89,8 @@ static int wtxn_commit(sl_store_t *st, wtxn_t *t) {
     rc = mdb_put(t->txn, st->dbi_meta, &k, &v, 0);
   }
   if (!rc)
+    rc = store__clock_persist(st, t->txn);
+  if (!rc)
     atomic_store(&st->used_bytes, store__used_bytes(st, t->txn));
   if (!rc) {
     rc = mdb_txn_commit(t->txn);
@@ -112,7 +114,7 @@ static int key_after_last(const store_writer_t *w, const uint8_t *key) {
 /* Appends, cursor commits and state puts of one group. Returns 0 or a
  * per-group verdict in g->status; a raw LMDB code means the txn is broken. */
 static int apply_group(sl_store_t *st, MDB_txn *txn, sl_store_group_t *g,
-                       int64_t now) {
+                       int64_t now, int64_t snow) {
   store_writer_t *w = &st->w;
   uint32_t ids[16];
   uint64_t need[16], adds[16];
@@ -174,7 +176,7 @@ static int apply_group(sl_store_t *st, MDB_txn *txn, sl_store_group_t *g,
     MDB_val k = {STORE_KEY_LEN, key}, v;
     unsigned flags;
 
-    store__batch_seal(b, s->next_offset, now);
+    store__batch_seal(b, s->next_offset, now, snow);
     store__key(key, b->stream, s->next_offset);
     /* MDB_APPEND only when the key sorts last in the whole log; other
      * streams' tails are ordinary (no-overwrite) puts. */
@@ -300,11 +302,11 @@ static int apply_dict(sl_store_t *st, MDB_txn *txn, sl_store_group_t *g) {
   return 0;
 }
 
-static int apply(sl_store_t *st, MDB_txn *txn, sl_store_group_t *g,
-                 int64_t now) {
+static int apply(sl_store_t *st, MDB_txn *txn, sl_store_group_t *g, int64_t now,
+                 int64_t snow) {
   switch (g->op) {
   case STORE_OP_GROUP:
-    return apply_group(st, txn, g, now);
+    return apply_group(st, txn, g, now, snow);
   case STORE_OP_STREAM:
     return apply_stream(st, txn, g);
   case STORE_OP_GAP_ACK:
@@ -383,7 +385,7 @@ static int disk_err(sl_store_t *st, int rc, sl_store_group_t **items,
 
 /* Runs one round: every taken item in one transaction. */
 static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
-  int64_t now = sl_now_wall_ns();
+  int64_t now, snow;
   bool want_sync = false;
   wtxn_t t;
   int rc;
@@ -392,13 +394,15 @@ static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
     complete(st, items, n, SL_EPOISONED);
     return;
   }
+  /* Both clocks once per round: batches carry the wall and store clock. */
+  store__clock_sample(st, &now, &snow);
   for (;;) {
     for (size_t i = 0; i < n; i++)
       items[i]->status = 0;
     if ((rc = wtxn_begin(st, &t)))
       break;
     for (size_t i = 0; i < n && !rc; i++) {
-      rc = apply(st, t.txn, items[i], now);
+      rc = apply(st, t.txn, items[i], now, snow);
       want_sync |= items[i]->op == STORE_OP_SYNC;
     }
     if (rc) {
@@ -439,21 +443,26 @@ static void run_round(sl_store_t *st, sl_store_group_t **items, size_t n) {
   complete(st, items, n, 0);
 }
 
-/* Periodic work: stale readers, TTL expiry, interval fsync. */
+/* Periodic work: clock steps, stale readers, TTL expiry, interval fsync. */
 static void maintenance(sl_store_t *st, uint64_t mono) {
   store_writer_t *w = &st->w;
   bool ttl = false;
+  int64_t snow;
   int dead = 0;
   wtxn_t t;
 
   if (mono >= w->next_maint_mono) {
+    store__clock_sample(st, NULL, &snow);
     w->next_maint_mono = mono + (uint64_t)st->opts.maintenance_ms * 1000000u;
     if (mdb_reader_check(st->env, &dead) == 0 && dead > 0)
       atomic_fetch_add(&st->readers_cleared, (uint64_t)dead);
     for (size_t i = 0; i < w->nstreams; i++)
       ttl |= w->streams[i].conf.ttl_ns > 0 && w->streams[i].events > 0;
+    /* A step is persisted soon even when nothing is appended, so a restart
+     * does not count it again as a step while stopped. */
+    ttl |= st->clock.dirty;
     if (ttl && !atomic_load(&st->poisoned) && wtxn_begin(st, &t) == 0) {
-      int rc = store__ttl_sweep(st, t.txn, sl_now_wall_ns());
+      int rc = store__ttl_sweep(st, t.txn, snow);
       if (rc)
         wtxn_abort(st, &t);
       else

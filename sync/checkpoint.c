@@ -162,11 +162,11 @@ fail:
   return rc;
 }
 
-/* Creates the checkpoint topic (compacted) unless the cluster already has
- * it: a metadata request first, so that an operator-made topic works
- * where CreateTopics is not allowed (ACLs, or clusters that do not
- * implement it). */
-static int ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
+/* Creates the checkpoint topic (compacted, LogAppendTime) unless the
+ * cluster already has it (sync__producer_open(), before any handle of it): a
+ * metadata request first, so that an operator-made topic works where
+ * CreateTopics is not allowed (ACLs, or clusters that do not implement it). */
+int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
   const rd_kafka_metadata_t *md = NULL;
   bool exists = false;
   /* All topics: a request naming the topic would have a broker with
@@ -188,8 +188,7 @@ int sync__resume(sl_sync_t *up, char *errstr, size_t errlen) {
     return -ENOMEM;
   up->gap_cp = 0;
   if (!up->o.at_least_once) {
-    if ((rc = ensure_ckpt_topic(up, errstr, errlen)) < 0 ||
-        (rc = read_kafka(up, found, errstr, errlen)) < 0)
+    if ((rc = read_kafka(up, found, errstr, errlen)) < 0)
       goto fail;
   }
   if (!found[0]) {
@@ -224,11 +223,28 @@ fail:
   return rc;
 }
 
+void sync__local_positions(sl_sync_t *up) {
+  for (size_t i = 0; i < up->nstreams; i++) {
+    sync_stream_t *s = &up->streams[i];
+    sl_sync_ckpt_t cp;
+    uint64_t next = 0;
+    if (local_ckpt(up, s->name, &cp) < 0) {
+      if (sl_store_consumer_get(up->st, up->consumer, s->id, &next) < 0)
+        next = 0;
+      cp.backlog_next = cp.live_start = cp.live_next = next;
+    }
+    s->st.next_offset = cp.backlog_next;
+    s->st.live_start = cp.live_start;
+    s->st.live_next = cp.live_next;
+  }
+}
+
 int sync__produce_ckpt(sl_sync_t *up, sync_stream_t *s) {
   uint8_t val[SL_SYNC_CKPT_BYTES];
   sl_sync_ckpt_encode(&s->pend, val);
   return sync__produce(up, up->ckpt_rkt, s->ckpt_key, strlen(s->ckpt_key), val,
-                       sizeof(val), NULL, 0, sync__opaque(0xffff, 0));
+                       sizeof(val), NULL, 0, sync__opaque(0xffff, 0),
+                       sync__record_ts_ms(up, 0));
 }
 
 /* Gap -> Event{gap} record on the stream's topic (or the gap topic). */
@@ -327,7 +343,8 @@ static int produce_gap(sl_sync_t *up, sync_stream_t *s,
     h[i].u.header.size = i == 2 ? on : -1;
   }
   return sync__produce(up, up->gap_rkt ? up->gap_rkt : s->rkt, source,
-                       strlen(source), val, len, h, 5, sync__opaque(0xffff, 0));
+                       strlen(source), val, len, h, 5, sync__opaque(0xffff, 0),
+                       sync__record_ts_ms(up, g->recorded_ns));
 }
 
 int sync__produce_gaps(sl_sync_t *up) {
@@ -377,7 +394,8 @@ int sync__produce_gaps(sl_sync_t *up) {
     snprintf(key, sizeof(key), "%s/%s", up->node_id, GAPS_KEY);
     sl_sync_ckpt_encode(&cp, val);
     rc = sync__produce(up, up->ckpt_rkt, key, strlen(key), val, sizeof(val),
-                       NULL, 0, sync__opaque(0xffff, 0));
+                       NULL, 0, sync__opaque(0xffff, 0),
+                       sync__record_ts_ms(up, 0));
   }
   return rc;
 }

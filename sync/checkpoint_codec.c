@@ -78,6 +78,7 @@ static int scan_event(sl_sync_event_t *ev) {
   ev->source = "";
   ev->source_len = 0;
   ev->has_ingest_time = 0;
+  ev->time_ns = 0;
   while (pos < len) {
     if (varint(p, len, &pos, &key))
       return SL_ECORRUPT;
@@ -87,6 +88,8 @@ static int scan_event(sl_sync_event_t *ev) {
         return SL_ECORRUPT;
       if ((key >> 3) == 3 && v != 0)
         ev->has_ingest_time = 1;
+      if ((key >> 3) == 2) /* sint64: zigzag */
+        ev->time_ns = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
       break;
     case 1:
       if (len - pos < 8)

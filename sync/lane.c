@@ -366,7 +366,8 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
       hdr(&h[nh++], "historical", "1", 1);
     }
     rc = sync__produce(up, s->rkt, ev.source, ev.source_len, val, vlen, h, nh,
-                       sync__opaque(idx, off));
+                       sync__opaque(idx, off),
+                       sync__record_ts_ms(up, ev.time_ns));
     if (rc == SL_ETOOBIG) {
       sync__poison_add(up, idx, off, rc);
       sync__dead_letter(up, s, off, ev.data, ev.len, l->rec.append_time_ns);

@@ -33,15 +33,48 @@ static bool permanent(rd_kafka_resp_err_t err) {
          err == RD_KAFKA_RESP_ERR_INVALID_MSG;
 }
 
+/* A broker's append time (a LogAppendTime topic: the checkpoint topic
+ * sluice creates, or a data topic so configured) tells its clock: the
+ * estimate used by record_timestamp broker_estimate and shown as the
+ * skew. The report comes after the append, so the estimate lags the
+ * broker by the round trip (the records' timestamps a few ms early). */
+static void note_append_time(sl_sync_t *up, const rd_kafka_message_t *m) {
+  rd_kafka_timestamp_type_t tt;
+  int64_t ts = rd_kafka_message_timestamp(m, &tt);
+  uint64_t now = sl_now_mono_ns();
+  if (tt != RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME || ts <= 0 ||
+      (up->bt_known && now - up->bt_mono_ns < 100000000u))
+    return; /* a LogAppendTime data topic: ten samples a second do */
+  up->bt_known = true;
+  up->bt_ns = ts * 1000000;
+  up->bt_mono_ns = now;
+  double skew = (double)(sync__now_wall(up) - up->bt_ns) / 1e9;
+  pthread_mutex_lock(&up->lock);
+  up->stats.skew_known = 1;
+  up->stats.skew_s = skew;
+  pthread_mutex_unlock(&up->lock);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
   sl_sync_t *up = opaque;
   (void)rk;
   if (!m->err) {
     up->dr_ok++;
+    note_append_time(up, m);
     return;
   }
   if (up->dr_failed++ == 0)
     up->dr_first_err = m->err;
+  if (m->err == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP) {
+    /* The broker's timestamp window refused it (the node's clock, or the
+     * event's time, is too far from the broker's): counted, named in the
+     * status, and the next transaction measures the skew first. */
+    up->need_probe = true;
+    pthread_mutex_lock(&up->lock);
+    up->stats.ts_refused++;
+    up->stats.ts_blocked = 1;
+    pthread_mutex_unlock(&up->lock);
+  }
   uint64_t v = (uint64_t)(uintptr_t)m->_private;
   if (permanent(m->err))
     sync__poison_add(up, (size_t)(v >> 48), v & 0xffffffffffffu, m->err);
@@ -237,9 +270,12 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     for (;;) {
       error = rd_kafka_init_transactions(p->rk, 1000);
       rd_kafka_poll(p->rk, 0);
+      pthread_mutex_lock(&up->lock);
+      bool stop = up->stop; /* sl_sync_stop() need not wait 30 s */
+      pthread_mutex_unlock(&up->lock);
       if (!error ||
           rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT ||
-          sl_now_mono_ns() >= deadline || sync__auth_failed(up))
+          sl_now_mono_ns() >= deadline || sync__auth_failed(up) || stop)
         break;
       rd_kafka_error_destroy(error);
     }
@@ -264,8 +300,10 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
     p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
-  if (!up->o.at_least_once)
-    p->ckpt_rkt = rd_kafka_topic_new(p->rk, up->ckpt_topic, NULL);
+  /* The checkpoint topic's handle comes after sync__ensure_ckpt_topic():
+   * a handle asks for the topic's metadata, and a broker with
+   * auto.create.topics.enable then makes it with its defaults (not
+   * compacted, CreateTime). */
   if (*up->gap_topic)
     p->gap_rkt = rd_kafka_topic_new(p->rk, up->gap_topic, NULL);
   return 0;
@@ -316,6 +354,16 @@ int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
       return rc;
     }
   sync__producer_use(up, 0);
+  if (!up->o.at_least_once) {
+    if ((rc = sync__ensure_ckpt_topic(up, errstr, errlen)) < 0) {
+      sync__producer_close(up);
+      return rc;
+    }
+    for (int k = 0; k < up->nprod; k++)
+      up->prod[k].ckpt_rkt =
+          rd_kafka_topic_new(up->prod[k].rk, up->ckpt_topic, NULL);
+    sync__producer_use(up, 0);
+  }
   pthread_mutex_lock(&up->lock);
   up->stats.connected = 1;
   pthread_mutex_unlock(&up->lock);
@@ -343,8 +391,13 @@ int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
     snprintf(errstr, errlen, "topic %s: %s", topic, e);
     return SL_ECONFIG;
   }
-  if (compact)
+  if (compact) {
     rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
+    /* The checkpoint topic: the broker stamps its records, and the
+     * delivery reports carry that time, which is how the uplink learns
+     * the broker's clock (record_timestamp broker_estimate, the skew). */
+    rd_kafka_NewTopic_set_config(nt, "message.timestamp.type", "LogAppendTime");
+  }
   opts = rd_kafka_AdminOptions_new(up->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
   rd_kafka_AdminOptions_set_request_timeout(opts, 15000, e, sizeof(e));
   rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, e, sizeof(e));
@@ -381,7 +434,8 @@ fail:
 
 int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
                   size_t klen, const void *val, size_t vlen,
-                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque) {
+                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque,
+                  int64_t ts_ms) {
   rd_kafka_vu_t vu[16];
   size_t n = 0;
   vu[n].vtype = RD_KAFKA_VTYPE_RKT;
@@ -396,6 +450,8 @@ int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
   vu[n++].u.i = RD_KAFKA_MSG_F_COPY;
   vu[n].vtype = RD_KAFKA_VTYPE_OPAQUE;
   vu[n++].u.ptr = opaque;
+  vu[n].vtype = RD_KAFKA_VTYPE_TIMESTAMP;
+  vu[n++].u.i64 = ts_ms;
   for (size_t i = 0; i < nhdrs && n < SL_ARRAY_SIZE(vu); i++)
     vu[n++] = hdrs[i];
   for (;;) {

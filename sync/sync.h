@@ -100,7 +100,24 @@ typedef struct sl_sync_opts {
    * owner decides. NULL: librdkafka's default (raw lines on stderr). */
   void (*log_cb)(void *opaque, int level, const char *fac, const char *msg);
   void *log_opaque; /* passed to log_cb */
+  /* Which time a record carries as its Kafka timestamp (a broker refuses
+   * records outside [its clock - message.timestamp.before.max.ms, its
+   * clock + message.timestamp.after.max.ms]); the event's own time is in
+   * the value whatever this says. */
+  int record_timestamp; /* SL_SYNC_TS_* (default node) */
+  /* The node's wall clock (record timestamps, ages); NULL:
+   * sl_now_wall_ns(). Tests inject a clock that runs ahead or steps. */
+  int64_t (*wall_clock_ns)(void *opaque);
+  void *clock_opaque; /* passed to wall_clock_ns */
 } sl_sync_opts_t;
+
+/* sl_sync_opts_t.record_timestamp */
+enum {
+  SL_SYNC_TS_NODE = 0,  /* the node's clock at produce (librdkafka's way) */
+  SL_SYNC_TS_EVENT = 1, /* the event's time_ns (node clock when it has none) */
+  SL_SYNC_TS_BROKER = 2 /* the node's clock corrected by the estimated skew
+                           against the broker (node clock until known) */
+};
 
 /* Per stream counters and gauges (a snapshot). */
 typedef struct sl_sync_stream_stats {
@@ -108,15 +125,23 @@ typedef struct sl_sync_stream_stats {
   uint64_t backlog_events;       /* stored, not yet delivered */
   uint64_t backlog_bytes;        /* estimate: stored bytes pro rata */
   int64_t oldest_undelivered_ns; /* event time of the oldest, 0 = none */
-  uint64_t delivered;            /* events committed to Kafka (this process) */
-  uint64_t delivered_bytes;      /* record bytes committed */
-  uint64_t dead_lettered;        /* events rejected for good */
-  uint64_t gaps;                 /* gap records forwarded */
-  uint64_t next_offset;          /* backlog lane: first undelivered offset */
-  uint64_t live_start; /* live lane start (== next_offset: one lane) */
-  uint64_t live_next;  /* live lane: next offset */
-  double drain_rate;   /* events/s delivered, smoothed */
-  double eta_s;        /* backlog / (drain - ingest), -1 unknown */
+  /* Age of the oldest undelivered event: its event-time age when the
+   * uplink first saw it as the oldest (wall clock, clamped at 0), grown
+   * since by the monotonic clock, so a wall clock step does not move it.
+   * 0 when nothing is undelivered. */
+  double oldest_age_s;
+  int age_clamped;    /* its event time was ahead of the node's clock: 0 */
+  uint64_t delivered; /* events committed to Kafka (this process) */
+  uint64_t delivered_bytes; /* record bytes committed */
+  uint64_t dead_lettered;   /* events rejected for good */
+  uint64_t gaps;            /* gap records forwarded */
+  uint64_t next_offset;     /* backlog lane: first undelivered offset */
+  uint64_t live_start;      /* live lane start (== next_offset: one lane) */
+  uint64_t live_next;       /* live lane: next offset */
+  double drain_rate;        /* events/s delivered, smoothed */
+  double eta_s;             /* backlog / (drain - ingest); -1 when not catching
+                               up: not running, nothing delivered for 3 s, or
+                               drain not above ingest */
 } sl_sync_stream_stats_t;
 
 typedef struct sl_sync_stats {
@@ -136,6 +161,11 @@ typedef struct sl_sync_stats {
   double txn_commit_ms_max;   /* since start */
   uint32_t queue_depth;       /* librdkafka's queued messages */
   int connected;              /* 1 when a broker is up */
+  uint64_t ts_refused;        /* records refused INVALID_TIMESTAMP */
+  int ts_blocked; /* the last try was refused for its timestamps (until a
+                     commit delivers events) */
+  int skew_known; /* a broker append time was seen (LogAppendTime) */
+  double skew_s;  /* node clock minus the broker's, estimated */
   size_t nstreams;
   sl_sync_stream_stats_t streams[SL_SYNC_STREAMS_MAX];
 } sl_sync_stats_t;
@@ -209,6 +239,7 @@ typedef struct sl_sync_event {
   const char *source; /* view of Event.source, not NUL-terminated */
   size_t source_len;
   int has_ingest_time; /* Event.ingest_time_ns is present and non-zero */
+  int64_t time_ns;     /* Event.time_ns, 0 when absent */
 } sl_sync_event_t;
 
 /*

@@ -67,8 +67,15 @@ typedef struct sync_stream {
   } skipped[SYNC_SKIP_MAX];
   size_t nskipped;
   bool skip_overflow;
-  /* Rate bookkeeping (thread-owned). */
+  /* Rate, ETA and age bookkeeping (under up->lock: sl_sync_stats()
+   * samples them on the caller's thread). obs_*: the oldest undelivered
+   * offset as last seen, when (monotonic) and its age then. */
   uint64_t rate_delivered, rate_next;
+  uint64_t progress_ns; /* monotonic: last delivery, or nothing behind */
+  uint64_t obs_off, obs_mono_ns;
+  int64_t obs_age_ns, obs_time_ns;
+  bool obs_valid, obs_clamped;
+  double ingest_rate; /* events/s stored, smoothed */
   /* Stats (under up->lock). */
   sl_sync_stream_stats_t st;
 } sync_stream_t;
@@ -144,7 +151,14 @@ struct sl_sync {
   uint64_t throttle_ns;  /* shortest wait that stopped a pump */
   uint64_t throttled_ns; /* all waits for the cap, since start */
   uint64_t backoff_ms;
-  uint64_t rate_t_ns;
+  uint64_t rate_t_ns; /* under lock: last rate sample (monotonic) */
+  /* Broker clock (thread-owned): the last append time a delivery report
+   * carried (LogAppendTime topics, e.g. the checkpoint topic sluice
+   * creates) and the monotonic time it was seen. need_probe: the next
+   * transaction first sends a checkpoint record to measure it. */
+  bool bt_known, need_probe;
+  int64_t bt_ns;
+  uint64_t bt_mono_ns;
   uint8_t *scratch; /* value buffer for events that need ingest time */
   size_t scratch_cap;
   char *jbuf; /* JSON value buffer (format json) */
@@ -172,7 +186,8 @@ int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
  * Returns 0, SL_ETOOBIG (permanently refused: size) or SL_EKAFKA. */
 int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
                   size_t klen, const void *val, size_t vlen,
-                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque);
+                  const rd_kafka_vu_t *hdrs, size_t nhdrs, void *opaque,
+                  int64_t ts_ms);
 /* Maps a transaction call's error (consumed): 0 when error is NULL, else
  * SL_EFENCED or SL_EKAFKA with its class in the flags. */
 int sync__txn_call(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
@@ -185,11 +200,25 @@ bool sync__auth_failed(sl_sync_t *up);
  * also routes librdkafka's log lines to o.log_cb. conf's opaque must be up. */
 void sync__conf_link(sl_sync_t *up, rd_kafka_conf_t *conf);
 
+/* The node's wall clock (o.wall_clock_ns or sl_now_wall_ns()). */
+int64_t sync__now_wall(const sl_sync_t *up);
+/* The Kafka timestamp (ms) of a record per o.record_timestamp; event_ns:
+ * the event's time, 0 when the record has none. */
+int64_t sync__record_ts_ms(const sl_sync_t *up, int64_t event_ns);
+/* Backlog, rates, ETA and ages into up->stats (caller holds up->lock). */
+void sync__sample(sl_sync_t *up);
+
 void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* checkpoint.c */
 int sync__resume(sl_sync_t *up, char *errstr, size_t errlen);
+/* Creates the checkpoint topic (compacted, LogAppendTime) if the cluster
+ * does not list it. */
+int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen);
+/* The stats' positions of every stream from the local checkpoint (or the
+ * consumer cursor), before the first connection. */
+void sync__local_positions(sl_sync_t *up);
 int sync__produce_ckpt(sl_sync_t *up, sync_stream_t *s);
 int sync__produce_gaps(sl_sync_t *up);
 void sync__commit_local(sl_sync_t *up);

@@ -471,10 +471,8 @@ static void account_commit(sl_sync_t *up, double commit_ms) {
     s->st.next_offset = s->cp.backlog_next;
     s->st.live_start = s->cp.live_start;
     s->st.live_next = s->cp.live_next;
-    s->st.oldest_undelivered_ns =
-        s->cp.backlog_next < s->cp.live_start && s->backlog.have_rec
-            ? s->backlog.rec.min_time_ns
-            : (s->live.have_rec ? s->live.rec.min_time_ns : 0);
+    if (s->cm_events)
+      up->stats.ts_blocked = 0; /* records get through again */
   }
   up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
   up->stats.connected = 1;
@@ -496,6 +494,47 @@ static void note_waiting(sl_sync_t *up, uint64_t since_ns) {
     up->stats.connected = 0;
     pthread_mutex_unlock(&up->lock);
   }
+}
+
+static const char *const ts_names[] = {"node", "event", "broker_estimate"};
+
+/* Why the records of the chunk were not delivered, in the status. A
+ * timestamp refusal says what to do about it (docs/DELIVERY.md "Clocks"). */
+static void name_refusal(sl_sync_t *up) {
+  if (up->dr_first_err != RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP) {
+    sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
+                    (unsigned long long)up->dr_failed,
+                    rd_kafka_err2str(up->dr_first_err));
+    return;
+  }
+  sync__set_error(
+      up, SL_EKAFKA,
+      "Kafka refused %llu records: INVALID_TIMESTAMP (timestamps from "
+      "kafka.record_timestamp: %s are outside the broker's "
+      "message.timestamp.after/before.max.ms; see clock_skew_s; fix the "
+      "node's clock or use broker_estimate)",
+      (unsigned long long)up->dr_failed,
+      ts_names[(unsigned)up->o.record_timestamp % 3]);
+}
+
+/*
+ * broker_estimate, or after a timestamp refusal: sends the first stream's
+ * checkpoint (its value as of the open transaction, so unchanged) and
+ * waits for the report, which on a LogAppendTime checkpoint topic carries
+ * the broker's clock (dr_cb). The stream counts as touched, so the
+ * transaction still ends with its checkpoint. Best effort: without a
+ * broker time the records keep the node's clock.
+ */
+static void probe_clock(sl_sync_t *up) {
+  up->need_probe = false;
+  if (!up->nstreams || !up->ckpt_rkt ||
+      sync__produce_ckpt(up, &up->streams[0]) < 0)
+    return;
+  up->streams[0].touched = true;
+  uint64_t deadline = sl_now_mono_ns() + 10000000000ull;
+  while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
+         sl_now_mono_ns() < deadline && !stopping(up))
+    rd_kafka_poll(up->rk, 5);
 }
 
 /*
@@ -525,6 +564,9 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     up->in_txn = true;
   }
   up->dr_ok = up->dr_failed = 0;
+  up->dr_first_err = 0;
+  if (eos && up->need_probe)
+    probe_clock(up);
   uint64_t t0 = sl_now_mono_ns(), left = up->o.chunk_events;
   uint64_t until = t0 + (uint64_t)up->o.commit_interval_ms * 1000000u;
   for (;;) {
@@ -601,9 +643,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       goto fail;
     }
     if (up->dr_failed) {
-      sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
-                      (unsigned long long)up->dr_failed,
-                      rd_kafka_err2str(up->dr_first_err));
+      name_refusal(up);
       rc = SL_EKAFKA;
       goto fail;
     }
@@ -628,9 +668,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     uint64_t c0 = sl_now_mono_ns();
     rd_kafka_flush(up->rk, (int)up->o.txn_timeout_ms);
     if (up->dr_failed || rd_kafka_outq_len(up->rk) > 0) {
-      sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
-                      (unsigned long long)up->dr_failed,
-                      rd_kafka_err2str(up->dr_first_err));
+      name_refusal(up);
       rc = SL_EKAFKA;
       goto fail;
     }
@@ -685,10 +723,18 @@ fail:
     up->stats.txn_aborts++;
     pthread_mutex_unlock(&up->lock);
   }
+  /* The reports are served now: a timestamp refusal is the cause, whatever
+   * the produce call said after it ("Producing not allowed in
+   * transactional state AbortableError"). */
+  if (up->dr_failed && up->dr_first_err == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP)
+    name_refusal(up);
   if (!eos && rc == SL_EKAFKA) {
     /* Purge what is left so the resend starts clean. */
     rd_kafka_purge(up->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
     rd_kafka_poll(up->rk, 0);
+    if (up->dr_failed &&
+        up->dr_first_err == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP)
+      name_refusal(up);
   }
   /* A fatal producer error (the idempotent producer's, in at-least-once
    * mode, is only visible here: "Producing not allowed since a previous
@@ -717,44 +763,12 @@ fail:
   return rc < 0 ? rc : SL_EKAFKA;
 }
 
-/* Once a second: drain rate, ingest rate and ETA per stream. */
+/* librdkafka's queue depth for the stats (the rest is sampled by
+ * sl_sync_stats(), sync/clock.c). */
 static void update_rates(sl_sync_t *up) {
-  uint64_t now = sl_now_mono_ns();
-  if (now - up->rate_t_ns < 1000000000u)
-    return;
-  double dt = (double)(now - up->rate_t_ns) / 1e9;
-  up->rate_t_ns = now;
+  uint32_t q = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
   pthread_mutex_lock(&up->lock);
-  for (size_t i = 0; i < up->nstreams; i++) {
-    sync_stream_t *s = &up->streams[i];
-    sl_store_stream_stats_t ss;
-    if (sl_store_stream_stats(up->st, s->id, &ss) < 0)
-      continue;
-    double drain = (double)(s->st.delivered - s->rate_delivered) / dt;
-    double ingest =
-        (double)(ss.next_offset - SL_MIN(ss.next_offset, s->rate_next)) / dt;
-    if (!s->rate_next)
-      ingest = 0;
-    s->rate_delivered = s->st.delivered;
-    s->rate_next = ss.next_offset;
-    s->st.drain_rate = 0.5 * s->st.drain_rate + 0.5 * drain;
-    uint64_t delivered_live = s->cp.live_next - s->cp.live_start;
-    uint64_t behind =
-        ss.next_offset - SL_MIN(ss.next_offset, s->cp.backlog_next);
-    behind -= SL_MIN(behind, delivered_live);
-    s->st.backlog_events = behind;
-    s->st.backlog_bytes =
-        ss.events
-            ? (uint64_t)((double)ss.bytes * (double)behind / (double)ss.events)
-            : 0;
-    if (!behind)
-      s->st.eta_s = 0;
-    else if (s->st.drain_rate > ingest)
-      s->st.eta_s = (double)behind / (s->st.drain_rate - ingest);
-    else
-      s->st.eta_s = -1;
-  }
-  up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
+  up->stats.queue_depth = q;
   pthread_mutex_unlock(&up->lock);
 }
 
@@ -792,6 +806,17 @@ static void *uplink_main(void *arg) {
       if (up->gap_cp)
         sl_store_gap_ack(up->st, up->gap_cp); /* sent before a crash */
       rewind_all(up);
+      pthread_mutex_lock(&up->lock);
+      for (size_t i = 0; i < up->nstreams; i++) {
+        sync_stream_t *s = &up->streams[i];
+        s->st.next_offset = s->cp.backlog_next;
+        s->st.live_start = s->cp.live_start;
+        s->st.live_next = s->cp.live_next;
+      }
+      pthread_mutex_unlock(&up->lock);
+      /* broker_estimate: learn the broker's clock before the first
+       * record (the first transaction sends a checkpoint record first). */
+      up->need_probe = up->o.record_timestamp != SL_SYNC_TS_NODE;
       set_state(up, SL_SYNC_RUNNING);
     }
     rc = run_chunk(up, &fatal);
@@ -974,6 +999,8 @@ int sl_sync_new(sl_store_t *st, const sl_sync_opts_t *opts, sl_sync_t **out,
       up->order[j - 1] = t;
     }
   up->stats.nstreams = up->nstreams;
+  sync__local_positions(up); /* the backlog before the first connection */
+  up->rate_t_ns = sl_now_mono_ns();
   if (opts->bandwidth_bytes_per_s) {
     double rate = (double)opts->bandwidth_bytes_per_s;
     double share = opts->backlog_share > 0 && opts->backlog_share <= 1
@@ -1081,6 +1108,7 @@ void sl_sync_free(sl_sync_t *up) {
 
 void sl_sync_stats(sl_sync_t *up, sl_sync_stats_t *stats) {
   pthread_mutex_lock(&up->lock);
+  sync__sample(up);
   *stats = up->stats;
   for (size_t i = 0; i < up->nstreams; i++)
     stats->streams[i] = up->streams[i].st;

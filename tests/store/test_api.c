@@ -416,7 +416,7 @@ static void test_info_sync_and_modes(void **state) {
   assert_true(info.commits >= 2);
   assert_true(info.used_bytes > 0 && info.file_bytes >= info.used_bytes);
   assert_true(info.map_size > 0 && info.page_size >= 4096);
-  assert_int_equal(info.format_version, 1);
+  assert_int_equal(info.format_version, 2);
   assert_int_equal(strlen(info.node_id), 32);
   assert_int_equal(info.poisoned, 0);
   sl_store_env_close(st);

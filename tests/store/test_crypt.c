@@ -295,14 +295,18 @@ static void test_rotation(void **state) {
   th_cleanup(dir);
 }
 
+/* Header bytes of a batch of version v: 56 (v1, v2) or 64 (v3). */
+#define HDR_LEN(v) ((v) >= 3 ? 64u : 56u)
+
 /* Finds the nth sealed batch value in data.mdb: offset and length. */
 static long find_sealed(const uint8_t *m, size_t n, int nth, size_t *len) {
   int seen = 0;
   for (size_t i = 0; i + 80 < n; i++) {
-    if (memcmp(m + i, "SLB!", 4) == 0 && m[i + 4] == 2 && seen++ == nth) {
+    if (memcmp(m + i, "SLB!", 4) == 0 && m[i + 4] >= 2 && m[i + 4] <= 3 &&
+        (m[i + 7] & 1) && seen++ == nth) {
       uint32_t pay = (uint32_t)m[i + 52] << 24 | (uint32_t)m[i + 53] << 16 |
                      (uint32_t)m[i + 54] << 8 | m[i + 55];
-      *len = 56 + 16 + pay + 16 + 8;
+      *len = HDR_LEN(m[i + 4]) + 16 + pay + 16 + 8;
       return (long)i;
     }
   }
@@ -359,8 +363,8 @@ static void test_tamper_detected(void **state) {
   }
   assert_int_equal(sl_store_group_commit(g, NULL, 0), 0);
   sl_store_env_close(st);
-  tamper(dir, 1, 56 + 16 + 5); /* ciphertext */
-  tamper(dir, 2, 24);          /* header: min time (authenticated) */
+  tamper(dir, 1, HDR_LEN(3) + 16 + 5); /* ciphertext (v3 header) */
+  tamper(dir, 2, 24);                  /* header: min time (authenticated) */
   assert_int_equal(open_keys(dir, kf, SL_STORE_RDONLY, &st, NULL, 0), 0);
   assert_int_equal(read_all(st, &rc, &bad), 2);
   assert_int_equal(bad, 2);

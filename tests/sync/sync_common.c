@@ -21,6 +21,7 @@ char sync_dir[256], sync_run_id[64];
 bool sync_json_values;
 bool sync_hist_newest_first;
 uint64_t sync_seq;
+int64_t sync_time_offset_ns;
 
 static pid_t live_pids[4]; /* killed when a check fails */
 
@@ -201,8 +202,9 @@ void sync_pub_one(sync_pub_t *p) {
   char src[64];
   source_of(sync_seq, src, sizeof(src));
   CHECK(sl_client_publish_reading(
-            p->cl, "readings", src, sl_now_wall_ns(), (double)sync_seq,
-            SLUICE__V1__QUALITY__QUALITY_GOOD, "C", NULL) == 0,
+            p->cl, "readings", src, sl_now_wall_ns() + sync_time_offset_ns,
+            (double)sync_seq, SLUICE__V1__QUALITY__QUALITY_GOOD, "C",
+            NULL) == 0,
         "publish %" PRIu64, sync_seq);
   sync_seq++;
   p->sent++;

@@ -34,6 +34,8 @@ extern bool sync_json_values;      /* the stream has `format: json` */
  * seen_t's hist_* fields describe it instead). */
 extern bool sync_hist_newest_first;
 extern uint64_t sync_seq; /* value of the next published reading */
+/* Added to the event times of published readings (a device clock ahead). */
+extern int64_t sync_time_offset_ns;
 
 /* Sets sync_run_id to "<kind>-<scenario>-<pid>-<ms>" and creates sync_dir
  * as /tmp/sl_<kind>_test.XXXXXX. */

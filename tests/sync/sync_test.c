@@ -18,6 +18,9 @@
  *                             of reach arrives as gap records
  *   sync_test SLUICE json     a stream with `format: json`: kill -9 rounds,
  *                             then every value is the JSON of its event
+ *   sync_test SLUICE tsrefuse events stamped 2 days ahead, record_timestamp
+ *                             event: refused, named in /v1/status and the
+ *                             metric; broker_estimate: exactly once
  *   sync_test SLUICE sasl KAFKA_SH   a private Kafka with a SASL (PLAIN)
  *                             listener: a wrong password is counted and
  *                             delivers nothing, the right one everything
@@ -471,6 +474,63 @@ static int scenario_sasl(void) {
   return 0;
 }
 
+/*
+ * Events stamped 2 days ahead (a device clock; limits.max_future: 0 keeps
+ * their times) sent with kafka.record_timestamp: event: Kafka 4 refuses
+ * every record (message.timestamp.after.max.ms, 1 h by default). The
+ * refusal must be named in /v1/status (uplink.last_error says
+ * INVALID_TIMESTAMP, timestamp_blocked) and counted in
+ * sluice_uplink_timestamp_refused_total, with nothing delivered. Restarted
+ * with broker_estimate, every event arrives exactly once.
+ */
+#define M_TS_REFUSED "sluice_uplink_timestamp_refused_total"
+#define M_TS_DELIVERED "sluice_uplink_delivered_total{stream=\"readings\"}"
+
+static int scenario_tsrefuse(void) {
+  sync_daemon_t a;
+  char cmd[200], status[8192];
+  sync_time_offset_ns = 2 * 86400 * 1000000000ll;
+  sync_daemon_init(&a, "a", "node-ts", sync_bootstrap, SYNC_ADMIN,
+                   "  record_timestamp: event\n");
+  sync_daemon_stream(&a, "ts", "limits:\n  max_future: 0\n");
+  sync_daemon_start(&a);
+  uint64_t n = sync_publish(&a, 2000, 0, 0);
+  uint64_t deadline = sync_now_ms() + 60000;
+  double refused = 0;
+  for (;;) {
+    refused = sasl_metric(&a, M_TS_REFUSED);
+    snprintf(cmd, sizeof(cmd), "curl -s http://127.0.0.1:%d/v1/status",
+             a.admin_port);
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "curl");
+    size_t len = fread(status, 1, sizeof(status) - 1, p);
+    status[len] = '\0';
+    pclose(p);
+    if (refused > 0 && strstr(status, "INVALID_TIMESTAMP") &&
+        strstr(status, "\"timestamp_blocked\":true"))
+      break;
+    CHECK(sync_now_ms() < deadline,
+          "refusal not named in 60 s: metric %.0f, status %s", refused, status);
+    usleep(200000); /* polling /metrics and /v1/status, with a deadline */
+  }
+  double delivered = sasl_metric(&a, M_TS_DELIVERED);
+  printf("event times +2 d: %.0f records refused, %.0f delivered\n", refused,
+         delivered);
+  CHECK(delivered == 0, "%.0f delivered with refused timestamps", delivered);
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+
+  sync_daemon_init(&a, "a", "node-ts", sync_bootstrap, SYNC_ADMIN,
+                   "  record_timestamp: broker_estimate\n");
+  sync_daemon_stream(&a, "ts", "limits:\n  max_future: 0\n");
+  sync_daemon_start(&a);
+  n += sync_publish(&a, 1000, 0, 0);
+  sync_await_delivery("ts", "node-ts", n, 120000);
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+  sync_verify_exactly_once("ts", "node-ts", &a, false, NULL, 60000, NULL);
+  printf("broker_estimate: %" PRIu64 " events delivered exactly once\n", n);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3 && argc != 4) {
     fprintf(stderr, "usage: sync_test SLUICE_BINARY SCENARIO [KAFKA_SH]\n");
@@ -504,6 +564,8 @@ int main(int argc, char **argv) {
     rc = scenario_json();
   else if (!strcmp(argv[2], "newest"))
     rc = scenario_newest();
+  else if (!strcmp(argv[2], "tsrefuse"))
+    rc = scenario_tsrefuse();
   else if (!strcmp(argv[2], "sasl")) {
     kafka_sasl = 1;
     rc = scenario_sasl();
