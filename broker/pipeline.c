@@ -695,6 +695,8 @@ int sl_pipes_apply(sl_pipes_t *pp, size_t sidx,
     }
     events = pp->evs;
     n = k;
+    if (!n) /* every event was a replay: only the window's state to write */
+      return sl_process_state_put_group(pp->pr, g);
   }
   if ((rc = sl_process_run(pp->pr, dm->streams[sidx].name, events, n, &res)) <
       0)
