@@ -35,6 +35,7 @@
 
 #include "broker/log.h"
 #include "broker/mqtt.h"
+#include "broker/mqtt_dup.h"
 
 #define META_MAGIC "SMR2"
 #define META_LEN 24  /* magic, epoch (4), floor (8), checksum (8) */
@@ -61,6 +62,7 @@ struct mqtt_redeliver {
   uint64_t conn_start; /* counter when this connection began */
   bool matching;       /* this connection has only seen matching messages */
   bool meta_dirty;
+  bool dup_known;    /* the DUP flag can be read (broker/mqtt_dup.h) */
   sl_metric_t *dups; /* redeliveries acknowledged without storing */
 };
 
@@ -142,6 +144,16 @@ int mqtt__redeliver_init(sl_mqtt_t *mq, const char *client_id) {
       "QoS 1 redeliveries of messages already stored, acknowledged without "
       "storing them again",
       NULL);
+  r->dup_known = sl_mqtt_dup_known();
+  if (!r->dup_known) {
+    int maj, min, rev;
+    mosquitto_lib_version(&maj, &min, &rev);
+    sl_warn(SL_LOG_CTX_MQTT, "ingest",
+            "libmosquitto %d.%d.%d: the DUP flag of a PUBLISH cannot be read; "
+            "redeliveries are recognised by packet id and content only "
+            "(docs/MQTT.md, Redeliveries)",
+            maj, min, rev);
+  }
   load(mq);
   return 0;
 }
@@ -187,12 +199,15 @@ bool mqtt__redeliver_seen(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
       XXH3_64bits(msg->topic, strlen(msg->topic)));
   uint16_t mid = (uint16_t)msg->mid;
   const mr_entry_t *e = &r->e[mid];
+  /* A PUBLISH without DUP is sent for the first time: never a
+   * redelivery, whatever it looks like. */
+  int dupflag = sl_mqtt_dup(msg, r->dup_known);
   if (r->matching) {
     /* Only a durable record: one whose commit is still in flight may yet
      * fail, and its message must then be stored from the redelivery. */
-    dup = e->counter > r->floor && e->counter <= r->conn_start &&
-          e->counter <= r->durable && e->counter + RECENT > r->conn_start &&
-          e->hash == h;
+    dup = dupflag != 0 && e->counter > r->floor &&
+          e->counter <= r->conn_start && e->counter <= r->durable &&
+          e->counter + RECENT > r->conn_start && e->hash == h;
     if (!dup) {
       /* The run of already stored redeliveries is over: nothing recorded
        * before this connection can come back on it. */

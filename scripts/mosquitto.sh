@@ -95,6 +95,12 @@ restart() {
     setsid "$BIN" -c "$CONF" </dev/null >>"$OUT" 2>&1 9>&- &
     printf '%s\n' "$!" >"$PIDFILE"
   )
+  # The child may not have exec'd the broker yet (its command line is still
+  # this script's): give it a moment before wait_ready judges it.
+  local deadline=$((SECONDS + 5))
+  until running || ((SECONDS >= deadline)); do
+    sleep 0.05
+  done
   wait_ready
 }
 

@@ -28,6 +28,7 @@
 
 #include <mosquitto.h>
 
+#include "broker/mqtt_dup.h"
 #include "tests/common/check.h"
 
 #define N_MSGS 50
@@ -45,6 +46,12 @@ static void on_message(struct mosquitto *m, void *o,
   (void)m;
   (void)o;
   CHECK(msg->qos == 1, "qos %d", msg->qos);
+  /* Odd packet ids are sent with DUP set (broker/mqtt_dup.h). */
+  int dup = sl_mqtt_dup(msg, sl_mqtt_dup_known());
+  CHECK(dup == (msg->mid & 1),
+        "DUP read as %d for mid %d (sent %d): libmosquitto's private "
+        "message layout changed; fix broker/mqtt_dup.h",
+        dup, msg->mid, msg->mid & 1);
   received++;
 }
 
@@ -113,7 +120,7 @@ static void run(int version) {
   for (int i = 1; i <= N_MSGS; i++) {
     uint8_t p[32];
     size_t n = 0;
-    p[n++] = 0x32;
+    p[n++] = (uint8_t)(0x32 | ((i & 1) << 3)); /* DUP on odd ids */
     p[n++] = (uint8_t)(2 + 3 + 2 + (version == MQTT_PROTOCOL_V5) + 2);
     p[n++] = 0;
     p[n++] = 3;
