@@ -63,6 +63,7 @@ struct mqtt_redeliver {
   bool matching;       /* this connection has only seen matching messages */
   bool meta_dirty;
   bool dup_known;    /* the DUP flag can be read (broker/mqtt_dup.h) */
+  bool warned;       /* a repeat not taken for a resend was logged */
   sl_metric_t *dups; /* redeliveries acknowledged without storing */
 };
 
@@ -180,6 +181,7 @@ void mqtt__redeliver_connected(sl_mqtt_t *mq, bool session_present) {
   }
   r->conn_start = r->counter;
   r->matching = true;
+  r->warned = false;
 }
 
 static void mark(mqtt_redeliver_t *r, uint16_t mid) {
@@ -202,20 +204,34 @@ bool mqtt__redeliver_seen(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
   /* A PUBLISH without DUP is sent for the first time: never a
    * redelivery, whatever it looks like. */
   int dupflag = sl_mqtt_dup(msg, r->dup_known);
-  if (r->matching) {
-    /* Only a durable record: one whose commit is still in flight may yet
-     * fail, and its message must then be stored from the redelivery. */
-    dup = dupflag != 0 && e->counter > r->floor &&
-          e->counter <= r->conn_start && e->counter <= r->durable &&
-          e->counter + RECENT > r->conn_start && e->hash == h;
-    if (!dup) {
-      /* The run of already stored redeliveries is over: nothing recorded
-       * before this connection can come back on it. */
-      r->matching = false;
-      if (r->floor != r->conn_start) {
-        r->floor = r->conn_start;
-        r->meta_dirty = true;
-      }
+  /* Only a durable record: one whose commit is still in flight may yet
+   * fail, and its message must then be stored from the redelivery. */
+  bool same = e->counter > r->floor && e->counter <= r->durable &&
+              e->counter + RECENT > r->counter && e->hash == h;
+  if (dupflag == 1)
+    dup = same; /* a resend, whenever it comes */
+  else if (dupflag < 0 && r->matching)
+    dup = same && e->counter <= r->conn_start; /* the run, without DUP */
+  if (same && !dup && !r->warned) {
+    /* Looks like a copy of a stored message but cannot be taken for one
+     * (no DUP flag, or after new messages without it): stored again. */
+    r->warned = true;
+    sl_warn(SL_LOG_CTX_MQTT, "ingest",
+            "packet id %u came again with the content of a message stored "
+            "%llu QoS 1 messages earlier, DUP %s: stored again (a duplicate "
+            "if the broker sent it twice); logged once per connection",
+            mid, (unsigned long long)(r->counter + 1 - e->counter),
+            dupflag < 0 ? "unknown"
+            : dupflag   ? "set"
+                        : "not set");
+  }
+  if (!dup && dupflag != 1 && r->matching) {
+    /* A new message: the run of resends is over, nothing recorded before
+     * this connection can come back on it. */
+    r->matching = false;
+    if (r->floor != r->conn_start) {
+      r->floor = r->conn_start;
+      r->meta_dirty = true;
     }
   }
   /* Recorded again when it is a redelivery: its PUBACK is queued again

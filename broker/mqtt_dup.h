@@ -41,17 +41,14 @@ static inline bool sl_mqtt_dup_known(void) {
 
 /* 1 when msg (from on_message) came with DUP set, 0 when not, -1 when it
  * cannot be known (another library version, or a value that is no bool). */
-static inline int sl_mqtt_dup(const struct mosquitto_message *msg,
-                              bool known) {
+static inline int sl_mqtt_dup(const struct mosquitto_message *msg, bool known) {
   const struct sl_mosq20_message_all *all;
   unsigned char b;
   if (!known)
     return -1;
-  all = (const struct sl_mosq20_message_all *)(const void *)((const char *)msg -
-                                                 offsetof(
-                                                     struct
-                                                     sl_mosq20_message_all,
-                                                     msg));
+  all = (const struct sl_mosq20_message_all
+             *)(const void *)((const char *)msg -
+                              offsetof(struct sl_mosq20_message_all, msg));
   b = *(const unsigned char *)&all->dup;
   return b <= 1 ? (int)b : -1;
 }
