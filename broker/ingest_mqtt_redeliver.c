@@ -3,22 +3,24 @@
  * recognised and acknowledged without being stored again (docs/MQTT.md,
  * "Redeliveries").
  *
- * libmosquitto does not hand the DUP flag to on_message, so the rule rests
- * on what MQTT guarantees about a persistent session instead:
- *   - the broker resends unacknowledged QoS 1 messages only after a
- *     reconnect, before anything new, in their original order, with the
- *     packet ids they had;
- *   - what sluice committed is a prefix of what it read (every QoS 1
- *     message is recorded, with events or not);
- * so the redeliveries that sluice already stored are exactly a run at the
- * start of a resumed session whose packet id and hash (XXH3 of topic and
- * payload) match a message recorded before this connection. The first
- * message of a connection that does not match ends the run: everything
- * recorded before the connection stops being a candidate (the "floor").
- * A new session (CONNACK session present = 0) forgets everything (a new
- * "epoch"). A record older than RECENT messages is never a candidate: the
- * broker allocates packet ids in sequence, so an id comes back only after
- * 65535 others and a stale record of it cannot match a new message.
+ * A message is taken for a resend of one already stored when a durable
+ * record (its commit completed) among the last RECENT QoS 1 messages has
+ * the same packet id and hash (XXH3 of topic and payload), the session was
+ * resumed, and:
+ *   - with the DUP flag (broker/mqtt_dup.h, libmosquitto 2.0): DUP is set.
+ *     A PUBLISH without DUP is never taken for a resend;
+ *   - without it: the message is part of the run at the start of the
+ *     connection. The broker resends unacknowledged QoS 1 messages only
+ *     after a reconnect, before anything new, in their original order,
+ *     with their packet ids, and what sluice committed is a prefix of what
+ *     it read (every QoS 1 message is recorded), so the resends already
+ *     stored are such a run; the first message that does not match ends it.
+ * The first new message of a connection makes everything recorded before
+ * the connection stop being a candidate (the "floor"). A new session
+ * (CONNACK session present = 0) forgets everything (a new "epoch"). A
+ * record older than RECENT messages is never a candidate: Mosquitto
+ * allocates packet ids in sequence, so an id comes back only after 65535
+ * others.
  *
  * State db, written in the same store group as the events they describe
  * (so it holds across kill -9 of sluice and restarts of the broker):

@@ -15,6 +15,10 @@
  *
  * If a future libmosquitto writes PUBACKs from inside loop_read (or on its
  * own thread), this test fails and ingest_mqtt*.c must be redesigned.
+ *
+ * It also pins broker/mqtt_dup.h (the DUP flag read from libmosquitto's
+ * private message struct, for redelivery recognition): odd packet ids are
+ * sent with DUP set and on_message must read exactly that.
  */
 #include <errno.h>
 #include <poll.h>
