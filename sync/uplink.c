@@ -47,9 +47,9 @@
 #define BACKLOG_QUEUE_LIVE 4000
 #define LIVE_RECENT_MS 1000
 
-static const char *const state_names[] = {"stopped", "connecting", "resuming",
-                                          "running", "backoff",    "fenced",
-                                          "failed"};
+static const char *const state_names[] = {"stopped", "connecting",  "resuming",
+                                          "running", "backoff",     "fenced",
+                                          "failed",  "disconnected"};
 
 const char *sl_sync_state_name(sl_sync_state_t state) {
   return (unsigned)state < SL_ARRAY_SIZE(state_names) ? state_names[state]
@@ -476,7 +476,38 @@ static void account_commit(sl_sync_t *up, double commit_ms) {
   }
   up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
   up->stats.connected = 1;
+  up->ever_connected = true;
+  if (!up->stats.ts_blocked) { /* delivered: the last error is history */
+    up->stats.last_error = 0;
+    up->stats.last_error_text[0] = '\0';
+  }
   pthread_mutex_unlock(&up->lock);
+}
+
+/*
+ * Idle and disconnected: nothing commits that would say the brokers are
+ * back, so ask one for metadata (brokers only), at most once a second,
+ * for at most 500 ms. An answer makes the uplink connected (and clears
+ * last_error); the status would otherwise say disconnected until the next
+ * event arrives.
+ */
+static void probe_idle(sl_sync_t *up) {
+  const struct rd_kafka_metadata *md = NULL;
+  uint64_t now = sl_now_mono_ns();
+  pthread_mutex_lock(&up->lock);
+  bool connected = up->stats.connected;
+  pthread_mutex_unlock(&up->lock);
+  if (connected || !up->rk || now - up->probe_ns < 1000000000u)
+    return;
+  up->probe_ns = now;
+  if (rd_kafka_metadata(up->rk, 0, NULL, &md, 500) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR &&
+      md) {
+    if (md->broker_cnt > 0)
+      sync__set_connected(up, 1);
+  }
+  if (md)
+    rd_kafka_metadata_destroy(md);
 }
 
 static void update_rates(sl_sync_t *up);
@@ -827,6 +858,7 @@ static void *uplink_main(void *arg) {
     }
     if (rc == 0) {
       rd_kafka_poll(up->rk, 0);
+      probe_idle(up);
       if (up->nprod > 1 && !up->committing)
         rd_kafka_poll(up->prod[(up->cur + 1) % up->nprod].rk, 0);
       wait_ms(up, 2);
@@ -1113,4 +1145,7 @@ void sl_sync_stats(sl_sync_t *up, sl_sync_stats_t *stats) {
   for (size_t i = 0; i < up->nstreams; i++)
     stats->streams[i] = up->streams[i].st;
   pthread_mutex_unlock(&up->lock);
+  /* State and connection agree: "running" means a broker answers. */
+  if (stats->state == SL_SYNC_RUNNING && !stats->connected)
+    stats->state = SL_SYNC_DISCONNECTED;
 }
