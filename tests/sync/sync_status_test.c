@@ -101,8 +101,7 @@ static void rm_store(sl_store_t *st) {
 static void check_agree(const sl_sync_stats_t *s) {
   CHECK(!(s->state == SL_SYNC_RUNNING && !s->connected),
         "state running while connected is false (%s)", s->last_error_text);
-  CHECK(!strstr(s->last_error_text, HINT) &&
-            !strstr(s->last_error_text, HINT2),
+  CHECK(!strstr(s->last_error_text, HINT) && !strstr(s->last_error_text, HINT2),
         "librdkafka's security.protocol hint after a working connection: %s",
         s->last_error_text);
 }
