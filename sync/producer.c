@@ -25,6 +25,13 @@ void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...) {
   pthread_mutex_unlock(&up->lock);
 }
 
+bool sync__stopping(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  bool stop = up->stop;
+  pthread_mutex_unlock(&up->lock);
+  return stop;
+}
+
 void sync__clear_error(sl_sync_t *up) {
   pthread_mutex_lock(&up->lock);
   up->stats.last_error = 0;
@@ -470,8 +477,16 @@ int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
   rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, e, sizeof(e));
   q = rd_kafka_queue_new(up->rk);
   rd_kafka_CreateTopics(up->rk, &nt, 1, opts, q);
-  if (!(ev = rd_kafka_queue_poll(q, 20000))) {
-    snprintf(errstr, errlen, "create topic %s: timed out", topic);
+  /* In slices, so that a stop need not wait 20 s for a broker that went
+   * away after init_transactions. */
+  uint64_t deadline = sl_now_mono_ns() + 20000000000ull;
+  while (!(ev = rd_kafka_queue_poll(q, 200)) && sl_now_mono_ns() < deadline &&
+         !sync__stopping(up))
+    ;
+  if (!ev) {
+    snprintf(errstr, errlen, "create topic %s: %s", topic,
+             sync__stopping(up) ? "stopped" : "timed out");
+    rc = sync__stopping(up) ? SL_ECLOSED : SL_EKAFKA;
     goto fail;
   }
   if (rd_kafka_event_error(ev)) {

@@ -212,6 +212,15 @@ int64_t sync__record_ts_ms(const sl_sync_t *up, int64_t event_ns);
 /* Backlog, rates, ETA and ages into up->stats (caller holds up->lock). */
 void sync__sample(sl_sync_t *up);
 
+/* A stop was asked (under the lock). */
+bool sync__stopping(sl_sync_t *up);
+
+/* Once a stop is asked, records in flight and a commit get this long
+ * before they are given up (not confirmed: the next start resumes from
+ * the checkpoints in Kafka and sends them again). Bounds sl_sync_stop()
+ * when Kafka stopped answering (docs/DELIVERY.md "Stopping"). */
+#define SYNC_STOP_GRACE_MS 2000
+
 /* Clears last_error (the uplink works again). */
 void sync__clear_error(sl_sync_t *up);
 /* Marks the brokers reachable (1) or not (0); 1 clears last_error. */

@@ -98,9 +98,10 @@ static int scenario_ready(void) {
         "a listener that is off reads oddly: %s", line);
   CHECK(WIFEXITED(stop_daemon(pid, SIGTERM)), "exit");
   /* On: the ports as before ("(port N)" after the address). */
-  write_cfg("listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n  http:\n"
-            "    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n",
-            NULL);
+  write_cfg(
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n  http:\n"
+      "    address: \"127.0.0.1:0\"\nadmin:\n  address: \"127.0.0.1:0\"\n",
+      NULL);
   pid = start_raw(line, sizeof(line));
   printf("%s", line);
   int np = 0, hp = 0, ap = 0;
@@ -108,8 +109,8 @@ static int scenario_ready(void) {
   const char *h = strstr(line, "http port ");
   const char *a = strstr(line, "admin 127.0.0.1:0 (port ");
   CHECK(p && sscanf(p, "native tcp 127.0.0.1:0 (port %d)", &np) == 1 &&
-            np > 0 && h && sscanf(h, "http port %d", &hp) == 1 && hp > 0 &&
-            a && sscanf(a, "admin 127.0.0.1:0 (port %d)", &ap) == 1 && ap > 0,
+            np > 0 && h && sscanf(h, "http port %d", &hp) == 1 && hp > 0 && a &&
+            sscanf(a, "admin 127.0.0.1:0 (port %d)", &ap) == 1 && ap > 0,
         "ports: %s", line);
   CHECK(WIFEXITED(stop_daemon(pid, SIGTERM)), "exit");
   return 0;
@@ -174,7 +175,8 @@ static int scenario_mqttdown(void) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: opview_test SLUICE_BINARY ready|sigterm|mqttdown\n");
+    fprintf(stderr,
+            "usage: opview_test SLUICE_BINARY ready|sigterm|mqttdown\n");
     return 2;
   }
   sluice_bin = argv[1];

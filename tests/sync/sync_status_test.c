@@ -17,6 +17,10 @@
  *                                      sl_sync_stop() from inside
  *                                      init_transactions returns within
  *                                      2 s (docs/DELIVERY.md "Stopping")
+ *   sync_status_test stopmid [eos|alo] delivering, then the broker goes
+ *                                      down with records in flight: stop
+ *                                      within 8 s (it waited for the
+ *                                      commit, up to transaction.timeout.ms)
  *   sync_status_test explain           sl_sync_explain_error()'s words
  *
  * Skips (77) only when the mock cluster cannot be created.
@@ -106,7 +110,7 @@ static void check_agree(const sl_sync_stats_t *s) {
         s->last_error_text);
 }
 
-static int outage(bool alo) {
+static int outage(bool alo, bool stop_mid) {
   char e[256];
   rd_kafka_conf_t *mconf = rd_kafka_conf_new();
   rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, e, sizeof(e));
@@ -126,14 +130,14 @@ static int outage(bool alo) {
 
   sl_sync_opts_t o;
   sl_sync_stream_conf_t stc = {.name = "readings", .topic = "mock-readings"};
-  const char *props[] = {"message.timeout.ms=3000", "socket.timeout.ms=3000"};
+  const char *props[] = {"socket.timeout.ms=3000"};
   sl_sync_opts_init(&o);
   o.node_id = "status-node";
   o.brokers = brokers;
   o.at_least_once = alo;
   o.streams = &stc;
   o.nstreams = 1;
-  o.txn_timeout_ms = 10000;
+  o.txn_timeout_ms = stop_mid ? 60000 : 10000; /* the daemon's */
   o.props = props;
   o.nprops = SL_ARRAY_SIZE(props);
   sl_sync_t *up;
@@ -156,6 +160,30 @@ static int outage(bool alo) {
   CHECK(s->connected && !s->last_error && !*s->last_error_text,
         "delivering, yet connected %d, last_error '%s'", s->connected,
         s->last_error_text);
+  if (stop_mid) {
+    /* Records in flight when the broker goes away; the stop must not wait
+     * for their transaction (transaction.timeout.ms, 60 s by default). */
+    rd_kafka_mock_broker_set_down(mc, 1);
+    fill(st, id, 100);
+    sl_sync_kick(up);
+    usleep(1500000); /* the records reach the producer: not a sync */
+    uint64_t t0 = sl_now_mono_ns();
+    sl_sync_stop(up, 5000);
+    double ms = (double)(sl_now_mono_ns() - t0) / 1e6;
+    sl_sync_stats(up, s);
+    printf("stop with records in flight, broker down: %.0f ms (%s)\n", ms,
+           s->last_error_text);
+    CHECK(ms < 8000, "sl_sync_stop took %.0f ms", ms);
+    CHECK(s->streams[0].delivered == 100, "delivered %llu",
+          (unsigned long long)s->streams[0].delivered);
+    sl_sync_free(up);
+    free(s);
+    rm_store(st);
+    rd_kafka_mock_cluster_destroy(mc);
+    rd_kafka_destroy(mrk);
+    printf("sync_status_test stopmid: ok\n");
+    return 0;
+  }
 
   /* 2. The broker goes away: disconnected is reported, never running. */
   rd_kafka_mock_broker_set_down(mc, 1);
@@ -308,11 +336,14 @@ static int explain(void) {
 
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "outage"))
-    return outage(argc > 2 && !strcmp(argv[2], "alo"));
+    return outage(argc > 2 && !strcmp(argv[2], "alo"), false);
+  if (argc > 1 && !strcmp(argv[1], "stopmid"))
+    return outage(argc > 2 && !strcmp(argv[2], "alo"), true);
   if (argc > 1 && !strcmp(argv[1], "stop"))
     return stop();
   if (argc > 1 && !strcmp(argv[1], "explain"))
     return explain();
-  fprintf(stderr, "usage: sync_status_test outage [eos|alo]|stop|explain\n");
+  fprintf(stderr,
+          "usage: sync_status_test outage|stopmid [eos|alo]|stop|explain\n");
   return 2;
 }
