@@ -204,9 +204,12 @@ int sl_sync_start(sl_sync_t *s);
 void sl_sync_kick(sl_sync_t *s);
 
 /*
- * Stops the uplink thread: an open transaction is aborted (its records are
- * sent again, once, by the next start), the producer is closed within
- * timeout_ms and the thread joined. Never fails; safe when never started.
+ * Stops the uplink thread: an open transaction is committed if Kafka
+ * acknowledges it within 2 s of the stop, else given up (its records are
+ * sent again, once, by the next start), the producers are closed and the
+ * thread joined. Bounded whatever Kafka does (about 3 s; docs/DELIVERY.md
+ * "Stopping"); timeout_ms is not used. Never fails; safe when never
+ * started.
  */
 void sl_sync_stop(sl_sync_t *s, int timeout_ms);
 
