@@ -621,7 +621,9 @@ static void write_config(const char *extra_streams, const char *subs) {
   FILE *f = fopen(cfg_path, "w");
   CHECK(f, "open %s", cfg_path);
   fprintf(f,
-          "node:\n  id: values-test\n  data_dir: %s\n"
+          /* A node id of its own: scenarios running at once against one
+           * Kafka must not share a transactional id (they fence). */
+          "node:\n  id: %s-node\n  data_dir: %s\n"
           "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
           "  http:\n    address: \"127.0.0.1:0\"\n"
           "admin:\n  address: \"127.0.0.1:0\"\n"
@@ -633,8 +635,8 @@ static void write_config(const char *extra_streams, const char *subs) {
           "  reconnect_max: 500ms\n  max_payload_bytes: 256KiB\n"
           "  subscriptions:\n%s"
           "streams:\n  - name: readings\n%s",
-          data_dir, kafka ? "true" : "false", kafka ? kafka : "", prefix,
-          mqtt_host, mqtt_port, prefix, subs, extra_streams);
+          prefix, data_dir, kafka ? "true" : "false", kafka ? kafka : "",
+          prefix, mqtt_host, mqtt_port, prefix, subs, extra_streams);
   fclose(f);
 }
 

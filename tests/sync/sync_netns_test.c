@@ -182,6 +182,11 @@ static int scenario_cut(bool longcut) {
   sync_daemon_start(&a);
   sync_pub_open(&p, &a, "netns-test");
   pub_for(&p, LOAD_RATE, 5000);
+  /* The uplink must be delivering before the link goes: on a loaded box
+   * its first transaction can take longer than the 5 s of load, and a cut
+   * in the middle of its start-up measures start-up, not the recovery. */
+  CHECK(await_delivered(&a, 1, 30000) >= 0,
+        "the uplink delivered nothing before the cut");
   CHECK(netns("cut") == 0, "netns.sh cut");
   uint64_t t_cut = sync_now_ms();
   /* The metrics tick is 1 s: after 3 s nothing sent before the cut can
