@@ -23,6 +23,12 @@ struct sl_cfg_errs {
   size_t used;      /* bytes written, excluding the NUL */
   unsigned count;   /* errors seen */
   const char *file; /* default origin in messages */
+  /* Keys reported so far, so that the cross-key rules (run with the
+   * per-key errors, every error at once) do not pile a second message on
+   * a key already wrong on its own. */
+  bool finishing;
+  unsigned nkeys;
+  char keys[SL_CONFIG_MAX_ERRORS][96];
 };
 
 /* Where a row's current value came from. */
@@ -51,6 +57,13 @@ void config__errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
   va_list ap;
   char msg[512];
   int n;
+  if (key && *key) {
+    for (unsigned i = 0; errs->finishing && i < errs->nkeys; i++)
+      if (!strcmp(errs->keys[i], key))
+        return; /* already wrong on its own */
+    if (!errs->finishing && errs->nkeys < SL_ARRAY_SIZE(errs->keys))
+      SL_CFG_FMT(errs->keys[errs->nkeys++], sizeof(errs->keys[0]), "%s", key);
+  }
   if (++errs->count > SL_CONFIG_MAX_ERRORS + 1 || !errs->len)
     return;
   if (errs->count == SL_CONFIG_MAX_ERRORS + 1) {
@@ -656,8 +669,13 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
     if (o->flags & SL_CFG_KV_SECRETS)
       check_kv_files(&ctx, &in, i);
   }
-  if (!errs.count && sec->finish)
+  /* The cross-key rules run with the per-key errors (every error at
+   * once), after a syntax error or an error flood they would be noise. */
+  if (syntax_ok && !too_many(&ctx) && sec->finish) {
+    errs.finishing = true;
     sec->finish(obj, &errs, "");
+    errs.finishing = false;
+  }
 
   if (have_doc)
     yaml_document_delete(&doc);

@@ -630,18 +630,30 @@ int sl_daemon_run(const char *config_path) {
   if (dm->adm)
     sl_admin_set_ready(dm->adm, 1, NULL);
   /* Tests and operators read the bound ports from this line (port 0 in
-   * the config picks a free one). */
-  sl_info(
-      SL_LOG_CTX_ADMIN, NULL,
-      "sluice %s node %s ready: native tcp %s (port %d), unix %s, http "
-      "port %u, admin %s (port %u), store %s",
-      SL_VERSION, dm->cfg->node.id,
-      *dm->cfg->listeners.native_tcp ? dm->cfg->listeners.native_tcp : "off",
-      sl_native_port(dm->native),
-      *dm->cfg->listeners.native_unix ? dm->cfg->listeners.native_unix : "off",
-      dm->http ? sl_http_port(dm->http) : 0,
-      dm->adm ? dm->cfg->admin.address : "off",
-      dm->adm ? sl_admin_port(dm->adm) : 0, dm->cfg->node.data_dir);
+   * the config picks a free one); a listener that is off says "off" and
+   * no port. */
+  char native[300], http[64], admin[300];
+  if (*dm->cfg->listeners.native_tcp)
+    snprintf(native, sizeof(native), "%s (port %d)",
+             dm->cfg->listeners.native_tcp, sl_native_port(dm->native));
+  else
+    snprintf(native, sizeof(native), "off");
+  if (dm->http)
+    snprintf(http, sizeof(http), "port %u", sl_http_port(dm->http));
+  else
+    snprintf(http, sizeof(http), "off");
+  if (dm->adm)
+    snprintf(admin, sizeof(admin), "%s (port %u)", dm->cfg->admin.address,
+             sl_admin_port(dm->adm));
+  else
+    snprintf(admin, sizeof(admin), "off");
+  sl_info(SL_LOG_CTX_ADMIN, NULL,
+          "sluice %s node %s ready: native tcp %s, unix %s, http %s, admin %s, "
+          "store %s",
+          SL_VERSION, dm->cfg->node.id, native,
+          *dm->cfg->listeners.native_unix ? dm->cfg->listeners.native_unix
+                                          : "off",
+          http, admin, dm->cfg->node.data_dir);
 
   uv_run(&dm->loop, UV_RUN_DEFAULT);
   uv_loop_close(&dm->loop);

@@ -316,9 +316,14 @@ static void connect_work(uv_work_t *w) {
     mosquitto_property_add_int32(
         &props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
         (uint32_t)SL_MIN(cfg->mqtt.session_expiry_ms / 1000, 0xfffffffeull));
+  errno = 0;
   l->connect_rc =
       mosquitto_connect_bind_v5(l->mosq, cfg->mqtt.host, (int)cfg->mqtt.port,
                                 keepalive < 5 ? 5 : keepalive, NULL, props);
+  /* MOSQ_ERR_ERRNO: the reason is in errno, which is per thread and
+   * which the next call (the free below, the loop thread's own calls)
+   * may change: read it here, now. */
+  l->connect_errno = errno;
   mosquitto_property_free_all(&props);
 }
 
@@ -344,7 +349,9 @@ static void connect_done(uv_work_t *w, int status) {
     sl_warn(SL_LOG_CTX_MQTT, l->role,
             "mqtt %s link: cannot connect to %s:%llu: %s", l->role,
             mq->cfg->mqtt.host, (unsigned long long)mq->cfg->mqtt.port,
-            mosquitto_strerror(l->connect_rc));
+            l->connect_rc == MOSQ_ERR_ERRNO && l->connect_errno
+                ? strerror(l->connect_errno)
+                : mosquitto_strerror(l->connect_rc));
     backoff(l);
     return;
   }

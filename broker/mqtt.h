@@ -56,6 +56,8 @@ struct sl_mqtt_link {
   uv_timer_t retry;       /* reconnect backoff */
   uv_work_t work;         /* blocking connect on the thread pool */
   int connect_rc;         /* result of the worker's connect */
+  int connect_errno;      /* errno right after it (MOSQ_ERR_ERRNO), taken
+                             on the worker thread that made the call */
   bool work_busy;         /* work queued or running */
   bool timer_open;        /* retry timer not yet closed */
   int state;              /* sl_mqtt_link_state_t */

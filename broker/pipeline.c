@@ -575,7 +575,8 @@ static int encode_entry(sl_pipes_t *pp, const Sluice__V1__Event *ev,
       free(extra);
       return -ENOMEM;
     }
-    memcpy(attrs, ev->attributes, ev->n_attributes * sizeof(*attrs));
+    if (ev->n_attributes) /* attributes may be NULL when there are none */
+      memcpy(attrs, ev->attributes, ev->n_attributes * sizeof(*attrs));
     for (size_t t = 0, k = 0; t < res->ntags; t++) {
       if (res->tags[t].event != idx)
         continue;

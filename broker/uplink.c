@@ -159,7 +159,7 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   ul->state = sl_metrics_gauge(
       mx, "sluice_uplink_state",
       "0 stopped 1 connecting 2 resuming 3 running 4 backoff 5 fenced "
-      "6 failed",
+      "6 failed 7 disconnected (running only while a broker answers)",
       NULL);
   ul->connected = sl_metrics_gauge(mx, "sluice_uplink_connected",
                                    "1 when a Kafka broker is up", NULL);
@@ -242,6 +242,10 @@ void sl_uplink_tick(sl_daemon_t *dm) {
   if (s->last_error && strcmp(s->last_error_text, ul->last_err)) {
     sl_warn(SL_LOG_CTX_SYNC, NULL, "uplink: %s", s->last_error_text);
     snprintf(ul->last_err, sizeof(ul->last_err), "%s", s->last_error_text);
+  } else if (!s->last_error && *ul->last_err) {
+    /* Cleared: the uplink delivers again; the same error later is news. */
+    sl_info(SL_LOG_CTX_SYNC, NULL, "uplink: recovered from: %s", ul->last_err);
+    ul->last_err[0] = '\0';
   }
   sl_metric_set(ul->state, s->state);
   sl_metric_set(ul->connected, s->connected);

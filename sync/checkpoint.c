@@ -89,7 +89,15 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
     return SL_ECONFIG;
   }
   rkt = rd_kafka_topic_new(c, up->ckpt_topic, NULL);
-  rd_kafka_resp_err_t err = rd_kafka_metadata(c, 0, rkt, &md, 15000);
+  /* 15 s at most, in slices a stop can cut short. */
+  rd_kafka_resp_err_t err;
+  uint64_t md_deadline = sl_now_mono_ns() + 15000000000ull;
+  while ((err = rd_kafka_metadata(c, 0, rkt, &md, 500)) &&
+         sl_now_mono_ns() < md_deadline && !sync__stopping(up)) {
+    if (md)
+      rd_kafka_metadata_destroy(md);
+    md = NULL;
+  }
   if (err || md->topic_cnt != 1 || md->topics[0].err) {
     snprintf(
         errstr, errlen, "checkpoint topic %s: metadata: %s", up->ckpt_topic,
@@ -109,6 +117,11 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
     goto fail;
   }
   while (eofs < nparts) {
+    if (sync__stopping(up)) {
+      snprintf(errstr, errlen, "checkpoint topic %s: stopped", up->ckpt_topic);
+      rc = SL_ECLOSED;
+      goto fail;
+    }
     if (sl_now_mono_ns() > deadline) {
       snprintf(errstr, errlen,
                "checkpoint topic %s: not read to its end "

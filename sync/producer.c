@@ -25,6 +25,67 @@ void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...) {
   pthread_mutex_unlock(&up->lock);
 }
 
+bool sync__stopping(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  bool stop = up->stop;
+  pthread_mutex_unlock(&up->lock);
+  return stop;
+}
+
+void sync__clear_error(sl_sync_t *up) {
+  pthread_mutex_lock(&up->lock);
+  up->stats.last_error = 0;
+  up->stats.last_error_text[0] = '\0';
+  pthread_mutex_unlock(&up->lock);
+}
+
+void sync__set_connected(sl_sync_t *up, int connected) {
+  pthread_mutex_lock(&up->lock);
+  up->stats.connected = connected;
+  if (connected) {
+    up->ever_connected = true;
+    /* A timestamp refusal is not cured by a connection: it stays until
+     * records get through (account_commit()). */
+    if (!up->stats.ts_blocked) {
+      up->stats.last_error = 0;
+      up->stats.last_error_text[0] = '\0';
+    }
+  }
+  pthread_mutex_unlock(&up->lock);
+}
+
+void sl_sync_explain_error(const char *reason, int ever_connected, char *out,
+                           size_t len) {
+  /* librdkafka's guesses for a connection the broker closed: before
+   * ApiVersion was answered, and after the connection was up. */
+  static const char *const hints[] = {
+      "might be caused by incorrect security.protocol",
+      "verify that security.protocol is correctly configured"};
+  const char *h = NULL;
+  if (!len)
+    return;
+  for (size_t i = 0; i < SL_ARRAY_SIZE(hints) && !h; i++)
+    h = strstr(reason, hints[i]);
+  if (!h) {
+    snprintf(out, len, "%s", reason);
+    return;
+  }
+  size_t n = (size_t)(h - reason);
+  while (n && (reason[n - 1] == ' ' || reason[n - 1] == ':'))
+    n--;
+  /* librdkafka's "(after N ms in state S...)" tail is kept. */
+  const char *tail = strstr(h, " (after ");
+  snprintf(out, len, "%.*s: the broker closed the connection (%s)%s",
+           (int)SL_MIN(n, (size_t)200), reason,
+           ever_connected
+               ? "these settings reached it before: it is stopping, "
+                 "starting or unreachable"
+               : "it may be starting or stopping, or expect another "
+                 "security.protocol or SASL: check kafka.properties if it "
+                 "persists",
+           tail ? tail : "");
+}
+
 /* Errors that no retry will fix: the record goes to the dead letters. */
 static bool permanent(rd_kafka_resp_err_t err) {
   return err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
@@ -109,12 +170,14 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason,
     up->stats.auth_failures++;
     pthread_mutex_unlock(&up->lock);
   }
-  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
-    pthread_mutex_lock(&up->lock);
+  pthread_mutex_lock(&up->lock);
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
     up->stats.connected = 0;
-    pthread_mutex_unlock(&up->lock);
-  }
-  sync__set_error(up, SL_EKAFKA, "%s: %s", rd_kafka_err2name(err), reason);
+  bool ever = up->ever_connected;
+  pthread_mutex_unlock(&up->lock);
+  char why[512];
+  sl_sync_explain_error(reason ? reason : "", ever, why, sizeof(why));
+  sync__set_error(up, SL_EKAFKA, "%s: %s", rd_kafka_err2name(err), why);
 }
 
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v,
@@ -151,9 +214,15 @@ static int socket_cb(int domain, int type, int protocol, void *opaque) {
 /* librdkafka's log lines, handed to the owner (sl_sync_opts_t.log_cb). */
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
-  const sl_sync_t *up = rd_kafka_opaque(rk);
-  if (up && up->o.log_cb)
-    up->o.log_cb(up->o.log_opaque, level, fac, buf);
+  sl_sync_t *up = rd_kafka_opaque(rk);
+  char why[1024];
+  if (!up || !up->o.log_cb)
+    return;
+  pthread_mutex_lock(&up->lock);
+  bool ever = up->ever_connected;
+  pthread_mutex_unlock(&up->lock);
+  sl_sync_explain_error(buf ? buf : "", ever, why, sizeof(why));
+  up->o.log_cb(up->o.log_opaque, level, fac, why);
 }
 
 void sync__conf_link(sl_sync_t *up, rd_kafka_conf_t *conf) {
@@ -364,9 +433,11 @@ int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
           rd_kafka_topic_new(up->prod[k].rk, up->ckpt_topic, NULL);
     sync__producer_use(up, 0);
   }
-  pthread_mutex_lock(&up->lock);
-  up->stats.connected = 1;
-  pthread_mutex_unlock(&up->lock);
+  /* Exactly-once: init_transactions() reached the coordinator. An
+   * at-least-once producer has talked to no broker yet: its first commit
+   * or the idle probe says so. */
+  if (!up->o.at_least_once)
+    sync__set_connected(up, 1);
   return 0;
 }
 
@@ -375,6 +446,9 @@ int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
 void sync__producer_close(sl_sync_t *up) {
   for (int k = 0; k < up->nprod; k++)
     prod_close(up, &up->prod[k]);
+  pthread_mutex_lock(&up->lock);
+  up->stats.connected = 0; /* a new producer must reach a broker again */
+  pthread_mutex_unlock(&up->lock);
   sync__producer_use(up, 0);
   up->in_txn = false;
 }
@@ -403,8 +477,16 @@ int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
   rd_kafka_AdminOptions_set_operation_timeout(opts, 15000, e, sizeof(e));
   q = rd_kafka_queue_new(up->rk);
   rd_kafka_CreateTopics(up->rk, &nt, 1, opts, q);
-  if (!(ev = rd_kafka_queue_poll(q, 20000))) {
-    snprintf(errstr, errlen, "create topic %s: timed out", topic);
+  /* In slices, so that a stop need not wait 20 s for a broker that went
+   * away after init_transactions. */
+  uint64_t deadline = sl_now_mono_ns() + 20000000000ull;
+  while (!(ev = rd_kafka_queue_poll(q, 200)) && sl_now_mono_ns() < deadline &&
+         !sync__stopping(up))
+    ;
+  if (!ev) {
+    snprintf(errstr, errlen, "create topic %s: %s", topic,
+             sync__stopping(up) ? "stopped" : "timed out");
+    rc = sync__stopping(up) ? SL_ECLOSED : SL_EKAFKA;
     goto fail;
   }
   if (rd_kafka_event_error(ev)) {

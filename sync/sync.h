@@ -41,13 +41,16 @@ typedef struct sl_sync sl_sync_t;
 
 /* Uplink states, as reported by sl_sync_stats(). */
 typedef enum sl_sync_state {
-  SL_SYNC_STOPPED = 0,    /* not started, or stopped */
-  SL_SYNC_CONNECTING = 1, /* creating the producer, init_transactions */
-  SL_SYNC_RESUMING = 2,   /* reading the checkpoints back */
-  SL_SYNC_RUNNING = 3,    /* delivering (or idle, caught up) */
-  SL_SYNC_BACKOFF = 4,    /* an error: waiting before the next try */
-  SL_SYNC_FENCED = 5,     /* fenced by another instance: stopped for good */
-  SL_SYNC_FAILED = 6      /* a fatal error that a restart will not fix */
+  SL_SYNC_STOPPED = 0,     /* not started, or stopped */
+  SL_SYNC_CONNECTING = 1,  /* creating the producer, init_transactions */
+  SL_SYNC_RESUMING = 2,    /* reading the checkpoints back */
+  SL_SYNC_RUNNING = 3,     /* delivering (or idle, caught up) */
+  SL_SYNC_BACKOFF = 4,     /* an error: waiting before the next try */
+  SL_SYNC_FENCED = 5,      /* fenced by another instance: stopped for good */
+  SL_SYNC_FAILED = 6,      /* a fatal error that a restart will not fix */
+  SL_SYNC_DISCONNECTED = 7 /* set up, but no broker answers: records wait
+                              in the store, librdkafka reconnects (running
+                              again once a broker answers) */
 } sl_sync_state_t;
 
 /* One stream to forward. */
@@ -145,8 +148,10 @@ typedef struct sl_sync_stream_stats {
 } sl_sync_stream_stats_t;
 
 typedef struct sl_sync_stats {
-  sl_sync_state_t state;
-  int last_error;             /* SL_E* or -errno of the last failure */
+  sl_sync_state_t state;      /* never RUNNING while !connected: DISCONNECTED */
+  int last_error;             /* SL_E* or -errno of the last failure; 0 (and the
+                                 text "") once the uplink works again: a commit,
+                                 or a broker answering again while idle */
   char last_error_text[256];  /* librdkafka's words for it */
   uint64_t txn_commits;       /* transactions (chunks) committed */
   uint64_t txn_aborts;        /* transactions aborted and retried */
@@ -160,12 +165,15 @@ typedef struct sl_sync_stats {
   double txn_commit_ms_last;  /* last commit_transaction() latency */
   double txn_commit_ms_max;   /* since start */
   uint32_t queue_depth;       /* librdkafka's queued messages */
-  int connected;              /* 1 when a broker is up */
-  uint64_t ts_refused;        /* records refused INVALID_TIMESTAMP */
-  int ts_blocked; /* the last try was refused for its timestamps (until a
-                     commit delivers events) */
-  int skew_known; /* a broker append time was seen (LogAppendTime) */
-  double skew_s;  /* node clock minus the broker's, estimated */
+  int connected;       /* 1 when a broker answered last: set by a commit, a
+                          successful (re)connection or, while idle, a metadata
+                          probe once a second; 0 when all brokers are down or no
+                          delivery for 2 s */
+  uint64_t ts_refused; /* records refused INVALID_TIMESTAMP */
+  int ts_blocked;      /* the last try was refused for its timestamps (until a
+                          commit delivers events) */
+  int skew_known;      /* a broker append time was seen (LogAppendTime) */
+  double skew_s;       /* node clock minus the broker's, estimated */
   size_t nstreams;
   sl_sync_stream_stats_t streams[SL_SYNC_STREAMS_MAX];
 } sl_sync_stats_t;
@@ -196,9 +204,12 @@ int sl_sync_start(sl_sync_t *s);
 void sl_sync_kick(sl_sync_t *s);
 
 /*
- * Stops the uplink thread: an open transaction is aborted (its records are
- * sent again, once, by the next start), the producer is closed within
- * timeout_ms and the thread joined. Never fails; safe when never started.
+ * Stops the uplink thread: an open transaction is committed if Kafka
+ * acknowledges it within 2 s of the stop, else given up (its records are
+ * sent again, once, by the next start), the producers are closed and the
+ * thread joined. Bounded whatever Kafka does (about 3 s; docs/DELIVERY.md
+ * "Stopping"); timeout_ms is not used. Never fails; safe when never
+ * started.
  */
 void sl_sync_stop(sl_sync_t *s, int timeout_ms);
 
@@ -249,6 +260,19 @@ typedef struct sl_sync_event {
  */
 int sl_sync_event_next(const void *payload, size_t len, size_t *pos,
                        sl_sync_event_t *ev);
+
+/*
+ * librdkafka's words for a connection error, made true for the uplink:
+ * "might be caused by incorrect security.protocol configuration
+ * (connecting to a SSL listener?) or broker version is < 0.10" is what
+ * librdkafka says of any connection the broker closes before answering
+ * ApiVersion, which is also what a broker stopping or starting does. With
+ * ever_connected (these settings reached the brokers before) that hint is
+ * replaced by what is known; otherwise it is kept as one possibility.
+ * Writes at most len bytes (NUL-terminated) to out.
+ */
+void sl_sync_explain_error(const char *reason, int ever_connected, char *out,
+                           size_t len);
 
 /* Token bucket: rate bytes/s, burst bytes. rate 0 = unlimited. */
 typedef struct sl_sync_bucket {

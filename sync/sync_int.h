@@ -113,6 +113,9 @@ struct sl_sync {
   bool kick;             /* under lock */
   bool auth_failed;      /* under lock: an authentication or authorization
                             error since the producers were made */
+  bool ever_connected;   /* under lock: a producer was made and its
+                            transactions initialised since start (the
+                            brokers speak our security.protocol) */
   sl_sync_stats_t stats; /* under lock; streams[] mirror sync_stream_t.st */
 
   /* thread-owned. rk, the streams' rkt, ckpt_rkt and gap_rkt are those of
@@ -121,6 +124,7 @@ struct sl_sync {
   int nprod, cur;
   rd_kafka_t *rk;
   bool in_txn;
+  uint64_t probe_ns; /* last idle metadata probe while disconnected */
   /* Pipelined commits (exactly-once with two producers): the sealed
    * transaction of the other producer commits on the committer thread
    * while this thread fills the next one. committing: one was handed over
@@ -208,6 +212,19 @@ int64_t sync__record_ts_ms(const sl_sync_t *up, int64_t event_ns);
 /* Backlog, rates, ETA and ages into up->stats (caller holds up->lock). */
 void sync__sample(sl_sync_t *up);
 
+/* A stop was asked (under the lock). */
+bool sync__stopping(sl_sync_t *up);
+
+/* Once a stop is asked, records in flight and a commit get this long
+ * before they are given up (not confirmed: the next start resumes from
+ * the checkpoints in Kafka and sends them again). Bounds sl_sync_stop()
+ * when Kafka stopped answering (docs/DELIVERY.md "Stopping"). */
+#define SYNC_STOP_GRACE_MS 2000
+
+/* Clears last_error (the uplink works again). */
+void sync__clear_error(sl_sync_t *up);
+/* Marks the brokers reachable (1) or not (0); 1 clears last_error. */
+void sync__set_connected(sl_sync_t *up, int connected);
 void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -47,9 +47,9 @@
 #define BACKLOG_QUEUE_LIVE 4000
 #define LIVE_RECENT_MS 1000
 
-static const char *const state_names[] = {"stopped", "connecting", "resuming",
-                                          "running", "backoff",    "fenced",
-                                          "failed"};
+static const char *const state_names[] = {"stopped", "connecting",  "resuming",
+                                          "running", "backoff",     "fenced",
+                                          "failed",  "disconnected"};
 
 const char *sl_sync_state_name(sl_sync_state_t state) {
   return (unsigned)state < SL_ARRAY_SIZE(state_names) ? state_names[state]
@@ -381,6 +381,32 @@ static void finalize(sl_sync_t *up, double commit_ms) {
   up->backoff_ms = 0;
 }
 
+/*
+ * commit_transaction() in slices of a second (a timed-out call may be made
+ * again: the commit goes on in the background), up to the transaction
+ * timeout, so that a stop need not wait out a broker that stopped
+ * answering: SYNC_STOP_GRACE_MS after the stop the commit is given up (an
+ * error: not confirmed, so not finalized; the next start resumes from the
+ * checkpoints in Kafka). Any thread.
+ */
+static rd_kafka_error_t *commit_sliced(sl_sync_t *up, rd_kafka_t *rk) {
+  uint64_t t0 = sl_now_mono_ns(), stop_ns = 0;
+  uint64_t until = t0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
+  for (;;) {
+    rd_kafka_error_t *error = rd_kafka_commit_transaction(rk, 1000);
+    uint64_t now = sl_now_mono_ns();
+    if (!error || !rd_kafka_error_is_retriable(error) ||
+        rd_kafka_error_code(error) != RD_KAFKA_RESP_ERR__TIMED_OUT ||
+        now >= until)
+      return error;
+    if (!stop_ns && stopping(up))
+      stop_ns = now;
+    if (stop_ns && now - stop_ns >= SYNC_STOP_GRACE_MS * 1000000ull)
+      return error;
+    rd_kafka_error_destroy(error);
+  }
+}
+
 /* The committer thread: commits the transaction it is handed, one at a
  * time, and posts the result. */
 static void *committer_main(void *arg) {
@@ -394,8 +420,7 @@ static void *committer_main(void *arg) {
     rd_kafka_t *rk = up->cm_rk;
     pthread_mutex_unlock(&up->cm_lock);
     uint64_t t0 = sl_now_mono_ns();
-    rd_kafka_error_t *error =
-        rd_kafka_commit_transaction(rk, (int)up->o.txn_timeout_ms);
+    rd_kafka_error_t *error = commit_sliced(up, rk);
     double ms = (double)(sl_now_mono_ns() - t0) / 1e6;
     pthread_mutex_lock(&up->cm_lock);
     up->cm_error = error;
@@ -476,7 +501,38 @@ static void account_commit(sl_sync_t *up, double commit_ms) {
   }
   up->stats.queue_depth = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
   up->stats.connected = 1;
+  up->ever_connected = true;
+  if (!up->stats.ts_blocked) { /* delivered: the last error is history */
+    up->stats.last_error = 0;
+    up->stats.last_error_text[0] = '\0';
+  }
   pthread_mutex_unlock(&up->lock);
+}
+
+/*
+ * Idle and disconnected: nothing commits that would say the brokers are
+ * back, so ask one for metadata (brokers only), at most once a second,
+ * for at most 500 ms. An answer makes the uplink connected (and clears
+ * last_error); the status would otherwise say disconnected until the next
+ * event arrives.
+ */
+static void probe_idle(sl_sync_t *up) {
+  const struct rd_kafka_metadata *md = NULL;
+  uint64_t now = sl_now_mono_ns();
+  pthread_mutex_lock(&up->lock);
+  bool connected = up->stats.connected;
+  pthread_mutex_unlock(&up->lock);
+  if (connected || !up->rk || now - up->probe_ns < 1000000000u)
+    return;
+  up->probe_ns = now;
+  if (rd_kafka_metadata(up->rk, 0, NULL, &md, 500) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR &&
+      md) {
+    if (md->broker_cnt > 0)
+      sync__set_connected(up, 1);
+  }
+  if (md)
+    rd_kafka_metadata_destroy(md);
 }
 
 static void update_rates(sl_sync_t *up);
@@ -501,6 +557,14 @@ static const char *const ts_names[] = {"node", "event", "broker_estimate"};
 /* Why the records of the chunk were not delivered, in the status. A
  * timestamp refusal says what to do about it (docs/DELIVERY.md "Clocks"). */
 static void name_refusal(sl_sync_t *up) {
+  if (!up->dr_failed) {
+    sync__set_error(up, SL_EKAFKA,
+                    "%u records not acknowledged within %u ms: no broker "
+                    "answered",
+                    up->rk ? (unsigned)rd_kafka_outq_len(up->rk) : 0u,
+                    up->o.txn_timeout_ms);
+    return;
+  }
   if (up->dr_first_err != RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP) {
     sync__set_error(up, SL_EKAFKA, "%llu records not delivered: %s",
                     (unsigned long long)up->dr_failed,
@@ -632,10 +696,21 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
      * whole timeout flushing the rest. */
     uint64_t flush_until = c0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
     while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
-           sl_now_mono_ns() < flush_until && !stopping(up) &&
-           !sync__auth_failed(up)) {
+           sl_now_mono_ns() < flush_until && !sync__auth_failed(up)) {
+      if (stopping(up)) /* a grace for the records in flight, no more */
+        flush_until = SL_MIN(flush_until, sl_now_mono_ns() +
+                                              SYNC_STOP_GRACE_MS * 1000000ull);
       rd_kafka_poll(up->rk, 5);
       note_waiting(up, c0);
+    }
+    if (stopping(up) && rd_kafka_outq_len(up->rk) > 0) {
+      /* Stopping and Kafka does not answer: give the transaction up.
+       * abort_transaction() would wait for the same broker; the next
+       * start's init_transactions() aborts it (or the broker times it
+       * out), and its records are sent again from the checkpoints. */
+      *fatal = true;
+      rc = SL_ECLOSED;
+      goto fail;
     }
     if (sync__auth_failed(up)) {
       *fatal = true; /* drop the producers, retry in a minute */
@@ -657,7 +732,7 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
       hand_off(up);
       return 1;
     }
-    error = rd_kafka_commit_transaction(up->rk, (int)up->o.txn_timeout_ms);
+    error = commit_sliced(up, up->rk);
     rc = sync__txn_call(up, error, "commit_transaction", fatal, &abortable,
                         &retriable);
     if (rc < 0)
@@ -666,8 +741,20 @@ static int run_chunk(sl_sync_t *up, bool *fatal) {
     commit_ms = (double)(sl_now_mono_ns() - c0) / 1e6;
   } else {
     uint64_t c0 = sl_now_mono_ns();
-    rd_kafka_flush(up->rk, (int)up->o.txn_timeout_ms);
+    uint64_t flush_until = c0 + (uint64_t)up->o.txn_timeout_ms * 1000000u;
+    while (rd_kafka_outq_len(up->rk) > 0 && !up->dr_failed &&
+           sl_now_mono_ns() < flush_until) {
+      if (stopping(up)) /* a grace for the records in flight, no more */
+        flush_until = SL_MIN(flush_until, sl_now_mono_ns() +
+                                              SYNC_STOP_GRACE_MS * 1000000ull);
+      rd_kafka_flush(up->rk, 100);
+      note_waiting(up, c0);
+    }
     if (up->dr_failed || rd_kafka_outq_len(up->rk) > 0) {
+      if (stopping(up) && !up->dr_failed) {
+        rc = SL_ECLOSED; /* resent from the local cursor at the next start */
+        goto fail;
+      }
       name_refusal(up);
       rc = SL_EKAFKA;
       goto fail;
@@ -827,6 +914,7 @@ static void *uplink_main(void *arg) {
     }
     if (rc == 0) {
       rd_kafka_poll(up->rk, 0);
+      probe_idle(up);
       if (up->nprod > 1 && !up->committing)
         rd_kafka_poll(up->prod[(up->cur + 1) % up->nprod].rk, 0);
       wait_ms(up, 2);
@@ -849,7 +937,8 @@ static void *uplink_main(void *arg) {
     collect(up, true, &f);
   }
   if (up->rk && up->in_txn) {
-    rd_kafka_error_t *e = rd_kafka_abort_transaction(up->rk, 5000);
+    rd_kafka_error_t *e =
+        rd_kafka_abort_transaction(up->rk, SYNC_STOP_GRACE_MS);
     if (e)
       rd_kafka_error_destroy(e);
   }
@@ -1113,4 +1202,7 @@ void sl_sync_stats(sl_sync_t *up, sl_sync_stats_t *stats) {
   for (size_t i = 0; i < up->nstreams; i++)
     stats->streams[i] = up->streams[i].st;
   pthread_mutex_unlock(&up->lock);
+  /* State and connection agree: "running" means a broker answers. */
+  if (stats->state == SL_SYNC_RUNNING && !stats->connected)
+    stats->state = SL_SYNC_DISCONNECTED;
 }

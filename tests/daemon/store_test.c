@@ -501,6 +501,14 @@ int main(int argc, char **argv) {
   else if (!strcmp(argv[2], "crypt"))
     scenario_crypt();
   else if (!strcmp(argv[2], "clock")) {
+#if defined(__SANITIZE_ADDRESS__)
+    /* The daemon under test is built with ASan too, and ASan must come first
+     * in the initial library list: an LD_PRELOADed libfaketime stops it at
+     * start. These scenarios run in the normal build (make check). */
+    fprintf(stderr, "skipped: libfaketime cannot be preloaded into an ASan "
+                    "build of the daemon\n");
+    return 77;
+#endif
     static const char *const libs[] = {
         "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
         "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",

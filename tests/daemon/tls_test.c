@@ -122,13 +122,20 @@ static void start_daemon(void) {
     char line[1024];
     FILE *f = fopen(log_path, "r");
     while (f && fgets(line, sizeof(line), f)) {
-      const char *p = strstr(line, " ready: "), *hp, *ap;
-      if (p && (p = strstr(p, "(port ")) &&
-          sscanf(p, "(port %d)", &native_port) == 1) {
-        hp = strstr(line, "http port ");
-        ap = strstr(p + 1, "(port ");
-        CHECK(hp && sscanf(hp, "http port %d", &http_port) == 1, "http port");
-        CHECK(ap && sscanf(ap, "(port %d)", &admin_port) == 1, "admin port");
+      const char *p = strstr(line, " ready: "), *q;
+      if (p) {
+        /* Each listener reads "NAME ... (port N)" or "NAME off". */
+        native_port = http_port = admin_port = 0;
+        if ((q = strstr(p, "native tcp ")) && strncmp(q + 11, "off", 3))
+          CHECK((q = strstr(q, "(port ")) &&
+                    sscanf(q, "(port %d)", &native_port) == 1,
+                "native port");
+        if ((q = strstr(p, " http ")) && strncmp(q + 6, "off", 3))
+          CHECK(sscanf(q, " http port %d", &http_port) == 1, "http port");
+        if ((q = strstr(p, " admin ")) && strncmp(q + 7, "off", 3))
+          CHECK((q = strstr(q, "(port ")) &&
+                    sscanf(q, "(port %d)", &admin_port) == 1,
+                "admin port");
         fclose(f);
         return;
       }

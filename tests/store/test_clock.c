@@ -140,6 +140,7 @@ static void test_forward_step_running(void **state) {
 
   /* TTL still works by the store clock: an hour later, all expire. */
   pass(&f, HOUR + 2 * SEC);
+  c.st = st; /* the reopened store (the old handle is freed) */
   c.n = 1;
   assert_true(th_wait(events_below, &c, 5000));
   assert_int_equal(events(st, s), 0);
