@@ -11,7 +11,7 @@
  *       recognised are counted.
  *
  *   redeliver_test SLUICE MOSQUITTO_SH dedupe
- *       streams[].dedupe_key attr.msg_id with a 6 s window: ids replayed
+ *       streams[].dedupe_key attr.msg_id with a 10 s window: ids replayed
  *       within the window (over HTTP, and over MQTT after a kill -9 of
  *       sluice) are dropped and counted in sluice_ingest_duplicates_total;
  *       replayed after the window they are kept. Checked in the store.
