@@ -191,20 +191,13 @@ static int table_encode(const sp_table_t *t, uint8_t **out, size_t *len) {
   return 0;
 }
 
-static uint64_t get_le(const uint8_t *p, int sz) {
-  uint64_t v = 0;
-  for (int i = sz - 1; i >= 0; i--)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 static int table_decode(sp_table_t *t, const uint8_t *b, size_t len) {
   const uint8_t *p = b + 9, *end = b + len - 8;
   uint64_t n;
-  if (len < 17 || get_le(b, 4) != ALIAS_MAGIC || b[4] != 1 ||
-      get_le(end, 8) != fnv64(b, len - 8))
+  if (len < 17 || sl_get_le(b, 4) != ALIAS_MAGIC || b[4] != 1 ||
+      sl_get_le(end, 8) != fnv64(b, len - 8))
     return SL_ECORRUPT;
-  n = get_le(b + 5, 4);
+  n = sl_get_le(b + 5, 4);
   if (n > len / 14 || !(t->v = calloc(n ? n : 1, sizeof(*t->v))))
     return SL_ECORRUPT;
   for (t->n = 0; t->n < n; t->n++) {
@@ -212,9 +205,9 @@ static int table_decode(sp_table_t *t, const uint8_t *b, size_t len) {
     size_t nl;
     if (end - p < 14)
       goto bad;
-    a->alias = get_le(p, 8);
-    a->datatype = (uint32_t)get_le(p + 8, 4);
-    nl = (size_t)get_le(p + 12, 2);
+    a->alias = sl_get_le(p, 8);
+    a->datatype = (uint32_t)sl_get_le(p + 8, 4);
+    nl = (size_t)sl_get_le(p + 12, 2);
     p += 14;
     if ((size_t)(end - p) < nl || !(a->name = strndup((const char *)p, nl)))
       goto bad;
@@ -277,8 +270,8 @@ static void seq_load(sl_mqtt_t *mq, sp_node_t *n) {
   if (strlen(k) > 200 ||
       sl_store_state_get(mq->dm->st, k, strlen(k), b, sizeof(b), &vlen) < 0)
     return;
-  if (vlen == 6 && get_le(b, 4) == SEQ_MAGIC) {
-    int16_t s = (int16_t)get_le(b + 4, 2);
+  if (vlen == 6 && sl_get_le(b, 4) == SEQ_MAGIC) {
+    int16_t s = (int16_t)sl_get_le(b + 4, 2);
     n->last_seq = s >= 0 && s <= 255 ? s : -1;
   }
 }

@@ -56,18 +56,6 @@ struct sl_dedupe {
   dd_win_t **by_sidx; /* per stream index, NULL = no window */
 };
 
-static void put_le(uint8_t *p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 static int bucket_key(const dd_win_t *w, uint32_t i, char *k, size_t cap) {
   return snprintf(k, cap, "dd/%s/%04x", w->stream, i);
 }
@@ -100,9 +88,9 @@ static void load_win(sl_dedupe_t *dd, dd_win_t *w) {
     vlen = 0;
     if (sl_store_state_get(dd->dm->st, k, (size_t)kl, buf, cap, &vlen) < 0)
       continue;
-    size_t n = vlen >= 16 ? get_le(buf + 4, 4) : 0;
+    size_t n = vlen >= 16 ? sl_get_le(buf + 4, 4) : 0;
     if (vlen < 16 || memcmp(buf, DD_MAGIC, 4) || vlen != 16 + n * 16 ||
-        get_le(buf + vlen - 8, 8) != XXH3_64bits(buf, vlen - 8)) {
+        sl_get_le(buf + vlen - 8, 8) != XXH3_64bits(buf, vlen - 8)) {
       sl_warn(SL_LOG_CTX_STORE, w->stream,
               "dedupe: a corrupt state record was skipped (%s): replays of "
               "its keys are stored again",
@@ -110,8 +98,8 @@ static void load_win(sl_dedupe_t *dd, dd_win_t *w) {
       continue;
     }
     for (size_t j = 0; j < n; j++) {
-      uint64_t h = get_le(buf + 8 + j * 16, 8);
-      int64_t t = (int64_t)get_le(buf + 16 + j * 16, 8);
+      uint64_t h = sl_get_le(buf + 8 + j * 16, 8);
+      int64_t t = (int64_t)sl_get_le(buf + 16 + j * 16, 8);
       /* A changed dedupe_max_keys re-buckets what it can. */
       if (bucket_add(w, &w->b[h & (w->nb - 1)], h, t) < 0)
         break;
@@ -242,12 +230,12 @@ static int put_bucket(const dd_win_t *w, uint32_t i, sl_store_group_t *g) {
   if (!buf)
     return -ENOMEM;
   memcpy(buf, DD_MAGIC, 4);
-  put_le(buf + 4, b->n, 4);
+  sl_put_le(buf + 4, b->n, 4);
   for (uint32_t j = 0; j < b->n; j++) {
-    put_le(buf + 8 + j * 16, b->v[j].h, 8);
-    put_le(buf + 16 + j * 16, (uint64_t)b->v[j].t, 8);
+    sl_put_le(buf + 8 + j * 16, b->v[j].h, 8);
+    sl_put_le(buf + 16 + j * 16, (uint64_t)b->v[j].t, 8);
   }
-  put_le(buf + len - 8, XXH3_64bits(buf, len - 8), 8);
+  sl_put_le(buf + len - 8, XXH3_64bits(buf, len - 8), 8);
   /* An empty bucket is deleted. */
   rc = sl_store_group_state_put(g, k, (size_t)kl, b->n ? buf : NULL,
                                 b->n ? len : 0);

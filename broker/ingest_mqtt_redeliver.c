@@ -69,18 +69,6 @@ struct mqtt_redeliver {
   sl_metric_t *dups; /* redeliveries acknowledged without storing */
 };
 
-static void put_le(uint8_t *p, uint64_t v, int n) {
-  for (int i = 0; i < n; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 static size_t entry_key(const mqtt_redeliver_t *r, uint16_t mid, char *out) {
   memcpy(out, r->key, r->klen);
   return r->klen + (size_t)sprintf(out + r->klen, "/%04x", mid);
@@ -108,7 +96,7 @@ static void load(sl_mqtt_t *mq) {
     return;
   }
   if (rc < 0 || vlen != META_LEN || memcmp(b, META_MAGIC, 4) ||
-      get_le(b + 16, 8) != XXH3_64bits(b, 16)) {
+      sl_get_le(b + 16, 8) != XXH3_64bits(b, 16)) {
     sl_warn(SL_LOG_CTX_MQTT, "ingest",
             "stored MQTT redelivery record is unreadable; redeliveries of "
             "the last messages before the restart may be stored twice");
@@ -116,15 +104,15 @@ static void load(sl_mqtt_t *mq) {
     r->meta_dirty = true;
     return;
   }
-  r->epoch = (uint32_t)get_le(b + 4, 4);
-  r->floor = get_le(b + 8, 8);
+  r->epoch = (uint32_t)sl_get_le(b + 4, 4);
+  r->floor = sl_get_le(b + 8, 8);
   for (uint32_t mid = 1; mid < NMID; mid++) {
     size_t kl = entry_key(r, (uint16_t)mid, k);
     if (sl_store_state_get(mq->dm->st, k, kl, b, sizeof(b), &vlen) < 0 ||
-        vlen != ENTRY_LEN || get_le(b, 4) != r->epoch)
+        vlen != ENTRY_LEN || sl_get_le(b, 4) != r->epoch)
       continue;
-    r->e[mid].counter = get_le(b + 4, 8);
-    r->e[mid].hash = get_le(b + 12, 8);
+    r->e[mid].counter = sl_get_le(b + 4, 8);
+    r->e[mid].hash = sl_get_le(b + 12, 8);
     r->counter = SL_MAX(r->counter, r->e[mid].counter);
   }
   r->floor = SL_MIN(r->floor, r->counter);
@@ -259,18 +247,18 @@ int mqtt__redeliver_put(sl_mqtt_t *mq, sl_store_group_t *g) {
     return 0;
   if (r->meta_dirty) {
     memcpy(b, META_MAGIC, 4);
-    put_le(b + 4, r->epoch, 4);
-    put_le(b + 8, r->floor, 8);
-    put_le(b + 16, XXH3_64bits(b, 16), 8);
+    sl_put_le(b + 4, r->epoch, 4);
+    sl_put_le(b + 8, r->floor, 8);
+    sl_put_le(b + 16, XXH3_64bits(b, 16), 8);
     if ((rc = sl_store_group_state_put(g, r->key, r->klen, b, META_LEN)) < 0)
       return rc;
   }
   for (size_t i = 0; i < r->ndirty; i++) {
     uint16_t mid = r->dlist[i];
     size_t kl = entry_key(r, mid, k);
-    put_le(b, r->epoch, 4);
-    put_le(b + 4, r->e[mid].counter, 8);
-    put_le(b + 12, r->e[mid].hash, 8);
+    sl_put_le(b, r->epoch, 4);
+    sl_put_le(b + 4, r->e[mid].counter, 8);
+    sl_put_le(b + 12, r->e[mid].hash, 8);
     if ((rc = sl_store_group_state_put(g, k, kl, b, ENTRY_LEN)) < 0)
       return rc;
   }

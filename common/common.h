@@ -90,6 +90,19 @@ static inline uint64_t sl_get_be64(const uint8_t *p) {
   return ((uint64_t)sl_get_be32(p) << 32) | sl_get_be32(p + 4);
 }
 
+/* Little-endian encode/decode of the low n bytes (1..8), used by the
+ * daemon's state records. */
+static inline void sl_put_le(uint8_t *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint64_t sl_get_le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
 #define SL_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SL_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SL_MAX(a, b) ((a) > (b) ? (a) : (b))
