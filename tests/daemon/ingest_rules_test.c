@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loadtest/common/scrape.h"
 #include "schemas/frame.h"
 #include "sluice/v1/event.pb-c.h"
 #include "tests/daemon/dtest.h"
@@ -70,19 +71,11 @@ static int dump(const char *stream, char *buf, size_t cap) {
   return lines;
 }
 
-/* The value of one /metrics series (exact match of the series text), -1
- * when absent. */
+/* The value of one /metrics series (loadtest/common/scrape.h), -1 when
+ * absent. */
 static double metric(const char *series) {
-  static char buf[1 << 20];
-  CHECK(http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
-                 sizeof(buf)) == 200,
-        "GET /metrics");
-  size_t sl = strlen(series);
-  for (char *p = buf; (p = strstr(p, series)); p += sl) {
-    if ((p == buf || p[-1] == '\n') && p[sl] == ' ')
-      return atof(p + sl + 1);
-  }
-  return -1;
+  double v;
+  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
 }
 
 static int post(const char *body, char *resp, size_t cap) {
