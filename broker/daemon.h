@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "broker/admin.h"
-#include "broker/config.h"
+#include "config/config.h"
 #include "broker/guard.h"
 #include "broker/ingest_check.h"
 #include "broker/metrics.h"

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "schemas/frame.h"
 
 /* ---- native (OpenSSL) --------------------------------------------------- */

@@ -1,5 +1,5 @@
 /*
- * broker/config_types.c: one parser and one formatter per option type.
+ * config/types.c: one parser and one formatter per option type.
  * Parsers are strict (no trailing junk, no silent overflow, no unit-less
  * sizes mistaken for durations) because a typo in an edge node's config is
  * found much later and much further away than at check-config time.
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 #define FIELD(obj, o, T) ((T *)(void *)((char *)(obj) + (o)->off))
 #define CFIELD(obj, o, T)                                                      \
@@ -652,7 +652,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
       } else if ((o->flags & SL_CFG_KV_SECRETS) &&
                  !config__kv_printable(l->v[i])) {
-        /* Only allow-listed keys show their value (config_redact.c); an
+        /* Only allow-listed keys show their value (config/redact.c); an
          * item without "=" names no key, so nothing of it is shown. */
         const char *eq = strchr(l->v[i], '=');
         char red[160];

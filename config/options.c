@@ -1,6 +1,6 @@
 /*
- * broker/config_table.c: every configuration option, one row each. Adding
- * an option = a field in sl_config_t (broker/config.h) + one OPT() row here;
+ * config/options.c: every configuration option, one row each. Adding
+ * an option = a field in sl_config_t (config/config.h) + one OPT() row here;
  * parsing, validation, environment override, reload classification, dump and
  * docs/CONFIGURATION.md follow from the row (regenerate the doc with
  * `sluice config-docs > docs/CONFIGURATION.md`).
@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 /* OPT(key, TYPE, C field, default text, flags, description, extras...) */
 #define OPT_IN(T, name_, type_, field_, def_, flags_, desc_, ...)              \
@@ -607,7 +607,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "tuning), applied after sluice's own settings. Only the values of "
         "an allow-list of harmless keys (tuning, timeouts, "
         "security.protocol, sasl.mechanism, file locations; "
-        "broker/config_redact.c) are ever printed; every other value shows "
+        "config/redact.c) are ever printed; every other value shows "
         "as <redacted>, and items are never echoed in errors.",
         .check = check_kv),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,

@@ -1,6 +1,8 @@
 /*
- * broker/config: the daemon's configuration. One declarative table
- * (broker/config_table.c) drives parsing, validation, defaults, environment
+ * config/: the daemon's configuration (library sl_config; it depends on
+ * common/ and the library modules whose options it carries, never on
+ * broker/). One declarative table
+ * (config/options.c) drives parsing, validation, defaults, environment
  * overrides, reload classification, the effective-config dump and the
  * generated docs/CONFIGURATION.md.
  *
@@ -9,8 +11,8 @@
  * error, each naming the origin (file:line:column or the environment
  * variable), the key and the offending value (secrets are never echoed).
  */
-#ifndef SL_BROKER_CONFIG_H
-#define SL_BROKER_CONFIG_H
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -342,6 +344,17 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen);
 
+/*
+ * Adds configured pipeline p to pr (process/process.h): the conversion the
+ * loader uses to check every pipeline and the daemon uses to build them.
+ * Returns 0, SL_ECONFIG with the reason in why ("steps[1]: filter: column
+ * 8: ..."), or -ENOMEM. p, why: borrowed; pr: borrowed, gains the pipeline
+ * on success only.
+ */
+struct sl_process;
+int sl_config_pipeline_add(struct sl_process *pr, const sl_config_pipeline_t *p,
+                           char *why, size_t len);
+
 /* Frees cfg and everything it owns. NULL is a no-op. */
 void sl_config_free(sl_config_t *cfg);
 
@@ -394,4 +407,4 @@ int sl_config_doc_markdown(FILE *out);
 int sl_config_cmd_check(int argc, char **argv);
 int sl_config_cmd_docs(int argc, char **argv);
 
-#endif /* SL_BROKER_CONFIG_H */
+#endif /* SL_CONFIG_H */
