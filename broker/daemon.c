@@ -521,15 +521,7 @@ int sl_daemon_run(const char *config_path) {
                 dm->cfg->limits.max_connections);
 
   sl_store_opts_init(&so);
-  so.budget_bytes = dm->cfg->store.budget_bytes;
-  so.sync = dm->cfg->store.sync == SL_CONFIG_SYNC_INTERVAL
-                ? SL_STORE_SYNC_INTERVAL
-                : SL_STORE_SYNC_ALWAYS;
-  so.sync_interval_ms = (uint32_t)dm->cfg->store.sync_interval_ms;
-  if (dm->cfg->store.queue_depth)
-    so.queue_depth = (uint32_t)dm->cfg->store.queue_depth;
-  so.key_file = dm->cfg->store.encryption_key_file;
-  so.key_env = dm->cfg->store.encryption_key_env;
+  sl_config_bind(dm->cfg, SL_CONFIG_LIB_STORE, &so); /* the table's rows */
   if (dm->cfg->store.accept_new)
     so.flags |= SL_STORE_ACCEPT_NEW;
   if ((rc = sl_store_env_open(dm->cfg->node.data_dir, &so, &dm->st, err,

@@ -81,8 +81,13 @@ typedef struct sl_cfg_opt {
   sl_cfg_check_cb check;       /* STRING/PATH/LIST element check, or NULL */
   const sl_cfg_section_t *sub; /* SECTION_LIST element table */
   const char *doc_def;         /* default shown in docs instead of .def */
-  unsigned flags;              /* SL_CFG_* */
-  const char *desc;            /* one or two sentences for the docs */
+  /* Library binding (sl_config_bind()): the row's value is also the field
+   * at lib_off (lib_size bytes) of library lib's options struct. */
+  int lib;          /* sl_config_lib_t, 0 = not bound */
+  size_t lib_off;   /* offset in that options struct */
+  size_t lib_size;  /* size of that field */
+  unsigned flags;   /* SL_CFG_* */
+  const char *desc; /* one or two sentences for the docs */
 } sl_cfg_opt_t;
 
 /* A table: the rows describing one struct. */
@@ -122,6 +127,12 @@ typedef union sl_cfg_val {
   char *s;
   sl_config_strlist_t l;
 } sl_cfg_val_t;
+
+/* Binds a row to field f of library options struct T (sl_config_bind()),
+ * e.g. BIND(STORE, sl_store_opts_t, sync_interval_ms). */
+#define SL_CFG_BIND(lib_, T, f)                                                \
+  .lib = SL_CONFIG_LIB_##lib_, .lib_off = offsetof(T, f),                      \
+  .lib_size = sizeof(((T *)0)->f)
 
 /* config/types.c: per-type parsing, formatting and storage. */
 
