@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/textparse.h"
 #include "config/config_int.h"
 #include "store/store.h"
 #include "sync/sync.h"
@@ -106,34 +107,11 @@ static const char *check_stream_name(const char *s) {
 /* "host:port" or "[v6]:port" with a port in 1..65535 (0 too when
  * allow_zero: listen on a free port), or "" (off). */
 static const char *hostport(const char *s, bool allow_zero) {
-  static const char *const bad = "is not host:port (expected e.g. "
-                                 "127.0.0.1:7000, [::1]:7000, or \"\" for off)";
-  const char *colon, *p;
-  unsigned long port = 0;
-  if (!*s)
+  if (!*s || !sl_hostport_split(s, allow_zero ? SL_HOSTPORT_ANY_PORT : 0, NULL,
+                                0, NULL))
     return NULL;
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (!close || close == s + 1 || close[1] != ':')
-      return bad;
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s)))
-      return bad;
-  }
-  for (const char *h = s; h < colon; h++) {
-    if (*h == ' ' || *h == '/')
-      return bad;
-  }
-  if (!colon[1])
-    return bad;
-  for (p = colon + 1; *p; p++) {
-    if (*p < '0' || *p > '9' ||
-        (port = port * 10 + (unsigned)(*p - '0')) > 65535)
-      return bad;
-  }
-  return port || allow_zero ? NULL : bad;
+  return "is not host:port (expected e.g. 127.0.0.1:7000, [::1]:7000, or "
+         "\"\" for off)";
 }
 
 /* An address to connect to: the port must be given. */
