@@ -75,8 +75,8 @@ legacy:
   return flags & SL_DURATION_LEGACY ? parse_legacy(s, ms) : -1;
 }
 
-int sl_hostport_split(const char *s, unsigned flags, char *host,
-                      size_t hostcap, uint16_t *port) {
+int sl_hostport_split(const char *s, unsigned flags, char *host, size_t hostcap,
+                      uint16_t *port) {
   const char *h = s, *colon, *p;
   size_t hlen;
   unsigned long v = 0;

@@ -33,7 +33,7 @@ int sl_duration_parse(const char *s, unsigned flags, uint64_t *ms);
  * port in *port (may be NULL), or -1 (malformed, or host longer than
  * hostcap - 1). s: borrowed.
  */
-int sl_hostport_split(const char *s, unsigned flags, char *host,
-                      size_t hostcap, uint16_t *port);
+int sl_hostport_split(const char *s, unsigned flags, char *host, size_t hostcap,
+                      uint16_t *port);
 
 #endif /* SL_COMMON_TEXTPARSE_H */

@@ -3,7 +3,10 @@
  * an option = a field in sl_config_t (config/config.h) + one OPT() row here;
  * parsing, validation, environment override, reload classification, dump and
  * docs/CONFIGURATION.md follow from the row (regenerate the doc with
- * `sluice config-docs > docs/CONFIGURATION.md`).
+ * `sluice config-docs > docs/CONFIGURATION.md`). An option a library reads
+ * (sl_store_opts_t, sl_sync_opts_t) adds BIND(LIB, T, field) to its row:
+ * sl_config_bind() copies it, the daemon's wiring never names it. Every row
+ * must be read by some code (tests/config: config_keys_read).
  *
  * Rows of one section must stay together: the dump and the docs group keys
  * by their dotted prefix in table order (tests/config checks this).
