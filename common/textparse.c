@@ -1,4 +1,4 @@
-/* common/textparse.c: durations and host:port (common/textparse.h). */
+/* common/textparse.c: durations (common/textparse.h). */
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -73,45 +73,4 @@ int sl_duration_parse(const char *s, unsigned flags, uint64_t *ms) {
   return 0;
 legacy:
   return flags & SL_DURATION_LEGACY ? parse_legacy(s, ms) : -1;
-}
-
-int sl_hostport_split(const char *s, unsigned flags, char *host, size_t hostcap,
-                      uint16_t *port) {
-  const char *h = s, *colon, *p;
-  size_t hlen;
-  unsigned long v = 0;
-  if (!s || !*s)
-    return -1;
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (!close || close == s + 1 || close[1] != ':')
-      return -1;
-    h = s + 1;
-    hlen = (size_t)(close - h);
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s)))
-      return -1;
-    hlen = (size_t)(colon - s);
-  }
-  for (size_t i = 0; i < hlen; i++)
-    if (h[i] == ' ' || h[i] == '/')
-      return -1;
-  if (!colon[1])
-    return -1;
-  for (p = colon + 1; *p; p++)
-    if (*p < '0' || *p > '9' || (v = v * 10 + (unsigned)(*p - '0')) > 65535)
-      return -1;
-  if (!v && !(flags & SL_HOSTPORT_ANY_PORT))
-    return -1;
-  if (host) {
-    if (hlen >= hostcap)
-      return -1;
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-  }
-  if (port)
-    *port = (uint16_t)v;
-  return 0;
 }

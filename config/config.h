@@ -1,7 +1,7 @@
 /*
  * config/: the daemon's configuration (library sl_config; it depends on
  * common/ and the library modules whose options it carries, never on
- * broker/). One declarative table
+ * the daemon rooms). One declarative table
  * (config/options.c) drives parsing, validation, defaults, environment
  * overrides, reload classification, the effective-config dump and the
  * generated docs/CONFIGURATION.md.
@@ -51,7 +51,7 @@ typedef enum {
 /*
  * The debug contexts of log.debug: the one list of their names. Context i
  * is bit 1 << i; the table's names (config/options.c) and the daemon log's
- * contexts (broker/log.h, SL_LOG_CTX_*) are generated from it.
+ * contexts (telemetry/log.h, SL_LOG_CTX_*) are generated from it.
  */
 #define SL_CONFIG_DBG_MAP(X)                                                   \
   X(STORE, "store")                                                            \
@@ -141,7 +141,7 @@ typedef struct sl_config_strlist {
   size_t n; /* number of entries */
 } sl_config_strlist_t;
 
-/* TLS of one listener (broker/tls.h); cert "" = plain TCP. */
+/* TLS of one listener (security/tls.h); cert "" = plain TCP. */
 typedef struct sl_config_tls {
   char *cert;      /* server certificate chain (PEM), "" = no TLS */
   char *key;       /* its private key (PEM) */
@@ -156,7 +156,7 @@ typedef struct sl_config_client {
   sl_config_strlist_t streams; /* stream names or globs it may write */
 } sl_config_client_t;
 
-/* A list of clients (broker/auth.h). */
+/* A list of clients (security/auth.h). */
 typedef struct sl_config_clients {
   sl_config_client_t *v; /* n owned elements */
   size_t n;
@@ -262,7 +262,7 @@ typedef struct sl_config {
     uint64_t max_inflight_bytes; /* client bytes buffered, all listeners */
     uint64_t request_timeout_ms; /* accept -> complete request (or Hello) */
     uint64_t max_future_ms;      /* 0 = event times are not bounded */
-    int future_policy; /* sl_ingest_future_t (broker/ingest_check.h) */
+    int future_policy;           /* sl_ingest_future_t (decode/event_check.h) */
   } limits;
   struct {
     int level;      /* sl_config_log_level_t */
@@ -432,7 +432,7 @@ int sl_config_dump(const sl_config_t *cfg, FILE *out);
 int sl_config_doc_markdown(FILE *out);
 
 /*
- * Subcommands (broker/cmd_config.c), called by main() with argv[0] being
+ * Subcommands (daemon/cmd_config.c), called by main() with argv[0] being
  * the subcommand name. Return the process exit code.
  *   check-config -c FILE [--print]: 0 and "FILE: ok", or the errors and 1.
  *   config-docs: the Markdown reference on stdout.

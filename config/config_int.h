@@ -1,6 +1,6 @@
 /*
  * config/ internals: the option table format and the generic engine that
- * walks a table. Only the config/ sources, broker/cmd_config.c and the config
+ * walks a table. Only the config/ sources, daemon/cmd_config.c and the config
  * tests include this header.
  *
  * A table (sl_cfg_section_t) describes one C struct: each row names a key

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "common/textparse.h"
+#include "common/addr.h"
 #include "config/config_int.h"
 #include "store/store.h"
 #include "sync/sync.h"
@@ -242,7 +242,7 @@ static const sl_cfg_section_t stream_section = {
     .finish = stream_finish,
 };
 
-/* ---- mqtt: subscriptions and fan-out (broker/ingest_mqtt*.c) ---------- */
+/* ---- mqtt: subscriptions and fan-out (ingest/mqtt/) ---------- */
 
 #define MQTT_SUB_OPT(...) OPT_IN(sl_config_mqtt_sub_t, __VA_ARGS__)
 #define MQTT_FAN_OPT(...) OPT_IN(sl_config_mqtt_fanout_t, __VA_ARGS__)
@@ -431,7 +431,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "Deprecated (use listeners.native.clients): one shared token, kept "
         "in clear, any native client may present; it may write every "
         "stream, with the identity \"native.token\". \"\" = none."),
-    /* ---- TLS and credentials (broker/tls.h, broker/auth.h) ---- */
+    /* ---- TLS and credentials (security/tls.h, security/auth.h) ---- */
     OPT("listeners.native.tls.cert", PATH, listeners.native_tls.cert, "",
         RELOAD,
         "Server certificate chain (PEM) of the native TCP listener (the Unix "

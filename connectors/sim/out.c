@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "common/common.h"
-#include "common/textparse.h"
+#include "common/addr.h"
 #include "connectors/common/conn.h"
 #include "connectors/sim/sim_int.h"
 #include "sluice/client.h"
