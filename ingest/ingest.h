@@ -67,11 +67,11 @@ typedef struct sl_dstream {
  * starts; the paths read them (streams are fixed after start: safe to read
  * anywhere; cfg is the loop thread's). */
 struct sl_ingest {
-  sl_config_t *cfg; /* borrowed: the config the daemon runs now (loop) */
-  char node_id[72]; /* copy of node.id for other threads */
-  uv_loop_t *loop;  /* borrowed */
-  sl_store_t *st;   /* borrowed */
-  sl_metrics_t *mx; /* borrowed */
+  sl_config_t *cfg;       /* borrowed: the config the daemon runs now (loop) */
+  char node_id[72];       /* copy of node.id for other threads */
+  uv_loop_t *loop;        /* borrowed */
+  sl_store_t *st;         /* borrowed */
+  sl_metrics_t *mx;       /* borrowed */
   sl_creds_t *creds;      /* borrowed: listeners' TLS and credentials */
   sl_guard_t guard;       /* node-wide ingest limits (ingest/guard.h) */
   sl_native_t *native;    /* native listeners, NULL until started */
