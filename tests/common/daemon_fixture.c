@@ -146,7 +146,9 @@ void write_config_streams(const char *streams, const char *extra) {
                    extra ? extra : "");
 }
 
-void write_config(const char *extra) { write_config_streams(NULL, extra); }
+void write_config(const char *extra) {
+  write_config_streams(NULL, extra);
+}
 
 void append_config(const char *yaml) {
   FILE *f = fopen(cfg_path, "a");
@@ -155,7 +157,8 @@ void append_config(const char *yaml) {
   fclose(f);
 }
 
-/* ---- the daemon's lifetime ------------------------------------------------ */
+/* ---- the daemon's lifetime ------------------------------------------------
+ */
 
 /* Reads the ports off a "ready" line: each listener reads "NAME ... (port
  * N)" or "NAME off"; an off listener's port is 0. */
@@ -163,7 +166,8 @@ static void read_ports(const char *p) {
   const char *q;
   native_port = http_port = admin_port = 0;
   if ((q = strstr(p, "native tcp ")) && strncmp(q + 11, "off", 3))
-    CHECK((q = strstr(q, "(port ")) && sscanf(q, "(port %d)", &native_port) == 1,
+    CHECK((q = strstr(q, "(port ")) &&
+              sscanf(q, "(port %d)", &native_port) == 1,
           "native port: %s", p);
   if ((q = strstr(p, " http ")) && strncmp(q + 6, "off", 3))
     CHECK(sscanf(q, " http port %d", &http_port) == 1, "http port: %s", p);
@@ -188,9 +192,9 @@ int daemon_try_start(const daemon_opts_t *o) {
   pid_t pid = fork();
   CHECK(pid >= 0, "fork");
   if (pid == 0) {
-    int fd = open(log_path,
-                  O_WRONLY | O_CREAT | (o->append_log ? O_APPEND : O_TRUNC),
-                  0644);
+    int fd =
+        open(log_path,
+             O_WRONLY | O_CREAT | (o->append_log ? O_APPEND : O_TRUNC), 0644);
     dup2(fd, 1);
     dup2(fd, 2);
     if (o->child)
@@ -294,7 +298,8 @@ long rss_kb(void) {
   return kb;
 }
 
-/* ---- its log -------------------------------------------------------------- */
+/* ---- its log --------------------------------------------------------------
+ */
 
 int file_count(const char *path, const char *needle) {
   char line[8192];
@@ -307,9 +312,13 @@ int file_count(const char *path, const char *needle) {
   return n;
 }
 
-int log_count(const char *needle) { return file_count(log_path, needle); }
+int log_count(const char *needle) {
+  return file_count(log_path, needle);
+}
 
-int log_has(const char *needle) { return log_count(needle) > 0; }
+int log_has(const char *needle) {
+  return log_count(needle) > 0;
+}
 
 void await_log(const char *needle, char *line, size_t cap, int timeout_ms) {
   char buf[8192];
@@ -331,7 +340,8 @@ void await_log(const char *needle, char *line, size_t cap, int timeout_ms) {
   }
 }
 
-/* ---- /metrics ------------------------------------------------------------- */
+/* ---- /metrics -------------------------------------------------------------
+ */
 
 double metric(const char *series) {
   double v;

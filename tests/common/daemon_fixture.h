@@ -23,7 +23,8 @@
 #include "sluice/v1/native.pb-c.h"
 #include "tests/common/check.h"
 
-/* ---- the run -------------------------------------------------------------- */
+/* ---- the run --------------------------------------------------------------
+ */
 
 extern const char *sluice_bin;
 extern char dir[256], data_dir[400], cfg_path[300], sock_path[300],
@@ -82,14 +83,15 @@ void write_config(const char *extra);
 /* Appends YAML to the config file. */
 void append_config(const char *yaml);
 
-/* ---- the daemon's lifetime ------------------------------------------------ */
+/* ---- the daemon's lifetime ------------------------------------------------
+ */
 
 typedef struct daemon_opts {
-  const char *arg;   /* one more argument after `run -c CFG` */
-  const char *until; /* also wait for a log line containing this */
-  int append_log;    /* keep the log; wait for a "ready" line after those
-                        already in it */
-  int timeout_ms;    /* 0: 20 s */
+  const char *arg;     /* one more argument after `run -c CFG` */
+  const char *until;   /* also wait for a log line containing this */
+  int append_log;      /* keep the log; wait for a "ready" line after those
+                          already in it */
+  int timeout_ms;      /* 0: 20 s */
   void (*child)(void); /* runs in the child before exec (its environment) */
 } daemon_opts_t;
 
@@ -114,7 +116,8 @@ int daemon_sanitized(void);
 /* The daemon's resident set in KiB, -1 when unknown. */
 long rss_kb(void);
 
-/* ---- its log -------------------------------------------------------------- */
+/* ---- its log --------------------------------------------------------------
+ */
 
 /* Lines of the daemon log (or of the file at path) containing needle. */
 int log_count(const char *needle);
@@ -124,7 +127,8 @@ int log_has(const char *needle);
  * when line is not NULL. */
 void await_log(const char *needle, char *line, size_t cap, int timeout_ms);
 
-/* ---- /metrics ------------------------------------------------------------- */
+/* ---- /metrics -------------------------------------------------------------
+ */
 
 /* The value of a series (name and labels as printed), -1 when absent or
  * when the admin port does not answer. */
@@ -136,7 +140,8 @@ void await_metric(const char *series, int value);
 /* Polls (bounded) until the series reads at least want. */
 void await_metric_ge(const char *series, double want, int timeout_ms);
 
-/* ---- sockets, HTTP, frames (daemon_fixture_io.c) --------------------------- */
+/* ---- sockets, HTTP, frames (daemon_fixture_io.c) ---------------------------
+ */
 
 /* Connects to 127.0.0.1:port with a 20 s receive timeout. */
 int tcp_connect(int port);

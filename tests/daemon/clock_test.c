@@ -157,7 +157,8 @@ SL_SCENARIO(stepback) {
   CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after -3 h: %g events late",
         metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
-  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 1, "one step counted");
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 1,
+        "one step counted");
   CHECK(metric_strict("sluice_pipeline_watermark_rebases_total") == 1,
         "one watermark rebased");
   CHECK(log_count("node clock stepped back") == 1, "the step logged once");
@@ -171,7 +172,8 @@ SL_SCENARIO(stepback) {
   CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after +1 h and back: %g events late",
         metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
-  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 2, "two steps back");
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 2,
+        "two steps back");
   CHECK(log_count("node clock stepped back") == 2, "each step logged once");
   post_closer();
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 991);

@@ -47,7 +47,6 @@ static void unmount_on_fail(void) {
     umount2(mnt, MNT_DETACH);
 }
 
-
 /* ---- defect 3: memory before authentication ---------------------------- */
 
 /* Before Hello a frame may be 4 KiB: a 4 MiB length prefix is refused at
@@ -188,11 +187,12 @@ SL_SCENARIO(budget) {
         N);
   CHECK(rss1 - rss0 < 100 * 1024 || daemon_sanitized(), "RSS grew %ld KiB",
         rss1 - rss0);
-  CHECK(metric_strict("sluice_ingest_budget_refusals_total{path=\"native\",what="
-               "\"bytes\"}") >= refused,
-        "native refusals counted");
+  CHECK(
+      metric_strict("sluice_ingest_budget_refusals_total{path=\"native\",what="
+                    "\"bytes\"}") >= refused,
+      "native refusals counted");
   CHECK(metric_strict("sluice_ingest_budget_refusals_total{path=\"http\",what="
-               "\"bytes\"}") == 1,
+                      "\"bytes\"}") == 1,
         "http refusal counted");
   /* Small batches keep flowing beside the exhausted budget. */
   {
@@ -227,7 +227,8 @@ SL_SCENARIO(maxconns) {
   sl_frame_buf_t b;
   int fds[3], eof, code;
 
-  write_config_streams("  - name: readings\n", "limits:\n  max_connections: 4\n");
+  write_config_streams("  - name: readings\n",
+                       "limits:\n  max_connections: 4\n");
   CHECK(daemon_try_start(NULL) == 0, "start");
   sl_frame_buf_init(&b);
   hello(&b, "c", NULL);
@@ -561,7 +562,8 @@ SL_SCENARIO(logforge) {
   static char buf[8192];
   sl_frame_buf_t b;
   int eof;
-  write_config_streams("  - name: readings\n", "log:\n  level: debug\n  debug: [ingest, http]\n");
+  write_config_streams("  - name: readings\n",
+                       "log:\n  level: debug\n  debug: [ingest, http]\n");
   CHECK(daemon_try_start(NULL) == 0, "start");
   sl_frame_buf_init(&b);
   hello(&b, "x\n2026-01-01T00:00:00.000Z error admin: FORGED\x1b[2J", NULL);
@@ -614,7 +616,8 @@ SL_SCENARIO(diskfull) {
     exit(77);
   }
   snprintf(data_dir, sizeof(data_dir), "%s/data", mnt);
-  write_config_streams("  - name: readings\n", "store:\n  budget_bytes: 64MiB\n");
+  write_config_streams("  - name: readings\n",
+                       "store:\n  budget_bytes: 64MiB\n");
   CHECK(daemon_try_start(NULL) == 0, "start");
   /* Fill the rest of the file system. */
   snprintf(filler, sizeof(filler), "%s/filler", mnt);
@@ -642,7 +645,8 @@ SL_SCENARIO(diskfull) {
   CHECK(http_get(admin_port, "/readyz", buf, sizeof(buf)) == 503 &&
             strstr(buf, "store refuses writes"),
         "/readyz while the disk is full: %s", buf);
-  CHECK(metric_strict("sluice_store_write_errors_total{reason=\"ENOSPC\"}") >= 6,
+  CHECK(metric_strict("sluice_store_write_errors_total{reason=\"ENOSPC\"}") >=
+            6,
         "write errors counted");
   CHECK(log_count("store refuses writes") == 1,
         "logged %d times, want once per episode",

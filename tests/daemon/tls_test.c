@@ -644,8 +644,8 @@ SL_SCENARIO(admin) {
            tls_block("  ", tls, sizeof(tls)));
   /* HTTP plain on every interface: the insecure listener. */
   write_tls_config("  native:\n    tcp: \"127.0.0.1:0\"\n"
-               "  http:\n    address: \"0.0.0.0:0\"\n",
-               adm);
+                   "  http:\n    address: \"0.0.0.0:0\"\n",
+                   adm);
   daemon_start(NULL);
   CHECK(log_has("http listener on 0.0.0.0:0 has no TLS"), "warning logged");
   CHECK(!log_has("native listener on"), "loopback native was warned about");
