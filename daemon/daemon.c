@@ -33,9 +33,14 @@
 
 /* ---- the ingest core's hooks -------------------------------------------- */
 
-/* After every completion round: new data for the Kafka uplink. */
+/* After every completion round: paused clients may go on, and there is
+ * new data for the Kafka uplink. */
 static void after_round(void *arg) {
-  sl_uplink_kick(arg);
+  sl_daemon_t *dm = arg;
+  if (dm->in.native)
+    sl_native_resume(dm->in.native);
+  sl_uplink_kick(dm);
+  sl_mqtt_resume(dm->in.mqtt);
 }
 
 /* Storage errors make /readyz answer 503 until a commit succeeds. */

@@ -36,44 +36,36 @@ struct sl_uplink {
   char last_err[256];
 };
 
-int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
-  const sl_config_t *cfg = dm->in.cfg;
-  sl_sync_opts_t o;
-  sl_sync_stream_conf_t *sc = NULL;
-  sl_uplink_t *ul;
-  int rc;
-
-  if (!cfg->kafka.enabled)
-    return 0;
-  if (!(ul = calloc(1, sizeof(*ul))) ||
-      !(sc = calloc(dm->in.nstreams, sizeof(*sc))) ||
-      !(ul->series = calloc(dm->in.nstreams, sizeof(*ul->series))) ||
-      !(ul->idx = calloc(dm->in.nstreams, sizeof(*ul->idx))))
-    abort();
-  sl_sync_opts_init(&o);
-  o.node_id = cfg->node.id;
-  sl_config_bind(cfg, SL_CONFIG_LIB_SYNC, &o); /* the table's bound rows */
-  o.log_cb = sl_log_kafka_cb; /* log.format json holds for librdkafka too */
-  /* ssl.key.location joins the passthrough properties. */
+/* Fills o from cfg. props (np + 2 slots, caller-freed) and keyprop
+ * (caller's) receive the passthrough properties. */
+static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
+                      const char **props, char *keyprop, size_t keycap) {
   size_t np = cfg->kafka.properties.n;
-  const char **props = calloc(np + 1, sizeof(char *));
-  char keyprop[600];
-  if (!props)
-    abort();
+  sl_sync_opts_init(o);
+  o->node_id = cfg->node.id;
+  sl_config_bind(cfg, SL_CONFIG_LIB_SYNC, o); /* the table's bound rows */
+  o->log_cb = sl_log_kafka_cb; /* log.format json holds for librdkafka too */
+  /* ssl.key.location joins the passthrough properties. */
   for (size_t i = 0; i < np; i++)
     props[i] = cfg->kafka.properties.v[i];
   if (*cfg->kafka.ssl_key_location) {
-    snprintf(keyprop, sizeof(keyprop), "ssl.key.location=%s",
+    snprintf(keyprop, keycap, "ssl.key.location=%s",
              cfg->kafka.ssl_key_location);
     props[np++] = keyprop;
   }
-  o.props = props;
-  o.nprops = np;
-  o.serial_commits = !cfg->kafka.commit_pipeline;
-  o.queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);
-  /* Streams a `route: local` keeps on the node are not forwarded; a
-   * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).
-   * ul->idx maps the uplink's streams back to the daemon's. */
+  o->props = props;
+  o->nprops = np;
+  o->serial_commits = !cfg->kafka.commit_pipeline;
+  o->queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);
+}
+
+/* The streams the uplink forwards, into sc (nstreams slots); returns how
+ * many. Streams a `route: local` keeps on the node are not forwarded; a
+ * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).
+ * ul->idx maps the uplink's streams back to the daemon's. */
+static size_t uplink_streams(sl_daemon_t *dm, sl_uplink_t *ul,
+                             sl_sync_stream_conf_t *sc) {
+  const sl_config_t *cfg = dm->in.cfg;
   size_t nsc = 0;
   for (size_t i = 0; i < dm->in.nstreams; i++) {
     const char *rtopic;
@@ -94,19 +86,11 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
       sc[nsc].topic = rtopic;
     ul->idx[nsc++] = i;
   }
-  o.streams = sc;
-  o.nstreams = nsc;
-  rc = sl_sync_new(dm->in.st, &o, &ul->sync, err, errlen);
-  free(props);
-  free(sc);
-  if (rc < 0)
-    goto fail;
-  if ((rc = sl_sync_start(ul->sync)) < 0) {
-    snprintf(err, errlen, "uplink thread: %s", sl_strerror(rc));
-    goto fail;
-  }
+  return nsc;
+}
 
-  /* Metrics. */
+/* Registers the uplink's series, per stream and node-wide. */
+static void uplink_metrics(sl_daemon_t *dm, sl_uplink_t *ul) {
   char labels[SL_STORE_NAME_MAX * 2 + 32], esc[SL_STORE_NAME_MAX * 2 + 1];
   sl_metrics_t *mx = dm->in.mx;
   for (size_t i = 0; i < dm->in.nstreams; i++) {
@@ -189,6 +173,38 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   ul->throttled =
       sl_metrics_counter(mx, "sluice_uplink_throttled_ms_total",
                          "Milliseconds waited for the bandwidth cap", NULL);
+}
+
+int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
+  const sl_config_t *cfg = dm->in.cfg;
+  sl_sync_opts_t o;
+  sl_sync_stream_conf_t *sc = NULL;
+  const char **props = NULL;
+  char keyprop[600];
+  sl_uplink_t *ul;
+  int rc;
+
+  if (!cfg->kafka.enabled)
+    return 0;
+  if (!(ul = calloc(1, sizeof(*ul))) ||
+      !(sc = calloc(dm->in.nstreams, sizeof(*sc))) ||
+      !(ul->series = calloc(dm->in.nstreams, sizeof(*ul->series))) ||
+      !(ul->idx = calloc(dm->in.nstreams, sizeof(*ul->idx))) ||
+      !(props = calloc(cfg->kafka.properties.n + 1, sizeof(char *))))
+    abort();
+  sync_opts(cfg, &o, props, keyprop, sizeof(keyprop));
+  o.streams = sc;
+  o.nstreams = uplink_streams(dm, ul, sc);
+  rc = sl_sync_new(dm->in.st, &o, &ul->sync, err, errlen);
+  free(props);
+  free(sc);
+  if (rc < 0)
+    goto fail;
+  if ((rc = sl_sync_start(ul->sync)) < 0) {
+    snprintf(err, errlen, "uplink thread: %s", sl_strerror(rc));
+    goto fail;
+  }
+  uplink_metrics(dm, ul);
   dm->uplink = ul;
   return 0;
 fail:

@@ -10,7 +10,6 @@
 
 #include "common/common.h"
 #include "ingest/ingest.h"
-#include "ingest/mqtt/mqtt.h"
 
 static const char *const path_names[SL_PATH_N] = {"native", "http", "mqtt"};
 
@@ -50,11 +49,8 @@ static void on_done_async(uv_async_t *a) {
     d->fn(d, d->status, d->first_offset);
     d = next;
   }
-  if (ic->native)
-    sl_native_resume(ic->native);
-  if (ic->after_round)
-    ic->after_round(ic->after_round_arg); /* e.g. new data for the uplink */
-  sl_mqtt_resume(ic->mqtt);
+  if (ic->after_round) /* resumes paused paths, kicks the uplink */
+    ic->after_round(ic->after_round_arg);
 }
 
 int sl_ingest_submit(sl_ingest_t *ic, sl_store_group_t *g, sl_done_t *d) {

@@ -90,8 +90,8 @@ struct sl_ingest {
   sl_done_t **done_tail;
   uint64_t pending; /* groups submitted and not yet completed (loop) */
   int inited, opened;
-  /* Runs on the loop after every completion round, once the paths were
-   * resumed (the daemon kicks its uplink). May be NULL. */
+  /* Runs on the loop after every completion round: the daemon resumes
+   * the paths paused for flow control and kicks its uplink. May be NULL. */
   void (*after_round)(void *arg);
   void *after_round_arg;
 

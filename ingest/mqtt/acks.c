@@ -42,89 +42,6 @@ typedef struct mqtt_commit {
   uint64_t rd_upto; /* redelivery records up to here are in the group */
 } mqtt_commit_t;
 
-sl_json_batch_t *mqtt__batch(sl_mqtt_t *mq, size_t idx) {
-  mqtt_stream_batch_t *b = &mq->sb[idx];
-  if (!b->used) {
-    sl_json_batch_init(&b->jb);
-    b->jb.rules = &mq->ev_rules;
-    b->used = true;
-  }
-  return &b->jb;
-}
-
-void mqtt__count_error(sl_mqtt_t *mq, const char *reason) {
-  char labels[80];
-  snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
-  sl_metric_add(sl_metrics_counter(mq->ic->mx,
-                                   "sluice_mqtt_decode_errors_total",
-                                   "MQTT payloads rejected, by reason", labels),
-                1);
-}
-
-int mqtt__state_put(sl_mqtt_t *mq, const char *key, void *val, size_t vlen) {
-  mqtt_state_put_t *p = calloc(1, sizeof(*p)), **tail;
-  if (!p || !(p->key = strdup(key))) {
-    free(p);
-    free(val);
-    return -ENOMEM;
-  }
-  p->val = val;
-  p->vlen = vlen;
-  /* A later put of the same key wins: replace it in place (Sparkplug puts
-   * each node's seq per message). */
-  for (tail = &mq->puts; *tail; tail = &(*tail)->next)
-    if (!strcmp((*tail)->key, key)) {
-      free((*tail)->val);
-      (*tail)->val = val;
-      (*tail)->vlen = vlen;
-      free(p->key);
-      free(p);
-      return 0;
-    }
-  *tail = p;
-  return 0;
-}
-
-void mqtt__dead_letter(sl_mqtt_t *mq, const char *topic, const void *payload,
-                       size_t len, const char *decoder, const char *reason,
-                       const char *detail) {
-  Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
-  Sluice__V1__Raw raw = SLUICE__V1__RAW__INIT;
-  Sluice__V1__Attribute a[4], *pa[4];
-  char size[24];
-  const char *kv[4][2] = {{"reason", reason},
-                          {"decoder", decoder},
-                          {"detail", detail ? detail : ""},
-                          {"size", size}};
-
-  mqtt__count_error(mq, reason);
-  sl_debug(SL_LOG_CTX_MQTT, topic, "rejected (%s): %s", reason,
-           detail ? detail : "");
-  if (mq->dlq == SIZE_MAX)
-    return;
-  snprintf(size, sizeof(size), "%zu", len);
-  for (int i = 0; i < 4; i++) {
-    sluice__v1__attribute__init(&a[i]);
-    a[i].key = (char *)kv[i][0];
-    a[i].value = (char *)kv[i][1];
-    pa[i] = &a[i];
-  }
-  ev.source = (char *)(mqtt__utf8_ok(topic, strlen(topic)) ? topic : "?");
-  ev.time_ns = sl_now_wall_ns();
-  ev.body_case = SLUICE__V1__EVENT__BODY_RAW;
-  ev.raw = &raw;
-  raw.content_type = "application/octet-stream";
-  /* Oversized payloads are recorded without their bytes. */
-  if (payload && len <= mq->cfg->mqtt.max_payload_bytes) {
-    raw.data.data = (uint8_t *)payload;
-    raw.data.len = len;
-  }
-  ev.n_attributes = 4;
-  ev.attributes = pa;
-  if (sl_json_batch_add(mqtt__batch(mq, mq->dlq), &ev) == 0)
-    mq->built_events++;
-}
-
 static void decode_raw(sl_mqtt_t *mq, const mqtt_rule_t *r, const char *source,
                        const struct mosquitto_message *msg, int64_t now) {
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
@@ -424,4 +341,32 @@ int mqtt__flush(sl_mqtt_t *mq) {
   }
   update_pause(mq);
   return rc < 0 ? rc : 0;
+}
+
+static void on_misc_closed(uv_handle_t *h) {
+  sl_mqtt_t *mq = h->data;
+  mq->misc_closed = true;
+}
+
+/* Ends a stop once the last commit and its PUBACKs are out. */
+void mqtt__try_finish(sl_mqtt_t *mq) {
+  if (!mq->stopping)
+    return;
+  /* Wait for the last commit and its PUBACKs before disconnecting. */
+  if (mq->in.mq && (mq->unacked > 0 || mq->built_events > 0 || mq->commits))
+    return;
+  if (mq->in.mq)
+    mqtt__link_stop(&mq->in);
+  /* A clean DISCONNECT discards the will: replace the retained "online"
+   * status ourselves, or local apps would see this node online for good.
+   * It leaves before the DISCONNECT (same socket, mqtt__publish writes). */
+  if (mq->have_out && *mq->cfg->mqtt.status_topic)
+    mqtt__publish(mq, mq->cfg->mqtt.status_topic, MQTT_STATUS_OFFLINE,
+                  strlen(MQTT_STATUS_OFFLINE), 1, true, 0);
+  if (mq->have_out)
+    mqtt__link_stop(&mq->out);
+  if (!mq->misc_closed && !uv_is_closing((uv_handle_t *)&mq->misc)) {
+    uv_timer_stop(&mq->misc);
+    uv_close((uv_handle_t *)&mq->misc, on_misc_closed);
+  }
 }

@@ -35,6 +35,10 @@ typedef struct mqtt_redeliver mqtt_redeliver_t;
 
 /* ---- links ------------------------------------------------------------ */
 
+/* The retained node status when sluice is gone: the publish link's will
+ * (it vanished) and its last publish on a graceful stop. */
+#define MQTT_STATUS_OFFLINE "{\"state\":\"offline\"}"
+
 typedef enum {
   LINK_DOWN = 0,   /* no socket; a reconnect timer may be armed */
   LINK_CONNECTING, /* the worker thread owns the handle */
@@ -71,6 +75,11 @@ struct sl_mqtt_link {
    * PUBACK for an uncommitted message may be queued. */
   bool (*may_write)(sl_mqtt_link_t *l);
   void (*on_active)(sl_mqtt_link_t *l, bool session_present);
+  /* A message read on this link (inside mosquitto_loop_read). May be
+   * NULL (the publish link reads none). */
+  void (*on_message)(sl_mqtt_link_t *l, const struct mosquitto_message *msg);
+  /* After each burst of reads (the ingest link commits it). May be NULL. */
+  void (*after_read)(sl_mqtt_link_t *l);
   sl_metric_t *connected;  /* gauge 0/1 */
   sl_metric_t *reconnects; /* counter */
 };
@@ -93,6 +102,8 @@ void mqtt__link_abort(sl_mqtt_link_t *l);
  * completion when a connect was running. */
 void mqtt__link_stop(sl_mqtt_link_t *l);
 /* Handles (poll, timer, work) not yet closed. */
+/* Mirrors libmosquitto's log callback to the link's state (loop thread). */
+void mqtt__link_log_sync(sl_mqtt_link_t *l);
 int mqtt__link_open_handles(const sl_mqtt_link_t *l);
 
 /* ---- subscription rules ------------------------------------------------ */
