@@ -121,6 +121,8 @@ function(sl_layering)
   # Programs built from a module's folder (the thin mains) belong to the
   # module they link from that folder, or are checked as their own module.
   sl__layer_targets(targets ${PROJECT_SOURCE_DIR})
+  set(programs)
+  set(pseudo)
   foreach(t ${targets})
     get_target_property(type ${t} TYPE)
     if(NOT type STREQUAL "EXECUTABLE")
@@ -147,8 +149,12 @@ function(sl_layering)
           set(owner ${l})
         endif()
       endforeach()
-      if(NOT owner)
+      if(owner)
+        list(APPEND programs ${t})
+        set(SL_LAYER_PROGRAM_${t} ${owner})
+      else()
         set(owner ${t})
+        list(APPEND pseudo ${t})
         if(NOT declared)
           set(declared TRUE)
           string(APPEND m "module ${t}\n")
@@ -169,8 +175,33 @@ function(sl_layering)
   endforeach()
 
   set(manifest ${PROJECT_BINARY_DIR}/layering.manifest)
-  file(GENERATE OUTPUT ${manifest} CONTENT "${m}")
+  file(CONFIGURE OUTPUT ${manifest} CONTENT "${m}" @ONLY)
   set(checker ${PROJECT_SOURCE_DIR}/scripts/check-layering.py)
+
+  # The include farm: build/layers/MODULE/{own,pub}/ (sl_module()).
+  execute_process(
+    COMMAND ${SL_PYTHON3} ${checker} --root ${PROJECT_SOURCE_DIR}
+            --farm ${PROJECT_BINARY_DIR}/layers ${manifest}
+    RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "scripts/check-layering.py --farm failed")
+  endif()
+  # A program in a module's folder compiles as part of that module; tests and
+  # benchmarks (white-box) see the whole tree from the root.
+  foreach(t ${targets})
+    get_target_property(type ${t} TYPE)
+    get_target_property(imported ${t} IMPORTED)
+    if(imported OR t IN_LIST modules OR
+       NOT type MATCHES "^(EXECUTABLE|STATIC_LIBRARY|SHARED_LIBRARY|OBJECT_LIBRARY|MODULE_LIBRARY)$")
+      continue()
+    endif()
+    if(t IN_LIST programs)
+      target_include_directories(${t} PRIVATE
+                                 ${PROJECT_BINARY_DIR}/layers/${SL_LAYER_PROGRAM_${t}}/own)
+    elseif(NOT t IN_LIST pseudo)
+      target_include_directories(${t} PRIVATE ${PROJECT_SOURCE_DIR})
+    endif()
+  endforeach()
   set(stamp ${PROJECT_BINARY_DIR}/layering.ok)
   add_custom_command(
     OUTPUT ${stamp}

@@ -11,7 +11,13 @@ function(sl_module name)
   cmake_parse_arguments(M "" "" "SOURCES;DEPS;INTERNAL" ${ARGN})
   add_library(${name} STATIC ${M_SOURCES})
   target_compile_options(${name} PRIVATE ${SL_WARNINGS})
-  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  # Not the repository root: the include farm (cmake/SluiceLayering.cmake)
+  # gives the module its own headers and its dependents its public ones, so
+  # the compiler refuses a crossing include. DEPS stay PUBLIC because the
+  # rule allows a dependent the public headers of the transitive DEPS (a
+  # public header includes its own module's DEPS: store.h -> common.h).
+  set(farm ${PROJECT_BINARY_DIR}/layers/${name})
+  target_include_directories(${name} PRIVATE ${farm}/own INTERFACE ${farm}/pub)
   if(M_DEPS)
     target_link_libraries(${name} PUBLIC ${M_DEPS})
   endif()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when a production source or header includes across the layering.
 
-usage: scripts/check-layering.py [--root DIR] MANIFEST
+usage: scripts/check-layering.py [--root DIR] [--farm DIR] MANIFEST
 
 MANIFEST is BUILD_DIR/layering.manifest, written by cmake/SluiceLayering.cmake
 from every sl_module(NAME SOURCES ... DEPS ... [INTERNAL ...]). The rule
@@ -16,6 +16,12 @@ whose public include directory holds it (include/ of libsluice), else to the
 module whose sources share its folder (by file stem, foo.h and foo_int.h go
 with foo.c, when several modules share one folder). Every violation is
 printed as FILE:LINE: message; the exit status is 1 when there is any.
+
+With --farm DIR (run by CMake at configure time) it writes, instead of
+checking, DIR/MODULE/own/ (symbolic links to all of a module's headers) and
+DIR/MODULE/pub/ (its public headers only), each under its path from the
+root (store/store.h): sl_module() compiles a module with its own/ and
+exports pub/ to its dependents, so the compiler refuses what the rule does.
 """
 
 import argparse
@@ -163,12 +169,35 @@ class Layering:
         return self.errors
 
 
+def farm(lay, out):
+    """Writes the include farm (see the module docstring); out is replaced."""
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    for path, mod in sorted(lay.production_files().items()):
+        if not path.endswith(".h"):
+            continue
+        if any(path.startswith(d + os.sep) for d, _ in lay.incdirs):
+            continue  # exported by the module's own include directory
+        kinds = ["own"] if lay.is_internal(path) else ["own", "pub"]
+        for kind in kinds:
+            link = os.path.join(out, mod, kind, path)
+            os.makedirs(os.path.dirname(link), exist_ok=True)
+            os.symlink(os.path.join(lay.root, path), link)
+    for mod in lay.modules:
+        for kind in ("own", "pub"):
+            os.makedirs(os.path.join(out, mod, kind), exist_ok=True)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default=os.path.join(os.path.dirname(__file__), ".."))
+    ap.add_argument("--farm", metavar="DIR")
     ap.add_argument("manifest")
     args = ap.parse_args()
     lay = Layering(args.root, args.manifest)
+    if args.farm:
+        return farm(lay, args.farm)
     errors = lay.check()
     for e in errors:
         print(e, file=sys.stderr)
