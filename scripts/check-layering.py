@@ -9,7 +9,7 @@ from every sl_module(NAME SOURCES ... DEPS ... [INTERNAL ...]). The rule
 
   a module may include its own headers and the public headers of the modules
   in its transitive DEPS; a header named *_int.h, or listed after INTERNAL,
-  is included only by its own module.
+  is included only by its own module (and not from its public headers).
 
 A header belongs to the module that lists it as INTERNAL, else to the module
 whose public include directory holds it (include/ of libsluice), else to the
@@ -155,6 +155,11 @@ class Layering:
                 where = f'{path}:{n}: {mod} includes "{m.group(2)}"'
                 owner = self.owner(target)
                 if owner == mod:
+                    if (path.endswith(".h") and not self.is_internal(path)
+                            and self.is_internal(target)):
+                        self.errors.append(
+                            f"{where}: a public header exposes an internal one "
+                            f"to every dependent of {mod}")
                     continue
                 if owner is None:
                     self.errors.append(f"{where}, which belongs to no module")
