@@ -1,5 +1,5 @@
 /*
- * The rules every ingest path shares (broker/ingest_check.h), end to end
+ * The rules every ingest path shares (decode/event_check.h), end to end
  * against the real daemon: the issue-14 reproductions.
  *
  *   time       HTTP: a year past 2262 (stored as 1816 before), Feb 30 (was
