@@ -39,7 +39,7 @@
 #include <string.h>
 
 #include "telemetry/log.h"
-#include "ingest/native_int.h"
+#include "ingest/native/native_int.h"
 #include "ingest/pipes.h"
 
 /* ---- output ---------------------------------------------------------- */
