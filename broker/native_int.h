@@ -11,7 +11,7 @@
 
 #include "broker/daemon.h"
 #include "broker/security.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* Why a connection is not reading (bitmask). */
 enum {

@@ -2,8 +2,8 @@
  * sync/lane.c: one lane of one stream: a store cursor, the record it is in
  * and the next offset to send. Events are sliced out of the stored
  * EventBatch without a decode (sl_sync_event_next()); an event without an
- * ingest time gets its batch's append time appended as field 3 (D7), which
- * protobuf readers take as the field's value.
+ * ingest time gets its batch's append time appended as
+ * Event.ingest_time_ns (D7), which protobuf readers take as the field's value.
  *
  * Bandwidth: the live lane takes from the global bucket; the backlog lane
  * also needs its share bucket unless the live lanes have nothing waiting
@@ -16,6 +16,7 @@
 
 #include "schemas/event_json.h"
 #include "sync/sync_int.h"
+#include "wire/wire.h"
 
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
@@ -330,7 +331,7 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
       memcpy(up->scratch, ev.data, ev.len);
       int64_t t = l->rec.append_time_ns;
       uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
-      up->scratch[ev.len] = 0x18; /* field 3, varint */
+      up->scratch[ev.len] = SL_WIRE_KEY_EVENT_INGEST_TIME;
       vlen = ev.len + 1 + put_varint(up->scratch + ev.len + 1, zz);
       val = up->scratch;
     }

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "loadtest/common/scrape.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/v1/event.pb-c.h"
 #include "tests/daemon/dtest.h"
 

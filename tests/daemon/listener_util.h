@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 extern const char *sluice_bin;
 extern char dir[256], data_dir[400], cfg_path[300], sock_path[300],
