@@ -36,20 +36,10 @@ struct sl_uplink {
   char last_err[256];
 };
 
-int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
-  const sl_config_t *cfg = dm->cfg;
+/* The uplink's options from the config (the properties and streams are
+ * added by the caller). */
+static sl_sync_opts_t uplink_opts(const sl_config_t *cfg) {
   sl_sync_opts_t o;
-  sl_sync_stream_conf_t *sc = NULL;
-  sl_uplink_t *ul;
-  int rc;
-
-  if (!cfg->kafka.enabled)
-    return 0;
-  if (!(ul = calloc(1, sizeof(*ul))) ||
-      !(sc = calloc(dm->nstreams, sizeof(*sc))) ||
-      !(ul->series = calloc(dm->nstreams, sizeof(*ul->series))) ||
-      !(ul->idx = calloc(dm->nstreams, sizeof(*ul->idx))))
-    abort();
   sl_sync_opts_init(&o);
   o.node_id = cfg->node.id;
   o.brokers = cfg->kafka.brokers;
@@ -59,21 +49,6 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.gap_topic = cfg->kafka.gap_topic;
   o.dead_letter_stream = cfg->kafka.dead_letter_stream;
   o.log_cb = sl_log_kafka_cb; /* log.format json holds for librdkafka too */
-  /* ssl.key.location joins the passthrough properties. */
-  size_t np = cfg->kafka.properties.n;
-  const char **props = calloc(np + 1, sizeof(char *));
-  char keyprop[600];
-  if (!props)
-    abort();
-  for (size_t i = 0; i < np; i++)
-    props[i] = cfg->kafka.properties.v[i];
-  if (*cfg->kafka.ssl_key_location) {
-    snprintf(keyprop, sizeof(keyprop), "ssl.key.location=%s",
-             cfg->kafka.ssl_key_location);
-    props[np++] = keyprop;
-  }
-  o.props = props;
-  o.nprops = np;
   o.chunk_events = (uint32_t)cfg->kafka.chunk_events;
   o.commit_interval_ms = (uint32_t)cfg->kafka.commit_interval_ms;
   o.link_timeout_ms = (uint32_t)cfg->kafka.link_timeout_ms;
@@ -86,6 +61,14 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   o.backlog_newest_first = cfg->kafka.backlog_order == 1;
   o.backlog_threshold = cfg->kafka.backlog_threshold;
   o.record_timestamp = cfg->kafka.record_timestamp;
+  return o;
+}
+
+/* The uplink's streams, into sc (dm->nstreams entries). Returns their
+ * number. */
+static size_t uplink_streams(sl_daemon_t *dm, sl_uplink_t *ul,
+                             sl_sync_stream_conf_t *sc) {
+  const sl_config_t *cfg = dm->cfg;
   /* Streams a `route: local` keeps on the node are not forwarded; a
    * `route: kafka` topic overrides the stream's (docs/PROCESSING.md).
    * ul->idx maps the uplink's streams back to the daemon's. */
@@ -109,19 +92,11 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
       sc[nsc].topic = rtopic;
     ul->idx[nsc++] = i;
   }
-  o.streams = sc;
-  o.nstreams = nsc;
-  rc = sl_sync_new(dm->st, &o, &ul->sync, err, errlen);
-  free(props);
-  free(sc);
-  if (rc < 0)
-    goto fail;
-  if ((rc = sl_sync_start(ul->sync)) < 0) {
-    snprintf(err, errlen, "uplink thread: %s", sl_strerror(rc));
-    goto fail;
-  }
+  return nsc;
+}
 
-  /* Metrics. */
+/* The uplink's metric series (docs/OPERATIONS.md). */
+static void uplink_metrics(sl_daemon_t *dm, sl_uplink_t *ul) {
   char labels[SL_STORE_NAME_MAX * 2 + 32], esc[SL_STORE_NAME_MAX * 2 + 1];
   sl_metrics_t *mx = dm->mx;
   for (size_t i = 0; i < dm->nstreams; i++) {
@@ -204,6 +179,50 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   ul->throttled =
       sl_metrics_counter(mx, "sluice_uplink_throttled_ms_total",
                          "Milliseconds waited for the bandwidth cap", NULL);
+}
+
+int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
+  const sl_config_t *cfg = dm->cfg;
+  sl_sync_stream_conf_t *sc = NULL;
+  sl_uplink_t *ul;
+  int rc;
+
+  if (!cfg->kafka.enabled)
+    return 0;
+  if (!(ul = calloc(1, sizeof(*ul))) ||
+      !(sc = calloc(dm->nstreams, sizeof(*sc))) ||
+      !(ul->series = calloc(dm->nstreams, sizeof(*ul->series))) ||
+      !(ul->idx = calloc(dm->nstreams, sizeof(*ul->idx))))
+    abort();
+  sl_sync_opts_t o = uplink_opts(cfg);
+  /* ssl.key.location joins the passthrough properties. */
+  size_t np = cfg->kafka.properties.n;
+  const char **props = calloc(np + 1, sizeof(char *));
+  char keyprop[600];
+  if (!props)
+    abort();
+  for (size_t i = 0; i < np; i++)
+    props[i] = cfg->kafka.properties.v[i];
+  if (*cfg->kafka.ssl_key_location) {
+    snprintf(keyprop, sizeof(keyprop), "ssl.key.location=%s",
+             cfg->kafka.ssl_key_location);
+    props[np++] = keyprop;
+  }
+  o.props = props;
+  o.nprops = np;
+  o.streams = sc;
+  o.nstreams = uplink_streams(dm, ul, sc);
+  rc = sl_sync_new(dm->st, &o, &ul->sync, err, errlen);
+  free(props);
+  free(sc);
+  if (rc < 0)
+    goto fail;
+  if ((rc = sl_sync_start(ul->sync)) < 0) {
+    snprintf(err, errlen, "uplink thread: %s", sl_strerror(rc));
+    goto fail;
+  }
+
+  uplink_metrics(dm, ul);
   dm->uplink = ul;
   return 0;
 fail:
