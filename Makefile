@@ -24,9 +24,10 @@ check: build
 
 test: check
 
-# Unit tests only: no brokers needed.
+# The tests that need no broker: in-process unit tests (label unit) and the
+# ones that run the sluice binary (label daemon).
 unit: build
-	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L unit
+	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L 'unit|daemon'
 
 demo: build
 	@scripts/demo.sh $(BUILD)

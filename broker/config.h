@@ -122,7 +122,7 @@ typedef struct sl_config_strlist {
   size_t n; /* number of entries */
 } sl_config_strlist_t;
 
-/* TLS of one listener (broker/tls.h); cert "" = plain TCP. */
+/* TLS of one listener (security/tls.h); cert "" = plain TCP. */
 typedef struct sl_config_tls {
   char *cert;      /* server certificate chain (PEM), "" = no TLS */
   char *key;       /* its private key (PEM) */
@@ -137,7 +137,7 @@ typedef struct sl_config_client {
   sl_config_strlist_t streams; /* stream names or globs it may write */
 } sl_config_client_t;
 
-/* A list of clients (broker/auth.h). */
+/* A list of clients (security/auth.h). */
 typedef struct sl_config_clients {
   sl_config_client_t *v; /* n owned elements */
   size_t n;
@@ -244,7 +244,7 @@ typedef struct sl_config {
     uint64_t max_inflight_bytes; /* client bytes buffered, all listeners */
     uint64_t request_timeout_ms; /* accept -> complete request (or Hello) */
     uint64_t max_future_ms;      /* 0 = event times are not bounded */
-    int future_policy; /* sl_ingest_future_t (broker/ingest_check.h) */
+    int future_policy;           /* sl_ingest_future_t (decode/event_check.h) */
   } limits;
   struct {
     int level;      /* sl_config_log_level_t */
@@ -386,7 +386,7 @@ int sl_config_dump(const sl_config_t *cfg, FILE *out);
 int sl_config_doc_markdown(FILE *out);
 
 /*
- * Subcommands (broker/cmd_config.c), called by main() with argv[0] being
+ * Subcommands (daemon/cmd_config.c), called by main() with argv[0] being
  * the subcommand name. Return the process exit code.
  *   check-config -c FILE [--print]: 0 and "FILE: ok", or the errors and 1.
  *   config-docs: the Markdown reference on stdout.

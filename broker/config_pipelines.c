@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "broker/config_int.h"
-#include "broker/pipeline.h"
+#include "ingest/pipes.h"
 
 #define STEP_OPT(n, t, f, d, fl, desc_, ...)                                   \
   {                                                                            \

@@ -435,7 +435,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "Deprecated (use listeners.native.clients): one shared token, kept "
         "in clear, any native client may present; it may write every "
         "stream, with the identity \"native.token\". \"\" = none."),
-    /* ---- TLS and credentials (broker/tls.h, broker/auth.h) ---- */
+    /* ---- TLS and credentials (security/tls.h, security/auth.h) ---- */
     OPT("listeners.native.tls.cert", PATH, listeners.native_tls.cert, "",
         RELOAD,
         "Server certificate chain (PEM) of the native TCP listener (the Unix "

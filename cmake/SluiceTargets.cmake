@@ -40,3 +40,52 @@ function(sl_integration_test name)
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT}
                        LABELS "integration;${T_LABELS}" SKIP_RETURN_CODE 77)
 endfunction()
+
+# sl_daemon_test(NAME SOURCES... [LIBS ...] [PREFIX p] [ARGS ...] [TIMEOUT s]
+# [LABELS ...] [INTEGRATION]) builds a test program that starts the real
+# daemon through tests/common/daemon_fixture.h; its scenarios are added with
+# sl_daemon_scenario(). PREFIX names the tests (default: NAME), ARGS go
+# between the sluice binary and the scenario, INTEGRATION marks programs
+# whose scenarios need the harness's brokers.
+function(sl_daemon_test name)
+  cmake_parse_arguments(T "INTEGRATION" "PREFIX;TIMEOUT"
+                        "SOURCES;LIBS;ARGS;LABELS" ${ARGN})
+  add_executable(${name} ${T_SOURCES})
+  target_compile_options(${name} PRIVATE ${SL_WARNINGS})
+  target_link_libraries(${name} PRIVATE sl_daemon_fixture ${T_LIBS})
+  if(NOT T_PREFIX)
+    set(T_PREFIX ${name})
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  set_target_properties(${name} PROPERTIES SL_PREFIX "${T_PREFIX}"
+                        SL_TIMEOUT "${T_TIMEOUT}" SL_ARGS "${T_ARGS}"
+                        SL_LABELS "${T_LABELS}"
+                        SL_INTEGRATION "${T_INTEGRATION}")
+endfunction()
+
+# sl_daemon_scenario(PROGRAM SCENARIO [TIMEOUT s] [LABELS ...]) adds one
+# ctest, PREFIX_SCENARIO, running `PROGRAM SLUICE ARGS... SCENARIO` (the
+# program dispatches on its last argument: SL_SCENARIO in the source). Label
+# "daemon" (no broker needed) or, for an INTEGRATION program, "integration";
+# exit code 77 is "skipped".
+function(sl_daemon_scenario prog scenario)
+  cmake_parse_arguments(S "" "TIMEOUT" "LABELS" ${ARGN})
+  get_target_property(prefix ${prog} SL_PREFIX)
+  get_target_property(args ${prog} SL_ARGS)
+  get_target_property(labels ${prog} SL_LABELS)
+  get_target_property(integration ${prog} SL_INTEGRATION)
+  if(NOT S_TIMEOUT)
+    get_target_property(S_TIMEOUT ${prog} SL_TIMEOUT)
+  endif()
+  set(kind daemon)
+  if(integration)
+    set(kind integration)
+  endif()
+  add_test(NAME ${prefix}_${scenario}
+           COMMAND ${prog} $<TARGET_FILE:sluice> ${args} ${scenario})
+  set_tests_properties(${prefix}_${scenario} PROPERTIES TIMEOUT ${S_TIMEOUT}
+                       LABELS "${kind};${labels};${S_LABELS}"
+                       SKIP_RETURN_CODE 77)
+endfunction()

@@ -2,7 +2,7 @@
  * common/clock_step: notices when the node's wall clock stepped (NTP, a
  * technician, a dead RTC battery), by comparing how far it advanced with
  * the monotonic clock, which never steps. Used by the daemon for its edge
- * pipelines (broker/pipeline.c) and meant for every other part that keeps
+ * pipelines (ingest/pipes.c) and meant for every other part that keeps
  * wall-clock times (store TTL, uplink ages). Pure: the caller reads the
  * clocks (sl_now_wall_ns(), sl_now_mono_ns()), so tests feed it any
  * sequence. Not thread-safe: one reference per caller, under its lock.

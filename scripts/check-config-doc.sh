@@ -8,9 +8,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 doc="$root/docs/CONFIGURATION.md"
 tmp=$(mktemp)
 trap 'rm -f "$tmp"' EXIT
-"$build/broker/sluice" config-docs >"$tmp"
+"$build/daemon/sluice" config-docs >"$tmp"
 if ! diff -u "$doc" "$tmp"; then
-  echo "docs/CONFIGURATION.md is stale: run $build/broker/sluice config-docs > docs/CONFIGURATION.md" >&2
+  echo "docs/CONFIGURATION.md is stale: run $build/daemon/sluice config-docs > docs/CONFIGURATION.md" >&2
   exit 1
 fi
 echo "docs/CONFIGURATION.md is up to date"

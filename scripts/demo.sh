@@ -31,7 +31,7 @@ note() {
 }
 die() { say "demo FAILED: $*"; exit 1; }
 
-sluice=$build/broker/sluice
+sluice=$build/daemon/sluice
 sim=$build/connectors/sluice-sim
 modbus=$build/connectors/sluice-modbus
 plc=$build/tests/connectors/sl_test_modbus_server

@@ -272,6 +272,7 @@ launch() {
     </dev/null >>"$OUT" 2>&1 9>&- &
   printf '%s\n' "$!" >"$PIDFILE"
   printf '%s\n' "$addr" >"$ADDRFILE"
+  sl_wait_exec "$PIDFILE" "$PATTERN"
 }
 
 fail_with_logs() {

@@ -78,7 +78,9 @@ start() {
   setsid "$BIN" -c "$CONF" </dev/null >"$OUT" 2>&1 9>&- &
   printf '%s\n' "$!" >"$PIDFILE"
   printf '%s\n' "$port" >"$PORTFILE"
+  sl_wait_exec "$PIDFILE" "$PATTERN"
 }
+
 
 # Stops the broker (SIGTERM: Mosquitto writes its persistence file) and
 # starts it again on the same port with the same data, so persistent
@@ -95,12 +97,7 @@ restart() {
     setsid "$BIN" -c "$CONF" </dev/null >>"$OUT" 2>&1 9>&- &
     printf '%s\n' "$!" >"$PIDFILE"
   )
-  # The child may not have exec'd the broker yet (its command line is still
-  # this script's): give it a moment before wait_ready judges it.
-  local deadline=$((SECONDS + 5))
-  until running || ((SECONDS >= deadline)); do
-    sleep 0.05
-  done
+  sl_wait_exec "$PIDFILE" "$PATTERN"
   wait_ready
 }
 

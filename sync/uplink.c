@@ -115,7 +115,7 @@ static void backoff(sl_sync_t *up) {
 }
 
 /* librdkafka's queue depth for the stats (the rest is sampled by
- * sl_sync_stats(), sync/clock.c). */
+ * sl_sync_stats(), sync/uplink_clock.c). */
 static void update_rates(sl_sync_t *up) {
   uint32_t q = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
   pthread_mutex_lock(&up->lock);

@@ -82,9 +82,9 @@ streams:
 YAML
 echo "drain: sluice uplink ($delivery)" >&2
 if [[ -n $perf_out ]]; then
-  perf record -g -o "$perf_out" -- "$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+  perf record -g -o "$perf_out" -- "$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
 else
-  "$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+  "$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
 fi
 pid=$!
 python3 - "$work/daemon.log" "$pid" "$events" "$perf_out" >"$work/drain.json" <<'PY'

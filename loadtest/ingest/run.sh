@@ -43,7 +43,7 @@ store:
 streams:
   - name: readings
 YAML
-"$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+"$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
 pid=$!
 port=
 for _ in $(seq 1 200); do

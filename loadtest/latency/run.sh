@@ -85,7 +85,7 @@ YAML
 # to be running; sets pid, port, admin.
 start_daemon() {
   : >"$work/daemon.log"
-  "$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+  "$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
   pid=$!
   port="" admin=""
   for _ in $(seq 1 600); do

@@ -73,7 +73,7 @@ streams:
   - name: q1
   - name: q0
 YAML
-"$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+"$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
 pid=$!
 [[ -n ${SL_MQTT_PERF:-} ]] && { perf record -g -o "$SL_MQTT_PERF" -p "$pid" 2>/dev/null & }
 aport=

@@ -171,7 +171,7 @@ streams:
 YAML
   [[ -z $budget ]] || echo "    policy: $policy"
 } >"$work/sluice.yaml"
-"$bin/broker/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
+"$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>"$work/daemon.log" &
 dpid=$!
 echo "$dpid" >"$work/daemon.pid"
 port="" aport=""
@@ -338,8 +338,8 @@ dpid=""
 # The store's own account (evictions per reason, first offset left, gap
 # records not yet acknowledged), read with the daemon stopped.
 if [[ -n $budget ]]; then
-  "$bin/broker/sluice" store stats -d "$work/data" >"$work/store_stats.txt" 2>&1 || true
-  { "$bin/broker/sluice" store inspect -d "$work/data" 2>/dev/null || true; } |
+  "$bin/daemon/sluice" store stats -d "$work/data" >"$work/store_stats.txt" 2>&1 || true
+  { "$bin/daemon/sluice" store inspect -d "$work/data" 2>/dev/null || true; } |
     grep -c '^gap ' >"$work/gaps_pending.txt" || true
 fi
 

@@ -92,7 +92,7 @@ start_daemon() {
   starts=$((starts + 1))
   [[ -n $port ]] && env=(SLUICE_LISTENERS_NATIVE_TCP="127.0.0.1:$port"
     SLUICE_ADMIN_ADDRESS="127.0.0.1:$aport")
-  env "${env[@]}" "$bin/broker/sluice" run -c "$work/sluice.yaml" 2>>"$work/daemon.log" &
+  env "${env[@]}" "$bin/daemon/sluice" run -c "$work/sluice.yaml" 2>>"$work/daemon.log" &
   dpid=$!
   echo "$dpid" >"$work/daemon.pid"
   local line=""

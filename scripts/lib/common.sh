@@ -69,6 +69,18 @@ sl_pid_alive() {
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern"
 }
 
+# sl_wait_exec PIDFILE PATTERN: after `setsid BIN ... &`, waits (at most
+# 5 s) until the child has exec'd BIN: until then its command line is still
+# the script's and sl_pid_alive says no, which a wait_ready right after the
+# start took for "exited before it was ready" (a CI run under load, with
+# empty logs).
+sl_wait_exec() {
+  local deadline=$((SECONDS + 5))
+  until sl_pid_alive "$1" "$2" || ((SECONDS >= deadline)); do
+    sleep 0.05
+  done
+}
+
 # sl_stop_pid PIDFILE PATTERN NAME TIMEOUT_S: SIGTERM the process, wait up to
 # TIMEOUT_S for it to exit, then SIGKILL it. Removes PIDFILE. A process that
 # is already gone is success.

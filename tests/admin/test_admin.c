@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "broker/admin.h"
+#include "daemon/admin.h"
 
 /* Minimal HTTP/1.0 client: returns the status code, body into buf. */
 static int http(uint16_t port, const char *method, const char *path, char *buf,

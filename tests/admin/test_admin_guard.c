@@ -19,8 +19,8 @@
 
 #include <cmocka.h>
 
-#include "broker/admin.h"
-#include "broker/log.h"
+#include "daemon/admin.h"
+#include "telemetry/log.h"
 
 static int connect_to(uint16_t port) {
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};

@@ -1,5 +1,5 @@
 /*
- * broker/auth: logins by token (hashed, constant-time compare), by client
+ * security/auth: logins by token (hashed, constant-time compare), by client
  * certificate CN and by the deprecated shared token; stream allow-lists;
  * reload swaps; and the identity attribute stamped on serialized batches
  * (a forged one removed, every event, bytes untouched otherwise).
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "broker/auth.h"
+#include "security/auth.h"
 #include "sluice/v1/event.pb-c.h"
 
 /* A config with two native clients and one HTTP client. */

@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "broker/metrics.h"
+#include "telemetry/metrics.h"
 
 static void test_counter_gauge_render(void **state) {
   sl_metrics_t *mx;

@@ -31,179 +31,36 @@
 #include <jansson.h>
 
 #include "sluice/client.h"
-#include "tests/common/check.h"
-
-static const char *sluice_bin;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300];
-static pid_t daemon_pid; /* killed when a check fails */
-static int native_port, http_port, admin_port;
-
-void check_fail_cleanup(void) {
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
+#include "tests/common/daemon_fixture.h"
 
 /* Writes the config (mode 0644) with extra appended. */
-static void write_config(const char *extra) {
-  char tmp[320];
-  snprintf(tmp, sizeof(tmp), "%s.tmp", cfg_path);
-  FILE *f = fopen(tmp, "w");
-  CHECK(f, "open %s", tmp);
-  fprintf(f,
-          "node:\n"
-          "  id: ops-node\n"
-          "  data_dir: %s\n"
-          "listeners:\n"
-          "  native:\n"
-          "    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n"
-          "    address: \"127.0.0.1:0\"\n"
-          "admin:\n"
-          "  address: \"127.0.0.1:0\"\n"
-          "streams:\n"
-          "  - name: readings\n"
-          "%s",
-          data_dir, extra ? extra : "");
-  fclose(f);
-  CHECK(chmod(tmp, 0644) == 0, "chmod");
-  CHECK(rename(tmp, cfg_path) == 0, "rename");
+static void write_ops_config(const char *extra) {
+  write_config_fmt("node:\n"
+                   "  id: ops-node\n"
+                   "  data_dir: %s\n"
+                   "listeners:\n"
+                   "  native:\n"
+                   "    tcp: \"127.0.0.1:0\"\n"
+                   "  http:\n"
+                   "    address: \"127.0.0.1:0\"\n"
+                   "admin:\n"
+                   "  address: \"127.0.0.1:0\"\n"
+                   "streams:\n"
+                   "  - name: readings\n"
+                   "%s",
+                   data_dir, extra ? extra : "");
 }
 
-static pid_t spawn(void) {
-  unlink(log_path);
-  pid_t pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  return pid;
-}
-
-/* Starts the daemon and waits (bounded) for its "ready" line. */
-static pid_t start_daemon(void) {
-  pid_t pid = spawn();
-  uint64_t deadline = now_ms() + 20000;
-  for (;;) {
-    char line[4096];
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *hp = strstr(line, " ready: "), *ap, *np;
-      if (!hp || !(np = strstr(hp, "(port ")) ||
-          sscanf(np, "(port %d)", &native_port) != 1 ||
-          !(hp = strstr(hp, "http port ")) ||
-          sscanf(hp, "http port %d", &http_port) != 1)
-        continue;
-      ap = strstr(hp, "(port ");
-      CHECK(ap && sscanf(ap, "(port %d)", &admin_port) == 1, "admin port");
-      fclose(f);
-      return pid;
-    }
-    if (f)
-      fclose(f);
-    int st;
-    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
-    CHECK(now_ms() < deadline, "daemon not ready within 20 s");
-    usleep(20000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-/* Waits (bounded) for the daemon to exit; returns its wait status. */
-static int wait_exit(pid_t pid, int timeout_ms) {
-  int st;
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon still running after %d ms", timeout_ms);
-    usleep(10000);
-  }
-  daemon_pid = 0;
-  return st;
-}
-
-static int stop_daemon(pid_t pid) {
-  kill(pid, SIGTERM);
-  return wait_exit(pid, 30000);
-}
-
-static bool log_has(const char *needle) {
-  char line[8192];
-  bool found = false;
-  FILE *f = fopen(log_path, "r");
-  while (f && !found && fgets(line, sizeof(line), f))
-    found = strstr(line, needle) != NULL;
-  if (f)
-    fclose(f);
-  return found;
-}
-
-static void await_log(const char *needle, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  while (!log_has(needle)) {
-    CHECK(now_ms() < deadline, "no log line with '%s' within %d ms", needle,
-          timeout_ms);
-    usleep(20000);
-  }
-}
-
-static int http_req(int port, const char *method, const char *path,
-                    const char *body, char *buf, size_t cap) {
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port)};
-  char head[512];
-  size_t n = 0, blen = body ? strlen(body) : 0;
-  ssize_t r;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), code = -1;
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0, "connect %d",
-        port);
-  snprintf(head, sizeof(head),
-           "%s %s HTTP/1.0\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n", method,
-           path, body ? "Content-Type: application/json\r\n" : "", blen);
-  CHECK(write(fd, head, strlen(head)) == (ssize_t)strlen(head), "write");
-  if (blen)
-    CHECK(write(fd, body, blen) == (ssize_t)blen, "write body");
-  while (n + 1 < cap && (r = read(fd, buf + n, cap - n - 1)) > 0)
-    n += (size_t)r;
-  buf[n] = 0;
-  close(fd);
-  if (sscanf(buf, "HTTP/1.%*d %d", &code) != 1)
-    code = -1;
-  return code;
-}
-
-static void await_metric(const char *series_value) {
-  static char buf[1 << 17];
-  char want[256];
-  uint64_t deadline = now_ms() + 15000;
-  snprintf(want, sizeof(want), "%s\n", series_value);
-  for (;;) {
-    if (http_req(admin_port, "GET", "/metrics", NULL, buf, sizeof(buf)) ==
-            200 &&
-        strstr(buf, want))
-      return;
-    CHECK(now_ms() < deadline, "metric never reached '%s'", series_value);
-    usleep(20000);
-  }
+/* Runs the daemon where it must refuse to start: its wait status. */
+static int run_refused(void) {
+  CHECK(daemon_try_start(NULL) != 0, "the daemon started");
+  return daemon_status;
 }
 
 static int post_event(void) {
   char buf[2048];
-  return http_req(http_port, "POST", "/v1/events",
-                  "{\"source\":\"ops\",\"value\":1}", buf, sizeof(buf));
+  return http_req(http_port, "POST", "/v1/events", "application/json",
+                  "{\"source\":\"ops\",\"value\":1}", NULL, buf, sizeof(buf));
 }
 
 /* A TCP port on loopback with nothing listening (bound, then closed). */
@@ -225,15 +82,15 @@ static int closed_port(void) {
  * connection failures, and a malformed request makes libmicrohttpd log on
  * the admin server. Every line on stderr must be a JSON object.
  */
-static void scenario_jsonlog(void) {
+SL_SCENARIO(jsonlog) {
   char extra[512];
   snprintf(extra, sizeof(extra),
            "log:\n  format: json\n"
            "kafka:\n  enabled: true\n  brokers: \"127.0.0.1:%d\"\n",
            closed_port());
-  write_config(extra);
-  pid_t pid = start_daemon();
-  await_log("librdkafka", 20000);
+  write_ops_config(extra);
+  pid_t pid = start_daemon(NULL);
+  await_log("librdkafka", NULL, 0, 20000);
   /* A malformed Content-Length makes libmicrohttpd log (admin server). */
   {
     struct sockaddr_in sa = {.sin_family = AF_INET,
@@ -247,13 +104,13 @@ static void scenario_jsonlog(void) {
     CHECK(write(fd, req, sizeof(req) - 1) == (ssize_t)sizeof(req) - 1, "write");
     CHECK(read(fd, buf, sizeof(buf)) > 0, "an answer");
     close(fd);
-    await_log("libmicrohttpd", 10000);
+    await_log("libmicrohttpd", NULL, 0, 10000);
   }
   CHECK(post_event() == 200, "ingest works");
   /* With the broker unreachable the uplink takes ~30 s to give up on
    * stop (not this test's subject): allow for it. */
   kill(pid, SIGTERM);
-  int st = wait_exit(pid, 90000);
+  int st = daemon_wait_exit(pid, 90000);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   FILE *f = fopen(log_path, "r");
   char line[16384];
@@ -282,11 +139,10 @@ static void scenario_jsonlog(void) {
 
 /* A config file group or others may write is refused at start, naming it;
  * check-config says the same. */
-static void scenario_perms(void) {
-  write_config(NULL);
+SL_SCENARIO(perms) {
+  write_ops_config(NULL);
   CHECK(chmod(cfg_path, 0646) == 0, "chmod o+w");
-  pid_t pid = spawn();
-  int st = wait_exit(pid, 20000);
+  int st = run_refused();
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0, "started with o+w config");
   CHECK(log_has(cfg_path) && log_has("writable by group or others"),
         "the refusal names the file");
@@ -296,12 +152,11 @@ static void scenario_perms(void) {
   CHECK(system(cmd) != 0, "check-config accepted an o+w config");
   CHECK(log_has("writable by group or others"), "check-config names it");
   CHECK(chmod(cfg_path, 0664) == 0, "chmod g+w");
-  pid = spawn();
-  st = wait_exit(pid, 20000);
+  st = run_refused();
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0, "started with g+w config");
   CHECK(chmod(cfg_path, 0644) == 0, "chmod 0644");
-  pid = start_daemon();
-  st = stop_daemon(pid);
+  pid_t pid = start_daemon(NULL);
+  st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "0644 config runs");
   printf("perms: o+w and g+w configs refused, 0644 runs\n");
 }
@@ -335,7 +190,7 @@ static void check_ids(pid_t pid, const char *field, unsigned want) {
   CHECK(seen, "no %s line", field);
 }
 
-static void scenario_runuser(void) {
+SL_SCENARIO(runuser) {
   if (geteuid() != 0) {
     printf("runuser: skipped, not root\n");
     exit(77);
@@ -348,43 +203,42 @@ static void scenario_runuser(void) {
   unsigned uid = pw->pw_uid, gid = pw->pw_gid;
   /* The config must stay readable for SIGHUP after the drop. */
   CHECK(chmod(dir, 0755) == 0, "chmod dir");
-  write_config("run:\n  user: no-such-user-sluice\n");
-  pid_t pid = spawn();
-  int st = wait_exit(pid, 20000);
+  write_ops_config("run:\n  user: no-such-user-sluice\n");
+  int st = run_refused();
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) != 0 && log_has("no such user"),
         "unknown run.user refused");
 
-  write_config("run:\n  user: nobody\n");
-  pid = start_daemon();
-  await_log("dropped privileges", 5000);
+  write_ops_config("run:\n  user: nobody\n");
+  pid_t pid = start_daemon(NULL);
+  await_log("dropped privileges", NULL, 0, 5000);
   check_ids(pid, "Uid:", uid);
   check_ids(pid, "Gid:", gid);
   check_ids(pid, "Groups:", gid);
   /* Still ingesting: the store was opened before the drop. */
   CHECK(post_event() == 200, "ingest after the drop");
   /* SIGHUP reads the config again as nobody. */
-  write_config("run:\n  user: nobody\nlog:\n  level: warn\n");
+  write_ops_config("run:\n  user: nobody\nlog:\n  level: warn\n");
   kill(pid, SIGHUP);
-  await_metric("sluice_config_reloads_total 1");
+  await_metric("sluice_config_reloads_total", 1);
   CHECK(post_event() == 200, "ingest after the reload");
-  st = stop_daemon(pid);
+  st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   printf("runuser: uid/gid/groups %u/%u/%u after the drop, ingest and "
          "reload work\n",
          uid, gid, gid);
 }
 
-static void scenario_budget(void) {
-  write_config("store:\n  budget_bytes: 1TiB\n");
-  pid_t pid = start_daemon();
+SL_SCENARIO(budget) {
+  write_ops_config("store:\n  budget_bytes: 1TiB\n");
+  pid_t pid = start_daemon(NULL);
   CHECK(log_has("larger than the filesystem"), "no warning");
-  await_metric("sluice_store_budget_exceeds_filesystem 1");
-  CHECK(stop_daemon(pid) == 0, "exit");
-  write_config("store:\n  budget_bytes: 64MiB\n");
-  pid = start_daemon();
+  await_metric("sluice_store_budget_exceeds_filesystem", 1);
+  CHECK(stop_daemon(pid, SIGTERM) == 0, "exit");
+  write_ops_config("store:\n  budget_bytes: 64MiB\n");
+  pid = start_daemon(NULL);
   CHECK(!log_has("larger than the filesystem"), "warned on a small budget");
-  await_metric("sluice_store_budget_exceeds_filesystem 0");
-  CHECK(stop_daemon(pid) == 0, "exit");
+  await_metric("sluice_store_budget_exceeds_filesystem", 0);
+  CHECK(stop_daemon(pid, SIGTERM) == 0, "exit");
   printf("budget: 1TiB flagged (warning, gauge 1), 64MiB not\n");
 }
 
@@ -429,10 +283,10 @@ static void *latency_thread(void *arg) {
   return NULL;
 }
 
-static void scenario_reload(void) {
+SL_SCENARIO(reload) {
   pthread_t th;
-  write_config(NULL);
-  pid_t pid = start_daemon();
+  write_ops_config(NULL);
+  pid_t pid = start_daemon(NULL);
   CHECK(post_event() == 200, "ingest");
   CHECK(pthread_create(&th, NULL, latency_thread, NULL) == 0, "thread");
 
@@ -451,7 +305,7 @@ static void scenario_reload(void) {
     fclose(f);
   }
   kill(pid, SIGHUP);
-  await_metric("sluice_config_reload_errors_total 1");
+  await_metric("sluice_config_reload_errors_total", 1);
   uint64_t deep_max = atomic_load(&lat_max_ms);
 
   /* 2. A slow file: the config is a FIFO whose writer takes 1.5 s (a
@@ -479,12 +333,12 @@ static void scenario_reload(void) {
     CHECK(write(fd, text, (size_t)len) == len, "write fifo");
     close(fd);
   }
-  await_metric("sluice_config_reloads_total 1");
+  await_metric("sluice_config_reloads_total", 1);
   atomic_store(&lat_stop, 1);
   pthread_join(th, NULL);
   unlink(cfg_path);
-  write_config(NULL);
-  CHECK(stop_daemon(pid) == 0, "exit");
+  write_ops_config(NULL);
+  CHECK(stop_daemon(pid, SIGTERM) == 0, "exit");
   unsigned long long mx = atomic_load(&lat_max_ms);
   printf("reload: %llu requests, max latency %llu ms during the deep "
          "reload; %llu during the 1.5 s slow read, max latency %llu ms\n",
@@ -500,33 +354,5 @@ static void scenario_reload(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr,
-            "usage: ops_test SLUICE_BINARY jsonlog|perms|runuser|budget|"
-            "reload\n");
-    return 2;
-  }
-  sluice_bin = argv[1];
-  snprintf(dir, sizeof(dir), "/tmp/sluice-ops-XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
-  if (!strcmp(argv[2], "jsonlog"))
-    scenario_jsonlog();
-  else if (!strcmp(argv[2], "perms"))
-    scenario_perms();
-  else if (!strcmp(argv[2], "runuser"))
-    scenario_runuser();
-  else if (!strcmp(argv[2], "budget"))
-    scenario_budget();
-  else if (!strcmp(argv[2], "reload"))
-    scenario_reload();
-  else
-    CHECK(0, "unknown scenario %s", argv[2]);
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "cleanup of %s failed\n", dir);
-  return 0;
+  return fixture_main(argc, argv, "ops", NULL, NULL);
 }

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "tests/daemon/dtest.h"
+#include "tests/common/daemon_fixture.h"
 
 #define S 1000000000LL
 
@@ -83,19 +83,6 @@ static pid_t start_faked(int *port) {
   unsetenv("LD_PRELOAD");
   unsetenv("FAKETIME_TIMESTAMP_FILE");
   return pid;
-}
-
-static double metric(const char *series) {
-  static char buf[1 << 20];
-  CHECK(http_req(admin_port, "GET", "/metrics", NULL, NULL, NULL, buf,
-                 sizeof(buf)) == 200,
-        "GET /metrics");
-  size_t sl = strlen(series);
-  for (char *p = buf; (p = strstr(p, series)); p += sl) {
-    if ((p == buf || p[-1] == '\n') && p[sl] == ' ')
-      return atof(p + sl + 1);
-  }
-  return -1;
 }
 
 /* n events without a time (node-stamped); every one must be a 200. */
@@ -153,19 +140,7 @@ static int account(int *results, long *counted) {
   return raw;
 }
 
-/* Lines of the daemon log holding text. */
-static int log_lines(const char *text) {
-  FILE *f = fopen(log_path, "r");
-  char line[2048];
-  int n = 0;
-  while (f && fgets(line, sizeof(line), f))
-    n += strstr(line, text) != NULL;
-  if (f)
-    fclose(f);
-  return n;
-}
-
-static void scenario_stepback(void) {
+SL_SCENARIO(stepback) {
   char cfg[1024];
   int port, results;
   long counted;
@@ -179,13 +154,14 @@ static void scenario_stepback(void) {
   for (int i = 0; i < 10; i++)
     post_now(34, "d1"); /* the 340 */
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 380);
-  CHECK(metric("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
+  CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after -3 h: %g events late",
-        metric("sluice_pipeline_late_total{pipeline=\"persec\"}"));
-  CHECK(metric("sluice_pipeline_clock_steps_total") == 1, "one step counted");
-  CHECK(metric("sluice_pipeline_watermark_rebases_total") == 1,
+        metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 1,
+        "one step counted");
+  CHECK(metric_strict("sluice_pipeline_watermark_rebases_total") == 1,
         "one watermark rebased");
-  CHECK(log_lines("node clock stepped back") == 1, "the step logged once");
+  CHECK(log_count("node clock stepped back") == 1, "the step logged once");
   /* +1 h, then back: 580 of 580 were late for an hour before. */
   set_offset(-2 * 3600);
   post_now(30, "d1");
@@ -193,11 +169,12 @@ static void scenario_stepback(void) {
   for (int i = 0; i < 10; i++)
     post_now(58, "d1");
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 990);
-  CHECK(metric("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
+  CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after +1 h and back: %g events late",
-        metric("sluice_pipeline_late_total{pipeline=\"persec\"}"));
-  CHECK(metric("sluice_pipeline_clock_steps_total") == 2, "two steps back");
-  CHECK(log_lines("node clock stepped back") == 2, "each step logged once");
+        metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 2,
+        "two steps back");
+  CHECK(log_count("node clock stepped back") == 2, "each step logged once");
   post_closer();
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 991);
   CHECK(stop_daemon(pid, SIGTERM) == 0, "clean stop");
@@ -207,7 +184,7 @@ static void scenario_stepback(void) {
         counted, results);
 }
 
-static void scenario_restart(void) {
+SL_SCENARIO(restart) {
   int port, results;
   long counted;
   write_config(CFG);
@@ -223,26 +200,26 @@ static void scenario_restart(void) {
   pid = start_faked(&port);
   post_now(40, "d1");
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 40);
-  CHECK(metric("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
+  CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after a restart 2 min behind: %g late",
-        metric("sluice_pipeline_late_total{pipeline=\"persec\"}"));
-  CHECK(metric("sluice_pipeline_clock_steps_total") == 1,
+        metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 1,
         "step noticed at start");
-  CHECK(metric("sluice_pipeline_watermark_rebases_total") == 1,
+  CHECK(metric_strict("sluice_pipeline_watermark_rebases_total") == 1,
         "watermark rebased at start");
-  CHECK(log_lines("node clock stepped back") == 1, "logged once");
+  CHECK(log_count("node clock stepped back") == 1, "logged once");
   CHECK(stop_daemon(pid, SIGTERM) == 0, "clean stop");
 
   /* A day behind. */
   set_offset(-86400 - 120);
   pid = start_faked(&port);
-  CHECK(metric("sluice_pipeline_clock_steps_total") == 1,
+  CHECK(metric_strict("sluice_pipeline_clock_steps_total") == 1,
         "step noticed at start");
   post_now(30, "d1");
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 30);
-  CHECK(metric("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
+  CHECK(metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}") == 0,
         "after a restart a day behind: %g late",
-        metric("sluice_pipeline_late_total{pipeline=\"persec\"}"));
+        metric_strict("sluice_pipeline_late_total{pipeline=\"persec\"}"));
   post_closer();
   await_metric("sluice_pipeline_events_total{pipeline=\"persec\"}", 31);
   CHECK(stop_daemon(pid, SIGTERM) == 0, "clean stop");
@@ -252,12 +229,9 @@ static void scenario_restart(void) {
         counted, results);
 }
 
-int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY stepback|restart\n", argv[0]);
-    return 2;
-  }
-  sluice_bin = argv[1];
+static int setup(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
 #if defined(__SANITIZE_ADDRESS__)
   /* The daemon under test is built with ASan too, and ASan must come first
    * in the initial library list: an LD_PRELOADed libfaketime stops it at
@@ -274,18 +248,10 @@ int main(int argc, char **argv) {
                     "skipped\n");
     return 77;
   }
-  dtest_init_dirs();
   snprintf(offset_path, sizeof(offset_path), "%s/faketime", dir);
-  signal(SIGPIPE, SIG_IGN);
-  if (!strcmp(argv[2], "stepback"))
-    scenario_stepback();
-  else if (!strcmp(argv[2], "restart"))
-    scenario_restart();
-  else
-    return 2;
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", dir);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "daemon", NULL, setup);
 }

@@ -31,8 +31,7 @@
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
-#include "tests/common/check.h"
-#include "tests/daemon/dtest.h"
+#include "tests/common/daemon_fixture.h"
 
 #define PIPELINES_CONFIG                                                       \
   "  - name: readings-10s\n"                                                   \
@@ -170,7 +169,7 @@ static void publish_n(sl_client_t *cl, const char *stream, uint64_t from,
   }
 }
 
-static void scenario_roundtrip(void) {
+SL_SCENARIO(roundtrip) {
   pub_t p;
   int port, st;
   char tcp[64], unx[320];
@@ -261,7 +260,7 @@ static void scenario_roundtrip(void) {
          (unsigned long long)(N + 1000));
 }
 
-static void scenario_kill9(void) {
+SL_SCENARIO(kill9) {
   int rounds = getenv("SL_KILL_ROUNDS") ? atoi(getenv("SL_KILL_ROUNDS")) : 100;
   const uint64_t per_round = 20000;
   uint64_t total = (uint64_t)rounds * per_round, next = 0;
@@ -344,7 +343,7 @@ static void scenario_kill9(void) {
 
 /* A client that sends garbage gets an error frame and is disconnected,
  * while a well-behaved client on another connection is unaffected. */
-static void scenario_garbage(void) {
+SL_SCENARIO(garbage) {
   pub_t p;
   int port, st;
   char tcp[64];
@@ -387,7 +386,7 @@ static void scenario_garbage(void) {
 /* Minimal HTTP/1.0 client: returns the status code; body into buf. */
 /* HTTP ingest: 200 only after commit, every error status, and /metrics
  * passing promtool. */
-static void scenario_http(void) {
+SL_SCENARIO(http) {
   int port, st, code;
   char buf[65536], path[400];
   double *values;
@@ -532,7 +531,7 @@ static void *slow_loris(void *arg) {
   return NULL;
 }
 
-static void scenario_conns(void) {
+SL_SCENARIO(conns) {
   enum { N = 1000 };
   static int fds[N];
   int port, st;
@@ -625,7 +624,7 @@ static long daemon_rss_anon_kb(pid_t pid) {
 /* A client pipelines publishes and never reads its acks. The daemon must
  * stop reading it once its unsent acks pile up (so it cannot make the daemon
  * buffer without bound), while another client is served normally. */
-static void scenario_slowreader(void) {
+SL_SCENARIO(slowreader) {
   pub_t p;
   int port, st, blocked = 0;
   char buf[1 << 16];
@@ -834,7 +833,7 @@ static void pipe_run(int kill_after, char raw[][256], size_t *nraw,
   pub_free(&p);
 }
 
-static void scenario_pipelines(void) {
+SL_SCENARIO(pipelines) {
   static char rawA[200][256], aggA[200][256], rawB[200][256], aggB[200][256];
   size_t nrawA, naggA, nrawB, naggB, want_raw = 0;
   double last[2];
@@ -905,15 +904,7 @@ static void scenario_pipelines(void) {
 
 /* ---- SIGHUP reload ------------------------------------------------------ */
 
-/* Polls /metrics until `series` reaches value (bounded). */
-static void append_config(const char *text) {
-  FILE *f = fopen(cfg_path, "a");
-  CHECK(f, "append config");
-  fputs(text, f);
-  fclose(f);
-}
-
-static void scenario_reload(void) {
+SL_SCENARIO(reload) {
   pub_t p;
   int port, st;
   char tcp[64], good[4096];
@@ -966,49 +957,14 @@ static void scenario_reload(void) {
          "file refused, still serving\n");
 }
 
-int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr,
-            "usage: %s SLUICE_BINARY "
-            "roundtrip|kill9|garbage|http|conns|reload|slowreader|pipelines\n",
-            argv[0]);
-    return 2;
-  }
-  sluice_bin = argv[1];
-  snprintf(dir, sizeof(dir), "%s/sl_daemon_XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(sock_path, sizeof(sock_path), "%s/native.sock", dir);
-  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
+static int setup(int argc, char **argv) {
+  (void)argc;
   write_config(!strcmp(argv[2], "conns")
                    ? "limits:\n  idle_timeout: 2s\n  max_connections: 1100\n"
                    : NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  if (!strcmp(argv[2], "roundtrip"))
-    scenario_roundtrip();
-  else if (!strcmp(argv[2], "kill9"))
-    scenario_kill9();
-  else if (!strcmp(argv[2], "garbage"))
-    scenario_garbage();
-  else if (!strcmp(argv[2], "http"))
-    scenario_http();
-  else if (!strcmp(argv[2], "conns"))
-    scenario_conns();
-  else if (!strcmp(argv[2], "reload"))
-    scenario_reload();
-  else if (!strcmp(argv[2], "slowreader"))
-    scenario_slowreader();
-  else if (!strcmp(argv[2], "pipelines"))
-    scenario_pipelines();
-  else
-    return 2;
-
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", dir);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "daemon", NULL, setup);
 }

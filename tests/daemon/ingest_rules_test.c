@@ -1,5 +1,5 @@
 /*
- * The rules every ingest path shares (broker/ingest_check.h), end to end
+ * The rules every ingest path shares (decode/event_check.h), end to end
  * against the real daemon: the issue-14 reproductions.
  *
  *   time       HTTP: a year past 2262 (stored as 1816 before), Feb 30 (was
@@ -26,10 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "loadtest/common/scrape.h"
 #include "wire/frame.h"
 #include "sluice/v1/event.pb-c.h"
-#include "tests/daemon/dtest.h"
+#include "tests/common/daemon_fixture.h"
 
 #define S 1000000000LL
 
@@ -71,13 +70,6 @@ static int dump(const char *stream, char *buf, size_t cap) {
   return lines;
 }
 
-/* The value of one /metrics series (loadtest/common/scrape.h), -1 when
- * absent. */
-static double metric(const char *series) {
-  double v;
-  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
-}
-
 static int post(const char *body, char *resp, size_t cap) {
   return http_req(http_port, "POST", "/v1/events?stream=readings",
                   "application/json", body, NULL, resp, cap);
@@ -92,7 +84,7 @@ static void post_ok(const char *source, int64_t t_ns, double v) {
   CHECK(code == 200, "POST %s: %d %s", body, code, resp);
 }
 
-static void scenario_time(void) {
+SL_SCENARIO(time) {
   char resp[2048], out[1 << 16];
   int port, code;
   write_config(NULL);
@@ -173,7 +165,7 @@ static void windows(char *outw, size_t cap) {
   }
 }
 
-static void scenario_watermark(void) {
+SL_SCENARIO(watermark) {
   char cfg[1024], w[4096], want[256];
   int port;
   const int64_t y2040 = 2208988800LL * S;
@@ -288,7 +280,7 @@ static int native_one(int port, Sluice__V1__Event *ev, char *why, size_t len) {
   return rc;
 }
 
-static void scenario_native(void) {
+SL_SCENARIO(native) {
   char why[512], out[1 << 16];
   int port;
   write_config(NULL);
@@ -373,24 +365,5 @@ static void scenario_native(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY time|watermark|native\n", argv[0]);
-    return 2;
-  }
-  sluice_bin = argv[1];
-  dtest_init_dirs();
-  signal(SIGPIPE, SIG_IGN);
-  if (!strcmp(argv[2], "time"))
-    scenario_time();
-  else if (!strcmp(argv[2], "watermark"))
-    scenario_watermark();
-  else if (!strcmp(argv[2], "native"))
-    scenario_native();
-  else
-    return 2;
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", dir);
-  return 0;
+  return fixture_main(argc, argv, "daemon", NULL, NULL);
 }

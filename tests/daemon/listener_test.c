@@ -38,15 +38,21 @@
 
 #include "wire/frame.h"
 #include "sluice/v1/event.pb-c.h"
-#include "tests/common/check.h"
-#include "tests/daemon/listener_util.h"
+#include "tests/common/daemon_fixture.h"
+
+static char mnt[300]; /* the diskfull tmpfs while mounted */
+
+static void unmount_on_fail(void) {
+  if (*mnt)
+    umount2(mnt, MNT_DETACH);
+}
 
 /* ---- defect 3: memory before authentication ---------------------------- */
 
 /* Before Hello a frame may be 4 KiB: a 4 MiB length prefix is refused at
  * once, before its bytes are buffered, even though it is under
  * limits.max_frame_bytes. */
-static void scenario_preauth(void) {
+SL_SCENARIO(preauth) {
   enum { N = 40 };
   static int fds[N];
   static char chunk[64 * 1024], buf[4096];
@@ -63,7 +69,7 @@ static void scenario_preauth(void) {
           "streams:\n  - name: readings\n",
           data_dir);
   fclose(f);
-  CHECK(start_daemon() == 0, "start");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   long rss0 = rss_kb();
   for (int i = 0; i < N; i++) {
     fds[i] = tcp_connect(native_port);
@@ -99,7 +105,7 @@ static void scenario_preauth(void) {
     close(fd);
     sl_frame_buf_close(&b);
   }
-  stop_daemon();
+  stop_daemon_ok();
   printf("preauth: %d connections with 4 MiB prefixes refused before hello, "
          "RSS +%ld KiB\n",
          N, rss1 - rss0);
@@ -110,15 +116,15 @@ static void scenario_preauth(void) {
  * Retry-After and a native frame an Error, and the buffered bytes never
  * exceed it (the issue's reproduction: 40 connections each holding most
  * of a 4 MiB frame added 170 MB). */
-static void scenario_budget(void) {
+SL_SCENARIO(budget) {
   enum { BUDGET = 32 << 20, NH = BUDGET / (4 << 20) + 1, N = 40 };
   static int hfds[NH], fds[N];
   static char body[(4 << 20) - 64 * 1024], buf[8192];
   sl_frame_buf_t b;
   int refused = 0, eof, got503 = 0;
 
-  write_config(NULL);
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n", NULL);
+  CHECK(daemon_try_start(NULL) == 0, "start");
   long rss0 = rss_kb();
   /* HTTP: each announced 4 MiB body is taken from the budget at once (but
    * its first 64 KiB); the last one does not fit in 32 MiB and is refused
@@ -142,13 +148,13 @@ static void scenario_budget(void) {
         NH);
   /* Each holds its body but the first 64 KiB (uncharged, so small
    * requests keep flowing). */
-  CHECK(metric("sluice_ingest_inflight_bytes") ==
+  CHECK(metric_strict("sluice_ingest_inflight_bytes") ==
             (double)(NH - 1) * ((4 << 20) - (64 << 10)),
         "%d requests hold the budget", NH - 1);
   for (int i = 0; i < NH; i++)
     close(hfds[i]);
   uint64_t deadline = now_ms() + 5000;
-  while (metric("sluice_ingest_inflight_bytes") != 0) {
+  while (metric_strict("sluice_ingest_inflight_bytes") != 0) {
     CHECK(now_ms() < deadline, "in-flight bytes not back to 0 after HTTP");
     usleep(20000);
   }
@@ -169,7 +175,7 @@ static void scenario_budget(void) {
       off += (size_t)w;
     }
   }
-  double held = metric("sluice_ingest_inflight_bytes");
+  double held = metric_strict("sluice_ingest_inflight_bytes");
   long rss1 = rss_kb();
   for (int i = 0; i < N; i++) {
     size_t n = read_until(fds[i], buf, sizeof(buf), 50, &eof);
@@ -181,11 +187,12 @@ static void scenario_budget(void) {
         N);
   CHECK(rss1 - rss0 < 100 * 1024 || daemon_sanitized(), "RSS grew %ld KiB",
         rss1 - rss0);
-  CHECK(metric("sluice_ingest_budget_refusals_total{path=\"native\",what="
-               "\"bytes\"}") >= refused,
-        "native refusals counted");
-  CHECK(metric("sluice_ingest_budget_refusals_total{path=\"http\",what="
-               "\"bytes\"}") == 1,
+  CHECK(
+      metric_strict("sluice_ingest_budget_refusals_total{path=\"native\",what="
+                    "\"bytes\"}") >= refused,
+      "native refusals counted");
+  CHECK(metric_strict("sluice_ingest_budget_refusals_total{path=\"http\",what="
+                      "\"bytes\"}") == 1,
         "http refusal counted");
   /* Small batches keep flowing beside the exhausted budget. */
   {
@@ -203,25 +210,26 @@ static void scenario_budget(void) {
   for (int i = 0; i < N; i++)
     close(fds[i]);
   deadline = now_ms() + 5000;
-  while (metric("sluice_ingest_inflight_bytes") != 0) {
+  while (metric_strict("sluice_ingest_inflight_bytes") != 0) {
     CHECK(now_ms() < deadline, "in-flight bytes not back to 0");
     usleep(20000);
   }
   sl_frame_buf_close(&b);
-  stop_daemon();
+  stop_daemon_ok();
   printf("budget: HTTP request %d of 4 MiB 503; %d of %d large native frames "
          "refused, %.0f bytes held, RSS +%ld KiB\n",
          NH, refused, N, held, rss1 - rss0);
 }
 
 /* limits.max_connections counts native and HTTP connections together. */
-static void scenario_maxconns(void) {
+SL_SCENARIO(maxconns) {
   static char buf[8192];
   sl_frame_buf_t b;
   int fds[3], eof, code;
 
-  write_config("limits:\n  max_connections: 4\n");
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n",
+                       "limits:\n  max_connections: 4\n");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   sl_frame_buf_init(&b);
   hello(&b, "c", NULL);
   for (int i = 0; i < 3; i++) {
@@ -253,7 +261,7 @@ static void scenario_maxconns(void) {
   for (int i = 0; i < 3; i++)
     close(fds[i]);
   sl_frame_buf_close(&b);
-  stop_daemon();
+  stop_daemon_ok();
   printf("maxconns: 3 native + 1 HTTP fill max_connections 4; the fifth is "
          "refused on either listener\n");
 }
@@ -283,14 +291,14 @@ static void *loris_main(void *arg) {
   return NULL;
 }
 
-static void scenario_loris(void) {
+SL_SCENARIO(loris) {
   static char buf[8192];
   loris_t l = {.n = 70};
   pthread_t th;
   int worst = 0;
 
-  write_config(NULL);
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n", NULL);
+  CHECK(daemon_try_start(NULL) == 0, "start");
   l.port = admin_port;
   for (int i = 0; i < l.n; i++)
     l.fds[i] = tcp_connect(admin_port);
@@ -317,8 +325,8 @@ static void scenario_loris(void) {
       open_++;
   CHECK(open_ == 0, "%d slow admin connections still open after 8 s", open_);
   CHECK(
-      metric("sluice_admin_connections_shut_total{reason=\"timeout\"}") +
-              metric(
+      metric_strict("sluice_admin_connections_shut_total{reason=\"timeout\"}") +
+              metric_strict(
                   "sluice_admin_connections_shut_total{reason=\"evicted\"}") >=
           l.n,
       "shut admin connections counted");
@@ -348,7 +356,7 @@ static void scenario_loris(void) {
   for (int i = 0; i < l.n; i++)
     if (l.fds[i] >= 0)
       close(l.fds[i]);
-  stop_daemon();
+  stop_daemon_ok();
   printf("loris: /healthz answered within %d ms beside 70 slow connections; "
          "all cut\n",
          worst);
@@ -356,7 +364,7 @@ static void scenario_loris(void) {
 
 /* ---- defect 5: cross-site posts ----------------------------------------- */
 
-static void scenario_xsite(void) {
+SL_SCENARIO(xsite) {
   static char buf[8192];
   const char *ev = "{\"source\":\"x\",\"value\":1}";
   static const struct {
@@ -382,15 +390,15 @@ static void scenario_xsite(void) {
   int code;
 
   /* Default config: no Origin is allowed. */
-  write_config(NULL);
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n", NULL);
+  CHECK(daemon_try_start(NULL) == 0, "start");
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     code = http_post(cases[i].ctype, cases[i].extra, ev, buf, sizeof(buf));
     CHECK(code == cases[i].want, "Content-Type '%s' %s: %d, want %d: %s",
           cases[i].ctype ? cases[i].ctype : "(none)",
           cases[i].extra ? cases[i].extra : "", code, cases[i].want, buf);
   }
-  stop_daemon();
+  stop_daemon_ok();
   /* An allowed origin may post; others still may not. */
 
   FILE *f = fopen(cfg_path, "w");
@@ -403,21 +411,21 @@ static void scenario_xsite(void) {
           "streams:\n  - name: readings\n",
           data_dir);
   fclose(f);
-  CHECK(start_daemon() == 0, "start");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   code = http_post("application/json", "Origin: https://hmi.example\r\n", ev,
                    buf, sizeof(buf));
   CHECK(code == 200, "allowed origin: %d %s", code, buf);
   code = http_post("application/json", "Origin: https://evil.example\r\n", ev,
                    buf, sizeof(buf));
   CHECK(code == 403, "other origin: %d %s", code, buf);
-  stop_daemon();
+  stop_daemon_ok();
   printf("xsite: %zu content type / Origin cases answered as documented\n",
          sizeof(cases) / sizeof(cases[0]));
 }
 
 /* ---- defect 8 ------------------------------------------------------------ */
 
-static void scenario_unixsock(void) {
+SL_SCENARIO(unixsock) {
   struct stat st;
   FILE *f;
 
@@ -425,8 +433,8 @@ static void scenario_unixsock(void) {
   f = fopen(sock_path, "w");
   fputs("precious\n", f);
   fclose(f);
-  write_config(NULL);
-  int rc = start_daemon();
+  write_config_streams("  - name: readings\n", NULL);
+  int rc = daemon_try_start(NULL);
   CHECK(rc == 1001, "daemon with a regular file at the socket path: %d", rc);
   CHECK(log_count("is not a socket") == 1, "the refusal names the reason");
   CHECK(stat(sock_path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 9,
@@ -434,12 +442,12 @@ static void scenario_unixsock(void) {
   unlink(sock_path);
   /* The socket's mode is 0660 whatever the umask. */
   mode_t old = umask(0);
-  CHECK(start_daemon() == 0, "start");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   umask(old);
   CHECK(stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode), "socket");
   CHECK((st.st_mode & 0777) == 0660, "socket mode %04o with umask 0",
         (unsigned)(st.st_mode & 0777));
-  stop_daemon();
+  stop_daemon_ok();
   /* An explicit mode is applied. */
   f = fopen(cfg_path, "w");
   fprintf(f,
@@ -451,20 +459,20 @@ static void scenario_unixsock(void) {
           data_dir, sock_path);
   fclose(f);
   old = umask(0);
-  CHECK(start_daemon() == 0, "start");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   umask(old);
   CHECK(stat(sock_path, &st) == 0 && (st.st_mode & 0777) == 0600,
         "socket mode %04o, want 0600", (unsigned)(st.st_mode & 0777));
-  stop_daemon();
+  stop_daemon_ok();
   printf("unixsock: regular file kept and refused; mode 0660 / 0600 with "
          "umask 0\n");
 }
 
-static void scenario_queryargs(void) {
+SL_SCENARIO(queryargs) {
   static char req[64 * 1024], buf[8192];
   size_t n;
-  write_config(NULL);
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n", NULL);
+  CHECK(daemon_try_start(NULL) == 0, "start");
   for (int nargs = 900; nargs <= 3000; nargs += 1050) {
     n = (size_t)snprintf(req, sizeof(req), "POST /v1/events?stream=readings");
     for (int i = 0; i < nargs; i++)
@@ -483,20 +491,20 @@ static void scenario_queryargs(void) {
     code = http_raw(admin_port, req, n, buf, sizeof(buf), 3000);
     CHECK(code == 414, "admin, %d query arguments: %d", nargs, code);
   }
-  stop_daemon();
+  stop_daemon_ok();
   printf("queryargs: 900 and 1950 query arguments answer 414 at once\n");
 }
 
 /* A client that sends its batch and shuts its write side still gets the
  * Ack (native) and the response (HTTP): both were committed. */
-static void scenario_halfclose(void) {
+SL_SCENARIO(halfclose) {
   static char buf[8192];
   sl_frame_buf_t b, in;
   sl_frame_arena_t *ar;
   int eof, acks = 0, oks = 0;
 
-  write_config(NULL);
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n", NULL);
+  CHECK(daemon_try_start(NULL) == 0, "start");
   CHECK(sl_frame_arena_new(1 << 16, &ar) == 0, "arena");
   sl_frame_buf_init(&b);
   sl_frame_buf_init(&in);
@@ -544,18 +552,19 @@ static void scenario_halfclose(void) {
   sl_frame_buf_close(&b);
   sl_frame_buf_close(&in);
   sl_frame_arena_free(ar);
-  stop_daemon();
+  stop_daemon_ok();
   printf("halfclose: 20 native acks and 20 HTTP answers after SHUT_WR\n");
 }
 
 /* Newlines and escapes in what a client names itself stay inside one log
  * line. */
-static void scenario_logforge(void) {
+SL_SCENARIO(logforge) {
   static char buf[8192];
   sl_frame_buf_t b;
   int eof;
-  write_config("log:\n  level: debug\n  debug: [ingest, http]\n");
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n",
+                       "log:\n  level: debug\n  debug: [ingest, http]\n");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   sl_frame_buf_init(&b);
   hello(&b, "x\n2026-01-01T00:00:00.000Z error admin: FORGED\x1b[2J", NULL);
   int fd = tcp_connect(native_port);
@@ -572,7 +581,7 @@ static void scenario_logforge(void) {
     CHECK(now_ms() < deadline, "close not logged");
     usleep(20000);
   }
-  stop_daemon();
+  stop_daemon_ok();
   char line[4096];
   int forged = 0, escaped = 0;
   FILE *f = fopen(log_path, "r");
@@ -593,7 +602,7 @@ static void scenario_logforge(void) {
 
 /* Disk full: the daemon answers 503, logs it once per episode, counts it,
  * and /readyz is 503 until a commit succeeds again. */
-static void scenario_diskfull(void) {
+SL_SCENARIO(diskfull) {
   static char buf[1 << 16], body[8192];
   char filler[400], opts[64];
   int code = 0, i;
@@ -607,8 +616,9 @@ static void scenario_diskfull(void) {
     exit(77);
   }
   snprintf(data_dir, sizeof(data_dir), "%s/data", mnt);
-  write_config("store:\n  budget_bytes: 64MiB\n");
-  CHECK(start_daemon() == 0, "start");
+  write_config_streams("  - name: readings\n",
+                       "store:\n  budget_bytes: 64MiB\n");
+  CHECK(daemon_try_start(NULL) == 0, "start");
   /* Fill the rest of the file system. */
   snprintf(filler, sizeof(filler), "%s/filler", mnt);
   int fd = open(filler, O_WRONLY | O_CREAT, 0600);
@@ -635,7 +645,8 @@ static void scenario_diskfull(void) {
   CHECK(http_get(admin_port, "/readyz", buf, sizeof(buf)) == 503 &&
             strstr(buf, "store refuses writes"),
         "/readyz while the disk is full: %s", buf);
-  CHECK(metric("sluice_store_write_errors_total{reason=\"ENOSPC\"}") >= 6,
+  CHECK(metric_strict("sluice_store_write_errors_total{reason=\"ENOSPC\"}") >=
+            6,
         "write errors counted");
   CHECK(log_count("store refuses writes") == 1,
         "logged %d times, want once per episode",
@@ -646,7 +657,7 @@ static void scenario_diskfull(void) {
   CHECK(http_get(admin_port, "/readyz", buf, sizeof(buf)) == 200,
         "/readyz after recovery: %s", buf);
   CHECK(log_count("store accepts writes again") == 1, "recovery logged");
-  stop_daemon();
+  stop_daemon_ok();
   CHECK(umount2(mnt, MNT_DETACH) == 0, "umount");
   *mnt = 0;
   printf("diskfull: 503 after %d posts, logged once, counted, /readyz 503 "
@@ -654,39 +665,13 @@ static void scenario_diskfull(void) {
          i);
 }
 
+static int setup(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  fixture_on_fail = unmount_on_fail;
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  static const struct {
-    const char *name;
-    void (*fn)(void);
-  } scenarios[] = {
-      {"preauth", scenario_preauth},     {"budget", scenario_budget},
-      {"maxconns", scenario_maxconns},   {"loris", scenario_loris},
-      {"xsite", scenario_xsite},         {"unixsock", scenario_unixsock},
-      {"queryargs", scenario_queryargs}, {"halfclose", scenario_halfclose},
-      {"logforge", scenario_logforge},   {"diskfull", scenario_diskfull},
-  };
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY SCENARIO\n", argv[0]);
-    return 2;
-  }
-  sluice_bin = argv[1];
-  signal(SIGPIPE, SIG_IGN);
-  snprintf(dir, sizeof(dir), "%s/sl_listener_XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(sock_path, sizeof(sock_path), "%s/native.sock", dir);
-  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
-  for (size_t i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++)
-    if (!strcmp(argv[2], scenarios[i].name)) {
-      scenarios[i].fn();
-      char cmd[400];
-      snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-      if (system(cmd) != 0)
-        fprintf(stderr, "warning: could not remove %s\n", dir);
-      return 0;
-    }
-  fprintf(stderr, "unknown scenario %s\n", argv[2]);
-  return 2;
+  return fixture_main(argc, argv, "listener", NULL, setup);
 }

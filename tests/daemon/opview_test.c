@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "tests/daemon/dtest.h"
+#include "tests/common/daemon_fixture.h"
 
 /* A loopback port that refuses connections: bound, then closed. */
 static int closed_port(void) {
@@ -39,38 +39,11 @@ static int closed_port(void) {
   return ntohs(sa.sin_port);
 }
 
-/* Waits (bounded) for a log line containing want; copies it to line. */
-static void await_log(const char *want, char *line, size_t cap, int secs) {
-  uint64_t deadline = now_ms() + (uint64_t)secs * 1000;
-  for (;;) {
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, (int)cap, f))
-      if (strstr(line, want)) {
-        fclose(f);
-        return;
-      }
-    if (f)
-      fclose(f);
-    CHECK(now_ms() < deadline, "no log line with \"%s\" in %d s", want, secs);
-    usleep(20000); /* polling the log for a condition, with a deadline */
-  }
-}
-
 /* Starts the daemon with the config as written; returns once it logged
  * "ready" (the line in line). */
 static pid_t start_raw(char *line, size_t cap) {
-  unlink(log_path);
-  pid_t pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    FILE *f = freopen(log_path, "w", stdout);
-    if (!f || dup2(fileno(stdout), 2) < 0)
-      _exit(126);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  await_log(" ready: ", line, cap, 20);
+  pid_t pid = daemon_start(NULL);
+  await_log(" ready: ", line, cap, 20000);
   return pid;
 }
 
@@ -85,7 +58,7 @@ static void write_cfg(const char *listeners, const char *extra) {
   fclose(f);
 }
 
-static int scenario_ready(void) {
+SL_SCENARIO(ready) {
   char line[2048];
   write_cfg("listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
             "admin:\n  address: \"\"\n",
@@ -113,10 +86,9 @@ static int scenario_ready(void) {
             sscanf(a, "admin 127.0.0.1:0 (port %d)", &ap) == 1 && ap > 0,
         "ports: %s", line);
   CHECK(WIFEXITED(stop_daemon(pid, SIGTERM)), "exit");
-  return 0;
 }
 
-static int scenario_sigterm(void) {
+SL_SCENARIO(sigterm) {
   char line[2048], extra[256], body[1 << 16];
   snprintf(extra, sizeof(extra),
            "kafka:\n  enabled: true\n  brokers: \"127.0.0.1:%d\"\n",
@@ -151,10 +123,9 @@ static int scenario_sigterm(void) {
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   CHECK(ms < 10000, "SIGTERM took %llu ms (bound 10 s)",
         (unsigned long long)ms);
-  return 0;
 }
 
-static int scenario_mqttdown(void) {
+SL_SCENARIO(mqttdown) {
   char line[2048], extra[512];
   snprintf(extra, sizeof(extra),
            "mqtt:\n  enabled: true\n  host: \"127.0.0.1\"\n  port: %d\n"
@@ -164,33 +135,14 @@ static int scenario_mqttdown(void) {
   write_config(extra);
   int port;
   pid_t pid = start_daemon(&port);
-  await_log("cannot connect to 127.0.0.1", line, sizeof(line), 10);
+  await_log("cannot connect to 127.0.0.1", line, sizeof(line), 10000);
   printf("%s", line);
   CHECK(strstr(line, "Connection refused") &&
             !strstr(line, "Bad file descriptor"),
         "not the real reason: %s", line);
   CHECK(WIFEXITED(stop_daemon(pid, SIGTERM)), "exit");
-  return 0;
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr,
-            "usage: opview_test SLUICE_BINARY ready|sigterm|mqttdown\n");
-    return 2;
-  }
-  sluice_bin = argv[1];
-  dtest_init_dirs();
-  int rc = 2;
-  if (!strcmp(argv[2], "ready"))
-    rc = scenario_ready();
-  else if (!strcmp(argv[2], "sigterm"))
-    rc = scenario_sigterm();
-  else if (!strcmp(argv[2], "mqttdown"))
-    rc = scenario_mqttdown();
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (rc == 0 && system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
-  return rc;
+  return fixture_main(argc, argv, "daemon", NULL, NULL);
 }

@@ -30,7 +30,7 @@
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
 
 #define KEY1                                                                   \
   "1:8d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
@@ -38,125 +38,51 @@
   "1:0d9a2c0f6e4b7a1d3c5e7f9012345678abcdef0123456789fedcba9876543210"
 #define SOURCE "plant1/line1/press01/secret-marker-temp"
 
-static const char *sluice_bin;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300],
-    key_path[300];
-static pid_t daemon_pid;
+static char key_path[300];
 static const char *faketime; /* set: the next start runs under libfaketime */
 static const char *admin_addr = ""; /* admin.address in the config */
 static const char *faketime_lib;    /* the multi-threaded libfaketime found */
 
-void check_fail_cleanup(void) {
-  char cmd[400];
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
-  snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
+static void write_store_config(const char *extra) {
+  write_config_fmt("node:\n"
+                   "  id: test-node\n"
+                   "  data_dir: %s\n"
+                   "listeners:\n"
+                   "  native:\n"
+                   "    tcp: \"127.0.0.1:0\"\n"
+                   "  http:\n"
+                   "    address: \"\"\n"
+                   "admin:\n"
+                   "  address: \"%s\"\n"
+                   "streams:\n"
+                   "  - name: readings\n"
+                   "%s",
+                   data_dir, admin_addr, extra ? extra : "");
 }
 
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void write_config(const char *extra) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          "node:\n"
-          "  id: test-node\n"
-          "  data_dir: %s\n"
-          "listeners:\n"
-          "  native:\n"
-          "    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n"
-          "    address: \"\"\n"
-          "admin:\n"
-          "  address: \"%s\"\n"
-          "streams:\n"
-          "  - name: readings\n"
-          "%s",
-          data_dir, admin_addr, extra ? extra : "");
-  fclose(f);
-}
-
-static int log_has(const char *needle) {
-  FILE *f = fopen(log_path, "r");
-  char line[2048];
-  int found = 0;
-  while (f && fgets(line, sizeof(line), f))
-    if (strstr(line, needle))
-      found = 1;
-  if (f)
-    fclose(f);
-  return found;
+/* In the child: only the wall clock moves (CLOCK_MONOTONIC and
+ * CLOCK_BOOTTIME stay real, as on a real node); libfaketime 0.9.10 needs
+ * the monotonic fix off or the store writer spins. */
+static void faketime_env(void) {
+  setenv("LD_PRELOAD", faketime_lib, 1);
+  setenv("FAKETIME", faketime, 1);
+  setenv("DONT_FAKE_MONOTONIC", "1", 1); /* both names: old and new */
+  setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
+  setenv("FAKETIME_FORCE_MONOTONIC_FIX", "0", 1);
+  setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
 }
 
 /* Starts `sluice run` (with extra, e.g. "--accept-new-store"); returns its
- * pid once it logged "ready" (port in *port), or -1 with its exit status
+ * pid once it logged "ready" (port in *port), or -1 with its wait status
  * in *status when it exited first. */
-static pid_t start_daemon(const char *extra, int *port, int *status) {
-  uint64_t deadline = now_ms() + 20000;
-  pid_t pid;
-
-  unlink(log_path);
-  pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    if (faketime) {
-      /* Only the wall clock moves (CLOCK_MONOTONIC and CLOCK_BOOTTIME stay
-       * real, as on a real node); libfaketime 0.9.10 needs the monotonic
-       * fix off or the store writer spins. */
-      setenv("LD_PRELOAD", faketime_lib, 1);
-      setenv("FAKETIME", faketime, 1);
-      setenv("DONT_FAKE_MONOTONIC", "1", 1); /* both names: old and new */
-      setenv("FAKETIME_DONT_FAKE_MONOTONIC", "1", 1);
-      setenv("FAKETIME_FORCE_MONOTONIC_FIX", "0", 1);
-      setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0);
-    }
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, extra, (char *)NULL);
-    _exit(127);
+static pid_t start_store_daemon(const char *extra, int *port, int *status) {
+  daemon_opts_t o = {.arg = extra, .child = faketime ? faketime_env : NULL};
+  if (daemon_try_start(&o) != 0) {
+    *status = daemon_status;
+    return -1;
   }
-  daemon_pid = pid;
-  for (;;) {
-    char line[1024];
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *p = strstr(line, " ready: ");
-      if (p && (p = strstr(p, "(port ")) && sscanf(p, "(port %d)", port) == 1) {
-        fclose(f);
-        return pid;
-      }
-    }
-    if (f)
-      fclose(f);
-    if (waitpid(pid, status, WNOHANG) == pid) {
-      daemon_pid = 0;
-      return -1;
-    }
-    CHECK(now_ms() < deadline, "daemon neither ready nor exited in 20 s");
-    usleep(20000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-static void stop_daemon(pid_t pid) {
-  uint64_t deadline = now_ms() + 30000;
-  int st;
-
-  kill(pid, SIGTERM);
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
-    usleep(10000);
-  }
-  daemon_pid = 0;
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGTERM exit status %d", st);
-  CHECK(!log_has("Sanitizer") && !log_has("runtime error:"),
-        "sanitizer report in the daemon log");
+  *port = native_port;
+  return daemon_pid;
 }
 
 /* Publishes n readings (values from..from+n-1) and waits for the acks;
@@ -240,28 +166,28 @@ static int file_has(const char *path, const char *needle) {
 
 /* ---- identity ---------------------------------------------------------- */
 
-static void scenario_identity(void) {
-  char data[400], out[400];
+SL_SCENARIO(identity) {
+  char data[450], out[400];
   int port, status = 0;
   pid_t pid;
 
-  write_config(NULL);
-  pid = start_daemon(NULL, &port, &status);
+  write_store_config(NULL);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "first start, status %d", status);
   CHECK(log_has("store ") && log_has(": id "), "the store id is logged");
   CHECK(publish(port, 0, 5000) == 0, "first offset 0");
-  stop_daemon(pid);
+  stop_daemon_ok();
 
   /* A stale copy of data.mdb restored over a newer one. */
   snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
   snprintf(out, sizeof(out), "%s/cp.out", dir);
   CHECK(run(out, "cp %s %s/data.mdb.bak", data, dir) == 0, "backup");
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "second start, status %d", status);
   CHECK(publish(port, 5000, 1000) == 5000, "offsets continue");
-  stop_daemon(pid);
+  stop_daemon_ok();
   CHECK(run(out, "cp %s/data.mdb.bak %s", dir, data) == 0, "restore");
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 4,
         "stale copy: status %d, want exit code 4", status);
   CHECK(log_has("is older than") && log_has("ends at offset 5000") &&
@@ -270,7 +196,7 @@ static void scenario_identity(void) {
 
   /* The reproduction: a zero-length data.mdb. */
   CHECK(truncate(data, 0) == 0, "truncate %s", data);
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid < 0, "the daemon started on an emptied data.mdb");
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 4,
         "exit status %d, want exit code 4", status);
@@ -279,16 +205,16 @@ static void scenario_identity(void) {
         "the message says what happened and what to do");
 
   /* Accepted explicitly: starts, new store, offsets from 0 again. */
-  pid = start_daemon("--accept-new-store", &port, &status);
+  pid = start_store_daemon("--accept-new-store", &port, &status);
   CHECK(pid > 0, "start with --accept-new-store, status %d", status);
   CHECK(log_has("(accept_new)"), "acceptance is logged");
   CHECK(publish(port, 0, 100) == 0, "a new store starts at offset 0");
-  stop_daemon(pid);
+  stop_daemon_ok();
   /* And from now on it is the store: a plain start works. */
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "plain restart after acceptance, status %d", status);
   CHECK(publish(port, 100, 100) == 100, "offsets continue");
-  stop_daemon(pid);
+  stop_daemon_ok();
 
   /* `sluice store stats` shows the store id. */
   snprintf(out, sizeof(out), "%s/stats.out", dir);
@@ -312,7 +238,7 @@ static void write_key(const char *text, mode_t mode) {
 /* Flips a byte in the middle of the file's largest run of sealed batch
  * (a sealed batch starts with "SLB!", version 2 or 3, flag bit 0). */
 static void tamper(void) {
-  char path[400];
+  char path[450];
   struct stat sb;
   uint8_t *m;
   int fd, done = 0;
@@ -335,37 +261,37 @@ static void tamper(void) {
   close(fd);
 }
 
-static void scenario_crypt(void) {
-  char opt[600], data[400], out[400];
+SL_SCENARIO(crypt) {
+  char opt[600], data[450], out[400];
   int port, status = 0;
   pid_t pid;
 
   snprintf(data, sizeof(data), "%s/data.mdb", data_dir);
   snprintf(out, sizeof(out), "%s/cli.out", dir);
   snprintf(opt, sizeof(opt), "store:\n  encryption_key_file: %s\n", key_path);
-  write_config(opt);
+  write_store_config(opt);
 
   /* An unsafe key file is refused before anything is written. */
   write_key(KEY1 "\n", 0644);
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
         "unsafe key file: status %d, want exit code 5", status);
   CHECK(log_has("mode 0600") && log_has("SL_EKEY"), "says why");
   CHECK(!log_has("8d9a2c0f"), "the key is never printed");
 
   write_key("# sluice keys\n" KEY1 "\n", 0600);
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "start with a key, status %d", status);
   CHECK(log_has("encryption at rest on (sealing with key id 1)"), "logged");
   CHECK(publish(port, 0, 3000) == 0, "offsets from 0");
-  stop_daemon(pid);
+  stop_daemon_ok();
   CHECK(!file_has(data, SOURCE), "event text in clear in data.mdb");
 
   /* Restart: the events are read back (and offsets continue). */
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "restart with the key, status %d", status);
   CHECK(publish(port, 3000, 1000) == 3000, "offsets continue");
-  stop_daemon(pid);
+  stop_daemon_ok();
 
   CHECK(run(out, "%s store verify -d %s --key-file %s", sluice_bin, data_dir,
             key_path) == 0,
@@ -381,7 +307,7 @@ static void scenario_crypt(void) {
 
   /* A wrong key of the same id: refused at start, not garbage. */
   write_key(KEY1_WRONG "\n", 0600);
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
         "wrong key: status %d, want exit code 5", status);
   CHECK(log_has("is not the key that sealed"), "says the key is wrong");
@@ -391,8 +317,8 @@ static void scenario_crypt(void) {
         "verify with a wrong key fails clearly");
 
   /* No key configured at all: refused too. */
-  write_config(NULL);
-  pid = start_daemon(NULL, &port, &status);
+  write_store_config(NULL);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid < 0 && WIFEXITED(status) && WEXITSTATUS(status) == 5,
         "no key: status %d, want exit code 5", status);
 
@@ -407,7 +333,7 @@ static void scenario_crypt(void) {
 
 /* ---- clock (issue 26) -------------------------------------------------- */
 
-static void scenario_clock(void) {
+SL_SCENARIO(clock) {
   sl_store_opts_t o;
   sl_store_t *st;
   sl_store_stream_stats_t ss;
@@ -417,14 +343,14 @@ static void scenario_clock(void) {
   uint64_t deadline;
 
   admin_addr = "127.0.0.1:0";
-  write_config("    ttl: 1h\n");
-  pid = start_daemon(NULL, &port, &status);
+  write_store_config("    ttl: 1h\n");
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "daemon start, status %d", status);
   publish(port, 0, 1000);
-  stop_daemon(pid);
+  stop_daemon_ok();
 
   faketime = "+2d";
-  pid = start_daemon(NULL, &port, &status);
+  pid = start_store_daemon(NULL, &port, &status);
   CHECK(pid > 0, "daemon start under libfaketime, status %d", status);
   deadline = now_ms() + 10000;
   while (!log_has("wall clock stepped forward by 172800.")) {
@@ -465,7 +391,7 @@ static void scenario_clock(void) {
           "events expired after a forward step");
     usleep(50000);
   }
-  stop_daemon(pid);
+  stop_daemon_ok();
   faketime = NULL;
 
   sl_store_opts_init(&o);
@@ -480,52 +406,34 @@ static void scenario_clock(void) {
   sl_store_env_close(st);
 }
 
-int main(int argc, char **argv) {
-  char cmd[400];
-
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY identity|crypt|clock\n", argv[0]);
-    return 2;
-  }
-  sluice_bin = argv[1];
-  snprintf(dir, sizeof(dir), "%s/sl_store_XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
+static int setup(int argc, char **argv) {
+  (void)argc;
   snprintf(key_path, sizeof(key_path), "%s/store.keys", dir);
-  signal(SIGPIPE, SIG_IGN);
-  if (!strcmp(argv[2], "identity"))
-    scenario_identity();
-  else if (!strcmp(argv[2], "crypt"))
-    scenario_crypt();
-  else if (!strcmp(argv[2], "clock")) {
+  if (strcmp(argv[2], "clock"))
+    return 0;
 #if defined(__SANITIZE_ADDRESS__)
-    /* The daemon under test is built with ASan too, and ASan must come first
-     * in the initial library list: an LD_PRELOADed libfaketime stops it at
-     * start. These scenarios run in the normal build (make check). */
-    fprintf(stderr, "skipped: libfaketime cannot be preloaded into an ASan "
-                    "build of the daemon\n");
-    return 77;
+  /* The daemon under test is built with ASan too, and ASan must come first
+   * in the initial library list: an LD_PRELOADed libfaketime stops it at
+   * start. These scenarios run in the normal build (make check). */
+  fprintf(stderr, "skipped: libfaketime cannot be preloaded into an ASan "
+                  "build of the daemon\n");
+  return 77;
 #endif
-    static const char *const libs[] = {
-        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
-        "/usr/lib/faketime/libfaketimeMT.so.1"};
-    for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]) && !faketime_lib; i++)
-      if (access(libs[i], R_OK) == 0)
-        faketime_lib = libs[i];
-    if (!faketime_lib) {
-      fprintf(stderr, "skipped: libfaketime not installed (apt-get install "
-                      "faketime)\n");
-      return 77;
-    }
-    scenario_clock();
-  } else
-    return 2;
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", dir);
+  static const char *const libs[] = {
+      "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+      "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+      "/usr/lib/faketime/libfaketimeMT.so.1"};
+  for (size_t i = 0; i < sizeof(libs) / sizeof(libs[0]) && !faketime_lib; i++)
+    if (access(libs[i], R_OK) == 0)
+      faketime_lib = libs[i];
+  if (!faketime_lib) {
+    fprintf(stderr, "skipped: libfaketime not installed (apt-get install "
+                    "faketime)\n");
+    return 77;
+  }
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "store", NULL, setup);
 }

@@ -38,32 +38,11 @@
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
 
 /* SHA-256 of the tokens below (printf %s TOKEN | sha256sum). */
 #define TOKEN_LINE "tok-line-1-5c1e0b"
 #define TOKEN_ADMIN "tok-admin-77aa01"
-
-static const char *sluice_bin;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300],
-    sock_path[300];
-static pid_t daemon_pid;
-static int native_port, http_port, admin_port;
-
-void check_fail_cleanup(void) {
-  char cmd[400];
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
-  snprintf(cmd, sizeof(cmd), "tail -n 30 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Runs a shell command, returns its stdout (first 4 KiB). */
 static char *run(const char *cmd) {
@@ -92,87 +71,13 @@ static void sha256_hex(const char *s, char hex[65]) {
   "    steps:\n      - filter: 'value > 0'\n        action: tag\n"             \
   "        tag: \"checked=yes\"\n"
 
-static void write_config(const char *listeners, const char *admin) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          "node:\n  id: tls-node\n  data_dir: %s\n"
-          "listeners:\n%s"
-          "admin:\n%s"
-          "streams:\n  - name: readings\n  - name: inference\n"
-          "  - name: bulk\n%s",
-          data_dir, listeners, admin, TAG_PIPELINE);
-  fclose(f);
-}
-
-static void start_daemon(void) {
-  uint64_t deadline = now_ms() + 20000;
-  pid_t pid;
-  unlink(log_path);
-  CHECK((pid = fork()) >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  for (;;) {
-    char line[1024];
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *p = strstr(line, " ready: "), *q;
-      if (p) {
-        /* Each listener reads "NAME ... (port N)" or "NAME off". */
-        native_port = http_port = admin_port = 0;
-        if ((q = strstr(p, "native tcp ")) && strncmp(q + 11, "off", 3))
-          CHECK((q = strstr(q, "(port ")) &&
-                    sscanf(q, "(port %d)", &native_port) == 1,
-                "native port");
-        if ((q = strstr(p, " http ")) && strncmp(q + 6, "off", 3))
-          CHECK(sscanf(q, " http port %d", &http_port) == 1, "http port");
-        if ((q = strstr(p, " admin ")) && strncmp(q + 7, "off", 3))
-          CHECK((q = strstr(q, "(port ")) &&
-                    sscanf(q, "(port %d)", &admin_port) == 1,
-                "admin port");
-        fclose(f);
-        return;
-      }
-    }
-    if (f)
-      fclose(f);
-    int st;
-    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
-    CHECK(now_ms() < deadline, "daemon not ready within 20 s");
-    usleep(20000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-static int log_has(const char *text) {
-  char line[2048];
-  int hit = 0;
-  FILE *f = fopen(log_path, "r");
-  while (f && !hit && fgets(line, sizeof(line), f))
-    hit = strstr(line, text) != NULL;
-  if (f)
-    fclose(f);
-  return hit;
-}
-
-static void stop_daemon(void) {
-  int st;
-  uint64_t deadline = now_ms() + 30000;
-  kill(daemon_pid, SIGTERM);
-  while (waitpid(daemon_pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon did not stop within 30 s");
-    usleep(10000);
-  }
-  daemon_pid = 0;
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
-  /* In sanitizer builds a report is a failure whatever the status. */
-  CHECK(!log_has("Sanitizer") && !log_has("runtime error:"),
-        "sanitizer report in the daemon log");
+static void write_tls_config(const char *listeners, const char *admin) {
+  write_config_fmt("node:\n  id: tls-node\n  data_dir: %s\n"
+                   "listeners:\n%s"
+                   "admin:\n%s"
+                   "streams:\n  - name: readings\n  - name: inference\n"
+                   "  - name: bulk\n%s",
+                   data_dir, listeners, admin, TAG_PIPELINE);
 }
 
 /* ---- a TLS client ------------------------------------------------------- */
@@ -542,7 +447,7 @@ static const char *clients_block(const char *indent, char *buf, size_t len) {
   return buf;
 }
 
-static void scenario_native(void) {
+SL_SCENARIO(native) {
   char tls[1200], cl[1200], lis[3000], got[4096], serial[64];
   tcl_t t, keep;
   int err = 0;
@@ -552,8 +457,8 @@ static void scenario_native(void) {
            "  http:\n    address: \"\"\n",
            sock_path, tls_block("    ", tls, sizeof(tls)),
            clients_block("    ", cl, sizeof(cl)));
-  write_config(lis, "  address: \"127.0.0.1:0\"\n");
-  start_daemon();
+  write_tls_config(lis, "  address: \"127.0.0.1:0\"\n");
+  daemon_start(NULL);
   CHECK(log_has("native TLS certificate: CN=localhost serial=1001"),
         "certificate logged at start");
 
@@ -634,7 +539,7 @@ static void scenario_native(void) {
   CHECK(tcl_publish(&keep, "readings", 5, NULL) == SLUICE__V1__FRAME__KIND_ACK,
         "the connection opened before the reload still works");
   tcl_close(&keep);
-  stop_daemon();
+  stop_daemon_ok();
 
   read_idents("readings", got, sizeof(got));
   CHECK(!strcmp(got, "v=1 tagged id=line-1;v=5 tagged id=line-1;"),
@@ -673,7 +578,7 @@ static void ev_body(char *buf, size_t len, int v) {
            v);
 }
 
-static void scenario_http(void) {
+SL_SCENARIO(http) {
   char tls[1200], cl[1200], lis[3000], got[4096], serial[64];
   char body[200];
 
@@ -682,8 +587,8 @@ static void scenario_http(void) {
            "%s%s",
            tls_block("    ", tls, sizeof(tls)),
            clients_block("    ", cl, sizeof(cl)));
-  write_config(lis, "  address: \"127.0.0.1:0\"\n");
-  start_daemon();
+  write_tls_config(lis, "  address: \"127.0.0.1:0\"\n");
+  daemon_start(NULL);
 
   ev_body(body, sizeof(body), 1);
   CHECK(curl(http_port, "/v1/events?stream=readings", NULL, NULL, body,
@@ -720,7 +625,7 @@ static void scenario_http(void) {
   CHECK(curl(http_port, "/v1/events?stream=readings", TOKEN_LINE, NULL, body,
              "https") == 200,
         "token after reload: want 200");
-  stop_daemon();
+  stop_daemon_ok();
 
   read_idents("readings", got, sizeof(got));
   CHECK(!strcmp(got, "v=1 tagged id=line-1;v=4 tagged id=line-1;"),
@@ -729,7 +634,7 @@ static void scenario_http(void) {
   CHECK(!strcmp(got, "v=3 id=cam-1;"), "inference: %s", got);
 }
 
-static void scenario_admin(void) {
+SL_SCENARIO(admin) {
   char tls[1200], adm[2000], hex[65], cmd[1200];
   const char *out;
 
@@ -738,10 +643,10 @@ static void scenario_admin(void) {
            "  address: \"127.0.0.1:0\"\n  token_sha256: %s\n%s", hex,
            tls_block("  ", tls, sizeof(tls)));
   /* HTTP plain on every interface: the insecure listener. */
-  write_config("  native:\n    tcp: \"127.0.0.1:0\"\n"
-               "  http:\n    address: \"0.0.0.0:0\"\n",
-               adm);
-  start_daemon();
+  write_tls_config("  native:\n    tcp: \"127.0.0.1:0\"\n"
+                   "  http:\n    address: \"0.0.0.0:0\"\n",
+                   adm);
+  daemon_start(NULL);
   CHECK(log_has("http listener on 0.0.0.0:0 has no TLS"), "warning logged");
   CHECK(!log_has("native listener on"), "loopback native was warned about");
 
@@ -768,43 +673,21 @@ static void scenario_admin(void) {
         "reload with an admin client certificate: want 200");
   CHECK(curl(admin_port, "/v1/reload", NULL, "rogue", "{}", "https") != 200,
         "reload with a certificate of another CA accepted");
-  stop_daemon();
+  stop_daemon_ok();
 }
 
-int main(int argc, char **argv) {
+static int setup(int argc, char **argv) {
   char cmd[700];
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s SLUICE_BINARY CERTS_SCRIPT native|http|admin\n",
-            argv[0]);
-    return 2;
-  }
+  (void)argc;
   if (system("command -v openssl >/dev/null && command -v curl >/dev/null")) {
     fprintf(stderr, "skipped: openssl and curl are needed\n");
     return 77;
   }
-  sluice_bin = argv[1];
-  snprintf(dir, sizeof(dir), "%s/sl_tls_XXXXXX",
-           getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/daemon.log", dir);
-  snprintf(sock_path, sizeof(sock_path), "%s/native.sock", dir);
   snprintf(cmd, sizeof(cmd), "%s %s", argv[2], dir);
   CHECK(system(cmd) == 0, "making certificates: %s", cmd);
-  signal(SIGPIPE, SIG_IGN);
-
-  if (!strcmp(argv[3], "native"))
-    scenario_native();
-  else if (!strcmp(argv[3], "http"))
-    scenario_http();
-  else if (!strcmp(argv[3], "admin"))
-    scenario_admin();
-  else
-    return 2;
-
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "warning: could not remove %s\n", dir);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "tls", "CERTS_SCRIPT", setup);
 }

@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: HTTP / MQTT JSON event bodies (broker/decode_json.c)
- * and mapped MQTT JSON payloads (broker/decode_json_mapped.c). Every input
+ * libFuzzer target: HTTP / MQTT JSON event bodies (decode/decode_json.c)
+ * and mapped MQTT JSON payloads (decode/decode_json_mapped.c). Every input
  * goes through both: the HTTP body decoder, and the mapped scanner under
  * several field maps, whose result, reason and events must be exactly those
  * of the jansson tree decoder it replaced (json_mapped_ref.c).
@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "broker/decode_json.h"
+#include "decode/decode_json.h"
 #include "tests/fuzz/json_mapped_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

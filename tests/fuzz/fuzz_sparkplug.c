@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: MQTT payload decoders (broker/decode_sparkplug.c and
- * sl_json_decode_mapped() in broker/decode_json.c). The first byte picks
+ * libFuzzer target: MQTT payload decoders (ingest/mqtt/sparkplug.c and
+ * sl_json_decode_mapped() in decode/decode_json.c). The first byte picks
  * the message: bit 7 set = a JSON payload through the mapped decoder, else
  * a Sparkplug message type (NBIRTH, NDATA, DBIRTH, DDATA, NDEATH, DDEATH)
  * handled with alias tables that persist across inputs, against a real
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/mqtt.h"
+#include "ingest/mqtt/mqtt.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,7 +26,7 @@ static void cleanup(void) {
 }
 
 static void setup(void) {
-  static sl_daemon_t dm;
+  static sl_ingest_t ic;
   static const char yaml[] =
       "node:\n  id: fuzz\n  data_dir: /tmp\n"
       "mqtt:\n  enabled: true\n  dead_letter_stream: dlq\n"
@@ -41,23 +41,23 @@ static void setup(void) {
     abort();
   atexit(cleanup);
   sl_store_opts_init(&so);
-  if (sl_store_env_open(dir, &so, &dm.st, err, sizeof(err)) < 0 ||
-      sl_metrics_new(&dm.mx) < 0 ||
-      sl_config_load_string("fuzz", yaml, sizeof(yaml) - 1, NULL, &dm.cfg, err,
+  if (sl_store_env_open(dir, &so, &ic.st, err, sizeof(err)) < 0 ||
+      sl_metrics_new(&ic.mx) < 0 ||
+      sl_config_load_string("fuzz", yaml, sizeof(yaml) - 1, NULL, &ic.cfg, err,
                             sizeof(err)) < 0)
     abort();
-  dm.streams = calloc(2, sizeof(*dm.streams));
-  dm.nstreams = 2;
-  dm.streams[0].name = "readings";
-  dm.streams[1].name = "dlq";
+  ic.streams = calloc(2, sizeof(*ic.streams));
+  ic.nstreams = 2;
+  ic.streams[0].name = "readings";
+  ic.streams[1].name = "dlq";
   static const sl_store_stream_conf_t conf = {0};
   for (size_t i = 0; i < 2; i++)
-    if (sl_store_stream_create(dm.st, dm.streams[i].name, &conf,
-                               &dm.streams[i].id) < 0)
+    if (sl_store_stream_create(ic.st, ic.streams[i].name, &conf,
+                               &ic.streams[i].id) < 0)
       abort();
   mq = calloc(1, sizeof(*mq));
-  mq->dm = &dm;
-  mq->cfg = dm.cfg;
+  mq->ic = &ic;
+  mq->cfg = ic.cfg;
   mq->dlq = SIZE_MAX;
   mq->max_events = 1000;
   mq->sb = calloc(2, sizeof(*mq->sb));
@@ -66,7 +66,7 @@ static void setup(void) {
 }
 
 static void reset(void) {
-  for (size_t i = 0; i < mq->dm->nstreams; i++)
+  for (size_t i = 0; i < mq->ic->nstreams; i++)
     if (mq->sb[i].used)
       sl_json_batch_reset(&mq->sb[i].jb);
   mq->built_events = 0;

@@ -1,6 +1,6 @@
 /*
  * The jansson-tree decoder of mapped MQTT JSON payloads that
- * broker/decode_json_mapped.c replaced (sluice before 2026-11-28), kept as
+ * decode/decode_json_mapped.c replaced (sluice before 2026-11-28), kept as
  * the oracle of tests/fuzz/fuzz_json.c: on every input both must agree on
  * the result, the reason and the events' bytes.
  */
@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "broker/decode_json.h"
+#include "decode/decode_json.h"
 #include "sluice/v1/event.pb-c.h"
 #include "tests/fuzz/json_mapped_ref.h"
 

@@ -2,7 +2,7 @@
 #ifndef SL_TESTS_JSON_MAPPED_REF_H
 #define SL_TESTS_JSON_MAPPED_REF_H
 
-#include "broker/decode_json.h"
+#include "decode/decode_json.h"
 
 /* Same contract as sl_json_decode_mapped(). */
 int json_mapped_ref(const char *payload, size_t len, const sl_json_map_t *map,

@@ -1,4 +1,4 @@
-/* Known-answer tests for the JSON event decoder (broker/decode_json.c). */
+/* Known-answer tests for the JSON event decoder (decode/decode_json.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "broker/decode_json.h"
+#include "decode/decode_json.h"
 #include "sluice/v1/event.pb-c.h"
 
 #define DEF_T 1000

@@ -16,7 +16,7 @@
  * If a future libmosquitto writes PUBACKs from inside loop_read (or on its
  * own thread), this test fails and ingest_mqtt*.c must be redesigned.
  *
- * It also pins broker/mqtt_dup.h (the DUP flag read from libmosquitto's
+ * It also pins ingest/mqtt/mqtt_dup.h (the DUP flag read from libmosquitto's
  * private message struct, for redelivery recognition): odd packet ids are
  * sent with DUP set and on_message must read exactly that.
  */
@@ -32,7 +32,7 @@
 
 #include <mosquitto.h>
 
-#include "broker/mqtt_dup.h"
+#include "ingest/mqtt/mqtt_dup.h"
 #include "tests/common/check.h"
 
 #define N_MSGS 50
@@ -50,11 +50,11 @@ static void on_message(struct mosquitto *m, void *o,
   (void)m;
   (void)o;
   CHECK(msg->qos == 1, "qos %d", msg->qos);
-  /* Odd packet ids are sent with DUP set (broker/mqtt_dup.h). */
+  /* Odd packet ids are sent with DUP set (ingest/mqtt/mqtt_dup.h). */
   int dup = sl_mqtt_dup(msg, sl_mqtt_dup_known());
   CHECK(dup == (msg->mid & 1),
         "DUP read as %d for mid %d (sent %d): libmosquitto's private "
-        "message layout changed; fix broker/mqtt_dup.h",
+        "message layout changed; fix ingest/mqtt/mqtt_dup.h",
         dup, msg->mid, msg->mid & 1);
   received++;
 }

@@ -1,6 +1,6 @@
 /*
  * Known-answer tests for the mapped MQTT JSON scanner
- * (broker/decode_json_mapped.c), and the same inputs through the jansson
+ * (decode/decode_json_mapped.c), and the same inputs through the jansson
  * decoder it replaced (tests/fuzz/json_mapped_ref.c): both must agree on
  * every result, reason and event byte.
  */
@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "broker/decode_json.h"
+#include "decode/decode_json.h"
 #include "sluice/v1/event.pb-c.h"
 #include "tests/fuzz/json_mapped_ref.h"
 

@@ -14,14 +14,14 @@
 
 #include <cmocka.h>
 
-#include "broker/mqtt.h"
+#include "ingest/mqtt/mqtt.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 
 typedef Org__Eclipse__Tahu__Protobuf__Payload sp_payload_t;
 typedef Org__Eclipse__Tahu__Protobuf__Payload__Metric sp_metric_t;
 
 static sl_mqtt_t *mq;
-static sl_daemon_t dm;
+static sl_ingest_t ic;
 static char dir[] = "/tmp/sl_sp_limits_XXXXXX";
 
 static int setup(void **state) {
@@ -37,20 +37,20 @@ static int setup(void **state) {
   (void)state;
   assert_non_null(mkdtemp(dir));
   sl_store_opts_init(&so);
-  assert_int_equal(sl_store_env_open(dir, &so, &dm.st, err, sizeof(err)), 0);
-  assert_int_equal(sl_metrics_new(&dm.mx), 0);
+  assert_int_equal(sl_store_env_open(dir, &so, &ic.st, err, sizeof(err)), 0);
+  assert_int_equal(sl_metrics_new(&ic.mx), 0);
   assert_int_equal(sl_config_load_string("t", yaml, sizeof(yaml) - 1, NULL,
-                                         &dm.cfg, err, sizeof(err)),
+                                         &ic.cfg, err, sizeof(err)),
                    0);
-  dm.streams = calloc(1, sizeof(*dm.streams));
-  dm.nstreams = 1;
-  dm.streams[0].name = "readings";
+  ic.streams = calloc(1, sizeof(*ic.streams));
+  ic.nstreams = 1;
+  ic.streams[0].name = "readings";
   static const sl_store_stream_conf_t conf = {0};
   assert_int_equal(
-      sl_store_stream_create(dm.st, "readings", &conf, &dm.streams[0].id), 0);
+      sl_store_stream_create(ic.st, "readings", &conf, &ic.streams[0].id), 0);
   mq = calloc(1, sizeof(*mq));
-  mq->dm = &dm;
-  mq->cfg = dm.cfg;
+  mq->ic = &ic;
+  mq->cfg = ic.cfg;
   mq->dlq = SIZE_MAX;
   mq->max_events = 100000;
   mq->sb = calloc(1, sizeof(*mq->sb));
@@ -61,7 +61,7 @@ static int setup(void **state) {
 
 static double limit_errors(void) {
   return (double)sl_metric_count(sl_metrics_counter(
-      dm.mx, "sluice_mqtt_decode_errors_total",
+      ic.mx, "sluice_mqtt_decode_errors_total",
       "MQTT payloads rejected, by reason", "reason=\"sparkplug_limit\""));
 }
 

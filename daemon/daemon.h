@@ -1,0 +1,91 @@
+/*
+ * The daemon's private wiring: one libuv loop thread owns every socket and
+ * timer; the store's writer thread commits; completions come back to the
+ * loop through a bounded mailbox and a uv_async_t. Private to the daemon layer.
+ */
+#ifndef SL_DAEMON_H
+#define SL_DAEMON_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "daemon/admin.h"
+#include "broker/config.h"
+#include "ingest/ingest.h"
+#include "telemetry/metrics.h"
+#include "store/store.h"
+
+typedef struct sl_daemon sl_daemon_t;
+typedef struct sl_uplink sl_uplink_t;
+
+struct sl_daemon {
+  /* The ingest core (ingest/ingest.h): the current config (owned here;
+   * loop thread only), node id, store, metrics, streams, guard, the paths
+   * and the completion mailbox. */
+  sl_ingest_t in;
+  const char *config_path;
+  uv_loop_t loop;
+  sl_admin_t *adm;
+  sl_uplink_t
+      *uplink; /* Kafka uplink (daemon/uplink_service.c), NULL when off */
+  struct sl_sec *sec;           /* TLS and credentials (daemon/security.h) */
+  struct sl_storewatch *swatch; /* store clock and evictions (store_watch.c) */
+
+  uv_signal_t sig_term, sig_int, sig_hup;
+  /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */
+  uv_work_t reload_req;
+  int reload_busy, reload_again; /* loop thread only */
+  sl_config_t *reload_cfg;       /* worker's result, NULL on error */
+  char reload_err[2048];         /* worker's errors */
+  uv_timer_t tick;               /* 1 s housekeeping: idle sweep, gauges */
+  uv_check_t finish;             /* ends the loop once a stop has drained */
+  uint64_t started_ns;
+  int stopping;
+  int exit_code;
+
+  /* Metrics. */
+  sl_metric_t *store_used;      /* bytes */
+  sl_metric_t *store_budget;    /* bytes */
+  sl_metric_t *store_queue;     /* writer queue depth */
+  sl_metric_t *backpressure_on; /* 1 while the store refuses appends */
+  sl_metric_t *reloads;         /* SIGHUP reloads applied */
+  sl_metric_t *reload_errors;   /* SIGHUP reloads refused */
+};
+
+/* Starts a reload (SIGHUP, POST /v1/reload; loop thread): the file is read
+ * and validated on a worker thread, then applied on the loop; a refusal is
+ * logged and the running config stays. A start while one runs makes one
+ * more run after it. Each round calls sl_sec_reload_begin() as its parse
+ * starts and sl_sec_reload_finished() with 0 or -1 when it is decided. */
+void sl_daemon__reload_start(sl_daemon_t *dm);
+
+/* Store watch (daemon/store_watch.c): logs, metrics and status for what the
+ * store reports but never logs (clock steps, evictions). start: after the
+ * streams are open; tick: loop thread, every second; status: adds
+ * store.clock and streams[].evicted (any thread). */
+struct json_t;
+void sl_storewatch_start(sl_daemon_t *dm);
+void sl_storewatch_tick(sl_daemon_t *dm, const sl_store_info_t *info);
+void sl_storewatch_status(sl_daemon_t *dm, struct json_t *root,
+                          const sl_store_info_t *info);
+void sl_storewatch_free(sl_daemon_t *dm);
+
+/* Kafka uplink (daemon/uplink_service.c, sync/sync.h). start: a no-op unless
+ * kafka.enabled; after the streams exist. tick: metrics and state-change
+ * logs (loop thread). status: adds "uplink" to /v1/status (any thread).
+ * stop: joins the uplink thread; before the store closes. */
+struct json_t;
+int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen);
+void sl_uplink_tick(sl_daemon_t *dm);
+void sl_uplink_kick(sl_daemon_t *dm);
+void sl_uplink_status(sl_daemon_t *dm, struct json_t *root);
+void sl_uplink_stop(sl_daemon_t *dm);
+void sl_uplink_free(sl_daemon_t *dm);
+
+/* Runs the daemon with the config at path until SIGTERM/SIGINT. Returns
+ * the process exit code. */
+int sl_daemon_run(const char *config_path);
+
+#endif /* SL_DAEMON_H */
