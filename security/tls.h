@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "broker/config.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* ---- native (OpenSSL) --------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "ingest/ingest.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* Why a connection is not reading (bitmask). */
 enum {
