@@ -2,7 +2,7 @@
  * `sluice run`: wires config, store, metrics, admin and the ingest
  * listeners around one libuv loop.
  *
- * Threads: the loop thread (this file, ingest/native.c), the store's
+ * Threads: the loop thread (this file, ingest/native/native.c), the store's
  * writer thread (group commit; its completions are queued to the loop
  * through done_lock + done_async), and the admin server's thread (reads
  * atomics and thread-safe store calls only).

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 typedef struct sl_auth sl_auth_t;
 
