@@ -1,6 +1,6 @@
 /*
  * config/bind.c: copies the rows bound to a library (SL_CFG_BIND() in
- * config/options.c) into that library's options struct, so the daemon's
+ * config/schema/options.c) into that library's options struct, so the daemon's
  * wiring never names a library option: the table row does.
  */
 #include <stdbool.h>

@@ -2,7 +2,7 @@
  * config/: the daemon's configuration (library sl_config; it depends on
  * common/ and the library modules whose options it carries, never on
  * the daemon rooms). One declarative table
- * (config/options.c) drives parsing, validation, defaults, environment
+ * (config/schema/options.c) drives parsing, validation, defaults, environment
  * overrides, reload classification, the effective-config dump and the
  * generated docs/CONFIGURATION.md.
  *
@@ -50,8 +50,8 @@ typedef enum {
 
 /*
  * The debug contexts of log.debug: the one list of their names. Context i
- * is bit 1 << i; the table's names (config/options.c) and the daemon log's
- * contexts (telemetry/log.h, SL_LOG_CTX_*) are generated from it.
+ * is bit 1 << i; the table's names (config/schema/options.c) and the daemon
+ * log's contexts (telemetry/log.h, SL_LOG_CTX_*) are generated from it.
  */
 #define SL_CONFIG_DBG_MAP(X)                                                   \
   X(STORE, "store")                                                            \

@@ -105,14 +105,14 @@ struct sl_cfg_section {
   void (*finish)(void *obj, sl_cfg_errs_t *errs, const char *prefix);
 };
 
-/* The daemon's root table (config/options.c). */
+/* The daemon's root table (config/schema/options.c). */
 extern const sl_cfg_section_t sl_config__root;
 
-/* The pipelines list section (config/pipelines.c). */
+/* The pipelines list section (config/schema/pipelines.c). */
 extern const sl_cfg_section_t sl_config__pipeline_section;
 
 /* The listeners' clients list section and the SHA-256 hex check
- * (config/clients.c). */
+ * (config/schema/clients.c). */
 extern const sl_cfg_section_t sl_config__client_section;
 const char *sl_config__check_sha256(const char *s);
 
@@ -173,7 +173,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
 
 /* True when the kafka.properties item "key=value" may be printed whole: its
  * key is on the allow-list of librdkafka properties that never hold a
- * secret (config/redact.c). False for items without "=". */
+ * secret (config/schema/redact.c). False for items without "=". */
 bool config__kv_printable(const char *item);
 
 /* Human type name for docs and messages ("size", "duration"). */

@@ -628,7 +628,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
       } else if ((o->flags & SL_CFG_KV_SECRETS) &&
                  !config__kv_printable(l->v[i])) {
-        /* Only allow-listed keys show their value (config/redact.c); an
+        /* Only allow-listed keys show their value (config/schema/redact.c); an
          * item without "=" names no key, so nothing of it is shown. */
         const char *eq = strchr(l->v[i], '=');
         char red[160];

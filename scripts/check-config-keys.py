@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fails when a documented configuration key is never read.
 
-Every row of the option tables in config/*.c (the keys docs/CONFIGURATION.md
+Every row of the option tables in config/ (config/schema/*.c) (the keys docs/CONFIGURATION.md
 lists) must be read somewhere in production code outside config/: the row's
 C field (its full path, e.g. store.budget_bytes, or its last member) read as
 `.field` / `->field` (an assignment does not count; a dotted field by at
@@ -19,7 +19,7 @@ ROOT = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else
 SKIP = {"config", "tests", "loadtest", "build", "docs", "deploy", "scripts",
         "cmake", ".git", ".ci"}
 LIB_DIRS = {"STORE": "store", "SYNC": "sync"}
-CONVERSION = "config/pipelines.c"
+CONVERSION = "config/schema/pipelines.c"
 ROW = re.compile(r"\b([A-Z_]*OPT)\(")
 
 
@@ -77,9 +77,12 @@ def split_args(text):
 
 
 def rows():
-    for name in sorted(os.listdir(os.path.join(ROOT, "config"))):
-        if not name.endswith(".c"):
-            continue
+    names = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "config")):
+        names += [os.path.relpath(os.path.join(dirpath, f),
+                                  os.path.join(ROOT, "config"))
+                  for f in files if f.endswith(".c")]
+    for name in sorted(names):
         src = open(os.path.join(ROOT, "config", name)).read()
         src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
         for m in ROW.finditer(src):

@@ -1,5 +1,5 @@
 /*
- * config/options.c: every configuration option, one row each. Adding
+ * config/schema/options.c: every configuration option, one row each. Adding
  * an option = a field in sl_config_t (config/config.h) + one OPT() row here;
  * parsing, validation, environment override, reload classification, dump and
  * docs/CONFIGURATION.md follow from the row (regenerate the doc with
@@ -604,7 +604,7 @@ static const sl_cfg_opt_t root_opts[] = {
         "tuning), applied after sluice's own settings. Only the values of "
         "an allow-list of harmless keys (tuning, timeouts, "
         "security.protocol, sasl.mechanism, file locations; "
-        "config/redact.c) are ever printed; every other value shows "
+        "config/schema/redact.c) are ever printed; every other value shows "
         "as <redacted>, and items are never echoed in errors.",
         .check = check_kv),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,

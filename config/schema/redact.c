@@ -1,5 +1,5 @@
 /*
- * config/redact.c: which kafka.properties entries may be printed.
+ * config/schema/redact.c: which kafka.properties entries may be printed.
  *
  * An allow-list, not a deny-list of words: librdkafka grows new credential
  * properties (ssl.key.pem, ssl_key, sasl.oauthbearer.config,

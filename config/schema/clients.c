@@ -1,7 +1,7 @@
 /*
  * The credential rows of the config (docs/security/tls.md): the element
  * table of listeners.native.clients and listeners.http.clients, and the
- * checks the TLS and credential rows of config/options.c share.
+ * checks the TLS and credential rows of config/schema/options.c share.
  */
 #include <stddef.h>
 #include <string.h>
