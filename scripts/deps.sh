@@ -17,6 +17,10 @@ PACKAGES=(
   # moves the daemon's wall clock in tests/daemon/clock_test.c and the
   # daemon_store_clock test (issue 26)
   faketime
+  # deployment checks (tests/deploy, label deploy): systemd-analyze verify and
+  # security, the flightctl JSON schema test, dpkg-deb/dpkg-shlibdeps for
+  # `make deb`
+  systemd python3-jsonschema python3-yaml dpkg-dev
 )
 
 missing=()
