@@ -204,12 +204,6 @@ static void hdr(rd_kafka_vu_t *h, const char *name, const void *val,
   h->u.header.size = size;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
   p[n++] = (uint8_t)v;
   return n;
 }
@@ -263,7 +257,7 @@ static long with_ingest_time(sl_sync_t *up, const sl_sync_event_t *ev,
   memcpy(up->scratch, ev->data, ev->len);
   uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
   up->scratch[ev->len] = SL_WIRE_KEY_EVENT_INGEST_TIME;
-  return (long)(ev->len + 1 + put_varint(up->scratch + ev->len + 1, zz));
+  return (long)(ev->len + 1 + sl_wire_varint_put(up->scratch + ev->len + 1, zz));
 }
 
 /* The bandwidth cap, on bytes about to be sent by lane l: true when the
