@@ -14,29 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schemas/event_json.h"
 #include "sync/sync_int.h"
 #include "wire/wire.h"
-
-long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
-                      const Sluice__V1__Event *e, int64_t append_time_ns) {
-  json_t *o = sl_event_json(s->name, off, e, append_time_ns);
-  if (!o)
-    return -ENOMEM;
-  size_t n = json_dumpb(o, NULL, 0, JSON_COMPACT);
-  if (n > up->jbuf_cap) {
-    char *p = realloc(up->jbuf, n * 2);
-    if (!p) {
-      json_decref(o);
-      return -ENOMEM;
-    }
-    up->jbuf = p;
-    up->jbuf_cap = n * 2;
-  }
-  n = json_dumpb(o, up->jbuf, up->jbuf_cap, JSON_COMPACT);
-  json_decref(o);
-  return n ? (long)n : -ENOMEM;
-}
 
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical) {
@@ -54,13 +33,6 @@ void sync__lane_close(sync_lane_t *l) {
   l->have_rec = false;
 }
 
-bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off) {
-  for (size_t i = 0; i < up->npoison; i++)
-    if (up->poison[i].stream == idx && up->poison[i].offset == off)
-      return true;
-  return false;
-}
-
 void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b) {
   if (a >= b)
     return;
@@ -74,26 +46,6 @@ void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b) {
   }
   s->skipped[s->nskipped].a = a;
   s->skipped[s->nskipped++].b = b;
-}
-
-bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
-  if (idx >= up->nstreams || sync__poisoned(up, idx, off))
-    return false;
-  if (up->npoison == SYNC_POISON_MAX) /* forget the oldest */
-    memmove(up->poison, up->poison + 1,
-            (SYNC_POISON_MAX - 1) * sizeof(up->poison[0]));
-  else
-    up->npoison++;
-  sync_poison_t *p = &up->poison[up->npoison - 1];
-  p->stream = (uint32_t)idx;
-  p->offset = off;
-  p->err = err;
-  p->moved = false;
-  pthread_mutex_lock(&up->lock);
-  up->streams[idx].st.dead_lettered++;
-  up->stats.dead_lettered++;
-  pthread_mutex_unlock(&up->lock);
-  return true;
 }
 
 static void dlq_count_failure(sl_sync_t *up) {
