@@ -20,7 +20,7 @@ PACKAGES=(
   # deployment checks (tests/deploy, label deploy): systemd-analyze verify and
   # security, the flightctl JSON schema test, dpkg-deb/dpkg-shlibdeps for
   # `make deb`
-  systemd python3-jsonschema python3-yaml dpkg-dev
+  systemd python3-jsonschema python3-yaml dpkg-dev python3-seccomp
 )
 
 missing=()

@@ -5,18 +5,26 @@
 # /tmp (PrivateTmp), an unprivileged UID and GID that own nothing else
 # (DynamicUser), no capabilities in any set and no_new_privs
 # (CapabilityBoundingSet=, AmbientCapabilities=, NoNewPrivileges), UMask 0077.
+# The unit's seccomp settings are applied as systemd would (seccomp_exec.py:
+# SystemCallFilter= expanded with systemd-analyze's own tables, EPERM,
+# native architecture, RestrictAddressFamilies=, MemoryDenyWriteExecute=).
 # It must start, answer /readyz, acknowledge an HTTP event, stop cleanly on
 # SIGTERM, and find the event again after a restart; `store verify` passes.
-# Not covered: the seccomp filter, RestrictAddressFamilies, the other
-# Protect* settings (these need systemd as PID 1).
+# A copy of the unit that also denies @network-io must keep it from starting
+# (the filter bites). Not covered: the other Protect* settings,
+# PrivateDevices, DynamicUser's UID allocation (systemd as PID 1).
 #
 #   sandbox_test.sh SLUICE_BINARY       exit 77 unless root with unshare/setpriv
 set -u
 sluice=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-for t in unshare setpriv curl python3 findmnt; do
+for t in unshare setpriv curl python3 findmnt systemd-analyze; do
   command -v $t >/dev/null || { echo "SKIP: $t not installed"; exit 77; }
 done
 [[ $(id -u) -eq 0 ]] || { echo "SKIP: needs root (mount namespace, setpriv)"; exit 77; }
+here=$(cd "$(dirname "$0")" && pwd)
+/usr/bin/python3 -c 'import seccomp' 2>/dev/null ||
+  { echo "SKIP: python3-seccomp not installed (apt-get install python3-seccomp)"; exit 77; }
+unit=$here/../../deploy/systemd/sluice.service
 # A fresh mount namespace must be allowed (not in every container).
 unshare --mount true 2>/dev/null || { echo "SKIP: unshare --mount not permitted here"; exit 77; }
 
@@ -56,7 +64,8 @@ CFG
 chmod 0644 "$etc/sluice.yaml"
 
 start() {
-  # The namespace's shell execs setpriv, which execs sluice: $! is the daemon.
+  # The namespace's shell execs setpriv, which execs the seccomp loader, which
+  # execs sluice: $! is the daemon. $1: the unit whose filter applies.
   unshare --mount --propagation private -- bash -c '
     set -e
     for m in $(findmnt -rn -o TARGET | sort -u); do
@@ -71,7 +80,8 @@ start() {
     umask 0077
     exec setpriv --reuid="$3" --regid="$3" --clear-groups --no-new-privs \
       --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- \
-      "$4" run -c "$5"' sandbox "$state" "$run" "$uid" "$sluice" "$etc/sluice.yaml" \
+      /usr/bin/python3 "$6" "$7" -- "$4" run -c "$5"' sandbox "$state" "$run" "$uid" \
+    "$sluice" "$etc/sluice.yaml" "$here/seccomp_exec.py" "${1:-$unit}" \
     >"$base/daemon.log" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 30))
@@ -90,12 +100,13 @@ stop() {
   return $rc
 }
 
-if start; then ok "starts and answers /readyz as uid $uid, no capabilities, read-only root"; else
+if start; then ok "starts and answers /readyz as uid $uid, no capabilities, read-only root, the unit's seccomp filter"; else
   bad "did not become ready: $(tail -5 "$base/daemon.log")"; exit 1
 fi
 caps=$(grep -E '^Cap(Eff|Prm|Bnd|Amb)' /proc/"$pid"/status | awk '{print $2}' | sort -u)
 [[ $caps == 0000000000000000 ]] && ok "capability sets all empty" || bad "capabilities: $caps"
 grep -q '^NoNewPrivs:[[:space:]]*1' /proc/"$pid"/status && ok "no_new_privs set" || bad "no_new_privs not set"
+grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status && ok "seccomp filter mode on the daemon" || bad "no seccomp filter on the daemon"
 [[ $(stat -c %u "$run/native.sock" 2>/dev/null) == "$uid" ]] && ok "unix socket in the runtime directory" ||
   bad "no unix socket in $run"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
@@ -121,6 +132,17 @@ print(sum(int(x.get("events", 0)) for x in s))' 2>/dev/null)
 stop || bad "second SIGTERM: exit $?"
 out=$(setpriv --reuid="$uid" --regid="$uid" --clear-groups "$sluice" store verify -d "$state" 2>&1) &&
   ok "store verify passes" || bad "store verify: $out"
+
+# The filter is real: the same unit denying @network-io keeps it from starting.
+sed 's/^SystemCallFilter=~@privileged @resources$/&\nSystemCallFilter=~@network-io/' "$unit" >"$base/narrow.service"
+grep -q '^SystemCallFilter=~@network-io' "$base/narrow.service" || bad "could not build the narrow unit"
+if start "$base/narrow.service"; then
+  bad "the daemon started with @network-io denied: the filter is not applied"
+  stop
+else
+  ok "with @network-io also denied it cannot start: the filter applies ($(grep -m1 -o 'Operation not permitted\|EPERM\|cannot[^:]*' "$base/daemon.log" | head -1))"
+  pid=
+fi
 
 # The read-only root is real: a store outside the state directory, owned by
 # the same UID, cannot be written.
