@@ -58,6 +58,12 @@ listeners:
     address: 127.0.0.1:$http
 admin:
   address: 127.0.0.1:$admin
+# The uplink runs too (librdkafka's threads, name resolution with netlink
+# refused, connects), against a port where no broker listens.
+kafka:
+  enabled: true
+  brokers: localhost:$(free_port)
+  delivery: at_least_once
 streams:
   - name: telemetry
 CFG
@@ -82,7 +88,7 @@ start() {
       --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- \
       /usr/bin/python3 "$6" "$7" -- "$4" run -c "$5"' sandbox "$state" "$run" "$uid" \
     "$sluice" "$etc/sluice.yaml" "$here/seccomp_exec.py" "${1:-$unit}" \
-    >"$base/daemon.log" 2>&1 &
+    >>"$base/daemon.log" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 30))
   while ((SECONDS < deadline)); do
@@ -112,6 +118,15 @@ grep -q '^Seccomp:[[:space:]]*2' /proc/"$pid"/status && ok "seccomp filter mode 
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
   --data-binary '{"source":"sandbox/probe","value":1}' "http://127.0.0.1:$http/v1/events")
 [[ $code == 2* ]] && ok "HTTP event acknowledged ($code)" || bad "HTTP event: $code"
+# The uplink resolved "localhost" and tried to connect under the filter
+# (connection refused is the expected outcome: nothing listens there).
+deadline=$((SECONDS + 15))
+until grep -q 'Connect to ipv4#127.0.0.1' "$base/daemon.log" || ((SECONDS > deadline)); do
+  sleep 0.1 # polling the log, with a deadline
+done
+grep -q 'Connect to ipv4#127.0.0.1' "$base/daemon.log" &&
+  ok "uplink resolved localhost and connected (refused: no broker) under the filter" ||
+  bad "no uplink connection attempt in the log"
 if stop; then ok "SIGTERM: exit 0"; else bad "SIGTERM: exit $?: $(tail -3 "$base/daemon.log")"; fi
 
 files=$(find "$state" -newer "$etc/sluice.yaml" -type f | wc -l)
