@@ -209,14 +209,19 @@ def main():
         broken("hook in directory afterUpdating", hk,
                lambda d: None, lambda d: hook_errors(os.path.join("hooks.d", "afterUpdating", "x.yaml"), d))
 
-    # The gateway's sluice.yaml, rendered for a sample device, must be a
+    # Every fleet's sluice.yaml, rendered for a sample device, must be a
     # config the daemon accepts.
-    if gw and sluice:
-        inline = tpl(gw)["config"][0]["inline"][0]
-        text = render(inline["content"], "gw-berlin-017",
-                      {"site": "berlin", "role": "sluice-gateway"})
-        check("id: gw-berlin-017" in text and "site-berlin.alarms" in text,
-              "template renders the device name and site label")
+    rendered = []
+    for f, d in sorted(docs.items()):
+        for c in tpl(d).get("config", []):
+            for i in c.get("inline", []):
+                if i["path"] == "/etc/sluice/sluice.yaml":
+                    rendered.append((f, render(i["content"], "gw-berlin-017",
+                                               {"site": "berlin", "role": "x"})))
+    check(len(rendered) >= 2, f"{len(rendered)} fleets carry a sluice.yaml")
+    for f, text in rendered if sluice else []:
+        check("id: gw-berlin-017" in text and "site-berlin." in text,
+              f"{f}: template renders the device name and site label")
         with tempfile.TemporaryDirectory() as tmp:
             cfg = os.path.join(tmp, "sluice.yaml")
             with open(cfg, "w") as fh:
@@ -229,9 +234,9 @@ def main():
                        SLUICE_NODE_DATA_DIR=os.path.join(tmp, "data"))
             p = subprocess.run([sluice, "check-config", "-c", cfg], env=env,
                                capture_output=True, text=True)
-            check(p.returncode == 0, "rendered gateway sluice.yaml passes sluice check-config"
+            check(p.returncode == 0, f"{f}: rendered sluice.yaml passes sluice check-config"
                   + ("" if p.returncode == 0 else "\n       " + (p.stdout + p.stderr).strip()))
-    elif not sluice:
+    if not sluice:
         print("note: no sluice binary given: rendered config not checked")
 
     print(f"{len(failures)} failure(s)")

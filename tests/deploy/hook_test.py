@@ -19,6 +19,9 @@ nothing. With a sluice binary that has `ctl`, the reload leg runs the real
 command against a running daemon: a good config passes, a broken one rolls
 back. Without it that leg uses a stub and says so.
 
+Quadlet gateway rule (inline in fleet-gateway-quadlet.yaml): `podman exec
+sluice sluice ctl reload --wait-healthy`; its failure rolls back.
+
 MicroShift rule (inline in deploy/flightctl/fleet-microshift.yaml): `kubectl
 apply -k` then `rollout status`, both with KUBECONFIG; a failed rollout
 rolls back; a failed apply skips the rollout wait.
@@ -265,12 +268,33 @@ case "$*" in *rollout*) exit 1 ;; esac
     check(t[1] > 300, f"microshift: the hook's timeout ({t[1]} s) exceeds kubectl's --timeout=5m")
 
 
+def quadlet(tmp):
+    with open(os.path.join(FC, "fleet-gateway-quadlet.yaml")) as f:
+        fleet = yaml.safe_load(f)
+    inline = [i for c in fleet["spec"]["template"]["spec"]["config"]
+              for i in c.get("inline", []) if i["path"].startswith("/etc/flightctl/hooks.d/")]
+    check(len(inline) == 1, "quadlet: one inline hook rule file")
+    rules = yaml.safe_load(inline[0]["content"])
+    st = Stubs(os.path.join(tmp, "q"))
+    remap = {"/usr/bin/podman": st.make("podman")}
+    changed = {"/etc/sluice/sluice.yaml": "updated"}
+    ok, ran = run_rules(rules, changed, remap)
+    calls = st.calls()
+    check(ok and calls == ["podman exec sluice /usr/bin/sluice ctl reload --wait-healthy 60s "
+                           "-c /etc/sluice/sluice.yaml KUBECONFIG="],
+          f"quadlet: config updated -> reload inside the container ({calls})")
+    st.set("podman", 1)
+    ok, ran = run_rules(rules, changed, remap)
+    check(not ok and len(st.calls()) == 1, "quadlet: reload fails -> roll back")
+
+
 def main():
     sluice = sys.argv[1] if len(sys.argv) > 1 else None
     tmp = tempfile.mkdtemp(prefix="sluice-hook-")
     try:
         gateway(sluice, tmp)
         microshift(tmp)
+        quadlet(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{len(failures)} failure(s)")
