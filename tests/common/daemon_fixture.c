@@ -105,7 +105,10 @@ int fixture_main(int argc, char **argv, const char *tag, const char *args_usage,
     fixture_remove();
     return rc;
   }
+  uint64_t t0 = now_ms();
   fn();
+  printf("%s: ok in %.1f s\n", fixture_scenario,
+         (double)(now_ms() - t0) / 1000);
   fixture_remove();
   return 0;
 }
@@ -340,6 +343,17 @@ void await_log(const char *needle, char *line, size_t cap, int timeout_ms) {
   }
 }
 
+void await_log_count(const char *needle, int n, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  while (log_count(needle) < n) {
+    CHECK(now_ms() < deadline, "log line '%s' seen %d times, want %d", needle,
+          log_count(needle), n);
+    CHECK(daemon_pid <= 0 || waitpid(daemon_pid, NULL, WNOHANG) == 0,
+          "daemon exited");
+    usleep(20000); /* polling the log for a condition, with a deadline */
+  }
+}
+
 /* ---- /metrics -------------------------------------------------------------
  */
 
@@ -372,11 +386,16 @@ void await_metric(const char *series, int value) {
   }
 }
 
-void await_metric_ge(const char *series, double want, int timeout_ms) {
+void await_metric_ge_every(const char *series, double want, int timeout_ms,
+                           int poll_ms) {
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
   double v;
   while ((v = metric(series)) < want) {
     CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
-    usleep(20000);
+    usleep((useconds_t)poll_ms * 1000);
   }
+}
+
+void await_metric_ge(const char *series, double want, int timeout_ms) {
+  await_metric_ge_every(series, want, timeout_ms, 20);
 }

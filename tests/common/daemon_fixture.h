@@ -62,7 +62,8 @@ void fixture_register(const char *name, fixture_scenario_fn fn);
  * many ARGs as args_usage names (e.g. "CERTS_SCRIPT"; NULL for none). Calls
  * fixture_init(argv[1], tag), then setup(argc, argv) when given (it may
  * return 77 to skip, or another non-zero status to stop), runs the scenario
- * named last and removes the directory. 2 for a bad command line.
+ * named last, says how long it took and removes the directory. 2 for a
+ * bad command line.
  */
 int fixture_main(int argc, char **argv, const char *tag, const char *args_usage,
                  int (*setup)(int argc, char **argv));
@@ -126,6 +127,9 @@ int log_has(const char *needle);
 /* Waits (bounded) for a log line containing needle; copies it to line
  * when line is not NULL. */
 void await_log(const char *needle, char *line, size_t cap, int timeout_ms);
+/* Waits (bounded) until n log lines contain needle; the daemon exiting
+ * meanwhile is a failure. */
+void await_log_count(const char *needle, int n, int timeout_ms);
 
 /* ---- /metrics -------------------------------------------------------------
  */
@@ -139,6 +143,9 @@ double metric_strict(const char *series);
 void await_metric(const char *series, int value);
 /* Polls (bounded) until the series reads at least want. */
 void await_metric_ge(const char *series, double want, int timeout_ms);
+/* The same, polling every poll_ms (await_metric_ge: 20). */
+void await_metric_ge_every(const char *series, double want, int timeout_ms,
+                           int poll_ms);
 
 /* ---- sockets, HTTP, frames (daemon_fixture_io.c) ---------------------------
  */
