@@ -252,7 +252,8 @@ int daemon_wait_exit(pid_t pid, int timeout_ms) {
   int st;
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
   while (waitpid(pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon still running after %d ms", timeout_ms);
+    CHECK(now_ms() < deadline, "pid %d still running after %d ms", (int)pid,
+          timeout_ms);
     usleep(5000);
   }
   if (pid == daemon_pid)

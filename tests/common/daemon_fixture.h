@@ -110,7 +110,8 @@ pid_t start_daemon(int *port);
 int stop_daemon(pid_t pid, int sig);
 /* SIGTERM to daemon_pid; a clean exit (status 0) is required. */
 void stop_daemon_ok(void);
-/* Waits (bounded) for pid to exit without signalling it; its wait status. */
+/* Waits (bounded) for pid (the daemon or another child) to exit without
+ * signalling it; its wait status. */
 int daemon_wait_exit(pid_t pid, int timeout_ms);
 /* 1 when the daemon runs with ASan or TSan (RSS bounds do not apply). */
 int daemon_sanitized(void);

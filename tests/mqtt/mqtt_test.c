@@ -29,6 +29,7 @@
  *                               JSON equal to the store, QoS, retain, expiry,
  *                               retained status and its offline will
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
