@@ -68,17 +68,17 @@ static void kill_broker(void) {
 
 static void write_mqtt_config(const char *subs, const char *extra) {
   write_config_fmt(
-          "node:\n  id: mqtt-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 500ms\n  dead_letter_stream: dlq\n"
-          "  max_payload_bytes: 4KiB\n%s"
-          "  subscriptions:\n%s"
-          "streams:\n  - name: readings\n  - name: dlq\n",
-          data_dir, mqtt_host, mqtt_port, prefix, extra ? extra : "", subs);
+      "node:\n  id: mqtt-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 500ms\n  dead_letter_stream: dlq\n"
+      "  max_payload_bytes: 4KiB\n%s"
+      "  subscriptions:\n%s"
+      "streams:\n  - name: readings\n  - name: dlq\n",
+      data_dir, mqtt_host, mqtt_port, prefix, extra ? extra : "", subs);
 }
 
 /* The daemon ready and subscribed. */
@@ -297,8 +297,8 @@ SL_SCENARIO(pipelines) {
   }
   await_metric_ge(EVENTS_MQTT("readings"), 10, 30000);
   await_metric_ge("sluice_pipeline_dropped_total{pipeline=\"db\","
-               "reason=\"deadband\"}",
-               7, 10000);
+                  "reason=\"deadband\"}",
+                  7, 10000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   read_stream("readings", pl_cb, &seen);

@@ -257,37 +257,37 @@ static void consume(const char *topic) {
 
 static void write_config_dedupe(void) {
   write_config_fmt(
-          "node:\n  id: dedupe-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 300ms\n"
-          "  subscriptions:\n    - filter: %s/ev\n      stream: readings\n"
-          "      decoder: event\n"
-          "streams:\n  - name: readings\n    dedupe_key: attr.msg_id\n"
-          "    dedupe_window: 10s\n    dedupe_max_keys: 1000\n",
-          data_dir, mqtt_port, prefix, prefix);
+      "node:\n  id: dedupe-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 300ms\n"
+      "  subscriptions:\n    - filter: %s/ev\n      stream: readings\n"
+      "      decoder: event\n"
+      "streams:\n  - name: readings\n    dedupe_key: attr.msg_id\n"
+      "    dedupe_window: 10s\n    dedupe_max_keys: 1000\n",
+      data_dir, mqtt_port, prefix, prefix);
 }
 
 static void write_config_ids(const char *topic) {
   write_config_fmt(
-          "node:\n  id: redeliver-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "kafka:\n  enabled: true\n  brokers: \"%s\"\n"
-          "  checkpoint_topic: %s-ckpt\n"
-          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 300ms\n"
-          "  subscriptions:\n    - filter: %s/ids/+m\n      stream: readings\n"
-          "      source: \"{m}\"\n      json_value: v\n      qos: 1\n"
-          "streams:\n  - name: readings\n    topic: %s\n    format: protobuf\n",
-          data_dir, kafka, prefix, mqtt_port, prefix, prefix, topic);
+      "node:\n  id: redeliver-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "kafka:\n  enabled: true\n  brokers: \"%s\"\n"
+      "  checkpoint_topic: %s-ckpt\n"
+      "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 300ms\n"
+      "  subscriptions:\n    - filter: %s/ids/+m\n      stream: readings\n"
+      "      source: \"{m}\"\n      json_value: v\n      qos: 1\n"
+      "streams:\n  - name: readings\n    topic: %s\n    format: protobuf\n",
+      data_dir, kafka, prefix, mqtt_port, prefix, prefix, topic);
 }
 
 SL_SCENARIO(redeliver) {

@@ -523,25 +523,24 @@ static void consume(const char *topic, bool json) {
   rd_kafka_destroy(rk);
 }
 
-static void write_values_config(const char *extra_streams,
-                                const char *subs) {
+static void write_values_config(const char *extra_streams, const char *subs) {
   write_config_fmt(
-          /* A node id of its own: scenarios running at once against one
-           * Kafka must not share a transactional id (they fence). */
-          "node:\n  id: %s-node\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "kafka:\n  enabled: %s\n  brokers: \"%s\"\n"
-          "  checkpoint_topic: %s-ckpt\n"
-          "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 500ms\n  max_payload_bytes: 256KiB\n"
-          "  subscriptions:\n%s"
-          "streams:\n  - name: readings\n%s",
-          prefix, data_dir, kafka ? "true" : "false", kafka ? kafka : "",
-          prefix, mqtt_host, mqtt_port, prefix, subs, extra_streams);
+      /* A node id of its own: scenarios running at once against one
+       * Kafka must not share a transactional id (they fence). */
+      "node:\n  id: %s-node\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "kafka:\n  enabled: %s\n  brokers: \"%s\"\n"
+      "  checkpoint_topic: %s-ckpt\n"
+      "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 500ms\n  max_payload_bytes: 256KiB\n"
+      "  subscriptions:\n%s"
+      "streams:\n  - name: readings\n%s",
+      prefix, data_dir, kafka ? "true" : "false", kafka ? kafka : "", prefix,
+      mqtt_host, mqtt_port, prefix, subs, extra_streams);
 }
 
 static void values(const char *format) {
@@ -666,7 +665,7 @@ SL_SCENARIO(spgap) {
   sp_metric(&m, 0, false, NULL);
   sp_publish(pub, "NDATA", seq++, &m, 1, 0);
   await_metric_ge(EVENTS_MQTT, 3, 30000); /* online + 2 values, committed */
-  int lo[8], hi[8], xlo[8], xhi[8];    /* per round: last seq before, next */
+  int lo[8], hi[8], xlo[8], xhi[8];       /* per round: last seq before, next */
   int prev_lo = 1, prev_hi = 1;
   for (int r = 0; r < rounds; r++) {
     int before = __atomic_load_n(&rebirths, __ATOMIC_SEQ_CST);

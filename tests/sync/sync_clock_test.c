@@ -178,8 +178,8 @@ static int scenario_ages(void) {
   rd_kafka_mock_cluster_t *mc = mock.mc;
   const char *props[] = {"message.timeout.ms=3000", "retry.backoff.ms=50",
                          "socket.timeout.ms=3000"};
-  up = uplink(st, mock.brokers, "clock-node", "clock",
-              "clock.ckpt", 0, props, SL_ARRAY_SIZE(props));
+  up = uplink(st, mock.brokers, "clock-node", "clock", "clock.ckpt", 0, props,
+              SL_ARRAY_SIZE(props));
   deadline = sl_now_mono_ns() + 60000000000ull;
   for (;;) {
     sl_sync_stats(up, &s);

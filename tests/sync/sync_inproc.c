@@ -102,14 +102,14 @@ uint64_t inproc_consume(const char *brokers, const char *topic, int committed,
   char e[256];
   uint64_t records = 0;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  CHECK(!rd_kafka_conf_set(conf, "bootstrap.servers", brokers, e, sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "group.id", "verify", e, sizeof(e)) &&
-            (!committed || !rd_kafka_conf_set(conf, "isolation.level",
-                                              "read_committed", e,
-                                              sizeof(e))) &&
-            !rd_kafka_conf_set(conf, "enable.partition.eof", "true", e,
-                               sizeof(e)),
-        "conf: %s", e);
+  CHECK(
+      !rd_kafka_conf_set(conf, "bootstrap.servers", brokers, e, sizeof(e)) &&
+          !rd_kafka_conf_set(conf, "group.id", "verify", e, sizeof(e)) &&
+          (!committed || !rd_kafka_conf_set(conf, "isolation.level",
+                                            "read_committed", e, sizeof(e))) &&
+          !rd_kafka_conf_set(conf, "enable.partition.eof", "true", e,
+                             sizeof(e)),
+      "conf: %s", e);
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
   CHECK(rk, "consumer: %s", e);
   rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
