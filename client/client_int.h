@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/client.h"
 
 /*

@@ -9,7 +9,7 @@
 #include <microhttpd.h>
 
 #include "daemon/admin.h"
-#include "ingest/http_guard.h"
+#include "ingest/http/http_guard.h"
 #include "common/common.h"
 
 /* Admin requests are tiny GETs: each must be complete this long after the

@@ -2,7 +2,7 @@
  * `sluice run`: wires config, store, metrics, admin and the ingest
  * listeners around one libuv loop.
  *
- * Threads: the loop thread (this file, ingest/native.c), the store's
+ * Threads: the loop thread (this file, ingest/native/native.c), the store's
  * writer thread (group commit; its completions are queued to the loop
  * through done_lock + done_async), and the admin server's thread (reads
  * atomics and thread-safe store calls only).
@@ -369,9 +369,145 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_config_free(dm->in.cfg);
 }
 
+/* Opens the store from dm's config. Returns 0, or the process exit code
+ * (logged): distinct codes, so a supervisor does not restart into the same
+ * wall (3 locked, 4 another node's store, 5 key). */
+static int open_store(sl_daemon_t *dm) {
+  sl_store_opts_t so;
+  char err[2048];
+  int rc;
+
+  sl_store_opts_init(&so);
+  so.budget_bytes = dm->in.cfg->store.budget_bytes;
+  so.sync = dm->in.cfg->store.sync == SL_CONFIG_SYNC_INTERVAL
+                ? SL_STORE_SYNC_INTERVAL
+                : SL_STORE_SYNC_ALWAYS;
+  so.sync_interval_ms = (uint32_t)dm->in.cfg->store.sync_interval_ms;
+  if (dm->in.cfg->store.queue_depth)
+    so.queue_depth = (uint32_t)dm->in.cfg->store.queue_depth;
+  so.key_file = dm->in.cfg->store.encryption_key_file;
+  so.key_env = dm->in.cfg->store.encryption_key_env;
+  if (dm->in.cfg->store.accept_new)
+    so.flags |= SL_STORE_ACCEPT_NEW;
+  if ((rc = sl_store_env_open(dm->in.cfg->node.data_dir, &so, &dm->in.st, err,
+                              sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s (%s)",
+             dm->in.cfg->node.data_dir, err, sl_errname(rc));
+    return rc == SL_ELOCKED ? 3 : rc == SL_ESTOREID ? 4 : rc == SL_EKEY ? 5 : 1;
+  }
+  {
+    sl_store_info_t si;
+    char enc[64] = "off";
+    sl_store_env_info(dm->in.st, &si);
+    if (si.seal_key_id)
+      snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
+    sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
+            dm->in.cfg->node.data_dir, si.node_id,
+            dm->in.cfg->store.accept_new ? " (accept_new)" : "", enc);
+  }
+  return 0;
+}
+
+/* The daemon's own loop handles: signals, the 1 s tick, the stop check. */
+static void loop_handles(sl_daemon_t *dm) {
+  uv_signal_init(&dm->loop, &dm->sig_term);
+  uv_signal_init(&dm->loop, &dm->sig_int);
+  uv_signal_init(&dm->loop, &dm->sig_hup);
+  dm->sig_term.data = dm->sig_int.data = dm->sig_hup.data = dm;
+  uv_signal_start(&dm->sig_term, on_signal, SIGTERM);
+  uv_signal_start(&dm->sig_int, on_signal, SIGINT);
+  uv_signal_start(&dm->sig_hup, on_signal, SIGHUP);
+  uv_timer_init(&dm->loop, &dm->tick);
+  dm->tick.data = dm;
+  uv_timer_start(&dm->tick, on_tick, 1000, 1000);
+  uv_check_init(&dm->loop, &dm->finish);
+  dm->finish.data = dm;
+}
+
+/* Starts, in order: credentials, the admin server, the listeners, drops
+ * privileges, the uplink, MQTT. Returns 0 or a negative error (logged). */
+static int start_services(sl_daemon_t *dm) {
+  char err[2048];
+  int rc;
+
+  if ((rc = sl_sec_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+    return rc;
+  }
+  if (dm->in.cfg->admin.address && *dm->in.cfg->admin.address) {
+    sl_admin_sec_t asec = {dm->sec->creds.admin, sl_sec_admin_allowed,
+                           sl_sec_reload_request};
+    if ((rc = sl_admin_start_secure(dm->in.cfg->admin.address, dm->in.mx,
+                                    status_json, dm, &asec, &dm->adm, err,
+                                    sizeof(err))) < 0) {
+      sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+      return rc;
+    }
+  }
+  if (dm->adm) /* before any listener: commits report to it */
+    sl_guard_set_notify(&dm->in.guard, store_error, dm->adm);
+  dm->in.creds = &dm->sec->creds;
+  if ((rc = sl_native_start(&dm->in, &dm->in.native, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_INGEST, NULL, "%s", err);
+    return rc;
+  }
+  if (dm->in.cfg->listeners.http_address &&
+      *dm->in.cfg->listeners.http_address &&
+      (rc = sl_http_start(&dm->in, &dm->in.http, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
+    return rc;
+  }
+  /* Listeners are bound and the store is open: drop root before any
+   * peer data is parsed by the uplink or MQTT (docs/security/ops.md). */
+  if ((rc = sl_ops_drop_privileges(dm->in.cfg->run.user, dm->in.cfg->run.group,
+                                   err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+    return rc;
+  }
+  if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_SYNC, NULL, "kafka uplink: %s", err);
+    return rc;
+  }
+  /* MQTT last: it connects in the background; "mqtt subscribed" is
+   * logged once the broker acknowledged the subscriptions. */
+  if ((rc = sl_mqtt_start(&dm->in, &dm->in.mqtt, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_MQTT, NULL, "mqtt: %s", err);
+    return rc;
+  }
+  return 0;
+}
+
+/* The ready line. */
+static void log_ready(sl_daemon_t *dm) {
+  /* Tests and operators read the bound ports from this line (port 0 in
+   * the config picks a free one); a listener that is off says "off" and
+   * no port. */
+  char native[300], http[64], admin[300];
+  if (*dm->in.cfg->listeners.native_tcp)
+    snprintf(native, sizeof(native), "%s (port %d)",
+             dm->in.cfg->listeners.native_tcp, sl_native_port(dm->in.native));
+  else
+    snprintf(native, sizeof(native), "off");
+  if (dm->in.http)
+    snprintf(http, sizeof(http), "port %u", sl_http_port(dm->in.http));
+  else
+    snprintf(http, sizeof(http), "off");
+  if (dm->adm)
+    snprintf(admin, sizeof(admin), "%s (port %u)", dm->in.cfg->admin.address,
+             sl_admin_port(dm->adm));
+  else
+    snprintf(admin, sizeof(admin), "off");
+  sl_info(SL_LOG_CTX_ADMIN, NULL,
+          "sluice %s node %s ready: native tcp %s, unix %s, http %s, admin %s, "
+          "store %s",
+          SL_VERSION, dm->in.cfg->node.id, native,
+          *dm->in.cfg->listeners.native_unix ? dm->in.cfg->listeners.native_unix
+                                             : "off",
+          http, admin, dm->in.cfg->node.data_dir);
+}
+
 int sl_daemon_run(const char *config_path) {
   sl_daemon_t dmv, *dm = &dmv;
-  sl_store_opts_t so;
   char err[2048];
   int rc;
 
@@ -393,35 +529,9 @@ int sl_daemon_run(const char *config_path) {
   sl_guard_init(&dm->in.guard, dm->in.mx, dm->in.cfg->limits.max_inflight_bytes,
                 dm->in.cfg->limits.max_connections);
 
-  sl_store_opts_init(&so);
-  so.budget_bytes = dm->in.cfg->store.budget_bytes;
-  so.sync = dm->in.cfg->store.sync == SL_CONFIG_SYNC_INTERVAL
-                ? SL_STORE_SYNC_INTERVAL
-                : SL_STORE_SYNC_ALWAYS;
-  so.sync_interval_ms = (uint32_t)dm->in.cfg->store.sync_interval_ms;
-  if (dm->in.cfg->store.queue_depth)
-    so.queue_depth = (uint32_t)dm->in.cfg->store.queue_depth;
-  so.key_file = dm->in.cfg->store.encryption_key_file;
-  so.key_env = dm->in.cfg->store.encryption_key_env;
-  if (dm->in.cfg->store.accept_new)
-    so.flags |= SL_STORE_ACCEPT_NEW;
-  if ((rc = sl_store_env_open(dm->in.cfg->node.data_dir, &so, &dm->in.st, err,
-                              sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_STORE, NULL, "cannot open the store in %s: %s (%s)",
-             dm->in.cfg->node.data_dir, err, sl_errname(rc));
+  if ((rc = open_store(dm)) != 0) {
     daemon_free(dm);
-    /* Distinct codes: a supervisor must not restart into the same wall. */
-    return rc == SL_ELOCKED ? 3 : rc == SL_ESTOREID ? 4 : rc == SL_EKEY ? 5 : 1;
-  }
-  {
-    sl_store_info_t si;
-    char enc[64] = "off";
-    sl_store_env_info(dm->in.st, &si);
-    if (si.seal_key_id)
-      snprintf(enc, sizeof(enc), "on (sealing with key id %u)", si.seal_key_id);
-    sl_info(SL_LOG_CTX_STORE, NULL, "store %s: id %s%s, encryption at rest %s",
-            dm->in.cfg->node.data_dir, si.node_id,
-            dm->in.cfg->store.accept_new ? " (accept_new)" : "", enc);
+    return rc;
   }
   if ((rc = open_streams(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);
@@ -451,90 +561,13 @@ int sl_daemon_run(const char *config_path) {
   }
   dm->in.after_round = after_round;
   dm->in.after_round_arg = dm;
-  uv_signal_init(&dm->loop, &dm->sig_term);
-  uv_signal_init(&dm->loop, &dm->sig_int);
-  uv_signal_init(&dm->loop, &dm->sig_hup);
-  dm->sig_term.data = dm->sig_int.data = dm->sig_hup.data = dm;
-  uv_signal_start(&dm->sig_term, on_signal, SIGTERM);
-  uv_signal_start(&dm->sig_int, on_signal, SIGINT);
-  uv_signal_start(&dm->sig_hup, on_signal, SIGHUP);
-  uv_timer_init(&dm->loop, &dm->tick);
-  dm->tick.data = dm;
-  uv_timer_start(&dm->tick, on_tick, 1000, 1000);
-  uv_check_init(&dm->loop, &dm->finish);
-  dm->finish.data = dm;
+  loop_handles(dm);
 
-  if ((rc = sl_sec_start(dm, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
+  if (start_services(dm) < 0)
     goto fail_loop;
-  }
-  if (dm->in.cfg->admin.address && *dm->in.cfg->admin.address) {
-    sl_admin_sec_t asec = {dm->sec->creds.admin, sl_sec_admin_allowed,
-                           sl_sec_reload_request};
-    if ((rc = sl_admin_start_secure(dm->in.cfg->admin.address, dm->in.mx,
-                                    status_json, dm, &asec, &dm->adm, err,
-                                    sizeof(err))) < 0) {
-      sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
-      goto fail_loop;
-    }
-  }
-  if (dm->adm) /* before any listener: commits report to it */
-    sl_guard_set_notify(&dm->in.guard, store_error, dm->adm);
-  dm->in.creds = &dm->sec->creds;
-  if ((rc = sl_native_start(&dm->in, &dm->in.native, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_INGEST, NULL, "%s", err);
-    goto fail_loop;
-  }
-  if (dm->in.cfg->listeners.http_address &&
-      *dm->in.cfg->listeners.http_address &&
-      (rc = sl_http_start(&dm->in, &dm->in.http, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_HTTP, NULL, "%s", err);
-    goto fail_loop;
-  }
-  /* Listeners are bound and the store is open: drop root before any
-   * peer data is parsed by the uplink or MQTT (docs/security/ops.md). */
-  if ((rc = sl_ops_drop_privileges(dm->in.cfg->run.user, dm->in.cfg->run.group,
-                                   err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_ADMIN, NULL, "%s", err);
-    goto fail_loop;
-  }
-  if ((rc = sl_uplink_start(dm, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_SYNC, NULL, "kafka uplink: %s", err);
-    goto fail_loop;
-  }
-  /* MQTT last: it connects in the background; "mqtt subscribed" is
-   * logged once the broker acknowledged the subscriptions. */
-  if ((rc = sl_mqtt_start(&dm->in, &dm->in.mqtt, err, sizeof(err))) < 0) {
-    sl_error(SL_LOG_CTX_MQTT, NULL, "mqtt: %s", err);
-    goto fail_loop;
-  }
   if (dm->adm)
     sl_admin_set_ready(dm->adm, 1, NULL);
-  /* Tests and operators read the bound ports from this line (port 0 in
-   * the config picks a free one); a listener that is off says "off" and
-   * no port. */
-  char native[300], http[64], admin[300];
-  if (*dm->in.cfg->listeners.native_tcp)
-    snprintf(native, sizeof(native), "%s (port %d)",
-             dm->in.cfg->listeners.native_tcp, sl_native_port(dm->in.native));
-  else
-    snprintf(native, sizeof(native), "off");
-  if (dm->in.http)
-    snprintf(http, sizeof(http), "port %u", sl_http_port(dm->in.http));
-  else
-    snprintf(http, sizeof(http), "off");
-  if (dm->adm)
-    snprintf(admin, sizeof(admin), "%s (port %u)", dm->in.cfg->admin.address,
-             sl_admin_port(dm->adm));
-  else
-    snprintf(admin, sizeof(admin), "off");
-  sl_info(SL_LOG_CTX_ADMIN, NULL,
-          "sluice %s node %s ready: native tcp %s, unix %s, http %s, admin %s, "
-          "store %s",
-          SL_VERSION, dm->in.cfg->node.id, native,
-          *dm->in.cfg->listeners.native_unix ? dm->in.cfg->listeners.native_unix
-                                             : "off",
-          http, admin, dm->in.cfg->node.data_dir);
+  log_ready(dm);
 
   uv_run(&dm->loop, UV_RUN_DEFAULT);
   uv_loop_close(&dm->loop);

@@ -11,7 +11,7 @@
 #include <stdint.h>
 
 #include "decode/event_check.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* Decoded events are appended to an EventBatch being built, plus the
  * metadata the store needs. */

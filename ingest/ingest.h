@@ -146,7 +146,7 @@ void sl_ingest_rules(sl_ingest_t *ic, const sl_config_t *cfg, sl_path_t path,
  * registers the series the first time a reason is seen. */
 void sl_ingest_rejected(sl_ingest_t *ic, sl_path_t path, int err);
 
-/* Native listeners (ingest/native.c). */
+/* Native listeners (ingest/native/native.c). */
 int sl_native_start(sl_ingest_t *ic, sl_native_t **out, char *errstr,
                     size_t errlen);
 /* Stops accepting and reading; connections finish their in-flight batches
@@ -163,7 +163,7 @@ int sl_native_open_handles(const sl_native_t *nt);
 /* The bound TCP port, or -1 (tests use port 0). */
 int sl_native_port(const sl_native_t *nt);
 
-/* HTTP ingest (ingest/http_ingest.c), on libmicrohttpd's thread. */
+/* HTTP ingest (ingest/http/http_ingest.c), on libmicrohttpd's thread. */
 int sl_http_start(sl_ingest_t *ic, sl_http_t **out, char *errstr,
                   size_t errlen);
 uint16_t sl_http_port(const sl_http_t *h);

@@ -18,7 +18,8 @@
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
 #include "common/clock_step.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
+#include "wire/wire.h"
 
 #define MAX_OUT 16 /* distinct destination streams per batch */
 
@@ -597,7 +598,7 @@ static int encode_entry(sl_pipes_t *pp, const Sluice__V1__Event *ev,
     return -ENOMEM;
   }
   p = pp->scratch.data;
-  *p++ = 0x0a; /* EventBatch.events, length-delimited */
+  *p++ = SL_WIRE_KEY_BATCH_EVENTS;
   for (size_t l = sz;; l >>= 7) {
     if (l < 0x80) {
       *p++ = (uint8_t)l;
@@ -641,7 +642,7 @@ static int index_entries(sl_pipes_t *pp, const uint8_t *batch, size_t len,
   for (; p < end; p = next) {
     if (!(next = sl_pb_next_field(p, end, &key, &val, &vlen)))
       return SL_EPROTO;
-    if (key != ((1u << 3) | 2u))
+    if (key != SL_WIRE_KEY_BATCH_EVENTS)
       continue;
     if (i == n)
       return SL_EPROTO;

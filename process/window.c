@@ -403,11 +403,9 @@ static void attr(mat_t *m, Sluice__V1__Event *ev, char *k, char *v) {
   ev->n_attributes++;
 }
 
-int process__emit_materialise(sl_process_t *pr) {
-  size_t n = pr->nerec, text_need = 0;
-  mat_t m = {.pr = pr};
-  for (size_t i = 0; i < n; i++)
-    text_need += pr->erec[i].klen + 1 + ETEXT;
+/* Grows the emit arrays to n records and the text arena to text_need
+ * bytes. Returns 0 or -ENOMEM (what was grown stays). */
+static int emit_reserve(sl_process_t *pr, size_t n, size_t text_need) {
   if (n > pr->mcap) {
     size_t c = pr->mcap ? pr->mcap : 16;
     while (c < n)
@@ -428,7 +426,7 @@ int process__emit_materialise(sl_process_t *pr) {
     if (f)
       pr->eattrp = f;
     if (!f)
-      goto nomem;
+      return -ENOMEM;
     pr->mcap = c;
   }
   if (text_need > pr->tcap_text) {
@@ -437,10 +435,87 @@ int process__emit_materialise(sl_process_t *pr) {
       c *= 2;
     char *t = realloc(pr->etext, c);
     if (!t)
-      goto nomem;
+      return -ENOMEM;
     pr->etext = t;
     pr->tcap_text = c;
   }
+  return 0;
+}
+
+/* The aggregate functions of a sensor window as attributes of ev. */
+static void emit_aggregates(mat_t *m, Sluice__V1__Event *ev, const pwin_t *w,
+                            unsigned f) {
+  static const struct {
+    unsigned bit;
+    const char *name;
+  } fn[] = {{SL_PROCESS_AGG_SUM, "sum"},       {SL_PROCESS_AGG_MIN, "min"},
+            {SL_PROCESS_AGG_MAX, "max"},       {SL_PROCESS_AGG_MEAN, "mean"},
+            {SL_PROCESS_AGG_STDDEV, "stddev"}, {SL_PROCESS_AGG_FIRST, "first"},
+            {SL_PROCESS_AGG_LAST, "last"}};
+  for (size_t k = 0; k < SL_ARRAY_SIZE(fn); k++) {
+    double x;
+    if (!(f & fn[k].bit))
+      continue;
+    switch (fn[k].bit) {
+    case SL_PROCESS_AGG_SUM:
+      x = w->sum;
+      break;
+    case SL_PROCESS_AGG_MIN:
+      x = w->min;
+      break;
+    case SL_PROCESS_AGG_MAX:
+      x = w->max;
+      break;
+    case SL_PROCESS_AGG_MEAN:
+      x = w->mean;
+      break;
+    case SL_PROCESS_AGG_STDDEV:
+      /* Population standard deviation (divides by count). */
+      x = sqrt(w->m2 / (double)w->count);
+      break;
+    case SL_PROCESS_AGG_FIRST:
+      x = w->first;
+      break;
+    default:
+      x = w->last;
+      break;
+    }
+    attr(m, ev, (char *)fn[k].name, text(m, "%.17g", x));
+  }
+}
+
+/* Label counts and mean scores per model version of an inference
+ * window as attributes of ev. */
+static void emit_inference(mat_t *m, Sluice__V1__Event *ev,
+                           const pemit_rec_t *r, unsigned f) {
+  if (f & SL_PROCESS_AGG_LABELS) {
+    for (size_t k = 0; k <= PLABELS; k++) {
+      if (k < PLABELS && !r->inf.label[k][0])
+        continue;
+      if (!r->inf.label_n[k])
+        continue;
+      attr(m, ev, text(m, "label.%s", k < PLABELS ? r->inf.label[k] : "other"),
+           text(m, "%llu", (unsigned long long)r->inf.label_n[k]));
+    }
+  }
+  if (f & SL_PROCESS_AGG_SCORES) {
+    for (size_t k = 0; k <= PVERSIONS; k++) {
+      if (!r->inf.score_n[k] || (k < PVERSIONS && !r->inf.version[k][0]))
+        continue;
+      attr(m, ev,
+           text(m, "score.%s", k < PVERSIONS ? r->inf.version[k] : "other"),
+           text(m, "%.17g", r->inf.score_sum[k] / (double)r->inf.score_n[k]));
+    }
+  }
+}
+
+int process__emit_materialise(sl_process_t *pr) {
+  size_t n = pr->nerec, text_need = 0;
+  mat_t m = {.pr = pr};
+  for (size_t i = 0; i < n; i++)
+    text_need += pr->erec[i].klen + 1 + ETEXT;
+  if (emit_reserve(pr, n, text_need) < 0)
+    goto nomem;
   for (size_t i = 0; i < n; i++) {
     const pemit_rec_t *r = &pr->erec[i];
     const pstep_t *s = r->s;
@@ -473,67 +548,10 @@ int process__emit_materialise(sl_process_t *pr) {
       attr(&m, ev, (char *)"nan", text(&m, "%llu", (unsigned long long)w->nan));
     if (r->correction)
       attr(&m, ev, (char *)"correction", (char *)"true");
-    if (!s->inference && w->count) {
-      static const struct {
-        unsigned bit;
-        const char *name;
-      } fn[] = {
-          {SL_PROCESS_AGG_SUM, "sum"},       {SL_PROCESS_AGG_MIN, "min"},
-          {SL_PROCESS_AGG_MAX, "max"},       {SL_PROCESS_AGG_MEAN, "mean"},
-          {SL_PROCESS_AGG_STDDEV, "stddev"}, {SL_PROCESS_AGG_FIRST, "first"},
-          {SL_PROCESS_AGG_LAST, "last"}};
-      for (size_t k = 0; k < SL_ARRAY_SIZE(fn); k++) {
-        double x;
-        if (!(f & fn[k].bit))
-          continue;
-        switch (fn[k].bit) {
-        case SL_PROCESS_AGG_SUM:
-          x = w->sum;
-          break;
-        case SL_PROCESS_AGG_MIN:
-          x = w->min;
-          break;
-        case SL_PROCESS_AGG_MAX:
-          x = w->max;
-          break;
-        case SL_PROCESS_AGG_MEAN:
-          x = w->mean;
-          break;
-        case SL_PROCESS_AGG_STDDEV:
-          /* Population standard deviation (divides by count). */
-          x = sqrt(w->m2 / (double)w->count);
-          break;
-        case SL_PROCESS_AGG_FIRST:
-          x = w->first;
-          break;
-        default:
-          x = w->last;
-          break;
-        }
-        attr(&m, ev, (char *)fn[k].name, text(&m, "%.17g", x));
-      }
-    }
-    if (s->inference && (f & SL_PROCESS_AGG_LABELS)) {
-      for (size_t k = 0; k <= PLABELS; k++) {
-        if (k < PLABELS && !r->inf.label[k][0])
-          continue;
-        if (!r->inf.label_n[k])
-          continue;
-        attr(&m, ev,
-             text(&m, "label.%s", k < PLABELS ? r->inf.label[k] : "other"),
-             text(&m, "%llu", (unsigned long long)r->inf.label_n[k]));
-      }
-    }
-    if (s->inference && (f & SL_PROCESS_AGG_SCORES)) {
-      for (size_t k = 0; k <= PVERSIONS; k++) {
-        if (!r->inf.score_n[k] || (k < PVERSIONS && !r->inf.version[k][0]))
-          continue;
-        attr(
-            &m, ev,
-            text(&m, "score.%s", k < PVERSIONS ? r->inf.version[k] : "other"),
-            text(&m, "%.17g", r->inf.score_sum[k] / (double)r->inf.score_n[k]));
-      }
-    }
+    if (!s->inference && w->count)
+      emit_aggregates(&m, ev, w, f);
+    if (s->inference)
+      emit_inference(&m, ev, r, f);
     pr->emit[i].stream = s->into;
     pr->emit[i].ev = ev;
   }

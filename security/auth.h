@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "broker/config.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 typedef struct sl_auth sl_auth_t;
 

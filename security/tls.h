@@ -2,7 +2,7 @@
  * security/tls: TLS for the listeners (docs/security/tls.md).
  *
  * Native TCP uses OpenSSL over memory BIOs, driven by the libuv loop in
- * ingest/native.c: ciphertext read from the socket is fed in, the
+ * ingest/native/native.c: ciphertext read from the socket is fed in, the
  * plaintext comes out into the connection's input buffer, and what OpenSSL
  * wants to send (handshake, records) is drained into a buffer the loop
  * writes. Nothing here touches a socket or blocks.
@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #include "broker/config.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* ---- native (OpenSSL) --------------------------------------------------- */
 

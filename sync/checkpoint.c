@@ -46,19 +46,11 @@ static int local_ckpt(sl_sync_t *up, const char *stream, sl_sync_ckpt_t *c) {
   return strcmp(c->store_id, up->store_id) ? SL_ENOTFOUND : 0;
 }
 
-/* Reads the checkpoint topic to its end, read_committed, into the
- * streams' cp (only entries of this node and this store). */
-static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
+/* The checkpoint reader: a read_committed consumer with the uplink's
+ * TLS/SASL properties. Returns it, or NULL with errstr. */
+static rd_kafka_t *reader_new(sl_sync_t *up, char *errstr, size_t errlen) {
   char e[512], group[200];
-  int rc = SL_EKAFKA;
-  rd_kafka_t *c = NULL;
-  rd_kafka_topic_partition_list_t *parts = NULL;
-  const rd_kafka_metadata_t *md = NULL;
-  rd_kafka_topic_t *rkt = NULL;
-  int nparts = 0, eofs = 0;
-  size_t prefix = strlen(up->node_id);
-  uint64_t deadline = sl_now_mono_ns() + 60000000000ull;
-
+  rd_kafka_t *c;
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
   snprintf(group, sizeof(group), "%s-checkpoint-reader", up->txn_id);
   if (rd_kafka_conf_set(conf, "bootstrap.servers", up->brokers, e, sizeof(e)) ||
@@ -69,7 +61,7 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
                         sizeof(e))) {
     snprintf(errstr, errlen, "checkpoint reader: %s", e);
     rd_kafka_conf_destroy(conf);
-    return SL_ECONFIG;
+    return NULL;
   }
   rd_kafka_conf_set_opaque(conf, up);
   sync__conf_link(up, conf);
@@ -86,8 +78,51 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
   if (!(c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e)))) {
     snprintf(errstr, errlen, "checkpoint reader: %s", e);
     rd_kafka_conf_destroy(conf);
-    return SL_ECONFIG;
+    return NULL;
   }
+  return c;
+}
+
+/* One record of the checkpoint topic: a checkpoint of this node and this
+ * store sets the gap cursor or its stream's cp (later records win). */
+static void read_record(sl_sync_t *up, const rd_kafka_message_t *m,
+                        bool *found) {
+  size_t prefix = strlen(up->node_id);
+  if (m->key_len > prefix + 1 && !memcmp(m->key, up->node_id, prefix) &&
+      ((const char *)m->key)[prefix] == '/') {
+    const char *name = (const char *)m->key + prefix + 1;
+    size_t nlen = m->key_len - prefix - 1;
+    sl_sync_ckpt_t cp;
+    if (m->payload && sl_sync_ckpt_decode(m->payload, m->len, &cp) == 0 &&
+        !strcmp(cp.store_id, up->store_id)) {
+      if (nlen == strlen(GAPS_KEY) && !memcmp(name, GAPS_KEY, nlen)) {
+        up->gap_cp = cp.backlog_next;
+        *found = true;
+      }
+      for (size_t i = 0; i < up->nstreams; i++) {
+        if (strlen(up->streams[i].name) == nlen &&
+            !memcmp(up->streams[i].name, name, nlen)) {
+          up->streams[i].cp = cp; /* later records win */
+          found[1 + i] = true;
+        }
+      }
+    }
+  }
+}
+
+/* Reads the checkpoint topic to its end, read_committed, into the
+ * streams' cp (only entries of this node and this store). */
+static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
+  int rc = SL_EKAFKA;
+  rd_kafka_t *c = NULL;
+  rd_kafka_topic_partition_list_t *parts = NULL;
+  const rd_kafka_metadata_t *md = NULL;
+  rd_kafka_topic_t *rkt = NULL;
+  int nparts = 0, eofs = 0;
+  uint64_t deadline = sl_now_mono_ns() + 60000000000ull;
+
+  if (!(c = reader_new(up, errstr, errlen)))
+    return SL_ECONFIG;
   rkt = rd_kafka_topic_new(c, up->ckpt_topic, NULL);
   /* 15 s at most, in slices a stop can cut short. */
   rd_kafka_resp_err_t err;
@@ -139,26 +174,8 @@ static int read_kafka(sl_sync_t *up, bool *found, char *errstr, size_t errlen) {
                rd_kafka_message_errstr(m));
       rd_kafka_message_destroy(m);
       goto fail;
-    } else if (m->key_len > prefix + 1 &&
-               !memcmp(m->key, up->node_id, prefix) &&
-               ((const char *)m->key)[prefix] == '/') {
-      const char *name = (const char *)m->key + prefix + 1;
-      size_t nlen = m->key_len - prefix - 1;
-      sl_sync_ckpt_t cp;
-      if (m->payload && sl_sync_ckpt_decode(m->payload, m->len, &cp) == 0 &&
-          !strcmp(cp.store_id, up->store_id)) {
-        if (nlen == strlen(GAPS_KEY) && !memcmp(name, GAPS_KEY, nlen)) {
-          up->gap_cp = cp.backlog_next;
-          *found = true;
-        }
-        for (size_t i = 0; i < up->nstreams; i++) {
-          if (strlen(up->streams[i].name) == nlen &&
-              !memcmp(up->streams[i].name, name, nlen)) {
-            up->streams[i].cp = cp; /* later records win */
-            found[1 + i] = true;
-          }
-        }
-      }
+    } else {
+      read_record(up, m, found);
     }
     rd_kafka_message_destroy(m);
   }

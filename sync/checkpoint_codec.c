@@ -10,12 +10,36 @@
  *   64 FNV-1a 32 of bytes 0..63
  * Readers accept version 1 only and refuse newer versions (SL_EVERSION).
  */
+#include <assert.h>
 #include <string.h>
 
 #include "sync/sync.h"
+#include "wire/wire.h"
 
 #define CKPT_MAGIC "SLCK"
 #define CKPT_VERSION 1
+
+/* The layout above, by offset. */
+enum {
+  CKPT_OFF_MAGIC = 0,
+  CKPT_OFF_VERSION = 4,
+  CKPT_OFF_BACKLOG_NEXT = 8,
+  CKPT_OFF_LIVE_START = 16,
+  CKPT_OFF_LIVE_NEXT = 24,
+  CKPT_OFF_STORE_ID = 32,
+  CKPT_STORE_ID_BYTES = 32,
+  CKPT_OFF_SUM = 64, /* the checksum covers [0, CKPT_OFF_SUM) */
+};
+
+static_assert(sizeof(CKPT_MAGIC) - 1 == CKPT_OFF_VERSION,
+              "the magic fills bytes 0..3");
+static_assert(CKPT_OFF_STORE_ID + CKPT_STORE_ID_BYTES == CKPT_OFF_SUM,
+              "the store id ends where the checksum starts");
+static_assert(CKPT_OFF_SUM + 4 == SL_SYNC_CKPT_BYTES,
+              "a checkpoint is 68 bytes on disk (format version 1)");
+static_assert(sizeof(((sl_sync_ckpt_t *)0)->store_id) ==
+                  CKPT_STORE_ID_BYTES + 1,
+              "store_id holds the 32 hex characters and a NUL");
 
 static uint32_t fnv1a(const uint8_t *p, size_t n) {
   uint32_t h = 2166136261u;
@@ -28,30 +52,31 @@ static uint32_t fnv1a(const uint8_t *p, size_t n) {
 
 void sl_sync_ckpt_encode(const sl_sync_ckpt_t *c, uint8_t *buf) {
   memset(buf, 0, SL_SYNC_CKPT_BYTES);
-  memcpy(buf, CKPT_MAGIC, 4);
-  buf[4] = CKPT_VERSION;
-  sl_put_be64(buf + 8, c->backlog_next);
-  sl_put_be64(buf + 16, c->live_start);
-  sl_put_be64(buf + 24, c->live_next);
-  memcpy(buf + 32, c->store_id, strnlen(c->store_id, 32));
-  sl_put_be32(buf + 64, fnv1a(buf, 64));
+  memcpy(buf + CKPT_OFF_MAGIC, CKPT_MAGIC, 4);
+  buf[CKPT_OFF_VERSION] = CKPT_VERSION;
+  sl_put_be64(buf + CKPT_OFF_BACKLOG_NEXT, c->backlog_next);
+  sl_put_be64(buf + CKPT_OFF_LIVE_START, c->live_start);
+  sl_put_be64(buf + CKPT_OFF_LIVE_NEXT, c->live_next);
+  memcpy(buf + CKPT_OFF_STORE_ID, c->store_id,
+         strnlen(c->store_id, CKPT_STORE_ID_BYTES));
+  sl_put_be32(buf + CKPT_OFF_SUM, fnv1a(buf, CKPT_OFF_SUM));
 }
 
 int sl_sync_ckpt_decode(const void *buf, size_t len, sl_sync_ckpt_t *c) {
   const uint8_t *p = buf;
-  if (len != SL_SYNC_CKPT_BYTES || memcmp(p, CKPT_MAGIC, 4))
+  if (len != SL_SYNC_CKPT_BYTES || memcmp(p + CKPT_OFF_MAGIC, CKPT_MAGIC, 4))
     return SL_ECORRUPT;
-  if (sl_get_be32(p + 64) != fnv1a(p, 64))
+  if (sl_get_be32(p + CKPT_OFF_SUM) != fnv1a(p, CKPT_OFF_SUM))
     return SL_ECORRUPT;
-  if (p[4] != CKPT_VERSION)
-    return p[4] > CKPT_VERSION ? SL_EVERSION : SL_ECORRUPT;
-  c->backlog_next = sl_get_be64(p + 8);
-  c->live_start = sl_get_be64(p + 16);
-  c->live_next = sl_get_be64(p + 24);
+  if (p[CKPT_OFF_VERSION] != CKPT_VERSION)
+    return p[CKPT_OFF_VERSION] > CKPT_VERSION ? SL_EVERSION : SL_ECORRUPT;
+  c->backlog_next = sl_get_be64(p + CKPT_OFF_BACKLOG_NEXT);
+  c->live_start = sl_get_be64(p + CKPT_OFF_LIVE_START);
+  c->live_next = sl_get_be64(p + CKPT_OFF_LIVE_NEXT);
   if (c->backlog_next > c->live_start || c->live_start > c->live_next)
     return SL_ECORRUPT;
-  memcpy(c->store_id, p + 32, 32);
-  c->store_id[32] = '\0';
+  memcpy(c->store_id, p + CKPT_OFF_STORE_ID, CKPT_STORE_ID_BYTES);
+  c->store_id[CKPT_STORE_ID_BYTES] = '\0';
   return 0;
 }
 
@@ -69,8 +94,8 @@ static int varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
   return -1;
 }
 
-/* Walks the Event's top-level fields: finds source (1) and whether
- * ingest_time_ns (3) is set to something other than 0. */
+/* Walks the Event's top-level fields: finds source and time_ns, and whether
+ * ingest_time_ns is set to something other than 0. */
 static int scan_event(sl_sync_event_t *ev) {
   const uint8_t *p = ev->data;
   size_t pos = 0, len = ev->len;
@@ -82,30 +107,30 @@ static int scan_event(sl_sync_event_t *ev) {
   while (pos < len) {
     if (varint(p, len, &pos, &key))
       return SL_ECORRUPT;
-    switch (key & 7) {
-    case 0:
+    switch (SL_WIRE_KEY_TYPE(key)) {
+    case SL_WIRE_TYPE_VARINT:
       if (varint(p, len, &pos, &v))
         return SL_ECORRUPT;
-      if ((key >> 3) == 3 && v != 0)
+      if (SL_WIRE_KEY_FIELD(key) == SL_WIRE_EVENT_INGEST_TIME_NS && v != 0)
         ev->has_ingest_time = 1;
-      if ((key >> 3) == 2) /* sint64: zigzag */
+      if (SL_WIRE_KEY_FIELD(key) == SL_WIRE_EVENT_TIME_NS) /* sint64 */
         ev->time_ns = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
       break;
-    case 1:
+    case SL_WIRE_TYPE_I64:
       if (len - pos < 8)
         return SL_ECORRUPT;
       pos += 8;
       break;
-    case 2:
+    case SL_WIRE_TYPE_LEN:
       if (varint(p, len, &pos, &v) || v > len - pos)
         return SL_ECORRUPT;
-      if ((key >> 3) == 1) {
+      if (SL_WIRE_KEY_FIELD(key) == SL_WIRE_EVENT_SOURCE) {
         ev->source = (const char *)p + pos;
         ev->source_len = (size_t)v;
       }
       pos += (size_t)v;
       break;
-    case 5:
+    case SL_WIRE_TYPE_I32:
       if (len - pos < 4)
         return SL_ECORRUPT;
       pos += 4;
@@ -126,10 +151,11 @@ int sl_sync_event_next(const void *payload, size_t len, size_t *pos,
       return SL_ENOTFOUND;
     if (varint(p, len, pos, &key))
       return SL_ECORRUPT;
-    if (key == 0x0a) /* EventBatch.events, length-delimited */
+    if (key == SL_WIRE_KEY_BATCH_EVENTS)
       break;
     /* An unknown field of a newer EventBatch: skip it. */
-    if ((key & 7) != 2 || varint(p, len, pos, &n) || n > len - *pos)
+    if (SL_WIRE_KEY_TYPE(key) != SL_WIRE_TYPE_LEN || varint(p, len, pos, &n) ||
+        n > len - *pos)
       return SL_ECORRUPT;
     *pos += (size_t)n;
   }

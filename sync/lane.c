@@ -2,8 +2,8 @@
  * sync/lane.c: one lane of one stream: a store cursor, the record it is in
  * and the next offset to send. Events are sliced out of the stored
  * EventBatch without a decode (sl_sync_event_next()); an event without an
- * ingest time gets its batch's append time appended as field 3 (D7), which
- * protobuf readers take as the field's value.
+ * ingest time gets its batch's append time appended as
+ * Event.ingest_time_ns (D7), which protobuf readers take as the field's value.
  *
  * Bandwidth: the live lane takes from the global bucket; the backlog lane
  * also needs its share bucket unless the live lanes have nothing waiting
@@ -16,6 +16,7 @@
 
 #include "schemas/event_json.h"
 #include "sync/sync_int.h"
+#include "wire/wire.h"
 
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
@@ -245,12 +246,72 @@ static int next_record(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l) {
   }
 }
 
+/* Copies the event into up->scratch with the record's append time added
+ * as Event.ingest_time_ns (a zigzag varint after the event's last field:
+ * protobuf readers take the last occurrence). Returns the value's length
+ * or -ENOMEM. */
+static long with_ingest_time(sl_sync_t *up, const sl_sync_event_t *ev,
+                             int64_t t) {
+  if (up->scratch_cap < ev->len + 16) {
+    size_t cap = (ev->len + 16) * 2;
+    uint8_t *p = realloc(up->scratch, cap);
+    if (!p)
+      return -ENOMEM;
+    up->scratch = p;
+    up->scratch_cap = cap;
+  }
+  memcpy(up->scratch, ev->data, ev->len);
+  uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
+  up->scratch[ev->len] = SL_WIRE_KEY_EVENT_INGEST_TIME;
+  return (long)(ev->len + 1 + put_varint(up->scratch + ev->len + 1, zz));
+}
+
+/* The bandwidth cap, on bytes about to be sent by lane l: true when the
+ * lane must wait (up->throttle_ns holds the shortest wait), else the
+ * tokens are taken. */
+static bool cap_wait(sl_sync_t *up, const sync_lane_t *l, double bytes) {
+  if (!(up->bucket.rate > 0))
+    return false;
+  uint64_t now = sl_now_mono_ns();
+  uint64_t w = sl_sync_bucket_wait_ns(&up->bucket, bytes, now);
+  if (!w && l->historical && up->live_throttled)
+    w = sl_sync_bucket_wait_ns(&up->backlog_bucket, bytes, now);
+  if (w) {
+    if (!l->historical)
+      up->live_throttled = true;
+    if (!up->throttle_ns || w < up->throttle_ns)
+      up->throttle_ns = w;
+    return true;
+  }
+  sl_sync_bucket_take(&up->bucket, bytes);
+  if (l->historical)
+    sl_sync_bucket_take(&up->backlog_bucket, bytes);
+  return false;
+}
+
+/* The headers of the record of event off (at most 5; they borrow
+ * offbuf). Returns their number. */
+static size_t headers(const sl_sync_t *up, const sync_stream_t *s,
+                      const sync_lane_t *l, uint64_t off, char *offbuf,
+                      size_t offlen, rd_kafka_vu_t *h) {
+  const char *schema = s->json ? "sluice.v1.Event+json" : "sluice.v1.Event";
+  int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
+  size_t nh = 0;
+  hdr(&h[nh++], "node", up->node_id, -1);
+  hdr(&h[nh++], "stream", s->name, -1);
+  hdr(&h[nh++], "offset", offbuf, on);
+  hdr(&h[nh++], "schema", schema, -1);
+  if (l->historical) {
+    hdr(&h[nh++], "historical", "1", 1);
+  }
+  return nh;
+}
+
 long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
                      uint64_t max) {
   size_t idx = (size_t)(s - up->streams);
   long sent = 0;
   char offbuf[24];
-  const char *schema = s->json ? "sluice.v1.Event+json" : "sluice.v1.Event";
   int rc;
 
   l->caught_up = false;
@@ -319,52 +380,21 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
       val = up->jbuf;
       vlen = (size_t)jl;
     } else if (!ev.has_ingest_time) {
-      if (up->scratch_cap < ev.len + 16) {
-        size_t cap = (ev.len + 16) * 2;
-        uint8_t *p = realloc(up->scratch, cap);
-        if (!p)
-          return -ENOMEM;
-        up->scratch = p;
-        up->scratch_cap = cap;
-      }
-      memcpy(up->scratch, ev.data, ev.len);
-      int64_t t = l->rec.append_time_ns;
-      uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
-      up->scratch[ev.len] = 0x18; /* field 3, varint */
-      vlen = ev.len + 1 + put_varint(up->scratch + ev.len + 1, zz);
+      long n = with_ingest_time(up, &ev, l->rec.append_time_ns);
+      if (n < 0)
+        return n;
       val = up->scratch;
+      vlen = (size_t)n;
     }
     /* Bandwidth cap, on what is sent: the value as produced (ingest time
      * appended, or the JSON), the key and ~96 bytes of headers. */
-    double bytes = (double)(vlen + ev.source_len + 96);
-    if (up->bucket.rate > 0) {
-      uint64_t now = sl_now_mono_ns();
-      uint64_t w = sl_sync_bucket_wait_ns(&up->bucket, bytes, now);
-      if (!w && l->historical && up->live_throttled)
-        w = sl_sync_bucket_wait_ns(&up->backlog_bucket, bytes, now);
-      if (w) {
-        if (!l->historical)
-          up->live_throttled = true;
-        if (!up->throttle_ns || w < up->throttle_ns)
-          up->throttle_ns = w;
-        l->pos = save; /* the same event, next time */
-        l->rec_off--;
-        break;
-      }
-      sl_sync_bucket_take(&up->bucket, bytes);
-      if (l->historical)
-        sl_sync_bucket_take(&up->backlog_bucket, bytes);
+    if (cap_wait(up, l, (double)(vlen + ev.source_len + 96))) {
+      l->pos = save; /* the same event, next time */
+      l->rec_off--;
+      break;
     }
-    int on = snprintf(offbuf, sizeof(offbuf), "%llu", (unsigned long long)off);
     rd_kafka_vu_t h[5];
-    size_t nh = 0;
-    hdr(&h[nh++], "node", up->node_id, -1);
-    hdr(&h[nh++], "stream", s->name, -1);
-    hdr(&h[nh++], "offset", offbuf, on);
-    hdr(&h[nh++], "schema", schema, -1);
-    if (l->historical) {
-      hdr(&h[nh++], "historical", "1", 1);
-    }
+    size_t nh = headers(up, s, l, off, offbuf, sizeof(offbuf), h);
     rc = sync__produce(up, s->rkt, ev.source, ev.source_len, val, vlen, h, nh,
                        sync__opaque(idx, off),
                        sync__record_ts_ms(up, ev.time_ns));

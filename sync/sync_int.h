@@ -9,8 +9,10 @@
 #ifndef SL_SYNC_INT_H
 #define SL_SYNC_INT_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -177,6 +179,65 @@ struct sl_sync {
   int dr_first_err;
 };
 
+/* uplink.c: the loop. Each chunk is produce (uplink_produce.c), commit
+ * (uplink_commit.c) and, when a step failed, recover (uplink_recover.c).
+ * Everything below runs on the uplink thread unless it says otherwise. */
+/* Waits up to ms for a kick or a stop. */
+void sync__wait_ms(sl_sync_t *up, uint64_t ms);
+/* Records wait for the broker (it may be down for minutes): keep
+ * /v1/status and /metrics honest meanwhile. The backlog and rates are
+ * refreshed, and after 2 s without a delivery since since_ns the uplink
+ * reports itself disconnected; the next commit reports it connected. */
+void sync__note_waiting(sl_sync_t *up, uint64_t since_ns);
+
+/* uplink_produce.c */
+/* Opens a second lane for streams further behind than
+ * o.backlog_threshold: the live lane jumps to the end of the stored data,
+ * the backlog lane keeps the old position. */
+void sync__plan_lanes(sl_sync_t *up);
+/* Some stream has records to send, or a gap record is pending. */
+bool sync__has_work(sl_sync_t *up);
+/* Newest first: points the backlog lane of s at its next block. */
+void sync__backlog_block(sync_stream_t *s);
+/* Measures the broker's clock with a checkpoint record (best effort). */
+void sync__probe_clock(sl_sync_t *up);
+/* Pumps the lanes into the open transaction until the chunk is done.
+ * Returns 0 or an error (*fatal as sync__collect() sets it). */
+int sync__chunk_produce(sl_sync_t *up, bool eos, bool *fatal);
+/* Ends the chunk's records: newest-first blocks finished, gap records
+ * sent. Returns 0 or an error. */
+int sync__chunk_finish(sl_sync_t *up);
+
+/* uplink_commit.c */
+/* Commits the chunk: exactly-once (eos) adds the checkpoints and commits
+ * the transaction, here or on the committer thread; at least once flushes.
+ * Returns 1, or an error with *fatal when the producers must be rebuilt
+ * (SL_ECLOSED: stopping, given up). */
+int sync__chunk_commit(sl_sync_t *up, bool eos, bool *fatal);
+/*
+ * Collects the commit handed to the committer thread. Returns 0 when none
+ * is pending (or, with !wait, it still runs), 1 when it was confirmed and
+ * finalized, or an error with *fatal set (except SL_EFENCED): whether the
+ * commit happened is not known here, so the producers are rebuilt and
+ * delivery resumes from the checkpoints in Kafka.
+ */
+int sync__collect(sl_sync_t *up, bool wait, bool *fatal);
+/* Starts the committer thread (pipelined commits). Returns 0 or -errno. */
+int sync__committer_start(sl_sync_t *up);
+/* Stops and joins it, if it was started. */
+void sync__committer_stop(sl_sync_t *up);
+/* Names why the chunk's records were not delivered in the status. */
+void sync__name_refusal(sl_sync_t *up);
+
+/* uplink_recover.c */
+/* Every stream back to its committed checkpoint (no commit pending). */
+void sync__rewind_all(sl_sync_t *up);
+/* After a chunk failed with rc: aborts the open transaction (or sets
+ * *fatal when only a new producer gets back to a clean state), names the
+ * cause, collects a pending commit and rewinds. Returns 0 (SL_ECLOSED:
+ * stopping), SL_EFENCED or another error (SL_EKAFKA if rc was none). */
+int sync__chunk_recover(sl_sync_t *up, bool eos, int rc, bool *fatal);
+
 /* producer.c */
 /* Opens up->nprod producers (initialising transactions) and makes the
  * first one current. */
@@ -263,7 +324,13 @@ bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);
 void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,
                        const void *data, size_t len, int64_t append_time_ns);
 
-/* Encodes stream index and offset into a message opaque. */
+/* Encodes stream index and offset into a message opaque: the index in the
+ * top 16 bits (0xffff: a checkpoint or gap record), the offset in the low
+ * 48. */
+static_assert(sizeof(void *) >= sizeof(uint64_t),
+              "a delivery opaque carries 64 bits");
+static_assert(SL_SYNC_STREAMS_MAX < 0xffff,
+              "stream indexes stay below the 0xffff marker");
 static inline void *sync__opaque(size_t idx, uint64_t off) {
   return (void *)(uintptr_t)(((uint64_t)idx << 48) | (off & 0xffffffffffffu));
 }

@@ -11,7 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "tests/client/fake_server.h"
 
 #define MAX_PUBS 100000

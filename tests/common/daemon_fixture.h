@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/v1/native.pb-c.h"
 #include "tests/common/check.h"
 

@@ -27,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"

@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/v1/event.pb-c.h"
 #include "tests/common/daemon_fixture.h"
 

@@ -34,7 +34,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 static int write_seed(const char *dir, const char *name,
                       const sl_frame_buf_t *b) {

@@ -1,4 +1,4 @@
-/* Unit tests for the native frame codec (schemas/frame.h). */
+/* Unit tests for the native frame codec (wire/frame.h). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 #define ARENA_BYTES (256u << 10)
 

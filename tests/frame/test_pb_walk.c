@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* field 1 varint 300, field 2 fixed64, field 3 bytes "abc", field 4
  * fixed32, field 5 empty bytes. */

@@ -39,8 +39,9 @@
 #include <string.h>
 
 #include "telemetry/log.h"
-#include "ingest/native_int.h"
+#include "ingest/native/native_int.h"
 #include "ingest/pipes.h"
+#include "wire/wire.h"
 
 /* ---- output ---------------------------------------------------------- */
 
@@ -263,7 +264,7 @@ void native__update_reading(conn_t *c) {
  * Builds the serialized EventBatch from a Publish frame body without
  * re-encoding the events: Publish.events (field 3) and EventBatch.events
  * (field 1) are both length-delimited Event messages, so each entry is
- * copied with its one-byte tag rewritten (0x1a -> 0x0a). The body has
+ * copied with its one-byte key rewritten (wire/wire.h). The body has
  * already been validated by sl_frame_decode(); the walk still checks every
  * length against the buffer.
  */
@@ -278,7 +279,7 @@ static int events_to_batch(const uint8_t *body, size_t len,
   for (; p < end; p = next) {
     if (!(next = sl_pb_next_field(p, end, &key, &val, &vlen)))
       return SL_EPROTO;
-    if (key == ((3u << 3) | 2u)) {
+    if (key == SL_WIRE_KEY_FRAME_PUBLISH) {
       pub = val;
       publen = vlen;
     }
@@ -291,9 +292,9 @@ static int events_to_batch(const uint8_t *body, size_t len,
   for (p = pub, end = pub + publen; p < end; p = next) {
     if (!(next = sl_pb_next_field(p, end, &key, &val, &vlen)))
       return SL_EPROTO;
-    if (key == ((3u << 3) | 2u)) {
+    if (key == SL_WIRE_KEY_PUBLISH_EVENTS) {
       memcpy(out->data + out->len, p, (size_t)(next - p));
-      out->data[out->len] = (1u << 3) | 2u;
+      out->data[out->len] = SL_WIRE_KEY_BATCH_EVENTS;
       out->len += (size_t)(next - p);
     }
   }
@@ -344,7 +345,7 @@ static int events_encode_clamped(const Sluice__V1__Publish *pub,
       break;
     /* Appended as Publish.events (field 3), retagged EventBatch.events. */
     if ((rc = sl_frame_event_append(out, ev)) == 0)
-      out->data[at] = (1u << 3) | 2u;
+      out->data[at] = SL_WIRE_KEY_BATCH_EVENTS;
     sl_ingest_mark_undo(&mark);
   }
   return rc;

@@ -38,7 +38,7 @@
 #include "common/addr.h"
 #include "ingest/ingest.h"
 #include "decode/decode_json.h"
-#include "ingest/http_guard.h"
+#include "ingest/http/http_guard.h"
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
 

@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schemas/frame.h"
+#include "wire/frame.h"
+#include "wire/wire.h"
 
-/* Field tags (field number << 3 | wire type) used by the raw encoders. */
-#define TAG_VARINT(n) ((uint8_t)(((n) << 3) | 0))
-#define TAG_LEN(n) ((uint8_t)(((n) << 3) | 2))
+/* Field keys (field number << 3 | wire type) used by the raw encoders. */
+#define TAG_VARINT(n) ((uint8_t)SL_WIRE_KEY((n), SL_WIRE_TYPE_VARINT))
+#define TAG_LEN(n) ((uint8_t)SL_WIRE_KEY((n), SL_WIRE_TYPE_LEN))
 /* The deepest nesting we walk; the v1 schema is 5 deep and not recursive. */
 #define MAX_DEPTH 16
 
@@ -580,7 +581,7 @@ int sl_frame_event_append(sl_frame_buf_t *events, const Sluice__V1__Event *ev) {
   if (rc)
     return rc;
   p = events->data + events->len;
-  *p++ = TAG_LEN(3); /* Publish.events */
+  *p++ = TAG_LEN(SL_WIRE_PUBLISH_EVENTS);
   p = varint_put(p, n);
   sluice__v1__event__pack(ev, p);
   events->len += need;
@@ -611,14 +612,14 @@ int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
   p = dst + room - hdr;
   sl_put_be32(p, (uint32_t)body);
   p += SL_FRAME_HEADER_BYTES;
-  *p++ = TAG_LEN(3); /* Frame.publish */
+  *p++ = TAG_LEN(SL_WIRE_FRAME_PUBLISH);
   p = varint_put(p, pub);
   if (batch_id) {
-    *p++ = TAG_VARINT(1); /* Publish.batch_id */
+    *p++ = TAG_VARINT(SL_WIRE_PUBLISH_BATCH_ID);
     p = varint_put(p, batch_id);
   }
   if (slen) {
-    *p++ = TAG_LEN(2); /* Publish.stream */
+    *p++ = TAG_LEN(SL_WIRE_PUBLISH_STREAM);
     p = varint_put(p, slen);
     memcpy(p, stream, slen);
   }
@@ -674,14 +675,14 @@ const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
   if (p >= end || !(k = pb_varint(p, end, key)))
     return NULL;
   p += k;
-  switch (*key & 7) {
-  case 0: /* varint */
+  switch (SL_WIRE_KEY_TYPE(*key)) {
+  case SL_WIRE_TYPE_VARINT:
     return (k = pb_varint(p, end, &l)) ? p + k : NULL;
-  case 1: /* 64-bit */
+  case SL_WIRE_TYPE_I64:
     return (size_t)(end - p) >= 8 ? p + 8 : NULL;
-  case 5: /* 32-bit */
+  case SL_WIRE_TYPE_I32:
     return (size_t)(end - p) >= 4 ? p + 4 : NULL;
-  case 2: /* length-delimited */
+  case SL_WIRE_TYPE_LEN:
     if (!(k = pb_varint(p, end, &l)) || l > (uint64_t)(end - p) - k)
       return NULL;
     *val = p + k;

@@ -7,7 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "ingest/listen_unix.h"
+#include "ingest/native/listen_unix.h"
 
 /*
  * Makes path free for bind: nothing there, or a stale socket of ours from a

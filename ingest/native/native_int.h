@@ -1,6 +1,6 @@
 /*
- * Private to the native listener (ingest/native.c: protocol,
- * reading, backpressure; ingest/native_conn.c: connection lifetime,
+ * Private to the native listener (ingest/native/native.c: protocol,
+ * reading, backpressure; ingest/native/native_conn.c: connection lifetime,
  * listeners, node-wide limits and deadlines). Loop thread only.
  */
 #ifndef SL_NATIVE_INT_H
@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "ingest/ingest.h"
-#include "schemas/frame.h"
+#include "wire/frame.h"
 
 /* Why a connection is not reading (bitmask). */
 enum {

@@ -19,9 +19,10 @@
  * Thread safety: none of these objects are shared; distinct objects may be
  * used from distinct threads.
  */
-#ifndef SL_SCHEMAS_FRAME_H
-#define SL_SCHEMAS_FRAME_H
+#ifndef SL_WIRE_FRAME_H
+#define SL_WIRE_FRAME_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -39,6 +40,15 @@
 #define SL_PROTOCOL_VERSION 1u
 #define SL_PROTOCOL_VERSION_MIN 1u
 #define SL_PROTOCOL_VERSION_MAX 1u
+
+static_assert(SL_FRAME_HEADER_BYTES == sizeof(uint32_t),
+              "the length prefix is one big-endian uint32");
+static_assert(SL_FRAME_DEFAULT_MAX_BYTES >= 1 &&
+                  SL_FRAME_DEFAULT_MAX_BYTES <= SL_FRAME_LIMIT_MAX_BYTES,
+              "the default frame limit fits the length prefix");
+static_assert(SL_PROTOCOL_VERSION_MIN <= SL_PROTOCOL_VERSION &&
+                  SL_PROTOCOL_VERSION <= SL_PROTOCOL_VERSION_MAX,
+              "this build speaks its own protocol version");
 
 /*
  * Bit masks of frame kinds, for sl_frame_decode()'s `allowed` argument: a
@@ -215,4 +225,4 @@ const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
                                 uint64_t *key, const uint8_t **val,
                                 size_t *vlen);
 
-#endif /* SL_SCHEMAS_FRAME_H */
+#endif /* SL_WIRE_FRAME_H */

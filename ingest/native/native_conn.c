@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "common/addr.h"
-#include "ingest/listen_unix.h"
+#include "ingest/native/listen_unix.h"
 #include "telemetry/log.h"
-#include "ingest/native_int.h"
+#include "ingest/native/native_int.h"
 
 /* ---- connection lifetime ---------------------------------------------- */
 

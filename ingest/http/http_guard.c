@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "ingest/http_guard.h"
+#include "ingest/http/http_guard.h"
 #include "common/common.h"
 
 /* The watchdog's period: deadlines are enforced to within this. */
