@@ -1,9 +1,11 @@
 /*
- * The one fixture of every test program that starts the real sluice daemon
- * (tests/daemon, tests/config/ops_test.c, tests/mqtt, ...): a private work
- * directory, the config file, starting `sluice run` and reading its ports
- * from the "ready" line, stopping it (a sanitizer report in its log is a
- * failure), its log and /metrics, raw sockets, HTTP and native frames, and
+ * The one fixture of the test programs that start the real sluice daemon
+ * (tests/daemon, tests/config/ops_test.c, tests/mqtt, tests/connectors;
+ * tests/sync/sync_common.c still runs its several daemons at once itself):
+ * a private work directory, the config file, starting `sluice run` and
+ * reading its ports from the "ready" line, stopping it (a sanitizer report
+ * in its log is a failure), its log and /metrics, raw sockets, HTTP and
+ * native frames, and
  * the scenario table main() dispatches on.
  *
  * A program defines its scenarios with SL_SCENARIO(name) { ... } and its
