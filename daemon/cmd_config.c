@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 
 static int check_usage(void) {
   fprintf(stderr, "usage: sluice check-config -c FILE [--print]\n");

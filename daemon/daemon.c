@@ -378,15 +378,7 @@ static int open_store(sl_daemon_t *dm) {
   int rc;
 
   sl_store_opts_init(&so);
-  so.budget_bytes = dm->in.cfg->store.budget_bytes;
-  so.sync = dm->in.cfg->store.sync == SL_CONFIG_SYNC_INTERVAL
-                ? SL_STORE_SYNC_INTERVAL
-                : SL_STORE_SYNC_ALWAYS;
-  so.sync_interval_ms = (uint32_t)dm->in.cfg->store.sync_interval_ms;
-  if (dm->in.cfg->store.queue_depth)
-    so.queue_depth = (uint32_t)dm->in.cfg->store.queue_depth;
-  so.key_file = dm->in.cfg->store.encryption_key_file;
-  so.key_env = dm->in.cfg->store.encryption_key_env;
+  sl_config_bind(dm->in.cfg, SL_CONFIG_LIB_STORE, &so); /* the table's rows */
   if (dm->in.cfg->store.accept_new)
     so.flags |= SL_STORE_ACCEPT_NEW;
   if ((rc = sl_store_env_open(dm->in.cfg->node.data_dir, &so, &dm->in.st, err,

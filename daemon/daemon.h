@@ -12,7 +12,7 @@
 #include <uv.h>
 
 #include "daemon/admin.h"
-#include "broker/config.h"
+#include "config/config.h"
 #include "ingest/ingest.h"
 #include "telemetry/metrics.h"
 #include "store/store.h"

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "common/common.h"
 
 int sl_cmd_run(int argc, char **argv);

@@ -43,12 +43,7 @@ static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
   size_t np = cfg->kafka.properties.n;
   sl_sync_opts_init(o);
   o->node_id = cfg->node.id;
-  o->brokers = cfg->kafka.brokers;
-  o->at_least_once = cfg->kafka.delivery == SL_CONFIG_DELIVERY_AT_LEAST_ONCE;
-  o->checkpoint_topic = cfg->kafka.checkpoint_topic;
-  o->txn_id_prefix = cfg->kafka.transactional_id_prefix;
-  o->gap_topic = cfg->kafka.gap_topic;
-  o->dead_letter_stream = cfg->kafka.dead_letter_stream;
+  sl_config_bind(cfg, SL_CONFIG_LIB_SYNC, o); /* the table's bound rows */
   o->log_cb = sl_log_kafka_cb; /* log.format json holds for librdkafka too */
   /* ssl.key.location joins the passthrough properties. */
   for (size_t i = 0; i < np; i++)
@@ -60,18 +55,8 @@ static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
   }
   o->props = props;
   o->nprops = np;
-  o->chunk_events = (uint32_t)cfg->kafka.chunk_events;
-  o->commit_interval_ms = (uint32_t)cfg->kafka.commit_interval_ms;
-  o->link_timeout_ms = (uint32_t)cfg->kafka.link_timeout_ms;
   o->serial_commits = !cfg->kafka.commit_pipeline;
-  o->queue_max_messages = (uint32_t)cfg->kafka.queue_max_messages;
   o->queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);
-  o->max_record_bytes = (uint32_t)cfg->kafka.max_record_bytes;
-  o->bandwidth_bytes_per_s = cfg->kafka.bandwidth_bytes_per_s;
-  o->backlog_share = cfg->kafka.backlog_share;
-  o->backlog_newest_first = cfg->kafka.backlog_order == 1;
-  o->backlog_threshold = cfg->kafka.backlog_threshold;
-  o->record_timestamp = cfg->kafka.record_timestamp;
 }
 
 /* The streams the uplink forwards, into sc (nstreams slots); returns how

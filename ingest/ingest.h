@@ -18,7 +18,7 @@
 
 #include <uv.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "decode/event_check.h"
 #include "ingest/guard.h"
 #include "security/creds.h"

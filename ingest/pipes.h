@@ -9,18 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "process/process.h"
 #include "store/store.h"
 
 typedef struct sl_ingest sl_ingest_t;
 typedef struct sl_pipes sl_pipes_t;
-
-/*
- * Compiles one configured pipeline on its own (config validation). Returns
- * 0, or SL_ECONFIG with the reason ("steps[1]: filter: column 8: ...").
- */
-int sl_pipeline_check(const sl_config_pipeline_t *p, char *why, size_t len);
 
 /*
  * Builds every configured pipeline, checks that the streams they write to

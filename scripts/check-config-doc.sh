@@ -1,6 +1,6 @@
 #!/bin/sh
 # Fails when docs/CONFIGURATION.md differs from what the option table in
-# broker/config_table.c generates (`sluice config-docs`).
+# config/schema/options.c generates (`sluice config-docs`).
 # usage: scripts/check-config-doc.sh BUILD_DIR
 set -eu
 build=${1:?usage: $0 BUILD_DIR}

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "wire/frame.h"
 
 typedef struct sl_auth sl_auth_t;

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 #include "wire/frame.h"
 
 /* ---- native (OpenSSL) --------------------------------------------------- */

@@ -22,7 +22,7 @@ void sl_store_opts_init(sl_store_opts_t *opts) {
   opts->budget_bytes = 1ull << 30;
   opts->map_size = 64ull << 20;
   opts->sync = SL_STORE_SYNC_ALWAYS;
-  opts->sync_interval_ms = 50;
+  opts->sync_interval_ms = 100; /* = the daemon's store.sync_interval */
   opts->queue_depth = 1024;
   opts->zstd_level = 3;
   opts->clock_tolerance_ns = 300ll * 1000000000ll;

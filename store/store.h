@@ -87,7 +87,8 @@ typedef struct sl_store_opts {
   uint64_t budget_bytes;      /* disk budget for the whole store */
   uint64_t map_size;          /* initial map size; grows up to budget_bytes */
   sl_store_sync_t sync;       /* durability mode */
-  uint32_t sync_interval_ms;  /* SL_STORE_SYNC_INTERVAL period */
+  uint32_t sync_interval_ms;  /* SL_STORE_SYNC_INTERVAL period; default 100,
+                               * the daemon table's store.sync_interval */
   uint32_t queue_depth;       /* writer queue capacity, in queued items */
   int zstd_level;             /* compression level used by batch_new */
   int64_t clock_tolerance_ns; /* TTL clock guard, see docs/STORAGE.md */

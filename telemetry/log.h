@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config/config.h"
+
 typedef enum sl_log_level {
   SL_LOG_ERROR = 0,
   SL_LOG_WARN = 1,
@@ -18,21 +20,16 @@ typedef enum sl_log_level {
   SL_LOG_DEBUG = 3,
 } sl_log_level_t;
 
-/* Debug contexts: a bitmask chosen in config (log.debug). */
-#define SL_LOG_CTX_MAP(X)                                                      \
-  X(STORE, "store", 0x01)                                                      \
-  X(INGEST, "ingest", 0x02)                                                    \
-  X(HTTP, "http", 0x04)                                                        \
-  X(MQTT, "mqtt", 0x08)                                                        \
-  X(SYNC, "sync", 0x10)                                                        \
-  X(CONFIG, "config", 0x20)                                                    \
-  X(ADMIN, "admin", 0x40)
+/* Log contexts: the debug contexts chosen in config (log.debug, the list in
+ * config/config.h) plus admin, which has no debug lines. */
+#define SL_LOG_CTX_MAP(X) SL_CONFIG_DBG_MAP(X) X(ADMIN, "admin")
 
 enum {
-#define SL__XCTX(id, name, bit) SL_LOG_CTX_##id = bit,
-  SL_LOG_CTX_MAP(SL__XCTX)
+#define SL__XCTX(id, name) SL_LOG_CTX_##id = SL_CONFIG_DBG_##id,
+  SL_CONFIG_DBG_MAP(SL__XCTX)
 #undef SL__XCTX
-      SL_LOG_CTX_ALL = 0x7f
+      SL_LOG_CTX_ADMIN = SL_CONFIG_DBG_ALL + 1,
+  SL_LOG_CTX_ALL = SL_CONFIG_DBG_ALL | SL_LOG_CTX_ADMIN
 };
 
 typedef enum sl_log_format {

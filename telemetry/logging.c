@@ -15,7 +15,7 @@ static const struct {
   const char *name;
   uint32_t bit;
 } ctx_names[] = {
-#define SL__XCTX(id, name, bit) {name, bit},
+#define SL__XCTX(id, name) {name, SL_LOG_CTX_##id},
     SL_LOG_CTX_MAP(SL__XCTX)
 #undef SL__XCTX
 };

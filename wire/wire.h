@@ -78,7 +78,7 @@ enum {
 /*
  * One-byte keys the raw paths read and write. A key is one byte while its
  * field number is below 16; the in-place retag of Publish.events as
- * EventBatch.events (broker/ingest_native.c) depends on both being one byte.
+ * EventBatch.events (ingest/native/native.c) depends on both being one byte.
  */
 #define SL_WIRE_KEY_BATCH_EVENTS                                               \
   SL_WIRE_KEY(SL_WIRE_BATCH_EVENTS, SL_WIRE_TYPE_LEN)

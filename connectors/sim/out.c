@@ -10,34 +10,17 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/addr.h"
 #include "connectors/common/conn.h"
 #include "connectors/sim/sim_int.h"
 #include "sluice/client.h"
 
 int sim__split_hostport(const char *addr, char *host, size_t hostlen,
                         int *port) {
-  const char *colon;
-  size_t n;
-  char *end;
-  long p;
-  if (addr[0] == '[') {
-    const char *close = strchr(addr, ']');
-    if (!close || close[1] != ':')
-      return SL_ECONFIG;
-    n = (size_t)(close - addr - 1);
-    colon = close + 1;
-    addr++;
-  } else {
-    if (!(colon = strrchr(addr, ':')))
-      return SL_ECONFIG;
-    n = (size_t)(colon - addr);
-  }
-  p = strtol(colon + 1, &end, 10);
-  if (!n || n >= hostlen || *end || p < 1 || p > 65535)
+  uint16_t p;
+  if (sl_hostport_split(addr, 0, host, hostlen, &p))
     return SL_ECONFIG;
-  memcpy(host, addr, n);
-  host[n] = '\0';
-  *port = (int)p;
+  *port = p;
   return 0;
 }
 

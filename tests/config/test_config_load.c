@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 static char err[8192];
 

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 /* A struct with a field of every type, for synthetic rows. */
 typedef struct all {

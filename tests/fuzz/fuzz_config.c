@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sl_config_diff(cfg, back, &d);
   /* A secret prints as "<redacted>" (the token; the values of
    * kafka.properties items whose key is not on the allow-list of
-   * broker/config_redact.c); everything else must round-trip. */
+   * config/schema/redact.c); everything else must round-trip. */
   if (d.verdict != SL_CONFIG_SAME && d.n_changed == 0) {
     fprintf(stderr, "dump round-trip differs\n%s\n", buf);
     abort();

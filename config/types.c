@@ -1,5 +1,5 @@
 /*
- * broker/config_types.c: one parser and one formatter per option type.
+ * config/types.c: one parser and one formatter per option type.
  * Parsers are strict (no trailing junk, no silent overflow, no unit-less
  * sizes mistaken for durations) because a typo in an edge node's config is
  * found much later and much further away than at check-config time.
@@ -12,7 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "broker/config_int.h"
+#include "common/textparse.h"
+#include "config/config_int.h"
 
 #define FIELD(obj, o, T) ((T *)(void *)((char *)(obj) + (o)->off))
 #define CFIELD(obj, o, T)                                                      \
@@ -117,32 +118,7 @@ static const struct {
 
 /* "0" or one or more <digits><unit>: "250ms", "5s", "1h30m". */
 static int parse_duration(const char *s, uint64_t *v) {
-  uint64_t total = 0;
-  if (!strcmp(s, "0")) {
-    *v = 0;
-    return 0;
-  }
-  if (!*s)
-    return -1;
-  while (*s) {
-    uint64_t n, part;
-    size_t i;
-    if (parse_digits(&s, &n))
-      return -1;
-    for (i = 0; i < SL_ARRAY_SIZE(dur_units); i++) {
-      size_t ul = strlen(dur_units[i].name);
-      if (!strncmp(s, dur_units[i].name, ul) && !isalpha((unsigned char)s[ul]))
-        break;
-    }
-    if (i == SL_ARRAY_SIZE(dur_units))
-      return -1;
-    s += strlen(dur_units[i].name);
-    if (__builtin_mul_overflow(n, dur_units[i].ms, &part) ||
-        __builtin_add_overflow(total, part, &total))
-      return -1;
-  }
-  *v = total;
-  return 0;
+  return sl_duration_parse(s, 0, v); /* the one format (common/textparse.h) */
 }
 
 static int parse_bool(const char *s, bool *v) {
@@ -652,7 +628,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
       } else if ((o->flags & SL_CFG_KV_SECRETS) &&
                  !config__kv_printable(l->v[i])) {
-        /* Only allow-listed keys show their value (config_redact.c); an
+        /* Only allow-listed keys show their value (config/schema/redact.c); an
          * item without "=" names no key, so nothing of it is shown. */
         const char *eq = strchr(l->v[i], '=');
         char red[160];

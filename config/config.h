@@ -1,6 +1,8 @@
 /*
- * broker/config: the daemon's configuration. One declarative table
- * (broker/config_table.c) drives parsing, validation, defaults, environment
+ * config/: the daemon's configuration (library sl_config; it depends on
+ * common/ and the library modules whose options it carries, never on
+ * the daemon rooms). One declarative table
+ * (config/schema/options.c) drives parsing, validation, defaults, environment
  * overrides, reload classification, the effective-config dump and the
  * generated docs/CONFIGURATION.md.
  *
@@ -9,8 +11,8 @@
  * error, each naming the origin (file:line:column or the environment
  * variable), the key and the offending value (secrets are never echoed).
  */
-#ifndef SL_BROKER_CONFIG_H
-#define SL_BROKER_CONFIG_H
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,14 +48,31 @@ typedef enum {
   SL_CONFIG_LOG_JSON
 } sl_config_log_fmt_t;
 
-/* log.debug bits, in the order of the table's context names. */
+/*
+ * The debug contexts of log.debug: the one list of their names. Context i
+ * is bit 1 << i; the table's names (config/schema/options.c) and the daemon
+ * log's contexts (telemetry/log.h, SL_LOG_CTX_*) are generated from it.
+ */
+#define SL_CONFIG_DBG_MAP(X)                                                   \
+  X(STORE, "store")                                                            \
+  X(INGEST, "ingest")                                                          \
+  X(HTTP, "http")                                                              \
+  X(MQTT, "mqtt")                                                              \
+  X(SYNC, "sync")                                                              \
+  X(CONFIG, "config")
+
 enum {
-  SL_CONFIG_DBG_STORE = 1u << 0,
-  SL_CONFIG_DBG_INGEST = 1u << 1,
-  SL_CONFIG_DBG_HTTP = 1u << 2,
-  SL_CONFIG_DBG_MQTT = 1u << 3,
-  SL_CONFIG_DBG_SYNC = 1u << 4,
-  SL_CONFIG_DBG_CONFIG = 1u << 5
+#define SL__XDBG(id, name) SL_CONFIG_DBG_BIT_##id,
+  SL_CONFIG_DBG_MAP(SL__XDBG)
+#undef SL__XDBG
+      SL_CONFIG_DBG_COUNT
+};
+/* log.debug bits: SL_CONFIG_DBG_STORE, ... */
+enum {
+#define SL__XDBG(id, name) SL_CONFIG_DBG_##id = 1u << SL_CONFIG_DBG_BIT_##id,
+  SL_CONFIG_DBG_MAP(SL__XDBG)
+#undef SL__XDBG
+      SL_CONFIG_DBG_ALL = (1u << SL_CONFIG_DBG_COUNT) - 1
 };
 
 /* kafka.delivery */
@@ -213,7 +232,6 @@ typedef struct sl_config {
     int sync;                  /* sl_config_sync_t */
     uint64_t sync_interval_ms; /* with sync = interval */
     uint64_t queue_depth;      /* ingest -> writer queue, in batches */
-    uint64_t max_batch_events; /* events per group commit */
     char *encryption_key_file; /* encryption at rest: key file, "" = none */
     char *encryption_key_env;  /* ... or environment variable, "" = none */
     bool accept_new;           /* accept a store whose identity changed */
@@ -342,6 +360,34 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen);
 
+/*
+ * Adds configured pipeline p to pr (process/process.h): the conversion the
+ * loader uses to check every pipeline and the daemon uses to build them.
+ * Returns 0, SL_ECONFIG with the reason in why ("steps[1]: filter: column
+ * 8: ..."), or -ENOMEM. p, why: borrowed; pr: borrowed, gains the pipeline
+ * on success only.
+ */
+struct sl_process;
+int sl_config_pipeline_add(struct sl_process *pr, const sl_config_pipeline_t *p,
+                           char *why, size_t len);
+
+/* Libraries whose options structs rows of the table are bound to. */
+typedef enum {
+  SL_CONFIG_LIB_NONE = 0,
+  SL_CONFIG_LIB_STORE, /* sl_store_opts_t (store/store.h) */
+  SL_CONFIG_LIB_SYNC   /* sl_sync_opts_t (sync/sync.h) */
+} sl_config_lib_t;
+
+/*
+ * Copies the value of every table row bound to lib into opts, the library's
+ * options struct after its *_opts_init(): a library-bound option is one
+ * table row (with its binding) plus the library code that reads the field.
+ * Numbers are stored in the field's width (the rows' ranges fit it), enums
+ * as their index, strings as pointers borrowed from cfg (valid until
+ * sl_config_free()). Cannot fail. cfg: borrowed; opts: caller-owned.
+ */
+void sl_config_bind(const sl_config_t *cfg, sl_config_lib_t lib, void *opts);
+
 /* Frees cfg and everything it owns. NULL is a no-op. */
 void sl_config_free(sl_config_t *cfg);
 
@@ -394,4 +440,4 @@ int sl_config_doc_markdown(FILE *out);
 int sl_config_cmd_check(int argc, char **argv);
 int sl_config_cmd_docs(int argc, char **argv);
 
-#endif /* SL_BROKER_CONFIG_H */
+#endif /* SL_CONFIG_H */

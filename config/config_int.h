@@ -1,6 +1,6 @@
 /*
- * broker/config internals: the option table format and the generic engine
- * that walks a table. Only broker/config_*.c, cmd_config.c and the config
+ * config/ internals: the option table format and the generic engine that
+ * walks a table. Only the config/ sources, daemon/cmd_config.c and the config
  * tests include this header.
  *
  * A table (sl_cfg_section_t) describes one C struct: each row names a key
@@ -10,12 +10,12 @@
  * type SECTION_LIST points at another table describing the elements of a
  * YAML sequence of mappings, so nested lists reuse the same machinery.
  */
-#ifndef SL_BROKER_CONFIG_INT_H
-#define SL_BROKER_CONFIG_INT_H
+#ifndef SL_CONFIG_INT_H
+#define SL_CONFIG_INT_H
 
 #include <stdarg.h>
 
-#include "broker/config.h"
+#include "config/config.h"
 
 /*
  * snprintf for messages and keys whose truncation is intended: every buffer
@@ -81,8 +81,13 @@ typedef struct sl_cfg_opt {
   sl_cfg_check_cb check;       /* STRING/PATH/LIST element check, or NULL */
   const sl_cfg_section_t *sub; /* SECTION_LIST element table */
   const char *doc_def;         /* default shown in docs instead of .def */
-  unsigned flags;              /* SL_CFG_* */
-  const char *desc;            /* one or two sentences for the docs */
+  /* Library binding (sl_config_bind()): the row's value is also the field
+   * at lib_off (lib_size bytes) of library lib's options struct. */
+  int lib;          /* sl_config_lib_t, 0 = not bound */
+  size_t lib_off;   /* offset in that options struct */
+  size_t lib_size;  /* size of that field */
+  unsigned flags;   /* SL_CFG_* */
+  const char *desc; /* one or two sentences for the docs */
 } sl_cfg_opt_t;
 
 /* A table: the rows describing one struct. */
@@ -100,14 +105,14 @@ struct sl_cfg_section {
   void (*finish)(void *obj, sl_cfg_errs_t *errs, const char *prefix);
 };
 
-/* The daemon's root table (broker/config_table.c). */
+/* The daemon's root table (config/schema/options.c). */
 extern const sl_cfg_section_t sl_config__root;
 
-/* The pipelines list section (broker/config_pipelines.c). */
+/* The pipelines list section (config/schema/pipelines.c). */
 extern const sl_cfg_section_t sl_config__pipeline_section;
 
 /* The listeners' clients list section and the SHA-256 hex check
- * (broker/config_auth.c). */
+ * (config/schema/clients.c). */
 extern const sl_cfg_section_t sl_config__client_section;
 const char *sl_config__check_sha256(const char *s);
 
@@ -123,7 +128,13 @@ typedef union sl_cfg_val {
   sl_config_strlist_t l;
 } sl_cfg_val_t;
 
-/* config_types.c: per-type parsing, formatting and storage. */
+/* Binds a row to field f of library options struct T (sl_config_bind()),
+ * e.g. BIND(STORE, sl_store_opts_t, sync_interval_ms). */
+#define SL_CFG_BIND(lib_, T, f)                                                \
+  .lib = SL_CONFIG_LIB_##lib_, .lib_off = offsetof(T, f),                      \
+  .lib_size = sizeof(((T *)0)->f)
+
+/* config/types.c: per-type parsing, formatting and storage. */
 
 /*
  * Parses text as row o's type and checks its range, enum names and check
@@ -162,7 +173,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
 
 /* True when the kafka.properties item "key=value" may be printed whole: its
  * key is on the allow-list of librdkafka properties that never hold a
- * secret (broker/config_redact.c). False for items without "=". */
+ * secret (config/schema/redact.c). False for items without "=". */
 bool config__kv_printable(const char *item);
 
 /* Human type name for docs and messages ("size", "duration"). */
@@ -171,7 +182,7 @@ const char *config__type_name(sl_cfg_type_t t);
 /* Levenshtein distance, capped at 255. */
 unsigned config__distance(const char *a, const char *b);
 
-/* config_load.c: the generic loader. */
+/* config/load.c: the generic loader. */
 
 /*
  * Appends "origin[:line:col]: key: message" to errs. origin is the file
@@ -194,4 +205,4 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
  * "SLUICE_STORE_BUDGET_BYTES". */
 void config__env_name(const char *key, char *buf, size_t len);
 
-#endif /* SL_BROKER_CONFIG_INT_H */
+#endif /* SL_CONFIG_INT_H */

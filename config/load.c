@@ -1,5 +1,5 @@
 /*
- * broker/config_load.c: the generic loader. It walks a libyaml document
+ * config/load.c: the generic loader. It walks a libyaml document
  * against a table (config_int.h): defaults first, then the file, then the
  * environment, then required keys, key files and the table's finish hook.
  * Every problem is collected (up to SL_CONFIG_MAX_ERRORS) so one
@@ -15,7 +15,7 @@
 
 #include <yaml.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 struct sl_cfg_errs {
   char *buf;        /* caller's errstr */

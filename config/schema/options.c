@@ -1,9 +1,12 @@
 /*
- * broker/config_table.c: every configuration option, one row each. Adding
- * an option = a field in sl_config_t (broker/config.h) + one OPT() row here;
+ * config/schema/options.c: every configuration option, one row each. Adding
+ * an option = a field in sl_config_t (config/config.h) + one OPT() row here;
  * parsing, validation, environment override, reload classification, dump and
  * docs/CONFIGURATION.md follow from the row (regenerate the doc with
- * `sluice config-docs > docs/CONFIGURATION.md`).
+ * `sluice config-docs > docs/CONFIGURATION.md`). An option a library reads
+ * (sl_store_opts_t, sl_sync_opts_t) adds BIND(LIB, T, field) to its row:
+ * sl_config_bind() copies it, the daemon's wiring never names it. Every row
+ * must be read by some code (tests/config: config_keys_read).
  *
  * Rows of one section must stay together: the dump and the docs group keys
  * by their dotted prefix in table order (tests/config checks this).
@@ -14,7 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "broker/config_int.h"
+#include "common/addr.h"
+#include "config/config_int.h"
+#include "store/store.h"
+#include "sync/sync.h"
 
 /* OPT(key, TYPE, C field, default text, flags, description, extras...) */
 #define OPT_IN(T, name_, type_, field_, def_, flags_, desc_, ...)              \
@@ -23,6 +29,8 @@
     .def = def_, .flags = flags_, .desc = desc_, __VA_ARGS__                   \
   }
 #define OPT(...) OPT_IN(sl_config_t, __VA_ARGS__)
+/* The row also sets field f of a library's options struct (config/bind.c). */
+#define BIND SL_CFG_BIND
 #define STREAM_OPT(...) OPT_IN(sl_config_stream_t, __VA_ARGS__)
 
 /* Flags spelled out so every row states its reload class. */
@@ -38,10 +46,12 @@ static const char *const sync_modes[] = {"always", "interval", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
                                          NULL};
 static const char *const log_formats[] = {"plain", "json", NULL};
-/* Bit i of log.debug is debug_contexts[i]: keep in step with SL_CONFIG_DBG_*.
- */
-static const char *const debug_contexts[] = {"store", "ingest", "http", "mqtt",
-                                             "sync",  "config", NULL};
+/* Bit i of log.debug is debug_contexts[i] (SL_CONFIG_DBG_MAP). */
+static const char *const debug_contexts[] = {
+#define SL__XDBG(id, name) name,
+    SL_CONFIG_DBG_MAP(SL__XDBG)
+#undef SL__XDBG
+        NULL};
 static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
@@ -53,6 +63,15 @@ static const char *const backlog_orders[] = {"oldest_first", "newest_first",
 /* Order of SL_SYNC_TS_* (sync/sync.h). */
 static const char *const record_timestamps[] = {"node", "event",
                                                 "broker_estimate", NULL};
+/* Bound enums are copied as their index (config/bind.c). */
+_Static_assert(SL_CONFIG_SYNC_INTERVAL == (int)SL_STORE_SYNC_INTERVAL &&
+                   SL_CONFIG_SYNC_ALWAYS == (int)SL_STORE_SYNC_ALWAYS,
+               "store.sync names follow sl_store_sync_t");
+_Static_assert(SL_CONFIG_DELIVERY_AT_LEAST_ONCE == 1,
+               "kafka.delivery index is sl_sync_opts_t.at_least_once");
+_Static_assert(SL_SYNC_TS_NODE == 0 && SL_SYNC_TS_EVENT == 1 &&
+                   SL_SYNC_TS_BROKER == 2,
+               "kafka.record_timestamp names follow SL_SYNC_TS_*");
 
 static bool all_chars(const char *s, const char *extra, bool upper) {
   for (; *s; s++) {
@@ -91,34 +110,11 @@ static const char *check_stream_name(const char *s) {
 /* "host:port" or "[v6]:port" with a port in 1..65535 (0 too when
  * allow_zero: listen on a free port), or "" (off). */
 static const char *hostport(const char *s, bool allow_zero) {
-  static const char *const bad = "is not host:port (expected e.g. "
-                                 "127.0.0.1:7000, [::1]:7000, or \"\" for off)";
-  const char *colon, *p;
-  unsigned long port = 0;
-  if (!*s)
+  if (!*s || !sl_hostport_split(s, allow_zero ? SL_HOSTPORT_ANY_PORT : 0, NULL,
+                                0, NULL))
     return NULL;
-  if (*s == '[') {
-    const char *close = strchr(s, ']');
-    if (!close || close == s + 1 || close[1] != ':')
-      return bad;
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (!colon || colon == s || memchr(s, ':', (size_t)(colon - s)))
-      return bad;
-  }
-  for (const char *h = s; h < colon; h++) {
-    if (*h == ' ' || *h == '/')
-      return bad;
-  }
-  if (!colon[1])
-    return bad;
-  for (p = colon + 1; *p; p++) {
-    if (*p < '0' || *p > '9' ||
-        (port = port * 10 + (unsigned)(*p - '0')) > 65535)
-      return bad;
-  }
-  return port || allow_zero ? NULL : bad;
+  return "is not host:port (expected e.g. 127.0.0.1:7000, [::1]:7000, or "
+         "\"\" for off)";
 }
 
 /* An address to connect to: the port must be given. */
@@ -246,7 +242,7 @@ static const sl_cfg_section_t stream_section = {
     .finish = stream_finish,
 };
 
-/* ---- mqtt: subscriptions and fan-out (broker/ingest_mqtt*.c) ---------- */
+/* ---- mqtt: subscriptions and fan-out (ingest/mqtt/) ---------- */
 
 #define MQTT_SUB_OPT(...) OPT_IN(sl_config_mqtt_sub_t, __VA_ARGS__)
 #define MQTT_FAN_OPT(...) OPT_IN(sl_config_mqtt_fanout_t, __VA_ARGS__)
@@ -380,35 +376,35 @@ static const sl_cfg_opt_t root_opts[] = {
         "policy. A budget larger than the filesystem holding node.data_dir "
         "is flagged at start (warning, gauge "
         "sluice_store_budget_exceeds_filesystem).",
-        .min = "1MiB"),
+        .min = "1MiB", BIND(STORE, sl_store_opts_t, budget_bytes)),
     OPT("store.sync", ENUM, store.sync, "always", RESTART,
         "always: fsync every group commit (an ack means durable). interval: "
         "fsync every store.sync_interval, losing at most that much on power "
         "loss (reported in /v1/status).",
-        .enums = sync_modes),
+        .enums = sync_modes, BIND(STORE, sl_store_opts_t, sync)),
     OPT("store.sync_interval", DURATION, store.sync_interval_ms, "100ms",
         RESTART, "Time between fsyncs with store.sync = interval.",
-        .min = "1ms", .max = "1m"),
+        .min = "1ms", .max = "1m",
+        BIND(STORE, sl_store_opts_t, sync_interval_ms)),
     OPT("store.queue_depth", UINT, store.queue_depth, "1024", RESTART,
         "Batches queued from the ingest threads to the writer; a full queue "
         "stops reading from clients.",
-        .min = "1", .max = "1048576"),
-    OPT("store.max_batch_events", UINT, store.max_batch_events, "10000",
-        RESTART, "Largest number of events written in one group commit.",
-        .min = "1", .max = "1000000"),
+        .min = "1", .max = "1048576",
+        BIND(STORE, sl_store_opts_t, queue_depth)),
     OPT("store.encryption_key_file", PATH, store.encryption_key_file, "",
         RESTART,
         "Encryption at rest: file of \"id:64-hex-digit\" AES-256 keys, one "
         "per line; the highest id seals new batches, every listed id opens "
         "old ones (rotate by adding a line). Must be owned by the daemon's "
         "user, mode 0600 or 0400. \"\" = batches are stored in clear "
-        "(docs/STORAGE.md)."),
+        "(docs/STORAGE.md).",
+        BIND(STORE, sl_store_opts_t, key_file)),
     OPT("store.encryption_key_env", STRING, store.encryption_key_env, "",
         RESTART,
         "Encryption at rest: name of an environment variable holding the "
         "keys in the same form (entries separated by spaces, commas or "
         "newlines); instead of store.encryption_key_file.",
-        .check = check_env_name),
+        .check = check_env_name, BIND(STORE, sl_store_opts_t, key_env)),
     OPT("store.accept_new", BOOL, store.accept_new, "false", RESTART,
         "Start on a store whose identity does not match its store.id (an "
         "emptied, replaced or foreign data.mdb), accepting it as the store "
@@ -568,12 +564,12 @@ static const sl_cfg_opt_t root_opts[] = {
     OPT("kafka.brokers", STRING, kafka.brokers, "", RESTART,
         "Bootstrap servers, comma separated (host:port,host:port); required "
         "when kafka.enabled.",
-        .check = check_brokers),
+        .check = check_brokers, BIND(SYNC, sl_sync_opts_t, brokers)),
     OPT("kafka.delivery", ENUM, kafka.delivery, "exactly_once", RESTART,
         "exactly_once: transactional producer with checkpoints; "
         "at_least_once: idempotent producer, for clusters without "
         "transactions.",
-        .enums = deliveries),
+        .enums = deliveries, BIND(SYNC, sl_sync_opts_t, at_least_once)),
     OPT("kafka.ssl_key_location", PATH, kafka.ssl_key_location, "",
         RESTART | SECRET_FILE,
         "Client private key (PEM) for TLS to Kafka; must not be accessible "
@@ -584,30 +580,31 @@ static const sl_cfg_opt_t root_opts[] = {
         "Compacted topic holding each node's per-stream checkpoints "
         "(exactly_once); created if missing (compacted, LogAppendTime: its "
         "delivery reports tell the broker's clock).",
-        .check = check_topic),
+        .check = check_topic, BIND(SYNC, sl_sync_opts_t, checkpoint_topic)),
     OPT("kafka.transactional_id_prefix", STRING, kafka.transactional_id_prefix,
         "sluice-", RESTART,
         "transactional.id is this prefix followed by node.id (and the "
         "same followed by \".1\" for the second producer of "
         "kafka.commit_pipeline): a second daemon with the same node.id "
         "fences the first.",
-        .check = check_topic),
+        .check = check_topic, BIND(SYNC, sl_sync_opts_t, txn_id_prefix)),
     OPT("kafka.dead_letter_stream", STRING, kafka.dead_letter_stream, "",
         RESTART,
         "A configured stream that receives each record Kafka refuses for "
         "good (too large, invalid), with attributes dlq.stream, dlq.offset, "
         "dlq.topic and dlq.reason; it stays on the node (not forwarded). "
         "\"\": refused records are only counted "
-        "(sluice_uplink_dead_lettered_total)."),
+        "(sluice_uplink_dead_lettered_total).",
+        BIND(SYNC, sl_sync_opts_t, dead_letter_stream)),
     OPT("kafka.gap_topic", STRING, kafka.gap_topic, "", RESTART,
         "Topic for gap records; \"\" sends them to the stream's own topic.",
-        .check = check_topic),
+        .check = check_topic, BIND(SYNC, sl_sync_opts_t, gap_topic)),
     OPT("kafka.properties", LIST, kafka.properties, "", RESTART | KV_SECRETS,
         "librdkafka properties passed through as key=value (TLS, SASL, "
         "tuning), applied after sluice's own settings. Only the values of "
         "an allow-list of harmless keys (tuning, timeouts, "
         "security.protocol, sasl.mechanism, file locations; "
-        "broker/config_redact.c) are ever printed; every other value shows "
+        "config/schema/redact.c) are ever printed; every other value shows "
         "as <redacted>, and items are never echoed in errors.",
         .check = check_kv),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
@@ -618,15 +615,16 @@ static const sl_cfg_opt_t root_opts[] = {
         "Without it a partition of under a minute can stall the uplink for "
         "a minute after the link is back (TCP's retransmission backoff). "
         "0: the kernel's and librdkafka's defaults.",
-        .max = "10m"),
+        .max = "10m", BIND(SYNC, sl_sync_opts_t, link_timeout_ms)),
     OPT("kafka.chunk_events", UINT, kafka.chunk_events, "50000", RESTART,
         "Largest number of records in one transaction (chunk).", .min = "1",
-        .max = "10000000"),
+        .max = "10000000", BIND(SYNC, sl_sync_opts_t, chunk_events)),
     OPT("kafka.commit_interval", DURATION, kafka.commit_interval_ms, "100ms",
         RESTART,
         "Longest time a transaction stays open: bounds the delay seen by "
         "read_committed consumers.",
-        .min = "1ms", .max = "10s"),
+        .min = "1ms", .max = "10s",
+        BIND(SYNC, sl_sync_opts_t, commit_interval_ms)),
     OPT("kafka.commit_pipeline", BOOL, kafka.commit_pipeline, "true", RESTART,
         "exactly_once: two transactional producers (transactional.id and "
         "transactional.id + \".1\") take turns, so a transaction commits "
@@ -637,34 +635,38 @@ static const sl_cfg_opt_t root_opts[] = {
         RESTART,
         "librdkafka's queue cap in messages (memory stays flat whatever "
         "the backlog).",
-        .min = "100", .max = "10000000"),
+        .min = "100", .max = "10000000",
+        BIND(SYNC, sl_sync_opts_t, queue_max_messages)),
     OPT("kafka.queue_max_bytes", SIZE, kafka.queue_max_bytes, "8MiB", RESTART,
         "librdkafka's queue cap in bytes.", .min = "1MiB", .max = "2GiB"),
     OPT("kafka.max_record_bytes", SIZE, kafka.max_record_bytes, "1000000",
         RESTART,
         "Events larger than this are dead-lettered (counted) instead of "
         "sent; keep it at or below the broker's message.max.bytes.",
-        .min = "1KiB", .max = "256MiB"),
+        .min = "1KiB", .max = "256MiB",
+        BIND(SYNC, sl_sync_opts_t, max_record_bytes)),
     OPT("kafka.bandwidth_bytes_per_s", SIZE, kafka.bandwidth_bytes_per_s, "0",
         RESTART,
         "Global uplink bandwidth cap in record bytes per second (token "
-        "bucket); 0 = none."),
+        "bucket); 0 = none.",
+        BIND(SYNC, sl_sync_opts_t, bandwidth_bytes_per_s)),
     OPT("kafka.backlog_share", DOUBLE, kafka.backlog_share, "0.5", RESTART,
         "Part of the bandwidth cap the backlog lane may use while the live "
         "lane has data waiting.",
-        .min = "0.01", .max = "1"),
+        .min = "0.01", .max = "1", BIND(SYNC, sl_sync_opts_t, backlog_share)),
     OPT("kafka.backlog_threshold", UINT, kafka.backlog_threshold, "100000",
         RESTART,
         "A stream further behind than this many events is delivered in two "
         "lanes (live: newest, backlog: oldest first); 0 = one lane.",
-        .max = "1000000000000"),
+        .max = "1000000000000", BIND(SYNC, sl_sync_opts_t, backlog_threshold)),
     OPT("kafka.backlog_order", ENUM, kafka.backlog_order, "oldest_first",
         RESTART,
         "Order of the backlog lane: oldest_first, or newest_first (blocks "
         "of 1000 events from the newest down, each block oldest first; a "
         "transaction ends only between blocks). Recent history reaches "
         "Kafka first after an outage.",
-        .enums = backlog_orders),
+        .enums = backlog_orders,
+        BIND(SYNC, sl_sync_opts_t, backlog_newest_first)),
     OPT("kafka.record_timestamp", ENUM, kafka.record_timestamp, "node", RESTART,
         "Kafka timestamp of each record (the event's own time_ns is in the "
         "value whatever this says): node, the node's clock when sent; "
@@ -675,7 +677,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "its clock (INVALID_TIMESTAMP, counted in "
         "sluice_uplink_timestamp_refused_total): broker_estimate keeps a "
         "node whose clock is off delivering (docs/DELIVERY.md \"Clocks\").",
-        .enums = record_timestamps),
+        .enums = record_timestamps,
+        BIND(SYNC, sl_sync_opts_t, record_timestamp)),
 
     OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
         "Subscribe to an MQTT broker and ingest its messages."),

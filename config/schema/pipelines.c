@@ -6,12 +6,14 @@
  * daemon never starts (or reloads) with a pipeline it cannot run.
  */
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/config_int.h"
-#include "ingest/pipes.h"
+#include "config/config_int.h"
+#include "process/process.h"
 
 #define STEP_OPT(n, t, f, d, fl, desc_, ...)                                   \
   {                                                                            \
@@ -119,11 +121,176 @@ static const sl_cfg_section_t step_section = {
     .size = sizeof(sl_config_step_t),
 };
 
+/* ---- config -> process ------------------------------------------------- */
+
+static const struct {
+  const char *name;
+  unsigned bit;
+} agg_names[] = {
+    {"count", SL_PROCESS_AGG_COUNT},   {"sum", SL_PROCESS_AGG_SUM},
+    {"min", SL_PROCESS_AGG_MIN},       {"max", SL_PROCESS_AGG_MAX},
+    {"mean", SL_PROCESS_AGG_MEAN},     {"stddev", SL_PROCESS_AGG_STDDEV},
+    {"first", SL_PROCESS_AGG_FIRST},   {"last", SL_PROCESS_AGG_LAST},
+    {"labels", SL_PROCESS_AGG_LABELS}, {"scores", SL_PROCESS_AGG_SCORES}};
+
+/* Storage for the strings a conversion splits ("k=v" tags). */
+typedef struct convbuf {
+  char tags[SL_PROCESS_STEPS_MAX][256];
+} convbuf_t;
+
+static int step_conf(const sl_config_step_t *s, const char *match_stream,
+                     size_t i, sl_process_step_conf_t *c, convbuf_t *cb,
+                     char *why, size_t len) {
+  int heads = 0;
+  memset(c, 0, sizeof(*c));
+  if (*s->filter) {
+    heads++;
+    c->kind = SL_PROCESS_FILTER;
+    c->expr = s->filter;
+    c->action = (sl_process_action_t)s->action;
+    if (c->action == SL_PROCESS_TAG) {
+      char *eq;
+      snprintf(cb->tags[i], sizeof(cb->tags[i]), "%s", s->tag);
+      if (!(eq = strchr(cb->tags[i], '=')) || eq == cb->tags[i]) {
+        snprintf(why, len, "steps[%zu]: tag must be \"key=value\"", i);
+        return SL_ECONFIG;
+      }
+      *eq = 0;
+      c->tag_key = cb->tags[i];
+      c->tag_value = eq + 1;
+    }
+  }
+  if (*s->deadband) {
+    char *end;
+    heads++;
+    c->kind = SL_PROCESS_DEADBAND;
+    c->deadband = strtod(s->deadband, &end);
+    c->percent = *end == '%';
+    if (end == s->deadband || (*end && strcmp(end, "%")) ||
+        !(c->deadband >= 0) || isinf(c->deadband)) {
+      snprintf(why, len,
+               "steps[%zu]: deadband \"%.40s\" must be a number or a "
+               "percentage such as 2%%",
+               i, s->deadband);
+      return SL_ECONFIG;
+    }
+    c->heartbeat_ns = (int64_t)s->heartbeat_ms * 1000000;
+  }
+  if (s->sample) {
+    heads++;
+    c->kind = SL_PROCESS_SAMPLE;
+    c->every = (uint32_t)s->sample;
+  }
+  if (s->rate_limit) {
+    heads++;
+    c->kind = SL_PROCESS_RATE_LIMIT;
+    c->limit = (uint32_t)s->rate_limit;
+    c->interval_ns = (int64_t)s->interval_ms * 1000000;
+  }
+  if (s->aggregate.n) {
+    heads++;
+    c->kind = SL_PROCESS_AGGREGATE;
+    for (size_t k = 0; k < s->aggregate.n; k++) {
+      size_t j;
+      for (j = 0; j < SL_ARRAY_SIZE(agg_names); j++)
+        if (!strcmp(agg_names[j].name, s->aggregate.v[k]))
+          break;
+      if (j == SL_ARRAY_SIZE(agg_names)) {
+        snprintf(why, len, "steps[%zu]: aggregate: unknown function \"%.40s\"",
+                 i, s->aggregate.v[k]);
+        return SL_ECONFIG;
+      }
+      c->funcs |= agg_names[j].bit;
+    }
+    c->window_ns = (int64_t)s->window_ms * 1000000;
+    c->hop_ns = (int64_t)s->hop_ms * 1000000;
+    c->lateness_ns = (int64_t)s->lateness_ms * 1000000;
+    c->late = (sl_process_late_t)s->late;
+    c->group_by = s->group_by;
+    c->into = s->into;
+    c->keep_raw = s->keep_raw;
+    c->max_keys = (uint32_t)s->max_keys;
+  }
+  if (*s->route) {
+    heads++;
+    c->kind = SL_PROCESS_ROUTE;
+    c->route = !strcmp(s->route, "kafka")  ? SL_PROCESS_ROUTE_KAFKA
+               : !strcmp(s->route, "mqtt") ? SL_PROCESS_ROUTE_MQTT
+                                           : SL_PROCESS_ROUTE_LOCAL;
+    c->stream = s->stream;
+    c->topic = s->topic;
+    c->key = s->key;
+    c->format = (sl_process_format_t)s->format;
+  }
+  if (heads == 1 && *s->route && !strcmp(s->route, "local") && !*s->stream &&
+      !*match_stream) {
+    snprintf(why, len,
+             "steps[%zu]: route local needs a stream, or a match.stream to "
+             "keep on the node",
+             i);
+    return SL_ECONFIG;
+  }
+  if (heads != 1) {
+    snprintf(why, len,
+             "steps[%zu]: a step needs exactly one of filter, deadband, "
+             "sample, rate_limit, aggregate, route (found %d)",
+             i, heads);
+    return SL_ECONFIG;
+  }
+  if (!c->max_keys)
+    c->max_keys = (uint32_t)s->max_keys;
+  return 0;
+}
+
+int sl_config_pipeline_add(sl_process_t *pr, const sl_config_pipeline_t *p,
+                           char *why, size_t len) {
+  sl_process_step_conf_t steps[SL_PROCESS_STEPS_MAX];
+  sl_process_pipeline_conf_t pc = {0};
+  convbuf_t *cb;
+  int rc;
+
+  if (p->steps.n > SL_PROCESS_STEPS_MAX) {
+    snprintf(why, len, "at most %d steps", SL_PROCESS_STEPS_MAX);
+    return SL_ECONFIG;
+  }
+  if (!(cb = calloc(1, sizeof(*cb))))
+    return -ENOMEM;
+  for (size_t i = 0; i < p->steps.n; i++)
+    if ((rc = step_conf(&p->steps.v[i], p->match_stream, i, &steps[i], cb, why,
+                        len)) < 0)
+      goto out;
+  pc.name = p->name;
+  pc.stream = p->match_stream;
+  pc.source = p->match_source;
+  pc.kinds = p->match_kinds;
+  pc.attrs = (const char *const *)p->match_attributes.v;
+  pc.n_attrs = p->match_attributes.n;
+  pc.steps = steps;
+  pc.n_steps = p->steps.n;
+  rc = sl_process_pipeline_add(pr, &pc, why, len);
+out:
+  free(cb);
+  return rc;
+}
+
+static int pipeline_check(const sl_config_pipeline_t *p, char *why,
+                          size_t len) {
+  sl_process_t *pr;
+  int rc;
+  if ((rc = sl_process_new(&pr)) < 0) {
+    snprintf(why, len, "out of memory");
+    return rc;
+  }
+  rc = sl_config_pipeline_add(pr, p, why, len);
+  sl_process_free(pr);
+  return rc < 0 ? SL_ECONFIG : 0;
+}
+
 /* Compiles the pipeline: the same code the daemon runs at start. */
 static void pipeline_finish(void *obj, sl_cfg_errs_t *errs,
                             const char *prefix) {
   char why[512];
-  if (sl_pipeline_check(obj, why, sizeof(why)) < 0)
+  if (pipeline_check(obj, why, sizeof(why)) < 0)
     config__errf(errs, NULL, 0, 0, prefix, "%s", why);
 }
 

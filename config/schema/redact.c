@@ -1,5 +1,5 @@
 /*
- * broker/config_redact.c: which kafka.properties entries may be printed.
+ * config/schema/redact.c: which kafka.properties entries may be printed.
  *
  * An allow-list, not a deny-list of words: librdkafka grows new credential
  * properties (ssl.key.pem, ssl_key, sasl.oauthbearer.config,
@@ -13,7 +13,7 @@
  */
 #include <string.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 static const char *const printable_keys[] = {
     /* Producer tuning. */

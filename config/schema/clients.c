@@ -1,12 +1,12 @@
 /*
  * The credential rows of the config (docs/security/tls.md): the element
  * table of listeners.native.clients and listeners.http.clients, and the
- * checks the TLS and credential rows of broker/config_table.c share.
+ * checks the TLS and credential rows of config/schema/options.c share.
  */
 #include <stddef.h>
 #include <string.h>
 
-#include "broker/config_int.h"
+#include "config/config_int.h"
 
 #define CLIENT_OPT(n, t, f, d, fl, desc_, ...)                                 \
   {                                                                            \
