@@ -5,8 +5,7 @@
  * a private work directory, the config file, starting `sluice run` and
  * reading its ports from the "ready" line, stopping it (a sanitizer report
  * in its log is a failure), its log and /metrics, raw sockets, HTTP and
- * native frames, and
- * the scenario table main() dispatches on.
+ * native frames, and the scenario table main() dispatches on.
  *
  * A program defines its scenarios with SL_SCENARIO(name) { ... } and its
  * main() as `return fixture_main(argc, argv, "ARGS", setup);`; CMake adds
