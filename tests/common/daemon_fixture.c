@@ -400,3 +400,28 @@ void await_metric_ge_every(const char *series, double want, int timeout_ms,
 void await_metric_ge(const char *series, double want, int timeout_ms) {
   await_metric_ge_every(series, want, timeout_ms, 20);
 }
+
+/* ---- the store, read back -------------------------------------------------
+ */
+
+int store_cursor(const char *stream, sl_store_t **st, sl_store_cursor_t **cur) {
+  sl_store_opts_t so;
+  uint32_t id;
+  char err[256];
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(data_dir, &so, st, err, sizeof(err)) == 0,
+        "open store read-only: %s", err);
+  if (sl_store_stream_lookup(*st, stream, &id) != 0) {
+    sl_store_env_close(*st);
+    return -1;
+  }
+  CHECK(sl_store_cursor_open(*st, id, 0, SL_STORE_OFFSET_END, cur) == 0,
+        "cursor on %s", stream);
+  return 0;
+}
+
+void store_cursor_close(sl_store_t *st, sl_store_cursor_t *cur) {
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
+}

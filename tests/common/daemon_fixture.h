@@ -20,8 +20,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "wire/frame.h"
 #include "sluice/v1/native.pb-c.h"
+#include "store/store.h"
+#include "wire/frame.h"
 #include "tests/common/check.h"
 
 /* ---- the run --------------------------------------------------------------
@@ -148,6 +149,16 @@ void await_metric_ge(const char *series, double want, int timeout_ms);
 /* The same, polling every poll_ms (await_metric_ge: 20). */
 void await_metric_ge_every(const char *series, double want, int timeout_ms,
                            int poll_ms);
+
+/* ---- the store, read back -------------------------------------------------
+ */
+
+/* Opens the daemon's store (data_dir) read-only, which works while the
+ * daemon runs, and a cursor over stream from its first offset: 0, or -1
+ * with nothing left open when the stream does not exist. */
+int store_cursor(const char *stream, sl_store_t **st, sl_store_cursor_t **cur);
+/* Closes what store_cursor() opened. */
+void store_cursor_close(sl_store_t *st, sl_store_cursor_t *cur);
 
 /* ---- sockets, HTTP, frames (daemon_fixture_io.c) ---------------------------
  */

@@ -114,26 +114,15 @@ void e2e_read_line(int fd, char *buf, size_t len, int deadline_ms) {
 }
 
 void e2e_read(const char *stream, e2e_events_t *out) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   size_t capb = 16, cape = 256;
   int rc;
 
   memset(out, 0, sizeof(*out));
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store read-only: %s", err);
-  if (sl_store_stream_lookup(st, stream, &id)) {
-    sl_store_env_close(st);
+  if (store_cursor(stream, &st, &cur) < 0)
     return;
-  }
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
-        "cursor");
   out->b = malloc(capb * sizeof(*out->b));
   out->ev = malloc(cape * sizeof(*out->ev));
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
@@ -152,8 +141,7 @@ void e2e_read(const char *stream, e2e_events_t *out) {
     }
   }
   CHECK(rc == SL_ENOTFOUND, "cursor ended with %s", sl_strerror(rc));
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
 }
 
 void e2e_events_free(e2e_events_t *ev) {

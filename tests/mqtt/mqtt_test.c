@@ -92,24 +92,14 @@ static const daemon_opts_t subscribed = {.until = "mqtt subscribed"};
 typedef void (*event_cb)(const Sluice__V1__Event *ev, void *arg);
 
 static uint64_t read_stream(const char *name, event_cb cb, void *arg) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0;
   int rc;
 
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  if (sl_store_stream_lookup(st, name, &id) < 0) {
-    sl_store_env_close(st);
+  if (store_cursor(name, &st, &cur) < 0)
     return 0;
-  }
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
     CHECK(rec.status == 0, "record status %d", rec.status);
     Sluice__V1__EventBatch *b =
@@ -122,8 +112,7 @@ static uint64_t read_stream(const char *name, event_cb cb, void *arg) {
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
   CHECK(rc == SL_ENOTFOUND, "cursor: %s", sl_strerror(rc));
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 

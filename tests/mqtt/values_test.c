@@ -606,20 +606,12 @@ typedef struct gaps {
 } gaps_t;
 
 static uint64_t read_gaps(gaps_t *g) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0;
   int rc;
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  CHECK(sl_store_stream_lookup(st, "readings", &id) == 0, "stream");
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
+  CHECK(store_cursor("readings", &st, &cur) == 0, "stream");
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
     Sluice__V1__EventBatch *b =
         sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
@@ -632,8 +624,7 @@ static uint64_t read_gaps(gaps_t *g) {
     }
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 
