@@ -152,10 +152,12 @@ out:
   }
 }
 
-static void update_pause(sl_mqtt_t *mq) {
+void mqtt__update_pause(sl_mqtt_t *mq) {
   sl_mqtt_link_t *l = &mq->in;
+  if (mq->settle && mq->commits == 0)
+    mq->settle = false; /* the last connection's commits are decided */
   bool paused = mq->stopping || mq->store_full || mq->commits >= MAX_COMMITS ||
-                (mq->unacked > 0 && mq->commits > 0);
+                (mq->unacked > 0 && mq->commits > 0) || mq->settle;
   if (!l->mq)
     return;
   if (paused != l->paused) {
@@ -202,7 +204,7 @@ static void commit_done(sl_done_t *d, int status, uint64_t first_offset) {
   free(c);
   if (mq->have_out)
     mqtt__fanout_poll(mq);
-  update_pause(mq);
+  mqtt__update_pause(mq);
   mqtt__try_finish(mq);
 }
 
@@ -339,7 +341,7 @@ int mqtt__flush(sl_mqtt_t *mq) {
     mqtt__redeliver_failed(mq);
     mqtt__link_abort(&mq->in);
   }
-  update_pause(mq);
+  mqtt__update_pause(mq);
   return rc < 0 ? rc : 0;
 }
 

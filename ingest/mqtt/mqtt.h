@@ -142,6 +142,9 @@ bool mqtt__utf8_ok(const char *s, size_t len);
 
 /* Appends one received message (already mapped and decoded) to the batch
  * being built. Called from on_message. */
+/* Pauses or resumes reading the ingest link from the state of the burst
+ * and the commits (acks.c). */
+void mqtt__update_pause(sl_mqtt_t *mq);
 void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg);
 /* Submits what the burst built. Returns 0, or SL_EBACKPRESSURE when the
  * writer queue is full (the batch stays, reading pauses). */
@@ -244,8 +247,13 @@ struct sl_mqtt {
   uint32_t built_qos1;       /* QoS 1 messages in sb[] (ingest link gen) */
   uint64_t unacked;          /* QoS 1 messages read, commit not durable */
   unsigned commits;          /* groups submitted, not completed */
-  bool store_full;           /* the last submit met a full writer queue */
-  uint64_t durable_ns;       /* when unacked last reached 0, for latency */
+  /* A new connection of the ingest link reads nothing until the commits
+   * of the previous one completed: the broker resends what it did not see
+   * acknowledged, and a resend must meet a durable record to be known for
+   * one (ingest/mqtt/redeliver.c). */
+  bool settle;
+  bool store_full;     /* the last submit met a full writer queue */
+  uint64_t durable_ns; /* when unacked last reached 0, for latency */
 
   mqtt_redeliver_t *rd; /* redeliveries already stored */
   sl_sp_t *sp;          /* Sparkplug state */

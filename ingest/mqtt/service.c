@@ -18,6 +18,14 @@ static void ingest_on_active(sl_mqtt_link_t *l, bool session_present) {
   sl_mqtt_t *mq = l->mq;
   char **filters;
   mqtt__redeliver_connected(mq, session_present);
+  /* Commits of the last connection still in flight: the broker may resend
+   * their messages first thing, and a resend is recognised only against a
+   * durable record. Read once they are decided (a failed one's messages
+   * are then stored from the resend). */
+  if (mq->commits > 0) {
+    mq->settle = true;
+    mqtt__update_pause(mq);
+  }
   /* Subscribe every time: cheap, and needed when the broker lost the
    * session (expired, or a broker without persistence restarted). One
    * SUBSCRIBE per QoS. */
