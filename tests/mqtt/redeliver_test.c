@@ -33,14 +33,15 @@
 
 #include "sluice/v1/event.pb-c.h"
 #include "tests/common/daemon_fixture.h"
+#include "tests/mqtt/private_mosquitto.h"
 
 #define ROUNDS 6       /* restart + kill -9 rounds */
 #define PER_ROUND 4000 /* ids queued per round */
 #define TOTAL (ROUNDS * PER_ROUND + PER_ROUND)
 
-static const char *mosq_sh, *kafka;
+static const char *kafka;
 static int mqtt_port;
-static char mosq_dir[300], prefix[64];
+static char prefix[64];
 static int seen[TOTAL];
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -52,29 +53,6 @@ static int sh(const char *fmt, ...) {
   vsnprintf(cmd, sizeof(cmd), fmt, ap);
   va_end(ap);
   return system(cmd);
-}
-
-static void mosq(const char *verb) {
-  CHECK(sh("SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir, mosq_sh, verb) == 0,
-        "mosquitto.sh %s", verb);
-}
-
-/* The private broker goes when a check fails (fixture_on_fail). */
-static void mosq_stop_quiet(void) {
-  if (sh("SLUICE_MOSQUITTO_DIR=%s %s stop", mosq_dir, mosq_sh) < 0)
-    perror("system");
-}
-
-/* Starts the private broker; its port in mqtt_port. */
-static void mosq_start(void) {
-  char portfile[400];
-  FILE *pf;
-  mosq("start");
-  mosq("wait-ready");
-  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
-  CHECK((pf = fopen(portfile, "r")) && fscanf(pf, "%d", &mqtt_port) == 1,
-        "mosquitto port");
-  fclose(pf);
 }
 
 /* The daemon (log appended) ready and subscribed. */
@@ -293,7 +271,7 @@ static void write_config_ids(const char *topic) {
 SL_SCENARIO(redeliver) {
   char topic[128];
   snprintf(topic, sizeof(topic), "%s-ids", prefix);
-  mosq_start();
+  mqtt_port = private_mosq_start();
   write_config_ids(topic);
   daemon_start(&subscribed); /* creates the persistent session */
   double redelivered = 0;
@@ -304,7 +282,7 @@ SL_SCENARIO(redeliver) {
     daemon_start(&subscribed);
     /* Mid-drain: the broker goes down with PUBACKs in flight... */
     await_events(PER_ROUND / 8, 30000);
-    mosq("restart");
+    private_mosq("restart");
     /* ...and sluice dies with committed messages not yet acknowledged. */
     await_events(PER_ROUND / 2, 30000);
     redelivered += redelivered_now();
@@ -316,7 +294,7 @@ SL_SCENARIO(redeliver) {
   redelivered += redelivered_now();
   int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
-  mosq("stop");
+  private_mosq("stop");
   int missing = 0, dups = 0, unacked = 0;
   for (int i = 0; i < TOTAL; i++) {
     missing += seen[i] == 0 && broker_acked[i];
@@ -395,7 +373,7 @@ SL_SCENARIO(dedupe) {
   int counts[100] = {0};
   char line[512];
   FILE *p;
-  mosq_start();
+  mqtt_port = private_mosq_start();
   write_config_dedupe();
   daemon_start(&subscribed);
   uint64_t t0 = now_ms();
@@ -422,7 +400,7 @@ SL_SCENARIO(dedupe) {
         metric(DUPS));
   int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
-  mosq("stop");
+  private_mosq("stop");
   snprintf(line, sizeof(line), "%s store dump -d %s --stream readings",
            sluice_bin, data_dir);
   CHECK((p = popen(line, "r")), "store dump");
@@ -448,7 +426,6 @@ SL_SCENARIO(dedupe) {
 static int setup(int argc, char **argv) {
   (void)argc;
   int dedupe = !strcmp(fixture_scenario, "dedupe");
-  mosq_sh = argv[2];
   kafka = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
   if (dedupe && system("curl --version >/dev/null") != 0) {
     printf("SKIP: no curl\n");
@@ -460,9 +437,9 @@ static int setup(int argc, char **argv) {
         "SKIP: no harness Kafka or no mosquitto (run under scripts/harness)\n");
     return 77;
   }
-  snprintf(mosq_dir, sizeof(mosq_dir), "%s/mosquitto", dir);
+  private_mosq_init(argv[2], "mosquitto");
   snprintf(prefix, sizeof(prefix), "rd%d-%ld", (int)getpid(), (long)time(NULL));
-  fixture_on_fail = mosq_stop_quiet;
+  fixture_on_fail = private_mosq_stop_quiet;
   mosquitto_lib_init();
   return 0;
 }
