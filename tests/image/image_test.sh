@@ -11,8 +11,9 @@
 #      only the state directory writable (a copy of the image's own
 #      /var/lib/sluice, so its 1001:0 g=u ownership is what makes it
 #      writable), in a private mount namespace: `sluice check-config` on the
-#      image's default config, then the daemon (ports from its ready line)
-#      answering /healthz and /readyz, refusing POST /v1/reload without a
+#      image's default config, then the daemon (ports from its ready line;
+#      admin on 0.0.0.0 as in the image) answering /healthz (also on the
+#      machine's own address) and /readyz, refusing POST /v1/reload without a
 #      credential, storing one HTTP event, stopping on SIGTERM with status 0,
 #      and after a restart (a new namespace on the same state) reporting the
 #      event in /v1/status; `sluice store dump` in the image shows it.
@@ -82,6 +83,8 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
+# Working containers a killed run (ctest timeout) left behind.
+"${BA[@]}" rm --all >/dev/null 2>&1 || true
 ctr=$("${BA[@]}" from --pull-never "localhost/sluice:$TAG")
 MNT=$("${BA[@]}" mount "$ctr")
 mkdir "$W/root"
@@ -126,7 +129,7 @@ sluice_cmd -- check-config -c /etc/sluice/sluice.yaml
 
 ADMIN= HTTP=
 start() { # start LOG: the daemon in the background; sets pid, ADMIN, HTTP
-  sluice_cmd SLUICE_NODE_ID=image-test SLUICE_ADMIN_ADDRESS=127.0.0.1:0 \
+  sluice_cmd SLUICE_NODE_ID=image-test SLUICE_ADMIN_ADDRESS=0.0.0.0:0 \
     SLUICE_LISTENERS_HTTP_ADDRESS=127.0.0.1:0 \
     SLUICE_LISTENERS_NATIVE_TCP=127.0.0.1:0 -- run -c /etc/sluice/sluice.yaml
   "${CMD[@]}" >"$1" 2>&1 &
@@ -172,6 +175,12 @@ code() { curl -s -o "$W/body" -w '%{http_code}' --max-time 10 "$@"; }
 step "run 1"
 start "$W/run1.log"
 [[ $(code "http://127.0.0.1:$ADMIN/healthz") == 200 ]] || fail "/healthz"
+# The admin server binds every interface as the image's config does (probes
+# come to the pod IP): reachable on this machine's first non-loopback address.
+IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+if [[ -n $IP ]]; then
+  [[ $(code "http://$IP:$ADMIN/healthz") == 200 ]] || fail "/healthz on $IP"
+fi
 deadline=$(( $(date +%s) + 20 ))
 until [[ $(code "http://127.0.0.1:$ADMIN/readyz") == 200 ]]; do
   (( $(date +%s) < deadline )) || fail "/readyz not 200 in 20 s: $(cat "$W/body")"
