@@ -18,7 +18,7 @@ PACKAGES=(
   # daemon_store_clock test (issue 26)
   faketime
   # the container image: make image, tests/image (docs/deploy/image.md)
-  buildah skopeo
+  buildah skopeo ca-certificates
 )
 
 missing=()

@@ -34,6 +34,8 @@ for t in buildah skopeo ldd strip sha256sum; do
 done
 [[ $(id -u) -eq 0 ]] || die "needs root (buildah vfs storage, chroot isolation)"
 for b in "${BINS[@]}"; do [[ -x $b ]] || die "$b missing: run make build first"; done
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] ||
+  die "/etc/ssl/certs/ca-certificates.crt missing (Debian package ca-certificates)"
 
 VERSION=$("$BUILD/daemon/sluice" version | awk '{print $2}')
 TAG=${TAG:-$VERSION}

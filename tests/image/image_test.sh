@@ -10,7 +10,8 @@
 #      random UID with GID 0 and no capabilities, the root mounted read-only,
 #      only the state directory writable (a copy of the image's own
 #      /var/lib/sluice, so its 1001:0 g=u ownership is what makes it
-#      writable), in a private mount namespace: `sluice check-config` on the
+#      writable), in a private mount namespace: the connectors' --help (their
+#      libraries resolve in the image), `sluice check-config` on the
 #      image's default config, then the daemon (ports from its ready line;
 #      admin on 0.0.0.0 as in the image) answering /healthz (also on the
 #      machine's own address) and /readyz, refusing POST /v1/reload without a
@@ -111,18 +112,29 @@ mount -t tmpfs -o mode=0755,size=64k tmpfs "$r/dev"
 for d in null zero random urandom; do
   : >"$r/dev/$d"; mount --bind "/dev/$d" "$r/dev/$d"
 done
-exec chroot --userspec="$uid:0" "$r" /usr/bin/sluice "$@"'
+exec chroot --userspec="$uid:0" "$r" "$@"'
 # The command line in CMD (a simple command started with & is exec'd, so
 # $! is the daemon's pid: env, unshare, bash and chroot each exec the next).
-sluice_cmd() { # sluice_cmd [VAR=VALUE...] -- ARGS...
+img_cmd() { # img_cmd [VAR=VALUE...] -- PROGRAM ARGS...
   CMD=(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin)
   while [[ $1 != -- ]]; do CMD+=("$1"); shift; done
   shift
   CMD+=(unshare --mount --propagation private bash -c "$INNER" inner
         "$W/root" "$MNT" "$W/state" "$RUID" "$@")
 }
+sluice_cmd() { # sluice_cmd [VAR=VALUE...] -- ARGS...: /usr/bin/sluice ARGS
+  local envs=()
+  while [[ $1 != -- ]]; do envs+=("$1"); shift; done
+  shift
+  img_cmd "${envs[@]}" -- /usr/bin/sluice "$@"
+}
 
 step "check-config"
+# Every program in the image finds its libraries there (and nothing else).
+for p in sluice-sim sluice-modbus; do
+  img_cmd -- "/usr/bin/$p" --help
+  "${CMD[@]}" >"$W/$p.log" 2>&1 || { cat "$W/$p.log"; fail "$p --help in the image"; }
+done
 sluice_cmd -- check-config -c /etc/sluice/sluice.yaml
 "${CMD[@]}" >"$W/check.log" 2>&1 ||
   { cat "$W/check.log"; fail "check-config of the image's default config"; }
@@ -177,7 +189,7 @@ start "$W/run1.log"
 [[ $(code "http://127.0.0.1:$ADMIN/healthz") == 200 ]] || fail "/healthz"
 # The admin server binds every interface as the image's config does (probes
 # come to the pod IP): reachable on this machine's first non-loopback address.
-IP=$(hostname -I 2>/dev/null | awk '{print $1}')
+IP=$({ hostname -I 2>/dev/null || true; } | awk '{print $1}')
 if [[ -n $IP ]]; then
   [[ $(code "http://$IP:$ADMIN/healthz") == 200 ]] || fail "/healthz on $IP"
 fi
