@@ -6,7 +6,9 @@
 #      --config`: user 1001:0, entrypoint and command, SIGTERM, a state
 #      volume, no port below 1024, the OCI labels (version = `sluice version`,
 #      revision = git HEAD);
-#   3. runs inside its root file system the way restricted-v2 runs it: a
+#   3. no file writable by group 0 or others but /var/lib/sluice and /tmp,
+#      none setuid/setgid;
+#   4. runs inside its root file system the way restricted-v2 runs it: a
 #      random UID with GID 0 and no capabilities, the root mounted read-only,
 #      only the state directory writable (a copy of the image's own
 #      /var/lib/sluice, so its 1001:0 g=u ownership is what makes it
@@ -94,6 +96,11 @@ mkdir "$W/root"
 cp -a "$MNT/var/lib/sluice" "$W/state"
 [[ $(stat -c '%u:%g %A' "$W/state") == "1001:0 drwxrwx---" ]] ||
   fail "image /var/lib/sluice is $(stat -c '%u:%g %A' "$W/state"), want 1001:0 drwxrwx---"
+# Group 0 is the running group: no file of the image but the state
+# directory (and /tmp) may be writable by it or by others, none setuid/setgid.
+bad=$(cd "$MNT" && find . ! -type l \( -perm -g+w -o -perm -o+w -o -perm /6000 \) \
+  ! -path ./var/lib/sluice ! -path ./tmp | head -5)
+[[ -z $bad ]] || fail "writable by group 0 or others, or set-id, in the image: $bad"
 # A UID from the top of OpenShift's ranges (1000000000 + ...), never 1001.
 RUID=$((1000000000 + (RANDOM << 15 | RANDOM) % 100000000))
 echo "running as uid $RUID gid 0, read-only root"
