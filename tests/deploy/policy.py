@@ -279,10 +279,11 @@ def main(argv):
     for path in argv:
         with open(path, encoding="utf-8") as f:
             docs = list(yaml.safe_load_all(f))
-        for where, rule, why in Checker().check(docs):
+        found = Checker().check(docs)
+        for where, rule, why in found:
             print(f"{path}: {where}: {rule}: {why}")
-            failed = True
-        if not failed:
+        failed = failed or bool(found)
+        if not found:
             print(f"{path}: ok ({len([d for d in docs if d])} objects)")
     return 1 if failed else 0
 
