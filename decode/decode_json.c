@@ -135,8 +135,7 @@ static int text_add(body_t *b, const tok_t *t, uint32_t *off, uint32_t *len) {
 
 static void parse_value(body_t *b, tok_t *t, uint32_t idx);
 
-static void link_child(body_t *b, uint32_t parent, uint32_t *last,
-                       uint32_t c) {
+static void link_child(body_t *b, uint32_t parent, uint32_t *last, uint32_t c) {
   if (*last)
     N(b, *last)->next = c;
   else
@@ -304,7 +303,7 @@ static int index_keys(body_t *b, uint32_t o, const char *const *allowed,
   for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next) {
     const char *key = TXT(b, N(b, c)->key);
     size_t k = 0;
-    while (allowed[k] && strcmp(allowed[k], key))
+    while (allowed[k] && (allowed[k][0] != key[0] || strcmp(allowed[k], key)))
       k++;
     if (!allowed[k])
       return bad(e, el, "unknown key \"%.40s\" in %s", key, what);
@@ -432,8 +431,8 @@ static int decode_inference(body_t *b, uint32_t o, Sluice__V1__Inference *inf,
   if ((rc = index_keys(b, o, keys, k, "inference", e, el)) < 0)
     return rc;
   if ((rc = opt_string(b, k[I_MODEL], "model", &inf->model, e, el)) < 0 ||
-      (rc = opt_string(b, k[I_VERSION], "model_version", &inf->model_version,
-                       e, el)) < 0)
+      (rc = opt_string(b, k[I_VERSION], "model_version", &inf->model_version, e,
+                       el)) < 0)
     return rc;
   if (!inf->model || !*inf->model)
     return bad(e, el, "\"inference.model\" is required");
@@ -481,8 +480,8 @@ static int decode_inference(body_t *b, uint32_t o, Sluice__V1__Inference *inf,
           (rc = get_number(b, c, "w", &bx->w, e, el)) < 0 ||
           (rc = get_number(b, c, "h", &bx->h, e, el)) < 0 ||
           (rc = get_number(b, c, "score", &bx->score, e, el)) < 0 ||
-          (rc = opt_string(b, get(b, c, "label"), "label", &bx->label, e,
-                           el)) < 0)
+          (rc = opt_string(b, get(b, c, "label"), "label", &bx->label, e, el)) <
+              0)
         return rc;
       b->ptrs[np + i] = bx;
     }
@@ -502,8 +501,7 @@ static int decode_raw(body_t *b, uint32_t o, Sluice__V1__Raw *raw, char *e,
   if (!IS(b, o, T_LBRACE))
     return bad(e, el, "\"raw\" must be an object");
   if ((rc = index_keys(b, o, keys, k, "raw", e, el)) < 0 ||
-      (rc = opt_string(b, k[1], "content_type", &raw->content_type, e, el)) <
-          0)
+      (rc = opt_string(b, k[1], "content_type", &raw->content_type, e, el)) < 0)
     return rc;
   d = k[0];
   if (!IS(b, d, T_STRING))
@@ -607,7 +605,8 @@ static int decode_event(body_t *b, int64_t def_time, sl_json_batch_t *jb,
   v = k[K_SOURCE];
   if (!IS(b, v, T_STRING) || N(b, v)->slen == 0 ||
       N(b, v)->slen > MAX_SOURCE_BYTES)
-    return bad(e, el, "\"source\" must be a non-empty string of at most %d bytes",
+    return bad(e, el,
+               "\"source\" must be a non-empty string of at most %d bytes",
                MAX_SOURCE_BYTES);
   ev.source = (char *)TXT(b, N(b, v)->str);
   if ((rc = get_time(b, k[K_TIME_NS], k[K_TIME], def_time, &ev.time_ns, e,
@@ -656,7 +655,8 @@ static int decode_event(body_t *b, int64_t def_time, sl_json_batch_t *jb,
   if ((v = k[K_ATTRIBUTES])) {
     size_t n = IS(b, v, T_LBRACE) ? N(b, v)->n : 0, i = 0;
     if (!IS(b, v, T_LBRACE) || n > MAX_LIST)
-      return bad(e, el, "\"attributes\" must be an object of at most %d strings",
+      return bad(e, el,
+                 "\"attributes\" must be an object of at most %d strings",
                  MAX_LIST);
     if (room(&b->attrs, &b->capattrs, n, sizeof(*b->attrs)) < 0 ||
         room(&b->ptrs, &b->capptrs, PTRS, sizeof(*b->ptrs)) < 0)
@@ -716,8 +716,10 @@ static void body_close(body_t *b) {
 
 static size_t newlines(const unsigned char *p, const unsigned char *e) {
   size_t n = 0;
-  for (; p < e; p++)
-    n += *p == '\n';
+  while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
+    n++;
+    p++;
+  }
   return n;
 }
 
@@ -792,8 +794,8 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
   sl_json_batch_reset(jb);
   for (;;) {
     /* Skip whitespace between values, counting lines. */
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' ||
-                             *s->p == '\n')) {
+    while (s->p < s->end &&
+           (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n')) {
       if (*s->p == '\n')
         line++;
       s->p++;
@@ -892,4 +894,3 @@ int sl_json_batch_add_client(sl_json_batch_t *jb, void *evp, char *why,
   sl_ingest_mark_undo(&mark);
   return rc;
 }
-

@@ -77,7 +77,8 @@ const unsigned char *json__key_bytes(const scan_t *s, const jkey_t *k) {
 }
 
 static bool key_eq(const scan_t *s, const jkey_t *a, const jkey_t *b) {
-  return a->len == b->len && !memcmp(json__key_bytes(s, a), json__key_bytes(s, b), a->len);
+  return a->len == b->len &&
+         !memcmp(json__key_bytes(s, a), json__key_bytes(s, b), a->len);
 }
 
 /* The duplicate check of one object: linear while small, then a hash
@@ -106,10 +107,12 @@ static int keyset_add(scan_t *s, json_keyset_t *ks) {
     if (n + 1 < LINEAR_KEYS)
       return 0;
   }
-  s->keys[idx].hash = key_hash(json__key_bytes(s, &s->keys[idx]), s->keys[idx].len);
+  s->keys[idx].hash =
+      key_hash(json__key_bytes(s, &s->keys[idx]), s->keys[idx].len);
   if (!ks->tab)
     for (size_t i = ks->first; i < idx; i++)
-      s->keys[i].hash = key_hash(json__key_bytes(s, &s->keys[i]), s->keys[i].len);
+      s->keys[i].hash =
+          key_hash(json__key_bytes(s, &s->keys[i]), s->keys[i].len);
   if (!ks->tab || (n + 1) * 2 > ks->cap) {
     size_t cap = ks->cap ? ks->cap * 2 : 4 * LINEAR_KEYS;
     uint32_t *tab = calloc(cap, sizeof(*tab));
@@ -154,7 +157,6 @@ int json__key_push(scan_t *s, const tok_t *t, json_keyset_t *ks) {
   s->nkeys++;
   return keyset_add(s, ks);
 }
-
 
 /* ---- lexer --------------------------------------------------------------
  */

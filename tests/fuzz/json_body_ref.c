@@ -519,8 +519,8 @@ int json_body_compare(const uint8_t *data, size_t size, char *why,
       a.rules = b.rules = r ? &rules : NULL;
       int rca = sl_json_decode_body((const char *)data, size, 42, max, &a, ea,
                                     sizeof(ea));
-      int rcb = json_body_ref((const char *)data, size, 42, max, &b, eb,
-                              sizeof(eb));
+      int rcb =
+          json_body_ref((const char *)data, size, 42, max, &b, eb, sizeof(eb));
       size_t ka = msg_key(ea), kb = msg_key(eb);
       int same = rca == rcb && a.count == b.count && a.buf.len == b.buf.len &&
                  !memcmp(a.buf.data, b.buf.data, a.buf.len) &&

@@ -86,7 +86,8 @@ static const char *const cases[] = {
     "\"boxes\":[{\"x\":1,\"y\":2,\"w\":3,\"h\":4,\"score\":1,\"label\":\"c\"},"
     "{}]},\"attributes\":{\"a\":\"1\",\"b\":\"2\"}}",
     "{\"source\":\"s\",\"inference\":{\"model\":\"m\",\"labels\":[1]}}",
-    "{\"source\":\"s\",\"inference\":{\"model\":\"m\",\"boxes\":[{\"x\":\"1\"}]}}",
+    "{\"source\":\"s\",\"inference\":{\"model\":\"m\",\"boxes\":[{\"x\":\"1\"}]"
+    "}}",
     "{\"source\":\"s\",\"inference\":{\"model\":\"m\",\"latency_us\":-1}}",
     "{\"source\":\"s\",\"inference\":{\"model\":\"\"}}",
     "{\"source\":\"s\",\"inference\":[]}",
@@ -148,11 +149,11 @@ static void test_agree_big(void **state) {
   }
   /* 300 attributes, then the same with a duplicate key at the end. */
   for (int dup = 0; dup < 2; dup++) {
-    n = (size_t)snprintf(b, cap, "{\"source\":\"s\",\"value\":1,"
-                                 "\"attributes\":{");
+    n = (size_t)snprintf(b, cap,
+                         "{\"source\":\"s\",\"value\":1,"
+                         "\"attributes\":{");
     for (int i = 0; i < 300; i++)
-      n += (size_t)snprintf(b + n, cap - n, "%s\"k%d\":\"v\"", i ? "," : "",
-                            i);
+      n += (size_t)snprintf(b + n, cap - n, "%s\"k%d\":\"v\"", i ? "," : "", i);
     n += (size_t)snprintf(b + n, cap - n, "%s}}", dup ? ",\"k7\":\"w\"" : "");
     if (json_body_compare((uint8_t *)b, n, why, sizeof(why)) < 0) {
       fprintf(stderr, "attributes dup %d: %s\n", dup, why);
