@@ -14,6 +14,7 @@
  * value wins over an event error in it. Unknown keys are rejected: a typo
  * in "vaule" must not silently turn a reading into nothing.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -723,6 +724,38 @@ static size_t newlines(const unsigned char *p, const unsigned char *e) {
   return n;
 }
 
+/* Where jansson's lexer stood for an error in the string escape at at: it
+ * checks escapes as it reads (up to the first byte that is not hex after
+ * \u, which it has read: a newline there counts) and surrogate pairs only
+ * once the string is complete. The scanner stops at the backslash. */
+static size_t jansson_escape_end(const unsigned char *p, size_t len,
+                                 size_t at) {
+  for (size_t j = at; j < len;) {
+    if (p[j] == '"' || p[j] < 0x20)
+      return at;
+    if (p[j] != '\\') {
+      j++;
+      continue;
+    }
+    size_t k = j + 1;
+    if (k >= len)
+      return len;
+    if (p[k] == 'u') {
+      for (k++; k < len && k < j + 6 && isxdigit(p[k]); k++)
+        ;
+      if (k == j + 6) {
+        j = k;
+        continue;
+      }
+      return k < len ? k + 1 : len;
+    }
+    if (!strchr("\"\\/bfnrt", p[k]) || !p[k])
+      return k + 1;
+    j = k + 1;
+  }
+  return at;
+}
+
 /* The syntax error the scanner recorded in msg ("invalid JSON at byte N:
  * text"), as "line L: invalid JSON: text" where L counts from the value
  * that starts at start on line line. */
@@ -736,8 +769,12 @@ static int syntax_error(body_t *b, const unsigned char *start, size_t line,
   }
   if (sscanf(msg, "invalid JSON at byte %zu: %n", &at, &n) < 1 || n <= 0)
     n = 0;
-  if (at > (size_t)(b->s.end - b->s.base))
-    at = (size_t)(b->s.end - b->s.base);
+  size_t len = (size_t)(b->s.end - b->s.base);
+  if (at > len)
+    at = len;
+  if (!strncmp(msg + n, "invalid escape", 14) ||
+      !strncmp(msg + n, "invalid Unicode surrogate", 25))
+    at = jansson_escape_end(b->s.base, len, at);
   line += newlines(start, b->s.base + at);
   return bad(errstr, errlen, "line %zu: invalid JSON: %s", line, msg + n);
 }

@@ -113,6 +113,11 @@ static const char *const cases[] = {
     "\n{\"source\":\"s\",\"value\":-}",
     "\n{\"source\":\"s\",\"value\":1.}",
     "\n{\"source\":\"s\",\"value\":tru}",
+    /* jansson counts a newline it read inside a bad escape. */
+    "{\"source\":\"s\\\n\"}",
+    "{\"source\":\"s\\ud8\n{\"source\"",
+    "{\"source\":\"s\\u\n\"}",
+    "{\"source\":\"s\\ud800\\u\n\"}",
 };
 
 static void test_agree(void **state) {
