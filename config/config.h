@@ -254,6 +254,9 @@ typedef struct sl_config {
     char *token_sha256;  /* hex SHA-256 of the admin token, "" = none */
   } admin;
   struct {
+    bool watch; /* reload when the config file's directory changes */
+  } reload;
+  struct {
     uint64_t max_frame_bytes;
     uint64_t max_connections;
     uint64_t max_batch_events;

@@ -551,6 +551,14 @@ static const sl_cfg_opt_t root_opts[] = {
         "native error, HTTP 400, an MQTT dead letter).",
         .enums = future_policies),
 
+    OPT("reload.watch", BOOL, reload.watch, "false", RESTART,
+        "Reload the config (as SIGHUP does: a broken file is refused and the "
+        "running config stays) when the directory holding the config file "
+        "changes: an edit, a rename over the file, or a Kubernetes ConfigMap "
+        "update (the ..data symlink swap). Events are debounced (500 ms); a "
+        "file with the running config's SHA-256 is left alone. Meant for "
+        "ConfigMap mounts; under systemd use ExecReload (SIGHUP)."),
+
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),
     OPT("log.format", ENUM, log.format, "plain", RELOAD,
