@@ -35,8 +35,8 @@ static int mqtt_port;
 
 static void mosq(const char *verb) {
   char cmd[1200];
-  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir, mosq_sh,
-           verb);
+  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir,
+           mosq_sh, verb);
   CHECK(system(cmd) == 0, "mosquitto.sh %s", verb);
 }
 
@@ -85,7 +85,8 @@ static void publish_ids(int n) {
   }
   while (acked < n && now_ms() < deadline)
     usleep(2000); /* polling a counter, with a deadline */
-  CHECK(acked == n, "publisher: %d of %d acknowledged by the broker", acked, n);
+  CHECK(acked == n, "publisher: %d of %d acknowledged by the broker", acked,
+        n);
   mosquitto_disconnect(m);
   mosquitto_loop_stop(m, false);
   mosquitto_destroy(m);
@@ -106,7 +107,8 @@ SL_SCENARIO(settle) {
   CHECK((pf = fopen(portfile, "r")) && fscanf(pf, "%d", &mqtt_port) == 1,
         "mosquitto port");
   fclose(pf);
-  write_config_streams("  - name: readings\n", "");
+  write_config_streams(
+      "  - name: readings\n", "");
   char mqtt[1024];
   snprintf(mqtt, sizeof(mqtt),
            "store:\n  sync: always\n"
