@@ -92,8 +92,7 @@ static char *read_token(const char *file) {
   if (file) {
     FILE *f = fopen(file, "r");
     if (!f) {
-      fprintf(stderr, "sluice ctl: token file %s: %s\n", file,
-              strerror(errno));
+      fprintf(stderr, "sluice ctl: token file %s: %s\n", file, strerror(errno));
       return NULL;
     }
     n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -216,8 +215,8 @@ static int cmd_status(const sl_ctl_target_t *t) {
   free(body);
   rst = get(t, "/readyz", &ready, 0);
   trim(ready);
-  printf("ready: %s%s%s\n", rst == 200 ? "yes" : "no",
-         rst == 200 ? "" : " - ", rst == 200 || !ready ? "" : ready);
+  printf("ready: %s%s%s\n", rst == 200 ? "yes" : "no", rst == 200 ? "" : " - ",
+         rst == 200 || !ready ? "" : ready);
   free(ready);
   return rst < 0 ? CTL_UNREACHABLE : rst == 200 ? CTL_OK : CTL_NOT_READY;
 }
@@ -322,8 +321,7 @@ static int cmd_reload(const sl_ctl_target_t *t, const char *cfg_path,
       healthy = get(t, "/healthz", &b, 1);
       free(b);
       if (*want && strcmp(s.sha, want))
-        snprintf(why, sizeof(why), "the running config is not %.12s yet",
-                 want);
+        snprintf(why, sizeof(why), "the running config is not %.12s yet", want);
       else if (ready == 200 && healthy == 200) {
         printf("reloaded: config generation %lld (sha256 %.12s), ready and "
                "healthy\n",
@@ -336,8 +334,7 @@ static int cmd_reload(const sl_ctl_target_t *t, const char *cfg_path,
       break;
     usleep(200000);
   }
-  fprintf(stderr, "sluice ctl: not healthy within %lld ms: %s\n", wait_ms,
-          why);
+  fprintf(stderr, "sluice ctl: not healthy within %lld ms: %s\n", wait_ms, why);
   return CTL_UNHEALTHY;
 }
 
@@ -379,8 +376,8 @@ int sl_cmd_ctl(int argc, char **argv) {
   if (!admin)
     admin = getenv("SLUICE_ADMIN_URL");
   if (!cfg_path && !admin)
-    cfg_path = getenv("SLUICE_CONFIG") ? getenv("SLUICE_CONFIG")
-                                       : CTL_DEFAULT_CONFIG;
+    cfg_path =
+        getenv("SLUICE_CONFIG") ? getenv("SLUICE_CONFIG") : CTL_DEFAULT_CONFIG;
   if (admin) {
     if (parse_url(admin, &t) < 0) {
       fprintf(stderr, "sluice ctl: --admin wants http[s]://HOST:PORT\n");

@@ -40,7 +40,7 @@ struct sl_cfgwatch {
   pthread_mutex_t lock; /* the identity below (the admin thread reads it) */
   char sha[65];         /* applied */
   uint64_t generation;
-  int64_t applied_ns; /* wall clock */
+  int64_t applied_ns;   /* wall clock */
   char last_result[16]; /* "", "applied", "refused" */
   char last_sha[65];
   int64_t last_ns;

@@ -47,8 +47,7 @@ static int dial(const sl_ctl_target_t *t, char *err, size_t errlen) {
       p.fd = fd;
       p.events = POLLOUT;
       rc = poll(&p, 1, t->timeout_ms);
-      if (rc == 1 && !getsockopt(fd, SOL_SOCKET, SO_ERROR, &last, &sl) &&
-          !last)
+      if (rc == 1 && !getsockopt(fd, SOL_SOCKET, SO_ERROR, &last, &sl) && !last)
         rc = 0;
       else {
         if (rc == 0)
@@ -142,8 +141,8 @@ fail:
   return NULL;
 }
 
-int sl_ctl_http(const sl_ctl_target_t *t, const char *method,
-                const char *path, char **body, char *err, size_t errlen) {
+int sl_ctl_http(const sl_ctl_target_t *t, const char *method, const char *path,
+                char **body, char *err, size_t errlen) {
   char req[1024], *buf = NULL, *p;
   size_t len = 0, cap = 0;
   SSL_CTX *ctx = NULL;
@@ -169,10 +168,9 @@ int sl_ctl_http(const sl_ctl_target_t *t, const char *method,
     snprintf(err, errlen, "request too long");
     goto done;
   }
-  if ((ssl ? SSL_write(ssl, req, n) : (int)send(fd, req, (size_t)n,
-                                                MSG_NOSIGNAL)) != n) {
-    snprintf(err, errlen, "cannot send the request to %s:%s", t->host,
-             t->port);
+  if ((ssl ? SSL_write(ssl, req, n)
+           : (int)send(fd, req, (size_t)n, MSG_NOSIGNAL)) != n) {
+    snprintf(err, errlen, "cannot send the request to %s:%s", t->host, t->port);
     goto done;
   }
   explicit_bzero(req, sizeof(req)); /* it held the token */

@@ -13,6 +13,8 @@
  * nothing (the timer is on it); a store that is poisoned, or whose writer
  * has had work queued and committed nothing since the previous period,
  * sends nothing either, so systemd restarts a daemon that cannot store.
+ * (A commit longer than the period, e.g. one slow fsync, skips a ping;
+ * systemd acts only after WATCHDOG_USEC without one.)
  */
 #include <errno.h>
 #include <stddef.h>
@@ -32,10 +34,10 @@ struct sl_notify {
   int fd;
   struct sockaddr_un addr;
   socklen_t addrlen;
-  uv_timer_t wd;   /* WATCHDOG=1 */
-  int wd_on;       /* the timer was started */
+  uv_timer_t wd;       /* WATCHDOG=1 */
+  int wd_on;           /* the timer was started */
   uint64_t wd_commits; /* writer's commits + errors at the last period */
-  int wd_missed;   /* periods skipped in a row (logged once per episode) */
+  int wd_missed;       /* periods skipped in a row (logged once per episode) */
 };
 
 static int notify_open(struct sl_notify *n, const char *path) {
@@ -76,7 +78,7 @@ static int healthy(sl_daemon_t *dm, const char **why) {
     *why = "store poisoned";
     return 0;
   }
-  if (info.queued > 0 && done == n->wd_commits) {
+  if (info.queued + info.committing > 0 && done == n->wd_commits) {
     *why = "store writer made no progress";
     return 0;
   }
