@@ -14,6 +14,8 @@
  *              counted); `sluice ctl reload --wait-healthy 5s` exits 5 for
  *              it, 4 without the token, 0 for a good one; the token is never
  *              printed; `sluice ctl status`
+ *   ctltls     `sluice ctl status` over the admin's TLS, trusting the
+ *              daemon's certificate named in the config; a wrong CA: exit 3
  *   sigterm    SIGTERM while 4 HTTP clients post continuously: exit 0
  *              within 10 s, `store verify` passes, every acknowledged event
  *              is in the dump
@@ -459,6 +461,51 @@ SL_SCENARIO(cmswap) {
   stop_daemon_ok();
   printf("cmswap: ..data swap applied (generation 2) without a restart, a "
          "broken one refused and the old one kept, ctl 5/5/4/0\n");
+}
+
+/* ---- ctl over TLS --------------------------------------------------------- */
+
+SL_SCENARIO(ctltls) {
+  char out[500], crt[400], key[400], other[400], okey[400];
+  int admin = free_port(), rc;
+
+  snprintf(crt, sizeof(crt), "%s/admin.crt", dir);
+  snprintf(key, sizeof(key), "%s/admin.key", dir);
+  snprintf(other, sizeof(other), "%s/other.crt", dir);
+  snprintf(okey, sizeof(okey), "%s/other.key", dir);
+  snprintf(out, sizeof(out), "%s/ctl.out", dir);
+  for (int i = 0; i < 2; i++) {
+    rc = run(out,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 "
+             "-nodes -days 1 -subj /CN=localhost -keyout %s -out %s",
+             i ? okey : key, i ? other : crt);
+    CHECK(rc == 0, "openssl req: %s", slurp(out));
+  }
+  chmod(key, 0600);
+  write_config_fmt("node:\n  id: test-node\n  data_dir: %s\n"
+                   "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+                   "admin:\n  address: \"127.0.0.1:%d\"\n"
+                   "  tls:\n    cert: %s\n    key: %s\n"
+                   "streams:\n  - name: readings\n",
+                   data_dir, admin, crt, key);
+  daemon_start(NULL);
+  /* The daemon's own certificate (from the config) is trusted as is. */
+  rc = run(out, "%s ctl -c %s status", sluice_bin, cfg_path);
+  CHECK(rc == 0 && strstr(slurp(out), "ready: yes") &&
+            strstr(slurp(out), "\"generation\": 1"),
+        "ctl status over TLS: exit %d: %s", rc, slurp(out));
+  /* A certificate the caller does not trust: refused, exit 3. */
+  rc = run(out, "%s ctl --admin https://127.0.0.1:%d --cacert %s status",
+           sluice_bin, admin, other);
+  CHECK(rc == 3 && strstr(slurp(out), "certificate"),
+        "ctl with the wrong CA: exit %d: %s", rc, slurp(out));
+  /* Plain HTTP against a TLS admin: no answer it understands, exit 3. */
+  rc = run(out, "%s ctl --admin http://127.0.0.1:%d status", sluice_bin,
+           admin);
+  CHECK(rc == 3, "ctl over plain HTTP to TLS: exit %d: %s", rc, slurp(out));
+  stop_daemon_ok();
+  printf("ctltls: status over TLS with the pinned certificate; a wrong CA "
+         "refused\n");
 }
 
 /* ---- SIGTERM under ingest load ------------------------------------------ */
