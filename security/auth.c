@@ -12,6 +12,7 @@
 #include <openssl/sha.h>
 
 #include "security/auth.h"
+#include "wire/wire.h"
 
 typedef struct client {
   char name[SL_AUTH_IDENT_MAX];
@@ -241,22 +242,6 @@ int sl_auth_admin(sl_auth_t *au, const char *token, int cert_ok) {
 #define TAG_EVENT_ATTR ((9u << 3) | 2u)
 #define TAG_ATTR_KEY ((1u << 3) | 2u)
 
-static size_t varint_put(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
-static size_t varint_len(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
   return n;
 }
 
@@ -288,8 +273,8 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
     return 0;
   /* Attribute{key, value} and its field 9 header. */
   if (ilen) {
-    size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + varint_len(ilen) + ilen;
-    alen = 1 + varint_len(body) + body;
+    size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
+    alen = 1 + sl_wire_varint_size(body) + body;
   }
   for (const uint8_t *q = p; q < end; q = next, nev++)
     if (!(next = sl_pb_next_field(q, end, &key, &val, &vlen)))
@@ -318,7 +303,7 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
         nlen += (size_t)(enext - q);
     }
     t.data[t.len++] = TAG_BATCH_EVENT;
-    t.len += varint_put(t.data + t.len, nlen);
+    t.len += sl_wire_varint_put(t.data + t.len, nlen);
     for (const uint8_t *q = e; q < eend; q = enext) {
       enext = sl_pb_next_field(q, eend, &ekey, &ev, &evlen);
       if (ekey == TAG_EVENT_ATTR && is_identity_attr(ev, ev + evlen))
@@ -327,15 +312,15 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
       t.len += (size_t)(enext - q);
     }
     if (ilen) {
-      size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + varint_len(ilen) + ilen;
+      size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
       t.data[t.len++] = TAG_EVENT_ATTR;
-      t.len += varint_put(t.data + t.len, body);
+      t.len += sl_wire_varint_put(t.data + t.len, body);
       t.data[t.len++] = TAG_ATTR_KEY;
       t.data[t.len++] = sizeof(SL_AUTH_ATTR) - 1;
       memcpy(t.data + t.len, SL_AUTH_ATTR, sizeof(SL_AUTH_ATTR) - 1);
       t.len += sizeof(SL_AUTH_ATTR) - 1;
       t.data[t.len++] = (2u << 3) | 2u;
-      t.len += varint_put(t.data + t.len, ilen);
+      t.len += sl_wire_varint_put(t.data + t.len, ilen);
       memcpy(t.data + t.len, ident, ilen);
       t.len += ilen;
     }

@@ -1,6 +1,7 @@
 /*
  * group.c: groups (the unit of atomic change callers build), the writer's
- * bounded queue, and the synchronous calls built on it.
+ * bounded queue, and the synchronous calls built on it (consumer commit,
+ * gap ack, stream create).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -216,4 +217,39 @@ int sl_store_gap_ack(sl_store_t *st, uint64_t upto_seq) {
     return -ENOMEM;
   g->u64 = upto_seq;
   return store__submit_wait(st, g, &wt);
+}
+
+static int valid_name(const char *name) {
+  size_t n = strlen(name);
+
+  if (n == 0 || n > SL_STORE_NAME_MAX)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+      return 0;
+  return 1;
+}
+
+int sl_store_stream_create(sl_store_t *st, const char *name,
+                           const sl_store_stream_conf_t *conf, uint32_t *id) {
+  store_waiter_t wt = {0};
+  sl_store_group_t *g;
+  int rc;
+
+  if ((rc = store__check(st)))
+    return rc;
+  if (st->rdonly)
+    return -EROFS;
+  if (!valid_name(name) || conf->priority > SL_STORE_PRIORITY_MAX ||
+      conf->policy < SL_STORE_POLICY_BLOCK ||
+      conf->policy > SL_STORE_POLICY_EVICT_PRIORITY || conf->ttl_ns < 0)
+    return SL_ECONFIG;
+  if (!(g = store__item_new(st, STORE_OP_STREAM)))
+    return -ENOMEM;
+  strcpy(g->name, name);
+  g->conf = *conf;
+  if ((rc = store__submit_wait(st, g, &wt)))
+    return rc;
+  *id = wt.id;
+  return 0;
 }

@@ -57,12 +57,6 @@ static int unhex(const char *s, size_t n, uint8_t *out) {
   return 0;
 }
 
-int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
-                    const void *val, size_t len) {
-  MDB_val k = {klen, (void *)key}, v = {len, (void *)val};
-  return mdb_put(txn, dbi, &k, &v, 0);
-}
-
 /* Parses store.id: "key=value" lines, '#' comments; store_id required. */
 static int side_parse(sl_store_t *st, char *text) {
   bool have = false;

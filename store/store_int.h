@@ -292,7 +292,7 @@ struct sl_store {
   atomic_int last_error;
 };
 
-/* ---- env.c ------------------------------------------------------------- */
+/* ---- base.c: below every other part ------------------------------------ */
 
 /* Maps an LMDB or errno result to a store code, poisoning st on panic. */
 int store__err(sl_store_t *st, int rc);
@@ -308,8 +308,10 @@ void store__poison(sl_store_t *st);
 /* printf into errstr (errlen bytes); a NULL or empty errstr is skipped. */
 __attribute__((format(printf, 3, 4))) void
 store__seterr(char *errstr, size_t errlen, const char *fmt, ...);
+int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
+                    const void *val, size_t len);
 
-/* ---- batch.c ----------------------------------------------------------- */
+/* ---- batch_hdr.c: keys and header decoding (pure) ---------------------- */
 
 void store__key(uint8_t key[STORE_KEY_LEN], uint32_t stream, uint64_t off);
 /* Decodes and fully checks a batch value (magic, version, lengths,
@@ -317,6 +319,9 @@ void store__key(uint8_t key[STORE_KEY_LEN], uint32_t stream, uint64_t off);
 int store__hdr_decode(const void *val, size_t len, store_hdr_t *h);
 /* Decodes the header only (no checksum): for eviction bookkeeping. */
 int store__hdr_peek(const void *val, size_t len, store_hdr_t *h);
+
+/* ---- batch.c ----------------------------------------------------------- */
+
 /* Writer: patches offset, append time and (v3) store time, then the
  * checksum. */
 void store__batch_seal(sl_store_batch_t *b, uint64_t first, int64_t now_ns,
@@ -349,8 +354,6 @@ int store__ident_post(sl_store_t *st, char *errstr, size_t errlen);
  * force. Best effort: a failure is retried at the next period. */
 void store__ident_hwm(sl_store_t *st, bool force);
 #define STORE_HWM_PERIOD_NS (10ull * 1000000000ull)
-int store__meta_put(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
-                    const void *val, size_t len);
 
 /* ---- crypt.c ----------------------------------------------------------- */
 

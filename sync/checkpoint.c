@@ -192,25 +192,6 @@ fail:
   return rc;
 }
 
-/* Creates the checkpoint topic (compacted, LogAppendTime) unless the
- * cluster already has it (sync__producer_open(), before any handle of it): a
- * metadata request first, so that an operator-made topic works where
- * CreateTopics is not allowed (ACLs, or clusters that do not implement it). */
-int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
-  const rd_kafka_metadata_t *md = NULL;
-  bool exists = false;
-  /* All topics: a request naming the topic would have a broker with
-   * auto.create.topics.enable create it, uncompacted. */
-  if (rd_kafka_metadata(up->rk, 1, NULL, &md, 15000) == 0) {
-    for (int i = 0; i < md->topic_cnt && !exists; i++)
-      exists = !strcmp(md->topics[i].topic, up->ckpt_topic) &&
-               !md->topics[i].err && md->topics[i].partition_cnt > 0;
-    rd_kafka_metadata_destroy(md);
-  }
-  return exists ? 0
-                : sync__ensure_topic(up, up->ckpt_topic, true, errstr, errlen);
-}
-
 int sync__resume(sl_sync_t *up, char *errstr, size_t errlen) {
   bool *found = calloc(up->nstreams + 1, sizeof(bool));
   int rc = 0;

@@ -82,16 +82,9 @@ int sl_sync_ckpt_decode(const void *buf, size_t len, sl_sync_ckpt_t *c) {
 
 /* Reads a base-128 varint at *pos (< len). Returns 0 or -1. */
 static int varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) {
-  uint64_t x = 0;
-  for (int shift = 0; shift < 64 && *pos < len; shift += 7) {
-    uint8_t b = p[(*pos)++];
-    x |= (uint64_t)(b & 0x7f) << shift;
-    if (!(b & 0x80)) {
-      *v = x;
-      return 0;
-    }
-  }
-  return -1;
+  size_t k = sl_wire_varint_get(p + *pos, p + len, v);
+  *pos += k;
+  return k ? 0 : -1;
 }
 
 /* Walks the Event's top-level fields: finds source and time_ns, and whether

@@ -14,29 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schemas/event_json.h"
 #include "sync/sync_int.h"
 #include "wire/wire.h"
-
-long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
-                      const Sluice__V1__Event *e, int64_t append_time_ns) {
-  json_t *o = sl_event_json(s->name, off, e, append_time_ns);
-  if (!o)
-    return -ENOMEM;
-  size_t n = json_dumpb(o, NULL, 0, JSON_COMPACT);
-  if (n > up->jbuf_cap) {
-    char *p = realloc(up->jbuf, n * 2);
-    if (!p) {
-      json_decref(o);
-      return -ENOMEM;
-    }
-    up->jbuf = p;
-    up->jbuf_cap = n * 2;
-  }
-  n = json_dumpb(o, up->jbuf, up->jbuf_cap, JSON_COMPACT);
-  json_decref(o);
-  return n ? (long)n : -ENOMEM;
-}
 
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical) {
@@ -54,13 +33,6 @@ void sync__lane_close(sync_lane_t *l) {
   l->have_rec = false;
 }
 
-bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off) {
-  for (size_t i = 0; i < up->npoison; i++)
-    if (up->poison[i].stream == idx && up->poison[i].offset == off)
-      return true;
-  return false;
-}
-
 void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b) {
   if (a >= b)
     return;
@@ -74,26 +46,6 @@ void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b) {
   }
   s->skipped[s->nskipped].a = a;
   s->skipped[s->nskipped++].b = b;
-}
-
-bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
-  if (idx >= up->nstreams || sync__poisoned(up, idx, off))
-    return false;
-  if (up->npoison == SYNC_POISON_MAX) /* forget the oldest */
-    memmove(up->poison, up->poison + 1,
-            (SYNC_POISON_MAX - 1) * sizeof(up->poison[0]));
-  else
-    up->npoison++;
-  sync_poison_t *p = &up->poison[up->npoison - 1];
-  p->stream = (uint32_t)idx;
-  p->offset = off;
-  p->err = err;
-  p->moved = false;
-  pthread_mutex_lock(&up->lock);
-  up->streams[idx].st.dead_lettered++;
-  up->stats.dead_lettered++;
-  pthread_mutex_unlock(&up->lock);
-  return true;
 }
 
 static void dlq_count_failure(sl_sync_t *up) {
@@ -204,12 +156,6 @@ static void hdr(rd_kafka_vu_t *h, const char *name, const void *val,
   h->u.header.size = size;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  while (v >= 0x80) {
-    p[n++] = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
   p[n++] = (uint8_t)v;
   return n;
 }
@@ -263,7 +209,7 @@ static long with_ingest_time(sl_sync_t *up, const sl_sync_event_t *ev,
   memcpy(up->scratch, ev->data, ev->len);
   uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
   up->scratch[ev->len] = SL_WIRE_KEY_EVENT_INGEST_TIME;
-  return (long)(ev->len + 1 + put_varint(up->scratch + ev->len + 1, zz));
+  return (long)(ev->len + 1 + sl_wire_varint_put(up->scratch + ev->len + 1, zz));
 }
 
 /* The bandwidth cap, on bytes about to be sent by lane l: true when the

@@ -1,8 +1,13 @@
 /*
  * sync/producer.c: the librdkafka producer: configuration (our settings,
  * then the operator's passthrough properties for TLS/SASL and tuning),
- * delivery reports, topic creation and the produce call with a bounded
- * queue.
+ * delivery reports, topic creation (the checkpoint topic's too) and the
+ * produce call with a bounded queue; a JSON stream's record values; the
+ * poison list (records refused for good); and the uplink's shared status
+ * (errors, connected, stop and kick waits).
+ *
+ * The bottom of the uplink: the lanes, the checkpoints and the chunk phases
+ * call down into this file; it calls none of them.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -11,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "schemas/event_json.h"
 #include "sync/sync_int.h"
 
 void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...) {
@@ -54,6 +61,41 @@ void sync__set_connected(sl_sync_t *up, int connected) {
   pthread_mutex_unlock(&up->lock);
 }
 
+void sync__wait_ms(sl_sync_t *up, uint64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  pthread_mutex_lock(&up->lock);
+  while (!up->stop && !up->kick)
+    if (pthread_cond_timedwait(&up->cond, &up->lock, &ts) == ETIMEDOUT)
+      break;
+  up->kick = false;
+  pthread_mutex_unlock(&up->lock);
+}
+
+/* librdkafka's queue depth for the stats (the rest is sampled by
+ * sl_sync_stats(), sync/uplink_clock.c). */
+void sync__update_rates(sl_sync_t *up) {
+  uint32_t q = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
+  pthread_mutex_lock(&up->lock);
+  up->stats.queue_depth = q;
+  pthread_mutex_unlock(&up->lock);
+}
+
+void sync__note_waiting(sl_sync_t *up, uint64_t since_ns) {
+  sync__update_rates(up);
+  if (sl_now_mono_ns() - since_ns > 2000000000u) {
+    pthread_mutex_lock(&up->lock);
+    up->stats.connected = 0;
+    pthread_mutex_unlock(&up->lock);
+  }
+}
+
 void sl_sync_explain_error(const char *reason, int ever_connected, char *out,
                            size_t len) {
   /* librdkafka's guesses for a connection the broker closed: before
@@ -92,6 +134,33 @@ static bool permanent(rd_kafka_resp_err_t err) {
          err == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
          err == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
          err == RD_KAFKA_RESP_ERR_INVALID_MSG;
+}
+
+bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off) {
+  for (size_t i = 0; i < up->npoison; i++)
+    if (up->poison[i].stream == idx && up->poison[i].offset == off)
+      return true;
+  return false;
+}
+
+bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err) {
+  if (idx >= up->nstreams || sync__poisoned(up, idx, off))
+    return false;
+  if (up->npoison == SYNC_POISON_MAX) /* forget the oldest */
+    memmove(up->poison, up->poison + 1,
+            (SYNC_POISON_MAX - 1) * sizeof(up->poison[0]));
+  else
+    up->npoison++;
+  sync_poison_t *p = &up->poison[up->npoison - 1];
+  p->stream = (uint32_t)idx;
+  p->offset = off;
+  p->err = err;
+  p->moved = false;
+  pthread_mutex_lock(&up->lock);
+  up->streams[idx].st.dead_lettered++;
+  up->stats.dead_lettered++;
+  pthread_mutex_unlock(&up->lock);
+  return true;
 }
 
 /* A broker's append time (a LogAppendTime topic: the checkpoint topic
@@ -369,7 +438,7 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
     abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
     p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
-  /* The checkpoint topic's handle comes after sync__ensure_ckpt_topic():
+  /* The checkpoint topic's handle comes after ensure_ckpt_topic():
    * a handle asks for the topic's metadata, and a broker with
    * auto.create.topics.enable then makes it with its defaults (not
    * compacted, CreateTime). */
@@ -414,6 +483,25 @@ void sync__producer_use(sl_sync_t *up, int k) {
   up->gap_rkt = p->gap_rkt;
 }
 
+/* Creates the checkpoint topic (compacted, LogAppendTime) unless the
+ * cluster already has it (sync__producer_open(), before any handle of it): a
+ * metadata request first, so that an operator-made topic works where
+ * CreateTopics is not allowed (ACLs, or clusters that do not implement it). */
+static int ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen) {
+  const rd_kafka_metadata_t *md = NULL;
+  bool exists = false;
+  /* All topics: a request naming the topic would have a broker with
+   * auto.create.topics.enable create it, uncompacted. */
+  if (rd_kafka_metadata(up->rk, 1, NULL, &md, 15000) == 0) {
+    for (int i = 0; i < md->topic_cnt && !exists; i++)
+      exists = !strcmp(md->topics[i].topic, up->ckpt_topic) &&
+               !md->topics[i].err && md->topics[i].partition_cnt > 0;
+    rd_kafka_metadata_destroy(md);
+  }
+  return exists ? 0
+                : sync__ensure_topic(up, up->ckpt_topic, true, errstr, errlen);
+}
+
 int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
   int rc;
   for (int k = 0; k < up->nprod; k++)
@@ -424,7 +512,7 @@ int sync__producer_open(sl_sync_t *up, char *errstr, size_t errlen) {
     }
   sync__producer_use(up, 0);
   if (!up->o.at_least_once) {
-    if ((rc = sync__ensure_ckpt_topic(up, errstr, errlen)) < 0) {
+    if ((rc = ensure_ckpt_topic(up, errstr, errlen)) < 0) {
       sync__producer_close(up);
       return rc;
     }
@@ -512,6 +600,26 @@ fail:
   rd_kafka_AdminOptions_destroy(opts);
   rd_kafka_NewTopic_destroy(nt);
   return rc;
+}
+
+long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
+                      const Sluice__V1__Event *e, int64_t append_time_ns) {
+  json_t *o = sl_event_json(s->name, off, e, append_time_ns);
+  if (!o)
+    return -ENOMEM;
+  size_t n = json_dumpb(o, NULL, 0, JSON_COMPACT);
+  if (n > up->jbuf_cap) {
+    char *p = realloc(up->jbuf, n * 2);
+    if (!p) {
+      json_decref(o);
+      return -ENOMEM;
+    }
+    up->jbuf = p;
+    up->jbuf_cap = n * 2;
+  }
+  n = json_dumpb(o, up->jbuf, up->jbuf_cap, JSON_COMPACT);
+  json_decref(o);
+  return n ? (long)n : -ENOMEM;
 }
 
 int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,

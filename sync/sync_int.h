@@ -182,13 +182,6 @@ struct sl_sync {
 /* uplink.c: the loop. Each chunk is produce (uplink_produce.c), commit
  * (uplink_commit.c) and, when a step failed, recover (uplink_recover.c).
  * Everything below runs on the uplink thread unless it says otherwise. */
-/* Waits up to ms for a kick or a stop. */
-void sync__wait_ms(sl_sync_t *up, uint64_t ms);
-/* Records wait for the broker (it may be down for minutes): keep
- * /v1/status and /metrics honest meanwhile. The backlog and rates are
- * refreshed, and after 2 s without a delivery since since_ns the uplink
- * reports itself disconnected; the next commit reports it connected. */
-void sync__note_waiting(sl_sync_t *up, uint64_t since_ns);
 
 /* uplink_produce.c */
 /* Opens a second lane for streams further behind than
@@ -247,6 +240,26 @@ void sync__producer_close(sl_sync_t *up);
 void sync__producer_use(sl_sync_t *up, int k);
 int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
                        char *errstr, size_t errlen);
+/* Renders event e (offset off of stream s) as JSON into up->jbuf; returns
+ * its length or a negative error. The value of a record of a json stream
+ * (events from the lanes, gap records from checkpoint.c). */
+long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
+                      const Sluice__V1__Event *e, int64_t append_time_ns);
+/* The poison list: records Kafka (a delivery report) or the lane refused
+ * for good. */
+bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off);
+/* Remembers a record rejected for good and counts it as dead-lettered
+ * (once). Returns true when it was new. */
+bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);
+/* Waits up to ms for a kick or a stop. */
+void sync__wait_ms(sl_sync_t *up, uint64_t ms);
+/* librdkafka's queue depth into the stats. */
+void sync__update_rates(sl_sync_t *up);
+/* Records wait for the broker (it may be down for minutes): keep
+ * /v1/status and /metrics honest meanwhile. The backlog and rates are
+ * refreshed, and after 2 s without a delivery since since_ns the uplink
+ * reports itself disconnected; the next commit reports it connected. */
+void sync__note_waiting(sl_sync_t *up, uint64_t since_ns);
 /* Produces one record; waits (serving callbacks) while the queue is full.
  * Returns 0, SL_ETOOBIG (permanently refused: size) or SL_EKAFKA. */
 int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,
@@ -291,9 +304,6 @@ void sync__set_error(sl_sync_t *up, int err, const char *fmt, ...)
 
 /* checkpoint.c */
 int sync__resume(sl_sync_t *up, char *errstr, size_t errlen);
-/* Creates the checkpoint topic (compacted, LogAppendTime) if the cluster
- * does not list it. */
-int sync__ensure_ckpt_topic(sl_sync_t *up, char *errstr, size_t errlen);
 /* The stats' positions of every stream from the local checkpoint (or the
  * consumer cursor), before the first connection. */
 void sync__local_positions(sl_sync_t *up);
@@ -302,10 +312,6 @@ int sync__produce_gaps(sl_sync_t *up);
 void sync__commit_local(sl_sync_t *up);
 
 /* lane.c */
-/* Renders event e (offset off of stream s) as JSON into up->jbuf; returns
- * its length or a negative error. */
-long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
-                      const Sluice__V1__Event *e, int64_t append_time_ns);
 void sync__lane_reset(sync_lane_t *l, uint64_t next, uint64_t end,
                       bool historical);
 void sync__lane_close(sync_lane_t *l);
@@ -313,12 +319,8 @@ void sync__lane_close(sync_lane_t *l);
  * or a negative error. */
 long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
                      uint64_t max);
-bool sync__poisoned(const sl_sync_t *up, size_t idx, uint64_t off);
 /* Notes that a lane of s stepped over the evicted range [a, b). */
 void sync__note_skip(sync_stream_t *s, uint64_t a, uint64_t b);
-/* Remembers a record rejected for good and counts it as dead-lettered
- * (once). Returns true when it was new. */
-bool sync__poison_add(sl_sync_t *up, size_t idx, uint64_t off, int err);
 /* Copies poisoned event (offset off of stream s, its stored bytes) to the
  * dead-letter stream once, with why it was rejected. */
 void sync__dead_letter(sl_sync_t *up, sync_stream_t *s, uint64_t off,

@@ -39,7 +39,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "sync/sync_int.h"
 
 #define BACKOFF_MIN_MS 100
@@ -78,23 +77,6 @@ static void set_state(sl_sync_t *up, sl_sync_state_t state) {
   pthread_mutex_unlock(&up->lock);
 }
 
-void sync__wait_ms(sl_sync_t *up, uint64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += (time_t)(ms / 1000);
-  ts.tv_nsec += (long)(ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000;
-  }
-  pthread_mutex_lock(&up->lock);
-  while (!up->stop && !up->kick)
-    if (pthread_cond_timedwait(&up->cond, &up->lock, &ts) == ETIMEDOUT)
-      break;
-  up->kick = false;
-  pthread_mutex_unlock(&up->lock);
-}
-
 /* Jittered exponential backoff, capped; a minute, jittered, after an
  * authentication failure (the producers were dropped: librdkafka would
  * otherwise retry on its own every reconnect.backoff.max.ms). */
@@ -112,24 +94,6 @@ static void backoff(sl_sync_t *up) {
          (uint64_t)rand() % (up->o.auth_backoff_ms / 2 + 1);
   set_state(up, SL_SYNC_BACKOFF);
   sync__wait_ms(up, ms);
-}
-
-/* librdkafka's queue depth for the stats (the rest is sampled by
- * sl_sync_stats(), sync/uplink_clock.c). */
-static void update_rates(sl_sync_t *up) {
-  uint32_t q = up->rk ? (uint32_t)rd_kafka_outq_len(up->rk) : 0;
-  pthread_mutex_lock(&up->lock);
-  up->stats.queue_depth = q;
-  pthread_mutex_unlock(&up->lock);
-}
-
-void sync__note_waiting(sl_sync_t *up, uint64_t since_ns) {
-  update_rates(up);
-  if (sl_now_mono_ns() - since_ns > 2000000000u) {
-    pthread_mutex_lock(&up->lock);
-    up->stats.connected = 0;
-    pthread_mutex_unlock(&up->lock);
-  }
 }
 
 /*
@@ -279,7 +243,7 @@ static void *uplink_main(void *arg) {
       continue;
     }
     rc = run_chunk(up, &fatal);
-    update_rates(up);
+    sync__update_rates(up);
     if (rc == 1) {
       set_state(up, SL_SYNC_RUNNING);
       continue;

@@ -553,27 +553,9 @@ int sl_frame_encode_pong(sl_frame_buf_t *out, uint64_t nonce) {
 
 /* ---- raw publish ------------------------------------------------------ */
 
-static size_t varint_size(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    n++;
-  }
-  return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v) {
-  while (v >= 0x80) {
-    *p++ = (uint8_t)(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = (uint8_t)v;
-  return p;
-}
-
 int sl_frame_event_append(sl_frame_buf_t *events, const Sluice__V1__Event *ev) {
   size_t n = sluice__v1__event__get_packed_size(ev);
-  size_t need = 1 + varint_size(n) + n;
+  size_t need = 1 + sl_wire_varint_size(n) + n;
   uint8_t *p;
   int rc;
 
@@ -582,7 +564,7 @@ int sl_frame_event_append(sl_frame_buf_t *events, const Sluice__V1__Event *ev) {
     return rc;
   p = events->data + events->len;
   *p++ = TAG_LEN(SL_WIRE_PUBLISH_EVENTS);
-  p = varint_put(p, n);
+  p += sl_wire_varint_put(p, n);
   sluice__v1__event__pack(ev, p);
   events->len += need;
   return 0;
@@ -597,13 +579,13 @@ int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
 
   /* protobuf-c omits proto3 fields at their default: so do we. */
   if (batch_id)
-    pub += 1 + varint_size(batch_id);
+    pub += 1 + sl_wire_varint_size(batch_id);
   if (slen)
-    pub += 1 + varint_size(slen) + slen;
+    pub += 1 + sl_wire_varint_size(slen) + slen;
   if (events_len > SIZE_MAX / 2 - pub)
     return SL_ETOOBIG;
   pub += events_len;
-  body = 1 + varint_size(pub) + pub;
+  body = 1 + sl_wire_varint_size(pub) + pub;
   if (body > max_frame_bytes || body > SL_FRAME_LIMIT_MAX_BYTES)
     return SL_ETOOBIG;
   hdr = SL_FRAME_HEADER_BYTES + body - events_len;
@@ -613,14 +595,14 @@ int sl_frame_publish_header(uint8_t *dst, size_t room, uint64_t batch_id,
   sl_put_be32(p, (uint32_t)body);
   p += SL_FRAME_HEADER_BYTES;
   *p++ = TAG_LEN(SL_WIRE_FRAME_PUBLISH);
-  p = varint_put(p, pub);
+  p += sl_wire_varint_put(p, pub);
   if (batch_id) {
     *p++ = TAG_VARINT(SL_WIRE_PUBLISH_BATCH_ID);
-    p = varint_put(p, batch_id);
+    p += sl_wire_varint_put(p, batch_id);
   }
   if (slen) {
     *p++ = TAG_LEN(SL_WIRE_PUBLISH_STREAM);
-    p = varint_put(p, slen);
+    p += sl_wire_varint_put(p, slen);
     memcpy(p, stream, slen);
   }
   *hdr_len = hdr;
@@ -652,18 +634,6 @@ int sl_frame_encode_publish_raw(sl_frame_buf_t *out, uint64_t batch_id,
   return 0;
 }
 
-static size_t pb_varint(const uint8_t *p, const uint8_t *end, uint64_t *v) {
-  uint64_t x = 0;
-  for (size_t i = 0; p + i < end && i < 10; i++) {
-    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
-    if (!(p[i] & 0x80)) {
-      *v = x;
-      return i + 1;
-    }
-  }
-  return 0;
-}
-
 const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
                                 uint64_t *key, const uint8_t **val,
                                 size_t *vlen) {
@@ -672,18 +642,18 @@ const uint8_t *sl_pb_next_field(const uint8_t *p, const uint8_t *end,
 
   *val = NULL;
   *vlen = 0;
-  if (p >= end || !(k = pb_varint(p, end, key)))
+  if (p >= end || !(k = sl_wire_varint_get(p, end, key)))
     return NULL;
   p += k;
   switch (SL_WIRE_KEY_TYPE(*key)) {
   case SL_WIRE_TYPE_VARINT:
-    return (k = pb_varint(p, end, &l)) ? p + k : NULL;
+    return (k = sl_wire_varint_get(p, end, &l)) ? p + k : NULL;
   case SL_WIRE_TYPE_I64:
     return (size_t)(end - p) >= 8 ? p + 8 : NULL;
   case SL_WIRE_TYPE_I32:
     return (size_t)(end - p) >= 4 ? p + 4 : NULL;
   case SL_WIRE_TYPE_LEN:
-    if (!(k = pb_varint(p, end, &l)) || l > (uint64_t)(end - p) - k)
+    if (!(k = sl_wire_varint_get(p, end, &l)) || l > (uint64_t)(end - p) - k)
       return NULL;
     *val = p + k;
     *vlen = (size_t)l;

@@ -20,6 +20,7 @@
 #define SL_WIRE_WIRE_H
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sluice/v1/event.pb-c.h"
@@ -32,6 +33,48 @@ enum {
   SL_WIRE_TYPE_LEN = 2,    /* string, bytes, messages, packed repeated */
   SL_WIRE_TYPE_I32 = 5,    /* fixed32, sfixed32, float */
 };
+
+/* Base-128 varints, the protobuf encoding of every integer, key and length:
+ * the one reader and writer of the tree (inline: the native ingest, the
+ * uplink and the Sparkplug depth check run them per field). */
+
+/* The bytes v takes (1 to 10). */
+static inline size_t sl_wire_varint_size(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+/* Writes v at p, which has room for sl_wire_varint_size(v) bytes. Returns
+ * the bytes written. */
+static inline size_t sl_wire_varint_put(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (uint8_t)v;
+  return n;
+}
+
+/* Reads a varint from [p, end) (peer or disk input). Returns the bytes it
+ * took (1 to 10) with the value in *v, or 0 when it is truncated or longer
+ * than 10 bytes (*v untouched). */
+static inline size_t sl_wire_varint_get(const uint8_t *p, const uint8_t *end,
+                                        uint64_t *v) {
+  uint64_t x = 0;
+  for (size_t i = 0; p + i < end && i < 10; i++) {
+    x |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+    if (!(p[i] & 0x80)) {
+      *v = x;
+      return i + 1;
+    }
+  }
+  return 0;
+}
 
 /* A field key: field number << 3 | wire type. */
 #define SL_WIRE_KEY(field, type) ((((uint32_t)(field)) << 3) | (uint32_t)(type))

@@ -10,19 +10,9 @@
 #include <time.h>
 
 #include "common/common.h"
-#include "common/addr.h"
 #include "connectors/common/conn.h"
 #include "connectors/sim/sim_int.h"
 #include "sluice/client.h"
-
-int sim__split_hostport(const char *addr, char *host, size_t hostlen,
-                        int *port) {
-  uint16_t p;
-  if (sl_hostport_split(addr, 0, host, hostlen, &p))
-    return SL_ECONFIG;
-  *port = p;
-  return 0;
-}
 
 /* ---- native ------------------------------------------------------------ */
 

@@ -4,6 +4,8 @@
 
 #include <stdatomic.h>
 
+#include "common/addr.h"
+#include "common/common.h"
 #include "connectors/sim/sim.h"
 
 /* One output kind. */
@@ -28,8 +30,16 @@ int sim__native_new(sl_sim_out_t *o);
 int sim__http_new(sl_sim_out_t *o);
 int sim__mqtt_new(sl_sim_out_t *o);
 
-/* Splits "host:port" or "[v6]:port". Returns 0 or SL_ECONFIG. */
-int sim__split_hostport(const char *addr, char *host, size_t hostlen,
-                        int *port);
+/* Splits "host:port" or "[v6]:port". Returns 0 or SL_ECONFIG. Here, not in
+ * out.c, so that the HTTP and MQTT outputs do not call back into the
+ * dispatch that makes them. */
+static inline int sim__split_hostport(const char *addr, char *host,
+                                      size_t hostlen, int *port) {
+  uint16_t p;
+  if (sl_hostport_split(addr, 0, host, hostlen, &p))
+    return SL_ECONFIG;
+  *port = p;
+  return 0;
+}
 
 #endif

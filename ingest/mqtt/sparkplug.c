@@ -30,6 +30,7 @@
 
 #include "telemetry/log.h"
 #include "ingest/mqtt/mqtt.h"
+#include "wire/wire.h"
 #include "schemas/event_json.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
@@ -520,14 +521,9 @@ static int sub_type(int type, uint32_t field) {
 }
 
 static int varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-  *v = 0;
-  for (int s = 0; s < 64 && *p < end; s += 7) {
-    uint8_t c = *(*p)++;
-    *v |= (uint64_t)(c & 0x7f) << s;
-    if (!(c & 0x80))
-      return 0;
-  }
-  return -1;
+  size_t k = sl_wire_varint_get(*p, end, v);
+  *p += k;
+  return k ? 0 : -1;
 }
 
 static int depth_ok(const uint8_t *p, const uint8_t *end, int type, int depth) {
