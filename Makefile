@@ -4,7 +4,7 @@ BUILD  ?= build
 PRESET ?= default
 JOBS   ?= 2
 
-.PHONY: all deps configure build check test unit demo format format-check asan clean
+.PHONY: all deps configure build check test unit demo image format format-check asan clean
 
 all: build
 
@@ -31,6 +31,11 @@ unit: build
 
 demo: build
 	@scripts/demo.sh $(BUILD)
+
+# The OCI image (buildah FROM scratch, no Docker engine): $(BUILD)/image/
+# (docs/deploy/image.md). Needs root.
+image: build
+	@scripts/image.sh $(BUILD)
 
 format:
 	@scripts/format.sh

@@ -86,13 +86,13 @@ function(sl_daemon_test name)
                         SL_INTEGRATION "${T_INTEGRATION}")
 endfunction()
 
-# sl_daemon_scenario(PROGRAM SCENARIO [TIMEOUT s] [LABELS ...]) adds one
-# ctest, PREFIX_SCENARIO, running `PROGRAM SLUICE ARGS... SCENARIO` (the
-# program dispatches on its last argument: SL_SCENARIO in the source). Label
-# "daemon" (no broker needed) or, for an INTEGRATION program, "integration";
-# exit code 77 is "skipped".
+# sl_daemon_scenario(PROGRAM SCENARIO [TIMEOUT s] [NAME n] [LABELS ...]) adds
+# one ctest, PREFIX_SCENARIO (or NAME), running `PROGRAM SLUICE ARGS...
+# SCENARIO` (the program dispatches on its last argument: SL_SCENARIO in the
+# source). Label "daemon" (no broker needed) or, for an INTEGRATION program,
+# "integration"; exit code 77 is "skipped".
 function(sl_daemon_scenario prog scenario)
-  cmake_parse_arguments(S "" "TIMEOUT" "LABELS" ${ARGN})
+  cmake_parse_arguments(S "" "TIMEOUT;NAME" "LABELS" ${ARGN})
   get_target_property(prefix ${prog} SL_PREFIX)
   get_target_property(args ${prog} SL_ARGS)
   get_target_property(labels ${prog} SL_LABELS)
@@ -104,9 +104,12 @@ function(sl_daemon_scenario prog scenario)
   if(integration)
     set(kind integration)
   endif()
-  add_test(NAME ${prefix}_${scenario}
+  if(NOT S_NAME)
+    set(S_NAME ${prefix}_${scenario})
+  endif()
+  add_test(NAME ${S_NAME}
            COMMAND ${prog} $<TARGET_FILE:sluice> ${args} ${scenario})
-  set_tests_properties(${prefix}_${scenario} PROPERTIES TIMEOUT ${S_TIMEOUT}
+  set_tests_properties(${S_NAME} PROPERTIES TIMEOUT ${S_TIMEOUT}
                        LABELS "${kind};${labels};${S_LABELS}"
                        SKIP_RETURN_CODE 77)
 endfunction()

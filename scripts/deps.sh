@@ -17,6 +17,8 @@ PACKAGES=(
   # moves the daemon's wall clock in tests/daemon/clock_test.c and the
   # daemon_store_clock test (issue 26)
   faketime
+  # the container image: make image, tests/image (docs/deploy/image.md)
+  buildah skopeo ca-certificates
 )
 
 missing=()

@@ -242,9 +242,6 @@ int sl_auth_admin(sl_auth_t *au, const char *token, int cert_ok) {
 #define TAG_EVENT_ATTR ((9u << 3) | 2u)
 #define TAG_ATTR_KEY ((1u << 3) | 2u)
 
-  return n;
-}
-
 /* True when the Attribute message [p, end) has key SL_AUTH_ATTR. */
 static int is_identity_attr(const uint8_t *p, const uint8_t *end) {
   const uint8_t *val, *next;
@@ -273,7 +270,8 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
     return 0;
   /* Attribute{key, value} and its field 9 header. */
   if (ilen) {
-    size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
+    size_t body =
+        2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
     alen = 1 + sl_wire_varint_size(body) + body;
   }
   for (const uint8_t *q = p; q < end; q = next, nev++)
@@ -312,7 +310,8 @@ int sl_auth_stamp(sl_frame_buf_t *batch, const char *ident,
       t.len += (size_t)(enext - q);
     }
     if (ilen) {
-      size_t body = 2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
+      size_t body =
+          2 + sizeof(SL_AUTH_ATTR) - 1 + 1 + sl_wire_varint_size(ilen) + ilen;
       t.data[t.len++] = TAG_EVENT_ATTR;
       t.len += sl_wire_varint_put(t.data + t.len, body);
       t.data[t.len++] = TAG_ATTR_KEY;

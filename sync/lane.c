@@ -156,10 +156,6 @@ static void hdr(rd_kafka_vu_t *h, const char *name, const void *val,
   h->u.header.size = size;
 }
 
-  p[n++] = (uint8_t)v;
-  return n;
-}
-
 /* Opens the cursor and loads the next record. Returns 0, SL_ENOTFOUND
  * (nothing more now) or an error. */
 static int next_record(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l) {
@@ -209,7 +205,8 @@ static long with_ingest_time(sl_sync_t *up, const sl_sync_event_t *ev,
   memcpy(up->scratch, ev->data, ev->len);
   uint64_t zz = ((uint64_t)t << 1) ^ (uint64_t)(t >> 63);
   up->scratch[ev->len] = SL_WIRE_KEY_EVENT_INGEST_TIME;
-  return (long)(ev->len + 1 + sl_wire_varint_put(up->scratch + ev->len + 1, zz));
+  return (long)(ev->len + 1 +
+                sl_wire_varint_put(up->scratch + ev->len + 1, zz));
 }
 
 /* The bandwidth cap, on bytes about to be sent by lane l: true when the

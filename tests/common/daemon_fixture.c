@@ -105,7 +105,10 @@ int fixture_main(int argc, char **argv, const char *tag, const char *args_usage,
     fixture_remove();
     return rc;
   }
+  uint64_t t0 = now_ms();
   fn();
+  printf("%s: ok in %.1f s\n", fixture_scenario,
+         (double)(now_ms() - t0) / 1000);
   fixture_remove();
   return 0;
 }
@@ -249,7 +252,8 @@ int daemon_wait_exit(pid_t pid, int timeout_ms) {
   int st;
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
   while (waitpid(pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon still running after %d ms", timeout_ms);
+    CHECK(now_ms() < deadline, "pid %d still running after %d ms", (int)pid,
+          timeout_ms);
     usleep(5000);
   }
   if (pid == daemon_pid)
@@ -340,6 +344,17 @@ void await_log(const char *needle, char *line, size_t cap, int timeout_ms) {
   }
 }
 
+void await_log_count(const char *needle, int n, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  while (log_count(needle) < n) {
+    CHECK(now_ms() < deadline, "log line '%s' seen %d times, want %d", needle,
+          log_count(needle), n);
+    CHECK(daemon_pid <= 0 || waitpid(daemon_pid, NULL, WNOHANG) == 0,
+          "daemon exited");
+    usleep(20000); /* polling the log for a condition, with a deadline */
+  }
+}
+
 /* ---- /metrics -------------------------------------------------------------
  */
 
@@ -372,11 +387,41 @@ void await_metric(const char *series, int value) {
   }
 }
 
-void await_metric_ge(const char *series, double want, int timeout_ms) {
+void await_metric_ge_every(const char *series, double want, int timeout_ms,
+                           int poll_ms) {
   uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
   double v;
   while ((v = metric(series)) < want) {
     CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
-    usleep(20000);
+    usleep((useconds_t)poll_ms * 1000);
   }
+}
+
+void await_metric_ge(const char *series, double want, int timeout_ms) {
+  await_metric_ge_every(series, want, timeout_ms, 20);
+}
+
+/* ---- the store, read back -------------------------------------------------
+ */
+
+int store_cursor(const char *stream, sl_store_t **st, sl_store_cursor_t **cur) {
+  sl_store_opts_t so;
+  uint32_t id;
+  char err[256];
+  sl_store_opts_init(&so);
+  so.flags = SL_STORE_RDONLY;
+  CHECK(sl_store_env_open(data_dir, &so, st, err, sizeof(err)) == 0,
+        "open store read-only: %s", err);
+  if (sl_store_stream_lookup(*st, stream, &id) != 0) {
+    sl_store_env_close(*st);
+    return -1;
+  }
+  CHECK(sl_store_cursor_open(*st, id, 0, SL_STORE_OFFSET_END, cur) == 0,
+        "cursor on %s", stream);
+  return 0;
+}
+
+void store_cursor_close(sl_store_t *st, sl_store_cursor_t *cur) {
+  sl_store_cursor_close(cur);
+  sl_store_env_close(st);
 }

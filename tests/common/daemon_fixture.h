@@ -1,10 +1,11 @@
 /*
- * The one fixture of every test program that starts the real sluice daemon
- * (tests/daemon, tests/config/ops_test.c, tests/mqtt, ...): a private work
- * directory, the config file, starting `sluice run` and reading its ports
- * from the "ready" line, stopping it (a sanitizer report in its log is a
- * failure), its log and /metrics, raw sockets, HTTP and native frames, and
- * the scenario table main() dispatches on.
+ * The one fixture of the test programs that start the real sluice daemon
+ * (tests/daemon, tests/config/ops_test.c, tests/mqtt, tests/connectors;
+ * tests/sync/sync_common.c still runs its several daemons at once itself):
+ * a private work directory, the config file, starting `sluice run` and
+ * reading its ports from the "ready" line, stopping it (a sanitizer report
+ * in its log is a failure), its log and /metrics, raw sockets, HTTP and
+ * native frames, and the scenario table main() dispatches on.
  *
  * A program defines its scenarios with SL_SCENARIO(name) { ... } and its
  * main() as `return fixture_main(argc, argv, "ARGS", setup);`; CMake adds
@@ -19,8 +20,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "wire/frame.h"
 #include "sluice/v1/native.pb-c.h"
+#include "store/store.h"
+#include "wire/frame.h"
 #include "tests/common/check.h"
 
 /* ---- the run --------------------------------------------------------------
@@ -62,7 +64,8 @@ void fixture_register(const char *name, fixture_scenario_fn fn);
  * many ARGs as args_usage names (e.g. "CERTS_SCRIPT"; NULL for none). Calls
  * fixture_init(argv[1], tag), then setup(argc, argv) when given (it may
  * return 77 to skip, or another non-zero status to stop), runs the scenario
- * named last and removes the directory. 2 for a bad command line.
+ * named last, says how long it took and removes the directory. 2 for a
+ * bad command line.
  */
 int fixture_main(int argc, char **argv, const char *tag, const char *args_usage,
                  int (*setup)(int argc, char **argv));
@@ -109,7 +112,8 @@ pid_t start_daemon(int *port);
 int stop_daemon(pid_t pid, int sig);
 /* SIGTERM to daemon_pid; a clean exit (status 0) is required. */
 void stop_daemon_ok(void);
-/* Waits (bounded) for pid to exit without signalling it; its wait status. */
+/* Waits (bounded) for pid (the daemon or another child) to exit without
+ * signalling it; its wait status. */
 int daemon_wait_exit(pid_t pid, int timeout_ms);
 /* 1 when the daemon runs with ASan or TSan (RSS bounds do not apply). */
 int daemon_sanitized(void);
@@ -126,6 +130,9 @@ int log_has(const char *needle);
 /* Waits (bounded) for a log line containing needle; copies it to line
  * when line is not NULL. */
 void await_log(const char *needle, char *line, size_t cap, int timeout_ms);
+/* Waits (bounded) until n log lines contain needle; the daemon exiting
+ * meanwhile is a failure. */
+void await_log_count(const char *needle, int n, int timeout_ms);
 
 /* ---- /metrics -------------------------------------------------------------
  */
@@ -139,6 +146,19 @@ double metric_strict(const char *series);
 void await_metric(const char *series, int value);
 /* Polls (bounded) until the series reads at least want. */
 void await_metric_ge(const char *series, double want, int timeout_ms);
+/* The same, polling every poll_ms (await_metric_ge: 20). */
+void await_metric_ge_every(const char *series, double want, int timeout_ms,
+                           int poll_ms);
+
+/* ---- the store, read back -------------------------------------------------
+ */
+
+/* Opens the daemon's store (data_dir) read-only, which works while the
+ * daemon runs, and a cursor over stream from its first offset: 0, or -1
+ * with nothing left open when the stream does not exist. */
+int store_cursor(const char *stream, sl_store_t **st, sl_store_cursor_t **cur);
+/* Closes what store_cursor() opened. */
+void store_cursor_close(sl_store_t *st, sl_store_cursor_t *cur);
 
 /* ---- sockets, HTTP, frames (daemon_fixture_io.c) ---------------------------
  */

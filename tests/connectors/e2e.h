@@ -1,12 +1,11 @@
 /*
- * Helpers for the connector end-to-end tests: a scratch directory, the real
- * daemon (`sluice run`, generated config, port 0, ports read from its ready
- * line), child processes killed when a check fails, and reading a stream
- * back from the store (read-only, which works while the daemon runs).
+ * Helpers for the connector end-to-end tests, on top of the daemon fixture
+ * (tests/common/daemon_fixture.h: the scratch directory, the real daemon,
+ * its ports): child processes killed when a check fails, and reading a
+ * stream back from the store (read-only, which works while the daemon runs).
  *
- * CHECK is tests/common/check.h's; its cleanup, check_fail_cleanup() in
- * e2e.c, kills the daemon and every child, shows the tails of their logs and
- * exits 1.
+ * CHECK is tests/common/check.h's; the fixture's cleanup kills the daemon,
+ * and e2e's (fixture_on_fail) every child, showing the tails of their logs.
  */
 #ifndef SL_TEST_E2E_H
 #define SL_TEST_E2E_H
@@ -17,21 +16,11 @@
 #include <sys/types.h>
 
 #include "sluice/v1/event.pb-c.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
 
-extern char e2e_dir[256]; /* scratch directory */
-extern int e2e_native_port, e2e_http_port;
-
-uint64_t e2e_now_ms(void);
-
-/* Creates the scratch dir and the daemon's config with streams readings,
- * inference and status. */
-void e2e_init(const char *sluice_bin, const char *name);
-
-/* Starts the daemon, waits for its ready line (bounded). */
-void e2e_daemon_start(void);
-/* Signals it, waits (bounded), checks exit 0 and a clean sanitizer log. */
-void e2e_daemon_stop(void);
+/* Writes the daemon's config (streams readings, inference and status) and
+ * has the children killed when a check fails. */
+void e2e_config(void);
 
 /*
  * Starts argv[0] with stdout and stderr to log (a path in e2e_dir); the child

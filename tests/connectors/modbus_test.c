@@ -3,7 +3,7 @@
  * servers (sl_test_modbus_server, libmodbus) and the connector binary, with
  * every check made on what the daemon stored.
  *
- *   modbus_test SLUICE SLUICE_MODBUS MODBUS_SERVER
+ *   modbus_test SLUICE SLUICE_MODBUS MODBUS_SERVER modbus
  *
  * Devices: "plc" (13 points of every table and type; one at an unmapped
  * address answers exception 2), "plc2" (one point, a second server), and
@@ -82,7 +82,7 @@ static pid_t start_server(int port, int gen, int exceptions, int *bound,
   return pid;
 }
 
-static void write_config(const char *path, int p1, int p2, int px) {
+static void write_modbus_config(const char *path, int p1, int p2, int px) {
   FILE *f = fopen(path, "w");
   CHECK(f, "open %s", path);
   fprintf(f,
@@ -101,7 +101,7 @@ static void write_config(const char *path, int p1, int p2, int px) {
           "    backoff_min: 50ms\n"
           "    backoff_max: 300ms\n"
           "    points:\n",
-          e2e_native_port, p1);
+          native_port, p1);
   for (size_t i = 0; i < NTP; i++)
     fprintf(f, "      - {name: %s, %s, unit: \"%s\", interval: 100ms}\n",
             tps[i].name, tps[i].yaml, tps[i].unit);
@@ -161,7 +161,7 @@ static int has_value(const e2e_events_t *rd, const char *src, double v) {
 /* Polls the store (every 50 ms, up to 15 s) until cond(rd, st) holds. */
 static void await(int (*cond)(const e2e_events_t *, const e2e_events_t *),
                   const char *what) {
-  uint64_t deadline = e2e_now_ms() + 15000;
+  uint64_t deadline = now_ms() + 15000;
   for (;;) {
     e2e_events_t rd, st;
     e2e_read("readings", &rd);
@@ -171,7 +171,7 @@ static void await(int (*cond)(const e2e_events_t *, const e2e_events_t *),
     e2e_events_free(&st);
     if (ok)
       return;
-    CHECK(e2e_now_ms() < deadline, "timed out waiting for %s", what);
+    CHECK(now_ms() < deadline, "timed out waiting for %s", what);
     usleep(50000); /* polling the store for a condition, with a deadline */
   }
 }
@@ -343,36 +343,32 @@ static void check_store(void) {
   e2e_events_free(&st);
 }
 
-int main(int argc, char **argv) {
+static const char *modbus_bin;
+
+SL_SCENARIO(modbus) {
   char cfg[400], line[512];
   int p1, p2, px, st, planned = 0;
   pid_t s1, s2, sx, conn;
 
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s SLUICE SLUICE_MODBUS MODBUS_SERVER\n", argv[0]);
-    return 2;
-  }
-  server_bin = argv[3];
-  signal(SIGPIPE, SIG_IGN);
-  e2e_init(argv[1], "modbus");
-  e2e_daemon_start();
+  e2e_config();
+  start_daemon(NULL);
   s1 = start_server(0, 1, 0, &p1, "server1.log");
   s2 = start_server(0, 1, 0, &p2, "server2.log");
   sx = start_server(0, 1, 1, &px, "serverx.log");
-  snprintf(cfg, sizeof(cfg), "%s/modbus.yaml", e2e_dir);
-  write_config(cfg, p1, p2, px);
+  snprintf(cfg, sizeof(cfg), "%s/modbus.yaml", dir);
+  write_modbus_config(cfg, p1, p2, px);
   {
-    char *av[] = {argv[2], "-c", cfg, "--check", NULL};
+    char *av[] = {(char *)modbus_bin, "-c", cfg, "--check", NULL};
     st = e2e_wait(e2e_spawn(av, "check.log", NULL), 10000);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "--check exit status %d", st);
   }
-  char *av[] = {argv[2], "-c", cfg, NULL};
+  char *av[] = {(char *)modbus_bin, "-c", cfg, NULL};
   conn = e2e_spawn(av, "modbus.log", NULL);
 
   await(all_up, "every point read, the exceptions reported, 3 devices up");
   /* The plan: 13 points of plc in 6 requests (holding 0..13, holding 60,
    * holding 500, input 0, coil 3, discrete 5..6). */
-  snprintf(line, sizeof(line), "%s/modbus.log", e2e_dir);
+  snprintf(line, sizeof(line), "%s/modbus.log", dir);
   FILE *f = fopen(line, "r");
   while (f && fgets(line, sizeof(line), f))
     if (strstr(line, "device plc: 13 points in 6 requests per round"))
@@ -401,11 +397,18 @@ int main(int argc, char **argv) {
   e2e_stop(s1, SIGKILL);
   e2e_stop(s2, SIGKILL);
   e2e_stop(sx, SIGKILL);
-  e2e_daemon_stop();
+  stop_daemon_ok();
   check_store();
-  snprintf(line, sizeof(line), "rm -rf %s", e2e_dir);
-  if (system(line) != 0)
-    fprintf(stderr, "could not remove %s\n", e2e_dir);
-  printf("modbus_test: ok\n");
+}
+
+static int setup(int argc, char **argv) {
+  (void)argc;
+  modbus_bin = argv[2];
+  server_bin = argv[3];
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "modbus", "SLUICE_MODBUS MODBUS_SERVER",
+                      setup);
 }

@@ -7,7 +7,7 @@
  * changes, vibration bursts, gaps, two models with a version rollout
  * half-way. A time-bounded run stops on time and never exceeds its rate.
  *
- *   sim_test SLUICE SLUICE_SIM
+ *   sim_test SLUICE SLUICE_SIM sim
  */
 #include <math.h>
 #include <signal.h>
@@ -239,34 +239,27 @@ static void check_inference(const e2e_events_t *in, size_t from, size_t n) {
   CHECK(boxes > 0, "no boxes at all");
 }
 
-int main(int argc, char **argv) {
+SL_SCENARIO(sim) {
   unsigned long long r1, i1, r2, i2, r3, i3;
   e2e_events_t rd, in;
-  char line[400];
 
-  if (argc != 3) {
-    fprintf(stderr, "usage: %s SLUICE SLUICE_SIM\n", argv[0]);
-    return 2;
-  }
-  sim_bin = argv[2];
-  signal(SIGPIPE, SIG_IGN);
-  e2e_init(argv[1], "sim");
-  e2e_daemon_start();
+  e2e_config();
+  start_daemon(NULL);
 
   /* A bad option is a usage error (exit 2), before anything is sent. */
-  run_sim("native", e2e_native_port, "--rate", "fast", NULL, NULL, 2);
-  run_sim("native", e2e_native_port, "--count", "3000", &r1, &i1, 0);
-  run_sim("http", e2e_http_port, "--count", "3000", &r2, &i2, 0);
+  run_sim("native", native_port, "--rate", "fast", NULL, NULL, 2);
+  run_sim("native", native_port, "--count", "3000", &r1, &i1, 0);
+  run_sim("http", http_port, "--count", "3000", &r2, &i2, 0);
   CHECK(r1 + i1 == COUNT && r1 == r2 && i1 == i2,
         "counts: native %llu+%llu, http %llu+%llu", r1, i1, r2, i2);
   /* Bounded in time: 300 ms at 4400/s never sends more than the rate. */
-  uint64_t t = e2e_now_ms();
-  run_sim("native", e2e_native_port, "--duration", "300ms", &r3, &i3, 0);
-  CHECK(e2e_now_ms() - t < 5000, "a 300 ms run took %llu ms",
-        (unsigned long long)(e2e_now_ms() - t));
+  uint64_t t = now_ms();
+  run_sim("native", native_port, "--duration", "300ms", &r3, &i3, 0);
+  CHECK(now_ms() - t < 5000, "a 300 ms run took %llu ms",
+        (unsigned long long)(now_ms() - t));
   CHECK(r3 + i3 > 0 && r3 + i3 <= 4400 * 3 / 10 + 1,
         "300 ms at 4400/s sent %llu", r3 + i3);
-  e2e_daemon_stop();
+  stop_daemon_ok();
 
   e2e_read("readings", &rd);
   e2e_read("inference", &in);
@@ -282,9 +275,14 @@ int main(int argc, char **argv) {
   check_inference(&in, 0, i1);
   e2e_events_free(&rd);
   e2e_events_free(&in);
-  snprintf(line, sizeof(line), "rm -rf %s", e2e_dir);
-  if (system(line) != 0)
-    fprintf(stderr, "could not remove %s\n", e2e_dir);
-  printf("sim_test: ok\n");
+}
+
+static int setup(int argc, char **argv) {
+  (void)argc;
+  sim_bin = argv[2];
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "sim", "SLUICE_SIM", setup);
 }

@@ -107,22 +107,13 @@ static void pub_init(pub_t *p, size_t cap) {
 
 /* Reads the whole stream back; values[offset] = the reading's value. */
 static uint64_t read_stream(const char *name, double **values) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0, cap = 1024;
   int rc;
 
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store read-only: %s", err);
-  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
-        "cursor");
+  CHECK(store_cursor(name, &st, &cur) == 0, "stream %s", name);
   *values = malloc(cap * sizeof(double));
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
     CHECK(rec.status == 0, "record status %d at %llu", rec.status,
@@ -146,8 +137,7 @@ static uint64_t read_stream(const char *name, double **values) {
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
   CHECK(rc == SL_ENOTFOUND, "cursor ended with %s", sl_strerror(rc));
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 
@@ -745,21 +735,12 @@ static void pipe_publish(sl_client_t *cl, pub_t *p, int from, int to) {
 
 /* The stored events of a stream as comparable text lines. */
 static size_t pipe_read(const char *name, char lines[][256], size_t cap) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   size_t n = 0;
 
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0, "%s",
-        err);
-  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
-        "cursor");
+  CHECK(store_cursor(name, &st, &cur) == 0, "stream %s", name);
   while (sl_store_cursor_next(cur, &rec) == 0) {
     Sluice__V1__EventBatch *b =
         sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
@@ -776,8 +757,7 @@ static size_t pipe_read(const char *name, char lines[][256], size_t cap) {
     }
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 

@@ -271,22 +271,13 @@ static void reload_cert(int port, const char *want) {
 /* Reads stream name back; idents receives "v=<value> id=<identity>;" per
  * event, where identity is every sluice.identity attribute joined by '+'. */
 static void read_idents(const char *name, char *idents, size_t cap) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   size_t n = 0;
 
   idents[0] = 0;
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
-        "cursor");
+  CHECK(store_cursor(name, &st, &cur) == 0, "stream %s", name);
   while (sl_store_cursor_next(cur, &rec) == 0) {
     Sluice__V1__EventBatch *b =
         sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
@@ -310,30 +301,20 @@ static void read_idents(const char *name, char *idents, size_t cap) {
     }
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
 }
 
 /* Events of stream name, and how many carry exactly one sluice.identity
  * attribute, equal to ident. */
 static uint64_t count_ident(const char *name, const char *ident,
                             uint64_t *with) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0;
 
   *with = 0;
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  CHECK(sl_store_stream_lookup(st, name, &id) == 0, "stream %s", name);
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0,
-        "cursor");
+  CHECK(store_cursor(name, &st, &cur) == 0, "stream %s", name);
   while (sl_store_cursor_next(cur, &rec) == 0) {
     Sluice__V1__EventBatch *b =
         sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
@@ -349,8 +330,7 @@ static uint64_t count_ident(const char *name, const char *ident,
     }
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 

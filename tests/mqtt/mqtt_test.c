@@ -29,7 +29,6 @@
  *                               JSON equal to the store, QoS, retain, expiry,
  *                               retained status and its offline will
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -49,145 +48,41 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
-#include "loadtest/common/scrape.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 #include "store/store.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
 
-static const char *sluice_bin, *mqtt_host;
+static const char *mqtt_host;
 static int mqtt_port;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300], prefix[64];
-static pid_t daemon_pid, broker_pid;
-static int admin_port;
+static char prefix[64];
+static pid_t broker_pid;
 
-void check_fail_cleanup(void) {
-  char cmd[400];
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
+/* The private broker goes when a check fails (fixture_on_fail). */
+static void kill_broker(void) {
   if (broker_pid > 0)
     kill(broker_pid, SIGKILL);
-  snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* ---- daemon ------------------------------------------------------------ */
 
-static void write_config(const char *subs, const char *extra) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          "node:\n  id: mqtt-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 500ms\n  dead_letter_stream: dlq\n"
-          "  max_payload_bytes: 4KiB\n%s"
-          "  subscriptions:\n%s"
-          "streams:\n  - name: readings\n  - name: dlq\n",
-          data_dir, mqtt_host, mqtt_port, prefix, extra ? extra : "", subs);
-  fclose(f);
+static void write_mqtt_config(const char *subs, const char *extra) {
+  write_config_fmt(
+      "node:\n  id: mqtt-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"\"\n  http:\n    address: \"\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 500ms\n  dead_letter_stream: dlq\n"
+      "  max_payload_bytes: 4KiB\n%s"
+      "  subscriptions:\n%s"
+      "streams:\n  - name: readings\n  - name: dlq\n",
+      data_dir, mqtt_host, mqtt_port, prefix, extra ? extra : "", subs);
 }
 
-/* Lines of the file at path containing what, counted. */
-static int file_count(const char *path, const char *what) {
-  char line[2048];
-  int n = 0;
-  FILE *f = fopen(path, "r");
-  while (f && fgets(line, sizeof(line), f))
-    n += strstr(line, what) != NULL;
-  if (f)
-    fclose(f);
-  return n;
-}
-
-/* Daemon log lines containing what, counted. */
-static int log_count(const char *what) {
-  return file_count(log_path, what);
-}
-
-/* Starts the daemon and waits (bounded) until it is ready and, unless
- * until is NULL, a log line contains until. */
-static pid_t start_daemon_until(const char *until) {
-  uint64_t deadline = now_ms() + 20000;
-  pid_t pid;
-  unlink(log_path);
-  pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  for (;;) {
-    char line[2048];
-    int st, ready = 0;
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *a = strstr(line, " ready: ");
-      if (a && (a = strstr(a, "admin ")) && (a = strstr(a, "(port ")))
-        sscanf(a, "(port %d)", &admin_port);
-      if (!until || strstr(line, until))
-        ready = 1;
-    }
-    if (f)
-      fclose(f);
-    if (ready && admin_port)
-      return pid;
-    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
-    CHECK(now_ms() < deadline, "daemon not ready (%s) within 20 s",
-          until ? until : "-");
-    usleep(10000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-/* Starts the daemon and waits (bounded) until it is ready and subscribed. */
-static pid_t start_daemon(void) {
-  return start_daemon_until("mqtt subscribed");
-}
-
-static int stop_daemon(pid_t pid, int sig) {
-  int st;
-  uint64_t deadline = now_ms() + 30000;
-  kill(pid, sig);
-  while (waitpid(pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
-    usleep(5000);
-  }
-  daemon_pid = 0;
-  CHECK(!log_count("Sanitizer") && !log_count("runtime error:"),
-        "sanitizer report in the daemon log");
-  return st;
-}
-
-/* GET /metrics from the admin port; returns the value of the first line
- * starting with series, or -1. */
-static double metric(const char *series) {
-  double v;
-  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
-}
-
-/* Waits until the series reaches want (bounded). */
-static void await_metric(const char *series, double want, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  double v;
-  while ((v = metric(series)) < want) {
-    CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
-    usleep(20000);
-  }
-}
+/* The daemon ready and subscribed. */
+static const daemon_opts_t subscribed = {.until = "mqtt subscribed"};
 
 #define EVENTS_MQTT(s)                                                         \
   "sluice_ingest_events_total{path=\"mqtt\",stream=\"" s "\"}"
@@ -197,24 +92,14 @@ static void await_metric(const char *series, double want, int timeout_ms) {
 typedef void (*event_cb)(const Sluice__V1__Event *ev, void *arg);
 
 static uint64_t read_stream(const char *name, event_cb cb, void *arg) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0;
   int rc;
 
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  if (sl_store_stream_lookup(st, name, &id) < 0) {
-    sl_store_env_close(st);
+  if (store_cursor(name, &st, &cur) < 0)
     return 0;
-  }
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
     CHECK(rec.status == 0, "record status %d", rec.status);
     Sluice__V1__EventBatch *b =
@@ -227,8 +112,7 @@ static uint64_t read_stream(const char *name, event_cb cb, void *arg) {
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
   CHECK(rc == SL_ENOTFOUND, "cursor: %s", sl_strerror(rc));
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 
@@ -349,7 +233,7 @@ static void publish_range(pub_t *p, const char *topic, int from, int to,
 
 /* Waits until the daemon stored n MQTT readings, then stops it cleanly. */
 static void store_and_stop(pid_t pid, uint64_t n) {
-  await_metric(EVENTS_MQTT("readings"), (double)n, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), (double)n, 30000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
 }
@@ -383,7 +267,7 @@ static void mosq_pub(const char *topic, const char *msg);
 
 /* MQTT ingest goes through the edge pipelines too (docs/PROCESSING.md): a
  * deadband stores 1, 2, 5 of 1 1 1 1 2 2 2 5 5 5 and counts 7 drops. */
-static void scenario_pipelines(void) {
+SL_SCENARIO(pipelines) {
   static const int vals[] = {1, 1, 1, 1, 2, 2, 2, 5, 5, 5};
   char subs[512], t[256], msg[64];
   pl_seen_t seen = {0};
@@ -391,23 +275,19 @@ static void scenario_pipelines(void) {
            "    - filter: %s/pl/+id\n      stream: readings\n"
            "      source: \"pl/{id}\"\n",
            prefix);
-  write_config(subs, NULL);
-  FILE *f = fopen(cfg_path, "a");
-  CHECK(f, "append config");
-  fputs("pipelines:\n  - name: db\n    match: {stream: readings}\n"
-        "    steps:\n      - deadband: \"0.5\"\n",
-        f);
-  fclose(f);
-  pid_t pid = start_daemon();
+  write_mqtt_config(subs, NULL);
+  append_config("pipelines:\n  - name: db\n    match: {stream: readings}\n"
+                "    steps:\n      - deadband: \"0.5\"\n");
+  pid_t pid = daemon_start(&subscribed);
   snprintf(t, sizeof(t), "%s/pl/m7", prefix);
   for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
     snprintf(msg, sizeof(msg), "{\"value\":%d}", vals[i]);
     mosq_pub(t, msg);
   }
-  await_metric(EVENTS_MQTT("readings"), 10, 30000);
-  await_metric("sluice_pipeline_dropped_total{pipeline=\"db\","
-               "reason=\"deadband\"}",
-               7, 10000);
+  await_metric_ge(EVENTS_MQTT("readings"), 10, 30000);
+  await_metric_ge("sluice_pipeline_dropped_total{pipeline=\"db\","
+                  "reason=\"deadband\"}",
+                  7, 10000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   read_stream("readings", pl_cb, &seen);
@@ -440,15 +320,15 @@ static void ev_cb(const Sluice__V1__Event *ev, void *arg) {
 
 /* The HTTP event shape over MQTT (what sluice-sim --output mqtt sends):
  * integers, the event's own time_ns, inference objects, arrays. */
-static void scenario_event(void) {
+SL_SCENARIO(event) {
   char subs[512], t[256];
   ev_seen_t seen = {0};
   snprintf(subs, sizeof(subs),
            "    - filter: %s/ev/#\n      stream: readings\n"
            "      decoder: event\n",
            prefix);
-  write_config(subs, NULL);
-  pid_t pid = start_daemon();
+  write_mqtt_config(subs, NULL);
+  pid_t pid = daemon_start(&subscribed);
   snprintf(t, sizeof(t), "%s/ev/a", prefix);
   mosq_pub(t, "{\"source\":\"c1\",\"int_value\":42,"
               "\"time_ns\":1700000000000000123}");
@@ -457,8 +337,8 @@ static void scenario_event(void) {
   mosq_pub(t, "[{\"source\":\"x\",\"value\":1},{\"source\":\"y\","
               "\"value\":true}]");
   mosq_pub(t, "{\"source\":\"x\",\"vaule\":1}"); /* refused: typo */
-  await_metric(EVENTS_MQTT("readings"), 4, 30000);
-  await_metric(EVENTS_MQTT("dlq"), 1, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 4, 30000);
+  await_metric_ge(EVENTS_MQTT("dlq"), 1, 30000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   read_stream("readings", ev_cb, &seen);
@@ -564,7 +444,7 @@ static void dlq_cb(const Sluice__V1__Event *ev, void *arg) {
   strcat(s->dlq_reasons, ",");
 }
 
-static void scenario_basic(void) {
+SL_SCENARIO(basic) {
   char subs[2048], t[256], big[6000], deep[2100];
   basic_seen_t seen = {0};
   pub_t p;
@@ -579,8 +459,8 @@ static void scenario_basic(void) {
            "    - filter: %s/raw/#\n      decoder: raw\n"
            "      content_type: text/plain\n",
            prefix, prefix, prefix, prefix);
-  write_config(subs, NULL);
-  pid_t pid = start_daemon();
+  write_mqtt_config(subs, NULL);
+  pid_t pid = daemon_start(&subscribed);
 
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   mosq_pub(t, "{\"value\":21.5,\"unit\":\"degC\",\"time\":1700000000123}");
@@ -616,8 +496,8 @@ static void scenario_basic(void) {
     CHECK(pub_send(&p, t, i) == 0, "publish %d", i);
   pub_await(&p, 2000, 30000);
   pub_free(&p);
-  await_metric(EVENTS_MQTT("readings"), 2000 + 8, 30000);
-  await_metric(EVENTS_MQTT("dlq"), 7, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 2000 + 8, 30000);
+  await_metric_ge(EVENTS_MQTT("dlq"), 7, 30000);
   CHECK(metric("sluice_mqtt_decode_errors_total{reason=\"too_big\"}") == 1,
         "too_big counted");
   CHECK(metric("sluice_mqtt_decode_errors_total{reason=\"bad_type\"}") == 1,
@@ -683,14 +563,14 @@ static const char *id_subs(void) {
   return subs;
 }
 
-static void scenario_restart(void) {
+SL_SCENARIO(restart) {
   const int N = 3000;
   char t[256];
   idset_t ids = {.seen = calloc(3 * (size_t)N, 1), .cap = 3 * (uint64_t)N};
   pub_t p;
 
-  write_config(id_subs(), NULL);
-  pid_t pid = start_daemon(); /* creates the persistent session */
+  write_mqtt_config(id_subs(), NULL);
+  pid_t pid = daemon_start(&subscribed); /* creates the persistent session */
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   pub_init(&p, "restart-pub", 3 * (uint64_t)N);
   publish_range(&p, t, 0, N, "publish");
@@ -699,7 +579,7 @@ static void scenario_restart(void) {
   /* sluice is away: the broker queues for its session. */
   publish_range(&p, t, N, 2 * N, "publish while away");
 
-  pid = start_daemon();
+  pid = daemon_start(&subscribed);
   /* And publishers go on while it catches up. */
   publish_range(&p, t, 2 * N, 3 * N, "publish after restart");
   store_and_stop(pid, 2 * (uint64_t)N);
@@ -739,7 +619,7 @@ static void *killpub_run(void *arg) {
   return NULL;
 }
 
-static void scenario_kill9(void) {
+SL_SCENARIO(kill9) {
   const char *env = getenv("SL_MQTT_KILL_ROUNDS");
   int rounds = env ? atoi(env) : 12;
   const uint64_t cap = 4000000;
@@ -749,15 +629,15 @@ static void scenario_kill9(void) {
   uint64_t missing = 0;
 
   memset(&k, 0, sizeof(k));
-  write_config(id_subs(), NULL);
+  write_mqtt_config(id_subs(), NULL);
   srand((unsigned)getpid());
   snprintf(k.topic, sizeof(k.topic), "%s/plant/s1/l1/m1", prefix);
-  pid_t pid = start_daemon();
+  pid_t pid = daemon_start(&subscribed);
   pub_init(&k.p, "kill9-pub", cap);
   CHECK(pthread_create(&th, NULL, killpub_run, &k) == 0, "thread");
   for (int r = 0; r < rounds; r++) {
     if (r)
-      pid = start_daemon();
+      pid = daemon_start(&subscribed);
     /* Kill at a random point of the ingest. */
     usleep((useconds_t)(20000 + rand() % 300000));
     kill(pid, SIGKILL);
@@ -773,7 +653,7 @@ static void scenario_kill9(void) {
   pub_await(&k.p, sent, 60000);
   /* Every message the broker accepted must reach the store: sluice
    * PUBACKed it durably, or the broker still has it for the session. */
-  pid = start_daemon();
+  pid = daemon_start(&subscribed);
   uint64_t deadline = now_ms() + 60000;
   for (;;) {
     ids_read(&ids);
@@ -851,7 +731,7 @@ static void broker_stop(void) {
   broker_pid = 0;
 }
 
-static void scenario_broker(void) {
+SL_SCENARIO(broker) {
   char conf[400], t[256];
   idset_t ids = {.seen = calloc(1000, 1), .cap = 1000};
   FILE *f;
@@ -868,14 +748,14 @@ static void scenario_broker(void) {
           getuid() == 0 ? "user root\n" : "", mqtt_port, dir);
   fclose(f);
   broker_start(conf);
-  write_config(id_subs(), NULL);
-  pid_t pid = start_daemon();
+  write_mqtt_config(id_subs(), NULL);
+  pid_t pid = daemon_start(&subscribed);
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   pub_init(&p, "broker-pub-1", 1000);
   for (int i = 0; i < 300; i++)
     CHECK(pub_send(&p, t, i) == 0, "publish");
   pub_await(&p, 300, 30000);
-  await_metric(EVENTS_MQTT("readings"), 300, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 300, 30000);
   pub_free(&p);
 
   broker_stop();
@@ -890,7 +770,7 @@ static void scenario_broker(void) {
   for (int i = 300; i < 600; i++)
     CHECK(pub_send(&p, t, i) == 0, "publish");
   pub_await(&p, 300, 30000);
-  await_metric(EVENTS_MQTT("readings"), 600, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 600, 30000);
   CHECK(metric("sluice_mqtt_reconnects_total{link=\"ingest\"}") >= 1,
         "reconnect counted");
   pub_free(&p);
@@ -949,18 +829,6 @@ static int broker_log_count(const char *what) {
   return file_count(p, what);
 }
 
-/* Waits (bounded) until the daemon's log has n lines containing what. */
-static void await_log(const char *what, int n, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  while (log_count(what) < n) {
-    CHECK(now_ms() < deadline, "log line '%s' seen %d times, want %d", what,
-          log_count(what), n);
-    CHECK(daemon_pid <= 0 || waitpid(daemon_pid, NULL, WNOHANG) == 0,
-          "daemon exited");
-    usleep(20000);
-  }
-}
-
 /* A throwaway CA, a server certificate for 127.0.0.1 and a client
  * certificate, all made by the openssl CLI in dir. */
 static void tls_files(void) {
@@ -985,7 +853,7 @@ static void tls_files(void) {
  * daemon keeps running, says so in its log and /metrics, and once the
  * broker's password file accepts it (SIGHUP reload) it reconnects and
  * stores what the broker queued for its session meanwhile. */
-static void scenario_tls(void) {
+SL_SCENARIO(tls) {
   char conf[400], extra[2048], t[256], ca[300], cert[300], key[300];
   idset_t ids = {.seen = calloc(1000, 1), .cap = 1000};
   pub_t p;
@@ -1033,8 +901,8 @@ static void scenario_tls(void) {
            "  tls_ca: \"%s\"\n  tls_cert: \"%s\"\n  tls_keyfile: \"%s\"\n"
            "  username: sluice\n  password: right-pw\n",
            ca, cert, key);
-  write_config(id_subs(), extra);
-  pid_t pid = start_daemon();
+  write_mqtt_config(id_subs(), extra);
+  pid_t pid = daemon_start(&subscribed);
   CHECK(log_count("(session new)") == 1, "a new session");
   CHECK(broker_log_count("u'sluice'") >= 1, "broker log: sluice's user");
 
@@ -1047,7 +915,7 @@ static void scenario_tls(void) {
     snprintf(msg, sizeof(msg), "{\"value\":%d}", i);
     mosq_pub(t, msg); /* mosquitto_pub --cafile --cert --key -u -P */
   }
-  await_metric(EVENTS_MQTT("readings"), 503, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 503, 30000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
   ids_read(&ids);
@@ -1060,14 +928,14 @@ static void scenario_tls(void) {
            "  tls_ca: \"%s\"\n  tls_cert: \"%s\"\n  tls_keyfile: \"%s\"\n"
            "  username: sluice\n  password: changed-pw\n",
            ca, cert, key);
-  write_config(id_subs(), extra);
-  pid = start_daemon_until(" ready: ");
-  await_log("refused the connection", 2, 20000);
+  write_mqtt_config(id_subs(), extra);
+  pid = daemon_start(NULL);
+  await_log_count("refused the connection", 2, 20000);
   CHECK(log_count("Bad user name or password") + log_count("not authorised") +
                 log_count("Not authorized") >=
             1,
         "the refusal names the reason");
-  await_metric("sluice_mqtt_reconnects_total{link=\"ingest\"}", 2, 20000);
+  await_metric_ge("sluice_mqtt_reconnects_total{link=\"ingest\"}", 2, 20000);
   CHECK(metric("sluice_mqtt_connected{link=\"ingest\"}") == 0,
         "ingest link reported connected");
   CHECK(log_count("mqtt subscribed") == 0, "subscribed with a wrong password");
@@ -1082,9 +950,9 @@ static void scenario_tls(void) {
   CHECK(sh("mosquitto_passwd -b '%s/passwd' sluice changed-pw", dir) == 0,
         "mosquitto_passwd");
   kill(broker_pid, SIGHUP);
-  await_log("mqtt subscribed", 1, 20000);
+  await_log_count("mqtt subscribed", 1, 20000);
   CHECK(log_count("(session resumed)") == 1, "session resumed");
-  await_metric(EVENTS_MQTT("readings"), 200, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 200, 30000);
   CHECK(metric("sluice_mqtt_connected{link=\"ingest\"}") == 1, "connected");
   pub_free(&p);
   st = stop_daemon(pid, SIGTERM);
@@ -1104,7 +972,7 @@ static void scenario_tls(void) {
 
 /* mqtt.version 3.1.1: the ingest session is kept (clean session off), so
  * what is published while sluice is stopped arrives after its restart. */
-static void scenario_v311(void) {
+SL_SCENARIO(v311) {
   const int N = 1000;
   char conf[400], t[256], want[200];
   idset_t ids = {.seen = calloc(2 * (size_t)N, 1), .cap = 2 * (uint64_t)N};
@@ -1112,8 +980,8 @@ static void scenario_v311(void) {
 
   broker_conf(conf, sizeof(conf), "allow_anonymous true\n");
   broker_start(conf);
-  write_config(id_subs(), "  version: \"3.1.1\"\n");
-  pid_t pid = start_daemon();
+  write_mqtt_config(id_subs(), "  version: \"3.1.1\"\n");
+  pid_t pid = daemon_start(&subscribed);
   CHECK(log_count("(session new)") == 1, "a new session");
   snprintf(t, sizeof(t), "%s/plant/s1/l1/m1", prefix);
   pub_init(&p, "v311-pub", 2 * (uint64_t)N);
@@ -1121,7 +989,7 @@ static void scenario_v311(void) {
   store_and_stop(pid, N);
 
   publish_range(&p, t, N, 2 * N, "publish while sluice is down");
-  pid = start_daemon();
+  pid = daemon_start(&subscribed);
   CHECK(log_count("(session resumed)") == 1, "session resumed");
   store_and_stop(pid, N);
   pub_free(&p);
@@ -1321,7 +1189,7 @@ static void fan_cb(const Sluice__V1__Event *ev, void *arg) {
  * equals the stored events; a late subscriber gets the retained last
  * result per source and the retained status; the status turns "offline"
  * when sluice is stopped and when it is killed. */
-static void scenario_fanout(void) {
+SL_SCENARIO(fanout) {
   const int64_t t0 = 1700000000000; /* ms, on a 10 s boundary */
   char conf[400], extra[1024], subs[512], t[256], all[200], apps[200], raw[200],
       status[200];
@@ -1342,21 +1210,18 @@ static void scenario_fanout(void) {
            "      stream: readings\n      source: \"{site}/{line}/{machine}\"\n"
            "      json_unit: u\n",
            prefix);
-  write_config(subs, extra);
-  FILE *f = fopen(cfg_path, "a");
-  CHECK(f, "append config");
-  fputs("  - name: stats\n"
-        "pipelines:\n  - name: win\n    match: {stream: readings}\n"
-        "    steps:\n      - aggregate: [count, mean, min, max]\n"
-        "        window: 10s\n        into: stats\n        keep_raw: true\n",
-        f);
-  fclose(f);
+  write_mqtt_config(subs, extra);
+  append_config("  - name: stats\n"
+                "pipelines:\n  - name: win\n    match: {stream: readings}\n"
+                "    steps:\n      - aggregate: [count, mean, min, max]\n"
+                "        window: 10s\n        into: stats\n"
+                "        keep_raw: true\n");
 
   snprintf(all, sizeof(all), "%s/#", prefix);
   snprintf(apps, sizeof(apps), "%s/apps/stats/", prefix);
   snprintf(raw, sizeof(raw), "%s/raw/", prefix);
   sub_t *live = sub_new(all);
-  pid_t pid = start_daemon();
+  pid_t pid = daemon_start(&subscribed);
   sub_await(live, status, 1, 10000); /* the publish link is up */
 
   /* Readings 0..30 s of two machines, interleaved: windows [0,10), [10,20),
@@ -1375,7 +1240,7 @@ static void scenario_fanout(void) {
   }
   pub_await(&p, 62, 30000);
   pub_free(&p);
-  await_metric(EVENTS_MQTT("readings"), 62, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 62, 30000);
   sub_await(live, raw, 62, 20000);
   sub_await(live, apps, 6, 20000);
 
@@ -1428,7 +1293,7 @@ static void scenario_fanout(void) {
   sub_free(late);
 
   /* kill -9: the broker publishes the will. */
-  pid = start_daemon();
+  pid = daemon_start(&subscribed);
   int before = sub_count(live, status);
   sub_await(live, status, before + 1, 10000); /* online again */
   kill(pid, SIGKILL);
@@ -1584,7 +1449,7 @@ static void sp_cb(const Sluice__V1__Event *ev, void *arg) {
   }
 }
 
-static void scenario_sparkplug(void) {
+SL_SCENARIO(sparkplug) {
   const uint32_t D = ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Double,
                  I = ORG__ECLIPSE__TAHU__PROTOBUF__DATA_TYPE__Int32;
   char subs[512], filt[200];
@@ -1595,8 +1460,8 @@ static void scenario_sparkplug(void) {
            "    - filter: spBv1.0/%s/+/+/#\n      stream: readings\n"
            "      decoder: sparkplug\n",
            prefix);
-  write_config(subs, NULL);
-  pid_t pid = start_daemon();
+  write_mqtt_config(subs, NULL);
+  pid_t pid = daemon_start(&subscribed);
 
   /* An application watching for the rebirth command. */
   CHECK((cmd = mosquitto_new(NULL, true, &ncmd)), "cmd client");
@@ -1646,8 +1511,8 @@ static void scenario_sparkplug(void) {
   /* NBIRTH 3 (status + 2 values), NDATA 1, DBIRTH 2, DDATA 1, the gap's
    * status + value 2, historical 1, deaths 2 = 12 events; the unknown
    * alias goes to the dead letters. */
-  await_metric(EVENTS_MQTT("readings"), 12, 30000);
-  await_metric(EVENTS_MQTT("dlq"), 1, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 12, 30000);
+  await_metric_ge(EVENTS_MQTT("dlq"), 1, 30000);
   uint64_t deadline = now_ms() + 10000;
   while (__atomic_load_n(&ncmd.rebirths, __ATOMIC_SEQ_CST) < 1) {
     CHECK(now_ms() < deadline, "no rebirth NCMD seen");
@@ -1658,12 +1523,12 @@ static void scenario_sparkplug(void) {
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
 
   /* After a restart the aliases come from the store, not a new birth. */
-  pid = start_daemon();
+  pid = daemon_start(&subscribed);
   {
     sp_metric_t m[] = {sp_m(NULL, 1, D, 30.0)};
     sp_pub(pubc, "NDATA", NULL, 9, m, 1);
   }
-  await_metric(EVENTS_MQTT("readings"), 1, 30000);
+  await_metric_ge(EVENTS_MQTT("readings"), 1, 30000);
   st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
   mosquitto_disconnect(pubc);
@@ -1687,16 +1552,15 @@ static void scenario_sparkplug(void) {
          ncmd.rebirths);
 }
 
-int main(int argc, char **argv) {
-  const char *port = getenv("SLUICE_TEST_MQTT_PORT");
-  if (argc != 3) {
-    fprintf(stderr, "usage: mqtt_test SLUICE_BINARY SCENARIO\n");
-    return 2;
-  }
-  sluice_bin = argv[1];
+/* Skips (77) without the harness's Mosquitto, or for the scenarios with a
+ * private broker without the tools they need. */
+static int setup(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  const char *port = getenv("SLUICE_TEST_MQTT_PORT"), *sc = fixture_scenario;
   mqtt_host = getenv("SLUICE_TEST_MQTT_HOST");
-  int private_broker = !strcmp(argv[2], "broker") || !strcmp(argv[2], "tls") ||
-                       !strcmp(argv[2], "v311") || !strcmp(argv[2], "fanout");
+  int private_broker = !strcmp(sc, "broker") || !strcmp(sc, "tls") ||
+                       !strcmp(sc, "v311") || !strcmp(sc, "fanout");
   if (!private_broker && (!mqtt_host || !port)) {
     printf("SKIP: no SLUICE_TEST_MQTT_HOST/PORT (run under scripts/harness)\n");
     return 77;
@@ -1707,48 +1571,17 @@ int main(int argc, char **argv) {
     printf("SKIP: no /usr/sbin/mosquitto\n");
     return 77;
   }
-  if (!strcmp(argv[2], "tls") &&
+  if (!strcmp(sc, "tls") &&
       (!have_tool("openssl") || !have_tool("mosquitto_passwd"))) {
     printf("SKIP: openssl or mosquitto_passwd not found\n");
     return 77;
   }
-  snprintf(dir, sizeof(dir), "/tmp/sluice-mqtt-test-XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/sluice.log", dir);
-  snprintf(prefix, sizeof(prefix), "t%d-%s", (int)getpid(), argv[2]);
+  snprintf(prefix, sizeof(prefix), "t%d-%s", (int)getpid(), sc);
+  fixture_on_fail = kill_broker;
   mosquitto_lib_init();
-  uint64_t t0 = now_ms();
-  if (!strcmp(argv[2], "basic"))
-    scenario_basic();
-  else if (!strcmp(argv[2], "restart"))
-    scenario_restart();
-  else if (!strcmp(argv[2], "kill9"))
-    scenario_kill9();
-  else if (!strcmp(argv[2], "broker"))
-    scenario_broker();
-  else if (!strcmp(argv[2], "pipelines"))
-    scenario_pipelines();
-  else if (!strcmp(argv[2], "event"))
-    scenario_event();
-  else if (!strcmp(argv[2], "sparkplug"))
-    scenario_sparkplug();
-  else if (!strcmp(argv[2], "tls"))
-    scenario_tls();
-  else if (!strcmp(argv[2], "v311"))
-    scenario_v311();
-  else if (!strcmp(argv[2], "fanout"))
-    scenario_fanout();
-  else {
-    fprintf(stderr, "unknown scenario %s\n", argv[2]);
-    return 2;
-  }
-  printf("%s: ok in %.1f s\n", argv[2], (double)(now_ms() - t0) / 1000);
-  mosquitto_lib_cleanup();
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    return 1;
   return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "mqtt", NULL, setup);
 }

@@ -18,8 +18,6 @@
  *
  * Every loop is bounded in count and time.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,41 +31,20 @@
 #include <librdkafka/rdkafka.h>
 #include <mosquitto.h>
 
-#include "loadtest/common/scrape.h"
 #include "sluice/v1/event.pb-c.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
+#include "tests/mqtt/private_mosquitto.h"
 
 #define ROUNDS 6       /* restart + kill -9 rounds */
 #define PER_ROUND 4000 /* ids queued per round */
 #define TOTAL (ROUNDS * PER_ROUND + PER_ROUND)
 
-static const char *sluice_bin, *mosq_sh, *kafka;
-static int mqtt_port, admin_port, http_port;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300],
-    mosq_dir[300], prefix[64];
-static pid_t daemon_pid;
+static const char *kafka;
+static int mqtt_port;
+static char prefix[64];
 static int seen[TOTAL];
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-void check_fail_cleanup(void) {
-  char cmd[700];
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
-  snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
-  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s stop", mosq_dir,
-           mosq_sh);
-  if (system(cmd) < 0)
-    perror("system");
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int sh(const char *fmt, ...) {
   char cmd[1024];
@@ -78,78 +55,9 @@ static int sh(const char *fmt, ...) {
   return system(cmd);
 }
 
-static void mosq(const char *verb) {
-  CHECK(sh("SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir, mosq_sh, verb) == 0,
-        "mosquitto.sh %s", verb);
-}
-
-static int log_count(const char *what) {
-  char line[4096];
-  int n = 0;
-  FILE *f = fopen(log_path, "r");
-  while (f && fgets(line, sizeof(line), f))
-    n += strstr(line, what) != NULL;
-  if (f)
-    fclose(f);
-  return n;
-}
-
-/* Starts the daemon (log appended) and waits until ready and subscribed. */
-static void start_daemon(void) {
-  uint64_t deadline = now_ms() + 30000;
-  int subscribed0 = log_count("mqtt subscribed"),
-      ready0 = log_count(" ready: ");
-  pid_t pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  for (;;) {
-    char line[4096];
-    int st, ready = 0;
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *a = strstr(line, " ready: "), *p;
-      if (!a || ++ready <= ready0)
-        continue;
-      if ((p = strstr(a, "admin ")) && (p = strstr(p, "(port ")))
-        sscanf(p, "(port %d)", &admin_port);
-      if ((p = strstr(a, "http port ")))
-        sscanf(p, "http port %d", &http_port);
-    }
-    if (f)
-      fclose(f);
-    if (ready > ready0 && log_count("mqtt subscribed") > subscribed0)
-      return;
-    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
-    CHECK(now_ms() < deadline, "daemon not ready within 30 s");
-    usleep(10000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-static int stop_daemon(int sig) {
-  int st;
-  uint64_t deadline = now_ms() + 30000;
-  kill(daemon_pid, sig);
-  while (waitpid(daemon_pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
-    usleep(5000);
-  }
-  daemon_pid = 0;
-  CHECK(!log_count("Sanitizer") && !log_count("runtime error:"),
-        "sanitizer report in the daemon log");
-  return st;
-}
-
-static double metric(const char *series) {
-  double v;
-  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
-}
+/* The daemon (log appended) ready and subscribed. */
+static const daemon_opts_t subscribed = {
+    .until = "mqtt subscribed", .append_log = 1, .timeout_ms = 30000};
 
 #define EVENTS "sluice_ingest_events_total{path=\"mqtt\",stream=\"readings\"}"
 #define REDELIVERED "sluice_mqtt_redeliveries_dropped_total"
@@ -159,14 +67,10 @@ static double redelivered_now(void) {
   return v > 0 ? v : 0;
 }
 
-/* Waits until this daemon process stored at least n MQTT events. */
+/* Waits until this daemon process stored at least n MQTT events (polled
+ * every 2 ms: the broker restart is meant to fall mid-drain). */
 static void await_events(double n, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  double v;
-  while ((v = metric(EVENTS)) < n) {
-    CHECK(now_ms() < deadline, "%s = %g, waited for %g", EVENTS, v, n);
-    usleep(2000);
-  }
+  await_metric_ge_every(EVENTS, n, timeout_ms, 2);
 }
 
 /* ---- the publisher; the broker is stable while it runs ------------------ */
@@ -330,80 +234,67 @@ static void consume(const char *topic) {
 }
 
 static void write_config_dedupe(void) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          "node:\n  id: dedupe-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 300ms\n"
-          "  subscriptions:\n    - filter: %s/ev\n      stream: readings\n"
-          "      decoder: event\n"
-          "streams:\n  - name: readings\n    dedupe_key: attr.msg_id\n"
-          "    dedupe_window: 10s\n    dedupe_max_keys: 1000\n",
-          data_dir, mqtt_port, prefix, prefix);
-  fclose(f);
+  write_config_fmt(
+      "node:\n  id: dedupe-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 300ms\n"
+      "  subscriptions:\n    - filter: %s/ev\n      stream: readings\n"
+      "      decoder: event\n"
+      "streams:\n  - name: readings\n    dedupe_key: attr.msg_id\n"
+      "    dedupe_window: 10s\n    dedupe_max_keys: 1000\n",
+      data_dir, mqtt_port, prefix, prefix);
 }
 
-static void write_config(const char *topic) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          "node:\n  id: redeliver-test\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "kafka:\n  enabled: true\n  brokers: \"%s\"\n"
-          "  checkpoint_topic: %s-ckpt\n"
-          "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 300ms\n"
-          "  subscriptions:\n    - filter: %s/ids/+m\n      stream: readings\n"
-          "      source: \"{m}\"\n      json_value: v\n      qos: 1\n"
-          "streams:\n  - name: readings\n    topic: %s\n    format: protobuf\n",
-          data_dir, kafka, prefix, mqtt_port, prefix, prefix, topic);
-  fclose(f);
+static void write_config_ids(const char *topic) {
+  write_config_fmt(
+      "node:\n  id: redeliver-test\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "kafka:\n  enabled: true\n  brokers: \"%s\"\n"
+      "  checkpoint_topic: %s-ckpt\n"
+      "mqtt:\n  enabled: true\n  host: 127.0.0.1\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 300ms\n"
+      "  subscriptions:\n    - filter: %s/ids/+m\n      stream: readings\n"
+      "      source: \"{m}\"\n      json_value: v\n      qos: 1\n"
+      "streams:\n  - name: readings\n    topic: %s\n    format: protobuf\n",
+      data_dir, kafka, prefix, mqtt_port, prefix, prefix, topic);
 }
 
-static void scenario_redeliver(void) {
+SL_SCENARIO(redeliver) {
   char topic[128];
-  FILE *pf;
   snprintf(topic, sizeof(topic), "%s-ids", prefix);
-  mosq("start");
-  mosq("wait-ready");
-  char portfile[400];
-  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
-  CHECK((pf = fopen(portfile, "r")) && fscanf(pf, "%d", &mqtt_port) == 1,
-        "mosquitto port");
-  fclose(pf);
-  write_config(topic);
-  start_daemon(); /* creates the persistent session */
+  mqtt_port = private_mosq_start();
+  write_config_ids(topic);
+  daemon_start(&subscribed); /* creates the persistent session */
   double redelivered = 0;
   for (int r = 0; r < ROUNDS; r++) {
     /* sluice is away: the broker queues the round for its session. */
-    stop_daemon(r == 0 ? SIGTERM : SIGKILL);
+    stop_daemon(daemon_pid, r == 0 ? SIGTERM : SIGKILL);
     publish_ids(r * PER_ROUND, (r + 1) * PER_ROUND);
-    start_daemon();
+    daemon_start(&subscribed);
     /* Mid-drain: the broker goes down with PUBACKs in flight... */
     await_events(PER_ROUND / 8, 30000);
-    mosq("restart");
+    private_mosq("restart");
     /* ...and sluice dies with committed messages not yet acknowledged. */
     await_events(PER_ROUND / 2, 30000);
     redelivered += redelivered_now();
   }
-  stop_daemon(SIGKILL);
+  stop_daemon(daemon_pid, SIGKILL);
   publish_ids(ROUNDS * PER_ROUND, TOTAL);
-  start_daemon();
+  daemon_start(&subscribed);
   consume(topic);
   redelivered += redelivered_now();
-  int st = stop_daemon(SIGTERM);
+  int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
-  mosq("stop");
+  private_mosq("stop");
   int missing = 0, dups = 0, unacked = 0;
   for (int i = 0; i < TOTAL; i++) {
     missing += seen[i] == 0 && broker_acked[i];
@@ -478,38 +369,23 @@ static void publish_events(int from, int to) {
 #define EVENTS_HTTP                                                            \
   "sluice_ingest_events_total{path=\"http\",stream=\"readings\"}"
 
-static void await_metric(const char *series, double want, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  double v;
-  while ((v = metric(series)) < want) {
-    CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
-    usleep(5000);
-  }
-}
-
-static void scenario_dedupe(void) {
+SL_SCENARIO(dedupe) {
   int counts[100] = {0};
   char line[512];
   FILE *p;
-  mosq("start");
-  mosq("wait-ready");
-  char portfile[400];
-  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
-  CHECK((p = fopen(portfile, "r")) && fscanf(p, "%d", &mqtt_port) == 1,
-        "mosquitto port");
-  fclose(p);
+  mqtt_port = private_mosq_start();
   write_config_dedupe();
-  start_daemon();
+  daemon_start(&subscribed);
   uint64_t t0 = now_ms();
   post_http(0, 100);
   /* Within the window: HTTP replays of 0..49 are dropped. */
   post_http(0, 50);
-  await_metric(DUPS, 50, 10000);
+  await_metric_ge_every(DUPS, 50, 10000, 5);
   /* The window survives kill -9: MQTT replays of 50..99 are dropped. */
-  stop_daemon(SIGKILL);
-  start_daemon();
+  stop_daemon(daemon_pid, SIGKILL);
+  daemon_start(&subscribed);
   publish_events(50, 100);
-  await_metric(DUPS, 50, 10000);
+  await_metric_ge_every(DUPS, 50, 10000, 5);
   uint64_t within = now_ms() - t0;
   CHECK(within < 10000,
         "the replays took %llu ms, longer than the window: machine too slow",
@@ -519,12 +395,12 @@ static void scenario_dedupe(void) {
   while (now_ms() < t0 + 11000)
     usleep(50000); /* waiting for time to pass, not for a condition */
   post_http(0, 100);
-  await_metric(EVENTS_HTTP, 100, 10000);
+  await_metric_ge_every(EVENTS_HTTP, 100, 10000, 5);
   CHECK(metric(DUPS) == 50, "%g duplicates counted after the window",
         metric(DUPS));
-  int st = stop_daemon(SIGTERM);
+  int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
-  mosq("stop");
+  private_mosq("stop");
   snprintf(line, sizeof(line), "%s store dump -d %s --stream readings",
            sluice_bin, data_dir);
   CHECK((p = popen(line, "r")), "store dump");
@@ -545,42 +421,29 @@ static void scenario_dedupe(void) {
          "the window kept\n");
 }
 
-int main(int argc, char **argv) {
-  if (argc < 4) {
-    fprintf(stderr, "usage: redeliver_test SLUICE MOSQUITTO_SH redeliver\n");
-    return 2;
-  }
-  sluice_bin = argv[1];
-  mosq_sh = argv[2];
+/* PROG SLUICE MOSQUITTO_SH SCENARIO: skips (77) without what the scenario
+ * needs. */
+static int setup(int argc, char **argv) {
+  (void)argc;
+  int dedupe = !strcmp(fixture_scenario, "dedupe");
   kafka = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
-  if (!strcmp(argv[3], "dedupe") && system("curl --version >/dev/null") != 0) {
+  if (dedupe && system("curl --version >/dev/null") != 0) {
     printf("SKIP: no curl\n");
     return 77;
   }
-  if ((strcmp(argv[3], "dedupe") && (!kafka || !*kafka)) ||
+  if ((!dedupe && (!kafka || !*kafka)) ||
       access("/usr/sbin/mosquitto", X_OK) != 0) {
     printf(
         "SKIP: no harness Kafka or no mosquitto (run under scripts/harness)\n");
     return 77;
   }
-  snprintf(dir, sizeof(dir), "/tmp/sluice-redeliver-test-XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/sluice.log", dir);
-  snprintf(mosq_dir, sizeof(mosq_dir), "%s/mosquitto", dir);
+  private_mosq_init(argv[2], "mosquitto");
   snprintf(prefix, sizeof(prefix), "rd%d-%ld", (int)getpid(), (long)time(NULL));
+  fixture_on_fail = private_mosq_stop_quiet;
   mosquitto_lib_init();
-  uint64_t t0 = now_ms();
-  if (!strcmp(argv[3], "redeliver"))
-    scenario_redeliver();
-  else if (!strcmp(argv[3], "dedupe"))
-    scenario_dedupe();
-  else {
-    fprintf(stderr, "unknown scenario %s\n", argv[3]);
-    return 2;
-  }
-  printf("%s: ok in %.1f s\n", argv[3], (double)(now_ms() - t0) / 1000);
-  mosquitto_lib_cleanup();
-  return sh("rm -rf %s", dir) != 0;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "redeliver", "MOSQUITTO_SH", setup);
 }

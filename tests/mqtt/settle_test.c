@@ -26,27 +26,17 @@
 #include <mosquitto.h>
 
 #include "tests/common/daemon_fixture.h"
+#include "tests/mqtt/private_mosquitto.h"
 
 #define IDS 2000
 
-static const char *mosq_sh, *slowsync;
-static char mosq_dir[400], gate[400], held[420], prefix[64];
+static const char *slowsync;
+static char gate[400], held[420], prefix[64];
 static int mqtt_port;
 
-static void mosq(const char *verb) {
-  char cmd[1200];
-  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s %s", mosq_dir,
-           mosq_sh, verb);
-  CHECK(system(cmd) == 0, "mosquitto.sh %s", verb);
-}
-
 static void cleanup(void) {
-  char cmd[1200];
   unlink(gate); /* a held fsync must not outlive the test */
-  snprintf(cmd, sizeof(cmd), "SLUICE_MOSQUITTO_DIR=%s %s stop >/dev/null 2>&1",
-           mosq_dir, mosq_sh);
-  if (system(cmd) < 0)
-    perror("system");
+  private_mosq_stop_quiet();
 }
 
 /* In the daemon's child, before exec. */
@@ -85,8 +75,7 @@ static void publish_ids(int n) {
   }
   while (acked < n && now_ms() < deadline)
     usleep(2000); /* polling a counter, with a deadline */
-  CHECK(acked == n, "publisher: %d of %d acknowledged by the broker", acked,
-        n);
+  CHECK(acked == n, "publisher: %d of %d acknowledged by the broker", acked, n);
   mosquitto_disconnect(m);
   mosquitto_loop_stop(m, false);
   mosquitto_destroy(m);
@@ -97,18 +86,12 @@ static void publish_ids(int n) {
 #define STORED "sluice_ingest_events_total{path=\"mqtt\",stream=\"readings\"}"
 
 SL_SCENARIO(settle) {
-  char portfile[450], line[4096];
+  char line[4096];
   FILE *pf;
   int counts[IDS] = {0};
 
-  mosq("start");
-  mosq("wait-ready");
-  snprintf(portfile, sizeof(portfile), "%s/port", mosq_dir);
-  CHECK((pf = fopen(portfile, "r")) && fscanf(pf, "%d", &mqtt_port) == 1,
-        "mosquitto port");
-  fclose(pf);
-  write_config_streams(
-      "  - name: readings\n", "");
+  mqtt_port = private_mosq_start();
+  write_config_streams("  - name: readings\n", "");
   char mqtt[1024];
   snprintf(mqtt, sizeof(mqtt),
            "store:\n  sync: always\n"
@@ -140,7 +123,7 @@ SL_SCENARIO(settle) {
    * unacknowledged messages) it persisted, under the held commit. sluice
    * reads nothing while a commit with QoS 1 messages is in flight (so it
    * does not even see the connection go): watched for one second. */
-  mosq("restart");
+  private_mosq("restart");
   uint64_t until = now_ms() + 1000;
   while (now_ms() < until) {
     double v = metric(MESSAGES);
@@ -162,7 +145,7 @@ SL_SCENARIO(settle) {
   await_metric_ge(STORED, IDS, 60000);
   double resends = metric(RESENDS);
   stop_daemon_ok();
-  mosq("stop");
+  private_mosq("stop");
 
   snprintf(line, sizeof(line), "%s store dump -d %s --stream readings",
            sluice_bin, data_dir);
@@ -193,7 +176,6 @@ SL_SCENARIO(settle) {
 }
 
 static int setup(int argc, char **argv) {
-  mosq_sh = argv[2];
   slowsync = argv[3];
   if (access("/usr/sbin/mosquitto", X_OK) != 0) {
     printf("SKIP: no /usr/sbin/mosquitto\n");
@@ -204,7 +186,7 @@ static int setup(int argc, char **argv) {
     printf("SKIP: LD_PRELOAD does not mix with the sanitizer build\n");
     return 77;
   }
-  snprintf(mosq_dir, sizeof(mosq_dir), "%s/mosq", dir);
+  private_mosq_init(argv[2], "mosq");
   snprintf(gate, sizeof(gate), "%s/sync.gate", dir);
   snprintf(held, sizeof(held), "%s.held", gate);
   snprintf(prefix, sizeof(prefix), "st%d", (int)getpid());

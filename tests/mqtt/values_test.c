@@ -2,7 +2,7 @@
  * Every value arrives as it was sent (issue 25), end to end against the
  * harness's Kafka and Mosquitto (exit 77 = skipped without them):
  *
- *   values_test SLUICE values protobuf|json
+ *   values_test SLUICE protobuf|json
  *       every datatype's extremes (0, min, max, NaN, +/-Inf, -0, subnormals,
  *       empty and long strings, UInt64 >= 2^63) through every ingest path
  *       (native client, HTTP JSON with curl, MQTT JSON, Sparkplug B births
@@ -13,12 +13,11 @@
  *       message after each restart reports the seq gap (a seq_gap status in
  *       the store, the gap counter, a rebirth NCMD), every round.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,115 +29,22 @@
 #include <librdkafka/rdkafka.h>
 #include <mosquitto.h>
 
-#include "loadtest/common/scrape.h"
 #include "sluice/client.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 #include "store/store.h"
-#include "tests/common/check.h"
+#include "tests/common/daemon_fixture.h"
 
 typedef Org__Eclipse__Tahu__Protobuf__Payload sp_payload_t;
 typedef Org__Eclipse__Tahu__Protobuf__Payload__Metric sp_metric_t;
 
-static const char *sluice_bin, *mqtt_host, *kafka;
-static int mqtt_port, admin_port, native_port, http_port;
-static char dir[256], data_dir[300], cfg_path[300], log_path[300], prefix[64];
-static pid_t daemon_pid;
+static const char *mqtt_host, *kafka;
+static int mqtt_port;
+static char prefix[64];
 
-void check_fail_cleanup(void) {
-  char cmd[400];
-  if (daemon_pid > 0)
-    kill(daemon_pid, SIGKILL);
-  snprintf(cmd, sizeof(cmd), "tail -n 40 %s >&2", log_path);
-  if (system(cmd) < 0)
-    perror("system");
-}
-
-static uint64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static int log_count(const char *what) {
-  char line[4096];
-  int n = 0;
-  FILE *f = fopen(log_path, "r");
-  while (f && fgets(line, sizeof(line), f))
-    n += strstr(line, what) != NULL;
-  if (f)
-    fclose(f);
-  return n;
-}
-
-/* Starts the daemon (log appended) and waits until ready and subscribed. */
-static void start_daemon(void) {
-  uint64_t deadline = now_ms() + 20000;
-  int subscribed0 = log_count("mqtt subscribed"),
-      ready0 = log_count(" ready: ");
-  pid_t pid = fork();
-  CHECK(pid >= 0, "fork");
-  if (pid == 0) {
-    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    execl(sluice_bin, sluice_bin, "run", "-c", cfg_path, (char *)NULL);
-    _exit(127);
-  }
-  daemon_pid = pid;
-  for (;;) {
-    char line[4096];
-    int st, ready = 0;
-    FILE *f = fopen(log_path, "r");
-    while (f && fgets(line, sizeof(line), f)) {
-      const char *a = strstr(line, " ready: ");
-      if (!a || ++ready <= ready0)
-        continue;
-      const char *p = strstr(a, "(port ");
-      if (p)
-        sscanf(p, "(port %d)", &native_port);
-      if ((p = strstr(a, "http port ")))
-        sscanf(p, "http port %d", &http_port);
-      if ((p = strstr(a, "admin ")) && (p = strstr(p, "(port ")))
-        sscanf(p, "(port %d)", &admin_port);
-    }
-    if (f)
-      fclose(f);
-    if (ready > ready0 && log_count("mqtt subscribed") > subscribed0)
-      return;
-    CHECK(waitpid(pid, &st, WNOHANG) == 0, "daemon exited before ready");
-    CHECK(now_ms() < deadline, "daemon not ready within 20 s");
-    usleep(10000); /* polling the log for a condition, with a deadline */
-  }
-}
-
-static int stop_daemon(int sig) {
-  int st;
-  uint64_t deadline = now_ms() + 30000;
-  kill(daemon_pid, sig);
-  while (waitpid(daemon_pid, &st, WNOHANG) == 0) {
-    CHECK(now_ms() < deadline, "daemon did not exit within 30 s");
-    usleep(5000);
-  }
-  daemon_pid = 0;
-  CHECK(!log_count("Sanitizer") && !log_count("runtime error:"),
-        "sanitizer report in the daemon log");
-  return st;
-}
-
-static double metric(const char *series) {
-  double v;
-  return sl_scrape_metric(admin_port, series, &v) == 0 ? v : -1;
-}
-
-static void await_metric(const char *series, double want, int timeout_ms) {
-  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
-  double v;
-  while ((v = metric(series)) < want) {
-    CHECK(now_ms() < deadline, "%s = %g, waited for %g", series, v, want);
-    usleep(20000);
-  }
-}
+/* The daemon (log appended) ready and subscribed. */
+static const daemon_opts_t subscribed = {.until = "mqtt subscribed",
+                                         .append_log = 1};
 
 /* ---- the cases ---------------------------------------------------------- */
 
@@ -617,30 +523,27 @@ static void consume(const char *topic, bool json) {
   rd_kafka_destroy(rk);
 }
 
-static void write_config(const char *extra_streams, const char *subs) {
-  FILE *f = fopen(cfg_path, "w");
-  CHECK(f, "open %s", cfg_path);
-  fprintf(f,
-          /* A node id of its own: scenarios running at once against one
-           * Kafka must not share a transactional id (they fence). */
-          "node:\n  id: %s-node\n  data_dir: %s\n"
-          "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
-          "  http:\n    address: \"127.0.0.1:0\"\n"
-          "admin:\n  address: \"127.0.0.1:0\"\n"
-          "log:\n  level: info\n"
-          "kafka:\n  enabled: %s\n  brokers: \"%s\"\n"
-          "  checkpoint_topic: %s-ckpt\n"
-          "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
-          "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
-          "  reconnect_max: 500ms\n  max_payload_bytes: 256KiB\n"
-          "  subscriptions:\n%s"
-          "streams:\n  - name: readings\n%s",
-          prefix, data_dir, kafka ? "true" : "false", kafka ? kafka : "",
-          prefix, mqtt_host, mqtt_port, prefix, subs, extra_streams);
-  fclose(f);
+static void write_values_config(const char *extra_streams, const char *subs) {
+  write_config_fmt(
+      /* A node id of its own: scenarios running at once against one
+       * Kafka must not share a transactional id (they fence). */
+      "node:\n  id: %s-node\n  data_dir: %s\n"
+      "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
+      "  http:\n    address: \"127.0.0.1:0\"\n"
+      "admin:\n  address: \"127.0.0.1:0\"\n"
+      "log:\n  level: info\n"
+      "kafka:\n  enabled: %s\n  brokers: \"%s\"\n"
+      "  checkpoint_topic: %s-ckpt\n"
+      "mqtt:\n  enabled: true\n  host: \"%s\"\n  port: %d\n"
+      "  client_id: \"%s-sluice\"\n  reconnect_min: 50ms\n"
+      "  reconnect_max: 500ms\n  max_payload_bytes: 256KiB\n"
+      "  subscriptions:\n%s"
+      "streams:\n  - name: readings\n%s",
+      prefix, data_dir, kafka ? "true" : "false", kafka ? kafka : "", prefix,
+      mqtt_host, mqtt_port, prefix, subs, extra_streams);
 }
 
-static void scenario_values(const char *format) {
+static void values(const char *format) {
   char subs[600], streams[300], topic[128];
   bool json = !strcmp(format, "json");
   cases_init();
@@ -653,8 +556,8 @@ static void scenario_values(const char *format) {
            "    - filter: spBv1.0/%s/+/+/#\n      stream: readings\n"
            "      decoder: sparkplug\n",
            prefix, prefix);
-  write_config(streams, subs);
-  start_daemon();
+  write_values_config(streams, subs);
+  daemon_start(&subscribed);
   send_native();
   send_http();
   struct mosquitto *m = mosq_open(NULL);
@@ -662,11 +565,19 @@ static void scenario_values(const char *format) {
   send_sparkplug(m);
   consume(topic, json);
   mosq_close(m);
-  int st = stop_daemon(SIGTERM);
+  int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
   printf("values (%s): %d cases x (native, HTTP JSON, MQTT JSON, Sparkplug "
          "birth + aliased data) arrived bit for bit with their datatypes\n",
          format, ncases);
+}
+
+SL_SCENARIO(protobuf) {
+  values("protobuf");
+}
+
+SL_SCENARIO(json) {
+  values("json");
 }
 
 /* ---- Sparkplug seq gaps across kill -9 ---------------------------------- */
@@ -695,20 +606,12 @@ typedef struct gaps {
 } gaps_t;
 
 static uint64_t read_gaps(gaps_t *g) {
-  sl_store_opts_t so;
   sl_store_t *st;
   sl_store_cursor_t *cur;
   sl_store_rec_t rec;
-  uint32_t id;
-  char err[256];
   uint64_t n = 0;
   int rc;
-  sl_store_opts_init(&so);
-  so.flags = SL_STORE_RDONLY;
-  CHECK(sl_store_env_open(data_dir, &so, &st, err, sizeof(err)) == 0,
-        "open store: %s", err);
-  CHECK(sl_store_stream_lookup(st, "readings", &id) == 0, "stream");
-  CHECK(sl_store_cursor_open(st, id, 0, SL_STORE_OFFSET_END, &cur) == 0, "cur");
+  CHECK(store_cursor("readings", &st, &cur) == 0, "stream");
   while ((rc = sl_store_cursor_next(cur, &rec)) == 0) {
     Sluice__V1__EventBatch *b =
         sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
@@ -721,12 +624,11 @@ static uint64_t read_gaps(gaps_t *g) {
     }
     sluice__v1__event_batch__free_unpacked(b, NULL);
   }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
+  store_cursor_close(st, cur);
   return n;
 }
 
-static void scenario_spgap(void) {
+SL_SCENARIO(spgap) {
   const int rounds = 3;
   char subs[300], filt[200];
   sp_metric_t m;
@@ -740,8 +642,8 @@ static void scenario_spgap(void) {
            "    - filter: spBv1.0/%s/+/+/#\n      stream: readings\n"
            "      decoder: sparkplug\n",
            prefix);
-  write_config("", subs);
-  start_daemon();
+  write_values_config("", subs);
+  daemon_start(&subscribed);
   struct mosquitto *cmd = mosq_open(NULL);
   mosquitto_message_callback_set(cmd, on_ncmd);
   snprintf(filt, sizeof(filt), "spBv1.0/%s/NCMD/#", prefix);
@@ -753,12 +655,12 @@ static void scenario_spgap(void) {
   sp_publish(pub, "NBIRTH", seq++, &m, 1, 0);
   sp_metric(&m, 0, false, NULL);
   sp_publish(pub, "NDATA", seq++, &m, 1, 0);
-  await_metric(EVENTS_MQTT, 3, 30000); /* online + 2 values, committed */
-  int lo[8], hi[8], xlo[8], xhi[8];    /* per round: last seq before, next */
+  await_metric_ge(EVENTS_MQTT, 3, 30000); /* online + 2 values, committed */
+  int lo[8], hi[8], xlo[8], xhi[8];       /* per round: last seq before, next */
   int prev_lo = 1, prev_hi = 1;
   for (int r = 0; r < rounds; r++) {
     int before = __atomic_load_n(&rebirths, __ATOMIC_SEQ_CST);
-    stop_daemon(SIGKILL);
+    stop_daemon(daemon_pid, SIGKILL);
     /* The edge node goes on at QoS 0 while sluice is away: one message is
      * lost for sure (never reaches the broker: the broker's timing decides
      * whether it still queues the others), two more are published. */
@@ -767,11 +669,11 @@ static void scenario_spgap(void) {
     xlo[r] = seq;
     for (int i = 0; i < 2; i++)
       sp_publish(pub, "NDATA", seq++ % 256, &m, 1, 0);
-    start_daemon();
+    daemon_start(&subscribed);
     xhi[r] = seq;
     sp_publish(pub, "NDATA", seq++ % 256, &m, 1, 0);
     prev_lo = xlo[r], prev_hi = xhi[r];
-    await_metric(EVENTS_MQTT, 2, 30000); /* the status + the value */
+    await_metric_ge(EVENTS_MQTT, 2, 30000); /* the status + the value */
     CHECK(metric("sluice_mqtt_sparkplug_seq_gaps_total") == 1,
           "round %d: gap counted %g", r,
           metric("sluice_mqtt_sparkplug_seq_gaps_total"));
@@ -782,9 +684,9 @@ static void scenario_spgap(void) {
     }
     /* Whatever arrived after the restart is committed before the next
      * kill (its events counted). */
-    await_metric(EVENTS_MQTT, 2, 30000);
+    await_metric_ge(EVENTS_MQTT, 2, 30000);
   }
-  int st = stop_daemon(SIGTERM);
+  int st = stop_daemon(daemon_pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit %d", st);
   mosq_close(pub);
   mosq_close(cmd);
@@ -805,45 +707,30 @@ static void scenario_spgap(void) {
          rounds);
 }
 
-int main(int argc, char **argv) {
+/* Skips (77) without the harness's Mosquitto (and, but for spgap, its Kafka
+ * and curl). */
+static int setup(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
   const char *port = getenv("SLUICE_TEST_MQTT_PORT");
-  if (argc < 3) {
-    fprintf(stderr, "usage: values_test SLUICE values FORMAT | spgap\n");
-    return 2;
-  }
-  sluice_bin = argv[1];
+  int need_kafka = strcmp(fixture_scenario, "spgap") != 0;
   mqtt_host = getenv("SLUICE_TEST_MQTT_HOST");
   kafka = getenv("SLUICE_TEST_KAFKA_BOOTSTRAP");
-  if (!mqtt_host || !port ||
-      (!strcmp(argv[2], "values") && (!kafka || !*kafka))) {
+  if (!mqtt_host || !port || (need_kafka && (!kafka || !*kafka))) {
     printf("SKIP: no harness Mosquitto/Kafka (run under scripts/harness)\n");
     return 77;
   }
-  if (!strcmp(argv[2], "values") && system("curl --version >/dev/null") != 0) {
+  if (need_kafka && system("curl --version >/dev/null") != 0) {
     printf("SKIP: no curl\n");
     return 77;
   }
   mqtt_port = atoi(port);
-  snprintf(dir, sizeof(dir), "/tmp/sluice-values-test-XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  snprintf(data_dir, sizeof(data_dir), "%s/data", dir);
-  snprintf(cfg_path, sizeof(cfg_path), "%s/sluice.yaml", dir);
-  snprintf(log_path, sizeof(log_path), "%s/sluice.log", dir);
   snprintf(prefix, sizeof(prefix), "v%d-%ld-%s", (int)getpid(),
-           (long)time(NULL), argv[2]);
+           (long)time(NULL), fixture_scenario);
   mosquitto_lib_init();
-  uint64_t t0 = now_ms();
-  if (!strcmp(argv[2], "values") && argc == 4)
-    scenario_values(argv[3]);
-  else if (!strcmp(argv[2], "spgap"))
-    scenario_spgap();
-  else {
-    fprintf(stderr, "unknown scenario %s\n", argv[2]);
-    return 2;
-  }
-  printf("%s: ok in %.1f s\n", argv[2], (double)(now_ms() - t0) / 1000);
-  mosquitto_lib_cleanup();
-  char cmd[400];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  return system(cmd) != 0;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "values", NULL, setup);
 }

@@ -38,20 +38,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
 #include "common/common.h"
-#include "sluice/v1/event.pb-c.h"
-#include "store/store.h"
 #include "sync/sync.h"
-#include "tests/common/check.h"
+#include "tests/sync/sync_inproc.h"
 
-#define BATCH 500u
 #define HOUR_NS 3600000000000ll
 #define DAY_NS (24 * HOUR_NS)
 
-static char dir[256];
 static _Atomic int64_t clock_offset_ns; /* the uplink's clock - real time */
 static int64_t base_ns;                 /* event time of offset 0 */
 
@@ -62,62 +55,11 @@ static int64_t node_clock(void *opaque) {
 
 /* Stores readings from..from+n-1 (value = offset, time = base + k ms). */
 static void fill(sl_store_t *st, uint32_t id, uint32_t from, uint32_t n) {
-  for (uint32_t b = from / BATCH; b < (from + n) / BATCH; b++) {
-    Sluice__V1__EventBatch eb = SLUICE__V1__EVENT_BATCH__INIT;
-    Sluice__V1__Event evs[BATCH], *evp[BATCH];
-    Sluice__V1__Reading rd[BATCH];
-    char srcs[BATCH][32];
-    for (uint32_t i = 0; i < BATCH; i++) {
-      uint32_t k = b * BATCH + i;
-      sluice__v1__event__init(&evs[i]);
-      sluice__v1__reading__init(&rd[i]);
-      snprintf(srcs[i], sizeof(srcs[i]), "site/sensor%02u", k % 16);
-      evs[i].source = srcs[i];
-      evs[i].time_ns = base_ns + (int64_t)k * 1000000;
-      rd[i].value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
-      rd[i].double_value = (double)k;
-      evs[i].body_case = SLUICE__V1__EVENT__BODY_READING;
-      evs[i].reading = &rd[i];
-      evp[i] = &evs[i];
-    }
-    eb.n_events = BATCH;
-    eb.events = evp;
-    size_t len = sluice__v1__event_batch__get_packed_size(&eb);
-    uint8_t *buf = malloc(len);
-    CHECK(buf, "malloc");
-    sluice__v1__event_batch__pack(&eb, buf);
-    sl_store_batch_t *bt;
-    sl_store_group_t *g;
-    CHECK(sl_store_batch_new(st, id, buf, len, BATCH, evs[0].time_ns,
-                             evs[BATCH - 1].time_ns, &bt) == 0 &&
-              sl_store_group_new(st, &g) == 0 &&
-              sl_store_group_add(g, bt) == 0 &&
-              sl_store_group_commit(g, NULL, 0) == 0,
-          "store batch %u", b);
-    free(buf);
-  }
+  inproc_fill(st, id, from, n, base_ns);
 }
 
 static sl_store_t *open_store(uint32_t *id) {
-  char e[256];
-  sl_store_opts_t so;
-  sl_store_t *st;
-  snprintf(dir, sizeof(dir), "/tmp/sl_sync_clock.XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  sl_store_opts_init(&so);
-  so.sync = SL_STORE_SYNC_INTERVAL;
-  CHECK(sl_store_env_open(dir, &so, &st, e, sizeof(e)) == 0, "store: %s", e);
-  sl_store_stream_conf_t sc = {0};
-  CHECK(sl_store_stream_create(st, "readings", &sc, id) == 0, "stream");
-  return st;
-}
-
-static void remove_store(sl_store_t *st) {
-  char cmd[300];
-  sl_store_env_close(st);
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  return inproc_store_open("sync_clock", 1, id);
 }
 
 static sl_sync_t *uplink(sl_store_t *st, const char *brokers, const char *node,
@@ -228,22 +170,16 @@ static int scenario_ages(void) {
 
   /* 4. Delivering to the mock cluster, which then goes down while 1000
    * more events wait: the ETA turns -1 and stays there. */
-  char e[256];
-  rd_kafka_conf_t *mconf = rd_kafka_conf_new();
-  rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, e, sizeof(e));
-  CHECK(mrk, "%s", e);
-  rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(mrk, 3);
-  if (!mc) {
-    printf("sync_clock_test: SKIP: no mock cluster in this librdkafka\n");
-    return 77;
-  }
-  CHECK(rd_kafka_mock_topic_create(mc, "clock", 1, 3) == 0 &&
-            rd_kafka_mock_topic_create(mc, "clock.ckpt", 1, 3) == 0,
-        "topics");
+  const char *const topics[] = {"clock", "clock.ckpt", NULL};
+  inproc_mock_t mock;
+  int rc = inproc_mock_new(&mock, 3, topics, "sync_clock_test");
+  if (rc)
+    return rc;
+  rd_kafka_mock_cluster_t *mc = mock.mc;
   const char *props[] = {"message.timeout.ms=3000", "retry.backoff.ms=50",
                          "socket.timeout.ms=3000"};
-  up = uplink(st, rd_kafka_mock_cluster_bootstraps(mc), "clock-node", "clock",
-              "clock.ckpt", 0, props, SL_ARRAY_SIZE(props));
+  up = uplink(st, mock.brokers, "clock-node", "clock", "clock.ckpt", 0, props,
+              SL_ARRAY_SIZE(props));
   deadline = sl_now_mono_ns() + 60000000000ull;
   for (;;) {
     sl_sync_stats(up, &s);
@@ -300,9 +236,8 @@ static int scenario_ages(void) {
     usleep(50000); /* polling the counters, with a deadline */
   }
   sl_sync_free(up);
-  rd_kafka_mock_cluster_destroy(mc);
-  rd_kafka_destroy(mrk);
-  remove_store(st);
+  inproc_mock_free(&mock);
+  inproc_store_remove(st);
   printf("sync_clock_test ages: ok\n");
   return 0;
 }
@@ -336,66 +271,19 @@ static void create_topic(const char *brokers, const char *topic) {
   rd_kafka_destroy(rk);
 }
 
-/* Reads topic read_committed to its end: count[offset header]++, and checks
- * each record's timestamp (near the broker's clock) and value (the event's
- * own time). */
-static void consume_committed(const char *brokers, const char *topic,
-                              uint32_t *count, uint32_t n) {
-  char e[256];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  CHECK(!rd_kafka_conf_set(conf, "bootstrap.servers", brokers, e, sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "group.id", "verify", e, sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "isolation.level", "read_committed", e,
-                               sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "enable.partition.eof", "true", e,
-                               sizeof(e)),
-        "conf: %s", e);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-  CHECK(rk, "consumer: %s", e);
-  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(parts, topic, 0)->offset =
-      RD_KAFKA_OFFSET_BEGINNING;
-  CHECK(rd_kafka_assign(rk, parts) == 0, "assign");
-  rd_kafka_topic_partition_list_destroy(parts);
-  uint64_t deadline = sl_now_mono_ns() + 60000000000ull;
-  for (;;) {
-    CHECK(sl_now_mono_ns() < deadline, "topic not read to its end in 60 s");
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (!m)
-      continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      rd_kafka_message_destroy(m);
-      break;
-    }
-    CHECK(!m->err, "consume: %s", rd_kafka_message_errstr(m));
-    rd_kafka_headers_t *h;
-    const void *v;
-    size_t sz;
-    char ob[32];
-    CHECK(!rd_kafka_message_headers(m, &h) &&
-              !rd_kafka_header_get_last(h, "offset", &v, &sz) &&
-              sz < sizeof(ob),
-          "offset header");
-    memcpy(ob, v, sz);
-    ob[sz] = '\0';
-    uint64_t off = strtoull(ob, NULL, 10);
-    CHECK(off < n, "offset %" PRIu64 " beyond the stored range", off);
-    Sluice__V1__Event *ev = sluice__v1__event__unpack(NULL, m->len, m->payload);
-    CHECK(ev && ev->reading && ev->reading->double_value == (double)off &&
-              ev->time_ns == base_ns + (int64_t)off * 1000000,
-          "offset %" PRIu64 ": not the stored event with its own time", off);
-    sluice__v1__event__free_unpacked(ev, NULL);
-    int64_t ts = rd_kafka_message_timestamp(m, NULL);
-    int64_t real_ms = sl_now_wall_ns() / 1000000;
-    CHECK(llabs(ts - real_ms) < 600000,
-          "offset %" PRIu64 ": record timestamp %" PRId64
-          " ms, %.0f s from the broker's clock",
-          off, ts, (double)(ts - real_ms) / 1e3);
-    count[off]++;
-    rd_kafka_message_destroy(m);
-  }
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
+/* A record read back (read_committed): the stored event with its own time
+ * in the value, a timestamp near the broker's clock. */
+static void check_record(const rd_kafka_message_t *m, uint64_t off,
+                         const Sluice__V1__Event *ev) {
+  CHECK(ev && ev->reading && ev->reading->double_value == (double)off &&
+            ev->time_ns == base_ns + (int64_t)off * 1000000,
+        "offset %" PRIu64 ": not the stored event with its own time", off);
+  int64_t ts = rd_kafka_message_timestamp(m, NULL);
+  int64_t real_ms = sl_now_wall_ns() / 1000000;
+  CHECK(llabs(ts - real_ms) < 600000,
+        "offset %" PRIu64 ": record timestamp %" PRId64
+        " ms, %.0f s from the broker's clock",
+        off, ts, (double)(ts - real_ms) / 1e3);
 }
 
 static int scenario_tsrefuse(void) {
@@ -462,7 +350,7 @@ static int scenario_tsrefuse(void) {
 
   uint32_t *count = calloc(N, sizeof(uint32_t));
   CHECK(count, "calloc");
-  consume_committed(brokers, topic, count, N);
+  inproc_consume(brokers, topic, 1, N, count, check_record);
   uint32_t missing = 0, dups = 0;
   for (uint32_t k = 0; k < N; k++) {
     missing += count[k] == 0;
@@ -470,7 +358,7 @@ static int scenario_tsrefuse(void) {
   }
   CHECK(!missing && !dups, "%u missing, %u duplicates", missing, dups);
   free(count);
-  remove_store(st);
+  inproc_store_remove(st);
   printf("sync_clock_test tsrefuse: %d events exactly once: ok\n", N);
   return 0;
 }

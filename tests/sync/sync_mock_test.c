@@ -38,116 +38,31 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafka_mock.h>
-
 #include "common/common.h"
-#include "sluice/v1/event.pb-c.h"
-#include "store/store.h"
 #include "sync/sync.h"
-#include "tests/common/check.h"
+#include "tests/sync/sync_inproc.h"
 
 #define EVENTS 40000u
-#define BATCH 500u
 #define CHUNK 2000u
 #define PRODUCE_API 0  /* ApiKey of ProduceRequest */
 #define ENDTXN_API 26  /* ApiKey of EndTxnRequest */
 #define INITPID_API 22 /* ApiKey of InitProducerIdRequest */
 #define AUTH_BACKOFF_MS 2000
+#define BASE_NS 1700000000000000000ll /* event time of offset 0 */
 
-static char dir[256];
-
-/* Stores readings from..from+n-1 (value = offset), BATCH per batch, 16
+/* Stores readings from..from+n-1 (value = offset), 500 per batch, 16
  * sources. */
 static void fill(sl_store_t *st, uint32_t id, uint32_t from, uint32_t n) {
-  for (uint32_t b = from / BATCH; b < (from + n) / BATCH; b++) {
-    Sluice__V1__EventBatch eb = SLUICE__V1__EVENT_BATCH__INIT;
-    Sluice__V1__Event evs[BATCH], *evp[BATCH];
-    Sluice__V1__Reading rd[BATCH];
-    char srcs[BATCH][32];
-    for (uint32_t i = 0; i < BATCH; i++) {
-      uint32_t k = b * BATCH + i;
-      sluice__v1__event__init(&evs[i]);
-      sluice__v1__reading__init(&rd[i]);
-      snprintf(srcs[i], sizeof(srcs[i]), "site/sensor%02u", k % 16);
-      evs[i].source = srcs[i];
-      evs[i].time_ns = 1700000000000000000ll + (int64_t)k * 1000000;
-      rd[i].value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
-      rd[i].double_value = (double)k;
-      evs[i].body_case = SLUICE__V1__EVENT__BODY_READING;
-      evs[i].reading = &rd[i];
-      evp[i] = &evs[i];
-    }
-    eb.n_events = BATCH;
-    eb.events = evp;
-    size_t len = sluice__v1__event_batch__get_packed_size(&eb);
-    uint8_t *buf = malloc(len);
-    CHECK(buf, "malloc");
-    sluice__v1__event_batch__pack(&eb, buf);
-    sl_store_batch_t *bt;
-    sl_store_group_t *g;
-    CHECK(sl_store_batch_new(st, id, buf, len, BATCH, evs[0].time_ns,
-                             evs[BATCH - 1].time_ns, &bt) == 0 &&
-              sl_store_group_new(st, &g) == 0 &&
-              sl_store_group_add(g, bt) == 0 &&
-              sl_store_group_commit(g, NULL, 0) == 0,
-          "store batch %u", b);
-    free(buf);
-  }
+  inproc_fill(st, id, from, n, BASE_NS);
 }
 
-/* Reads topic to its end; count[off]++ per record, off from the header. */
-static void consume(const char *brokers, const char *topic, uint32_t *count,
-                    uint64_t *records) {
-  char e[256];
-  rd_kafka_conf_t *conf = rd_kafka_conf_new();
-  CHECK(!rd_kafka_conf_set(conf, "bootstrap.servers", brokers, e, sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "group.id", "verify", e, sizeof(e)) &&
-            !rd_kafka_conf_set(conf, "enable.partition.eof", "true", e,
-                               sizeof(e)),
-        "conf: %s", e);
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof(e));
-  CHECK(rk, "consumer: %s", e);
-  rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-  rd_kafka_topic_partition_list_add(parts, topic, 0)->offset =
-      RD_KAFKA_OFFSET_BEGINNING;
-  CHECK(rd_kafka_assign(rk, parts) == 0, "assign");
-  rd_kafka_topic_partition_list_destroy(parts);
-  uint64_t deadline = sl_now_mono_ns() + 60000000000ull;
-  *records = 0;
-  for (;;) {
-    CHECK(sl_now_mono_ns() < deadline, "topic not read to its end in 60 s");
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-    if (!m)
-      continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-      rd_kafka_message_destroy(m);
-      break;
-    }
-    CHECK(!m->err, "consume: %s", rd_kafka_message_errstr(m));
-    rd_kafka_headers_t *h;
-    const void *v;
-    size_t sz;
-    char ob[32];
-    CHECK(!rd_kafka_message_headers(m, &h) &&
-              !rd_kafka_header_get_last(h, "offset", &v, &sz) &&
-              sz < sizeof(ob),
-          "offset header");
-    memcpy(ob, v, sz);
-    ob[sz] = '\0';
-    uint64_t off = strtoull(ob, NULL, 10);
-    CHECK(off < EVENTS, "offset %" PRIu64 " beyond the stored range", off);
-    Sluice__V1__Event *ev = sluice__v1__event__unpack(NULL, m->len, m->payload);
-    CHECK(ev && ev->body_case == SLUICE__V1__EVENT__BODY_READING &&
-              ev->reading->double_value == (double)off,
-          "offset %" PRIu64 " carries the wrong event", off);
-    sluice__v1__event__free_unpacked(ev, NULL);
-    count[off]++;
-    (*records)++;
-    rd_kafka_message_destroy(m);
-  }
-  rd_kafka_consumer_close(rk);
-  rd_kafka_destroy(rk);
+/* Each record read back is the stored event of its offset. */
+static void check_record(const rd_kafka_message_t *m, uint64_t off,
+                         const Sluice__V1__Event *ev) {
+  (void)m;
+  CHECK(ev && ev->body_case == SLUICE__V1__EVENT__BODY_READING &&
+            ev->reading->double_value == (double)off,
+        "offset %" PRIu64 " carries the wrong event", off);
 }
 
 static void stats(sl_sync_t *up, sl_sync_stats_t *s) {
@@ -165,34 +80,20 @@ int main(int argc, char **argv) {
   bool auth = !strcmp(argv[1], "auth");
   bool alo = argc > 2 && !strcmp(argv[2], "alo");
 
-  /* The mock cluster lives in a client instance of its own. */
-  char e[256];
-  rd_kafka_conf_t *mconf = rd_kafka_conf_new();
-  rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, e, sizeof(e));
-  CHECK(mrk, "%s", e);
-  rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(mrk, 3);
-  if (!mc) {
-    printf("sync_mock_test: SKIP: no mock cluster in this librdkafka\n");
-    return 77;
-  }
-  const char *brokers = rd_kafka_mock_cluster_bootstraps(mc);
-  const char *topic = "mock-readings";
-  CHECK(rd_kafka_mock_topic_create(mc, topic, 1, 3) == 0, "topic");
   /* The mock cluster does not implement CreateTopics: the checkpoint
    * topic is made here, as an operator would where that is not allowed. */
-  CHECK(rd_kafka_mock_topic_create(mc, "sluice.checkpoints", 1, 3) == 0,
-        "checkpoint topic");
+  char e[256];
+  const char *topic = "mock-readings";
+  const char *const topics[] = {topic, "sluice.checkpoints", NULL};
+  inproc_mock_t mock;
+  int rc = inproc_mock_new(&mock, 3, topics, "sync_mock_test");
+  if (rc)
+    return rc;
+  rd_kafka_mock_cluster_t *mc = mock.mc;
+  const char *brokers = mock.brokers;
 
-  snprintf(dir, sizeof(dir), "/tmp/sl_sync_mock.XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  sl_store_opts_t so;
-  sl_store_t *st;
   uint32_t id;
-  sl_store_opts_init(&so);
-  so.sync = SL_STORE_SYNC_INTERVAL;
-  CHECK(sl_store_env_open(dir, &so, &st, e, sizeof(e)) == 0, "store: %s", e);
-  sl_store_stream_conf_t sc = {0};
-  CHECK(sl_store_stream_create(st, "readings", &sc, &id) == 0, "stream");
+  sl_store_t *st = inproc_store_open("sync_mock", 1, &id);
   fill(st, id, 0, EVENTS / 4);
 
   sl_sync_opts_t o;
@@ -288,7 +189,7 @@ int main(int argc, char **argv) {
   uint32_t *count = calloc(EVENTS, sizeof(uint32_t));
   uint64_t records, missing = 0, dups = 0;
   CHECK(count, "calloc");
-  consume(brokers, topic, count, &records);
+  records = inproc_consume(brokers, topic, 0, EVENTS, count, check_record);
   for (uint32_t k = 0; k < EVENTS; k++) {
     missing += count[k] == 0;
     dups += count[k] > 1 ? count[k] - 1 : 0;
@@ -320,14 +221,9 @@ int main(int argc, char **argv) {
    * are what show that fault reached the uplink. */
   CHECK(auth || s.retries > 0, "no retry: the faults never reached the uplink");
   sl_sync_free(up);
-  sl_store_env_close(st);
-  rd_kafka_mock_cluster_destroy(mc);
-  rd_kafka_destroy(mrk);
+  inproc_store_remove(st);
+  inproc_mock_free(&mock);
   free(count);
-  char cmd[300];
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
   printf("sync_mock_test %s: ok\n", argv[1]);
   return 0;
 }

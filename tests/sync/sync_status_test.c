@@ -41,9 +41,8 @@
 #include "sluice/v1/event.pb-c.h"
 #include "store/store.h"
 #include "sync/sync.h"
-#include "tests/common/check.h"
+#include "tests/sync/sync_inproc.h"
 
-static char dir[256];
 static const char HINT[] = "security.protocol is correctly";
 static const char HINT2[] = "incorrect security.protocol";
 
@@ -81,24 +80,7 @@ static void fill(sl_store_t *st, uint32_t id, uint32_t n) {
 }
 
 static sl_store_t *open_store(uint32_t *id) {
-  char e[256];
-  sl_store_opts_t so;
-  sl_store_t *st;
-  snprintf(dir, sizeof(dir), "/tmp/sl_sync_status.XXXXXX");
-  CHECK(mkdtemp(dir), "mkdtemp");
-  sl_store_opts_init(&so);
-  CHECK(sl_store_env_open(dir, &so, &st, e, sizeof(e)) == 0, "store: %s", e);
-  sl_store_stream_conf_t sc = {0};
-  CHECK(sl_store_stream_create(st, "readings", &sc, id) == 0, "stream");
-  return st;
-}
-
-static void rm_store(sl_store_t *st) {
-  char cmd[300];
-  sl_store_env_close(st);
-  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "could not remove %s\n", dir);
+  return inproc_store_open("sync_status", 0, id);
 }
 
 /* The snapshot's state and connection agree; the warning tells no tale. */
@@ -112,18 +94,13 @@ static void check_agree(const sl_sync_stats_t *s) {
 
 static int outage(bool alo, bool stop_mid) {
   char e[256];
-  rd_kafka_conf_t *mconf = rd_kafka_conf_new();
-  rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mconf, e, sizeof(e));
-  CHECK(mrk, "%s", e);
-  rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(mrk, 1);
-  if (!mc) {
-    printf("sync_status_test: SKIP: no mock cluster in this librdkafka\n");
-    return 77;
-  }
-  const char *brokers = rd_kafka_mock_cluster_bootstraps(mc);
-  CHECK(rd_kafka_mock_topic_create(mc, "mock-readings", 1, 1) == 0, "topic");
-  CHECK(rd_kafka_mock_topic_create(mc, "sluice.checkpoints", 1, 1) == 0,
-        "checkpoint topic");
+  const char *const topics[] = {"mock-readings", "sluice.checkpoints", NULL};
+  inproc_mock_t mock;
+  int rc = inproc_mock_new(&mock, 1, topics, "sync_status_test");
+  if (rc)
+    return rc;
+  rd_kafka_mock_cluster_t *mc = mock.mc;
+  const char *brokers = mock.brokers;
   uint32_t id;
   sl_store_t *st = open_store(&id);
   fill(st, id, 100);
@@ -178,9 +155,8 @@ static int outage(bool alo, bool stop_mid) {
           (unsigned long long)s->streams[0].delivered);
     sl_sync_free(up);
     free(s);
-    rm_store(st);
-    rd_kafka_mock_cluster_destroy(mc);
-    rd_kafka_destroy(mrk);
+    inproc_store_remove(st);
+    inproc_mock_free(&mock);
     printf("sync_status_test stopmid: ok\n");
     return 0;
   }
@@ -237,9 +213,8 @@ static int outage(bool alo, bool stop_mid) {
   }
   sl_sync_free(up);
   free(s);
-  rm_store(st);
-  rd_kafka_mock_cluster_destroy(mc);
-  rd_kafka_destroy(mrk);
+  inproc_store_remove(st);
+  inproc_mock_free(&mock);
   printf("sync_status_test outage %s: ok\n", alo ? "alo" : "eos");
   return 0;
 }
@@ -294,7 +269,7 @@ static int stop(void) {
   CHECK(ms < 2000, "sl_sync_stop took %.0f ms", ms);
   sl_sync_free(up);
   free(s);
-  rm_store(st);
+  inproc_store_remove(st);
   printf("sync_status_test stop: ok\n");
   return 0;
 }
