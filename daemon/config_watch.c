@@ -11,10 +11,11 @@
  * volume by writing a new timestamped directory and renaming a new `..data`
  * symlink over the old one (the file name is a symlink through `..data`, so
  * the file itself never changes), and editors write a temporary file and
- * rename it over the old one (a watch on the old inode would go deaf). Any
- * event in the directory restarts a debounce timer; when it fires, a reload
- * round runs like SIGHUP's (parse on the pool, two-phase apply on the loop),
- * except that a file whose hash equals the running one is left alone.
+ * rename it over the old one (a watch on the old inode would go deaf). An
+ * event on the file's name or on `..data` restarts a debounce timer; when it
+ * fires, a reload round runs like SIGHUP's (parse on the pool, two-phase apply
+ * on the loop), except that a file whose hash equals the running one is left
+ * alone.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -37,6 +38,7 @@ struct sl_cfgwatch {
   uv_timer_t debounce;
   int on;
   char dir[4096];
+  char base[256];       /* the config file's name in dir */
   pthread_mutex_t lock; /* the identity below (the admin thread reads it) */
   char sha[65];         /* applied */
   uint64_t generation;
@@ -176,6 +178,10 @@ static void on_event(uv_fs_event_t *ev, const char *name, int events,
             uv_strerror(status));
     return;
   }
+  /* Only the file itself and kubelet's ..data count: a log or a socket in
+   * the same directory must not keep pushing the reload back. */
+  if (name && strcmp(name, w->base) && strcmp(name, "..data"))
+    return;
   sl_debug(SL_LOG_CTX_CONFIG, NULL, "config watch: %s changed",
            name ? name : w->dir);
   uv_timer_start(&w->debounce, on_debounce, WATCH_DEBOUNCE_MS, 0);
@@ -189,6 +195,8 @@ int sl_cfgwatch_start(sl_daemon_t *dm) {
     return 0;
   snprintf(copy, sizeof(copy), "%s", dm->config_path);
   snprintf(w->dir, sizeof(w->dir), "%s", dirname(copy));
+  snprintf(copy, sizeof(copy), "%s", dm->config_path);
+  snprintf(w->base, sizeof(w->base), "%s", basename(copy));
   uv_fs_event_init(&dm->loop, &w->ev);
   uv_timer_init(&dm->loop, &w->debounce);
   w->ev.data = w->debounce.data = dm;

@@ -14,6 +14,8 @@
  *              counted); `sluice ctl reload --wait-healthy 5s` exits 5 for
  *              it, 4 without the token, 0 for a good one; the token is never
  *              printed; `sluice ctl status`
+ *   editor     an editor's rename over the file and an in-place write, next
+ *              to the daemon's own log in the same directory
  *   ctltls     `sluice ctl status` over the admin's TLS, trusting the
  *              daemon's certificate named in the config; a wrong CA: exit 3
  *   sigterm    SIGTERM while 4 HTTP and 2 native (libsluice) clients
@@ -480,6 +482,36 @@ SL_SCENARIO(cmswap) {
   stop_daemon_ok();
   printf("cmswap: ..data swap applied (generation 2) without a restart, a "
          "broken one refused and the old one kept, ctl 5/5/4/0\n");
+}
+
+/* ---- an editor's writes ------------------------------------------------ */
+
+/* The generation and the file's hash as /v1/status must show them. */
+static void await_file_applied(int generation) {
+  char sha[65], want[200];
+  sha256_hex(slurp(cfg_path), sha);
+  snprintf(want, sizeof(want), "\"sha256\":\"%s\",\"generation\":%d", sha,
+           generation);
+  await_status(want, NULL, 10000);
+}
+
+SL_SCENARIO(editor) {
+  /* The daemon's log and socket share the directory: their writes must
+   * not hold the reload back. */
+  write_config("reload:\n  watch: true\nlog:\n  level: info\n");
+  pid_t pid = daemon_start(NULL);
+  await_file_applied(1);
+  /* Written to a temporary file and renamed over (vim, sed -i, Ansible). */
+  write_config("reload:\n  watch: true\nlog:\n  level: debug\n");
+  await_file_applied(2);
+  /* Written in place. */
+  append_config("# edited in place\n");
+  await_file_applied(3);
+  CHECK(metric_strict("sluice_config_reloads_total") == 2, "reloads_total %g",
+        metric("sluice_config_reloads_total"));
+  CHECK(kill(pid, 0) == 0, "the daemon restarted or died");
+  stop_daemon_ok();
+  printf("editor: rename-over and in-place writes applied\n");
 }
 
 /* ---- ctl over TLS ---------------------------------------------------------
