@@ -12,7 +12,8 @@
  *   cmswap     kubelet's ..data symlink swap applied without a restart and
  *              shown in /v1/status; a broken swap refused (old config runs,
  *              counted); `sluice ctl reload --wait-healthy 5s` exits 5 for
- *              it, 4 without the token, 0 for a good one; the token is never
+ *              it, 4 without the token, 6 when the daemon never runs the
+ *              file ctl reads, 0 for a good one; the token is never
  *              printed; `sluice ctl status`
  *   editor     an editor's rename over the file and an in-place write, next
  *              to the daemon's own log in the same directory
@@ -468,6 +469,22 @@ SL_SCENARIO(cmswap) {
   FILE *tf = fopen(tokfile, "w");
   CHECK(tf && fprintf(tf, "%s\n", admin_token) > 0 && fclose(tf) == 0,
         "token file");
+  /* The file ctl reads is not the one the daemon runs (a ConfigMap not
+   * yet propagated to the pod): applied, but never the wanted one: 6. */
+  char lagging[500];
+  snprintf(lagging, sizeof(lagging), "%s/lagging.yaml", dir);
+  FILE *lf = fopen(lagging, "w");
+  CHECK(lf && fprintf(lf, "%s# not yet delivered\n", text) > 0 &&
+            fclose(lf) == 0,
+        "lagging file");
+  chmod(lagging, 0644);
+  rc = run(out,
+           "%s ctl -c %s --admin http://127.0.0.1:%d --token-file %s reload "
+           "--wait-healthy 1s",
+           sluice_bin, lagging, admin, tokfile);
+  CHECK(rc == 6 && strstr(slurp(out), "not healthy within"),
+        "ctl waiting for a config the daemon does not have: exit %d: %s", rc,
+        slurp(out));
   rc = run(out, "%s ctl -c %s --token-file %s reload --wait-healthy 5s",
            sluice_bin, cm_link, tokfile);
   CHECK(rc == 0, "ctl good: exit %d: %s", rc, slurp(out));
@@ -481,7 +498,7 @@ SL_SCENARIO(cmswap) {
   CHECK(kill(pid, 0) == 0, "the daemon restarted or died");
   stop_daemon_ok();
   printf("cmswap: ..data swap applied (generation 2) without a restart, a "
-         "broken one refused and the old one kept, ctl 5/5/4/0\n");
+         "broken one refused and the old one kept, ctl 5/5/4/6/0\n");
 }
 
 /* ---- an editor's writes ------------------------------------------------ */
