@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -77,6 +78,38 @@ int sl_cfgwatch_hash_file(const char *path, char hex[65]) {
   for (unsigned i = 0; i < mdlen && i < 32; i++)
     snprintf(hex + 2 * i, 3, "%02x", md[i]);
   return 0;
+}
+
+static void hash_bytes(const char *buf, size_t len, char hex[65]) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned mdlen = 0;
+  hex[0] = 0;
+  if (EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) != 1)
+    return;
+  for (unsigned i = 0; i < mdlen && i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+int sl_cfgwatch_load(sl_daemon_t *dm, int skip_same, sl_config_t **out,
+                     char sha[65], int *unchanged, char *err, size_t errlen) {
+  char *buf;
+  size_t len;
+  int rc;
+
+  *out = NULL;
+  *unchanged = 0;
+  sha[0] = 0;
+  /* One read: a FIFO or a file replaced meanwhile gives one set of bytes. */
+  if ((rc = sl_config_read_file(dm->config_path, &buf, &len, err, errlen)) < 0)
+    return rc;
+  hash_bytes(buf, len, sha);
+  if (skip_same && sl_cfgwatch_same(dm, sha))
+    *unchanged = 1;
+  else
+    rc = sl_config_load_string(dm->config_path, buf, len, environ, out, err,
+                               errlen);
+  free(buf);
+  return rc;
 }
 
 static int64_t wall_ns(void) {

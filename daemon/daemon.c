@@ -252,21 +252,15 @@ refuse:
 
 /* SIGHUP's parse and validation run on libuv's thread pool, never on the
  * loop: a slow file (NFS, a FIFO) or a large one would stall every
- * listener (issue 14: 14.6 s). Touches only dm->reload_*. The hash is of
- * the bytes read just before the parse; a file replaced between the two
- * reads makes the watch run another round. */
+ * listener (issue 14: 14.6 s). Touches only dm->reload_*. The file is read
+ * once: the hash is of the bytes parsed. */
 static void reload_work(uv_work_t *req) {
   sl_daemon_t *dm = req->data;
-  dm->reload_unchanged = 0;
-  if (sl_cfgwatch_hash_file(dm->config_path, dm->reload_sha) < 0)
-    dm->reload_sha[0] = 0;
-  if (dm->reload_watch && sl_cfgwatch_same(dm, dm->reload_sha)) {
-    dm->reload_unchanged = 1; /* the watch saw another file change */
-    dm->reload_cfg = NULL;
-    return;
-  }
-  if (sl_config_load_file(dm->config_path, &dm->reload_cfg, dm->reload_err,
-                          sizeof(dm->reload_err)) < 0)
+  /* A watch round leaves a file with the running hash alone (the watch saw
+   * another change in the directory). */
+  if (sl_cfgwatch_load(dm, dm->reload_watch, &dm->reload_cfg, dm->reload_sha,
+                       &dm->reload_unchanged, dm->reload_err,
+                       sizeof(dm->reload_err)) < 0)
     dm->reload_cfg = NULL;
 }
 
@@ -557,9 +551,9 @@ int sl_daemon_run(const char *config_path) {
   signal(SIGPIPE, SIG_IGN);
 
   char sha[65];
-  if (sl_cfgwatch_hash_file(config_path, sha) < 0)
-    sha[0] = 0;
-  if (sl_config_load_file(config_path, &dm->in.cfg, err, sizeof(err)) < 0) {
+  int unchanged;
+  if (sl_cfgwatch_load(dm, 0, &dm->in.cfg, sha, &unchanged, err, sizeof(err)) <
+      0) {
     fprintf(stderr, "sluice: %s\n", err);
     daemon_free(dm);
     return 2;

@@ -78,6 +78,11 @@ void sl_daemon__reload_watch(sl_daemon_t *dm);
  * refused with err), from the loop. same: sha is the running config's
  * (any thread). status: adds "config" to /v1/status (any thread). */
 int sl_cfgwatch_hash_file(const char *path, char hex[65]);
+/* load: reads dm->config_path once, its SHA-256 into sha; with skip_same
+ * and that hash running, *unchanged = 1 and nothing is parsed; else as
+ * sl_config_load_file(). Any thread (the reload's worker). */
+int sl_cfgwatch_load(sl_daemon_t *dm, int skip_same, sl_config_t **out,
+                     char sha[65], int *unchanged, char *err, size_t errlen);
 int sl_cfgwatch_init(sl_daemon_t *dm, const char *sha);
 int sl_cfgwatch_start(sl_daemon_t *dm);
 void sl_cfgwatch_result(sl_daemon_t *dm, int rc, const char *sha,
