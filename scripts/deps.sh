@@ -14,11 +14,17 @@ PACKAGES=(
   # real brokers and tools for tests, demo and load tests
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
   lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
+  # pip for scripts/deps.sh's PyPI packages (kubernetes-validate)
+  python3-pip
   # moves the daemon's wall clock in tests/daemon/clock_test.c and the
   # daemon_store_clock test (issue 26)
   faketime
   # the container image: make image, tests/image (docs/deploy/image.md)
   buildah skopeo ca-certificates
+  # deployment checks (tests/deploy, label deploy): systemd-analyze verify and
+  # security, the flightctl JSON schema test, dpkg-deb/dpkg-shlibdeps for
+  # `make deb`
+  systemd python3-jsonschema python3-yaml dpkg-dev python3-seccomp
 )
 
 missing=()
@@ -33,7 +39,33 @@ if [[ " ${missing[*]-} " == *" default-jre-headless "* ]] && command -v java >/d
   missing=("${missing[@]/default-jre-headless/}")
 fi
 read -ra missing <<<"${missing[*]-}"
-[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+# Python packages from PyPI, pinned, for the python3 on PATH (the one CMake's
+# SL_PYTHON3 finds): kubernetes-validate bundles the Kubernetes JSON schemas,
+# so tests/deploy validates offline (issue 16). Installed after the Debian
+# packages (python3 itself is one of them).
+PIP_PACKAGES=(kubernetes-validate==1.37.0)
+pip_deps() {
+  python3 -c 'import kubernetes_validate, sys
+from importlib.metadata import version
+sys.exit(version("kubernetes-validate") != "1.37.0")' 2>/dev/null && return 0
+  echo "scripts/deps.sh: pip installing ${PIP_PACKAGES[*]}" >&2
+  local log
+  log=$(mktemp)
+  # PEP 668 (a distribution's own python3) refuses pip without the flag.
+  if ! PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+       "${PIP_PACKAGES[@]}" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    echo "scripts/deps.sh: pip install failed: the deploy_k8s_schema test will be skipped" >&2
+    rm -f "$log"
+    return 0
+  fi
+  rm -f "$log"
+}
+if [[ ${#missing[@]} -eq 0 ]]; then
+  pip_deps
+  exit $?
+fi
 
 if [[ $(id -u) -eq 0 ]]; then
   SUDO=()
@@ -56,3 +88,4 @@ if ! { "${SUDO[@]}" apt-get update -qq && \
   exit 1
 fi
 rm -f "$log"
+pip_deps
