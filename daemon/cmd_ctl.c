@@ -10,8 +10,10 @@
  *   4 the credential was refused (403) or is missing
  *   5 the reload was refused: the running config stays (reason printed)
  *   6 applied, but not ready and healthy within --wait-healthy
- * The admin token comes from --token-file, $SLUICE_ADMIN_TOKEN_FILE or
- * $SLUICE_ADMIN_TOKEN (the config holds only its hash); it is never printed.
+ * The admin token comes from --token-file, $SLUICE_ADMIN_TOKEN_FILE,
+ * $SLUICE_ADMIN_TOKEN or the file admin.token beside the config file (the
+ * config holds only its hash; a hook without a shell or environment, like
+ * flightctl's, finds it there); it is never printed.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -83,12 +85,19 @@ static long long mono_ms(void) {
 
 /* The token from a file or the environment, whitespace trimmed; NULL when
  * none. Returned owned. */
-static char *read_token(const char *file) {
-  char buf[1024];
+static char *read_token(const char *file, const char *cfg_path) {
+  char buf[1024], near[4096];
   const char *env = getenv("SLUICE_ADMIN_TOKEN");
   size_t n = 0;
   if (!file)
     file = getenv("SLUICE_ADMIN_TOKEN_FILE");
+  if (!file && !env && cfg_path) { /* admin.token beside the config */
+    const char *slash = strrchr(cfg_path, '/');
+    snprintf(near, sizeof(near), "%.*s%sadmin.token",
+             slash ? (int)(slash - cfg_path) : 0, cfg_path, slash ? "/" : "");
+    if (access(near, F_OK) == 0)
+      file = near;
+  }
   if (file) {
     FILE *f = fopen(file, "r");
     if (!f) {
@@ -389,7 +398,7 @@ int sl_cmd_ctl(int argc, char **argv) {
     t.cafile = pinned;
     t.pinned = 1;
   }
-  token = read_token(token_file);
+  token = read_token(token_file, cfg_path);
   t.token = token;
   rc = !strcmp(cmd, "status") ? cmd_status(&t)
                               : cmd_reload(&t, cfg_path, wait_ms);

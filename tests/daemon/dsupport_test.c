@@ -485,8 +485,13 @@ SL_SCENARIO(cmswap) {
   CHECK(rc == 6 && strstr(slurp(out), "not healthy within"),
         "ctl waiting for a config the daemon does not have: exit %d: %s", rc,
         slurp(out));
-  rc = run(out, "%s ctl -c %s --token-file %s reload --wait-healthy 5s",
-           sluice_bin, cm_link, tokfile);
+  /* The token from admin.token beside the config (a hook has no shell). */
+  char near[400];
+  snprintf(near, sizeof(near), "%s/admin.token", cm_dir);
+  CHECK(rename(tokfile, near) == 0, "move the token file");
+  rc = run(out,
+           "env -u SLUICE_ADMIN_TOKEN %s ctl -c %s reload --wait-healthy 5s",
+           sluice_bin, cm_link);
   CHECK(rc == 0, "ctl good: exit %d: %s", rc, slurp(out));
   CHECK(!strstr(slurp(out), admin_token), "ctl printed the token");
   snprintf(want, sizeof(want), "\"sha256\":\"%s\"", sha4);
