@@ -3,11 +3,11 @@
  * MQTT's mapped payloads have their own parser: decode_json_mapped.c; both
  * use the one scanner, json_scan.c (jansson's checks, without a tree).
  *
- * Each JSON value of the body is parsed into a flat tree of nodes in
- * arrays that are reused from event to event (on the stack for ordinary
- * events, so no allocation per event); an array body is decoded element by
- * element as it is scanned. Each event is built as a protobuf-c struct
- * pointing into those nodes and packed straight into the batch buffer.
+ * Each JSON value of the body is parsed (json_tree.c) into a flat tree of
+ * nodes in arrays that are reused from event to event (on the stack for
+ * ordinary events, so no allocation per event); an array body is decoded
+ * element by element as it is scanned. Each event is built as a protobuf-c
+ * struct pointing into those nodes and packed straight into the batch buffer.
  * The checks and messages are those of the jansson tree decoder this
  * replaced (tests/fuzz/json_body_ref.c, compared on every input by
  * tests/fuzz/fuzz_json.c), in its order: a syntax error anywhere in a JSON
@@ -26,14 +26,12 @@
 #include <openssl/evp.h>
 
 #include "decode/decode_json.h"
-#include "decode/json_scan.h"
+#include "decode/json_tree.h"
 #include "schemas/event_json.h"
 #include "sluice/v1/event.pb-c.h"
 
 #define MAX_SOURCE_BYTES 1024
 #define MAX_LIST 1024 /* labels, boxes, attributes per event */
-/* jansson's JSON_PARSER_MAX_DEPTH (json_scan.h's parsers agree). */
-#define MAX_DEPTH 2048
 /* The pointer arrays of an event: labels, boxes, then attributes. */
 #define PTRS (3 * MAX_LIST)
 
@@ -62,220 +60,6 @@ static int bad(char *errstr, size_t errlen, const char *fmt, ...) {
   vsnprintf(errstr, errlen, fmt, ap);
   va_end(ap);
   return SL_EPROTO;
-}
-
-/* ---- the parsed value: a flat tree -------------------------------------- */
-
-/* One JSON value. Containers list their children through first/next
- * (indices; 0 = none: node 0 is always the root). */
-typedef struct jnode {
-  tok_type_t type; /* T_STRING..T_NULL; T_LBRACE object; T_LBRACKET array */
-  uint32_t first, next, n;
-  uint32_t key, klen; /* member of an object: its key in text at key */
-  uint32_t str, slen; /* T_STRING: its decoded text at str */
-  int64_t i;          /* T_INT */
-  double d;           /* T_REAL */
-} jnode_t;
-
-/* Reusable per-event room: grown on the heap only when an event does not
- * fit the inline arrays, and kept for the rest of the body. */
-typedef struct body {
-  scan_t s;
-  jnode_t *nodes;
-  size_t nnodes, capnodes;
-  arena_t text; /* decoded keys and strings, NUL-terminated */
-  Sluice__V1__Label *labels;
-  Sluice__V1__Box *boxes;
-  Sluice__V1__Attribute *attrs;
-  void **ptrs; /* the pointer arrays of labels, boxes and attributes */
-  size_t caplabels, capboxes, capattrs, capptrs;
-  uint8_t *raw;
-  size_t capraw;
-  jnode_t nodes0[48];
-  char text0[1024];
-} body_t;
-
-static jnode_t *N(body_t *b, uint32_t i) {
-  return &b->nodes[i];
-}
-
-static const char *TXT(body_t *b, uint32_t off) {
-  return b->text.p + off;
-}
-
-/* A new node (its index), or 0 with the error recorded. */
-static uint32_t node_new(body_t *b) {
-  if (b->nnodes == b->capnodes) {
-    size_t cap = b->capnodes * 2;
-    jnode_t *p = b->nodes == b->nodes0 ? malloc(cap * sizeof(*p))
-                                       : realloc(b->nodes, cap * sizeof(*p));
-    if (!p || cap > UINT32_MAX) {
-      free(p == b->nodes ? NULL : p);
-      json__no_memory(&b->s);
-      return 0;
-    }
-    if (b->nodes == b->nodes0)
-      memcpy(p, b->nodes0, sizeof(b->nodes0));
-    b->nodes = p;
-    b->capnodes = cap;
-  }
-  return (uint32_t)b->nnodes++;
-}
-
-/* Decodes string token t into b->text: *off, *len. */
-static int text_add(body_t *b, const tok_t *t, uint32_t *off, uint32_t *len) {
-  size_t o;
-  if (json__decode_string(t, &b->text, &o) < 0 || b->text.len > UINT32_MAX) {
-    json__no_memory(&b->s);
-    return -1;
-  }
-  *off = (uint32_t)o;
-  *len = (uint32_t)(b->text.len - o - 1);
-  return 0;
-}
-
-static void parse_value(body_t *b, tok_t *t, uint32_t idx);
-
-static void link_child(body_t *b, uint32_t parent, uint32_t *last, uint32_t c) {
-  if (*last)
-    N(b, *last)->next = c;
-  else
-    N(b, parent)->first = c;
-  *last = c;
-  N(b, parent)->n++;
-}
-
-static void parse_object(body_t *b, tok_t *t, uint32_t idx) {
-  scan_t *s = &b->s;
-  json_keyset_t ks = {.first = s->nkeys};
-  size_t kmark = s->kbuf.len;
-  uint32_t last = 0;
-
-  json__lex(s, t);
-  if (t->type == T_RBRACE)
-    goto out;
-  for (;;) {
-    uint32_t c, koff, klen;
-    int rc;
-    if (t->type != T_STRING) {
-      json__fail(s, "bad_json", "string or '}' expected");
-      goto out;
-    }
-    if (t->nul) {
-      json__fail(s, "bad_json", "NUL byte in object key not supported");
-      goto out;
-    }
-    if ((rc = json__key_push(s, t, &ks)) < 0) {
-      json__no_memory(s);
-      goto out;
-    }
-    if (rc) {
-      json__fail(s, "bad_json", "duplicate object key");
-      goto out;
-    }
-    if (text_add(b, t, &koff, &klen) < 0 || !(c = node_new(b)))
-      goto out;
-    N(b, c)->key = koff;
-    N(b, c)->klen = klen;
-    link_child(b, idx, &last, c);
-    json__lex(s, t);
-    if (t->type != T_COLON) {
-      json__fail(s, "bad_json", "':' expected");
-      goto out;
-    }
-    json__lex(s, t);
-    parse_value(b, t, c);
-    if (s->err)
-      goto out;
-    json__lex(s, t);
-    if (t->type != T_COMMA)
-      break;
-    json__lex(s, t);
-  }
-  if (t->type != T_RBRACE)
-    json__fail(s, "bad_json", "'}' expected");
-out:
-  free(ks.tab);
-  s->nkeys = ks.first;
-  s->kbuf.len = kmark;
-}
-
-static void parse_array(body_t *b, tok_t *t, uint32_t idx) {
-  scan_t *s = &b->s;
-  uint32_t last = 0, c;
-  json__lex(s, t);
-  if (t->type == T_RBRACKET)
-    return;
-  while (t->type != T_EOF) {
-    if (!(c = node_new(b)))
-      return;
-    link_child(b, idx, &last, c);
-    parse_value(b, t, c);
-    if (s->err)
-      return;
-    json__lex(s, t);
-    if (t->type != T_COMMA)
-      break;
-    json__lex(s, t);
-  }
-  if (t->type != T_RBRACKET)
-    json__fail(s, "bad_json", "']' expected");
-}
-
-/* The value whose first token is t, into node idx (jansson's parse_value:
- * the depth is checked after the token was read). */
-static void parse_value(body_t *b, tok_t *t, uint32_t idx) {
-  scan_t *s = &b->s;
-  jnode_t *nd = N(b, idx);
-  nd->type = t->type;
-  nd->first = nd->next = nd->n = 0;
-  if (s->err)
-    return;
-  if (++s->depth > MAX_DEPTH) {
-    json__fail(s, "too_deep", "maximum parsing depth reached");
-    return;
-  }
-  switch (t->type) {
-  case T_STRING:
-    if (t->nul) {
-      json__fail(s, "bad_json", "\\u0000 is not allowed in a string");
-      return;
-    }
-    if (text_add(b, t, &nd->str, &nd->slen) < 0)
-      return;
-    break;
-  case T_INT:
-    nd->i = t->i;
-    break;
-  case T_REAL:
-    nd->d = t->d;
-    break;
-  case T_TRUE:
-  case T_FALSE:
-  case T_NULL:
-    break;
-  case T_LBRACE:
-    parse_object(b, t, idx);
-    break;
-  case T_LBRACKET:
-    parse_array(b, t, idx);
-    break;
-  case T_INVALID:
-    json__fail(s, "bad_json", "invalid token");
-    return;
-  default:
-    json__fail(s, "bad_json", "unexpected token");
-    return;
-  }
-  s->depth--;
-}
-
-/* Parses the value starting with t as node 0 (the nodes and text of the
- * previous event are reused). */
-static void parse_root(body_t *b, tok_t *t) {
-  b->nnodes = 1;
-  b->text.len = 0;
-  parse_value(b, t, 0);
 }
 
 /* ---- the tree's accessors (jansson's, on nodes) ------------------------ */
@@ -677,108 +461,6 @@ static int decode_event(body_t *b, int64_t def_time, sl_json_batch_t *jb,
   return sl_json_batch_add_client(jb, &ev, e, el);
 }
 
-/* ---- the body ------------------------------------------------------------ */
-
-static void body_open(body_t *b, const char *data, size_t len, char *msg,
-                      size_t msglen) {
-  scan_t *s = &b->s;
-  memset(b, 0, offsetof(body_t, nodes0));
-  s->p = s->base = (const unsigned char *)data;
-  s->end = s->p + len;
-  s->msg = msg;
-  s->msglen = msglen;
-  s->str = (arena_t){s->str0, 0, sizeof(s->str0), false};
-  s->kbuf = (arena_t){s->kbuf0, 0, sizeof(s->kbuf0), false};
-  s->keys = s->keys0;
-  s->capkeys = sizeof(s->keys0) / sizeof(s->keys0[0]);
-  b->nodes = b->nodes0;
-  b->capnodes = sizeof(b->nodes0) / sizeof(b->nodes0[0]);
-  b->text = (arena_t){b->text0, 0, sizeof(b->text0), false};
-}
-
-static void body_close(body_t *b) {
-  scan_t *s = &b->s;
-  if (s->str.heap)
-    free(s->str.p);
-  if (s->kbuf.heap)
-    free(s->kbuf.p);
-  if (s->keys != s->keys0)
-    free(s->keys);
-  if (b->nodes != b->nodes0)
-    free(b->nodes);
-  if (b->text.heap)
-    free(b->text.p);
-  free(b->labels);
-  free(b->boxes);
-  free(b->attrs);
-  free(b->ptrs);
-  free(b->raw);
-}
-
-static size_t newlines(const unsigned char *p, const unsigned char *e) {
-  size_t n = 0;
-  while (p < e && (p = memchr(p, '\n', (size_t)(e - p))) != NULL) {
-    n++;
-    p++;
-  }
-  return n;
-}
-
-/* Where jansson's lexer stood for an error in the string escape at at: it
- * checks escapes as it reads (up to the first byte that is not hex after
- * \u, which it has read: a newline there counts) and surrogate pairs only
- * once the string is complete. The scanner stops at the backslash. */
-static size_t jansson_escape_end(const unsigned char *p, size_t len,
-                                 size_t at) {
-  for (size_t j = at; j < len;) {
-    if (p[j] == '"' || p[j] < 0x20)
-      return at;
-    if (p[j] != '\\') {
-      j++;
-      continue;
-    }
-    size_t k = j + 1;
-    if (k >= len)
-      return len;
-    if (p[k] == 'u') {
-      for (k++; k < len && k < j + 6 && isxdigit(p[k]); k++)
-        ;
-      if (k == j + 6) {
-        j = k;
-        continue;
-      }
-      return k < len ? k + 1 : len;
-    }
-    if (!strchr("\"\\/bfnrt", p[k]) || !p[k])
-      return k + 1;
-    j = k + 1;
-  }
-  return at;
-}
-
-/* The syntax error the scanner recorded in msg ("invalid JSON at byte N:
- * text"), as "line L: invalid JSON: text" where L counts from the value
- * that starts at start on line line. */
-static int syntax_error(body_t *b, const unsigned char *start, size_t line,
-                        const char *msg, char *errstr, size_t errlen) {
-  size_t at = 0;
-  int n = 0;
-  if (b->s.err == -ENOMEM) {
-    snprintf(errstr, errlen, "out of memory");
-    return -ENOMEM;
-  }
-  if (sscanf(msg, "invalid JSON at byte %zu: %n", &at, &n) < 1 || n <= 0)
-    n = 0;
-  size_t len = (size_t)(b->s.end - b->s.base);
-  if (at > len)
-    at = len;
-  if (!strncmp(msg + n, "invalid escape", 14) ||
-      !strncmp(msg + n, "invalid Unicode surrogate", 25))
-    at = jansson_escape_end(b->s.base, len, at);
-  line += newlines(start, b->s.base + at);
-  return bad(errstr, errlen, "line %zu: invalid JSON: %s", line, msg + n);
-}
-
 /* An array body (t at its '['): every element is an event. Returns the
  * first event error (errstr set), 0, or 1 when the scanner recorded a
  * syntax error. *n gets the number of elements. */
@@ -793,7 +475,7 @@ static int decode_array(body_t *b, tok_t *t, bool events, int64_t def_time,
   json__lex(s, t);
   if (t->type != T_RBRACKET) {
     while (t->type != T_EOF) {
-      parse_root(b, t);
+      json__tree_parse(b, t);
       if (s->err)
         return 1;
       if (events && rc == 0) {
@@ -826,7 +508,7 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
 
   if (!b)
     return -ENOMEM;
-  body_open(b, body, len, msg, sizeof(msg));
+  json__body_open(b, body, len, msg, sizeof(msg));
   scan_t *s = &b->s;
   sl_json_batch_reset(jb);
   for (;;) {
@@ -847,7 +529,7 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
       rc = decode_array(b, &t, nvalues == 1, default_time_ns, max_events, jb,
                         &n, errstr, errlen);
       if (rc == 1) {
-        rc = syntax_error(b, start, line, msg, errstr, errlen);
+        rc = json__syntax_error(b, start, line, msg, errstr, errlen);
         goto fail;
       }
       if (nvalues > 1 || n == 0) {
@@ -859,11 +541,11 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
       }
     } else {
       if (t.type == T_LBRACE)
-        parse_root(b, &t);
+        json__tree_parse(b, &t);
       else if (!s->err)
         json__fail(s, "bad_json", "'[' or '{' expected");
       if (s->err) {
-        rc = syntax_error(b, start, line, msg, errstr, errlen);
+        rc = json__syntax_error(b, start, line, msg, errstr, errlen);
         goto fail;
       }
       if (jb->count >= max_events)
@@ -877,15 +559,15 @@ int sl_json_decode_body(const char *body, size_t len, int64_t default_time_ns,
                max_events);
     if (rc < 0)
       goto fail;
-    line += newlines(start, s->p);
+    line += json__newlines(start, s->p);
   }
-  body_close(b);
+  json__body_close(b);
   free(b);
   if (jb->count == 0)
     return bad(errstr, errlen, "no events in the body");
   return 0;
 fail:
-  body_close(b);
+  json__body_close(b);
   free(b);
   sl_json_batch_reset(jb);
   return rc;

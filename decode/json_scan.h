@@ -1,7 +1,7 @@
 /*
  * The JSON scanner behind sl_json_decode_mapped() and sl_json_decode_body():
  * types shared by its lexer (json_scan.c) and its parsers
- * (decode_json_mapped.c, decode_json.c). Private to decode/.
+ * (decode_json_mapped.c; json_tree.c for decode_json.c). Private to decode/.
  */
 #ifndef SL_BROKER_JSON_SCAN_H
 #define SL_BROKER_JSON_SCAN_H

@@ -73,8 +73,8 @@ static int utf8_ok(const char *s) {
         return 0;
       v = (v << 6) | (p[i] & 0x3f);
     }
-    if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) ||
-        (n == 3 && v < 0x800) || (n == 4 && v < 0x10000))
+    if (v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff) || (n == 3 && v < 0x800) ||
+        (n == 4 && v < 0x10000))
       return 0;
     p += n;
   }
@@ -142,8 +142,8 @@ static void key(sl_jbuf_t *b, int *first, const char *k) {
 
 static void integer(sl_jbuf_t *b, long long v) {
   char t[24], *e = t + sizeof(t), *p = e;
-  unsigned long long u = v < 0 ? 0ull - (unsigned long long)v
-                                : (unsigned long long)v;
+  unsigned long long u =
+      v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
   do {
     *--p = (char)('0' + u % 10);
     u /= 10;
@@ -329,8 +329,7 @@ static void attributes(sl_jbuf_t *b, const Sluice__V1__Event *e) {
     if (j < i)
       continue;
     for (j = i; j < e->n_attributes; j++)
-      if (!strcmp(e->attributes[j]->key ? e->attributes[j]->key : "",
-                  a->key) &&
+      if (!strcmp(e->attributes[j]->key ? e->attributes[j]->key : "", a->key) &&
           str_ok(e->attributes[j]->key) && str_ok(e->attributes[j]->value))
         v = e->attributes[j]->value;
     kstr(b, &first, a->key, v);

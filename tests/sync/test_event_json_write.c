@@ -34,10 +34,9 @@ static unsigned pick(unsigned n) {
 /* Strings from pieces: plain, escapes, control bytes, UTF-8, bad UTF-8. */
 static char *rstr(char *buf, size_t cap) {
   static const char *const piece[] = {
-      "a",  "plant/line-1", "\"",       "\\",       "/",      "\n",
-      "\t", "\x01",         "\x1f",     "\x7f",     "é",      "€",
-      "😀", "\xff",         "\xc3",     "\xed\xa0\x80", "\xc0\xaf", " ",
-      "k",  "temp",         "\b\f\r"};
+      "a",    "plant/line-1", "\"",       "\\", "/", "\n",   "\t",
+      "\x01", "\x1f",         "\x7f",     "é",  "€", "😀",    "\xff",
+      "\xc3", "\xed\xa0\x80", "\xc0\xaf", " ",  "k", "temp", "\b\f\r"};
   size_t n = 0;
   unsigned parts = pick(5);
   buf[0] = '\0';
@@ -112,15 +111,14 @@ static void one(sl_jbuf_t *out, int iter) {
     ev.body_case = SLUICE__V1__EVENT__BODY_READING;
     ev.reading = &rd;
     rd.datatype = (Sluice__V1__DataType)(pick(8) ? pick(16) : 99);
-    static const int cases[] = {
-        SLUICE__V1__READING__VALUE__NOT_SET,
-        SLUICE__V1__READING__VALUE_DOUBLE_VALUE,
-        SLUICE__V1__READING__VALUE_DOUBLE_VALUE,
-        SLUICE__V1__READING__VALUE_INT_VALUE,
-        SLUICE__V1__READING__VALUE_BOOL_VALUE,
-        SLUICE__V1__READING__VALUE_STRING_VALUE,
-        SLUICE__V1__READING__VALUE_UINT_VALUE,
-        SLUICE__V1__READING__VALUE_UINT_VALUE};
+    static const int cases[] = {SLUICE__V1__READING__VALUE__NOT_SET,
+                                SLUICE__V1__READING__VALUE_DOUBLE_VALUE,
+                                SLUICE__V1__READING__VALUE_DOUBLE_VALUE,
+                                SLUICE__V1__READING__VALUE_INT_VALUE,
+                                SLUICE__V1__READING__VALUE_BOOL_VALUE,
+                                SLUICE__V1__READING__VALUE_STRING_VALUE,
+                                SLUICE__V1__READING__VALUE_UINT_VALUE,
+                                SLUICE__V1__READING__VALUE_UINT_VALUE};
     rd.value_case = (Sluice__V1__Reading__ValueCase)cases[pick(8)];
     rd.double_value = rdouble();
     rd.int_value = pick(2) ? (int64_t)rnd() : (int64_t)pick(300) - 150;
