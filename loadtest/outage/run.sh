@@ -208,7 +208,7 @@ spid=$!
 if [[ $alerts == 1 ]]; then
   python3 "$src/tests/monitoring/outage_alerts.py" --admin "127.0.0.1:$aport" \
     --rules "$src/deploy/monitoring/rules.yaml" --scale 60 --stop "$work/alerts.stop" \
-    --phase-file "$work/phase" --out "$work/alerts.json" &
+    --phase-file "$work/phase" --out "$work/alerts.json" --png "$work/dashboard.png" &
   apid=$!
 fi
 : >"$work/control"
@@ -489,7 +489,7 @@ if [[ -n $apid ]]; then
 fi
 if [[ -n $out ]]; then
   mkdir -p "$out"
-  [[ ! -f $work/alerts.json ]] || cp "$work/alerts.json" "$out/"
+  for f in alerts.json dashboard.png; do [[ ! -f $work/$f ]] || cp "$work/$f" "$out/"; done
   cp "$work/samples.csv" "$work/latency.csv" "$work/phases.env" "$work/result.json" \
     "$work/daemon.log" "$work/kcheck.json" "$out/"
   for f in store_stats.txt status_end.json; do

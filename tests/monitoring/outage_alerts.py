@@ -61,6 +61,32 @@ def get(url):
         return json.loads(r.read())
 
 
+NODE_PANELS = ["Uplink state", "Firing sluice alerts", "Backlog (events) by stream",
+               "Oldest undelivered event by stream", "Drain vs live rate by stream",
+               "Catch-up ETA by stream (-1: not catching up)", "Disk budget",
+               "Latency (p99)"]
+
+
+def png(a, base, t0, events):
+    """The node dashboard's panels over the run, the outage shaded."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import render_panels
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    shade, p = [], a.phase_t
+    if "outage" in p:
+        shade.append((p["outage"] - t0, p.get("restore", time.time()) - t0, "#ff0000"))
+    if "restore" in p:
+        shade.append((p["restore"] - t0, p.get("drain", time.time()) - t0, "#ff9900"))
+    try:
+        render_panels.render(base, os.path.join(root, "deploy/monitoring/grafana/sluice-node.json"),
+                             NODE_PANELS, t0, time.time(), a.png, shade=shade,
+                             title="sluice-node.json panels over loadtest/run outage --alerts "
+                             "(Kafka stopped: red; restarting: orange; rules scaled 60x in time)")
+        print(f"[alerts] panels rendered to {a.png}", file=sys.stderr)
+    except Exception as e:  # a picture is not worth failing the run
+        print(f"[alerts] could not render panels: {e}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--admin", required=True)
@@ -70,6 +96,7 @@ def main():
     ap.add_argument("--phase-file")
     ap.add_argument("--out", required=True)
     ap.add_argument("--require", default="SluiceUplinkNotDelivering,SluiceBacklogOld")
+    ap.add_argument("--png", help="render node dashboard panels of the run here (gnuplot)")
     a = ap.parse_args()
     prom = shutil.which("prometheus")
     if not prom:
@@ -93,6 +120,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: open(a.stop, "a").close())
     base = f"http://127.0.0.1:{port}"
     states, events = {}, []
+    a.phase_t = {}
     t0 = time.time()
     try:
         while not os.path.exists(a.stop):
@@ -108,6 +136,7 @@ def main():
             if a.phase_file:
                 try:
                     phase = open(a.phase_file).read().strip()
+                    a.phase_t.setdefault(phase, time.time())
                 except OSError:
                     pass
             now = {}
@@ -124,6 +153,8 @@ def main():
                     print(f"[alerts] {ev['phase']:8} {key}: {ev['state']}", file=sys.stderr)
             states = now
             time.sleep(0.5)
+        if a.png:
+            png(a, base, t0, events)
     finally:
         proc.terminate()
         proc.wait(10)
