@@ -223,8 +223,8 @@ void sl_cfg_errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
  * "prefix.row" (or the element's prefix). From the root's hook: at row's
  * value, or without a position.
  */
-void sl_cfg_errf_at(sl_cfg_errs_t *errs, const char *row, const char *fmt,
-                    ...) __attribute__((format(printf, 3, 4)));
+void sl_cfg_errf_at(sl_cfg_errs_t *errs, const char *row, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* From a finish hook: true when the struct's row was set by the file or
  * the environment (not left at its default). */
@@ -237,9 +237,9 @@ bool sl_cfg_given(const sl_cfg_errs_t *errs, const char *row);
  * NULL. Returns 0 and *out (owned; free with sl_cfg_obj_free() then
  * free()), SL_ECONFIG or SL_ETOOBIG with every error in errstr.
  */
-int sl_cfg_load(const sl_cfg_section_t *sec, const char *name,
-                const char *yaml, size_t len, char *const *envp, void **out,
-                char *errstr, size_t errlen);
+int sl_cfg_load(const sl_cfg_section_t *sec, const char *name, const char *yaml,
+                size_t len, char *const *envp, void **out, char *errstr,
+                size_t errlen);
 
 /*
  * Same for the file at path (named by path in messages). Returns as
@@ -299,8 +299,9 @@ void sl_cfg_dump(const sl_cfg_section_t *sec, const void *obj, FILE *out);
 int sl_cfg_doc_markdown(const sl_cfg_section_t *sec, FILE *out);
 
 /* One Markdown table of sec's rows, keys prefixed with prefix ("" or
- * "devices[]."), env_prefix as above (NULL: no column). */
+ * "devices[]."), env_prefix as above (NULL: no column), with a Reload
+ * column when reload (programs that reload their config). */
 void sl_cfg_doc_table(FILE *out, const sl_cfg_section_t *sec,
-                      const char *prefix, const char *env_prefix);
+                      const char *prefix, const char *env_prefix, bool reload);
 
 #endif /* SL_CFG_H */

@@ -161,13 +161,14 @@ static void doc_range(FILE *out, const sl_cfg_opt_t *o) {
 }
 
 void sl_cfg_doc_table(FILE *out, const sl_cfg_section_t *sec,
-                      const char *prefix, const char *env_prefix) {
+                      const char *prefix, const char *env_prefix, bool reload) {
   bool env = env_prefix != NULL;
   fprintf(out,
-          "| Key | Type | Default | Range / values | Reload |%s "
+          "| Key | Type | Default | Range / values |%s%s "
           "Description |\n",
-          env ? " Environment |" : "");
-  fprintf(out, "|---|---|---|---|---|%s---|\n", env ? "---|" : "");
+          reload ? " Reload |" : "", env ? " Environment |" : "");
+  fprintf(out, "|---|---|---|---|%s%s---|\n", reload ? "---|" : "",
+          env ? "---|" : "");
   for (size_t i = 0; i < sec->n_opts; i++) {
     const sl_cfg_opt_t *o = &sec->opts[i];
     char var[128];
@@ -187,7 +188,9 @@ void sl_cfg_doc_table(FILE *out, const sl_cfg_section_t *sec,
       fprintf(out, "`%s`", o->def);
     fputs(" | ", out);
     doc_range(out, o);
-    fprintf(out, " | %s |", o->flags & SL_CFG_RELOAD ? "yes" : "restart");
+    fputs(" |", out);
+    if (reload)
+      fprintf(out, " %s |", o->flags & SL_CFG_RELOAD ? "yes" : "restart");
     if (env) {
       sl_cfg_env_name(env_prefix, o->name, var, sizeof(var));
       if (o->type == SL_CFG_SECTION_LIST)
@@ -213,7 +216,7 @@ int sl_cfg_doc_markdown(const sl_cfg_section_t *root, FILE *out) {
       j++;
     fprintf(out, "\n## %.*s\n\n", (int)plen, name);
     const sl_cfg_section_t part = {.opts = root->opts + i, .n_opts = j - i};
-    sl_cfg_doc_table(out, &part, "", root->env_prefix);
+    sl_cfg_doc_table(out, &part, "", root->env_prefix, true);
     for (size_t k = i; k < j; k++) {
       const sl_cfg_opt_t *o = &root->opts[k];
       char prefix[128];
@@ -221,7 +224,7 @@ int sl_cfg_doc_markdown(const sl_cfg_section_t *root, FILE *out) {
         continue;
       SL_CFG_FMT(prefix, sizeof(prefix), "%s[].", o->name);
       fprintf(out, "\nEach item of `%s`:\n\n", o->name);
-      sl_cfg_doc_table(out, o->sub, prefix, NULL);
+      sl_cfg_doc_table(out, o->sub, prefix, NULL, true);
     }
     i = j;
   }
