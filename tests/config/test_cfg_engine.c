@@ -41,10 +41,16 @@ static void item_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
 }
 
 static const sl_cfg_opt_t item_opts[] = {
-    {.name = "name", .type = SL_CFG_STRING, .off = offsetof(item_t, name),
-     .flags = SL_CFG_REQUIRED, .desc = "Name."},
-    {.name = "size", .type = SL_CFG_UINT, .off = offsetof(item_t, size),
-     .def = "1", .desc = "Size."},
+    {.name = "name",
+     .type = SL_CFG_STRING,
+     .off = offsetof(item_t, name),
+     .flags = SL_CFG_REQUIRED,
+     .desc = "Name."},
+    {.name = "size",
+     .type = SL_CFG_UINT,
+     .off = offsetof(item_t, size),
+     .def = "1",
+     .desc = "Size."},
 };
 static const sl_cfg_section_t item_sec = {
     .name = "items",
@@ -62,16 +68,31 @@ static void top_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
 }
 
 static const sl_cfg_opt_t top_opts[] = {
-    {.name = "address", .type = SL_CFG_STRING, .off = offsetof(top_t, address),
-     .flags = SL_CFG_REQUIRED, .desc = "Where."},
-    {.name = "wait", .type = SL_CFG_DURATION, .off = offsetof(top_t, wait_ms),
-     .def = "1s", .max = "1h", .flags = SL_CFG_LEGACY_DURATION,
+    {.name = "address",
+     .type = SL_CFG_STRING,
+     .off = offsetof(top_t, address),
+     .flags = SL_CFG_REQUIRED,
+     .desc = "Where."},
+    {.name = "wait",
+     .type = SL_CFG_DURATION,
+     .off = offsetof(top_t, wait_ms),
+     .def = "1s",
+     .max = "1h",
+     .flags = SL_CFG_LEGACY_DURATION,
      .desc = "How long."},
-    {.name = "port", .type = SL_CFG_UINT, .off = offsetof(top_t, port),
-     .def = "1", .min = "1", .max = "65535", .flags = SL_CFG_RELOAD,
+    {.name = "port",
+     .type = SL_CFG_UINT,
+     .off = offsetof(top_t, port),
+     .def = "1",
+     .min = "1",
+     .max = "65535",
+     .flags = SL_CFG_RELOAD,
      .desc = "Port."},
-    {.name = "items", .type = SL_CFG_SECTION_LIST, .off = offsetof(top_t, items),
-     .sub = &item_sec, .desc = "Items."},
+    {.name = "items",
+     .type = SL_CFG_SECTION_LIST,
+     .off = offsetof(top_t, items),
+     .sub = &item_sec,
+     .desc = "Items."},
 };
 static top_t *load(const sl_cfg_section_t *sec, const char *yaml,
                    char *const *envp, char *err, size_t len, int *rc) {
@@ -104,8 +125,8 @@ static void test_connector_style(void **state) {
   (void)state;
 
   /* Legacy durations on a LEGACY row; no environment without a prefix. */
-  t = load(&bare, "address: a\nwait: 1.5s\nitems: [{name: x, size: 2}]\n",
-           envp, err, sizeof(err), &rc);
+  t = load(&bare, "address: a\nwait: 1.5s\nitems: [{name: x, size: 2}]\n", envp,
+           err, sizeof(err), &rc);
   assert_int_equal(rc, 0);
   assert_string_equal(t->address, "a");
   assert_int_equal(t->wait_ms, 1500);
@@ -175,10 +196,9 @@ static void test_file_and_docs(void **state) {
   FILE *f;
   (void)state;
   snprintf(path, sizeof(path), "/tmp/sl-cfg-engine.%d.yaml", (int)getpid());
-  assert_int_equal(
-      sl_cfg_load_file(&sec, "/nonexistent/x.yaml", NULL, &obj, err,
-                       sizeof(err)),
-      -ENOENT);
+  assert_int_equal(sl_cfg_load_file(&sec, "/nonexistent/x.yaml", NULL, &obj,
+                                    err, sizeof(err)),
+                   -ENOENT);
   expect(err, "/nonexistent/x.yaml: cannot open:");
   f = fopen(path, "w");
   assert_non_null(f);
