@@ -252,6 +252,16 @@ int sl_cfg_load_file(const sl_cfg_section_t *sec, const char *path,
                      char *const *envp, void **out, char *errstr,
                      size_t errlen);
 
+/*
+ * The first half of sl_cfg_load_file(): reads the file at path once
+ * (refusing, with private_file, one that group or others may write; and
+ * one larger than SL_CFG_MAX_BYTES) into *text (returns owned, free(); not
+ * NUL-terminated) and *len. Returns 0, SL_ECONFIG, SL_ETOOBIG or -errno
+ * with errstr; *text is NULL on error.
+ */
+int sl_cfg_read_file(const char *path, bool private_file, char **text,
+                     size_t *len, char *errstr, size_t errlen);
+
 /* Environment variable for a root key: prefix "SLUICE_", key
  * "store.budget_bytes" -> "SLUICE_STORE_BUDGET_BYTES". */
 void sl_cfg_env_name(const char *prefix, const char *key, char *buf,

@@ -551,6 +551,14 @@ static const sl_cfg_opt_t root_opts[] = {
         "native error, HTTP 400, an MQTT dead letter).",
         .enums = future_policies),
 
+    OPT("reload.watch", BOOL, reload.watch, "false", RESTART,
+        "Reload the config (as SIGHUP does: a broken file is refused and the "
+        "running config stays) when the directory holding the config file "
+        "changes: an edit, a rename over the file, or a Kubernetes ConfigMap "
+        "update (the ..data symlink swap). Events are debounced (500 ms); a "
+        "file with the running config's SHA-256 is left alone. Meant for "
+        "ConfigMap mounts; under systemd use ExecReload (SIGHUP)."),
+
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),
     OPT("log.format", ENUM, log.format, "plain", RELOAD,
@@ -859,12 +867,25 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
   return rc;
 }
 
+int sl_config_read_file(const char *path, char **text, size_t *len,
+                        char *errstr, size_t errlen) {
+  /* Whoever can write the config can make the daemon run anything it
+   * points at (keys, brokers, data_dir): the engine refuses one that group
+   * or others may write, like sshd does. */
+  return sl_cfg_read_file(path, true, text, len, errstr, errlen);
+}
+
 int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
                         size_t errlen) {
-  void *obj;
-  int rc =
-      sl_cfg_load_file(&sl_config__root, path, environ, &obj, errstr, errlen);
-  *out = obj;
+  char *buf;
+  size_t len;
+  int rc;
+
+  *out = NULL;
+  if ((rc = sl_config_read_file(path, &buf, &len, errstr, errlen)) < 0)
+    return rc;
+  rc = sl_config_load_string(path, buf, len, environ, out, errstr, errlen);
+  free(buf);
   return rc;
 }
 

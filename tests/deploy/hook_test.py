@@ -28,6 +28,7 @@ rolls back; a failed apply skips the rollout wait.
 
   hook_test.py [SLUICE_BINARY]          exit 77 without python3-yaml
 """
+import hashlib
 import os
 import re
 import shlex
@@ -179,6 +180,12 @@ def gateway(sluice, tmp):
         print("note: this sluice has no `ctl` command: the reload leg ran against a stub only")
         return
     data, admin = os.path.join(tmp, "data"), free_port()
+    # POST /v1/reload needs the admin credential; the hook's `run` has no
+    # shell or environment, so ctl reads admin.token beside the config.
+    token = os.urandom(16).hex()
+    tok = os.path.join(os.path.dirname(cfg), "admin.token")
+    with open(os.open(tok, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+        f.write(token + "\n")
     good = f"""node:
   id: hook-test
   data_dir: {data}
@@ -189,6 +196,7 @@ listeners:
     address: 127.0.0.1:{free_port()}
 admin:
   address: 127.0.0.1:{admin}
+  token_sha256: {hashlib.sha256(token.encode()).hexdigest()}
 log:
   level: info
 streams:
