@@ -587,26 +587,23 @@ static void check_file_mode(ctx_t *ctx, const inst_t *in, size_t i,
   row_errf(ctx, in, i, msg);
 }
 
-/* kafka.properties items that name files: keys ending in ".location" and
- * the Kerberos keytab. Only absolute paths that exist are checked (the CA
- * location may be "probe"; librdkafka reports a missing file). */
+/* Items "key=/path" of a KV_SECRETS list whose key the row's .kv_file
+ * names as a file: only absolute paths that exist are checked (a missing
+ * file is left to whoever opens it). */
 static void check_kv_files(ctx_t *ctx, const inst_t *in, size_t i) {
+  const sl_cfg_opt_t *o = &in->sec->opts[i];
   const sl_cfg_strlist_t *l =
-      (const sl_cfg_strlist_t *)(const void *)((const char *)in->obj +
-                                               in->sec->opts[i].off);
-  for (size_t k = 0; k < l->n; k++) {
+      (const sl_cfg_strlist_t *)(const void *)((const char *)in->obj + o->off);
+  for (size_t k = 0; k < l->n && o->kv_file; k++) {
     const char *item = l->v[k], *eq = strchr(item, '=');
     char key[128];
+    int kind;
     if (!eq || eq[1] != '/' || (size_t)(eq - item) >= sizeof(key))
       continue;
     SL_CFG_FMT(key, sizeof(key), "%.*s", (int)(eq - item), item);
-    size_t n = strlen(key);
-    bool keytab = !strcmp(key, "sasl.kerberos.keytab");
-    if (!keytab && (n < 9 || strcmp(key + n - 9, ".location")))
-      continue;
-    bool secret = keytab || !strcmp(key, "ssl.key.location") ||
-                  !strcmp(key, "ssl.keystore.location");
-    check_file_mode(ctx, in, i, eq + 1, secret, false, key);
+    if ((kind = o->kv_file(key)) != SL_CFG_KV_NOT_A_FILE)
+      check_file_mode(ctx, in, i, eq + 1, kind == SL_CFG_KV_SECRET_FILE, false,
+                      key);
   }
 }
 

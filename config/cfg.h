@@ -75,8 +75,7 @@ typedef enum {
 /* List of key=value: only the values of keys the row's .printable accepts
  * are printed; others as key=<redacted>, items without "=" as
  * <redacted>, and no item is echoed in errors. Absolute paths under keys
- * ending in ".location" (and "sasl.kerberos.keytab") are checked like
- * TRUST_FILE (key files like SECRET_FILE). */
+ * the row's .kv_file names are checked like TRUST_FILE (or SECRET_FILE). */
 #define SL_CFG_KV_SECRETS 0x10u
 /* Path of a certificate or CA file: rejected when writable by group or
  * others (SECRET_FILE implies the same check). */
@@ -123,7 +122,16 @@ typedef struct sl_cfg_opt {
   const char *desc; /* one or two sentences for the docs */
   /* KV_SECRETS rows: true when item "key=value" may be printed whole. */
   bool (*printable)(const char *item);
+  /* KV_SECRETS rows: whether key's value is a file (SL_CFG_KV_*). */
+  int (*kv_file)(const char *key);
 } sl_cfg_opt_t;
+
+/* sl_cfg_opt_t.kv_file results. */
+enum {
+  SL_CFG_KV_NOT_A_FILE = 0,
+  SL_CFG_KV_TRUST_FILE,  /* certificate, CA: not writable by group/others */
+  SL_CFG_KV_SECRET_FILE, /* key material: not accessible by others either */
+};
 
 /* Section flags (root table). */
 /* Out-of-range numbers are shown bare in messages ("70000 is out of

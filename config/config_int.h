@@ -34,6 +34,11 @@ const char *sl_config__check_sha256(const char *s);
  * secret (config/schema/redact.c). False for items without "=". */
 bool config__kv_printable(const char *item);
 
+/* Whether a kafka.properties key names a file (SL_CFG_KV_*): keys ending
+ * in ".location" and the Kerberos keytab; key material is a secret file
+ * (config/schema/redact.c). */
+int config__kv_file(const char *key);
+
 /* Environment variable for a root key: "store.budget_bytes" ->
  * "SLUICE_STORE_BUDGET_BYTES". */
 static inline void config__env_name(const char *key, char *buf, size_t len) {

@@ -614,7 +614,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "security.protocol, sasl.mechanism, file locations; "
         "config/schema/redact.c) are ever printed; every other value shows "
         "as <redacted>, and items are never echoed in errors.",
-        .check = check_kv, .printable = config__kv_printable),
+        .check = check_kv, .printable = config__kv_printable,
+        .kv_file = config__kv_file),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
         "A broker connection whose sent data stays unacknowledged this long "
         "(a link that drops packets without a reset) is dropped and made "
