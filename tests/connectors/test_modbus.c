@@ -226,6 +226,33 @@ static void test_config(void **state) {
   expect_error("address: [x\n", "2:1:"); /* syntax error */
 }
 
+/* The connectors' older duration spellings stay valid in their files, and
+ * every error of a file is reported at once. */
+static void test_config_legacy(void **state) {
+  sl_modbus_config_t *cfg = NULL;
+  char err[2048];
+  (void)state;
+  assert_int_equal(load("address: x\ndevices:\n  - name: a\n    host: h\n"
+                        "    backoff_min: 40\n"
+                        "    points: [{name: t, type: int16, address: 1, "
+                        "interval: 1.5s}]\n",
+                        &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->devices[0].backoff_min_ms, 40);
+  assert_int_equal(cfg->devices[0].points[0].interval_ms, 1500);
+  sl_modbus_config_free(cfg);
+  cfg = NULL;
+  assert_int_equal(load("address: x\ndevices:\n  - name: a\n    host: h\n"
+                        "    port: 0\n    unit_id: 300\n"
+                        "    points: [{name: t, address: 1}]\n",
+                        &cfg, err, sizeof(err)),
+                   SL_ECONFIG);
+  assert_null(cfg);
+  assert_non_null(strstr(err, "devices[0].port: 0 is out of range"));
+  assert_non_null(strstr(err, "devices[0].unit_id: 300 is out of range"));
+  assert_non_null(strstr(err, "devices[0].points[0]: type is required"));
+}
+
 static void test_duration(void **state) {
   uint32_t ms;
   (void)state;
@@ -244,9 +271,8 @@ static void test_duration(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_decode),
-      cmocka_unit_test(test_plan),
-      cmocka_unit_test(test_config),
+      cmocka_unit_test(test_decode),   cmocka_unit_test(test_plan),
+      cmocka_unit_test(test_config),   cmocka_unit_test(test_config_legacy),
       cmocka_unit_test(test_duration),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
