@@ -68,6 +68,12 @@ streams:
   - name: telemetry
 CFG
 chmod 0644 "$etc/sluice.yaml"
+# The checkout may lie under /tmp, which the namespace covers with a fresh
+# tmpfs (PrivateTmp): what runs inside is copied out of it first.
+install -m 0755 "$sluice" "$base/sluice"
+install -m 0644 "$here/seccomp_exec.py" "$base/seccomp_exec.py"
+install -m 0644 "$unit" "$base/sluice.service"
+sluice=$base/sluice unit=$base/sluice.service
 
 start() {
   # The namespace's shell execs setpriv, which execs the seccomp loader, which
@@ -87,7 +93,7 @@ start() {
     exec setpriv --reuid="$3" --regid="$3" --clear-groups --no-new-privs \
       --inh-caps=-all --ambient-caps=-all --bounding-set=-all -- \
       /usr/bin/python3 "$6" "$7" -- "$4" run -c "$5"' sandbox "$state" "$run" "$uid" \
-    "$sluice" "$etc/sluice.yaml" "$here/seccomp_exec.py" "${1:-$unit}" \
+    "$sluice" "$etc/sluice.yaml" "$base/seccomp_exec.py" "${1:-$unit}" \
     >>"$base/daemon.log" 2>&1 &
   pid=$!
   local deadline=$((SECONDS + 30))
