@@ -434,7 +434,7 @@ int sl_config_dump(const sl_config_t *cfg, FILE *out);
 int sl_config_doc_markdown(FILE *out);
 
 /*
- * Subcommands (daemon/cmd_config.c), called by main() with argv[0] being
+ * Subcommands (daemon/cmd/cmd_config.c), called by main() with argv[0] being
  * the subcommand name. Return the process exit code.
  *   check-config -c FILE [--print]: 0 and "FILE: ok", or the errors and 1.
  *   config-docs: the Markdown reference on stdout.

@@ -1,7 +1,7 @@
 /*
  * config/ internals of the daemon's schema library (sl_config): its tables
  * in the engine's row format (config/cfg.h). Only the sl_config sources,
- * daemon/cmd_config.c and the config tests include this header.
+ * daemon/cmd/cmd_config.c and the config tests include this header.
  */
 #ifndef SL_CONFIG_INT_H
 #define SL_CONFIG_INT_H

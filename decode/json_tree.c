@@ -189,9 +189,8 @@ void json__tree_parse(body_t *b, tok_t *t) {
   parse_value(b, t, 0);
 }
 
-
 void json__body_open(body_t *b, const char *data, size_t len, char *msg,
-                      size_t msglen) {
+                     size_t msglen) {
   scan_t *s = &b->s;
   memset(b, 0, offsetof(body_t, nodes0));
   s->p = s->base = (const unsigned char *)data;
@@ -271,7 +270,7 @@ static size_t jansson_escape_end(const unsigned char *p, size_t len,
  * text"), as "line L: invalid JSON: text" where L counts from the value
  * that starts at start on line line. */
 int json__syntax_error(body_t *b, const unsigned char *start, size_t line,
-                        const char *msg, char *errstr, size_t errlen) {
+                       const char *msg, char *errstr, size_t errlen) {
   size_t at = 0;
   int n = 0;
   if (b->s.err == -ENOMEM) {

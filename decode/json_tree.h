@@ -9,7 +9,6 @@
 #include "decode/json_scan.h"
 #include "sluice/v1/event.pb-c.h"
 
-
 /* One JSON value. Containers list their children through first/next
  * (indices; 0 = none: node 0 is always the root). */
 typedef struct jnode {

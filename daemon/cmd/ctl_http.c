@@ -23,7 +23,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "daemon/ctl.h"
+#include "daemon/cmd/ctl.h"
 
 #define CTL_MAX_ANSWER (4u << 20)
 

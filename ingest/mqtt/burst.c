@@ -1,5 +1,5 @@
 /*
- * ingest/mqtt/batch.c: what every MQTT decoder (JSON in acks.c, Sparkplug
+ * ingest/mqtt/burst.c: what every MQTT decoder (JSON in acks.c, Sparkplug
  * in sparkplug.c) adds to: the per-stream batches of the burst being read,
  * the state puts that commit with them, the dead-letter stream and the
  * decode-error counter.

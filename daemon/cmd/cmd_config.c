@@ -1,5 +1,5 @@
 /*
- * daemon/cmd_config.c: `sluice check-config` and `sluice config-docs`.
+ * daemon/cmd/cmd_config.c: `sluice check-config` and `sluice config-docs`.
  */
 #include <stdio.h>
 #include <stdlib.h>

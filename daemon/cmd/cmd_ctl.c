@@ -27,7 +27,7 @@
 
 #include "common/common.h"
 #include "config/config.h"
-#include "daemon/ctl.h"
+#include "daemon/cmd/ctl.h"
 #include "daemon/daemon.h"
 
 int sl_cmd_ctl(int argc, char **argv);
