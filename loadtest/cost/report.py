@@ -30,20 +30,20 @@ PHASES = {
         "ack": ["pending_done"],
     },
     "drain": {
-        # the store cursor: LMDB reads, checksum, decompression
-        "read_back": ["sl_store_cursor_next", "sl_store_read",
-                      "sl_store_cursor_open", "sl_store_cursor_close"],
-        # stored events to record values and keys (protobuf and JSON)
-        "encode": ["sync__record_value", "sync__json_value",
-                   "sync__proto_value", "sync__event_value"],
-        # librdkafka: produce calls on the uplink thread, its own threads
-        # (rdk:broker*, rdk:main), delivery reports, transactions
-        "produce": ["rd_kafka_produceva", "rd_kafka_producev",
-                    "rd_kafka_produce", "rd_kafka_poll", "rd_kafka_flush",
-                    "rd_kafka_broker_thread_main", "rd_kafka_thread_main",
-                    "rd_kafka_commit_transaction",
-                    "rd_kafka_begin_transaction",
-                    "rd_kafka_send_offsets_to_transaction"],
+        # the store cursor: LMDB reads, checksum, decompression (also the
+        # status sampler's reads, sync__sample, which calls it)
+        "read_back": ["sl_store_cursor_next", "sl_store_cursor_open",
+                      "sl_store_cursor_close"],
+        # stored events to records: splitting the batch, record timestamps,
+        # keys, values and headers (sync__produce without librdkafka's part)
+        "encode": ["sl_sync_event_next", "sync__record_ts_ms",
+                   "sync__json_value", "sync__produce",
+                   "-rd_kafka_produceva"],
+        # librdkafka: produce calls and polls on the uplink thread, and every
+        # thread that is not sluice's own (its broker and main threads, the
+        # committer's transaction calls)
+        "produce": ["rd_kafka_produceva", "rd_kafka_poll", "rd_kafka_flush",
+                    "start_thread", "-uplink_main", "-writer_main"],
     },
 }
 LINE = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+(.*)$")
@@ -80,7 +80,10 @@ def slope(work, kind, n1, n2):
            "ir_n1": t1, "ir_n2": t2}
     phases, acc = {}, 0
     for ph, names in PHASES[kind].items():
-        v = sum(f2.get(n, 0) - f1.get(n, 0) for n in names)
+        v = 0
+        for n in names:  # "-name": its inclusive cost is subtracted
+            sign, n = (-1, n[1:]) if n.startswith("-") else (1, n)
+            v += sign * (f2.get(n, 0) - f1.get(n, 0))
         phases[ph] = round(v / d)
         acc += v
     phases["other"] = round((t2 - t1 - acc) / d)
