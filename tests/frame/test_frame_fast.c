@@ -248,10 +248,74 @@ static void test_refusals_keep_their_reasons(void **state) {
   sl_frame_arena_free(ar);
 }
 
+/* The fields wire/frame_fast.c decodes, as the schema declares them: a
+ * change of a field's number, type or label here fails this test, so the
+ * fast decoder cannot silently read a field the old way. */
+static void test_schema_is_what_the_fast_decoder_knows(void **state) {
+  static const struct {
+    const ProtobufCMessageDescriptor *d;
+    unsigned n_fields;
+    unsigned id;
+    ProtobufCType type;
+    ProtobufCLabel label;
+  } want[] = {
+      {&sluice__v1__frame__descriptor, 7, 3, PROTOBUF_C_TYPE_MESSAGE,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__publish__descriptor, 3, 1, PROTOBUF_C_TYPE_UINT64,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__publish__descriptor, 3, 2, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__publish__descriptor, 3, 3, PROTOBUF_C_TYPE_MESSAGE,
+       PROTOBUF_C_LABEL_REPEATED},
+      {&sluice__v1__event__descriptor, 9, 1, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__event__descriptor, 9, 2, PROTOBUF_C_TYPE_SINT64,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__event__descriptor, 9, 3, PROTOBUF_C_TYPE_SINT64,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__event__descriptor, 9, 4, PROTOBUF_C_TYPE_MESSAGE,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__event__descriptor, 9, 9, PROTOBUF_C_TYPE_MESSAGE,
+       PROTOBUF_C_LABEL_REPEATED},
+      {&sluice__v1__reading__descriptor, 9, 1, PROTOBUF_C_TYPE_DOUBLE,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 2, PROTOBUF_C_TYPE_SINT64,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 3, PROTOBUF_C_TYPE_BOOL,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 4, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 5, PROTOBUF_C_TYPE_ENUM,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 6, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 7, PROTOBUF_C_TYPE_UINT32,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 8, PROTOBUF_C_TYPE_UINT64,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__reading__descriptor, 9, 9, PROTOBUF_C_TYPE_ENUM,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__attribute__descriptor, 2, 1, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+      {&sluice__v1__attribute__descriptor, 2, 2, PROTOBUF_C_TYPE_STRING,
+       PROTOBUF_C_LABEL_NONE},
+  };
+  (void)state;
+  for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field(want[i].d, want[i].id);
+    assert_int_equal(want[i].d->n_fields, want[i].n_fields);
+    assert_non_null(f);
+    assert_int_equal(f->type, want[i].type);
+    assert_int_equal(f->label, want[i].label);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fast_matches_protobuf_c),
       cmocka_unit_test(test_refusals_keep_their_reasons),
+      cmocka_unit_test(test_schema_is_what_the_fast_decoder_knows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
