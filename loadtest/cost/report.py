@@ -96,6 +96,11 @@ def main():
     out = {"unit": "instructions per event (callgrind Ir, slope N1..N2)"}
     if only != "drain":
         out["ingest"] = slope(work, "ingest", int(n1), int(n2))
+        try:
+            b = open(f"{work}/ingest.{n2}.bytes").read().strip()
+            out["ingest"]["stored_bytes_per_event"] = float(b)
+        except (OSError, ValueError):
+            pass
     if only != "ingest":
         out["drain"] = (slope(work, "drain", int(dn1), int(dn2))
                         if drain == "measured" else "skipped")

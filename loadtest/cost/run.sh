@@ -98,6 +98,10 @@ YAML
   "$bin/loadtest/ingest/sl_loadgen" --address "127.0.0.1:$port" --connections 2 \
     --events "$1" --batch 1000 --in-flight 16 --max-seconds 900 >"$d/gen.json"
   stop_daemon "$d/sluice.yaml"
+  # Stored bytes per event (compressed batch values), to weigh a change of
+  # compression against what it stores.
+  "$bin/daemon/sluice" store stats -d "$d/data" 2>/dev/null |
+    sed -n 's/.* (\([0-9.]*\) B\/event).*/\1/p' | head -1 >"$work/ingest.$1.bytes"
   python3 -c "import json,sys; j=json.load(open('$d/gen.json')); sys.exit(j['acked']!=$1 or j['failed']!=0)" ||
     { echo "cost: ingest of $1: not every event acked" >&2; cat "$d/gen.json" >&2; exit 1; }
 }
