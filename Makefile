@@ -4,7 +4,8 @@ BUILD  ?= build
 PRESET ?= default
 JOBS   ?= 2
 
-.PHONY: all deps configure build check test unit demo image format format-check asan clean
+.PHONY: all deps configure build check test unit demo image format format-check asan clean \
+        install deb
 
 all: build
 
@@ -28,6 +29,18 @@ test: check
 # ones that run the sluice binary (label daemon).
 unit: build
 	@ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -L 'unit|daemon'
+
+# Install the daemon, connectors, systemd unit, example config, greenboot
+# check and flightctl hook rule (deploy/CMakeLists.txt):
+#   make install DESTDIR=/tmp/stage     (PREFIX defaults to /usr: the unit
+# names /usr/bin/sluice and /etc/sluice/sluice.yaml).
+PREFIX ?= /usr
+install: build
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# The Debian package of the same files: build/sluice_VERSION_ARCH.deb.
+deb: build
+	@scripts/package-deb.sh $(BUILD)
 
 demo: build
 	@scripts/demo.sh $(BUILD)

@@ -254,6 +254,9 @@ typedef struct sl_config {
     char *token_sha256;  /* hex SHA-256 of the admin token, "" = none */
   } admin;
   struct {
+    bool watch; /* reload when the config file's directory changes */
+  } reload;
+  struct {
     uint64_t max_frame_bytes;
     uint64_t max_connections;
     uint64_t max_batch_events;
@@ -347,6 +350,17 @@ typedef struct sl_config {
  */
 int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
                         size_t errlen);
+
+/*
+ * The first half of sl_config_load_file(): reads the file at path once
+ * (refusing one that group or others may write, or larger than
+ * SL_CONFIG_MAX_BYTES) into *text (returns owned, free(); not
+ * NUL-terminated) and *len, for a caller that also needs the bytes (the
+ * daemon hashes them). Returns 0, SL_ECONFIG, SL_ETOOBIG or -errno with
+ * errstr; *text is NULL on error.
+ */
+int sl_config_read_file(const char *path, char **text, size_t *len,
+                        char *errstr, size_t errlen);
 
 /*
  * Same as sl_config_load_file() for len bytes of YAML text (need not be

@@ -25,6 +25,7 @@
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
 #include "ingest/mqtt/mqtt.h"
+#include "daemon/notify.h"
 #include "daemon/security.h"
 
 #ifndef SL_VERSION
@@ -99,6 +100,7 @@ static char *status_json(void *opaque) {
   json_object_set_new(root, "streams", streams);
   sl_storewatch_status(dm, root, &info);
   sl_uplink_status(dm, root);
+  sl_cfgwatch_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return out;
@@ -140,6 +142,8 @@ static void on_finish_check(uv_check_t *h) {
     return; /* closes once its last commit is acknowledged */
   uv_check_stop(h);
   sl_sec_close(dm);
+  sl_notify_close(dm);
+  sl_cfgwatch_close(dm);
   sl_ingest_close(&dm->in);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
   uv_close((uv_handle_t *)&dm->sig_int, NULL);
@@ -152,6 +156,7 @@ static void begin_stop(sl_daemon_t *dm, const char *why) {
   if (dm->stopping)
     return;
   dm->stopping = 1;
+  sl_notify_stopping(dm, why);
   sl_info(SL_LOG_CTX_ADMIN, NULL, "%s: draining (%llu batches in flight)", why,
           (unsigned long long)dm->in.pending);
   if (dm->adm)
@@ -181,19 +186,16 @@ static void apply_log(const sl_config_t *cfg) {
 
 /* The apply step of a reload, on the loop thread: nw was loaded and
  * validated by reload_work() (NULL: dm->reload_err says why). Returns 0,
- * or -1 when refused (logged, the running config stays). */
+ * or -1 when refused (logged, counted, recorded in /v1/status; the running
+ * config stays). */
 static int reload(sl_daemon_t *dm, sl_config_t *nw) {
   sl_config_diff_t diff;
   sl_sec_next_t sec;
-  char err[2048];
+  char err[2048], why[2100];
 
   if (!nw) {
-    sl_error(SL_LOG_CTX_CONFIG, NULL,
-             "reload refused, keeping the running "
-             "config: %s",
-             dm->reload_err);
-    sl_metric_add(dm->reload_errors, 1);
-    return -1;
+    snprintf(why, sizeof(why), "%s", dm->reload_err);
+    goto refuse;
   }
   sl_config_diff(dm->in.cfg, nw, &diff);
   if (diff.verdict == SL_CONFIG_RESTART) {
@@ -203,21 +205,13 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
         key = diff.changed[i].key;
         break;
       }
-    sl_error(SL_LOG_CTX_CONFIG, NULL,
-             "reload refused, keeping the running config: %s changed and "
-             "needs a restart",
-             key);
-    sl_metric_add(dm->reload_errors, 1);
-    sl_config_free(nw);
-    return -1;
+    snprintf(why, sizeof(why), "%s changed and needs a restart", key);
+    goto refuse;
   }
   /* Certificates and credentials are loaded before anything changes. */
   if (sl_sec_prepare(dm, nw, &sec, err, sizeof(err)) < 0) {
-    sl_error(SL_LOG_CTX_CONFIG, NULL,
-             "reload refused, keeping the running config: %s", err);
-    sl_metric_add(dm->reload_errors, 1);
-    sl_config_free(nw);
-    return -1;
+    snprintf(why, sizeof(why), "%s", err);
+    goto refuse;
   }
   /* Everything that changed is reloadable. Per-stream settings (priority,
    * policy, TTL) live in the store: update them first, so a failure keeps
@@ -229,13 +223,10 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
     int rc =
         sl_store_stream_create(dm->in.st, nw->streams.v[i].name, &conf, &id);
     if (rc < 0) {
-      sl_error(SL_LOG_CTX_CONFIG, NULL,
-               "reload refused: cannot update stream '%s': %s",
+      snprintf(why, sizeof(why), "cannot update stream '%s': %s",
                nw->streams.v[i].name, sl_strerror(rc));
-      sl_metric_add(dm->reload_errors, 1);
       sl_sec_next_free(&sec);
-      sl_config_free(nw);
-      return -1;
+      goto refuse;
     }
   }
   /* Swap. Only the loop thread reads dm->in.cfg after start (status uses
@@ -245,24 +236,38 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
   sl_sec_commit(dm, &sec);
   apply_log(nw);
   sl_metric_add(dm->reloads, 1);
-  sl_info(SL_LOG_CTX_CONFIG, NULL, "config reloaded (%zu keys changed)",
-          diff.n_changed);
+  sl_cfgwatch_result(dm, 0, dm->reload_sha, NULL);
+  sl_info(SL_LOG_CTX_CONFIG, NULL,
+          "config reloaded (%zu keys changed, sha256 %.12s)", diff.n_changed,
+          dm->reload_sha);
   return 0;
+refuse:
+  sl_error(SL_LOG_CTX_CONFIG, NULL,
+           "reload refused, keeping the running config: %s", why);
+  sl_metric_add(dm->reload_errors, 1);
+  sl_cfgwatch_result(dm, -1, dm->reload_sha, why);
+  sl_config_free(nw);
+  return -1;
 }
 
 /* SIGHUP's parse and validation run on libuv's thread pool, never on the
  * loop: a slow file (NFS, a FIFO) or a large one would stall every
- * listener (issue 14: 14.6 s). Touches only dm->reload_cfg/reload_err. */
+ * listener (issue 14: 14.6 s). Touches only dm->reload_*. The file is read
+ * once: the hash is of the bytes parsed. */
 static void reload_work(uv_work_t *req) {
   sl_daemon_t *dm = req->data;
-  if (sl_config_load_file(dm->config_path, &dm->reload_cfg, dm->reload_err,
-                          sizeof(dm->reload_err)) < 0)
+  /* A watch round leaves a file with the running hash alone (the watch saw
+   * another change in the directory). */
+  if (sl_cfgwatch_load(dm, dm->reload_watch, &dm->reload_cfg, dm->reload_sha,
+                       &dm->reload_unchanged, dm->reload_err,
+                       sizeof(dm->reload_err)) < 0)
     dm->reload_cfg = NULL;
 }
 
 static void reload_done(uv_work_t *req, int status) {
   sl_daemon_t *dm = req->data;
   sl_config_t *nw = dm->reload_cfg;
+  int rc;
   dm->reload_cfg = NULL;
   dm->reload_busy = 0;
   if (dm->stopping || status) {
@@ -270,22 +275,31 @@ static void reload_done(uv_work_t *req, int status) {
     sl_sec_reload_finished(dm, -1);
     return;
   }
-  /* POST /v1/reload requests made before this parse began get the
-   * result; later ones wait for the next round. */
-  sl_sec_reload_finished(dm, reload(dm, nw));
+  if (dm->reload_unchanged) {
+    sl_sec_reload_finished(dm, 0); /* nobody asked: a watch round */
+  } else {
+    if (dm->reload_watch) { /* the watch's rounds say so only now */
+      sl_info(SL_LOG_CTX_CONFIG, NULL, "config file changed: reloading");
+      sl_notify_reloading(dm);
+    }
+    /* POST /v1/reload requests made before this parse began get the
+     * result; later ones wait for the next round. */
+    rc = reload(dm, nw);
+    sl_sec_reload_finished(dm, rc);
+    sl_notify_ready(dm, rc == 0 ? "ready: config reloaded"
+                                : "ready: reload refused, old config runs");
+  }
   if (dm->reload_again) { /* a SIGHUP arrived during the parse */
     dm->reload_again = 0;
     sl_daemon__reload_start(dm);
   }
 }
 
-void sl_daemon__reload_start(sl_daemon_t *dm) {
+static void reload_round(sl_daemon_t *dm) {
   int rc;
-  if (dm->reload_busy) {
-    dm->reload_again = 1;
-    return;
-  }
   dm->reload_req.data = dm;
+  if (!dm->reload_watch)
+    sl_notify_reloading(dm);
   sl_sec_reload_begin(dm);
   if ((rc = uv_queue_work(&dm->loop, &dm->reload_req, reload_work,
                           reload_done)) < 0) {
@@ -293,9 +307,35 @@ void sl_daemon__reload_start(sl_daemon_t *dm) {
              uv_strerror(rc));
     sl_metric_add(dm->reload_errors, 1);
     sl_sec_reload_finished(dm, -1);
+    if (!dm->reload_watch)
+      sl_notify_ready(dm, "ready: reload not started");
     return;
   }
   dm->reload_busy = 1;
+}
+
+void sl_daemon__reload_start(sl_daemon_t *dm) {
+  if (dm->reload_busy) {
+    dm->reload_again = 1;
+    return;
+  }
+  dm->reload_watch = 0;
+  reload_round(dm);
+}
+
+void sl_daemon__reload_watch(sl_daemon_t *dm) {
+  int asked = 0;
+  if (dm->reload_busy) {
+    dm->reload_again = 1;
+    return;
+  }
+  if (dm->sec) { /* a POST waiting must get a real reload, not a skip */
+    pthread_mutex_lock(&dm->sec->lock);
+    asked = dm->sec->asked != dm->sec->done;
+    pthread_mutex_unlock(&dm->sec->lock);
+  }
+  dm->reload_watch = !asked;
+  reload_round(dm);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -364,6 +404,8 @@ static void daemon_free(sl_daemon_t *dm) {
   if (dm->in.st)
     sl_store_env_close(dm->in.st);
   sl_storewatch_free(dm);
+  sl_notify_free(dm);
+  sl_cfgwatch_free(dm);
   sl_ingest_free(&dm->in);
   sl_metrics_free(dm->in.mx);
   sl_config_free(dm->in.cfg);
@@ -508,12 +550,17 @@ int sl_daemon_run(const char *config_path) {
   dm->started_ns = sl_now_mono_ns();
   signal(SIGPIPE, SIG_IGN);
 
-  if (sl_config_load_file(config_path, &dm->in.cfg, err, sizeof(err)) < 0) {
+  char sha[65];
+  int unchanged;
+  if (sl_cfgwatch_load(dm, 0, &dm->in.cfg, sha, &unchanged, err, sizeof(err)) <
+      0) {
     fprintf(stderr, "sluice: %s\n", err);
     daemon_free(dm);
     return 2;
   }
   apply_log(dm->in.cfg);
+  if (sl_cfgwatch_init(dm, sha) < 0)
+    goto fail_nomem;
   snprintf(dm->in.node_id, sizeof(dm->in.node_id), "%s", dm->in.cfg->node.id);
   if (sl_metrics_new(&dm->in.mx) < 0 || sl_ingest_init(&dm->in, dm->in.mx) < 0)
     goto fail_nomem;
@@ -554,12 +601,16 @@ int sl_daemon_run(const char *config_path) {
   dm->in.after_round = after_round;
   dm->in.after_round_arg = dm;
   loop_handles(dm);
+  sl_notify_start(dm);
 
   if (start_services(dm) < 0)
     goto fail_loop;
   if (dm->adm)
     sl_admin_set_ready(dm->adm, 1, NULL);
+  sl_cfgwatch_start(dm); /* a failure is logged; the daemon runs on */
   log_ready(dm);
+  /* systemd: ready only now, with every listener bound. */
+  sl_notify_ready(dm, "ready");
 
   uv_run(&dm->loop, UV_RUN_DEFAULT);
   uv_loop_close(&dm->loop);

@@ -32,6 +32,8 @@ struct sl_daemon {
       *uplink; /* Kafka uplink (daemon/uplink_service.c), NULL when off */
   struct sl_sec *sec;           /* TLS and credentials (daemon/security.h) */
   struct sl_storewatch *swatch; /* store clock and evictions (store_watch.c) */
+  struct sl_notify *ntf;        /* sd_notify, NULL when off (notify.c) */
+  struct sl_cfgwatch *cwatch;   /* config identity and watch (config_watch.c) */
 
   uv_signal_t sig_term, sig_int, sig_hup;
   /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */
@@ -39,6 +41,9 @@ struct sl_daemon {
   int reload_busy, reload_again; /* loop thread only */
   sl_config_t *reload_cfg;       /* worker's result, NULL on error */
   char reload_err[2048];         /* worker's errors */
+  char reload_sha[65];           /* worker's SHA-256 of the file read */
+  int reload_watch;              /* this round was started by the watch */
+  int reload_unchanged;          /* worker: watch round, same file: skip */
   uv_timer_t tick;               /* 1 s housekeeping: idle sweep, gauges */
   uv_check_t finish;             /* ends the loop once a stop has drained */
   uint64_t started_ns;
@@ -60,6 +65,33 @@ struct sl_daemon {
  * more run after it. Each round calls sl_sec_reload_begin() as its parse
  * starts and sl_sec_reload_finished() with 0 or -1 when it is decided. */
 void sl_daemon__reload_start(sl_daemon_t *dm);
+
+/* A reload round started by the config watch: like
+ * sl_daemon__reload_start(), but a file whose SHA-256 equals the running
+ * one is left alone (loop thread). */
+void sl_daemon__reload_watch(sl_daemon_t *dm);
+
+/* Config identity and watch (daemon/config_watch.c). hash_file: hex
+ * SHA-256 of a file's bytes, 0 or -errno. init: identity of the config
+ * the daemon starts with (sha). start: the directory watch when
+ * reload.watch (loop). result: a reload was decided (rc 0 applied, else
+ * refused with err), from the loop. same: sha is the running config's
+ * (any thread). status: adds "config" to /v1/status (any thread). */
+int sl_cfgwatch_hash_file(const char *path, char hex[65]);
+/* load: reads dm->config_path once, its SHA-256 into sha; with skip_same
+ * and that hash running, *unchanged = 1 and nothing is parsed; else as
+ * sl_config_load_file(). Any thread (the reload's worker). */
+int sl_cfgwatch_load(sl_daemon_t *dm, int skip_same, sl_config_t **out,
+                     char sha[65], int *unchanged, char *err, size_t errlen);
+int sl_cfgwatch_init(sl_daemon_t *dm, const char *sha);
+int sl_cfgwatch_start(sl_daemon_t *dm);
+void sl_cfgwatch_result(sl_daemon_t *dm, int rc, const char *sha,
+                        const char *err);
+int sl_cfgwatch_same(sl_daemon_t *dm, const char *sha);
+struct json_t;
+void sl_cfgwatch_status(sl_daemon_t *dm, struct json_t *root);
+void sl_cfgwatch_close(sl_daemon_t *dm);
+void sl_cfgwatch_free(sl_daemon_t *dm);
 
 /* Store watch (daemon/store_watch.c): logs, metrics and status for what the
  * store reports but never logs (clock steps, evictions). start: after the

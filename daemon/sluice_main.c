@@ -10,6 +10,7 @@
 
 int sl_cmd_run(int argc, char **argv);
 int sl_cmd_store(int argc, char **argv);
+int sl_cmd_ctl(int argc, char **argv);
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -21,6 +22,8 @@ static int usage(FILE *out) {
                "commands:\n"
                "  run -c FILE [--accept-new-store]  run the daemon\n"
                "  store stats|inspect|verify|dump -d DIR  store tools\n"
+               "  ctl status|reload [--wait-healthy DURATION]  talk to a "
+               "running daemon\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"
                "  version            print the version\n"
@@ -37,6 +40,8 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(argv[1], "run"))
     return sl_cmd_run(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "ctl"))
+    return sl_cmd_ctl(argc - 1, argv + 1);
   if (!strcmp(argv[1], "store"))
     return sl_cmd_store(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))

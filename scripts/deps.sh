@@ -21,6 +21,10 @@ PACKAGES=(
   faketime
   # the container image: make image, tests/image (docs/deploy/image.md)
   buildah skopeo ca-certificates
+  # deployment checks (tests/deploy, label deploy): systemd-analyze verify and
+  # security, the flightctl JSON schema test, dpkg-deb/dpkg-shlibdeps for
+  # `make deb`
+  systemd python3-jsonschema python3-yaml dpkg-dev python3-seccomp
 )
 
 missing=()

@@ -503,6 +503,7 @@ int sl_store_env_info(sl_store_t *st, sl_store_info_t *info) {
   store__clock_info(st, &info->clock);
   pthread_mutex_lock(&st->q_lock);
   info->queued = st->q_len;
+  info->committing = st->q_busy;
   pthread_mutex_unlock(&st->q_lock);
   if (fstat(st->data_fd, &sb) == 0)
     info->file_bytes = (uint64_t)sb.st_size;

@@ -174,6 +174,7 @@ typedef struct sl_store_info {
   uint64_t map_grows;          /* map resizes (this process) */
   uint64_t readers_cleared;    /* stale reader slots cleared */
   uint32_t queued;             /* items waiting for the writer */
+  uint32_t committing;         /* items the writer is committing now */
   uint32_t queue_depth;        /* writer queue capacity */
   int last_error;              /* last commit error, 0 after a success */
   int poisoned;                /* 1 after MDB_PANIC: every call fails */

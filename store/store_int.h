@@ -277,6 +277,7 @@ struct sl_store {
   pthread_cond_t q_done;     /* synchronous waiters */
   sl_store_group_t **q;
   uint32_t q_cap, q_head, q_len;
+  uint32_t q_busy; /* groups the writer took and has not completed */
   bool stopping;
   bool writer_started;
   pthread_t writer;

@@ -520,6 +520,7 @@ static void *writer_main(void *arg) {
       st->q_head = (st->q_head + 1) % st->q_cap;
       st->q_len--;
     }
+    st->q_busy = (uint32_t)n;
     pthread_cond_broadcast(&st->q_nonfull);
     pthread_mutex_unlock(&st->q_lock);
     run_round(st, items, n);
@@ -529,6 +530,7 @@ static void *writer_main(void *arg) {
         maintenance(st, now);
     }
     pthread_mutex_lock(&st->q_lock);
+    st->q_busy = 0;
   }
   pthread_mutex_unlock(&st->q_lock);
   if (st->w.unsynced && !atomic_load(&st->poisoned))

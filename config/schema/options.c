@@ -551,6 +551,14 @@ static const sl_cfg_opt_t root_opts[] = {
         "native error, HTTP 400, an MQTT dead letter).",
         .enums = future_policies),
 
+    OPT("reload.watch", BOOL, reload.watch, "false", RESTART,
+        "Reload the config (as SIGHUP does: a broken file is refused and the "
+        "running config stays) when the directory holding the config file "
+        "changes: an edit, a rename over the file, or a Kubernetes ConfigMap "
+        "update (the ..data symlink swap). Events are debounced (500 ms); a "
+        "file with the running config's SHA-256 is left alone. Meant for "
+        "ConfigMap mounts; under systemd use ExecReload (SIGHUP)."),
+
     OPT("log.level", ENUM, log.level, "info", RELOAD,
         "Least severe level written.", .enums = log_levels),
     OPT("log.format", ENUM, log.format, "plain", RELOAD,
@@ -857,14 +865,14 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
   return rc;
 }
 
-int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
-                        size_t errlen) {
+int sl_config_read_file(const char *path, char **text, size_t *len,
+                        char *errstr, size_t errlen) {
   FILE *f;
   char *buf = NULL;
-  size_t len = 0;
   int rc;
 
-  *out = NULL;
+  *text = NULL;
+  *len = 0;
   if (!(f = fopen(path, "rb"))) {
     rc = -errno;
     SL_CFG_FMT(errstr, errlen, "%s: cannot open: %s", path, strerror(-rc));
@@ -885,22 +893,39 @@ int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
   }
   if (!(buf = malloc(SL_CONFIG_MAX_BYTES + 1)))
     abort();
-  len = fread(buf, 1, SL_CONFIG_MAX_BYTES + 1, f);
+  *len = fread(buf, 1, SL_CONFIG_MAX_BYTES + 1, f);
   if (ferror(f)) {
     rc = -EIO;
     SL_CFG_FMT(errstr, errlen, "%s: cannot read: %s", path, strerror(EIO));
     goto fail;
   }
-  if (len > SL_CONFIG_MAX_BYTES) {
+  if (*len > SL_CONFIG_MAX_BYTES) {
     rc = SL_ETOOBIG;
     SL_CFG_FMT(errstr, errlen, "%s: larger than %u bytes", path,
                SL_CONFIG_MAX_BYTES);
     goto fail;
   }
-  rc = sl_config_load_string(path, buf, len, environ, out, errstr, errlen);
+  fclose(f);
+  *text = buf;
+  return 0;
 fail:
   free(buf);
   fclose(f);
+  *len = 0;
+  return rc;
+}
+
+int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
+                        size_t errlen) {
+  char *buf;
+  size_t len;
+  int rc;
+
+  *out = NULL;
+  if ((rc = sl_config_read_file(path, &buf, &len, errstr, errlen)) < 0)
+    return rc;
+  rc = sl_config_load_string(path, buf, len, environ, out, errstr, errlen);
+  free(buf);
   return rc;
 }
 

@@ -93,11 +93,25 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   if (c->closing && c->out.len == 0 && c->inflight == 0) {
-    native__close(c);
+    native__finish(c);
     return;
   }
   conn_flush(c);
   native__update_reading(c);
+}
+
+void native__finish(conn_t *c) {
+  if (c->nt->stopping && c->hello_done && !c->goodbye && !c->closed) {
+    c->goodbye = 1;
+    /* Not a refusal (not counted): the stop, said after the last ack. */
+    if (sl_frame_encode_error(&c->out, 0, SL_ECLOSED, "shutting down", true) ==
+        0) {
+      conn_flush(c);
+      if (c->writing || c->out.len)
+        return; /* closes when the write completes */
+    }
+  }
+  native__close(c);
 }
 
 /* Every Error frame is a refusal: counted here by reason. */
@@ -380,7 +394,7 @@ static void pending_done(sl_done_t *d, int status, uint64_t first_offset) {
     if (c->handle_closed && c->inflight == 0)
       native__conn_free(c);
   } else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0) {
-    native__close(c);
+    native__finish(c);
   }
 }
 
@@ -613,7 +627,7 @@ void native__process(conn_t *c) {
       c->reading = 0;
     }
     if (!c->writing && c->out.len == 0 && c->inflight == 0)
-      native__close(c);
+      native__finish(c);
     return;
   }
   native__update_reading(c);

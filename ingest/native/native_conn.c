@@ -247,7 +247,7 @@ void sl_native_stop(sl_native_t *nt) {
       c->reading = 0;
     }
     if (c->inflight == 0 && !c->writing && c->out.len == 0)
-      native__close(c);
+      native__finish(c);
   }
 }
 
@@ -257,7 +257,7 @@ void sl_native_resume(sl_native_t *nt) {
     if (c->paused & PAUSE_STORE)
       native__process(c);
     else if (c->closing && c->inflight == 0 && !c->writing && c->out.len == 0)
-      native__close(c);
+      native__finish(c);
   }
 }
 

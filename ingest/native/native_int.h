@@ -70,6 +70,7 @@ struct conn {
   sl_frame_buf_t out; /* encoded, not yet handed to uv_write */
   int writing;        /* a uv_write is in progress */
   int hello_done;
+  int goodbye;       /* the stop's Error frame is queued or written */
   int closing;       /* close requested: stop reading, flush, close */
   int closed;        /* unlinked and uv_close called */
   int handle_closed; /* uv_close finished; freed when inflight is 0 too */
@@ -105,6 +106,11 @@ typedef struct wreq {
 } wreq_t;
 
 /* ingest_native.c */
+/* A closing connection that owes nothing more (no batch in flight, no
+ * output): closes it. When the daemon stops, a client that said Hello is
+ * first told so (a fatal Error frame, SL_ECLOSED "shutting down", after
+ * every ack); the connection closes once that frame is written. */
+void native__finish(conn_t *c);
 /* Parses and handles the whole frames in c->in; stops reading and closes
  * when c is closing and nothing is owed any more. */
 void native__process(conn_t *c);

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "loadtest/common/gen.h"
+#include "connectors/sim/gen.h"
 #include "store/store.h"
 
 static size_t put_varint(uint8_t *p, uint64_t v) {

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "loadtest/common/gen.h"
+#include "connectors/sim/gen.h"
 #include "sluice/client.h"
 
 #define RING 65536u /* batch ids in flight per connection, at most */

@@ -42,7 +42,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "common/common.h"
-#include "loadtest/common/gen.h"
+#include "connectors/sim/gen.h"
 #include "sluice/client.h"
 
 static struct {

@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
-#include "loadtest/common/gen.h"
+#include "connectors/sim/gen.h"
 #include "sluice/client.h"
 
 typedef struct worker {

@@ -1,5 +1,5 @@
 /*
- * sl_bench_pipeline: realistic readings (loadtest/common/gen.h, 500
+ * sl_bench_pipeline: realistic readings (connectors/sim/gen.h, 500
  * sources, one reading per source per second of event time) through two
  * pipelines in process, no network, no store:
  *
@@ -30,7 +30,7 @@
 
 #include <xxhash.h>
 
-#include "loadtest/common/gen.h"
+#include "connectors/sim/gen.h"
 #include "process/process.h"
 
 /* ---- allocation counter ------------------------------------------------ */

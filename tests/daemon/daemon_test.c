@@ -945,6 +945,91 @@ static int setup(int argc, char **argv) {
   return 0;
 }
 
+/* SIGTERM tells a native client (issue 16): every batch the daemon read is
+ * acknowledged first, then a fatal Error SL_ECLOSED "shutting down", then
+ * the connection closes; nothing after it. */
+SL_SCENARIO(goodbye) {
+  const uint64_t K = 200;
+  sl_frame_buf_t out, in;
+  sl_frame_arena_t *ar = NULL;
+  int port, fd, eof = 0;
+  pid_t pid = start_daemon(&port);
+
+  CHECK(sl_frame_arena_new(1 << 20, &ar) == 0, "arena");
+  sl_frame_buf_init(&out);
+  sl_frame_buf_init(&in);
+  fd = tcp_connect(port);
+  hello(&out, "goodbye", NULL);
+  write_all(fd, out.data, out.len);
+  out.len = 0;
+  CHECK(await_frame(fd, &in, ar, SLUICE__V1__FRAME__KIND_HELLO_ACK) == 0,
+        "hello ack");
+  for (uint64_t b = 1; b <= K; b++)
+    publish_one(&out, b, (double)b);
+  write_all(fd, out.data, out.len);
+  /* The first ack: batches are being read; then the stop. */
+  CHECK(await_frame(fd, &in, ar, SLUICE__V1__FRAME__KIND_ACK) == 0,
+        "first ack");
+  uint64_t acks = 1;
+  kill(pid, SIGTERM);
+  int got_error = 0;
+  for (;;) {
+    const uint8_t *body;
+    size_t consumed, blen;
+    const Sluice__V1__Frame *fr;
+    CHECK(sl_frame_parse(in.data, in.len, 1 << 20, &consumed, &body, &blen) ==
+              0,
+          "frame parse");
+    if (consumed) {
+      CHECK(sl_frame_decode(ar, body, blen, SL_FRAME_FROM_SERVER, &fr, NULL,
+                            0) == 0,
+            "frame decode");
+      sl_frame_buf_consume(&in, consumed);
+      CHECK(!got_error, "a frame after the stop's Error (kind %d)",
+            (int)fr->kind_case);
+      if (fr->kind_case == SLUICE__V1__FRAME__KIND_ACK) {
+        acks++;
+        continue;
+      }
+      CHECK(fr->kind_case == SLUICE__V1__FRAME__KIND_ERROR, "frame kind %d",
+            (int)fr->kind_case);
+      CHECK(fr->error->code == SL_ECLOSED && fr->error->fatal &&
+                fr->error->batch_id == 0 &&
+                strstr(fr->error->reason, "shutting down"),
+            "stop's Error: code %d fatal %d batch %llu reason '%s'",
+            (int)fr->error->code, (int)fr->error->fatal,
+            (unsigned long long)fr->error->batch_id, fr->error->reason);
+      got_error = 1;
+      continue;
+    }
+    if (sl_frame_buf_reserve(&in, 4096) < 0)
+      break;
+    ssize_t r = read(fd, in.data + in.len, in.cap - in.len);
+    if (r <= 0) {
+      eof = 1;
+      break;
+    }
+    in.len += (size_t)r;
+  }
+  CHECK(eof && got_error, "the connection ended without the stop's Error");
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  /* Every acknowledged batch is stored (one event per batch). */
+  double *values;
+  uint64_t n = read_stream("readings", &values);
+  CHECK(n >= acks, "%llu events stored, %llu batches acknowledged",
+        (unsigned long long)n, (unsigned long long)acks);
+  free(values);
+  printf("goodbye: %llu of %llu batches acknowledged before the stop's "
+         "Error (SL_ECLOSED, fatal), %llu stored\n",
+         (unsigned long long)acks, (unsigned long long)K,
+         (unsigned long long)n);
+  close(fd);
+  sl_frame_arena_free(ar);
+  sl_frame_buf_close(&out);
+  sl_frame_buf_close(&in);
+}
+
 int main(int argc, char **argv) {
   return fixture_main(argc, argv, "daemon", NULL, setup);
 }
