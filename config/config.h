@@ -1,10 +1,10 @@
 /*
  * config/: the daemon's configuration (library sl_config; it depends on
- * common/ and the library modules whose options it carries, never on
- * the daemon rooms). One declarative table
- * (config/schema/options.c) drives parsing, validation, defaults, environment
- * overrides, reload classification, the effective-config dump and the
- * generated docs/CONFIGURATION.md.
+ * the engine sl_cfg (config/cfg.h), common/ and the library modules whose
+ * options it carries, never on the daemon rooms). One declarative table
+ * (config/schema/options.c, rows in the engine's format) drives parsing,
+ * validation, defaults, environment overrides, reload classification, the
+ * effective-config dump and the generated docs/CONFIGURATION.md.
  *
  * Precedence: built-in default < YAML file < environment (SLUICE_<PATH>).
  * Loading never logs: every problem is reported through errstr, one line per
@@ -20,13 +20,14 @@
 #include <stdio.h>
 
 #include "common/common.h"
+#include "config/cfg.h"
 
 /* Largest configuration text accepted, file or string. */
-#define SL_CONFIG_MAX_BYTES (1u << 20)
+#define SL_CONFIG_MAX_BYTES SL_CFG_MAX_BYTES
 /* Deepest nesting of mappings and sequences accepted (the table needs 6). */
-#define SL_CONFIG_MAX_DEPTH 32
+#define SL_CONFIG_MAX_DEPTH SL_CFG_MAX_DEPTH
 /* At most this many errors are reported; the rest are counted. */
-#define SL_CONFIG_MAX_ERRORS 16
+#define SL_CONFIG_MAX_ERRORS SL_CFG_MAX_ERRORS
 
 /* store.sync */
 typedef enum {
@@ -135,11 +136,8 @@ typedef struct sl_config_mqtt_fanout {
   uint64_t message_expiry_ms; /* MQTT 5 message expiry, 0 = none */
 } sl_config_mqtt_fanout_t;
 
-/* A list of owned strings (list-typed options). */
-typedef struct sl_config_strlist {
-  char **v; /* n owned strings */
-  size_t n; /* number of entries */
-} sl_config_strlist_t;
+/* A list of owned strings (list-typed options; config/cfg.h). */
+typedef sl_cfg_strlist_t sl_config_strlist_t;
 
 /* TLS of one listener (security/tls.h); cert "" = plain TCP. */
 typedef struct sl_config_tls {
@@ -405,23 +403,13 @@ void sl_config_bind(const sl_config_t *cfg, sl_config_lib_t lib, void *opts);
 /* Frees cfg and everything it owns. NULL is a no-op. */
 void sl_config_free(sl_config_t *cfg);
 
-/* sl_config_diff() verdicts. */
-typedef enum {
-  SL_CONFIG_SAME = 0,   /* nothing changed */
-  SL_CONFIG_RELOADABLE, /* every changed key can be applied at runtime */
-  SL_CONFIG_RESTART     /* at least one changed key needs a restart */
-} sl_config_verdict_t;
-
-#define SL_CONFIG_DIFF_MAX 32
-/* Result of sl_config_diff(); caller-allocated. */
-typedef struct sl_config_diff {
-  int verdict;      /* sl_config_verdict_t */
-  size_t n_changed; /* number of changed keys (may exceed the array) */
-  struct {
-    char key[96];    /* e.g. "store.budget_bytes", "streams[orders].ttl" */
-    bool reloadable; /* this key alone could be reloaded */
-  } changed[SL_CONFIG_DIFF_MAX]; /* first SL_CONFIG_DIFF_MAX changes */
-} sl_config_diff_t;
+/* sl_config_diff() verdicts and result (the engine's, config/cfg.h). */
+typedef sl_cfg_verdict_t sl_config_verdict_t;
+#define SL_CONFIG_SAME SL_CFG_SAME
+#define SL_CONFIG_RELOADABLE SL_CFG_RELOADABLE
+#define SL_CONFIG_RESTART SL_CFG_RESTART
+#define SL_CONFIG_DIFF_MAX SL_CFG_DIFF_MAX
+typedef sl_cfg_diff_t sl_config_diff_t;
 
 /*
  * Compares two loaded configs key by key and classifies the change: the

@@ -13,13 +13,13 @@
 #include <strings.h>
 
 #include "common/textparse.h"
-#include "config/config_int.h"
+#include "config/cfg.h"
 
 #define FIELD(obj, o, T) ((T *)(void *)((char *)(obj) + (o)->off))
 #define CFIELD(obj, o, T)                                                      \
   ((const T *)(const void *)((const char *)(obj) + (o)->off))
 
-void config__fmt(char *buf, size_t len, const char *fmt, ...) {
+void sl_cfg_fmt(char *buf, size_t len, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(buf, len, fmt, ap);
@@ -41,7 +41,7 @@ static void *xcalloc(size_t n, size_t size) {
   return p;
 }
 
-const char *config__type_name(sl_cfg_type_t t) {
+const char *sl_cfg_type_name(sl_cfg_type_t t) {
   static const char *const names[] = {
       [SL_CFG_BOOL] = "bool",
       [SL_CFG_INT] = "int",
@@ -116,9 +116,10 @@ static const struct {
     {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
 };
 
-/* "0" or one or more <digits><unit>: "250ms", "5s", "1h30m". */
-static int parse_duration(const char *s, uint64_t *v) {
-  return sl_duration_parse(s, 0, v); /* the one format (common/textparse.h) */
+/* "0" or one or more <digits><unit>: "250ms", "5s", "1h30m"; legacy: also
+ * "40" (ms) and "1.5s". The one format (common/textparse.h). */
+static int parse_duration(const char *s, unsigned legacy, uint64_t *v) {
+  return sl_duration_parse(s, legacy ? SL_DURATION_LEGACY : 0, v);
 }
 
 static int parse_bool(const char *s, bool *v) {
@@ -201,7 +202,7 @@ static int parse_raw(sl_cfg_type_t t, const char *s, sl_cfg_val_t *v) {
     return t == SL_CFG_SIZE ? parse_size(s, &v->u)
                             : parse_raw(SL_CFG_UINT, s, v);
   case SL_CFG_DURATION:
-    return parse_duration(s, &v->u);
+    return parse_duration(s, 0, &v->u);
   case SL_CFG_DOUBLE:
     return parse_double(s, &v->d);
   default:
@@ -310,12 +311,12 @@ static int parse_list(const sl_cfg_opt_t *o, const char *const *items, size_t n,
   }
   return 0;
 fail:
-  config__val_free(o, val);
+  sl_cfg_val_free(o, val);
   return -1;
 }
 
-int config__parse_items(const sl_cfg_opt_t *o, const char *const *items,
-                        size_t n, sl_cfg_val_t *val, char *why, size_t whylen) {
+int sl_cfg_parse_items(const sl_cfg_opt_t *o, const char *const *items,
+                       size_t n, sl_cfg_val_t *val, char *why, size_t whylen) {
   return parse_list(o, items, n, val, why, whylen);
 }
 
@@ -350,8 +351,8 @@ static int parse_csv(const sl_cfg_opt_t *o, const char *s, sl_cfg_val_t *val,
   return rc;
 }
 
-int config__parse(const sl_cfg_opt_t *o, const char *s, sl_cfg_val_t *val,
-                  char *why, size_t whylen) {
+int sl_cfg_parse(const sl_cfg_opt_t *o, const char *s, sl_cfg_val_t *val,
+                 char *why, size_t whylen) {
   const char *bad;
   memset(val, 0, sizeof(*val));
   switch (o->type) {
@@ -364,7 +365,9 @@ int config__parse(const sl_cfg_opt_t *o, const char *s, sl_cfg_val_t *val,
   case SL_CFG_SIZE:
   case SL_CFG_DURATION:
   case SL_CFG_DOUBLE:
-    if (parse_raw(o->type, s, val))
+    if (o->type == SL_CFG_DURATION && (o->flags & SL_CFG_LEGACY_DURATION)
+            ? parse_duration(s, 1, &val->u)
+            : parse_raw(o->type, s, val))
       goto type_error;
     return check_range(o, val, why, whylen);
   case SL_CFG_ENUM:
@@ -400,7 +403,7 @@ type_error:
   return -1;
 }
 
-void config__val_free(const sl_cfg_opt_t *o, sl_cfg_val_t *val) {
+void sl_cfg_val_free(const sl_cfg_opt_t *o, sl_cfg_val_t *val) {
   if (o->type == SL_CFG_STRING || o->type == SL_CFG_PATH) {
     free(val->s);
   } else if (o->type == SL_CFG_LIST) {
@@ -411,25 +414,25 @@ void config__val_free(const sl_cfg_opt_t *o, sl_cfg_val_t *val) {
   memset(val, 0, sizeof(*val));
 }
 
-void config__field_free(const sl_cfg_opt_t *o, void *obj) {
+void sl_cfg_field_free(const sl_cfg_opt_t *o, void *obj) {
   sl_cfg_val_t v;
   switch (o->type) {
   case SL_CFG_STRING:
   case SL_CFG_PATH:
     v.s = *FIELD(obj, o, char *);
     *FIELD(obj, o, char *) = NULL;
-    config__val_free(o, &v);
+    sl_cfg_val_free(o, &v);
     break;
   case SL_CFG_LIST:
-    v.l = *FIELD(obj, o, sl_config_strlist_t);
-    memset(FIELD(obj, o, sl_config_strlist_t), 0, sizeof(v.l));
-    config__val_free(o, &v);
+    v.l = *FIELD(obj, o, sl_cfg_strlist_t);
+    memset(FIELD(obj, o, sl_cfg_strlist_t), 0, sizeof(v.l));
+    sl_cfg_val_free(o, &v);
     break;
   case SL_CFG_SECTION_LIST: {
     sl_cfg_array_t a;
     memcpy(&a, FIELD(obj, o, char), sizeof(a));
     for (size_t i = 0; i < a.n; i++)
-      config__obj_free(o->sub, (char *)a.v + i * o->sub->size);
+      sl_cfg_obj_free(o->sub, (char *)a.v + i * o->sub->size);
     free(a.v);
     memset(FIELD(obj, o, char), 0, sizeof(a));
     break;
@@ -439,13 +442,13 @@ void config__field_free(const sl_cfg_opt_t *o, void *obj) {
   }
 }
 
-void config__obj_free(const sl_cfg_section_t *sec, void *obj) {
+void sl_cfg_obj_free(const sl_cfg_section_t *sec, void *obj) {
   for (size_t i = 0; i < sec->n_opts; i++)
-    config__field_free(&sec->opts[i], obj);
+    sl_cfg_field_free(&sec->opts[i], obj);
 }
 
-void config__store(const sl_cfg_opt_t *o, void *obj, sl_cfg_val_t *val) {
-  config__field_free(o, obj);
+void sl_cfg_store(const sl_cfg_opt_t *o, void *obj, sl_cfg_val_t *val) {
+  sl_cfg_field_free(o, obj);
   switch (o->type) {
   case SL_CFG_BOOL:
     *FIELD(obj, o, bool) = val->b;
@@ -472,7 +475,7 @@ void config__store(const sl_cfg_opt_t *o, void *obj, sl_cfg_val_t *val) {
     *FIELD(obj, o, char *) = val->s;
     break;
   case SL_CFG_LIST:
-    *FIELD(obj, o, sl_config_strlist_t) = val->l;
+    *FIELD(obj, o, sl_cfg_strlist_t) = val->l;
     break;
   case SL_CFG_SECTION_LIST:
     break;
@@ -480,7 +483,7 @@ void config__store(const sl_cfg_opt_t *o, void *obj, sl_cfg_val_t *val) {
   memset(val, 0, sizeof(*val));
 }
 
-bool config__field_equal(const sl_cfg_opt_t *o, const void *a, const void *b) {
+bool sl_cfg_field_equal(const sl_cfg_opt_t *o, const void *a, const void *b) {
   switch (o->type) {
   case SL_CFG_BOOL:
     return *CFIELD(a, o, bool) == *CFIELD(b, o, bool);
@@ -500,8 +503,8 @@ bool config__field_equal(const sl_cfg_opt_t *o, const void *a, const void *b) {
   case SL_CFG_PATH:
     return !strcmp(*CFIELD(a, o, char *), *CFIELD(b, o, char *));
   case SL_CFG_LIST: {
-    const sl_config_strlist_t *x = CFIELD(a, o, sl_config_strlist_t);
-    const sl_config_strlist_t *y = CFIELD(b, o, sl_config_strlist_t);
+    const sl_cfg_strlist_t *x = CFIELD(a, o, sl_cfg_strlist_t);
+    const sl_cfg_strlist_t *y = CFIELD(b, o, sl_cfg_strlist_t);
     if (x->n != y->n)
       return false;
     for (size_t i = 0; i < x->n; i++) {
@@ -573,8 +576,8 @@ static size_t fmt_quoted(const char *s, char *buf, size_t len) {
   return k;
 }
 
-void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
-                    size_t len) {
+void sl_cfg_format(const sl_cfg_opt_t *o, const void *obj, char *buf,
+                   size_t len) {
   size_t used;
   switch (o->type) {
   case SL_CFG_BOOL:
@@ -609,8 +612,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
   case SL_CFG_FLAGS:
   case SL_CFG_LIST: {
     bool flags = o->type == SL_CFG_FLAGS;
-    const sl_config_strlist_t *l =
-        flags ? NULL : CFIELD(obj, o, sl_config_strlist_t);
+    const sl_cfg_strlist_t *l = flags ? NULL : CFIELD(obj, o, sl_cfg_strlist_t);
     uint32_t mask = flags ? *CFIELD(obj, o, uint32_t) : 0;
     size_t n = flags ? 32 : l->n;
     bool first = true;
@@ -627,8 +629,8 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
       if (flags) {
         used += (size_t)snprintf(buf + used, len - used, "%s", o->enums[i]);
       } else if ((o->flags & SL_CFG_KV_SECRETS) &&
-                 !config__kv_printable(l->v[i])) {
-        /* Only allow-listed keys show their value (config/schema/redact.c); an
+                 !(o->printable && o->printable(l->v[i]))) {
+        /* Only keys the row's allow-list accepts show their value; an
          * item without "=" names no key, so nothing of it is shown. */
         const char *eq = strchr(l->v[i], '=');
         char red[160];
@@ -652,7 +654,7 @@ void config__format(const sl_cfg_opt_t *o, const void *obj, char *buf,
   }
 }
 
-unsigned config__distance(const char *a, const char *b) {
+unsigned sl_cfg_distance(const char *a, const char *b) {
   unsigned row[129];
   size_t la = strlen(a), lb = strlen(b);
   if (la > 128 || lb > 128)

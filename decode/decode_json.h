@@ -1,8 +1,9 @@
 /*
  * JSON -> sluice.v1.Event decoding, shared by HTTP ingest and MQTT's JSON
- * decoders (decode_json.c: jansson trees for sluice's own event JSON;
- * decode_json_mapped.c: a one-pass scanner for mapped MQTT payloads). The
- * accepted shape is documented in docs/HTTP.md and docs/MQTT.md.
+ * decoders, both on the one scanner json_scan.c (jansson's checks without
+ * a tree): decode_json.c for sluice's own event JSON, decode_json_mapped.c
+ * for mapped MQTT payloads. The accepted shape is documented in
+ * docs/HTTP.md and docs/MQTT.md.
  */
 #ifndef SL_DECODE_JSON_H
 #define SL_DECODE_JSON_H
@@ -34,7 +35,11 @@ void sl_json_batch_close(sl_json_batch_t *jb);
  * default_time_ns is used for events without a time. At most max_events
  * events are accepted. On error nothing is appended (jb is reset) and
  * errstr names the line (1-based for JSON lines; the array index for
- * arrays) and the problem.
+ * arrays) and the problem: the messages and their order are those of the
+ * jansson decoder this replaced (a syntax error anywhere in a JSON value
+ * first), but for the wording after "line N: invalid JSON: ". No
+ * allocation per event (one per body, plus growth for unusually large
+ * events).
  * Errors: SL_EPROTO (bad JSON or a bad event), SL_ETOOBIG (more than
  * max_events), -ENOMEM.
  */

@@ -40,8 +40,6 @@
 #define MAX_DEPTH 2048
 /* at_path() of the tree decoder: longer path components never matched. */
 #define MAX_COMPONENT 127
-/* Objects with more keys than this check duplicates with a hash table. */
-#define LINEAR_KEYS 16
 
 typedef struct paths {
   const char *rest[NPATHS];
@@ -57,102 +55,6 @@ static void paths_set(paths_t *ps, int i, const char *r) {
 
 /* ---- parser -------------------------------------------------------------
  */
-
-static uint32_t key_hash(const unsigned char *k, size_t n) {
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ k[i]) * 16777619u;
-  return h;
-}
-
-static const unsigned char *key_bytes(const scan_t *s, const jkey_t *k) {
-  return k->raw ? k->raw : (const unsigned char *)s->kbuf.p + k->off;
-}
-
-static bool key_eq(const scan_t *s, const jkey_t *a, const jkey_t *b) {
-  return a->len == b->len && !memcmp(key_bytes(s, a), key_bytes(s, b), a->len);
-}
-
-/* The duplicate check of one object: linear while small, then a hash
- * table of indices into s->keys (so a payload of many keys stays linear). */
-typedef struct keyset {
-  size_t first;  /* the object's first key in s->keys */
-  uint32_t *tab; /* index + 1, or 0; NULL while linear */
-  size_t cap;    /* slots, a power of two */
-} keyset_t;
-
-static int keyset_insert(scan_t *s, keyset_t *ks, size_t idx) {
-  size_t mask = ks->cap - 1;
-  for (size_t i = s->keys[idx].hash & mask;; i = (i + 1) & mask) {
-    if (!ks->tab[i]) {
-      ks->tab[i] = (uint32_t)(idx + 1);
-      return 0;
-    }
-    if (key_eq(s, &s->keys[ks->tab[i] - 1], &s->keys[idx]))
-      return 1;
-  }
-}
-
-/* Adds the key at s->keys[s->nkeys - 1] to the object's set. Returns 1 if
- * it was already there, 0, or -ENOMEM. */
-static int keyset_add(scan_t *s, keyset_t *ks) {
-  size_t idx = s->nkeys - 1, n = idx - ks->first;
-  if (!ks->tab) {
-    for (size_t i = ks->first; i < idx; i++)
-      if (key_eq(s, &s->keys[i], &s->keys[idx]))
-        return 1;
-    if (n + 1 < LINEAR_KEYS)
-      return 0;
-  }
-  s->keys[idx].hash = key_hash(key_bytes(s, &s->keys[idx]), s->keys[idx].len);
-  if (!ks->tab)
-    for (size_t i = ks->first; i < idx; i++)
-      s->keys[i].hash = key_hash(key_bytes(s, &s->keys[i]), s->keys[i].len);
-  if (!ks->tab || (n + 1) * 2 > ks->cap) {
-    size_t cap = ks->cap ? ks->cap * 2 : 4 * LINEAR_KEYS;
-    uint32_t *tab = calloc(cap, sizeof(*tab));
-    if (!tab)
-      return -ENOMEM;
-    free(ks->tab);
-    ks->tab = tab;
-    ks->cap = cap;
-    for (size_t i = ks->first; i < idx; i++)
-      for (size_t j = s->keys[i].hash & (cap - 1);; j = (j + 1) & (cap - 1))
-        if (!tab[j]) {
-          tab[j] = (uint32_t)(i + 1);
-          break;
-        }
-  }
-  return keyset_insert(s, ks, idx);
-}
-
-/* Pushes the key in t (a T_STRING without NUL). */
-static int key_push(scan_t *s, const tok_t *t, keyset_t *ks) {
-  jkey_t *k;
-  if (s->nkeys == s->capkeys) {
-    size_t cap = s->capkeys * 2;
-    jkey_t *keys = s->keys == s->keys0 ? malloc(cap * sizeof(*keys))
-                                       : realloc(s->keys, cap * sizeof(*keys));
-    if (!keys)
-      return -ENOMEM;
-    if (s->keys == s->keys0)
-      memcpy(keys, s->keys0, sizeof(s->keys0));
-    s->keys = keys;
-    s->capkeys = cap;
-  }
-  k = &s->keys[s->nkeys];
-  if (t->escaped) {
-    if (json__decode_string(t, &s->kbuf, &k->off) < 0)
-      return -ENOMEM;
-    k->raw = NULL;
-    k->len = s->kbuf.len - k->off - 1;
-  } else {
-    k->raw = t->s;
-    k->len = (size_t)(t->e - t->s);
-  }
-  s->nkeys++;
-  return keyset_add(s, ks);
-}
 
 static void parse_value(scan_t *s, tok_t *t, const paths_t *below,
                         unsigned target);
@@ -172,7 +74,7 @@ static void paths_step(const scan_t *s, const paths_t *in, paths_t *out,
     if (!r || n != k->len || n > MAX_COMPONENT)
       continue;
     if (!kb)
-      kb = key_bytes(s, k);
+      kb = json__key_bytes(s, k);
     if (memcmp(r, kb, n))
       continue;
     r += n + (r[n] == '.');
@@ -185,7 +87,7 @@ static void paths_step(const scan_t *s, const paths_t *in, paths_t *out,
 
 static void parse_object(scan_t *s, tok_t *t, const paths_t *below) {
   static const paths_t none = {{NULL}, {0}};
-  keyset_t ks = {.first = s->nkeys};
+  json_keyset_t ks = {.first = s->nkeys};
   size_t kmark = s->kbuf.len;
   bool any = false;
   for (int i = 0; i < NPATHS; i++)
@@ -206,7 +108,7 @@ static void parse_object(scan_t *s, tok_t *t, const paths_t *below) {
       json__fail(s, "bad_json", "NUL byte in object key not supported");
       goto out;
     }
-    if ((rc = key_push(s, t, &ks)) < 0) {
+    if ((rc = json__key_push(s, t, &ks)) < 0) {
       json__no_memory(s);
       goto out;
     }

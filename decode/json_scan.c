@@ -59,6 +59,105 @@ static int arena_reserve(arena_t *a, size_t n) {
   return 0;
 }
 
+/* ---- keys of open objects: the duplicate check ---------------------------
+ * Linear while an object is small, then a hash table of indices into
+ * s->keys (so a payload of many keys stays linear). */
+
+#define LINEAR_KEYS 16
+
+static uint32_t key_hash(const unsigned char *k, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++)
+    h = (h ^ k[i]) * 16777619u;
+  return h;
+}
+
+const unsigned char *json__key_bytes(const scan_t *s, const jkey_t *k) {
+  return k->raw ? k->raw : (const unsigned char *)s->kbuf.p + k->off;
+}
+
+static bool key_eq(const scan_t *s, const jkey_t *a, const jkey_t *b) {
+  return a->len == b->len &&
+         !memcmp(json__key_bytes(s, a), json__key_bytes(s, b), a->len);
+}
+
+/* The duplicate check of one object: linear while small, then a hash
+ * table of indices into s->keys (so a payload of many keys stays linear). */
+
+static int keyset_insert(scan_t *s, json_keyset_t *ks, size_t idx) {
+  size_t mask = ks->cap - 1;
+  for (size_t i = s->keys[idx].hash & mask;; i = (i + 1) & mask) {
+    if (!ks->tab[i]) {
+      ks->tab[i] = (uint32_t)(idx + 1);
+      return 0;
+    }
+    if (key_eq(s, &s->keys[ks->tab[i] - 1], &s->keys[idx]))
+      return 1;
+  }
+}
+
+/* Adds the key at s->keys[s->nkeys - 1] to the object's set. Returns 1 if
+ * it was already there, 0, or -ENOMEM. */
+static int keyset_add(scan_t *s, json_keyset_t *ks) {
+  size_t idx = s->nkeys - 1, n = idx - ks->first;
+  if (!ks->tab) {
+    for (size_t i = ks->first; i < idx; i++)
+      if (key_eq(s, &s->keys[i], &s->keys[idx]))
+        return 1;
+    if (n + 1 < LINEAR_KEYS)
+      return 0;
+  }
+  s->keys[idx].hash =
+      key_hash(json__key_bytes(s, &s->keys[idx]), s->keys[idx].len);
+  if (!ks->tab)
+    for (size_t i = ks->first; i < idx; i++)
+      s->keys[i].hash =
+          key_hash(json__key_bytes(s, &s->keys[i]), s->keys[i].len);
+  if (!ks->tab || (n + 1) * 2 > ks->cap) {
+    size_t cap = ks->cap ? ks->cap * 2 : 4 * LINEAR_KEYS;
+    uint32_t *tab = calloc(cap, sizeof(*tab));
+    if (!tab)
+      return -ENOMEM;
+    free(ks->tab);
+    ks->tab = tab;
+    ks->cap = cap;
+    for (size_t i = ks->first; i < idx; i++)
+      for (size_t j = s->keys[i].hash & (cap - 1);; j = (j + 1) & (cap - 1))
+        if (!tab[j]) {
+          tab[j] = (uint32_t)(i + 1);
+          break;
+        }
+  }
+  return keyset_insert(s, ks, idx);
+}
+
+int json__key_push(scan_t *s, const tok_t *t, json_keyset_t *ks) {
+  jkey_t *k;
+  if (s->nkeys == s->capkeys) {
+    size_t cap = s->capkeys * 2;
+    jkey_t *keys = s->keys == s->keys0 ? malloc(cap * sizeof(*keys))
+                                       : realloc(s->keys, cap * sizeof(*keys));
+    if (!keys)
+      return -ENOMEM;
+    if (s->keys == s->keys0)
+      memcpy(keys, s->keys0, sizeof(s->keys0));
+    s->keys = keys;
+    s->capkeys = cap;
+  }
+  k = &s->keys[s->nkeys];
+  if (t->escaped) {
+    if (json__decode_string(t, &s->kbuf, &k->off) < 0)
+      return -ENOMEM;
+    k->raw = NULL;
+    k->len = s->kbuf.len - k->off - 1;
+  } else {
+    k->raw = t->s;
+    k->len = (size_t)(t->e - t->s);
+  }
+  s->nkeys++;
+  return keyset_add(s, ks);
+}
+
 /* ---- lexer --------------------------------------------------------------
  */
 

@@ -1,7 +1,7 @@
 /*
- * The JSON scanner behind sl_json_decode_mapped(): types shared by its
- * lexer (json_scan.c) and its parser (decode_json_mapped.c). Private to
- * those two files.
+ * The JSON scanner behind sl_json_decode_mapped() and sl_json_decode_body():
+ * types shared by its lexer (json_scan.c) and its parsers
+ * (decode_json_mapped.c; json_tree.c for decode_json.c). Private to decode/.
  */
 #ifndef SL_BROKER_JSON_SCAN_H
 #define SL_BROKER_JSON_SCAN_H
@@ -79,6 +79,20 @@ typedef struct scan {
   char str0[512], kbuf0[256];
   jkey_t keys0[32];
 } scan_t;
+
+/* The duplicate check of one object being parsed. */
+typedef struct json_keyset {
+  size_t first;  /* the object's first key in s->keys */
+  uint32_t *tab; /* index + 1, or 0; NULL while linear (free() it) */
+  size_t cap;    /* slots, a power of two */
+} json_keyset_t;
+
+/* Pushes the key in t (a T_STRING without NUL) onto s->keys and adds it to
+ * ks. Returns 1 if the object already has it, 0, or -ENOMEM. Popping: set
+ * s->nkeys back to ks->first (and s->kbuf.len to what it was). */
+int json__key_push(scan_t *s, const tok_t *t, json_keyset_t *ks);
+/* A pushed key's bytes (k->len of them, not terminated). */
+const unsigned char *json__key_bytes(const scan_t *s, const jkey_t *k);
 
 /* Records the first error only, as jansson does: reason for the metrics,
  * the message (with the byte offset) in s->msg. */

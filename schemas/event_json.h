@@ -75,6 +75,22 @@ int sl_event_value_set(Sluice__V1__Reading *rd, int dt, const sl_event_jv_t *v,
 json_t *sl_event_json(const char *stream, uint64_t offset,
                       const Sluice__V1__Event *e, int64_t append_time_ns);
 
+/* A reusable output buffer (p: heap, grown as needed; free(p) when done). */
+typedef struct sl_jbuf {
+  char *p;
+  size_t len, cap;
+  int err; /* an allocation failed */
+} sl_jbuf_t;
+
+/*
+ * The bytes of json_dumpb(sl_event_json(stream, offset, e, append_time_ns),
+ * JSON_COMPACT), written straight into b (from its start, not terminated)
+ * without a jansson tree: Kafka values in `format: json`
+ * (schemas/event_json_write.c). Returns the length, or -ENOMEM.
+ */
+long sl_event_json_write(sl_jbuf_t *b, const char *stream, uint64_t offset,
+                         const Sluice__V1__Event *e, int64_t append_time_ns);
+
 /* "good", "uncertain", "bad", or "unknown" for a value from a newer peer. */
 const char *sl_event_quality_name(Sluice__V1__Quality q);
 

@@ -11,7 +11,8 @@ PACKAGES=(
   librdkafka-dev libmosquitto-dev liblmdb-dev libzstd-dev libprotobuf-c-dev
   protobuf-c-compiler libssl-dev libuv1-dev libyaml-dev libxxhash-dev
   libmicrohttpd-dev libgnutls28-dev libjansson-dev libmodbus-dev libcmocka-dev
-  # real brokers and tools for tests, demo and load tests
+  # real brokers and tools for tests, demo and load tests (prometheus:
+  # promtool and a real Prometheus for tests/monitoring, docs/MONITORING.md)
   mosquitto mosquitto-clients kcat default-jre-headless maven python3
   lmdb-utils strace iproute2 procps curl openssl gnuplot-nox prometheus
   # pip for scripts/deps.sh's PyPI packages (kubernetes-validate)
@@ -42,7 +43,8 @@ read -ra missing <<<"${missing[*]-}"
 
 # Python packages from PyPI, pinned, for the python3 on PATH (the one CMake's
 # SL_PYTHON3 finds): kubernetes-validate bundles the Kubernetes JSON schemas,
-# so tests/deploy validates offline (issue 16). Installed after the Debian
+# so tests/deploy validates offline (issue 16); its dependencies PyYAML and
+# jsonschema are what tests/monitoring uses. Installed after the Debian
 # packages (python3 itself is one of them).
 PIP_PACKAGES=(kubernetes-validate==1.37.0)
 pip_deps() {

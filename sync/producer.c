@@ -604,22 +604,12 @@ fail:
 
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
-  json_t *o = sl_event_json(s->name, off, e, append_time_ns);
-  if (!o)
-    return -ENOMEM;
-  size_t n = json_dumpb(o, NULL, 0, JSON_COMPACT);
-  if (n > up->jbuf_cap) {
-    char *p = realloc(up->jbuf, n * 2);
-    if (!p) {
-      json_decref(o);
-      return -ENOMEM;
-    }
-    up->jbuf = p;
-    up->jbuf_cap = n * 2;
-  }
-  n = json_dumpb(o, up->jbuf, up->jbuf_cap, JSON_COMPACT);
-  json_decref(o);
-  return n ? (long)n : -ENOMEM;
+  /* Straight from the event into the reusable buffer (no jansson tree). */
+  sl_jbuf_t b = {.p = up->jbuf, .cap = up->jbuf_cap};
+  long n = sl_event_json_write(&b, s->name, off, e, append_time_ns);
+  up->jbuf = b.p;
+  up->jbuf_cap = b.cap;
+  return n;
 }
 
 int sync__produce(sl_sync_t *up, rd_kafka_topic_t *rkt, const void *key,

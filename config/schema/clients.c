@@ -39,12 +39,12 @@ static const char *check_client_name(const char *s) {
 static void client_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_client_t *cl = obj;
   if (!*cl->token_sha256 && !*cl->cert_cn)
-    config__errf(errs, NULL, 0, 0, prefix,
-                 "client '%.64s' needs token_sha256 or cert_cn", cl->name);
+    sl_cfg_errf(errs, NULL, 0, 0, prefix,
+                "client '%.64s' needs token_sha256 or cert_cn", cl->name);
   if (!cl->streams.n)
-    config__errf(errs, NULL, 0, 0, prefix,
-                 "client '%.64s' needs streams (names or globs, \"*\" = all)",
-                 cl->name);
+    sl_cfg_errf(errs, NULL, 0, 0, prefix,
+                "client '%.64s' needs streams (names or globs, \"*\" = all)",
+                cl->name);
 }
 
 static const sl_cfg_opt_t client_opts[] = {

@@ -614,7 +614,8 @@ static const sl_cfg_opt_t root_opts[] = {
         "security.protocol, sasl.mechanism, file locations; "
         "config/schema/redact.c) are ever printed; every other value shows "
         "as <redacted>, and items are never echoed in errors.",
-        .check = check_kv),
+        .check = check_kv, .printable = config__kv_printable,
+        .kv_file = config__kv_file),
     OPT("kafka.link_timeout", DURATION, kafka.link_timeout_ms, "10s", RESTART,
         "A broker connection whose sent data stays unacknowledged this long "
         "(a link that drops packets without a reset) is dropped and made "
@@ -781,12 +782,12 @@ static void tls_finish(sl_cfg_errs_t *errs, const char *pre,
   char key[64];
   if (!!*t->cert != !!*t->key) {
     SL_CFG_FMT(key, sizeof(key), "%s.tls.%s", pre, *t->cert ? "key" : "cert");
-    config__errf(errs, NULL, 0, 0, key, "must be set with %s.tls.%s", pre,
-                 *t->cert ? "cert" : "key");
+    sl_cfg_errf(errs, NULL, 0, 0, key, "must be set with %s.tls.%s", pre,
+                *t->cert ? "cert" : "key");
   }
   if (*t->client_ca && !*t->cert) {
     SL_CFG_FMT(key, sizeof(key), "%s.tls.client_ca", pre);
-    config__errf(errs, NULL, 0, 0, key, "needs %s.tls.cert and .key", pre);
+    sl_cfg_errf(errs, NULL, 0, 0, key, "needs %s.tls.cert and .key", pre);
   }
 }
 
@@ -796,8 +797,8 @@ static void clients_finish(sl_cfg_errs_t *errs, const char *key,
   for (size_t i = 0; i < cl->n; i++)
     for (size_t j = 0; j < i; j++)
       if (!strcmp(cl->v[i].name, cl->v[j].name)) {
-        config__errf(errs, NULL, 0, 0, key,
-                     "client name \"%.64s\" is used twice", cl->v[i].name);
+        sl_cfg_errf(errs, NULL, 0, 0, key,
+                    "client name \"%.64s\" is used twice", cl->v[i].name);
         break;
       }
 }
@@ -806,21 +807,21 @@ static void clients_finish(sl_cfg_errs_t *errs, const char *key,
 static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_t *cfg = obj;
   if (cfg->kafka.enabled && !*cfg->kafka.brokers)
-    config__errf(errs, NULL, 0, 0, "kafka.brokers",
-                 "must be set when kafka.enabled is true");
+    sl_cfg_errf(errs, NULL, 0, 0, "kafka.brokers",
+                "must be set when kafka.enabled is true");
   if (cfg->mqtt.enabled && !*cfg->mqtt.host)
-    config__errf(errs, NULL, 0, 0, "mqtt.host",
-                 "must be set when mqtt.enabled is true");
+    sl_cfg_errf(errs, NULL, 0, 0, "mqtt.host",
+                "must be set when mqtt.enabled is true");
   if (cfg->mqtt.reconnect_min_ms > cfg->mqtt.reconnect_max_ms)
-    config__errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
-                 "must not exceed mqtt.reconnect_max");
+    sl_cfg_errf(errs, NULL, 0, 0, "mqtt.reconnect_min",
+                "must not exceed mqtt.reconnect_max");
   if (*cfg->store.encryption_key_file && *cfg->store.encryption_key_env)
-    config__errf(errs, NULL, 0, 0, "store.encryption_key_env",
-                 "set store.encryption_key_file or store.encryption_key_env, "
-                 "not both");
+    sl_cfg_errf(errs, NULL, 0, 0, "store.encryption_key_env",
+                "set store.encryption_key_file or store.encryption_key_env, "
+                "not both");
   if (*cfg->mqtt.tls_cert && !*cfg->mqtt.tls_keyfile)
-    config__errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
-                 "must be set with mqtt.tls_cert");
+    sl_cfg_errf(errs, NULL, 0, 0, "mqtt.tls_keyfile",
+                "must be set with mqtt.tls_cert");
   tls_finish(errs, "listeners.native", &cfg->listeners.native_tls);
   tls_finish(errs, "listeners.http", &cfg->listeners.http_tls);
   tls_finish(errs, "admin", &cfg->admin.tls);
@@ -829,16 +830,16 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   clients_finish(errs, "listeners.http.clients", &cfg->listeners.http_clients);
   if (cfg->mqtt.enabled && !cfg->mqtt.subscriptions.n && !cfg->mqtt.fanout.n &&
       !*cfg->mqtt.status_topic)
-    config__errf(errs, NULL, 0, 0, "mqtt.subscriptions",
-                 "mqtt.enabled needs subscriptions, fanout or a status topic");
+    sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
+                "mqtt.enabled needs subscriptions, fanout or a status topic");
   for (size_t i = 0; i < cfg->streams.n; i++) {
     for (size_t j = 0; j < i; j++) {
       if (!strcmp(cfg->streams.v[i].name, cfg->streams.v[j].name)) {
         char key[64];
         SL_CFG_FMT(key, sizeof(key), "streams[%zu].name", i);
-        config__errf(errs, NULL, 0, 0, key,
-                     "\"%.64s\" is already used by streams[%zu]",
-                     cfg->streams.v[i].name, j);
+        sl_cfg_errf(errs, NULL, 0, 0, key,
+                    "\"%.64s\" is already used by streams[%zu]",
+                    cfg->streams.v[i].name, j);
         break;
       }
     }
@@ -851,6 +852,8 @@ const sl_cfg_section_t sl_config__root = {
     .n_opts = SL_ARRAY_SIZE(root_opts),
     .size = sizeof(sl_config_t),
     .finish = root_finish,
+    .env_prefix = SL_CONFIG_ENV_PREFIX,
+    .flags = SL_CFG_SEC_PRIVATE_FILE,
 };
 
 extern char **environ;
@@ -859,60 +862,18 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen) {
   void *obj;
-  int rc = config__load(&sl_config__root, name, yaml, len, envp, &obj, errstr,
-                        errlen);
+  int rc = sl_cfg_load(&sl_config__root, name, yaml, len, envp, &obj, errstr,
+                       errlen);
   *out = obj;
   return rc;
 }
 
 int sl_config_read_file(const char *path, char **text, size_t *len,
                         char *errstr, size_t errlen) {
-  FILE *f;
-  char *buf = NULL;
-  int rc;
-
-  *text = NULL;
-  *len = 0;
-  if (!(f = fopen(path, "rb"))) {
-    rc = -errno;
-    SL_CFG_FMT(errstr, errlen, "%s: cannot open: %s", path, strerror(-rc));
-    return rc;
-  }
   /* Whoever can write the config can make the daemon run anything it
-   * points at (keys, brokers, data_dir): refuse one that group or others
-   * may write, like sshd does. */
-  struct stat sb;
-  if (!fstat(fileno(f), &sb) && (sb.st_mode & 0022)) {
-    rc = SL_ECONFIG;
-    SL_CFG_FMT(errstr, errlen,
-               "%s: writable by group or others (mode %04o): run chmod go-w "
-               "%s",
-               path, (unsigned)(sb.st_mode & 07777), path);
-    fclose(f);
-    return rc;
-  }
-  if (!(buf = malloc(SL_CONFIG_MAX_BYTES + 1)))
-    abort();
-  *len = fread(buf, 1, SL_CONFIG_MAX_BYTES + 1, f);
-  if (ferror(f)) {
-    rc = -EIO;
-    SL_CFG_FMT(errstr, errlen, "%s: cannot read: %s", path, strerror(EIO));
-    goto fail;
-  }
-  if (*len > SL_CONFIG_MAX_BYTES) {
-    rc = SL_ETOOBIG;
-    SL_CFG_FMT(errstr, errlen, "%s: larger than %u bytes", path,
-               SL_CONFIG_MAX_BYTES);
-    goto fail;
-  }
-  fclose(f);
-  *text = buf;
-  return 0;
-fail:
-  free(buf);
-  fclose(f);
-  *len = 0;
-  return rc;
+   * points at (keys, brokers, data_dir): the engine refuses one that group
+   * or others may write, like sshd does. */
+  return sl_cfg_read_file(path, true, text, len, errstr, errlen);
 }
 
 int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
@@ -932,6 +893,6 @@ int sl_config_load_file(const char *path, sl_config_t **out, char *errstr,
 void sl_config_free(sl_config_t *cfg) {
   if (!cfg)
     return;
-  config__obj_free(&sl_config__root, cfg);
+  sl_cfg_obj_free(&sl_config__root, cfg);
   free(cfg);
 }

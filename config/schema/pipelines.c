@@ -291,7 +291,7 @@ static void pipeline_finish(void *obj, sl_cfg_errs_t *errs,
                             const char *prefix) {
   char why[512];
   if (pipeline_check(obj, why, sizeof(why)) < 0)
-    config__errf(errs, NULL, 0, 0, prefix, "%s", why);
+    sl_cfg_errf(errs, NULL, 0, 0, prefix, "%s", why);
 }
 
 static const sl_cfg_opt_t pipeline_opts[] = {

@@ -74,3 +74,15 @@ bool config__kv_printable(const char *item) {
   }
   return false;
 }
+
+int config__kv_file(const char *key) {
+  size_t n = strlen(key);
+  /* Keys ending in ".location" name files (the CA location may also be
+   * "probe", which is not a path), and so does the Kerberos keytab. */
+  if (!strcmp(key, "sasl.kerberos.keytab") ||
+      !strcmp(key, "ssl.key.location") || !strcmp(key, "ssl.keystore.location"))
+    return SL_CFG_KV_SECRET_FILE;
+  if (n >= 9 && !strcmp(key + n - 9, ".location"))
+    return SL_CFG_KV_TRUST_FILE;
+  return SL_CFG_KV_NOT_A_FILE;
+}

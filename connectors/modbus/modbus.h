@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Register tables. */
 typedef enum sl_modbus_table {
@@ -52,56 +53,62 @@ typedef enum sl_modbus_order {
 
 /* One point: a value at a register address. */
 typedef struct sl_modbus_point {
-  char name[SL_MODBUS_NAME_MAX]; /* source suffix: "<device source>/<name>" */
-  int table;                     /* sl_modbus_table_t */
-  uint32_t address;              /* first register or bit, 0-based */
-  int type;                      /* sl_modbus_type_t */
-  int word_order;                /* sl_modbus_order_t, multi-register types */
-  int byte_order;                /* sl_modbus_order_t, within a register */
-  double scale, offset;          /* value = raw * scale + offset */
-  char unit[32];                 /* reading unit, may be "" */
-  uint32_t interval_ms;          /* poll interval */
-  double deadband; /* publish only when |change| >= this (0: every poll) */
-  uint32_t heartbeat_ms; /* with a deadband: publish at least this often */
+  char *name;           /* source suffix: "<device source>/<name>" */
+  int table;            /* sl_modbus_table_t */
+  uint64_t address;     /* first register or bit, 0-based */
+  int type;             /* sl_modbus_type_t */
+  int word_order;       /* sl_modbus_order_t, multi-register types */
+  int byte_order;       /* sl_modbus_order_t, within a register */
+  double scale, offset; /* value = raw * scale + offset */
+  char *unit;           /* reading unit, may be "" */
+  uint64_t interval_ms; /* poll interval */
+  double deadband;      /* publish only when |change| >= this (0: every poll) */
+  uint64_t heartbeat_ms; /* with a deadband: publish at least this often */
 } sl_modbus_point_t;
 
 /* One Modbus TCP device. */
 typedef struct sl_modbus_device {
-  char name[SL_MODBUS_NAME_MAX];           /* in logs */
-  char source[SL_MODBUS_SOURCE_MAX];       /* source prefix (default: name) */
-  char host[256];                          /* address or name */
-  uint32_t port;                           /* default 502 */
-  uint32_t unit_id;                        /* Modbus unit (slave) id */
-  uint32_t connect_timeout_ms;             /* TCP connect */
-  uint32_t response_timeout_ms;            /* one request */
-  uint32_t backoff_min_ms, backoff_max_ms; /* reconnect backoff range */
-  uint32_t max_gap; /* unused registers a block may read across */
-  sl_modbus_point_t *points;
+  char *name;                              /* in logs */
+  char *source;                            /* source prefix (default: name) */
+  char *host;                              /* address or name */
+  uint64_t port;                           /* default 502 */
+  uint64_t unit_id;                        /* Modbus unit (slave) id */
+  uint64_t connect_timeout_ms;             /* TCP connect */
+  uint64_t response_timeout_ms;            /* one request */
+  uint64_t backoff_min_ms, backoff_max_ms; /* reconnect backoff range */
+  uint64_t max_gap;          /* unused registers a block may read across */
+  sl_modbus_point_t *points; /* with npoints: an engine list section */
   size_t npoints;
 } sl_modbus_device_t;
 
 /* The whole connector config. */
 typedef struct sl_modbus_config {
-  char address[256];       /* daemon's native address (client library) */
-  char token[256];         /* listener token, may be "" */
-  char client_id[64];      /* names this connector in the daemon */
-  char stream[200];        /* stream for readings ("" = default) */
-  char status_stream[200]; /* stream for device status ("" = stream) */
-  uint32_t max_buffered;   /* client library: events awaiting their ack */
-  uint32_t retry_buffer;   /* per device: readings waiting for room */
-  int log_level;           /* sl_conn_log_level_t */
-  sl_modbus_device_t *devices;
+  char *address;               /* daemon's native address (client library) */
+  char *token;                 /* listener token, may be "" */
+  char *client_id;             /* names this connector in the daemon */
+  char *stream;                /* stream for readings ("" = default) */
+  char *status_stream;         /* stream for device status ("" = stream) */
+  uint64_t max_buffered;       /* client library: events awaiting their ack */
+  uint64_t retry_buffer;       /* per device: readings waiting for room */
+  int log_level;               /* sl_conn_log_level_t */
+  sl_modbus_device_t *devices; /* with ndevices: an engine list section */
   size_t ndevices;
 } sl_modbus_config_t;
 
 /*
- * Reads and validates a config file. Returns 0, -errno (cannot read it) or
- * SL_ECONFIG with "path:line:column: key: reason" in errstr.
+ * Reads and validates a config file (tables in connectors/modbus/schema.c,
+ * the config engine config/cfg.h). Returns 0, -errno (cannot read it),
+ * SL_ETOOBIG or SL_ECONFIG with every error in errstr, one per line,
+ * "path:line:column: key: reason". Strings are owned and never NULL.
  * Returns owned in *out; free with sl_modbus_config_free().
  */
 int sl_modbus_config_load(const char *path, sl_modbus_config_t **out,
                           char *errstr, size_t errlen);
 void sl_modbus_config_free(sl_modbus_config_t *cfg);
+
+/* Writes the Markdown reference of the config (the tables above; the
+ * source of docs/CONNECTORS.md's). Returns 0 or -EIO. */
+int sl_modbus_config_docs(FILE *out);
 
 /* Number of registers (or bits) a point occupies. */
 unsigned sl_modbus_type_width(sl_modbus_type_t type);

@@ -4,6 +4,7 @@
  *
  *   sluice-modbus -c modbus.yaml           run until SIGTERM or SIGINT
  *   sluice-modbus -c modbus.yaml --check   validate the config and exit
+ *   sluice-modbus --config-docs            the config reference (Markdown)
  *
  * Exit codes: 0 clean stop with every event acked; 1 events were dropped,
  * failed or not acked within the flush time; 2 usage or config error.
@@ -20,8 +21,10 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: sluice-modbus -c FILE [--check]\n"
+             "       sluice-modbus --config-docs\n"
              "  -c, --config FILE  YAML config (see docs/CONNECTORS.md)\n"
-             "      --check        validate the config and exit\n");
+             "      --check        validate the config and exit\n"
+             "      --config-docs  print the config reference (Markdown)\n");
 }
 
 static void log_stats(const char *what, const sl_modbus_stats_t *s) {
@@ -39,7 +42,7 @@ int main(int argc, char **argv) {
   sl_modbus_config_t *cfg = NULL;
   sl_modbus_stats_t st;
   sl_modbus_t *mb = NULL;
-  char err[512];
+  char err[8192]; /* every error, one per line */
   int check = 0, rc, sig;
   sigset_t set;
 
@@ -47,6 +50,8 @@ int main(int argc, char **argv) {
     if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) &&
         i + 1 < argc) {
       path = argv[++i];
+    } else if (!strcmp(argv[i], "--config-docs")) {
+      return sl_modbus_config_docs(stdout) ? 1 : 0;
     } else if (!strcmp(argv[i], "--check")) {
       check = 1;
     } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {

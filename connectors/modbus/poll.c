@@ -18,6 +18,7 @@
  * Polling never waits for the daemon, so timestamps stay on schedule.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -277,8 +278,8 @@ static void set_up(mb_dev_t *d) {
   d->state = DEV_UP;
   d->backoff_ms = 0;
   atomic_fetch_add(&d->mb->devices_up, 1);
-  snprintf(why, sizeof(why), "answering at %s:%u unit %u", d->cfg->host,
-           d->cfg->port, d->cfg->unit_id);
+  snprintf(why, sizeof(why), "answering at %s:%" PRIu64 " unit %" PRIu64,
+           d->cfg->host, d->cfg->port, d->cfg->unit_id);
   SL_CLOG(SL_CONN_LOG_INFO, "device %s: up (%s)", d->cfg->name, why);
   emit_status(d, "up", why);
 }
@@ -302,8 +303,8 @@ static void set_down(mb_dev_t *d, const char *reason) {
     if (d->state == DEV_UP)
       atomic_fetch_sub(&d->mb->devices_up, 1);
     d->state = DEV_DOWN;
-    SL_CLOG(SL_CONN_LOG_WARN, "device %s: down (%s:%u: %s)", c->name, c->host,
-            c->port, reason);
+    SL_CLOG(SL_CONN_LOG_WARN, "device %s: down (%s:%" PRIu64 ": %s)", c->name,
+            c->host, c->port, reason);
     emit_status(d, "down", reason);
     snprintf(why, sizeof(why), "device down: %s", reason);
     for (size_t i = 0; i < c->npoints; i++)
@@ -505,7 +506,7 @@ static int dev_init(sl_modbus_t *mb, mb_dev_t *d, const sl_modbus_device_t *c,
   d->mb = mb;
   d->cfg = c;
   d->rng = seed | 1;
-  snprintf(port, sizeof(port), "%u", c->port);
+  snprintf(port, sizeof(port), "%" PRIu64, c->port);
   if (!(d->ctx = modbus_new_tcp_pi(c->host, port)))
     return -errno ? -errno : -ENOMEM;
   modbus_set_slave(d->ctx, (int)c->unit_id);

@@ -9,6 +9,7 @@
  * duration.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "config/cfg.h"
 #include "connectors/common/conn.h"
 #include "connectors/sim/gen.h"
 #include "connectors/sim/sim_int.h"
@@ -23,85 +25,106 @@
 static const char *const outputs[] = {"native", "http", "mqtt", NULL};
 static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 
-#define CF(f) offsetof(sl_sim_config_t, f)
-#define SZ(f) sizeof(((sl_sim_config_t *)0)->f)
+#define ROW(key, ty, f, d, fl, doc, ...)                                       \
+  {                                                                            \
+    .name = key, .type = SL_CFG_##ty, .off = offsetof(sl_sim_config_t, f),     \
+    .def = d, .flags = fl, .desc = doc, __VA_ARGS__                            \
+  }
+#define LEGACY SL_CFG_LEGACY_DURATION
 
-static const sl_cy_opt_t sim_tab[] = {
-    {"output", SL_CY_ENUM, CF(output), 0, 0, 0, outputs, "native", NULL,
-     "native (C client library), http (POST /v1/events) or mqtt (JSON, QoS "
-     "1)"},
-    {"address", SL_CY_STR, CF(address), SZ(address), 0, 0, NULL,
-     "127.0.0.1:7000", NULL,
-     "native: host:port or unix:/path; http: the HTTP listener's host:port; "
-     "mqtt: the broker's host:port"},
-    {"token", SL_CY_STR, CF(token), SZ(token), 0, 0, NULL, "", NULL,
-     "native listener token"},
-    {"client_id", SL_CY_STR, CF(client_id), SZ(client_id), 0, 0, NULL,
-     "sluice-sim", NULL, "client id (native and MQTT)"},
-    {"stream", SL_CY_STR, CF(stream), SZ(stream), 0, 0, NULL, "readings", NULL,
-     "stream of the sensor readings"},
-    {"inference_stream", SL_CY_STR, CF(inference_stream), SZ(inference_stream),
-     0, 0, NULL, "inference", NULL, "stream of the inference results"},
-    {"topic_prefix", SL_CY_STR, CF(topic_prefix), SZ(topic_prefix), 0, 0, NULL,
-     "sluice/sim", NULL, "MQTT topics: <topic_prefix>/<stream>/<source>"},
-    {"sources", SL_CY_U32, CF(sources), 0, 0, 1000000, NULL, "100", NULL,
-     "sensor sources (8 profiles in turn: temp, pressure, vibration, current, "
-     "flow, speed, count, status)"},
-    {"rate", SL_CY_DOUBLE, CF(rate), 0, 0, 1e8, NULL, "100", NULL,
-     "sensor readings per second, all sources together"},
-    {"inference_sources", SL_CY_U32, CF(inference_sources), 0, 0, 100000, NULL,
-     "2", NULL, "model instances: cameras and presses in turn"},
-    {"inference_rate", SL_CY_DOUBLE, CF(inference_rate), 0, 0, 1e7, NULL, "2",
-     NULL, "inference results per second, all instances together"},
-    {"count", SL_CY_U32, CF(count), 0, 0, 4e9, NULL, "0", NULL,
-     "stop after this many events (0: no limit; count or duration is "
-     "required)"},
-    {"duration", SL_CY_DUR, CF(duration_ms), 0, 0, 2e9, NULL, "0", NULL,
-     "stop after this long (0: no limit)"},
-    {"seed", SL_CY_U32, CF(seed), 0, 0, 4e9, NULL, "1", NULL,
-     "same seed and start_time, same events"},
-    {"start_time", SL_CY_U32, CF(start_time), 0, 0, 4e9, NULL, "0", NULL,
-     "time of the first event, Unix seconds (0: now)"},
-    {"batch", SL_CY_U32, CF(batch), 0, 1, 100000, NULL, "500", NULL,
-     "http: events per request"},
-    {"flush_timeout", SL_CY_DUR, CF(flush_timeout_ms), 0, 0, 3600000, NULL,
-     "30s", NULL, "at the end, how long to wait for acks"},
-    {"log_level", SL_CY_ENUM, CF(log_level), 0, 0, 0, levels, "info", NULL,
-     "error, warn, info or debug"},
+/* The historic string limits of the simulator's options. */
+#define MAX_LEN_CHECK(n)                                                       \
+  static const char *max##n(const char *s) {                                   \
+    return strlen(s) > (n) ? "is longer than " #n " bytes" : NULL;             \
+  }
+MAX_LEN_CHECK(63)
+MAX_LEN_CHECK(127)
+MAX_LEN_CHECK(199)
+MAX_LEN_CHECK(255)
+
+static const sl_cfg_opt_t sim_opts[] = {
+    ROW("output", ENUM, output, "native", 0,
+        "native (C client library), http (POST /v1/events) or mqtt (JSON, QoS "
+        "1)",
+        .enums = outputs),
+    ROW("address", STRING, address, "127.0.0.1:7000", 0,
+        "native: host:port or unix:/path; http: the HTTP listener's "
+        "host:port; mqtt: the broker's host:port",
+        .check = max255),
+    ROW("token", STRING, token, "", SL_CFG_SECRET, "native listener token",
+        .check = max255),
+    ROW("client_id", STRING, client_id, "sluice-sim", 0,
+        "client id (native and MQTT)", .check = max63),
+    ROW("stream", STRING, stream, "readings", 0,
+        "stream of the sensor readings", .check = max199),
+    ROW("inference_stream", STRING, inference_stream, "inference", 0,
+        "stream of the inference results", .check = max199),
+    ROW("topic_prefix", STRING, topic_prefix, "sluice/sim", 0,
+        "MQTT topics: <topic_prefix>/<stream>/<source>", .check = max127),
+    ROW("sources", UINT, sources, "100", 0,
+        "sensor sources (8 profiles in turn: temp, pressure, vibration, "
+        "current, flow, speed, count, status)",
+        .min = "0", .max = "1000000"),
+    ROW("rate", DOUBLE, rate, "100", 0,
+        "sensor readings per second, all sources together", .min = "0",
+        .max = "1e8"),
+    ROW("inference_sources", UINT, inference_sources, "2", 0,
+        "model instances: cameras and presses in turn", .min = "0",
+        .max = "100000"),
+    ROW("inference_rate", DOUBLE, inference_rate, "2", 0,
+        "inference results per second, all instances together", .min = "0",
+        .max = "1e7"),
+    ROW("count", UINT, count, "0", 0,
+        "stop after this many events (0: no limit; count or duration is "
+        "required)",
+        .min = "0", .max = "4000000000"),
+    ROW("duration", DURATION, duration_ms, "0", LEGACY,
+        "stop after this long (0: no limit)", .min = "0",
+        .max = "2000000000ms"),
+    ROW("seed", UINT, seed, "1", 0, "same seed and start_time, same events",
+        .min = "0", .max = "4000000000"),
+    ROW("start_time", UINT, start_time, "0", 0,
+        "time of the first event, Unix seconds (0: now)", .min = "0",
+        .max = "4000000000"),
+    ROW("batch", UINT, batch, "500", 0, "http: events per request", .min = "1",
+        .max = "100000"),
+    ROW("flush_timeout", DURATION, flush_timeout_ms, "30s", LEGACY,
+        "at the end, how long to wait for acks", .min = "0", .max = "1h"),
+    ROW("log_level", ENUM, log_level, "info", 0, "error, warn, info or debug",
+        .enums = levels),
+};
+
+static const sl_cfg_section_t sim_section = {
+    .name = "",
+    .opts = sim_opts,
+    .n_opts = SL_ARRAY_SIZE(sim_opts),
+    .size = sizeof(sl_sim_config_t),
+    .flags = SL_CFG_SEC_BARE_RANGE,
 };
 
 void sl_sim_config_help(void *fp) {
   FILE *f = fp;
-  for (size_t i = 0; i < SL_ARRAY_SIZE(sim_tab); i++)
-    fprintf(f, "  --%-18s %s (default \"%s\")\n", sim_tab[i].name,
-            sim_tab[i].doc, sim_tab[i].def);
+  for (size_t i = 0; i < SL_ARRAY_SIZE(sim_opts); i++)
+    fprintf(f, "  --%-18s %s (default \"%s\")\n", sim_opts[i].name,
+            sim_opts[i].desc, sim_opts[i].def);
 }
 
-int sl_sim_config_load(sl_sim_config_t *cfg, const char *path, int argc,
-                       char **argv, char *errstr, size_t errlen) {
-  char msg[300];
-  sl_cy_t *cy = NULL;
-  int rc;
+void sl_sim_config_free(sl_sim_config_t *cfg) {
+  sl_cfg_obj_free(&sim_section, cfg);
+}
 
-  memset(cfg, 0, sizeof(*cfg));
-  if (path) {
-    if ((rc = sl_cy_open(&cy, path, errstr, errlen)))
-      return rc;
-    rc =
-        sl_cy_map(cy, sl_cy_root(cy), "", sim_tab, SL_ARRAY_SIZE(sim_tab), cfg);
-    sl_cy_close(cy);
-    if (rc)
-      return rc;
-  } else {
-    for (size_t i = 0; i < SL_ARRAY_SIZE(sim_tab); i++)
-      sl_cy_parse_value(&sim_tab[i], sim_tab[i].def, cfg, msg, sizeof(msg));
-  }
-  /* Options override the file: "--key value" for every key. */
+/* "--key value" overrides, after the file. */
+static int apply_options(sl_sim_config_t *cfg, int argc, char **argv,
+                         char *errstr, size_t errlen) {
+  char why[300];
   for (int i = 0; i < argc; i++) {
-    const sl_cy_opt_t *o;
+    const sl_cfg_opt_t *o = NULL;
     const char *k = argv[i];
-    if (strncmp(k, "--", 2) ||
-        !(o = sl_cy_find(sim_tab, SL_ARRAY_SIZE(sim_tab), k + 2))) {
+    sl_cfg_val_t v;
+    for (size_t r = 0; !strncmp(k, "--", 2) && r < SL_ARRAY_SIZE(sim_opts); r++)
+      if (!strcmp(sim_opts[r].name, k + 2))
+        o = &sim_opts[r];
+    if (!o) {
       snprintf(errstr, errlen, "unknown option %s", k);
       return SL_ECONFIG;
     }
@@ -110,11 +133,20 @@ int sl_sim_config_load(sl_sim_config_t *cfg, const char *path, int argc,
       snprintf(errstr, errlen, "%s needs a value", k);
       return SL_ECONFIG;
     }
-    if (sl_cy_parse_value(o, argv[++i], cfg, msg, sizeof(msg))) {
-      snprintf(errstr, errlen, "%s: %s", k, msg);
+    if (sl_cfg_parse(o, argv[++i], &v, why, sizeof(why))) {
+      if (o->flags & SL_CFG_SECRET)
+        snprintf(errstr, errlen, "%s: %s", k, why);
+      else
+        snprintf(errstr, errlen, "%s: \"%.64s\" %s", k, argv[i], why);
       return SL_ECONFIG;
     }
+    sl_cfg_store(o, cfg, &v);
   }
+  return 0;
+}
+
+static int config_check(sl_sim_config_t *cfg, const char *path, char *errstr,
+                        size_t errlen) {
   if (!cfg->count && !cfg->duration_ms) {
     snprintf(errstr, errlen,
              "%s%sa run needs a bound: set count or duration (or both)",
@@ -132,6 +164,27 @@ int sl_sim_config_load(sl_sim_config_t *cfg, const char *path, int argc,
   if (!cfg->inference_sources)
     cfg->inference_rate = 0;
   return 0;
+}
+
+int sl_sim_config_load(sl_sim_config_t *cfg, const char *path, int argc,
+                       char **argv, char *errstr, size_t errlen) {
+  void *obj = NULL;
+  int rc;
+
+  memset(cfg, 0, sizeof(*cfg));
+  rc = path ? sl_cfg_load_file(&sim_section, path, NULL, &obj, errstr, errlen)
+            : sl_cfg_load(&sim_section, "defaults", "", 0, NULL, &obj, errstr,
+                          errlen);
+  if (rc)
+    return rc;
+  memcpy(cfg, obj, sizeof(*cfg));
+  free(obj);
+  if ((rc = apply_options(cfg, argc, argv, errstr, errlen)) ||
+      (rc = config_check(cfg, path, errstr, errlen))) {
+    sl_sim_config_free(cfg);
+    memset(cfg, 0, sizeof(*cfg));
+  }
+  return rc;
 }
 
 static uint64_t mono_ms(void) {
@@ -185,7 +238,8 @@ int sl_sim_run(const sl_sim_config_t *cfg, volatile int *stop,
   if (cfg->duration_ms)
     out->deadline_ns = start + cfg->duration_ms * 1000000ull;
   SL_CLOG(SL_CONN_LOG_INFO,
-          "simulating %u sensor sources at %g/s and %u models at %g/s over "
+          "simulating %" PRIu64 " sensor sources at %g/s and %" PRIu64
+          " models at %g/s over "
           "%s to %s",
           cfg->sources, cfg->rate, cfg->inference_sources, cfg->inference_rate,
           cfg->output == SL_SIM_HTTP   ? "http"

@@ -19,36 +19,42 @@ typedef enum sl_sim_output {
 } sl_sim_output_t;
 
 typedef struct sl_sim_config {
-  int output;         /* sl_sim_output_t */
-  char address[256];  /* native: host:port or unix:/path; http and
-                         mqtt: host:port */
-  char token[256];    /* native listener token */
-  char client_id[64]; /* native client id, MQTT client id */
-  char stream[200];   /* readings' stream */
-  char inference_stream[200];
-  char topic_prefix[128];     /* MQTT: topic = prefix/stream/source */
-  uint32_t sources;           /* sensor sources */
+  int output;      /* sl_sim_output_t */
+  char *address;   /* native: host:port or unix:/path; http and
+                      mqtt: host:port */
+  char *token;     /* native listener token */
+  char *client_id; /* native client id, MQTT client id */
+  char *stream;    /* readings' stream */
+  char *inference_stream;
+  char *topic_prefix;         /* MQTT: topic = prefix/stream/source */
+  uint64_t sources;           /* sensor sources */
   double rate;                /* sensor readings per second (0: flat out) */
-  uint32_t inference_sources; /* model instances (cameras, presses) */
+  uint64_t inference_sources; /* model instances (cameras, presses) */
   double inference_rate;      /* inference results per second */
-  uint32_t count;             /* stop after this many events (0: no limit) */
-  uint32_t duration_ms;       /* stop after this long (0: no limit) */
-  uint32_t seed;              /* same seed, same events */
-  uint32_t start_time;        /* event times from here, Unix seconds
+  uint64_t count;             /* stop after this many events (0: no limit) */
+  uint64_t duration_ms;       /* stop after this long (0: no limit) */
+  uint64_t seed;              /* same seed, same events */
+  uint64_t start_time;        /* event times from here, Unix seconds
                                  (0: now) */
-  uint32_t batch;             /* HTTP: events per request */
-  uint32_t flush_timeout_ms;  /* at the end: wait this long for acks */
+  uint64_t batch;             /* HTTP: events per request */
+  uint64_t flush_timeout_ms;  /* at the end: wait this long for acks */
   int log_level;              /* sl_conn_log_level_t */
 } sl_sim_config_t;
 
 /*
  * Fills cfg from an optional YAML file (path NULL: defaults only) and then
  * from command-line style overrides ("--rate", "500", ... every key of the
- * file is also an option). Returns 0 or SL_ECONFIG with the reason (with
- * path:line:column for the file) in errstr.
+ * file is also an option). The table is in the config engine's format
+ * (config/cfg.h). Returns 0, -errno (the file cannot be read) or
+ * SL_ECONFIG with the reasons (with path:line:column for the file) in
+ * errstr. On success cfg owns its strings: release with
+ * sl_sim_config_free(); on error cfg holds nothing.
  */
 int sl_sim_config_load(sl_sim_config_t *cfg, const char *path, int argc,
                        char **argv, char *errstr, size_t errlen);
+
+/* Frees the strings cfg owns (not cfg itself). */
+void sl_sim_config_free(sl_sim_config_t *cfg);
 
 /* Writes the options' table (name, default, description) to f. */
 void sl_sim_config_help(void *f);

@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
   const char *path = NULL;
   sl_sim_config_t cfg;
   sl_sim_stats_t st;
-  char err[512];
+  char err[8192]; /* every error, one per line */
   int first = 1, rc;
   struct sigaction sa;
 
@@ -64,6 +64,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   rc = sl_sim_run(&cfg, &stop_flag, &st);
+  sl_sim_config_free(&cfg);
   printf("sluice-sim: readings %llu inference %llu published %llu acked %llu "
          "failed %llu gaps %llu in %.2f s%s%s\n",
          (unsigned long long)st.readings, (unsigned long long)st.inference,

@@ -9,7 +9,7 @@
 #                       [--tail 5] [--sources 500] [--kill-broker]
 #                       [--cut stop|netns|netns-down]
 #                       [--budget SIZE [--policy drop_oldest|evict_priority]]
-#                       [--kafka-prop KEY=VALUE]... [--out DIR]
+#                       [--kafka-prop KEY=VALUE]... [--alerts] [--out DIR]
 #
 # How Kafka goes away (--cut):
 #   stop        (default) the broker is stopped (SIGTERM, SIGKILL with
@@ -42,16 +42,21 @@
 # catch_up_s = from the restart until the backlog is back to its warm-up
 # level (so Kafka's own start counts against sluice); drain_events_per_s =
 # events delivered in that time / catch_up_s.
+# --alerts: a Prometheus scrapes the daemon every second with
+# deploy/monitoring/rules.yaml scaled down 60x in time
+# (tests/monitoring/outage_alerts.py); the run fails unless the uplink and
+# backlog alerts fire during the outage and are resolved at the end
+# (alerts.json; docs/MONITORING.md#the-alerts-through-a-real-outage).
 # --out DIR keeps samples.csv, latency.csv, phases.env and result.json for
 # loadtest/outage/plot.sh.
 set -euo pipefail
 outage=60 rate=50000 warmup=15 tail_s=5 sources=500 kill_broker=0 out=""
-cut=stop budget="" policy=drop_oldest
+cut=stop budget="" policy=drop_oldest alerts=0
 props=()
 usage() {
   echo "usage: loadtest/run outage [--outage S] [--rate EV/S] [--warmup S] [--tail S]" \
     "[--sources N] [--kill-broker] [--cut stop|netns|netns-down]" \
-    "[--budget SIZE [--policy drop_oldest|evict_priority]] [--kafka-prop K=V]... [--out DIR]" >&2
+    "[--budget SIZE [--policy drop_oldest|evict_priority]] [--kafka-prop K=V]... [--alerts] [--out DIR]" >&2
   exit 2
 }
 while [[ $# -gt 0 ]]; do
@@ -66,6 +71,7 @@ while [[ $# -gt 0 ]]; do
   --budget) budget=$2; shift 2 ;;
   --policy) policy=$2; shift 2 ;;
   --kafka-prop) props+=("$2"); shift 2 ;;
+  --alerts) alerts=1; shift ;;
   --out) out=$2; shift 2 ;;
   *) usage ;;
   esac
@@ -90,16 +96,16 @@ bin=$SL_BUILD_RELEASE
 work=$(mktemp -d "${TMPDIR:-/tmp}/sl_outage.XXXXXX")
 export SLUICE_HARNESS_DIR=$work/harness
 export SLUICE_NETNS_DIR=$work/netns
-dpid="" simpid="" kpid="" spid=""
+dpid="" simpid="" kpid="" spid="" apid=""
 log() { printf '[outage %s] %s\n' "$(date +%T)" "$*" >&2; }
 now() { date +%s.%N; }
 cleanup() {
   local rc=$?
   set +e
   touch "$work/stop"
-  for p in $simpid $kpid $spid $dpid; do kill -TERM "$p" 2>/dev/null; done
+  for p in $simpid $kpid $spid $apid $dpid; do kill -TERM "$p" 2>/dev/null; done
   sleep 0.5
-  for p in $simpid $kpid $spid $dpid; do kill -KILL "$p" 2>/dev/null; done
+  for p in $simpid $kpid $spid $apid $dpid; do kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
   if [[ $cut == stop ]]; then
     "$src/scripts/kafka.sh" clean >/dev/null 2>&1
@@ -199,6 +205,12 @@ python3 "$src/loadtest/common/sampler.py" --admin "127.0.0.1:$aport" \
   --stop "$work/stop" --phase-file "$work/phase" --view --view-every 5 \
   --kafka-pid-file "$kafka_dir/kafka.pid" &
 spid=$!
+if [[ $alerts == 1 ]]; then
+  python3 "$src/tests/monitoring/outage_alerts.py" --admin "127.0.0.1:$aport" \
+    --rules "$src/deploy/monitoring/rules.yaml" --scale 60 --stop "$work/alerts.stop" \
+    --phase-file "$work/phase" --out "$work/alerts.json" --png "$work/dashboard.png" &
+  apid=$!
+fi
 : >"$work/control"
 # Runs until SIGTERM; event time = the wall clock at publish.
 "$bin/loadtest/outage/sl_steady" --address "127.0.0.1:$port" --rate "$rate" \
@@ -469,8 +481,15 @@ if budget:
     res["ok"] = res["ok"] and res["gaps_ok"]
 print(json.dumps(res))
 PY
+arc=0
+if [[ -n $apid ]]; then
+  touch "$work/alerts.stop"
+  wait "$apid" || arc=$?
+  apid=""
+fi
 if [[ -n $out ]]; then
   mkdir -p "$out"
+  for f in alerts.json dashboard.png; do [[ ! -f $work/$f ]] || cp "$work/$f" "$out/"; done
   cp "$work/samples.csv" "$work/latency.csv" "$work/phases.env" "$work/result.json" \
     "$work/daemon.log" "$work/kcheck.json" "$out/"
   for f in store_stats.txt status_end.json; do
@@ -478,4 +497,5 @@ if [[ -n $out ]]; then
   done
   log "results kept in $out (loadtest/outage/plot.sh $out)"
 fi
+[[ $arc == 0 ]] || { log "alerts: the uplink/backlog alerts did not fire and resolve (alerts.json)"; exit 1; }
 python3 -c "import json,sys; sys.exit(0 if json.load(open('$work/result.json'))['ok'] else 1)"

@@ -44,7 +44,7 @@ static void run_ucases(const sl_cfg_opt_t *o, const ucase_t *c, size_t n) {
   for (size_t k = 0; k < n; k++) {
     sl_cfg_val_t v;
     char why[256] = "";
-    int rc = config__parse(o, c[k].in, &v, why, sizeof(why));
+    int rc = sl_cfg_parse(o, c[k].in, &v, why, sizeof(why));
     if ((rc == 0) != c[k].ok)
       fail_msg("\"%s\": rc %d, why \"%s\"", c[k].in, rc, why);
     if (c[k].ok && v.u != c[k].want)
@@ -121,15 +121,15 @@ static void test_uint_and_range(void **state) {
   run_ucases(&o, c, SL_ARRAY_SIZE(c));
   sl_cfg_val_t v;
   char why[128];
-  assert_int_equal(config__parse(&o, "70000", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&o, "70000", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "is out of range (expected 1..65535)");
   const sl_cfg_opt_t lo = ROW(SIZE, u, .min = "1MiB");
-  assert_int_equal(config__parse(&lo, "1KiB", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&lo, "1KiB", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "is out of range (minimum 1MiB)");
   const sl_cfg_opt_t hi = ROW(DURATION, u, .max = "24h");
-  assert_int_equal(config__parse(&hi, "25h", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&hi, "25h", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "is out of range (maximum 24h)");
-  assert_int_equal(config__parse(&hi, "1d", &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse(&hi, "1d", &v, why, sizeof(why)), 0);
 }
 
 static void test_int(void **state) {
@@ -157,7 +157,7 @@ static void test_int(void **state) {
   for (size_t k = 0; k < SL_ARRAY_SIZE(c); k++) {
     sl_cfg_val_t v;
     char why[128];
-    int rc = config__parse(c[k].o, c[k].in, &v, why, sizeof(why));
+    int rc = sl_cfg_parse(c[k].o, c[k].in, &v, why, sizeof(why));
     if ((rc == 0) != c[k].ok)
       fail_msg("\"%s\": rc %d", c[k].in, rc);
     if (c[k].ok)
@@ -181,7 +181,7 @@ static void test_double(void **state) {
   for (size_t k = 0; k < SL_ARRAY_SIZE(c); k++) {
     sl_cfg_val_t v;
     char why[128];
-    int rc = config__parse(&o, c[k].in, &v, why, sizeof(why));
+    int rc = sl_cfg_parse(&o, c[k].in, &v, why, sizeof(why));
     if ((rc == 0) != c[k].ok)
       fail_msg("\"%s\": rc %d", c[k].in, rc);
     if (c[k].ok)
@@ -202,18 +202,18 @@ static void test_bool_and_enum(void **state) {
   sl_cfg_val_t v;
   char why[128];
   for (size_t k = 0; k < SL_ARRAY_SIZE(bc); k++) {
-    int rc = config__parse(&b, bc[k].in, &v, why, sizeof(why));
+    int rc = sl_cfg_parse(&b, bc[k].in, &v, why, sizeof(why));
     assert_int_equal(rc, bc[k].want < 0 ? -1 : 0);
     if (!rc)
       assert_int_equal(v.b, bc[k].want);
   }
   for (size_t k = 0; k < SL_ARRAY_SIZE(ec); k++) {
-    int rc = config__parse(&e, ec[k].in, &v, why, sizeof(why));
+    int rc = sl_cfg_parse(&e, ec[k].in, &v, why, sizeof(why));
     assert_int_equal(rc, ec[k].want < 0 ? -1 : 0);
     if (!rc)
       assert_int_equal(v.e, ec[k].want);
   }
-  assert_int_equal(config__parse(&e, "purple", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&e, "purple", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "is not one of red, green, blue");
 }
 
@@ -230,41 +230,41 @@ static void test_string_path_list_flags(void **state) {
   sl_cfg_val_t v;
   char why[256];
 
-  assert_int_equal(config__parse(&s, "abc", &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse(&s, "abc", &v, why, sizeof(why)), 0);
   assert_string_equal(v.s, "abc");
-  config__val_free(&s, &v);
-  assert_int_equal(config__parse(&s, "xyz", &v, why, sizeof(why)), -1);
+  sl_cfg_val_free(&s, &v);
+  assert_int_equal(sl_cfg_parse(&s, "xyz", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "must not contain x");
 
-  assert_int_equal(config__parse(&p, "/var/lib", &v, why, sizeof(why)), 0);
-  config__val_free(&p, &v);
-  assert_int_equal(config__parse(&p, "", &v, why, sizeof(why)), 0);
-  config__val_free(&p, &v);
-  assert_int_equal(config__parse(&p, "rel/dir", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&p, "/var/lib", &v, why, sizeof(why)), 0);
+  sl_cfg_val_free(&p, &v);
+  assert_int_equal(sl_cfg_parse(&p, "", &v, why, sizeof(why)), 0);
+  sl_cfg_val_free(&p, &v);
+  assert_int_equal(sl_cfg_parse(&p, "rel/dir", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "is not an absolute path");
 
-  assert_int_equal(config__parse(&l, " a, b ,c", &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse(&l, " a, b ,c", &v, why, sizeof(why)), 0);
   assert_int_equal(v.l.n, 3);
   assert_string_equal(v.l.v[0], "a");
   assert_string_equal(v.l.v[1], "b");
   assert_string_equal(v.l.v[2], "c");
-  config__val_free(&l, &v);
-  assert_int_equal(config__parse(&l, "", &v, why, sizeof(why)), 0);
+  sl_cfg_val_free(&l, &v);
+  assert_int_equal(sl_cfg_parse(&l, "", &v, why, sizeof(why)), 0);
   assert_int_equal(v.l.n, 0);
-  config__val_free(&l, &v);
-  assert_int_equal(config__parse(&l, "a,,b", &v, why, sizeof(why)), -1);
+  sl_cfg_val_free(&l, &v);
+  assert_int_equal(sl_cfg_parse(&l, "a,,b", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "has an empty item");
-  assert_int_equal(config__parse(&l, "a,b,c,d", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&l, "a,b,c,d", &v, why, sizeof(why)), -1);
   assert_string_equal(why, "has too many items (maximum 3)");
 
-  assert_int_equal(config__parse(&f, "red,blue", &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse(&f, "red,blue", &v, why, sizeof(why)), 0);
   assert_int_equal(v.mask, 5);
-  assert_int_equal(config__parse(&f, "all", &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse(&f, "all", &v, why, sizeof(why)), 0);
   assert_int_equal(v.mask, 7);
   const char *items[] = {"green"};
-  assert_int_equal(config__parse_items(&f, items, 1, &v, why, sizeof(why)), 0);
+  assert_int_equal(sl_cfg_parse_items(&f, items, 1, &v, why, sizeof(why)), 0);
   assert_int_equal(v.mask, 2);
-  assert_int_equal(config__parse(&f, "red,pink", &v, why, sizeof(why)), -1);
+  assert_int_equal(sl_cfg_parse(&f, "red,pink", &v, why, sizeof(why)), -1);
   assert_non_null(strstr(why, "unknown item \"pink\""));
 }
 
@@ -287,34 +287,34 @@ static void test_format_roundtrip(void **state) {
     all_t a = {0};
     sl_cfg_val_t v;
     char why[128], buf[128];
-    assert_int_equal(config__parse(&rows[k], in[k], &v, why, sizeof(why)), 0);
-    config__store(&rows[k], &a, &v);
-    config__format(&rows[k], &a, buf, sizeof(buf));
+    assert_int_equal(sl_cfg_parse(&rows[k], in[k], &v, why, sizeof(why)), 0);
+    sl_cfg_store(&rows[k], &a, &v);
+    sl_cfg_format(&rows[k], &a, buf, sizeof(buf));
     assert_string_equal(buf, want[k]);
   }
   /* Sizes and durations pick the largest exact unit. */
   const sl_cfg_opt_t sz = ROW(SIZE, u), du = ROW(DURATION, u);
   all_t a = {.u = 1536};
   char buf[64];
-  config__format(&sz, &a, buf, sizeof(buf));
+  sl_cfg_format(&sz, &a, buf, sizeof(buf));
   assert_string_equal(buf, "1536");
   a.u = 5400000;
-  config__format(&du, &a, buf, sizeof(buf));
+  sl_cfg_format(&du, &a, buf, sizeof(buf));
   assert_string_equal(buf, "90m");
   /* Strings are double-quoted YAML with escapes. */
   const sl_cfg_opt_t st = ROW(STRING, s);
   a.s = "a\"b\\c\n";
-  config__format(&st, &a, buf, sizeof(buf));
+  sl_cfg_format(&st, &a, buf, sizeof(buf));
   assert_string_equal(buf, "\"a\\\"b\\\\c\\x0a\"");
 }
 
 static void test_distance(void **state) {
   (void)state;
-  assert_int_equal(config__distance("store", "store"), 0);
-  assert_int_equal(config__distance("stor", "store"), 1);
-  assert_int_equal(config__distance("budget_byte", "budget_bytes"), 1);
-  assert_int_equal(config__distance("", "abc"), 3);
-  assert_int_equal(config__distance("kitten", "sitting"), 3);
+  assert_int_equal(sl_cfg_distance("store", "store"), 0);
+  assert_int_equal(sl_cfg_distance("stor", "store"), 1);
+  assert_int_equal(sl_cfg_distance("budget_byte", "budget_bytes"), 1);
+  assert_int_equal(sl_cfg_distance("", "abc"), 3);
+  assert_int_equal(sl_cfg_distance("kitten", "sitting"), 3);
 }
 
 /* Every row of the real tables is well formed. */
@@ -340,16 +340,16 @@ static void check_section(const sl_cfg_section_t *sec) {
       assert_null(o->def);
     } else {
       assert_non_null(o->def);
-      if (config__parse(o, o->def, &v, why, sizeof(why)))
+      if (sl_cfg_parse(o, o->def, &v, why, sizeof(why)))
         fail_msg("%s: default \"%s\" %s", o->name, o->def, why);
-      config__val_free(o, &v);
+      sl_cfg_val_free(o, &v);
     }
     const sl_cfg_opt_t bound = {
         .type = o->type == SL_CFG_LIST || o->type == SL_CFG_FLAGS ? SL_CFG_UINT
                                                                   : o->type};
-    if (o->min && config__parse(&bound, o->min, &v, why, sizeof(why)))
+    if (o->min && sl_cfg_parse(&bound, o->min, &v, why, sizeof(why)))
       fail_msg("%s: min \"%s\" %s", o->name, o->min, why);
-    if (o->max && config__parse(&bound, o->max, &v, why, sizeof(why)))
+    if (o->max && sl_cfg_parse(&bound, o->max, &v, why, sizeof(why)))
       fail_msg("%s: max \"%s\" %s", o->name, o->max, why);
     if (o->flags & SL_CFG_SECRET_FILE)
       assert_int_equal(o->type, SL_CFG_PATH);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "common/common.h"
+#include "common/textparse.h"
 #include "connectors/common/conn.h"
 #include "connectors/modbus/modbus.h"
 #include "tests/connectors/modbus_values.h"
@@ -226,27 +227,54 @@ static void test_config(void **state) {
   expect_error("address: [x\n", "2:1:"); /* syntax error */
 }
 
-static void test_duration(void **state) {
-  uint32_t ms;
+/* The connectors' older duration spellings stay valid in their files, and
+ * every error of a file is reported at once. */
+static void test_config_legacy(void **state) {
+  sl_modbus_config_t *cfg = NULL;
+  char err[2048];
   (void)state;
-  assert_int_equal(sl_conn_duration_parse("250ms", &ms), 0);
+  assert_int_equal(load("address: x\ndevices:\n  - name: a\n    host: h\n"
+                        "    backoff_min: 40\n"
+                        "    points: [{name: t, type: int16, address: 1, "
+                        "interval: 1.5s}]\n",
+                        &cfg, err, sizeof(err)),
+                   0);
+  assert_int_equal(cfg->devices[0].backoff_min_ms, 40);
+  assert_int_equal(cfg->devices[0].points[0].interval_ms, 1500);
+  sl_modbus_config_free(cfg);
+  cfg = NULL;
+  assert_int_equal(load("address: x\ndevices:\n  - name: a\n    host: h\n"
+                        "    port: 0\n    unit_id: 300\n"
+                        "    points: [{name: t, address: 1}]\n",
+                        &cfg, err, sizeof(err)),
+                   SL_ECONFIG);
+  assert_null(cfg);
+  assert_non_null(strstr(err, "devices[0].port: 0 is out of range"));
+  assert_non_null(strstr(err, "devices[0].unit_id: 300 is out of range"));
+  assert_non_null(strstr(err, "devices[0].points[0]: type is required"));
+}
+
+/* The connectors' legacy spellings of the one duration parser. */
+static void test_duration(void **state) {
+  uint64_t ms;
+  (void)state;
+  assert_int_equal(sl_duration_parse("250ms", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 250);
-  assert_int_equal(sl_conn_duration_parse("1.5s", &ms), 0);
+  assert_int_equal(sl_duration_parse("1.5s", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 1500);
-  assert_int_equal(sl_conn_duration_parse("2m", &ms), 0);
+  assert_int_equal(sl_duration_parse("2m", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 120000);
-  assert_int_equal(sl_conn_duration_parse("40", &ms), 0);
+  assert_int_equal(sl_duration_parse("40", SL_DURATION_LEGACY, &ms), 0);
   assert_int_equal(ms, 40);
-  assert_int_equal(sl_conn_duration_parse("-1s", &ms), SL_ECONFIG);
-  assert_int_equal(sl_conn_duration_parse("3 days", &ms), SL_ECONFIG);
-  assert_int_equal(sl_conn_duration_parse("", &ms), SL_ECONFIG);
+  assert_int_not_equal(sl_duration_parse("-1s", SL_DURATION_LEGACY, &ms), 0);
+  assert_int_not_equal(sl_duration_parse("3 days", SL_DURATION_LEGACY, &ms), 0);
+  assert_int_not_equal(sl_duration_parse("", SL_DURATION_LEGACY, &ms), 0);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_decode),
-      cmocka_unit_test(test_plan),
-      cmocka_unit_test(test_config),
+      cmocka_unit_test(test_decode),   cmocka_unit_test(test_plan),
+      cmocka_unit_test(test_config),   cmocka_unit_test(test_config_legacy),
       cmocka_unit_test(test_duration),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,9 +1,10 @@
 /*
  * libFuzzer target: HTTP / MQTT JSON event bodies (decode/decode_json.c)
  * and mapped MQTT JSON payloads (decode/decode_json_mapped.c). Every input
- * goes through both: the HTTP body decoder, and the mapped scanner under
- * several field maps, whose result, reason and events must be exactly those
- * of the jansson tree decoder it replaced (json_mapped_ref.c).
+ * goes through both, and each must agree exactly with the jansson tree
+ * decoder it replaced: the body decoder with json_body_ref.c (result,
+ * events, error message), the mapped scanner under several field maps with
+ * json_mapped_ref.c (result, reason, events).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 
 #include "decode/decode_json.h"
+#include "tests/fuzz/json_body_ref.h"
 #include "tests/fuzz/json_mapped_ref.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -25,6 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   jb.rules = &rules;
   sl_json_decode_body((const char *)data, size, 0, 1000, &jb, err, sizeof(err));
   sl_json_batch_close(&jb);
+  if (json_body_compare(data, size, why, sizeof(why)) < 0) {
+    fprintf(stderr, "JSON body decoders disagree: %s\n", why);
+    abort();
+  }
   if (json_mapped_compare(data, size, why, sizeof(why)) < 0) {
     fprintf(stderr, "mapped JSON decoders disagree: %s\n", why);
     abort();

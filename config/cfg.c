@@ -1,8 +1,8 @@
 /*
- * config/load.c: the generic loader. It walks a libyaml document
- * against a table (config_int.h): defaults first, then the file, then the
+ * config/cfg.c: the engine's loader (config/cfg.h). It walks a libyaml
+ * document against a table: defaults first, then the file, then the
  * environment, then required keys, key files and the table's finish hook.
- * Every problem is collected (up to SL_CONFIG_MAX_ERRORS) so one
+ * Every problem is collected (up to SL_CFG_MAX_ERRORS) so one
  * check-config run shows all of them; nothing is applied unless the whole
  * load succeeds, which gives SIGHUP reload its validate-then-apply shape.
  */
@@ -10,12 +10,13 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <strings.h>
 #include <sys/stat.h>
 
 #include <yaml.h>
 
-#include "config/config_int.h"
+#include "config/cfg.h"
 
 struct sl_cfg_errs {
   char *buf;        /* caller's errstr */
@@ -28,7 +29,10 @@ struct sl_cfg_errs {
    * a key already wrong on its own. */
   bool finishing;
   unsigned nkeys;
-  char keys[SL_CONFIG_MAX_ERRORS][96];
+  char keys[SL_CFG_MAX_ERRORS][96];
+  unsigned sec_flags;         /* the root table's SL_CFG_SEC_* */
+  const struct inst *cur;     /* struct whose finish hook runs, or NULL */
+  unsigned cur_line, cur_col; /* its mapping's position (0: the root) */
 };
 
 /* Where a row's current value came from. */
@@ -42,6 +46,8 @@ typedef struct inst {
   unsigned char *src; /* per row: SRC_* */
   unsigned *line;     /* per row: 1-based position when SRC_FILE */
   unsigned *col;
+  unsigned *vline; /* per row: position of the value when SRC_FILE */
+  unsigned *vcol;
   const char **env; /* per row: variable name when SRC_ENV */
 } inst_t;
 
@@ -52,8 +58,8 @@ typedef struct ctx {
 
 #define KEYLEN 256
 
-void config__errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
-                  unsigned col, const char *key, const char *fmt, ...) {
+void sl_cfg_errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
+                 unsigned col, const char *key, const char *fmt, ...) {
   va_list ap;
   char msg[512];
   int n;
@@ -64,9 +70,9 @@ void config__errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
     if (!errs->finishing && errs->nkeys < SL_ARRAY_SIZE(errs->keys))
       SL_CFG_FMT(errs->keys[errs->nkeys++], sizeof(errs->keys[0]), "%s", key);
   }
-  if (++errs->count > SL_CONFIG_MAX_ERRORS + 1 || !errs->len)
+  if (++errs->count > SL_CFG_MAX_ERRORS + 1 || !errs->len)
     return;
-  if (errs->count == SL_CONFIG_MAX_ERRORS + 1) {
+  if (errs->count == SL_CFG_MAX_ERRORS + 1) {
     SL_CFG_FMT(msg, sizeof(msg), "too many errors, stopping");
   } else {
     va_start(ap, fmt);
@@ -80,7 +86,7 @@ void config__errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
   char *p = errs->buf + errs->used;
   size_t room = errs->len - errs->used;
   const char *nl = errs->used ? "\n" : "";
-  if (errs->count > SL_CONFIG_MAX_ERRORS)
+  if (errs->count > SL_CFG_MAX_ERRORS)
     n = snprintf(p, room, "%s%s: %s", nl, origin, msg);
   else if (line && key && *key)
     n = snprintf(p, room, "%s%s:%u:%u: %s: %s", nl, origin, line, col, key,
@@ -95,8 +101,46 @@ void config__errf(sl_cfg_errs_t *errs, const char *origin, unsigned line,
     errs->used = SL_MIN(errs->used + (size_t)n, errs->len - 1);
 }
 
+static int row_of(const inst_t *in, const char *row) {
+  for (size_t i = 0; row && i < in->sec->n_opts; i++)
+    if (!strcmp(in->sec->opts[i].name, row))
+      return (int)i;
+  return -1;
+}
+
+bool sl_cfg_given(const sl_cfg_errs_t *errs, const char *row) {
+  int i = errs->cur ? row_of(errs->cur, row) : -1;
+  return i >= 0 && errs->cur->src[i] != SRC_DEFAULT;
+}
+
+void sl_cfg_errf_at(sl_cfg_errs_t *errs, const char *row, const char *fmt,
+                    ...) {
+  const inst_t *in = errs->cur;
+  char msg[512], key[KEYLEN];
+  unsigned line = errs->cur_line, col = errs->cur_col;
+  va_list ap;
+  int i = in ? row_of(in, row) : -1;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  if (!in) {
+    sl_cfg_errf(errs, NULL, 0, 0, row, "%s", msg);
+    return;
+  }
+  if (row)
+    SL_CFG_FMT(key, sizeof(key), "%s%s%s", in->prefix, *in->prefix ? "." : "",
+               row);
+  else
+    SL_CFG_FMT(key, sizeof(key), "%s", in->prefix);
+  if (i >= 0 && in->src[i] == SRC_FILE) {
+    line = in->vline[i];
+    col = in->vcol[i];
+  }
+  sl_cfg_errf(errs, NULL, line, col, key, "%s", msg);
+}
+
 static bool too_many(const ctx_t *ctx) {
-  return ctx->errs->count > SL_CONFIG_MAX_ERRORS;
+  return ctx->errs->count > SL_CFG_MAX_ERRORS;
 }
 
 /* Quotes a value for a message: bounded, control bytes shown as '?'. */
@@ -140,6 +184,8 @@ static void inst_free(inst_t *in) {
   free(in->src);
   free(in->line);
   free(in->col);
+  free(in->vline);
+  free(in->vcol);
   free(in->env);
 }
 
@@ -153,8 +199,10 @@ static void inst_init(inst_t *in, const sl_cfg_section_t *sec, void *obj,
   in->src = calloc(n, 1);
   in->line = calloc(n, sizeof(unsigned));
   in->col = calloc(n, sizeof(unsigned));
+  in->vline = calloc(n, sizeof(unsigned));
+  in->vcol = calloc(n, sizeof(unsigned));
   in->env = calloc(n, sizeof(char *));
-  if (!in->src || !in->line || !in->col || !in->env)
+  if (!in->src || !in->line || !in->col || !in->vline || !in->vcol || !in->env)
     abort();
   for (size_t i = 0; i < sec->n_opts; i++) {
     const sl_cfg_opt_t *o = &sec->opts[i];
@@ -165,11 +213,11 @@ static void inst_init(inst_t *in, const sl_cfg_section_t *sec, void *obj,
       continue;
     if (!def)
       def = "";
-    if (config__parse(o, def, &v, why, sizeof(why))) {
+    if (sl_cfg_parse(o, def, &v, why, sizeof(why))) {
       /* Only a broken table gets here; tests/config checks every row. */
       if (o->def)
-        config__errf(errs, "config table", 0, 0, o->name, "default \"%s\" %s",
-                     def, why);
+        sl_cfg_errf(errs, "config table", 0, 0, o->name, "default \"%s\" %s",
+                    def, why);
       /* Required scalar rows must still hold valid memory. */
       memset(&v, 0, sizeof(v));
       if (o->type == SL_CFG_STRING || o->type == SL_CFG_PATH)
@@ -177,7 +225,7 @@ static void inst_init(inst_t *in, const sl_cfg_section_t *sec, void *obj,
       if ((o->type == SL_CFG_STRING || o->type == SL_CFG_PATH) && !v.s)
         abort();
     }
-    config__store(o, obj, &v);
+    sl_cfg_store(o, obj, &v);
   }
 }
 
@@ -209,7 +257,7 @@ static const char *suggest(const sl_cfg_section_t *sec, const char *path,
       if (*p == '.' || !*p) {
         char cand[KEYLEN];
         SL_CFG_FMT(cand, sizeof(cand), "%.*s", (int)(p - name), name);
-        unsigned d = config__distance(path, cand);
+        unsigned d = sl_cfg_distance(path, cand);
         if (d < best && d <= limit) {
           best = d;
           SL_CFG_FMT(buf, len, "%s", cand);
@@ -235,19 +283,19 @@ static void load_list_section(ctx_t *ctx, inst_t *in, int idx, yaml_node_t *val,
   if (is_null(val))
     goto store;
   if (val->type != YAML_SEQUENCE_NODE) {
-    config__errf(ctx->errs, NULL, (unsigned)val->start_mark.line + 1,
-                 (unsigned)val->start_mark.column + 1, key,
-                 "expected a list of mappings, got %s", node_kind(val));
+    sl_cfg_errf(ctx->errs, NULL, (unsigned)val->start_mark.line + 1,
+                (unsigned)val->start_mark.column + 1, key,
+                "expected a list of mappings, got %s", node_kind(val));
     return;
   }
   n = (size_t)(val->data.sequence.items.top - val->data.sequence.items.start);
-  if (o->max && !config__parse(&(sl_cfg_opt_t){.type = SL_CFG_UINT}, o->max,
-                               &lim, NULL, 0))
+  if (o->max && !sl_cfg_parse(&(sl_cfg_opt_t){.type = SL_CFG_UINT}, o->max,
+                              &lim, NULL, 0))
     max = (size_t)lim.u;
   if (n > max) {
-    config__errf(ctx->errs, NULL, (unsigned)val->start_mark.line + 1,
-                 (unsigned)val->start_mark.column + 1, key,
-                 "has %zu items (maximum %s)", n, o->max);
+    sl_cfg_errf(ctx->errs, NULL, (unsigned)val->start_mark.line + 1,
+                (unsigned)val->start_mark.column + 1, key,
+                "has %zu items (maximum %s)", n, o->max);
     return;
   }
   a.v = calloc(n ? n : 1, sub->size);
@@ -263,7 +311,7 @@ static void load_list_section(ctx_t *ctx, inst_t *in, int idx, yaml_node_t *val,
     inst_init(&el, sub, obj, prefix, ctx->errs);
     a.n++;
     if (!item || item->type != YAML_MAPPING_NODE) {
-      config__errf(
+      sl_cfg_errf(
           ctx->errs, NULL, item ? (unsigned)item->start_mark.line + 1 : 0,
           item ? (unsigned)item->start_mark.column + 1 : 0, prefix,
           "expected a mapping, got %s", item ? node_kind(item) : "nothing");
@@ -276,17 +324,22 @@ static void load_list_section(ctx_t *ctx, inst_t *in, int idx, yaml_node_t *val,
       char k[KEYLEN];
       if ((sub->opts[r].flags & SL_CFG_REQUIRED) && el.src[r] == SRC_DEFAULT) {
         full_key(&el, sub->opts[r].name, k, sizeof(k));
-        config__errf(ctx->errs, NULL, (unsigned)item->start_mark.line + 1,
-                     (unsigned)item->start_mark.column + 1, k,
-                     "required key is missing");
+        sl_cfg_errf(ctx->errs, NULL, (unsigned)item->start_mark.line + 1,
+                    (unsigned)item->start_mark.column + 1, k,
+                    "required key is missing");
       }
     }
-    if (sub->finish)
+    if (sub->finish) {
+      ctx->errs->cur = &el;
+      ctx->errs->cur_line = (unsigned)item->start_mark.line + 1;
+      ctx->errs->cur_col = (unsigned)item->start_mark.column + 1;
       sub->finish(obj, ctx->errs, prefix);
+      ctx->errs->cur = NULL;
+    }
     inst_free(&el);
   }
 store:
-  config__field_free(o, in->obj);
+  sl_cfg_field_free(o, in->obj);
   memcpy((char *)in->obj + o->off, &a, sizeof(a));
 }
 
@@ -314,48 +367,51 @@ static void load_value(ctx_t *ctx, inst_t *in, int idx, yaml_node_t *val,
     for (size_t i = 0; i < n; i++) {
       yaml_node_t *e = yaml_document_get_node(ctx->doc, it[i]);
       if (!e || e->type != YAML_SCALAR_NODE) {
-        config__errf(ctx->errs, NULL, line, col, key,
-                     "expected a list of strings, item %zu is %s", i,
-                     e ? node_kind(e) : "missing");
+        sl_cfg_errf(ctx->errs, NULL, line, col, key,
+                    "expected a list of strings, item %zu is %s", i,
+                    e ? node_kind(e) : "missing");
         free(items);
         return;
       }
       items[i] = (const char *)e->data.scalar.value;
       if (strlen(items[i]) != e->data.scalar.length) {
-        config__errf(ctx->errs, NULL, line, col, key,
-                     "item %zu contains a NUL byte", i);
+        sl_cfg_errf(ctx->errs, NULL, line, col, key,
+                    "item %zu contains a NUL byte", i);
         free(items);
         return;
       }
     }
-    rc = config__parse_items(o, items, n, &v, why, sizeof(why));
+    rc = sl_cfg_parse_items(o, items, n, &v, why, sizeof(why));
     free(items);
     if (rc) {
-      config__errf(ctx->errs, NULL, line, col, key, "%s", why);
+      sl_cfg_errf(ctx->errs, NULL, line, col, key, "%s", why);
       return;
     }
-    config__store(o, in->obj, &v);
+    sl_cfg_store(o, in->obj, &v);
     return;
   }
   if (val->type != YAML_SCALAR_NODE) {
-    const char *t = config__type_name(o->type);
-    config__errf(ctx->errs, NULL, line, col, key, "expected %s %s, got %s",
-                 strchr("aeiu", t[0]) ? "an" : "a", t, node_kind(val));
+    const char *t = sl_cfg_type_name(o->type);
+    sl_cfg_errf(ctx->errs, NULL, line, col, key, "expected %s %s, got %s",
+                strchr("aeiu", t[0]) ? "an" : "a", t, node_kind(val));
     return;
   }
   const char *text = (const char *)val->data.scalar.value;
   if (strlen(text) != val->data.scalar.length) {
-    config__errf(ctx->errs, NULL, line, col, key, "value contains a NUL byte");
+    sl_cfg_errf(ctx->errs, NULL, line, col, key, "value contains a NUL byte");
     return;
   }
   if (is_null(val))
     text = "";
-  if (config__parse(o, text, &v, why, sizeof(why))) {
-    config__errf(ctx->errs, NULL, line, col, key, "%s %s",
-                 show(o, text, shown, sizeof(shown)), why);
+  if (sl_cfg_parse(o, text, &v, why, sizeof(why))) {
+    bool bare = (ctx->errs->sec_flags & SL_CFG_SEC_BARE_RANGE) &&
+                !(o->flags & SL_CFG_SECRET) &&
+                !strncmp(why, "is out of range", 15);
+    sl_cfg_errf(ctx->errs, NULL, line, col, key, "%s %s",
+                bare ? text : show(o, text, shown, sizeof(shown)), why);
     return;
   }
-  config__store(o, in->obj, &v);
+  sl_cfg_store(o, in->obj, &v);
 }
 
 static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
@@ -365,9 +421,9 @@ static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
   if (is_null(node))
     return; /* "store:" with every child commented out */
   if (node->type != YAML_MAPPING_NODE) {
-    config__errf(ctx->errs, NULL, (unsigned)node->start_mark.line + 1,
-                 (unsigned)node->start_mark.column + 1, key,
-                 "expected a mapping, got %s", node_kind(node));
+    sl_cfg_errf(ctx->errs, NULL, (unsigned)node->start_mark.line + 1,
+                (unsigned)node->start_mark.column + 1, key,
+                "expected a mapping, got %s", node_kind(node));
     return;
   }
   yaml_node_pair_t *pairs = node->data.mapping.pairs.start;
@@ -381,14 +437,14 @@ static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
     unsigned line = (unsigned)k->start_mark.line + 1;
     unsigned col = (unsigned)k->start_mark.column + 1;
     if (k->type != YAML_SCALAR_NODE) {
-      config__errf(ctx->errs, NULL, line, col, key,
-                   "keys must be scalars, got %s", node_kind(k));
+      sl_cfg_errf(ctx->errs, NULL, line, col, key,
+                  "keys must be scalars, got %s", node_kind(k));
       continue;
     }
     const char *name = (const char *)k->data.scalar.value;
     if (k->data.scalar.length > 128 || strlen(name) != k->data.scalar.length) {
-      config__errf(ctx->errs, NULL, line, col, key, "invalid key \"%.32s...\"",
-                   name);
+      sl_cfg_errf(ctx->errs, NULL, line, col, key, "invalid key \"%.32s...\"",
+                  name);
       continue;
     }
     SL_CFG_FMT(rel, sizeof(rel), "%s%s%s", path, *path ? "." : "", name);
@@ -399,9 +455,9 @@ static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
       yaml_node_t *pk = yaml_document_get_node(ctx->doc, pairs[j].key);
       if (pk && pk->type == YAML_SCALAR_NODE &&
           !strcmp((const char *)pk->data.scalar.value, name)) {
-        config__errf(ctx->errs, NULL, line, col, full,
-                     "duplicate key (first at line %u)",
-                     (unsigned)pk->start_mark.line + 1);
+        sl_cfg_errf(ctx->errs, NULL, line, col, full,
+                    "duplicate key (first at line %u)",
+                    (unsigned)pk->start_mark.line + 1);
         dup = true;
       }
     }
@@ -411,29 +467,34 @@ static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
     if (idx >= 0) {
       /* Also catches "store.x: 1" next to "store: {x: 2}". */
       if (in->src[idx] == SRC_FILE) {
-        config__errf(ctx->errs, NULL, line, col, full,
-                     "duplicate key (first at line %u)", in->line[idx]);
+        sl_cfg_errf(ctx->errs, NULL, line, col, full,
+                    "duplicate key (first at line %u)", in->line[idx]);
         continue;
       }
       in->src[idx] = SRC_FILE;
       in->line[idx] = line;
       in->col[idx] = col;
+      in->vline[idx] = (unsigned)v->start_mark.line + 1;
+      in->vcol[idx] = (unsigned)v->start_mark.column + 1;
       load_value(ctx, in, idx, v, full);
     } else if (is_section(in->sec, rel)) {
       walk_mapping(ctx, in, v, rel);
     } else if (suggest(in->sec, rel, hint, sizeof(hint))) {
       char shown[KEYLEN];
       full_key(in, hint, shown, sizeof(shown));
-      config__errf(ctx->errs, NULL, line, col, full,
-                   "unknown key (did you mean \"%s\"?)", shown);
+      sl_cfg_errf(ctx->errs, NULL, line, col, full,
+                  "unknown key (did you mean \"%s\"?)", shown);
     } else {
-      config__errf(ctx->errs, NULL, line, col, full, "unknown key");
+      sl_cfg_errf(ctx->errs, NULL, line, col, full, "unknown key");
     }
   }
 }
 
-void config__env_name(const char *key, char *buf, size_t len) {
-  size_t k = (size_t)snprintf(buf, len, "SLUICE_");
+void sl_cfg_env_name(const char *prefix, const char *key, char *buf,
+                     size_t len) {
+  size_t k = (size_t)snprintf(buf, len, "%s", prefix ? prefix : "");
+  if (k >= len)
+    k = len ? len - 1 : 0;
   for (const char *p = key; *p && k + 1 < len; p++)
     buf[k++] = *p == '.' ? '_' : (char)toupper((unsigned char)*p);
   if (k < len)
@@ -450,6 +511,8 @@ static const char *env_get(char *const *envp, const char *name) {
 }
 
 static void apply_env(ctx_t *ctx, inst_t *in, char *const *envp) {
+  if (!in->sec->env_prefix)
+    return;
   for (size_t i = 0; i < in->sec->n_opts && envp; i++) {
     const sl_cfg_opt_t *o = &in->sec->opts[i];
     char var[KEYLEN], why[512], shown[96];
@@ -457,7 +520,7 @@ static void apply_env(ctx_t *ctx, inst_t *in, char *const *envp) {
     sl_cfg_val_t v;
     if (o->type == SL_CFG_SECTION_LIST)
       continue;
-    config__env_name(o->name, var, sizeof(var));
+    sl_cfg_env_name(in->sec->env_prefix, o->name, var, sizeof(var));
     if (!(text = env_get(envp, var)))
       continue;
     in->src[i] = SRC_ENV;
@@ -465,12 +528,12 @@ static void apply_env(ctx_t *ctx, inst_t *in, char *const *envp) {
     in->env[i] = text - strlen(var) - 1;
     char origin[KEYLEN + 8];
     SL_CFG_FMT(origin, sizeof(origin), "env %s", var);
-    if (config__parse(o, text, &v, why, sizeof(why))) {
-      config__errf(ctx->errs, origin, 0, 0, o->name, "%s %s",
-                   show(o, text, shown, sizeof(shown)), why);
+    if (sl_cfg_parse(o, text, &v, why, sizeof(why))) {
+      sl_cfg_errf(ctx->errs, origin, 0, 0, o->name, "%s %s",
+                  show(o, text, shown, sizeof(shown)), why);
       continue;
     }
-    config__store(o, in->obj, &v);
+    sl_cfg_store(o, in->obj, &v);
   }
 }
 
@@ -482,9 +545,9 @@ static void row_errf(ctx_t *ctx, const inst_t *in, size_t i, const char *msg) {
     const char *eq = strchr(in->env[i], '=');
     SL_CFG_FMT(origin, sizeof(origin), "env %.*s", (int)(eq - in->env[i]),
                in->env[i]);
-    config__errf(ctx->errs, origin, 0, 0, key, "%s", msg);
+    sl_cfg_errf(ctx->errs, origin, 0, 0, key, "%s", msg);
   } else {
-    config__errf(ctx->errs, NULL, in->line[i], in->col[i], key, "%s", msg);
+    sl_cfg_errf(ctx->errs, NULL, in->line[i], in->col[i], key, "%s", msg);
   }
 }
 
@@ -524,31 +587,28 @@ static void check_file_mode(ctx_t *ctx, const inst_t *in, size_t i,
   row_errf(ctx, in, i, msg);
 }
 
-/* kafka.properties items that name files: keys ending in ".location" and
- * the Kerberos keytab. Only absolute paths that exist are checked (the CA
- * location may be "probe"; librdkafka reports a missing file). */
+/* Items "key=/path" of a KV_SECRETS list whose key the row's .kv_file
+ * names as a file: only absolute paths that exist are checked (a missing
+ * file is left to whoever opens it). */
 static void check_kv_files(ctx_t *ctx, const inst_t *in, size_t i) {
-  const sl_config_strlist_t *l =
-      (const sl_config_strlist_t *)(const void *)((const char *)in->obj +
-                                                  in->sec->opts[i].off);
-  for (size_t k = 0; k < l->n; k++) {
+  const sl_cfg_opt_t *o = &in->sec->opts[i];
+  const sl_cfg_strlist_t *l =
+      (const sl_cfg_strlist_t *)(const void *)((const char *)in->obj + o->off);
+  for (size_t k = 0; k < l->n && o->kv_file; k++) {
     const char *item = l->v[k], *eq = strchr(item, '=');
     char key[128];
+    int kind;
     if (!eq || eq[1] != '/' || (size_t)(eq - item) >= sizeof(key))
       continue;
     SL_CFG_FMT(key, sizeof(key), "%.*s", (int)(eq - item), item);
-    size_t n = strlen(key);
-    bool keytab = !strcmp(key, "sasl.kerberos.keytab");
-    if (!keytab && (n < 9 || strcmp(key + n - 9, ".location")))
-      continue;
-    bool secret = keytab || !strcmp(key, "ssl.key.location") ||
-                  !strcmp(key, "ssl.keystore.location");
-    check_file_mode(ctx, in, i, eq + 1, secret, false, key);
+    if ((kind = o->kv_file(key)) != SL_CFG_KV_NOT_A_FILE)
+      check_file_mode(ctx, in, i, eq + 1, kind == SL_CFG_KV_SECRET_FILE, false,
+                      key);
   }
 }
 
 /*
- * Refuses nesting deeper than SL_CONFIG_MAX_DEPTH before the document is
+ * Refuses nesting deeper than SL_CFG_MAX_DEPTH before the document is
  * built: libyaml's scanner and composer are quadratic in the depth (a
  * 300 KB "[[[[..." took minutes), and no configuration needs more than a
  * few levels. Only events up to the offending one are produced, so the
@@ -568,10 +628,10 @@ static bool depth_ok(sl_cfg_errs_t *errs, const char *yaml, size_t len) {
       break;
     yaml_event_type_t t = ev.type;
     if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) {
-      if (++depth > SL_CONFIG_MAX_DEPTH) {
-        config__errf(errs, NULL, (unsigned)ev.start_mark.line + 1,
-                     (unsigned)ev.start_mark.column + 1, NULL,
-                     "nesting deeper than %u levels", SL_CONFIG_MAX_DEPTH);
+      if (++depth > SL_CFG_MAX_DEPTH) {
+        sl_cfg_errf(errs, NULL, (unsigned)ev.start_mark.line + 1,
+                    (unsigned)ev.start_mark.column + 1, NULL,
+                    "nesting deeper than %u levels", SL_CFG_MAX_DEPTH);
         ok = false;
       }
     } else if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) {
@@ -585,10 +645,11 @@ static bool depth_ok(sl_cfg_errs_t *errs, const char *yaml, size_t len) {
   return ok;
 }
 
-int config__load(const sl_cfg_section_t *sec, const char *name,
-                 const char *yaml, size_t len, char *const *envp, void **out,
-                 char *errstr, size_t errlen) {
-  sl_cfg_errs_t errs = {.buf = errstr, .len = errlen, .file = name};
+int sl_cfg_load(const sl_cfg_section_t *sec, const char *name, const char *yaml,
+                size_t len, char *const *envp, void **out, char *errstr,
+                size_t errlen) {
+  sl_cfg_errs_t errs = {
+      .buf = errstr, .len = errlen, .file = name, .sec_flags = sec->flags};
   yaml_parser_t parser;
   yaml_document_t doc;
   bool have_doc = false, syntax_ok = true;
@@ -599,10 +660,10 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
   *out = NULL;
   if (errlen)
     errstr[0] = '\0';
-  if (len > SL_CONFIG_MAX_BYTES) {
-    config__errf(&errs, NULL, 0, 0, NULL,
-                 "configuration is %zu bytes (maximum %u)", len,
-                 SL_CONFIG_MAX_BYTES);
+  if (len > SL_CFG_MAX_BYTES) {
+    sl_cfg_errf(&errs, NULL, 0, 0, NULL,
+                "configuration is %zu bytes (maximum %u)", len,
+                SL_CFG_MAX_BYTES);
     return SL_ETOOBIG;
   }
   if (!depth_ok(&errs, yaml, len))
@@ -616,36 +677,36 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
   yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &doc)) {
     syntax_ok = false;
-    config__errf(&errs, NULL, (unsigned)parser.problem_mark.line + 1,
-                 (unsigned)parser.problem_mark.column + 1, NULL,
-                 "YAML syntax error: %s%s%s",
-                 parser.problem ? parser.problem : "unknown",
-                 parser.context ? " " : "",
-                 parser.context ? parser.context : "");
+    sl_cfg_errf(&errs, NULL, (unsigned)parser.problem_mark.line + 1,
+                (unsigned)parser.problem_mark.column + 1, NULL,
+                "YAML syntax error: %s%s%s",
+                parser.problem ? parser.problem : "unknown",
+                parser.context ? " " : "",
+                parser.context ? parser.context : "");
   } else {
     yaml_node_t *root = yaml_document_get_root_node(&doc);
     yaml_document_t next;
     have_doc = true;
     if (root && root->type != YAML_MAPPING_NODE && !is_null(root)) {
-      config__errf(&errs, NULL, (unsigned)root->start_mark.line + 1,
-                   (unsigned)root->start_mark.column + 1, NULL,
-                   "expected a mapping at the top level, got %s",
-                   node_kind(root));
+      sl_cfg_errf(&errs, NULL, (unsigned)root->start_mark.line + 1,
+                  (unsigned)root->start_mark.column + 1, NULL,
+                  "expected a mapping at the top level, got %s",
+                  node_kind(root));
     } else if (root) {
       walk_mapping(&ctx, &in, root, "");
     }
     /* A second document would be silently ignored: refuse it. */
     if (!yaml_parser_load(&parser, &next)) {
-      config__errf(&errs, NULL, (unsigned)parser.problem_mark.line + 1,
-                   (unsigned)parser.problem_mark.column + 1, NULL,
-                   "YAML syntax error: %s",
-                   parser.problem ? parser.problem : "unknown");
+      sl_cfg_errf(&errs, NULL, (unsigned)parser.problem_mark.line + 1,
+                  (unsigned)parser.problem_mark.column + 1, NULL,
+                  "YAML syntax error: %s",
+                  parser.problem ? parser.problem : "unknown");
     } else {
       yaml_node_t *r2 = yaml_document_get_root_node(&next);
       if (r2)
-        config__errf(&errs, NULL, (unsigned)r2->start_mark.line + 1,
-                     (unsigned)r2->start_mark.column + 1, NULL,
-                     "only one YAML document is allowed");
+        sl_cfg_errf(&errs, NULL, (unsigned)r2->start_mark.line + 1,
+                    (unsigned)r2->start_mark.column + 1, NULL,
+                    "only one YAML document is allowed");
       yaml_document_delete(&next);
     }
   }
@@ -658,10 +719,14 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
     const sl_cfg_opt_t *o = &sec->opts[i];
     if ((o->flags & SL_CFG_REQUIRED) && in.src[i] == SRC_DEFAULT) {
       char var[KEYLEN], msg[KEYLEN + 64];
-      config__env_name(o->name, var, sizeof(var));
-      SL_CFG_FMT(msg, sizeof(msg), "required key is missing (set it or %s)",
-                 var);
-      config__errf(&errs, NULL, 0, 0, o->name, "%s", msg);
+      if (sec->env_prefix) {
+        sl_cfg_env_name(sec->env_prefix, o->name, var, sizeof(var));
+        SL_CFG_FMT(msg, sizeof(msg), "required key is missing (set it or %s)",
+                   var);
+      } else {
+        SL_CFG_FMT(msg, sizeof(msg), "required key is missing");
+      }
+      sl_cfg_errf(&errs, NULL, 0, 0, o->name, "%s", msg);
     }
     if (o->flags & (SL_CFG_SECRET_FILE | SL_CFG_TRUST_FILE))
       check_file_mode(&ctx, &in, i, *(char **)(void *)((char *)obj + o->off),
@@ -673,7 +738,9 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
    * once), after a syntax error or an error flood they would be noise. */
   if (syntax_ok && !too_many(&ctx) && sec->finish) {
     errs.finishing = true;
+    errs.cur = &in;
     sec->finish(obj, &errs, "");
+    errs.cur = NULL;
     errs.finishing = false;
   }
 
@@ -681,7 +748,7 @@ int config__load(const sl_cfg_section_t *sec, const char *name,
     yaml_document_delete(&doc);
   inst_free(&in);
   if (errs.count) {
-    config__obj_free(sec, obj);
+    sl_cfg_obj_free(sec, obj);
     free(obj);
     return SL_ECONFIG;
   }
