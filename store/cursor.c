@@ -235,6 +235,50 @@ fail:
   return rc;
 }
 
+int sl_store_first_time(sl_store_t *st, uint32_t stream, uint64_t from,
+                        int64_t *min_time_ns) {
+  sl_store_cursor_t cur = {.st = st, .stream = stream, .next = from};
+  MDB_cursor *c = NULL;
+  MDB_txn *txn;
+  MDB_val k, v;
+  int rc;
+
+  if ((rc = store__check(st)))
+    return rc;
+  if ((rc = store__rtxn_begin(st, &txn)))
+    return rc;
+  if ((rc = mdb_cursor_open(txn, st->dbi_log, &c)))
+    goto fail_mdb;
+  rc = seek(&cur, c, &k, &v);
+  for (int i = 0; i < 64 && rc == 0; i++) {
+    store_hdr_t h;
+    uint64_t first;
+    if (k.mv_size != STORE_KEY_LEN || sl_get_be32(k.mv_data) != stream)
+      break;
+    first = sl_get_be64((const uint8_t *)k.mv_data + 4);
+    if (store__hdr_decode(v.mv_data, v.mv_size, &h) == 0 &&
+        h.first_offset == first && first + h.count > from) {
+      *min_time_ns = h.min_time_ns;
+      mdb_cursor_close(c);
+      store__rtxn_end(st, txn);
+      return 0;
+    }
+    rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+  }
+  if (rc && rc != MDB_NOTFOUND)
+    goto fail_mdb;
+  mdb_cursor_close(c);
+  store__rtxn_end(st, txn);
+  return SL_ENOTFOUND;
+
+fail_mdb:
+  rc = store__err(st, rc);
+  if (c)
+    mdb_cursor_close(c);
+  store__rtxn_end(st, txn);
+  return rc;
+}
+
 int sl_store_cursor_next(sl_store_cursor_t *cur, sl_store_rec_t *rec) {
   int rc;
 

@@ -406,6 +406,16 @@ int sl_store_cursor_next(sl_store_cursor_t *cur, sl_store_rec_t *rec);
 /* Closes cur and frees it. NULL is a no-op. */
 void sl_store_cursor_close(sl_store_cursor_t *cur);
 
+/*
+ * The event time (min_time_ns) of the first intact batch of stream holding
+ * an offset at or after from, looking at up to 64 batches: one short read
+ * transaction over the batch headers (checksummed, not decompressed, no
+ * quarantine). For status figures such as the oldest undelivered event's
+ * age. Errors: SL_ENOTFOUND (none), SL_EPOISONED, SL_ESTORE.
+ */
+int sl_store_first_time(sl_store_t *st, uint32_t stream, uint64_t from,
+                        int64_t *min_time_ns);
+
 /* ---- consumer cursors ------------------------------------------------- */
 
 /* Reads consumer's next offset on stream into *next. consumer borrowed.

@@ -43,25 +43,12 @@ int64_t sync__record_ts_ms(const sl_sync_t *up, int64_t event_ns) {
   return sync__now_wall(up) / 1000000;
 }
 
-/* Event time of the first stored event at or after off; -1: none. */
+/* Event time of the first stored event at or after off; -1: none. From
+ * the batch headers: decompressing a cursor's read-ahead (up to 4 MiB) for
+ * one timestamp cost more than the drain itself at every status sample. */
 static int oldest_time(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                        int64_t *t) {
-  sl_store_cursor_t *c;
-  sl_store_rec_t rec;
-  int rc = -1;
-  if (sl_store_cursor_open(up->st, s->id, off, SL_STORE_OFFSET_END, &c) < 0)
-    return -1;
-  for (int i = 0; i < 64; i++) {
-    if (sl_store_cursor_next(c, &rec) < 0)
-      break;
-    if (rec.status == 0 && rec.first_offset + rec.count > off) {
-      *t = rec.min_time_ns;
-      rc = 0;
-      break;
-    }
-  }
-  sl_store_cursor_close(c);
-  return rc;
+  return sl_store_first_time(up->st, s->id, off, t) == 0 ? 0 : -1;
 }
 
 /* The oldest undelivered event's age (see the top of the file). */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "wire/frame.h"
+#include "wire/frame_int.h"
 #include "wire/wire.h"
 
 /* Field keys (field number << 3 | wire type) used by the raw encoders. */
@@ -17,15 +18,6 @@
 #define TAG_LEN(n) ((uint8_t)SL_WIRE_KEY((n), SL_WIRE_TYPE_LEN))
 /* The deepest nesting we walk; the v1 schema is 5 deep and not recursive. */
 #define MAX_DEPTH 16
-
-struct sl_frame_arena {
-  ProtobufCAllocator alloc; /* handed to protobuf-c; data points here */
-  uint8_t *mem;             /* cap bytes, owned */
-  size_t cap;               /* capacity in bytes */
-  size_t used;              /* bump pointer */
-  size_t peak;              /* high-water mark of used */
-  bool exhausted;           /* an allocation failed since the last reset */
-};
 
 static void fail_reason(char *errstr, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -129,7 +121,7 @@ size_t sl_frame_arena_peak(const sl_frame_arena_t *ar) {
  * Strict UTF-8 (Unicode Table 3-7): no overlong forms, no surrogates, nothing
  * above U+10FFFF. Returns the offset of the first bad byte, or len.
  */
-static size_t utf8_check(const uint8_t *s, size_t len) {
+size_t wire__utf8_check(const uint8_t *s, size_t len) {
   size_t i = 0;
 
   while (i < len) {
@@ -177,7 +169,7 @@ static int check_string(const ProtobufCMessageDescriptor *desc,
   if (!s)
     return 0;
   len = strlen(s);
-  bad = utf8_check((const uint8_t *)s, len);
+  bad = wire__utf8_check((const uint8_t *)s, len);
   if (bad == len)
     return 0;
   fail_reason(errstr, errlen, "invalid UTF-8 in %s.%s at byte %zu",
@@ -331,6 +323,13 @@ int sl_frame_decode(sl_frame_arena_t *ar, const uint8_t *body, size_t body_len,
     fail_reason(errstr, errlen, "empty frame");
     return SL_EPROTO;
   }
+  /* The common Publish without protobuf-c (frame_int.h); anything else,
+   * and every refusal, goes through protobuf-c and the checks below. */
+  if ((allowed & SL_FRAME_KIND_BIT(SLUICE__V1__FRAME__KIND_PUBLISH)) &&
+      (*out = wire__publish_fast(ar, body, body_len)))
+    return 0;
+  ar->used = 0;
+  ar->exhausted = false;
   fr = sluice__v1__frame__unpack(&ar->alloc, body_len, body);
   if (!fr) {
     if (ar->exhausted) {

@@ -197,6 +197,18 @@ static void test_append_and_read(void **state) {
   sl_store_cursor_close(cur);
   assert_int_equal(sl_store_cursor_open(st, 77, 0, 1, &cur), SL_ENOTFOUND);
 
+  /* The first batch's event time from the headers alone: from the middle
+   * of a batch, the batch holding it; past the end, none. */
+  {
+    int64_t t = 0;
+    assert_int_equal(sl_store_first_time(st, a, 150, &t), 0);
+    assert_true(t == T0 + 2);
+    assert_int_equal(sl_store_first_time(st, a, 0, &t), 0);
+    assert_true(t == T0);
+    assert_int_equal(sl_store_first_time(st, a, 255, &t), SL_ENOTFOUND);
+    assert_int_equal(sl_store_first_time(st, 77, 0, &t), SL_ENOTFOUND);
+  }
+
   /* Data and offsets survive a reopen. */
   sl_store_env_close(st);
   st = th_open(dir, NULL);
