@@ -99,23 +99,8 @@ static void parse_object(scan_t *s, tok_t *t, const paths_t *below) {
   for (;;) {
     paths_t next;
     unsigned target = 0;
-    int rc;
-    if (t->type != T_STRING) {
-      json__fail(s, "bad_json", "string or '}' expected");
+    if (json__member_key(s, t, &ks) < 0)
       goto out;
-    }
-    if (t->nul) {
-      json__fail(s, "bad_json", "NUL byte in object key not supported");
-      goto out;
-    }
-    if ((rc = json__key_push(s, t, &ks)) < 0) {
-      json__no_memory(s);
-      goto out;
-    }
-    if (rc) {
-      json__fail(s, "bad_json", "duplicate object key");
-      goto out;
-    }
     if (any)
       paths_step(s, below, &next, &target);
     json__lex(s, t);

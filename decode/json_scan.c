@@ -131,6 +131,27 @@ static int keyset_add(scan_t *s, json_keyset_t *ks) {
   return keyset_insert(s, ks, idx);
 }
 
+int json__member_key(scan_t *s, const tok_t *t, json_keyset_t *ks) {
+  int rc;
+  if (t->type != T_STRING) {
+    json__fail(s, "bad_json", "string or '}' expected");
+    return -1;
+  }
+  if (t->nul) {
+    json__fail(s, "bad_json", "NUL byte in object key not supported");
+    return -1;
+  }
+  if ((rc = json__key_push(s, t, ks)) < 0) {
+    json__no_memory(s);
+    return -1;
+  }
+  if (rc) {
+    json__fail(s, "bad_json", "duplicate object key");
+    return -1;
+  }
+  return 0;
+}
+
 int json__key_push(scan_t *s, const tok_t *t, json_keyset_t *ks) {
   jkey_t *k;
   if (s->nkeys == s->capkeys) {

@@ -3,8 +3,8 @@
  * types shared by its lexer (json_scan.c) and its parsers
  * (decode_json_mapped.c; json_tree.c for decode_json.c). Private to decode/.
  */
-#ifndef SL_BROKER_JSON_SCAN_H
-#define SL_BROKER_JSON_SCAN_H
+#ifndef SL_DECODE_JSON_SCAN_H
+#define SL_DECODE_JSON_SCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -91,6 +91,11 @@ typedef struct json_keyset {
  * ks. Returns 1 if the object already has it, 0, or -ENOMEM. Popping: set
  * s->nkeys back to ks->first (and s->kbuf.len to what it was). */
 int json__key_push(scan_t *s, const tok_t *t, json_keyset_t *ks);
+/* The key token t of an object member, checked and pushed onto ks: a
+ * string, without NUL, not seen before in the object. Returns 0, or -1
+ * with the error recorded in s (both object walkers' one set of rules and
+ * messages). */
+int json__member_key(scan_t *s, const tok_t *t, json_keyset_t *ks);
 /* A pushed key's bytes (k->len of them, not terminated). */
 const unsigned char *json__key_bytes(const scan_t *s, const jkey_t *k);
 
@@ -107,4 +112,4 @@ void json__lex(scan_t *s, tok_t *t);
  * *off gets where it starts. Returns 0 or -ENOMEM. */
 int json__decode_string(const tok_t *t, arena_t *a, size_t *off);
 
-#endif /* SL_BROKER_JSON_SCAN_H */
+#endif /* SL_DECODE_JSON_SCAN_H */

@@ -69,23 +69,8 @@ static void parse_object(body_t *b, tok_t *t, uint32_t idx) {
     goto out;
   for (;;) {
     uint32_t c, koff, klen;
-    int rc;
-    if (t->type != T_STRING) {
-      json__fail(s, "bad_json", "string or '}' expected");
+    if (json__member_key(s, t, &ks) < 0)
       goto out;
-    }
-    if (t->nul) {
-      json__fail(s, "bad_json", "NUL byte in object key not supported");
-      goto out;
-    }
-    if ((rc = json__key_push(s, t, &ks)) < 0) {
-      json__no_memory(s);
-      goto out;
-    }
-    if (rc) {
-      json__fail(s, "bad_json", "duplicate object key");
-      goto out;
-    }
     if (text_add(b, t, &koff, &klen) < 0 || !(c = node_new(b)))
       goto out;
     N(b, c)->key = koff;
