@@ -268,7 +268,7 @@ int json_mapped_compare(const uint8_t *data, size_t size, char *why,
       int rcb = run_one(&maps[m], data, size, max, 1, &b, &rb);
       int same = rca == rcb && (rca == 0 || !strcmp(ra, rb)) &&
                  a.count == b.count && a.buf.len == b.buf.len &&
-                 !memcmp(a.buf.data, b.buf.data, a.buf.len) &&
+                 (!a.buf.len || !memcmp(a.buf.data, b.buf.data, a.buf.len)) &&
                  a.min_time_ns == b.min_time_ns &&
                  a.max_time_ns == b.max_time_ns;
       if (!same)
