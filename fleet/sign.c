@@ -113,7 +113,9 @@ int sl_fleet_key_load(const char *path, bool want_private, sl_fleet_key_t **out,
   return rc;
 }
 
-const char *sl_fleet_key_id(const sl_fleet_key_t *k) { return k->id; }
+const char *sl_fleet_key_id(const sl_fleet_key_t *k) {
+  return k->id;
+}
 
 void sl_fleet_key_free(sl_fleet_key_t *k) {
   if (!k)
@@ -165,6 +167,10 @@ int sl_fleet_verify(const sl_fleet_key_t *k, const void *msg, size_t len,
   *payload = NULL;
   *plen = 0;
   s = sluice__v1__signed__unpack(NULL, len, msg);
+  if (s && !s->signature.len && !s->payload.len) {
+    sluice__v1__signed__free_unpacked(s, NULL);
+    s = NULL; /* parsed as unknown fields only */
+  }
   if (!s) {
     snprintf(err, errlen, "not a signed fleet document (%zu bytes)", len);
     return SL_EPROTO;
