@@ -46,19 +46,19 @@ struct sl_fleet_node {
   bool trial;
 
   /* Volatile. */
-  uint64_t seq;              /* low half of FleetStatus.seq */
-  int64_t verify_start_ns;   /* mono: verification began */
-  int64_t healthy_since_ns;  /* mono: healthy without a break, 0 = not */
-  uint64_t in0, bad0;        /* counters when verification began */
-  int64_t last_status_ns;    /* mono: last status published */
-  char last_unhealthy[128];  /* what the gate saw failing last */
+  uint64_t seq;             /* low half of FleetStatus.seq */
+  int64_t verify_start_ns;  /* mono: verification began */
+  int64_t healthy_since_ns; /* mono: healthy without a break, 0 = not */
+  uint64_t in0, bad0;       /* counters when verification began */
+  int64_t last_status_ns;   /* mono: last status published */
+  char last_unhealthy[128]; /* what the gate saw failing last */
 };
 
 const char *sl_fleet_phase_name(sl_fleet_phase_t p) {
   static const char *const names[] = {
-      "UNKNOWN",   "RECEIVED",    "VALIDATING", "REJECTED",
-      "WAITING_WINDOW", "APPLYING", "VERIFYING", "COMMITTED",
-      "ROLLED_BACK", "CONFLICT",  "DECOMMISSIONED", "IDLE"};
+      "UNKNOWN",        "RECEIVED", "VALIDATING",     "REJECTED",
+      "WAITING_WINDOW", "APPLYING", "VERIFYING",      "COMMITTED",
+      "ROLLED_BACK",    "CONFLICT", "DECOMMISSIONED", "IDLE"};
   return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "UNKNOWN";
 }
 
@@ -94,11 +94,12 @@ static uint64_t doc_gen(const Sluice__V1__DesiredConfig *d) {
 
 /* ---- state ------------------------------------------------------------- */
 
-static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p, const char *reason,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p,
+                      const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p, const char *reason,
-                      const char *fmt, ...) {
+static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p,
+                      const char *reason, const char *fmt, ...) {
   n->phase = p;
   snprintf(n->reason, sizeof(n->reason), "%s", reason ? reason : "");
   n->message[0] = '\0';
@@ -168,8 +169,8 @@ int sl_fleet_node_status(sl_fleet_node_t *n, uint8_t **out, size_t *len) {
   st.reason = n->reason;
   st.message = n->message;
   st.running_sha256 = n->trial && n->pending ? n->pending->config_sha256
-                      : n->lkg             ? n->lkg->config_sha256
-                                           : "";
+                      : n->lkg               ? n->lkg->config_sha256
+                                             : "";
   st.healthy = h.ready && h.uplink;
   st.agent_version = n->agent_version;
   st.n_labels = n->conf.n_labels;
@@ -321,8 +322,8 @@ void sl_fleet_node_info(const sl_fleet_node_t *n, sl_fleet_node_info_t *info) {
   info->reason = n->reason;
   info->message = n->message;
   info->running_sha256 = n->trial && n->pending ? n->pending->config_sha256
-                         : n->lkg             ? n->lkg->config_sha256
-                                              : "";
+                         : n->lkg               ? n->lkg->config_sha256
+                                                : "";
   info->decommissioned = n->decommissioned;
 }
 
@@ -438,8 +439,8 @@ int sl_fleet_node_boot(sl_fleet_node_t *n, const char **config_json) {
   }
   if ((rc = persist(n)) < 0)
     return rc;
-  *config_json = n->pending && n->trial ? doc_json(n->pending)
-                                        : doc_json(n->lkg);
+  *config_json =
+      n->pending && n->trial ? doc_json(n->pending) : doc_json(n->lkg);
   if (n->pending && n->trial)
     begin_verify(n);
   /* The first tick publishes the status (the host's producer may not be
@@ -474,8 +475,7 @@ int sl_fleet_node_offer(sl_fleet_node_t *n, const void *rec, size_t len,
         sluice__v1__decommission__unpack(NULL, plen, payload);
     if (!dc || strcmp(dc->node_id, n->node_id) != 0) {
       set_phase(n, SL_FLEET_REJECTED, "schema",
-                "decommission document at offset %lld is %s",
-                (long long)offset,
+                "decommission document at offset %lld is %s", (long long)offset,
                 dc ? "for another node" : "not a Decommission");
     } else {
       n->decommissioned = true;

@@ -30,13 +30,13 @@ static void test_partition(void **state) {
   struct {
     const char *s;
     uint32_t h;
-  } v[] = {{"21", (uint32_t)-973932308},
-           {"foobar", (uint32_t)-790332482},
-           {"a-little-bit-long-string", (uint32_t)-985981536},
-           {"a-little-bit-longer-string", (uint32_t)-1486304829},
-           {"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
-            (uint32_t)-58897971},
-           {"abc", 479470107u}};
+  } v[] = {
+      {"21", (uint32_t)-973932308},
+      {"foobar", (uint32_t)-790332482},
+      {"a-little-bit-long-string", (uint32_t)-985981536},
+      {"a-little-bit-longer-string", (uint32_t)-1486304829},
+      {"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", (uint32_t)-58897971},
+      {"abc", 479470107u}};
   for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
     assert_int_equal(sl_fleet_murmur2(v[i].s, strlen(v[i].s)), v[i].h);
   /* librdkafka's murmur2 partitioner is documented as Java compatible. */
@@ -45,8 +45,8 @@ static void test_partition(void **state) {
     int len = snprintf(key, sizeof(key), "node-%d", i * 7919);
     for (int32_t parts = 1; parts <= 64; parts *= 3)
       assert_int_equal(sl_fleet_partition(key, (size_t)len, parts),
-                       rd_kafka_msg_partitioner_murmur2(
-                           NULL, key, (size_t)len, parts, NULL, NULL));
+                       rd_kafka_msg_partitioner_murmur2(NULL, key, (size_t)len,
+                                                        parts, NULL, NULL));
   }
 }
 
@@ -62,9 +62,8 @@ static sl_fleet_key_t *gen_key(bool priv, sl_fleet_key_t **pub) {
   assert_int_equal(PEM_write_bio_PrivateKey(b, pk, NULL, NULL, 0, NULL, NULL),
                    1);
   n = BIO_get_mem_data(b, &data);
-  assert_int_equal(sl_fleet_key_parse(data, (size_t)n, priv, &k, err,
-                                      sizeof(err)),
-                   0);
+  assert_int_equal(
+      sl_fleet_key_parse(data, (size_t)n, priv, &k, err, sizeof(err)), 0);
   if (pub) {
     BIO *b2 = BIO_new(BIO_s_mem());
     assert_int_equal(PEM_write_bio_PUBKEY(b2, pk), 1);
@@ -72,10 +71,10 @@ static sl_fleet_key_t *gen_key(bool priv, sl_fleet_key_t **pub) {
     assert_int_equal(
         sl_fleet_key_parse(data, (size_t)n, false, pub, err, sizeof(err)), 0);
     /* A public key cannot sign. */
-    assert_int_not_equal(
-        sl_fleet_key_parse(data, (size_t)n, true, &(sl_fleet_key_t *){NULL},
-                           err, sizeof(err)),
-        0);
+    assert_int_not_equal(sl_fleet_key_parse(data, (size_t)n, true,
+                                            &(sl_fleet_key_t *){NULL}, err,
+                                            sizeof(err)),
+                         0);
     BIO_free(b2);
   }
   BIO_free(b);
@@ -96,12 +95,11 @@ static void test_envelope(void **state) {
   char err[256];
 
   assert_string_equal(sl_fleet_key_id(k), sl_fleet_key_id(pub));
-  assert_int_equal(sl_fleet_sign(k, SL_FLEET_DESIRED, msg, sizeof(msg), &env,
-                                 &len),
-                   0);
-  assert_int_equal(sl_fleet_verify(pub, env, len, &kind, &p, &plen, &hold,
-                                   err, sizeof(err)),
-                   0);
+  assert_int_equal(
+      sl_fleet_sign(k, SL_FLEET_DESIRED, msg, sizeof(msg), &env, &len), 0);
+  assert_int_equal(
+      sl_fleet_verify(pub, env, len, &kind, &p, &plen, &hold, err, sizeof(err)),
+      0);
   assert_int_equal(kind, SL_FLEET_DESIRED);
   assert_int_equal(plen, sizeof(msg));
   assert_memory_equal(p, msg, sizeof(msg));
@@ -125,8 +123,8 @@ static void test_envelope(void **state) {
     }
     env[i] ^= 0x10;
   }
-  assert_int_equal(sl_fleet_verify(pub, "junk", 4, &kind, &p, &plen, &hold,
-                                   err, sizeof(err)),
+  assert_int_equal(sl_fleet_verify(pub, "junk", 4, &kind, &p, &plen, &hold, err,
+                                   sizeof(err)),
                    SL_EPROTO);
   free(env);
   sl_fleet_key_free(k);
@@ -158,8 +156,9 @@ typedef struct host {
 static int h_validate(void *o, const char *json, char *err, size_t len) {
   (void)o;
   if (strstr(json, "\"invalid\"")) {
-    snprintf(err, len, "remote:1:12: streams[0].priority: \"x\" is not a "
-                       "number");
+    snprintf(err, len,
+             "remote:1:12: streams[0].priority: \"x\" is not a "
+             "number");
     return -1;
   }
   return 0;
@@ -222,8 +221,12 @@ static void h_event(void *o, const void *rec, size_t len) {
   ((host_t *)o)->events++;
 }
 
-static int64_t h_now(void *o) { return ((host_t *)o)->wall; }
-static int64_t h_mono(void *o) { return ((host_t *)o)->mono; }
+static int64_t h_now(void *o) {
+  return ((host_t *)o)->wall;
+}
+static int64_t h_mono(void *o) {
+  return ((host_t *)o)->mono;
+}
 
 static const sl_fleet_ops_t OPS = {h_validate, h_apply,  h_restart,
                                    h_persist,  h_health, h_status,
@@ -284,9 +287,8 @@ static uint8_t *doc(const char *node, uint64_t gen, const char *json,
   n = sluice__v1__desired_config__get_packed_size(&d);
   buf = malloc(n);
   sluice__v1__desired_config__pack(&d, buf);
-  assert_int_equal(sl_fleet_sign(key ? key : g_key, SL_FLEET_DESIRED, buf, n,
-                                 &env, len),
-                   0);
+  assert_int_equal(
+      sl_fleet_sign(key ? key : g_key, SL_FLEET_DESIRED, buf, n, &env, len), 0);
   free(buf);
   return env;
 }
