@@ -221,6 +221,18 @@ static void add_delta(sl_metric_t *m, uint64_t now, uint64_t *last) {
   *last = now;
 }
 
+int sl_uplink_health(sl_daemon_t *dm, int *connected, uint64_t *backlog) {
+  sl_uplink_t *ul = dm->uplink;
+  *connected = 0;
+  *backlog = 0;
+  if (!ul)
+    return -1;
+  *connected = ul->stats.connected;
+  for (size_t i = 0; i < ul->stats.nstreams && i < SL_SYNC_STREAMS_MAX; i++)
+    *backlog += ul->stats.streams[i].backlog_events;
+  return (int)ul->stats.state;
+}
+
 void sl_uplink_tick(sl_daemon_t *dm) {
   sl_uplink_t *ul = dm->uplink;
   sl_sync_stats_t *s;
