@@ -97,8 +97,7 @@ static int new_key(sl_identity_t *id, char *err, size_t errlen) {
   OPENSSL_cleanse(data, (size_t)n);
   BIO_free(b);
   if (rc < 0) {
-    snprintf(err, errlen, "%s: cannot write: %s", id->key_path,
-             strerror(-rc));
+    snprintf(err, errlen, "%s: cannot write: %s", id->key_path, strerror(-rc));
     EVP_PKEY_free(k);
     return rc;
   }
@@ -178,7 +177,9 @@ const char *sl_identity_key_path(const sl_identity_t *id) {
 const char *sl_identity_cert_path(const sl_identity_t *id) {
   return id->cert_path;
 }
-const char *sl_identity_ca_path(const sl_identity_t *id) { return id->ca_path; }
+const char *sl_identity_ca_path(const sl_identity_t *id) {
+  return id->ca_path;
+}
 
 int sl_identity_csr(const sl_identity_t *id, const char *cn, char **pem) {
   X509_REQ *r = X509_REQ_new();
@@ -224,8 +225,8 @@ int sl_identity_install(sl_identity_t *id, const char *cert_pem,
   X509 *c = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
   X509_STORE *store = X509_STORE_new();
   X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-  STACK_OF(X509_INFO) *cas = cb ? PEM_X509_INFO_read_bio(cb, NULL, NULL, NULL)
-                                : NULL;
+  STACK_OF(X509_INFO) *cas =
+      cb ? PEM_X509_INFO_read_bio(cb, NULL, NULL, NULL) : NULL;
   int rc = SL_EKEY, ncas = 0;
 
   if (!c || !cas) {
@@ -248,15 +249,14 @@ int sl_identity_install(sl_identity_t *id, const char *cert_pem,
   }
   /* Tolerate a node clock a little behind the CA's. */
   X509_STORE_CTX_init(ctx, store, c, NULL);
-  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx),
-                             time(NULL) + 300);
+  X509_VERIFY_PARAM_set_time(X509_STORE_CTX_get0_param(ctx), time(NULL) + 300);
   if (X509_verify_cert(ctx) != 1) {
     snprintf(err, errlen, "the certificate does not verify against the CA: %s",
              X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     goto out;
   }
-  if ((rc = write_atomic(id->dir, id->ca_path, ca_pem, strlen(ca_pem),
-                         0644)) < 0 ||
+  if ((rc = write_atomic(id->dir, id->ca_path, ca_pem, strlen(ca_pem), 0644)) <
+          0 ||
       (rc = write_atomic(id->dir, id->cert_path, cert_pem, strlen(cert_pem),
                          0644)) < 0) {
     snprintf(err, errlen, "cannot write the certificate: %s", strerror(-rc));

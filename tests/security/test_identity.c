@@ -141,8 +141,7 @@ static void test_identity(void **state) {
   /* A key file others can read is refused. */
   snprintf(path, sizeof(path), "%s/node.key", dir);
   chmod(path, 0644);
-  assert_int_equal(sl_identity_open(dir, true, &id, err, sizeof(err)),
-                   SL_EKEY);
+  assert_int_equal(sl_identity_open(dir, true, &id, err, sizeof(err)), SL_EKEY);
   assert_non_null(strstr(err, "chmod 600"));
   free(ca0);
   free(ca1);
