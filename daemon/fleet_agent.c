@@ -599,10 +599,18 @@ int sl_fleet_agent_boot(sl_daemon_t *dm, char *err, size_t errlen) {
   return 0;
 }
 
+/* librdkafka's logs in the daemon's format. */
+static void klog(const rd_kafka_t *rk, int level, const char *fac,
+                 const char *buf) {
+  (void)rk;
+  sl_log_kafka_cb(NULL, level, fac, buf);
+}
+
 static rd_kafka_conf_t *kconf(const sl_daemon_t *dm, const char *brokers,
                               char *err, size_t errlen) {
   const sl_config_t *cfg = dm->in.cfg;
   rd_kafka_conf_t *c = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(c, klog);
   if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, errlen) ||
       rd_kafka_conf_set(c, "client.id", "sluice-fleet", err, errlen))
     goto fail;
