@@ -48,7 +48,7 @@ const char *sl_fleet_key_id(const sl_fleet_key_t *k);
 void sl_fleet_key_free(sl_fleet_key_t *k);
 
 /* Signed envelope kinds (Signed.Kind). */
-enum { SL_FLEET_DESIRED = 1, SL_FLEET_DECOMMISSION = 2 };
+enum { SL_FLEET_DESIRED = 1, SL_FLEET_DECOMMISSION = 2, SL_FLEET_MODEL = 3 };
 
 /*
  * Wraps payload (len bytes, a serialized DesiredConfig or Decommission) in
