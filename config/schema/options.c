@@ -12,6 +12,7 @@
  * by their dotted prefix in table order (tests/config checks this).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -132,6 +133,18 @@ static const char *check_hostport(const char *s) {
  * logs in its "ready" line (tests rely on it; no fixed ports). */
 static const char *check_listen(const char *s) {
   return hostport(s, true);
+}
+
+/* "HH:MM-HH:MM" (UTC) or "": models.window. */
+static const char *check_window(const char *s) {
+  unsigned h1, m1, h2, m2;
+  char end;
+  if (!*s)
+    return NULL;
+  if (sscanf(s, "%2u:%2u-%2u:%2u%c", &h1, &m1, &h2, &m2, &end) != 4 ||
+      h1 > 23 || h2 > 23 || m1 > 59 || m2 > 59)
+    return "is not a UTC window \"HH:MM-HH:MM\" (e.g. 01:00-05:00)";
+  return NULL;
 }
 
 /* "host:port,host:port": what librdkafka's bootstrap.servers takes. */
@@ -616,6 +629,43 @@ static const sl_cfg_opt_t root_opts[] = {
         "The node's status is re-published this often even without a change "
         "(the centre's last-seen time).",
         .min = "1s", .max = "1h"),
+
+    OPT("models.enabled", BOOL, models.enabled, "false", RESTART,
+        "Take model versions from the model topics (<prefix>models, "
+        "<prefix>model.chunks): download under the cap, verify, activate "
+        "atomically, gate and roll back (docs/EDGE-AI.md)."),
+    OPT("models.dir", PATH, models.dir, "", RESTART,
+        "Where versions live (<dir>/<name>/<version>/, <dir>/<name>/current); "
+        "\"\" = <node.data_dir>/models."),
+    OPT("models.brokers", STRING, models.brokers, "", RESTART,
+        "Bootstrap servers of the model topics; \"\" = fleet.brokers, else "
+        "kafka.brokers. kafka.properties (TLS, SASL) apply.",
+        .check = check_brokers),
+    OPT("models.topic_prefix", STRING, models.topic_prefix, "", RESTART,
+        "Prefix of the model topics; \"\" = fleet.topic_prefix."),
+    OPT("models.verify_key", PATH, models.verify_key, "", RESTART | TRUST_FILE,
+        "Ed25519 public key (PEM) manifests must be signed with; \"\" = "
+        "fleet.verify_key."),
+    OPT("models.names", LIST, models.names, "", RESTART,
+        "Models this node takes (manifest names); empty = every model on the "
+        "topic."),
+    OPT("models.bandwidth_bytes_per_s", SIZE, models.bandwidth_bytes_per_s,
+        "1MiB", RESTART,
+        "Download cap in chunk bytes per second (token bucket); 0 = none. "
+        "Downloads also pause while the uplink has a backlog to send."),
+    OPT("models.window", STRING, models.window, "", RESTART,
+        "Downloads only inside this UTC window, \"HH:MM-HH:MM\" (may wrap "
+        "midnight); \"\" = always. Activation and the gate are not bound "
+        "to it.",
+        .check = check_window),
+    OPT("models.max_bytes", SIZE, models.max_bytes, "0", RESTART,
+        "Disk the versions of one model may use (active, previous and the "
+        "one downloading); a version that does not fit is refused (status "
+        "disk). 0 = what the file system can reserve."),
+    OPT("models.gate_stream", STRING, models.gate_stream, "", RESTART,
+        "The stream a model_aggregate step writes (its into:): the gate reads "
+        "the trial version's aggregates from it. \"\" = no aggregate gate "
+        "(the load acknowledgement and timeouts still apply)."),
 
     OPT("log.level", ENUM, log.level, "info", RELOAD | FLEET,
         "Least severe level written.", .enums = log_levels),
