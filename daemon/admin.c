@@ -42,6 +42,7 @@ struct sl_admin {
   uint64_t store_error_ns; /* last storage error, 0 = none (episode over) */
   char store_reason[160];
   sl_admin_sec_t sec; /* TLS and credentials (zero: plain, no POST) */
+  sl_admin_models_t models; /* under lock; list NULL = off */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status,
@@ -93,6 +94,62 @@ static enum MHD_Result post_reload(sl_admin_t *adm, struct MHD_Connection *conn,
   return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down");
 }
 
+void sl_admin_set_models(sl_admin_t *adm, const sl_admin_models_t *m) {
+  pthread_mutex_lock(&adm->lock);
+  if (m)
+    adm->models = *m;
+  else
+    memset(&adm->models, 0, sizeof(adm->models));
+  pthread_mutex_unlock(&adm->lock);
+}
+
+/* /v1/models (GET) and /v1/models/<name>/ack (POST). */
+static enum MHD_Result models_route(sl_admin_t *adm,
+                                    struct MHD_Connection *conn,
+                                    const char *url, const char *method) {
+  sl_admin_models_t m;
+  pthread_mutex_lock(&adm->lock);
+  m = adm->models;
+  pthread_mutex_unlock(&adm->lock);
+  if (!m.list)
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found (models.enabled "
+                                                "is false)");
+  if (!strcmp(url, "/v1/models")) {
+    char *json;
+    if (strcmp(method, "GET") && strcmp(method, "HEAD"))
+      return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use GET");
+    if (!(json = m.list(m.opaque)))
+      return reply_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "unavailable");
+    return reply(conn, MHD_HTTP_OK, "application/json", json, strlen(json),
+                 MHD_RESPMEM_MUST_FREE);
+  }
+  const char *name = url + strlen("/v1/models/"), *slash = strchr(name, '/');
+  char model[129];
+  if (!slash || strcmp(slash, "/ack") || slash == name ||
+      (size_t)(slash - name) >= sizeof(model))
+    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found");
+  if (strcmp(method, "POST"))
+    return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "use POST");
+  if (!adm->sec.allowed_cb || adm->sec.allowed_cb(adm->opaque, conn) < 0)
+    return reply_text(conn, MHD_HTTP_FORBIDDEN,
+                      "forbidden: this endpoint needs the admin token "
+                      "(Authorization: Bearer) or an admin client certificate");
+  memcpy(model, name, (size_t)(slash - name));
+  model[slash - name] = 0;
+  const char *ver = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                                "version");
+  const char *ok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                               "ok");
+  const char *msg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
+                                                "message");
+  if (!ver || !*ver)
+    return reply_text(conn, MHD_HTTP_BAD_REQUEST,
+                      "version=V is required (the version the app loaded)");
+  if (m.ack(m.opaque, model, ver, !ok || strcmp(ok, "false"), msg) < 0)
+    return reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not taken");
+  return reply_text(conn, MHD_HTTP_ACCEPTED, "accepted");
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload_data,
@@ -113,6 +170,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     return reply_text(conn, MHD_HTTP_URI_TOO_LONG, "too many query arguments");
   if (!strcmp(url, "/v1/reload"))
     return post_reload(adm, conn, method);
+  if (!strncmp(url, "/v1/models", 10) && (!url[10] || url[10] == '/'))
+    return models_route(adm, conn, url, method);
   if (strcmp(method, "GET") && strcmp(method, "HEAD"))
     return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
   if (!strcmp(url, "/metrics")) {

@@ -77,6 +77,19 @@ int sl_admin_get_ready(sl_admin_t *adm, char *reason, size_t len);
 void sl_admin_set_store_error(sl_admin_t *adm, const char *reason);
 
 /* Stops the server thread and frees everything. NULL is a no-op. */
+/* GET /v1/models and POST /v1/models/<name>/ack?version=V[&ok=false]
+ * [&message=M] (daemon/models.c): list returns the JSON array (owned) or
+ * NULL; ack queues an acknowledgement: 0 or an error. The POST needs what
+ * /v1/reload needs (the admin credential when one is configured). NULL
+ * (or m NULL) turns the routes off (404). Any thread. */
+typedef struct sl_admin_models {
+  char *(*list)(void *opaque);
+  int (*ack)(void *opaque, const char *name, const char *version, int ok,
+             const char *message);
+  void *opaque;
+} sl_admin_models_t;
+void sl_admin_set_models(sl_admin_t *adm, const sl_admin_models_t *m);
+
 void sl_admin_stop(sl_admin_t *adm);
 
 #endif /* SL_ADMIN_H */

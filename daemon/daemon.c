@@ -24,6 +24,7 @@
 #include "daemon/daemon_ops.h"
 #include "daemon/enrol.h"
 #include "daemon/fleet_agent.h"
+#include "daemon/models.h"
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
 #include "ingest/mqtt/mqtt.h"
@@ -104,6 +105,7 @@ static char *status_json(void *opaque) {
   sl_uplink_status(dm, root);
   sl_cfgwatch_status(dm, root);
   sl_fleet_agent_status(dm, root);
+  sl_models_status(dm, root);
   sl_enrol_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
@@ -149,6 +151,7 @@ static void on_finish_check(uv_check_t *h) {
   sl_notify_close(dm);
   sl_cfgwatch_close(dm);
   sl_fleet_agent_close(dm);
+  sl_models_close(dm);
   sl_enrol_close(dm);
   sl_ingest_close(&dm->in);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
@@ -439,6 +442,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_uplink_stop(dm);
   sl_uplink_free(dm);
   sl_fleet_agent_free(dm); /* persists through the store too */
+  sl_models_free(dm);      /* so do the models */
   free(dm->reload_remote);
   if (dm->in.st)
     sl_store_env_close(dm->in.st);
@@ -661,6 +665,10 @@ int sl_daemon_run(const char *config_path) {
     goto fail_loop;
   if ((rc = sl_fleet_agent_start(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_CONFIG, NULL, "fleet: %s", err);
+    goto fail_loop;
+  }
+  if ((rc = sl_models_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "models: %s", err);
     goto fail_loop;
   }
   if ((rc = sl_enrol_start(dm, err, sizeof(err))) < 0) {

@@ -35,6 +35,7 @@ struct sl_daemon {
   struct sl_notify *ntf;        /* sd_notify, NULL when off (notify.c) */
   struct sl_cfgwatch *cwatch;   /* config identity and watch (config_watch.c) */
   struct sl_fleet_agent *fleet; /* fleet control plane (fleet_agent.c) */
+  struct sl_models *models;     /* model distribution (models.c) */
   int reexec;                   /* stop, then re-execute (fleet restart) */
   char *reload_remote;          /* the fleet layer for the reload's worker */
   struct sl_enrol *enrol;       /* zero-touch enrolment (enrol.c), or NULL */

@@ -166,6 +166,12 @@ int sl_native_open_handles(const sl_native_t *nt);
 /* The bound TCP port, or -1 (tests use port 0). */
 int sl_native_port(const sl_native_t *nt);
 
+/* Publishes a retained message (QoS 1) on MQTT's publish link (loop
+ * thread): 0, SL_ECLOSED (no publish link or not connected: try again
+ * later) or SL_EMQTT. Model announcements (daemon/models.c). */
+int sl_mqtt_publish_retained(sl_mqtt_t *mq, const char *topic,
+                             const void *payload, size_t len);
+
 /* HTTP ingest (ingest/http/http_ingest.c), on libmicrohttpd's thread. */
 int sl_http_start(sl_ingest_t *ic, sl_http_t **out, char *errstr,
                   size_t errlen);

@@ -96,6 +96,11 @@ int mqtt__publish(sl_mqtt_t *mq, const char *topic, const void *payload,
   return 0;
 }
 
+int sl_mqtt_publish_retained(sl_mqtt_t *mq, const char *topic,
+                             const void *payload, size_t len) {
+  return mq ? mqtt__publish(mq, topic, payload, len, 1, true, 0) : SL_ECLOSED;
+}
+
 /* Topic levels from event sources: '+', '#' and NUL cannot appear. */
 static void topic_expand(const char *tmpl, const char *stream,
                          const char *source, char *out, size_t cap) {
