@@ -270,16 +270,16 @@ typedef struct sl_config {
     uint64_t heartbeat_ms;      /* status re-published this often */
   } fleet;
   struct {
-    bool enabled;                 /* model distribution (daemon/models.c) */
-    char *dir;                    /* "" = <node.data_dir>/models */
-    char *brokers;                /* "" = fleet.brokers, kafka.brokers */
-    char *topic_prefix;           /* "" = fleet.topic_prefix */
-    char *verify_key;             /* "" = fleet.verify_key */
-    sl_config_strlist_t names;    /* models this node takes, empty = all */
+    bool enabled;                   /* model distribution (daemon/models.c) */
+    char *dir;                      /* "" = <node.data_dir>/models */
+    char *brokers;                  /* "" = fleet.brokers, kafka.brokers */
+    char *topic_prefix;             /* "" = fleet.topic_prefix */
+    char *verify_key;               /* "" = fleet.verify_key */
+    sl_config_strlist_t names;      /* models this node takes, empty = all */
     uint64_t bandwidth_bytes_per_s; /* download cap, 0 = none */
-    char *window;                 /* "HH:MM-HH:MM" UTC, "" = always */
-    uint64_t max_bytes;           /* disk for all versions, 0 = the disk's */
-    char *gate_stream;            /* model_aggregate's into stream */
+    char *window;                   /* "HH:MM-HH:MM" UTC, "" = always */
+    uint64_t max_bytes;             /* disk for all versions, 0 = the disk's */
+    char *gate_stream;              /* model_aggregate's into stream */
   } models;
   struct {
     uint64_t max_frame_bytes;

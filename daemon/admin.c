@@ -41,7 +41,7 @@ struct sl_admin {
   char health_reason[256];
   uint64_t store_error_ns; /* last storage error, 0 = none (episode over) */
   char store_reason[160];
-  sl_admin_sec_t sec; /* TLS and credentials (zero: plain, no POST) */
+  sl_admin_sec_t sec;       /* TLS and credentials (zero: plain, no POST) */
   sl_admin_models_t models; /* under lock; list NULL = off */
 };
 
@@ -112,8 +112,9 @@ static enum MHD_Result models_route(sl_admin_t *adm,
   m = adm->models;
   pthread_mutex_unlock(&adm->lock);
   if (!m.list)
-    return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found (models.enabled "
-                                                "is false)");
+    return reply_text(conn, MHD_HTTP_NOT_FOUND,
+                      "not found (models.enabled "
+                      "is false)");
   if (!strcmp(url, "/v1/models")) {
     char *json;
     if (strcmp(method, "GET") && strcmp(method, "HEAD"))
@@ -136,12 +137,12 @@ static enum MHD_Result models_route(sl_admin_t *adm,
                       "(Authorization: Bearer) or an admin client certificate");
   memcpy(model, name, (size_t)(slash - name));
   model[slash - name] = 0;
-  const char *ver = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-                                                "version");
-  const char *ok = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-                                               "ok");
-  const char *msg = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND,
-                                                "message");
+  const char *ver =
+      MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "version");
+  const char *ok =
+      MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "ok");
+  const char *msg =
+      MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "message");
   if (!ver || !*ver)
     return reply_text(conn, MHD_HTTP_BAD_REQUEST,
                       "version=V is required (the version the app loaded)");

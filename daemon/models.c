@@ -99,8 +99,8 @@ struct sl_models {
   uv_timer_t timer;
   int handles_open;
 
-  sl_metric_t *m_bytes, *m_chunks_ok, *m_chunks_bad, *m_activations,
-      *m_commits, *m_rollbacks, *m_rejections, *m_downloading;
+  sl_metric_t *m_bytes, *m_chunks_ok, *m_chunks_bad, *m_activations, *m_commits,
+      *m_rollbacks, *m_rejections, *m_downloading;
   uint64_t last_n[5]; /* per-entry sums seen: activated, committed, ... */
   sl_models_gate_t *gate;
 };
@@ -214,18 +214,17 @@ static void produce_status(sl_models_t *ms, entry_t *e) {
   if (!e->status || ms->status_parts <= 0 || !ms->prod)
     return;
   snprintf(key, sizeof(key), "%s/%s", ms->node_id, e->name);
-  if (rd_kafka_producev(
-          ms->prod, RD_KAFKA_V_TOPIC(ms->topic[2]),
-          RD_KAFKA_V_PARTITION(
-              sl_fleet_partition(key, strlen(key), ms->status_parts)),
-          RD_KAFKA_V_KEY(key, strlen(key)),
-          RD_KAFKA_V_VALUE(e->status, e->status_len),
-          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END) == 0)
+  if (rd_kafka_producev(ms->prod, RD_KAFKA_V_TOPIC(ms->topic[2]),
+                        RD_KAFKA_V_PARTITION(sl_fleet_partition(
+                            key, strlen(key), ms->status_parts)),
+                        RD_KAFKA_V_KEY(key, strlen(key)),
+                        RD_KAFKA_V_VALUE(e->status, e->status_len),
+                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                        RD_KAFKA_V_END) == 0)
     e->status = NULL; /* librdkafka frees it */
 }
 
-static void op_status(void *o, const char *model, const void *rec,
-                      size_t len) {
+static void op_status(void *o, const char *model, const void *rec, size_t len) {
   sl_models_t *ms = o;
   entry_t *e = find(ms, model);
   sl_model_info_t in;
@@ -363,8 +362,8 @@ static bool take_tokens(sl_models_t *ms, size_t len) {
 static void assign_chunks(sl_models_t *ms, const sl_model_manifest_info_t *mi,
                           int64_t next) {
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-  int64_t off = mi->chunk_offsets ? mi->chunk_offsets[next]
-                                  : RD_KAFKA_OFFSET_BEGINNING;
+  int64_t off =
+      mi->chunk_offsets ? mi->chunk_offsets[next] : RD_KAFKA_OFFSET_BEGINNING;
   rd_kafka_topic_partition_list_add(l, ms->topic[1], mi->chunk_partition)
       ->offset = off;
   if (rd_kafka_assign(ms->cc, l) == 0) {
@@ -408,8 +407,7 @@ static void download(sl_models_t *ms) {
     key[kl] = 0;
     ms->next_expected = msg->offset + 1;
     char *slash = strchr(key, '/');
-    if (slash && (size_t)(slash - key) == 64 &&
-        !strncmp(key, mi.sha256, 64)) {
+    if (slash && (size_t)(slash - key) == 64 && !strncmp(key, mi.sha256, 64)) {
       uint32_t idx = (uint32_t)strtoul(slash + 1, NULL, 10);
       if (take_tokens(ms, msg->len)) {
         int rc = sl_model_put_chunk(e->m, idx, msg->payload, msg->len);
@@ -422,8 +420,7 @@ static void download(sl_models_t *ms) {
     }
   }
   rd_kafka_message_destroy(msg);
-  if (sl_model_pending(e->m) &&
-      (next = sl_model_next_chunk(e->m)) < 0) {
+  if (sl_model_pending(e->m) && (next = sl_model_next_chunk(e->m)) < 0) {
     unassign_chunks(ms);
     int rc = sl_model_activate(e->m);
     if (rc < 0)
@@ -453,8 +450,8 @@ static void snapshot(sl_models_t *ms) {
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, "
                   "s:I, s:I, s:b, s:I, s:I}",
                   "name", ms->ents[i].name, "phase",
-                  sl_model_phase_name(in.phase), "reason", in.reason,
-                  "message", in.message, "active_version", in.active_version,
+                  sl_model_phase_name(in.phase), "reason", in.reason, "message",
+                  in.message, "active_version", in.active_version,
                   "active_sha256", in.active_sha256, "path", path,
                   "previous_version", in.previous_version, "previous_sha256",
                   in.previous_sha256, "pending_version", in.pending_version,
@@ -505,9 +502,8 @@ static void take_acks(sl_models_t *ms) {
     if (e && e->m) {
       int rc = sl_model_ack(e->m, a->version, a->ok, a->message);
       if (rc < 0)
-        sl_warn(SL_LOG_CTX_CONFIG, a->name,
-                "models: acknowledgement of %s: %s", a->version,
-                sl_strerror(rc));
+        sl_warn(SL_LOG_CTX_CONFIG, a->name, "models: acknowledgement of %s: %s",
+                a->version, sl_strerror(rc));
     }
     free(a);
     a = next;
@@ -553,7 +549,7 @@ static void *models_thread(void *arg) {
   int32_t parts = -1;
   int eofs = 0;
   bool caught_up = false;
-  int64_t last_tick = 0, last_meta = 0;
+  int64_t last_tick = 0, last_meta = 0, last_smeta = 0;
 
   ms->refill_ns = mono_ns();
   while (!atomic_load(&ms->stop)) {
@@ -570,7 +566,8 @@ static void *models_thread(void *arg) {
         rd_kafka_topic_partition_list_destroy(l);
       }
     }
-    if (ms->status_parts <= 0 && t - last_meta > 1000000000LL &&
+    if (ms->status_parts <= 0 && t - last_smeta > 1000000000LL &&
+        (last_smeta = t) &&
         (ms->status_parts = partitions_of(ms->prod, ms->topic[2])) > 0)
       for (size_t i = 0; i < ms->nents; i++)
         produce_status(ms, &ms->ents[i]);
@@ -737,7 +734,7 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
   const char *prefix = *cfg->models.topic_prefix ? cfg->models.topic_prefix
                        : dm->kx.topic_prefix     ? dm->kx.topic_prefix
                                                  : cfg->fleet.topic_prefix;
-  const char *vk = *cfg->models.verify_key ? cfg->models.verify_key
+  const char *vk = *cfg->models.verify_key  ? cfg->models.verify_key
                    : *cfg->fleet.verify_key ? cfg->fleet.verify_key
                                             : dm->kx.verify_key;
   rd_kafka_conf_t *pc;
@@ -748,9 +745,10 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
   if (!cfg->models.enabled || dm->kx.blocked)
     return 0;
   if (!brokers || !*brokers || !vk || !*vk) {
-    snprintf(err, errlen, "models.enabled needs brokers (models.brokers, "
-                          "fleet.brokers or kafka.brokers) and a verify key "
-                          "(models.verify_key or fleet.verify_key)");
+    snprintf(err, errlen,
+             "models.enabled needs brokers (models.brokers, "
+             "fleet.brokers or kafka.brokers) and a verify key "
+             "(models.verify_key or fleet.verify_key)");
     return SL_ECONFIG;
   }
   if (!(ms = calloc(1, sizeof(*ms))))
@@ -781,8 +779,9 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
       ms->win_end = (int)(h2 * 60 + m2);
     }
   }
-  ms->m_bytes = sl_metrics_counter(dm->in.mx, "sluice_model_bytes_fetched_total",
-                                   "Model chunk bytes received", NULL);
+  ms->m_bytes =
+      sl_metrics_counter(dm->in.mx, "sluice_model_bytes_fetched_total",
+                         "Model chunk bytes received", NULL);
   ms->m_chunks_ok =
       sl_metrics_counter(dm->in.mx, "sluice_model_chunks_total",
                          "Model chunks received", "result=\"ok\"");
@@ -792,9 +791,9 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
   ms->m_activations =
       sl_metrics_counter(dm->in.mx, "sluice_model_activations_total",
                          "Model versions activated", NULL);
-  ms->m_commits = sl_metrics_counter(dm->in.mx, "sluice_model_commits_total",
-                                     "Model versions that passed the gate",
-                                     NULL);
+  ms->m_commits =
+      sl_metrics_counter(dm->in.mx, "sluice_model_commits_total",
+                         "Model versions that passed the gate", NULL);
   ms->m_rollbacks =
       sl_metrics_counter(dm->in.mx, "sluice_model_rollbacks_total",
                          "Model versions rolled back", NULL);

@@ -89,7 +89,8 @@ static double sketch_p95_ms(const sketch_t *s) {
   return 0;
 }
 
-static void window_add(sl_model_window_t *w, const Sluice__V1__InferenceAggregate *a) {
+static void window_add(sl_model_window_t *w,
+                       const Sluice__V1__InferenceAggregate *a) {
   w->events += a->events;
   for (size_t i = 0; i < a->n_status_counts && i < 5; i++)
     w->status[i] += a->status_counts[i];
@@ -153,8 +154,7 @@ static void take(sl_models_gate_t *g, const Sluice__V1__InferenceAggregate *a) {
   /* A later window of the model closes the earlier ones. */
   for (int i = 0; i < MAX_PENDING; i++) {
     pending_t *q = &g->pend[i];
-    if (q->used && !strcmp(q->model, a->model) &&
-        q->start < a->window_start_ns)
+    if (q->used && !strcmp(q->model, a->model) && q->start < a->window_start_ns)
       feed(g, q);
   }
   for (int i = 0; i < MAX_PENDING; i++) {
@@ -201,8 +201,8 @@ void sl_models_gate_poll(sl_models_gate_t *g) {
       if (ev->body_case != SLUICE__V1__EVENT__BODY_RAW || !ev->raw ||
           !strstr(ev->raw->content_type, "InferenceAggregate"))
         continue;
-      if ((a = sluice__v1__inference_aggregate__unpack(
-               NULL, ev->raw->data.len, ev->raw->data.data))) {
+      if ((a = sluice__v1__inference_aggregate__unpack(NULL, ev->raw->data.len,
+                                                       ev->raw->data.data))) {
         take(g, a);
         sluice__v1__inference_aggregate__free_unpacked(a, NULL);
       }
@@ -226,8 +226,9 @@ int sl_models_gate_new(sl_daemon_t *dm, const char *stream,
   (void)dm;
   (void)stream;
   *out = NULL;
-  snprintf(err, errlen, "models.gate_stream needs the model_aggregate step, "
-                        "which this build does not have");
+  snprintf(err, errlen,
+           "models.gate_stream needs the model_aggregate step, "
+           "which this build does not have");
   return SL_ECONFIG;
 }
 void sl_models_gate_poll(sl_models_gate_t *g) {

@@ -122,8 +122,10 @@ void model__gate_check(sl_model_t *m) {
   double em = rate(a->cand.status[2], a->cand.events);
   msg[0] = 0;
   if (g->max_error_rate && er > g->max_error_rate)
-    snprintf(msg, sizeof(msg), "error rate %.4f > %.4f over %u windows, %llu "
-             "runs", er, g->max_error_rate, a->windows,
+    snprintf(msg, sizeof(msg),
+             "error rate %.4f > %.4f over %u windows, %llu "
+             "runs",
+             er, g->max_error_rate, a->windows,
              (unsigned long long)a->cand.events);
   else if (g->max_empty_rate && em > g->max_empty_rate)
     snprintf(msg, sizeof(msg), "empty rate %.4f > %.4f over %u windows", em,
@@ -133,8 +135,10 @@ void model__gate_check(sl_model_t *m) {
              g->max_p95_latency_ms);
   else if (g->max_psi && mi.reference &&
            psi(a->cand.score_hist, mi.reference) > g->max_psi)
-    snprintf(msg, sizeof(msg), "PSI %.4f > %.4f against the manifest's "
-             "reference", psi(a->cand.score_hist, mi.reference), g->max_psi);
+    snprintf(msg, sizeof(msg),
+             "PSI %.4f > %.4f against the manifest's "
+             "reference",
+             psi(a->cand.score_hist, mi.reference), g->max_psi);
   else if (g->min_agreement && a->cand.agree + a->cand.disagree &&
            rate(a->cand.agree, a->cand.agree + a->cand.disagree) <
                g->min_agreement)
@@ -144,16 +148,20 @@ void model__gate_check(sl_model_t *m) {
   else if (g->max_error_rate_delta && a->have_prim &&
            er - rate(a->prim.status[3], a->prim.events) >
                g->max_error_rate_delta)
-    snprintf(msg, sizeof(msg), "error rate %.4f is %.4f over the primary's "
-             "(limit %.4f)", er, er - rate(a->prim.status[3], a->prim.events),
+    snprintf(msg, sizeof(msg),
+             "error rate %.4f is %.4f over the primary's "
+             "(limit %.4f)",
+             er, er - rate(a->prim.status[3], a->prim.events),
              g->max_error_rate_delta);
   if (msg[0]) {
     (void)transition_rollback(m, "gate", msg);
     return;
   }
   if (m->acked || !g->ack_timeout_ms) {
-    snprintf(msg, sizeof(msg), "gate passed: %u windows, %llu runs, error "
-             "rate %.4f", a->windows, (unsigned long long)a->cand.events, er);
+    snprintf(msg, sizeof(msg),
+             "gate passed: %u windows, %llu runs, error "
+             "rate %.4f",
+             a->windows, (unsigned long long)a->cand.events, er);
     commit(m, msg);
   }
 }
@@ -212,9 +220,11 @@ void sl_model_tick(sl_model_t *m) {
     return;
   }
   if (mi.gate.timeout_ms && age_ms >= (int64_t)mi.gate.timeout_ms) {
-    snprintf(msg, sizeof(msg), "gate not passed within %llu ms (%u windows, "
-             "%llu runs seen)", (unsigned long long)mi.gate.timeout_ms,
-             m->gate.windows, (unsigned long long)m->gate.cand.events);
+    snprintf(msg, sizeof(msg),
+             "gate not passed within %llu ms (%u windows, "
+             "%llu runs seen)",
+             (unsigned long long)mi.gate.timeout_ms, m->gate.windows,
+             (unsigned long long)m->gate.cand.events);
     (void)transition_rollback(m, "timeout", msg);
   }
 }

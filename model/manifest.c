@@ -30,8 +30,8 @@ int sl_model_hash_chunks(const void *data, size_t len, uint32_t chunk_size,
   if (!*hashes)
     return -ENOMEM;
   for (size_t i = 0; i < cnt; i++) {
-    size_t off = i * chunk_size, l = len - off < chunk_size ? len - off
-                                                            : chunk_size;
+    size_t off = i * chunk_size,
+           l = len - off < chunk_size ? len - off : chunk_size;
     SHA256((const unsigned char *)data + off, l, d);
     hex(d, (*hashes)[i]);
   }
@@ -130,8 +130,10 @@ int sl_model_manifest_build(const sl_model_build_t *b, const void *data,
       char *end;
       unsigned long id = strtoul(k, &end, 10);
       if (*end || !json_is_string(v)) {
-        snprintf(err, errlen, "labels: key '%s' is not a label id or its "
-                              "value not a string", k);
+        snprintf(err, errlen,
+                 "labels: key '%s' is not a label id or its "
+                 "value not a string",
+                 k);
         rc = SL_ECONFIG;
         goto fail;
       }
@@ -250,8 +252,8 @@ int sl_model_manifest_open(const sl_fleet_key_t *key, const void *rec,
   }
   for (size_t i = 0; i < m->n_chunk_sha256; i++)
     if (!is_hex64(m->chunk_sha256[i])) {
-      snprintf(err, errlen, "manifest %s %s: chunk %zu hash not hex",
-               m->name, m->version, i);
+      snprintf(err, errlen, "manifest %s %s: chunk %zu hash not hex", m->name,
+               m->version, i);
       goto fail;
     }
   if (m->n_files && !model__safe_component(m->files[0]->path)) {

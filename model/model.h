@@ -46,8 +46,8 @@ typedef struct sl_model_build {
   uint32_t chunk_size;   /* 0 = 512 KiB */
   const char *runtime, *format, *role;
   const char *previous_version, *previous_sha256;
-  const char *labels_json;   /* {"0":"cat",...} or NULL */
-  const double *reference;   /* SL_MODEL_HIST_BINS proportions or NULL */
+  const char *labels_json; /* {"0":"cat",...} or NULL */
+  const double *reference; /* SL_MODEL_HIST_BINS proportions or NULL */
   sl_model_gate_limits_t gate;
   int32_t chunk_partition;
   const int64_t *chunk_offsets; /* one per chunk, or NULL */
@@ -124,11 +124,11 @@ typedef struct sl_model_ops {
 } sl_model_ops_t;
 
 typedef struct sl_model_conf {
-  const char *dir;              /* models.dir */
-  const char *name;             /* the model */
-  const sl_fleet_key_t *key;    /* verify key, borrowed */
-  uint64_t max_bytes;           /* models.max_bytes: 0 = the disk decides */
-  const char *node_id;          /* for statuses */
+  const char *dir;           /* models.dir */
+  const char *name;          /* the model */
+  const sl_fleet_key_t *key; /* verify key, borrowed */
+  uint64_t max_bytes;        /* models.max_bytes: 0 = the disk decides */
+  const char *node_id;       /* for statuses */
 } sl_model_conf_t;
 
 typedef struct sl_model sl_model_t;

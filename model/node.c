@@ -27,14 +27,22 @@
 
 const char *sl_model_phase_name(sl_model_phase_t p) {
   switch (p) {
-  case SL_MODEL_IDLE: return "IDLE";
-  case SL_MODEL_DOWNLOADING: return "DOWNLOADING";
-  case SL_MODEL_WAITING_WINDOW: return "WAITING_WINDOW";
-  case SL_MODEL_ACTIVATING: return "ACTIVATING";
-  case SL_MODEL_TRIAL: return "TRIAL";
-  case SL_MODEL_COMMITTED: return "COMMITTED";
-  case SL_MODEL_ROLLED_BACK: return "ROLLED_BACK";
-  case SL_MODEL_REJECTED: return "REJECTED";
+  case SL_MODEL_IDLE:
+    return "IDLE";
+  case SL_MODEL_DOWNLOADING:
+    return "DOWNLOADING";
+  case SL_MODEL_WAITING_WINDOW:
+    return "WAITING_WINDOW";
+  case SL_MODEL_ACTIVATING:
+    return "ACTIVATING";
+  case SL_MODEL_TRIAL:
+    return "TRIAL";
+  case SL_MODEL_COMMITTED:
+    return "COMMITTED";
+  case SL_MODEL_ROLLED_BACK:
+    return "ROLLED_BACK";
+  case SL_MODEL_REJECTED:
+    return "REJECTED";
   }
   return "UNKNOWN";
 }
@@ -53,8 +61,7 @@ static void ref_clear(model_ref_t *r) {
   memset(r, 0, sizeof(*r));
 }
 
-static int ref_set(sl_model_t *m, model_ref_t *r, const void *rec,
-                   size_t len) {
+static int ref_set(sl_model_t *m, model_ref_t *r, const void *rec, size_t len) {
   char err[256];
   sl_model_manifest_t *mf;
   int rc = sl_model_manifest_open(m->key, rec, len, &mf, err, sizeof(err));
@@ -290,7 +297,8 @@ void model__add_failed(sl_model_t *m, const char *sha) {
   if (model__failed(m, sha))
     return;
   if (m->nfailed == SL_MODEL_MAX_FAILED) {
-    memmove(m->failed[0], m->failed[1], sizeof(m->failed[0]) * (m->nfailed - 1));
+    memmove(m->failed[0], m->failed[1],
+            sizeof(m->failed[0]) * (m->nfailed - 1));
     m->nfailed--;
   }
   snprintf(m->failed[m->nfailed++], 65, "%s", sha);
@@ -401,15 +409,14 @@ static int recheck(sl_model_t *m) {
     if (model__hash_file(part, (uint64_t)i * mf->chunk_size, chunk_len(mf, i),
                          h) < 0 ||
         strcmp(h, mf->chunk_sha256[i])) {
-      m->have[i / 8] &= (uint8_t)~(1u << (i % 8));
+      m->have[i / 8] &= (uint8_t) ~(1u << (i % 8));
       changed = true;
     }
   }
   return changed ? model__persist(m) : 0;
 }
 
-static int reject(sl_model_t *m, const char *reason, const char *msg,
-                  int err) {
+static int reject(sl_model_t *m, const char *reason, const char *msg, int err) {
   if (m->pending && strcmp(reason, "signature") && strcmp(reason, "manifest"))
     model__add_failed(m, m->pending->m->sha256);
   model__clear_pending(m);
@@ -446,12 +453,12 @@ int sl_model_offer(sl_model_t *m, const void *rec, size_t len) {
   if (m->previous.mf)
     used += m->previous.mf->m->size;
   if (m->max_bytes && used + mf->m->size > m->max_bytes) {
-    snprintf(err, sizeof(err),
-             "%s %s needs %llu bytes, models.max_bytes %llu leaves %llu",
-             mf->m->name, mf->m->version, (unsigned long long)mf->m->size,
-             (unsigned long long)m->max_bytes,
-             (unsigned long long)(m->max_bytes > used ? m->max_bytes - used
-                                                      : 0));
+    snprintf(
+        err, sizeof(err),
+        "%s %s needs %llu bytes, models.max_bytes %llu leaves %llu",
+        mf->m->name, mf->m->version, (unsigned long long)mf->m->size,
+        (unsigned long long)m->max_bytes,
+        (unsigned long long)(m->max_bytes > used ? m->max_bytes - used : 0));
     return reject(m, "disk", err, -ENOSPC);
   }
   if ((rc = open_part(m)) < 0) {
@@ -543,7 +550,7 @@ int sl_model_put_chunk(sl_model_t *m, uint32_t index, const void *data,
     return -errno;
   m->have[index / 8] |= (uint8_t)(1u << (index % 8));
   if ((rc = model__persist(m)) < 0) {
-    m->have[index / 8] &= (uint8_t)~(1u << (index % 8));
+    m->have[index / 8] &= (uint8_t) ~(1u << (index % 8));
     return rc;
   }
   model__step(m, "chunk.persisted");
@@ -636,9 +643,8 @@ int sl_model_activate(sl_model_t *m) {
   model__step(m, "activate.begin");
   /* The signature again (the key may have been rotated) and the whole
    * file's hash. */
-  if ((rc = sl_model_manifest_open(m->key, m->pending->rec,
-                                   m->pending->rec_len, &again, err,
-                                   sizeof(err))) < 0)
+  if ((rc = sl_model_manifest_open(m->key, m->pending->rec, m->pending->rec_len,
+                                   &again, err, sizeof(err))) < 0)
     return reject(m, "signature", err, rc);
   sl_model_manifest_free(again);
   model__path(m, part, sizeof(part), "part", mf->sha256);
@@ -646,9 +652,10 @@ int sl_model_activate(sl_model_t *m) {
     return -errno;
   if ((rc = model__hash_file(part, 0, mf->size, h)) < 0 ||
       strcmp(h, mf->sha256)) {
-    snprintf(err, sizeof(err), "%s %s: the whole file's SHA-256 is %s, the "
-             "manifest says %s", mf->name, mf->version, rc < 0 ? "?" : h,
-             mf->sha256);
+    snprintf(err, sizeof(err),
+             "%s %s: the whole file's SHA-256 is %s, the "
+             "manifest says %s",
+             mf->name, mf->version, rc < 0 ? "?" : h, mf->sha256);
     return reject(m, "digest", err, SL_ECORRUPT);
   }
   if (m->part_fd >= 0) {

@@ -64,7 +64,8 @@ static int parse_gate(const char *s, sl_model_gate_limits_t *g) {
   int rc = 0;
   if (!copy)
     return -ENOMEM;
-  for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+  for (tok = strtok_r(copy, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
     char *eq = strchr(tok, '='), *end;
     double v;
     if (!eq) {
@@ -179,7 +180,7 @@ static int publish(int argc, char **argv) {
   rd_kafka_t *rk = NULL;
   rd_kafka_conf_t *conf;
   pub_t p = {0};
-  char err[512], whole[65], (*hashes)[65] = NULL, topic[2][300];
+  char err[512], whole[65], (*hashes)[65] = NULL, topic[3][300];
   struct stat sb;
 
   for (int i = 1; i < argc; i++) {
@@ -241,8 +242,9 @@ static int publish(int argc, char **argv) {
       if (*end == ',')
         end++;
       else if (i < SL_MODEL_HIST_BINS - 1 || *end) {
-        fprintf(stderr, "sluice model publish: --reference takes %d "
-                        "proportions, comma separated\n",
+        fprintf(stderr,
+                "sluice model publish: --reference takes %d "
+                "proportions, comma separated\n",
                 SL_MODEL_HIST_BINS);
         return 2;
       }
@@ -282,12 +284,11 @@ static int publish(int argc, char **argv) {
     p.offsets[i] = -1;
   snprintf(topic[0], sizeof(topic[0]), "%smodel.chunks", prefix);
   snprintf(topic[1], sizeof(topic[1]), "%smodels", prefix);
+  snprintf(topic[2], sizeof(topic[2]), "%smodel.status", prefix);
 
   conf = rd_kafka_conf_new();
-  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err,
-                        sizeof(err)) ||
-      rd_kafka_conf_set(conf, "enable.idempotence", "true", err,
-                        sizeof(err)) ||
+  if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) ||
+      rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ||
       rd_kafka_conf_set(conf, "linger.ms", "20", err, sizeof(err)) ||
       rd_kafka_conf_set(conf, "message.max.bytes", "1000000", err,
                         sizeof(err))) {
@@ -318,7 +319,8 @@ static int publish(int argc, char **argv) {
     goto out;
   }
   if (ensure_topic(rk, topic[0], partitions) < 0 ||
-      ensure_topic(rk, topic[1], partitions) < 0)
+      ensure_topic(rk, topic[1], partitions) < 0 ||
+      ensure_topic(rk, topic[2], partitions) < 0)
     goto out;
   int32_t cparts = partitions_of(rk, topic[0]);
   int32_t mparts = partitions_of(rk, topic[1]);
@@ -330,8 +332,8 @@ static int publish(int argc, char **argv) {
   b.chunk_partition = sl_fleet_partition(whole, 64, cparts);
   for (size_t i = 0; i < p.n; i++) {
     char k[100];
-    size_t cs = b.chunk_size ? b.chunk_size : SL_MODEL_MAX_CHUNK,
-           off = i * cs, l = len - off < cs ? len - off : cs;
+    size_t cs = b.chunk_size ? b.chunk_size : SL_MODEL_MAX_CHUNK, off = i * cs,
+           l = len - off < cs ? len - off : cs;
     rd_kafka_resp_err_t e;
     snprintf(k, sizeof(k), "%s/%zu", whole, i);
     do {
@@ -366,13 +368,11 @@ static int publish(int argc, char **argv) {
   }
   p.n = 0; /* the manifest's report is not a chunk */
   p.done = 0;
-  if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic[1]),
-                        RD_KAFKA_V_PARTITION(
-                            sl_fleet_partition(name, strlen(name), mparts)),
-                        RD_KAFKA_V_KEY(name, strlen(name)),
-                        RD_KAFKA_V_VALUE(env, elen),
-                        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                        RD_KAFKA_V_END) ||
+  if (rd_kafka_producev(
+          rk, RD_KAFKA_V_TOPIC(topic[1]),
+          RD_KAFKA_V_PARTITION(sl_fleet_partition(name, strlen(name), mparts)),
+          RD_KAFKA_V_KEY(name, strlen(name)), RD_KAFKA_V_VALUE(env, elen),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) ||
       rd_kafka_flush(rk, 60000) || p.failed || p.done != 1) {
     fprintf(stderr, "sluice model publish: the manifest was not written%s%s\n",
             p.failed ? ": " : "", p.failed ? p.err : "");
@@ -381,12 +381,11 @@ static int publish(int argc, char **argv) {
   printf("{\"name\":\"%s\",\"version\":\"%s\",\"sha256\":\"%s\",\"size\":%zu,"
          "\"chunks\":%zu,\"chunk_partition\":%d,\"first_offset\":%lld,"
          "\"key_id\":\"%s\"}\n",
-         name, version, whole, len, (len + (b.chunk_size ? b.chunk_size
-                                                         : SL_MODEL_MAX_CHUNK) -
-                                         1) /
-                                            (b.chunk_size ? b.chunk_size
-                                                          : SL_MODEL_MAX_CHUNK),
-         b.chunk_partition, (long long)b.chunk_offsets[0], sl_fleet_key_id(key));
+         name, version, whole, len,
+         (len + (b.chunk_size ? b.chunk_size : SL_MODEL_MAX_CHUNK) - 1) /
+             (b.chunk_size ? b.chunk_size : SL_MODEL_MAX_CHUNK),
+         b.chunk_partition, (long long)b.chunk_offsets[0],
+         sl_fleet_key_id(key));
   rc = 0;
 out:
   if (rk)

@@ -138,9 +138,8 @@ static void store_open(host_t *h) {
   sl_store_opts_t o;
   char err[256];
   sl_store_opts_init(&o);
-  assert_int_equal(sl_store_env_open(h->store_dir, &o, &h->st, err,
-                                     sizeof(err)),
-                   0);
+  assert_int_equal(
+      sl_store_env_open(h->store_dir, &o, &h->st, err, sizeof(err)), 0);
 }
 
 static void store_close(host_t *h) {
@@ -159,9 +158,8 @@ static sl_model_t *model_open(host_t *h, uint64_t max_bytes) {
                        .max_bytes = max_bytes,
                        .node_id = "n1"};
   assert_true(rc == 0 || rc == SL_ENOTFOUND);
-  assert_int_equal(sl_model_open(&c, &ops, h, rc ? NULL : buf, rc ? 0 : len,
-                                 &m),
-                   0);
+  assert_int_equal(
+      sl_model_open(&c, &ops, h, rc ? NULL : buf, rc ? 0 : len, &m), 0);
   return m;
 }
 
@@ -208,13 +206,12 @@ static void art_make(art_t *a, const char *version, size_t len, unsigned seed,
   assert_int_equal(sl_model_manifest_build(&b, a->data, len, &payload, &plen,
                                            err, sizeof(err)),
                    0);
-  assert_int_equal(sl_fleet_sign(signer, SL_FLEET_MODEL, payload, plen,
-                                 &a->rec, &a->rec_len),
+  assert_int_equal(sl_fleet_sign(signer, SL_FLEET_MODEL, payload, plen, &a->rec,
+                                 &a->rec_len),
                    0);
   free(payload);
-  assert_int_equal(sl_model_hash_chunks(a->data, len, CHUNK, a->sha, &hashes,
-                                        &n),
-                   0);
+  assert_int_equal(
+      sl_model_hash_chunks(a->data, len, CHUNK, a->sha, &hashes, &n), 0);
   free(hashes);
 }
 
@@ -227,8 +224,8 @@ static void art_free(art_t *a) {
 static void fetch_all(host_t *h, sl_model_t *m, const art_t *a) {
   int64_t i;
   while ((i = sl_model_next_chunk(m)) >= 0) {
-    size_t off = (size_t)i * CHUNK, l = a->len - off < CHUNK ? a->len - off
-                                                             : CHUNK;
+    size_t off = (size_t)i * CHUNK,
+           l = a->len - off < CHUNK ? a->len - off : CHUNK;
     h->fetched += l;
     assert_int_equal(sl_model_put_chunk(m, (uint32_t)i, a->data + off, l), 0);
   }
@@ -290,11 +287,9 @@ static const struct {
   const char *point;
   int nth;
 } crashes[] = {
-    {"chunk.half", 1},         {"chunk.half", 4},
-    {"chunk.persisted", 3},    {"chunk.persisted", 10},
-    {"activate.begin", 1},     {"activate.staged", 1},
-    {"activate.renamed", 1},   {"activate.persisted", 1},
-    {"activate.linked", 1},
+    {"chunk.half", 1},       {"chunk.half", 4},         {"chunk.persisted", 3},
+    {"chunk.persisted", 10}, {"activate.begin", 1},     {"activate.staged", 1},
+    {"activate.renamed", 1}, {"activate.persisted", 1}, {"activate.linked", 1},
 };
 
 /* One run in a child that dies at the point; returns the chunk bytes it
@@ -640,9 +635,8 @@ static void test_gate_latency_and_canary(void **state) {
   art_t v1, v2;
   sl_model_window_t w, p;
   sl_model_info_t in;
-  sl_model_gate_limits_t g = {.max_p95_latency_ms = 50,
-                              .min_agreement = 0.9,
-                              .windows = 1};
+  sl_model_gate_limits_t g = {
+      .max_p95_latency_ms = 50, .min_agreement = 0.9, .windows = 1};
   sl_model_t *m = setup_trial(&h, &v1, &v2, &g);
   window(&w, 100, 0, 80); /* p95 80 ms > 50 */
   window(&p, 100, 0, 20);
