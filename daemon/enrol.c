@@ -277,8 +277,8 @@ static void *enrol_thread(void *arg) {
 
   while (!atomic_load(&e->stop)) {
     if (!preq || !presp) {
-      preq = sl_kclient_partitions(e->prod, e->t_req);
-      presp = sl_kclient_partitions(e->cons, e->t_resp);
+      preq = sl_kclient_partitions(e->prod, e->t_req, 500);
+      presp = sl_kclient_partitions(e->cons, e->t_resp, 500);
       if (!preq || !presp) {
         if (!warned++)
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
@@ -287,7 +287,7 @@ static void *enrol_thread(void *arg) {
                   "retrying",
                   e->t_req, e->t_resp);
         preq = presp = 0;
-        rd_kafka_poll(e->prod, 1000);
+        rd_kafka_poll(e->prod, 200);
         continue;
       }
       rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);

@@ -379,7 +379,7 @@ static int learn_partitions(sl_fleet_agent_t *fa) {
     int32_t n;
     if (atomic_load(&fa->parts[t]) > 0)
       continue;
-    if ((n = sl_kclient_partitions(fa->prod, fa->topic[t])) > 0)
+    if ((n = sl_kclient_partitions(fa->prod, fa->topic[t], 500)) > 0)
       atomic_store(&fa->parts[t], n);
     else
       missing++;
@@ -405,7 +405,7 @@ static void *kafka_thread(void *arg) {
                   "created, or the "
                   "brokers are down); retrying",
                   fa->topic[T_DESIRED]);
-        rd_kafka_poll(fa->prod, 500);
+        rd_kafka_poll(fa->prod, 200);
         continue;
       }
       int32_t p = sl_fleet_partition(id, idlen, atomic_load(&fa->parts[0]));

@@ -20,7 +20,8 @@ rd_kafka_conf_t *sl_kclient_conf(void);
 int sl_kclient_props(rd_kafka_conf_t *c, char *const *items, size_t n,
                      const char *skip_prefix, char *err, size_t errlen);
 
-/* Partitions of topic (metadata, at most 2 s), 0 when unknown. */
-int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic);
+/* Partitions of topic (metadata, at most timeout_ms), 0 when unknown. */
+int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
+                              int timeout_ms);
 
 #endif /* SL_KCLIENT_H */
