@@ -109,7 +109,8 @@ static int read_state(sl_store_t *st, uint8_t **out, size_t *len) {
       return -ENOMEM;
     }
     buf = nb;
-    rc = sl_store_state_get(st, STATE_KEY, strlen(STATE_KEY), buf, vlen, &vlen);
+    rc = sl_store_state_get(st, STATE_KEY, strlen(STATE_KEY), buf, vlen,
+                            &vlen);
   }
   if (rc == SL_ENOTFOUND) {
     free(buf);
@@ -147,8 +148,8 @@ static int op_persist(void *o, const void *state, size_t len) {
 /* ---- validate and apply ------------------------------------------------ */
 
 /* The effective config of the local file with remote as its fleet layer. */
-static int load_with(sl_fleet_agent_t *fa, const char *remote,
-                     sl_config_t **out, char *err, size_t errlen) {
+static int load_with(sl_fleet_agent_t *fa, const char *remote, sl_config_t **out,
+                     char *err, size_t errlen) {
   extern char **environ;
   char *text;
   size_t len;
@@ -272,9 +273,9 @@ static int64_t op_mono(void *o) {
   return (int64_t)sl_now_mono_ns();
 }
 
-static const sl_fleet_ops_t agent_ops = {op_validate, op_apply,  op_restart,
-                                         op_persist,  op_health, op_status,
-                                         op_event,    op_now,    op_mono};
+static const sl_fleet_ops_t agent_ops = {
+    op_validate, op_apply, op_restart, op_persist, op_health,
+    op_status,   op_event, op_now,     op_mono};
 
 /* ---- snapshot, metrics, logs ------------------------------------------- */
 
@@ -406,15 +407,15 @@ static void *kafka_thread(void *arg) {
       if (learn_partitions(fa) < 0) {
         if (!warned++)
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
-                  "fleet: topic %s (and its siblings) not readable yet (not "
-                  "created, or the "
+                  "fleet: topic %s (and its siblings) not readable yet (not created, or the "
                   "brokers are down); retrying",
                   fa->topic[T_DESIRED]);
         rd_kafka_poll(fa->prod, 500);
         continue;
       }
       int32_t p = sl_fleet_partition(id, idlen, atomic_load(&fa->parts[0]));
-      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_t *l =
+          rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(l, fa->topic[T_DESIRED], p)->offset =
           fa->start_offset >= 0 ? fa->start_offset : RD_KAFKA_OFFSET_BEGINNING;
       rd_kafka_resp_err_t e = rd_kafka_assign(fa->cons, l);
@@ -445,8 +446,8 @@ static void *kafka_thread(void *arg) {
         best = NULL;
         uv_async_send(&fa->wake);
       }
-    } else if (!m->err && m->key_len == idlen && !memcmp(m->key, id, idlen) &&
-               m->payload) {
+    } else if (!m->err && m->key_len == idlen &&
+               !memcmp(m->key, id, idlen) && m->payload) {
       uint8_t *c = malloc(m->len ? m->len : 1);
       if (c) {
         memcpy(c, m->payload, m->len);
@@ -606,8 +607,8 @@ static rd_kafka_conf_t *kconf(const sl_config_t *cfg, const char *brokers,
       goto fail;
   }
   if (*cfg->kafka.ssl_key_location &&
-      rd_kafka_conf_set(c, "ssl.key.location", cfg->kafka.ssl_key_location, err,
-                        errlen))
+      rd_kafka_conf_set(c, "ssl.key.location", cfg->kafka.ssl_key_location,
+                        err, errlen))
     goto fail;
   return c;
 fail:
@@ -636,8 +637,9 @@ int sl_fleet_agent_start(sl_daemon_t *dm, char *err, size_t errlen) {
   fa->m_rollbacks =
       sl_metrics_counter(dm->in.mx, "sluice_fleet_rollbacks_total",
                          "Fleet generations rolled back", NULL);
-  fa->m_rejects = sl_metrics_counter(dm->in.mx, "sluice_fleet_rejections_total",
-                                     "Fleet documents rejected", NULL);
+  fa->m_rejects =
+      sl_metrics_counter(dm->in.mx, "sluice_fleet_rejections_total",
+                         "Fleet documents rejected", NULL);
   fa->m_conflicts = sl_metrics_counter(
       dm->in.mx, "sluice_fleet_conflicts_total",
       "Fleet documents below the committed generation", NULL);
