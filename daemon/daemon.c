@@ -22,6 +22,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/daemon_ops.h"
+#include "daemon/enrol.h"
 #include "daemon/fleet_agent.h"
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
@@ -103,6 +104,7 @@ static char *status_json(void *opaque) {
   sl_uplink_status(dm, root);
   sl_cfgwatch_status(dm, root);
   sl_fleet_agent_status(dm, root);
+  sl_enrol_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return out;
@@ -147,6 +149,7 @@ static void on_finish_check(uv_check_t *h) {
   sl_notify_close(dm);
   sl_cfgwatch_close(dm);
   sl_fleet_agent_close(dm);
+  sl_enrol_close(dm);
   sl_ingest_close(&dm->in);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
   uv_close((uv_handle_t *)&dm->sig_int, NULL);
@@ -443,6 +446,7 @@ static void daemon_free(sl_daemon_t *dm) {
   sl_notify_free(dm);
   sl_cfgwatch_free(dm);
   sl_ingest_free(&dm->in);
+  sl_enrol_free(dm); /* after everything that read dm->kx */
   sl_metrics_free(dm->in.mx);
   sl_config_free(dm->in.cfg);
 }
@@ -594,6 +598,12 @@ int sl_daemon_run(const char *config_path) {
     daemon_free(dm);
     return 2;
   }
+  /* Enrolment may derive node.id from the node's key (a reload). */
+  if ((rc = sl_enrol_prepare(dm, err, sizeof(err))) < 0) {
+    fprintf(stderr, "sluice: enrolment: %s\n", err);
+    daemon_free(dm);
+    return 2;
+  }
   apply_log(dm->in.cfg);
   if (sl_cfgwatch_init(dm, sha) < 0)
     goto fail_nomem;
@@ -651,6 +661,10 @@ int sl_daemon_run(const char *config_path) {
     goto fail_loop;
   if ((rc = sl_fleet_agent_start(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_CONFIG, NULL, "fleet: %s", err);
+    goto fail_loop;
+  }
+  if ((rc = sl_enrol_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "enrolment: %s", err);
     goto fail_loop;
   }
   if (dm->adm)

@@ -37,6 +37,20 @@ struct sl_daemon {
   struct sl_fleet_agent *fleet; /* fleet control plane (fleet_agent.c) */
   int reexec;                   /* stop, then re-execute (fleet restart) */
   char *reload_remote;          /* the fleet layer for the reload's worker */
+  struct sl_enrol *enrol;       /* zero-touch enrolment (enrol.c), or NULL */
+  /* Kafka connection as enrolment decided it (daemon/enrol.c); empty
+   * without enrolment. blocked: not enrolled yet: neither the uplink nor
+   * the fleet agent connects (data is stored, delivered once enrolled). */
+  struct {
+    const char *brokers; /* used where kafka.brokers/fleet.brokers "" */
+    const char **props;  /* "key=value": ssl.* of the node's identity */
+    size_t nprops;
+    const char *verify_key; /* used where fleet.verify_key is "" */
+    const char *topic_prefix;
+    char **labels; /* "key=value": the approved labels, NULL: config's */
+    size_t nlabels;
+    int blocked;
+  } kx;
 
   uv_signal_t sig_term, sig_int, sig_hup;
   /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */

@@ -38,6 +38,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "daemon/daemon.h"
+#include "daemon/enrol.h"
 #include "daemon/fleet_agent.h"
 #include "fleet/fleet.h"
 #include "sluice/v1/fleet.pb-c.h"
@@ -109,8 +110,7 @@ static int read_state(sl_store_t *st, uint8_t **out, size_t *len) {
       return -ENOMEM;
     }
     buf = nb;
-    rc = sl_store_state_get(st, STATE_KEY, strlen(STATE_KEY), buf, vlen,
-                            &vlen);
+    rc = sl_store_state_get(st, STATE_KEY, strlen(STATE_KEY), buf, vlen, &vlen);
   }
   if (rc == SL_ENOTFOUND) {
     free(buf);
@@ -148,8 +148,8 @@ static int op_persist(void *o, const void *state, size_t len) {
 /* ---- validate and apply ------------------------------------------------ */
 
 /* The effective config of the local file with remote as its fleet layer. */
-static int load_with(sl_fleet_agent_t *fa, const char *remote, sl_config_t **out,
-                     char *err, size_t errlen) {
+static int load_with(sl_fleet_agent_t *fa, const char *remote,
+                     sl_config_t **out, char *err, size_t errlen) {
   extern char **environ;
   char *text;
   size_t len;
@@ -273,9 +273,9 @@ static int64_t op_mono(void *o) {
   return (int64_t)sl_now_mono_ns();
 }
 
-static const sl_fleet_ops_t agent_ops = {
-    op_validate, op_apply, op_restart, op_persist, op_health,
-    op_status,   op_event, op_now,     op_mono};
+static const sl_fleet_ops_t agent_ops = {op_validate, op_apply,  op_restart,
+                                         op_persist,  op_health, op_status,
+                                         op_event,    op_now,    op_mono};
 
 /* ---- snapshot, metrics, logs ------------------------------------------- */
 
@@ -313,10 +313,13 @@ static void after_step(sl_fleet_agent_t *fa) {
             (unsigned long long)i.lkg, i.running_sha256, *i.reason ? ": " : "",
             i.message);
   } else if (i.phase != fa->last_phase) {
-    if (i.phase == SL_FLEET_DECOMMISSIONED)
+    if (i.phase == SL_FLEET_DECOMMISSIONED) {
       sl_error(SL_LOG_CTX_CONFIG, NULL, "fleet: node decommissioned: %s",
                i.message);
-    else
+      /* Enrolled nodes wipe their key; every node stops its uplink. */
+      sl_enrol_revoke(fa->dm, "decommissioned by the fleet");
+      sl_uplink_stop(fa->dm);
+    } else
       sl_info(SL_LOG_CTX_CONFIG, NULL, "fleet: %s (generation %llu)",
               sl_fleet_phase_name(i.phase), (unsigned long long)i.observed);
   }
@@ -407,15 +410,15 @@ static void *kafka_thread(void *arg) {
       if (learn_partitions(fa) < 0) {
         if (!warned++)
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
-                  "fleet: topic %s (and its siblings) not readable yet (not created, or the "
+                  "fleet: topic %s (and its siblings) not readable yet (not "
+                  "created, or the "
                   "brokers are down); retrying",
                   fa->topic[T_DESIRED]);
         rd_kafka_poll(fa->prod, 500);
         continue;
       }
       int32_t p = sl_fleet_partition(id, idlen, atomic_load(&fa->parts[0]));
-      rd_kafka_topic_partition_list_t *l =
-          rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(l, fa->topic[T_DESIRED], p)->offset =
           fa->start_offset >= 0 ? fa->start_offset : RD_KAFKA_OFFSET_BEGINNING;
       rd_kafka_resp_err_t e = rd_kafka_assign(fa->cons, l);
@@ -446,8 +449,8 @@ static void *kafka_thread(void *arg) {
         best = NULL;
         uv_async_send(&fa->wake);
       }
-    } else if (!m->err && m->key_len == idlen &&
-               !memcmp(m->key, id, idlen) && m->payload) {
+    } else if (!m->err && m->key_len == idlen && !memcmp(m->key, id, idlen) &&
+               m->payload) {
       uint8_t *c = malloc(m->len ? m->len : 1);
       if (c) {
         memcpy(c, m->payload, m->len);
@@ -497,13 +500,17 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static int parse_labels(sl_fleet_agent_t *fa, const sl_config_t *cfg) {
-  size_t n = cfg->fleet.labels.n;
+  /* Labels approved at enrolment win over the config's. */
+  char **items = fa->dm->kx.labels ? fa->dm->kx.labels : cfg->fleet.labels.v;
+  size_t n = fa->dm->kx.labels ? fa->dm->kx.nlabels : cfg->fleet.labels.n;
   if (!n)
     return 0;
   if (!(fa->labels = calloc(n, sizeof(*fa->labels))))
     return -ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    const char *l = cfg->fleet.labels.v[i], *eq = strchr(l, '=');
+    const char *l = items[i], *eq = strchr(l, '=');
+    if (!eq)
+      continue;
     char *k = strndup(l, (size_t)(eq - l)), *v = strdup(eq + 1);
     if (!k || !v) {
       free(k);
@@ -537,9 +544,13 @@ int sl_fleet_agent_boot(sl_daemon_t *dm, char *err, size_t errlen) {
   pthread_mutex_init(&fa->lock, NULL);
   for (int t = 0; t < T_N; t++)
     snprintf(fa->topic[t], sizeof(fa->topic[t]), "%s%s",
-             cfg->fleet.topic_prefix, topic_suffix[t]);
-  if ((rc = sl_fleet_key_load(cfg->fleet.verify_key, false, &fa->key, err,
-                              errlen)) < 0)
+             dm->kx.topic_prefix ? dm->kx.topic_prefix
+                                 : cfg->fleet.topic_prefix,
+             topic_suffix[t]);
+  if ((rc = sl_fleet_key_load(*cfg->fleet.verify_key || !dm->kx.verify_key
+                                  ? cfg->fleet.verify_key
+                                  : dm->kx.verify_key,
+                              false, &fa->key, err, errlen)) < 0)
     return rc;
   if ((rc = parse_labels(fa, cfg)) < 0)
     return rc;
@@ -588,9 +599,18 @@ int sl_fleet_agent_boot(sl_daemon_t *dm, char *err, size_t errlen) {
   return 0;
 }
 
-static rd_kafka_conf_t *kconf(const sl_config_t *cfg, const char *brokers,
+/* librdkafka's logs in the daemon's format. */
+static void klog(const rd_kafka_t *rk, int level, const char *fac,
+                 const char *buf) {
+  (void)rk;
+  sl_log_kafka_cb(NULL, level, fac, buf);
+}
+
+static rd_kafka_conf_t *kconf(const sl_daemon_t *dm, const char *brokers,
                               char *err, size_t errlen) {
+  const sl_config_t *cfg = dm->in.cfg;
   rd_kafka_conf_t *c = rd_kafka_conf_new();
+  rd_kafka_conf_set_log_cb(c, klog);
   if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, errlen) ||
       rd_kafka_conf_set(c, "client.id", "sluice-fleet", err, errlen))
     goto fail;
@@ -607,9 +627,19 @@ static rd_kafka_conf_t *kconf(const sl_config_t *cfg, const char *brokers,
       goto fail;
   }
   if (*cfg->kafka.ssl_key_location &&
-      rd_kafka_conf_set(c, "ssl.key.location", cfg->kafka.ssl_key_location,
-                        err, errlen))
+      rd_kafka_conf_set(c, "ssl.key.location", cfg->kafka.ssl_key_location, err,
+                        errlen))
     goto fail;
+  for (size_t i = 0; i < dm->kx.nprops; i++) { /* enrolment's identity */
+    const char *p = dm->kx.props[i], *eq = strchr(p, '=');
+    char k[128];
+    if (!eq || (size_t)(eq - p) >= sizeof(k))
+      continue;
+    memcpy(k, p, (size_t)(eq - p));
+    k[eq - p] = '\0';
+    if (rd_kafka_conf_set(c, k, eq + 1, err, errlen))
+      goto fail;
+  }
   return c;
 fail:
   rd_kafka_conf_destroy(c);
@@ -619,13 +649,14 @@ fail:
 int sl_fleet_agent_start(sl_daemon_t *dm, char *err, size_t errlen) {
   sl_fleet_agent_t *fa = dm->fleet;
   const sl_config_t *cfg = dm->in.cfg;
-  const char *brokers =
-      *cfg->fleet.brokers ? cfg->fleet.brokers : cfg->kafka.brokers;
+  const char *brokers = *cfg->fleet.brokers   ? cfg->fleet.brokers
+                        : *cfg->kafka.brokers ? cfg->kafka.brokers
+                                              : dm->kx.brokers;
   rd_kafka_conf_t *pc, *cc;
   char group[128];
 
-  if (!fa)
-    return 0;
+  if (!fa || dm->kx.blocked)
+    return 0; /* blocked: connects after enrolment (a restart) */
   fa->m_applied = sl_metrics_gauge(dm->in.mx, "sluice_fleet_generation",
                                    "Fleet generation", "kind=\"applied\"");
   fa->m_lkg = sl_metrics_gauge(dm->in.mx, "sluice_fleet_generation",
@@ -637,9 +668,8 @@ int sl_fleet_agent_start(sl_daemon_t *dm, char *err, size_t errlen) {
   fa->m_rollbacks =
       sl_metrics_counter(dm->in.mx, "sluice_fleet_rollbacks_total",
                          "Fleet generations rolled back", NULL);
-  fa->m_rejects =
-      sl_metrics_counter(dm->in.mx, "sluice_fleet_rejections_total",
-                         "Fleet documents rejected", NULL);
+  fa->m_rejects = sl_metrics_counter(dm->in.mx, "sluice_fleet_rejections_total",
+                                     "Fleet documents rejected", NULL);
   fa->m_conflicts = sl_metrics_counter(
       dm->in.mx, "sluice_fleet_conflicts_total",
       "Fleet documents below the committed generation", NULL);
@@ -649,7 +679,7 @@ int sl_fleet_agent_start(sl_daemon_t *dm, char *err, size_t errlen) {
   fa->m_connected =
       sl_metrics_gauge(dm->in.mx, "sluice_fleet_connected",
                        "1 once the fleet topics were found", NULL);
-  if (!(pc = kconf(cfg, brokers, err, errlen)))
+  if (!(pc = kconf(dm, brokers, err, errlen)))
     return SL_ECONFIG;
   if (rd_kafka_conf_set(pc, "enable.idempotence", "true", err, errlen) ||
       rd_kafka_conf_set(pc, "message.timeout.ms", "0", err, errlen) ||
@@ -661,7 +691,7 @@ int sl_fleet_agent_start(sl_daemon_t *dm, char *err, size_t errlen) {
   }
   if (!(fa->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, errlen)))
     return SL_EKAFKA;
-  if (!(cc = kconf(cfg, brokers, err, errlen)))
+  if (!(cc = kconf(dm, brokers, err, errlen)))
     return SL_ECONFIG;
   snprintf(group, sizeof(group), "sluice-fleet-%s", dm->in.node_id);
   /* assign() only: the group id is never joined nor committed to (the

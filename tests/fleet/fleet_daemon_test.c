@@ -68,8 +68,7 @@ static rd_kafka_conf_t *kc(void) {
 }
 
 static void create_topics(void) {
-  static const char *const sfx[] = {"desired", "status", "inventory",
-                                    "events"};
+  static const char *const sfx[] = {"desired", "status", "inventory", "events"};
   rd_kafka_NewTopic_t *nt[4];
   char e[256], name[200];
   rd_kafka_queue_t *q = rd_kafka_queue_new(prod);
@@ -87,7 +86,8 @@ static void create_topics(void) {
   const rd_kafka_CreateTopics_result_t *r =
       rd_kafka_event_CreateTopics_result(ev);
   size_t n;
-  const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(r, &n);
+  const rd_kafka_topic_result_t **tr =
+      rd_kafka_CreateTopics_result_topics(r, &n);
   for (size_t i = 0; i < n; i++)
     CHECK(rd_kafka_topic_result_error(tr[i]) == 0 ||
               rd_kafka_topic_result_error(tr[i]) ==
@@ -102,7 +102,8 @@ static void create_topics(void) {
 
 /* Produces a signed desired document for node at generation gen. */
 static void put_desired(const sl_fleet_key_t *k, const char *node, uint64_t gen,
-                        const char *json, uint64_t min_ms, uint64_t timeout_ms) {
+                        const char *json, uint64_t min_ms,
+                        uint64_t timeout_ms) {
   Sluice__V1__DesiredConfig d = SLUICE__V1__DESIRED_CONFIG__INIT;
   Sluice__V1__HealthGate g = SLUICE__V1__HEALTH_GATE__INIT;
   char sha[65];
@@ -123,12 +124,10 @@ static void put_desired(const sl_fleet_key_t *k, const char *node, uint64_t gen,
   CHECK(sl_fleet_sign(k, SL_FLEET_DESIRED, buf, n, &env, &len) == 0, "sign");
   free(buf);
   int32_t part = sl_fleet_partition(node, strlen(node), PARTS);
-  CHECK(rd_kafka_producev(prod, RD_KAFKA_V_TOPIC(t_desired),
-                          RD_KAFKA_V_PARTITION(part),
-                          RD_KAFKA_V_KEY(node, strlen(node)),
-                          RD_KAFKA_V_VALUE(env, len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                          RD_KAFKA_V_END) == 0,
+  CHECK(rd_kafka_producev(
+            prod, RD_KAFKA_V_TOPIC(t_desired), RD_KAFKA_V_PARTITION(part),
+            RD_KAFKA_V_KEY(node, strlen(node)), RD_KAFKA_V_VALUE(env, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == 0,
         "produce");
   free(env);
   CHECK(rd_kafka_flush(prod, 10000) == 0, "flush");
@@ -195,7 +194,8 @@ typedef struct want {
 
 static int want_pred(void *arg) {
   const want_t *w = arg;
-  return (int)last->phase == w->phase && last->applied_generation == w->applied &&
+  return (int)last->phase == w->phase &&
+         last->applied_generation == w->applied &&
          (!w->reason || !strcmp(last->reason, w->reason));
 }
 
@@ -262,8 +262,7 @@ SL_SCENARIO(apply) {
   await_ready(2, 20000);
   CHECK(daemon_pid == pid && kill(pid, 0) == 0, "same process");
   CHECK(http_req(http_port, "POST", "/v1/events?stream=b", "application/json",
-                 "{\"source\":\"s\",\"value\":1}", NULL, body,
-                 sizeof(body)) /
+                 "{\"source\":\"s\",\"value\":1}", NULL, body, sizeof(body)) /
                 100 ==
             2,
         "stream b after the restart: %s", body);
@@ -272,8 +271,7 @@ SL_SCENARIO(apply) {
   kill(daemon_pid, SIGHUP);
   await_log("config reloaded", NULL, 0, 10000);
   CHECK(http_req(http_port, "POST", "/v1/events?stream=b", "application/json",
-                 "{\"source\":\"s\",\"value\":2}", NULL, body,
-                 sizeof(body)) /
+                 "{\"source\":\"s\",\"value\":2}", NULL, body, sizeof(body)) /
                 100 ==
             2,
         "stream b after the reload: %s", body);
@@ -362,9 +360,9 @@ SL_SCENARIO(rollback) {
   int refused = 0;
   while (!(last && last->phase == SLUICE__V1__FLEET_PHASE__ROLLED_BACK)) {
     CHECK(now_ms() - t0 < 40000, "not rolled back within 40 s");
-    int code = http_req(http_port, "POST", "/v1/events?stream=b",
-                        "application/json", "{\"source\":\"s\",\"value\":1}",
-                        NULL, body, sizeof(body));
+    int code =
+        http_req(http_port, "POST", "/v1/events?stream=b", "application/json",
+                 "{\"source\":\"s\",\"value\":1}", NULL, body, sizeof(body));
     if (code / 100 != 2)
       refused++;
     poll_status(0);
@@ -375,8 +373,7 @@ SL_SCENARIO(rollback) {
                                "gate's 30 s healthy time");
   await_ready(4, 30000); /* restarted on generation 1 */
   CHECK(http_req(http_port, "POST", "/v1/events?stream=b", "application/json",
-                 "{\"source\":\"s\",\"value\":1}", NULL, body,
-                 sizeof(body)) /
+                 "{\"source\":\"s\",\"value\":1}", NULL, body, sizeof(body)) /
                 100 ==
             2,
         "stream b serves again: %s", body);
