@@ -86,6 +86,8 @@ typedef struct sl_enroll_rules {
   sl_cfg_strlist_t serials; /* dmi_serial globs (empty: any serial) */
   sl_cfg_strlist_t claims;  /* allowed claim ids (empty: any claim) */
   sl_cfg_array_t labels;    /* sl_enroll_label_rule_t: allowed labels */
+  bool pinned_ids;          /* rules may approve ids not derived from the
+                               key */
   bool labels_strict;       /* a label outside the rules: DENIED (else
                                PENDING) */
 } sl_enroll_rules_t;
@@ -123,7 +125,9 @@ typedef struct sl_enroll_state {
  * is REVOKED; an operator's decision newer than the node's approval is
  * that decision; a renewal of the approved key while its certificate is
  * valid is APPROVED (with auto_renew); a new key for a node id that holds a
- * valid approval waits for an operator (PENDING); then the rules (claim,
+ * valid approval waits for an operator (PENDING); an id of the derived
+ * form ("sl-" + 20 hex digits of key_sha256) that is not the key's is
+ * DENIED, a pinned id waits unless r->pinned_ids; then the rules (claim,
  * labels, serial, auto_approve). r may be NULL (no rules: every new
  * request waits).
  */

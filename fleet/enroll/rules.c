@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "fleet/enroll/enroll.h"
 
@@ -55,6 +56,11 @@ static const sl_cfg_opt_t rule_opts[] = {
     ROW(sl_enroll_rules_t, "labels", SECTION_LIST, labels, "",
         "Label keys (and value globs) a node may ask for.",
         .sub = &label_section),
+    ROW(sl_enroll_rules_t, "pinned_ids", BOOL, pinned_ids, "false",
+        "Let the rules approve a node whose id is not derived from its key "
+        "(node.id set in its local config); false: such a request waits "
+        "for an operator (anyone holding the claim could ask for any "
+        "pinned id)."),
     ROW(sl_enroll_rules_t, "labels_strict", BOOL, labels_strict, "false",
         "A requested label outside `labels`: true DENIES the request, false "
         "leaves it in the lobby for an operator."),
@@ -158,6 +164,23 @@ int sl_enroll_decide(const sl_enroll_rules_t *r,
     snprintf(reason, reasonlen,
              "node id already enrolled with another key: an operator must "
              "approve (link) the new key");
+    return SL_ENROLL_PENDING;
+  }
+  /* "sl-" + 20 hex digits is the id a node derives from its key
+   * (security/identity.h): it must be that key's. Any other id was pinned
+   * by the node's local config, which anyone holding the claim could
+   * claim too: an operator decides. */
+  const char *id = req->node_id ? req->node_id : "";
+  const char *ks = req->key_sha256 ? req->key_sha256 : "";
+  if (!strncmp(id, "sl-", 3) && strlen(id) == 23) {
+    if (strlen(ks) < 20 || strncasecmp(id + 3, ks, 20)) {
+      snprintf(reason, reasonlen, "node id %.32s is not derived from the "
+                                  "request's key",
+               id);
+      return SL_ENROLL_DENIED;
+    }
+  } else if (!r || !r->pinned_ids) {
+    snprintf(reason, reasonlen, "pinned node id: waiting for an operator");
     return SL_ENROLL_PENDING;
   }
   if (!r) {
