@@ -147,7 +147,7 @@ static void setup_fleet(const char *rules) {
   create_topics();
   sh("%s fleet enroll init --brokers %s >>%s/fleet.log 2>&1", sluice_bin,
      plain, dir);
-  sh("%s fleet acl apply --claim claim-plant-7 --brokers %s >>%s/fleet.log "
+  sh("%s fleet acl apply --claim plant-7 --brokers %s >>%s/fleet.log "
      "2>&1",
      sluice_bin, plain, dir);
   snprintf(path, sizeof(path), "%s/rules.yaml", dir);
