@@ -42,6 +42,9 @@ size_t sl_enroll_acls_claim(const sl_enroll_acl_opts_t *o,
   size_t n = 0;
   put(out, &n, TOPIC, LIT, WRITE, pfx(o), "enrol.requests");
   put(out, &n, TOPIC, LIT, READ, pfx(o), "enrol.responses");
+  /* The node's enrolment consumer names group sluice-enrol-<node id>
+   * (assign() only; librdkafka still asks the group's coordinator). */
+  put(out, &n, GROUP, PRE, READ, "sluice-enrol-", NULL);
   return n;
 }
 
@@ -81,6 +84,8 @@ size_t sl_enroll_acls_node(const sl_enroll_acl_opts_t *o, const char *node_id,
   /* The group ids its consumers name (assign() only: nothing joins). */
   put(out, &n, GROUP, LIT, READ, id, "-checkpoint-reader");
   snprintf(id, sizeof(id), "sluice-fleet-%s", node_id);
+  put(out, &n, GROUP, LIT, READ, id, NULL);
+  snprintf(id, sizeof(id), "sluice-enrol-%s", node_id); /* renewals */
   put(out, &n, GROUP, LIT, READ, id, NULL);
   return n;
 }
