@@ -59,8 +59,9 @@ size_t sl_enroll_acls_node(const sl_enroll_acl_opts_t *o, const char *node_id,
   const char *tx = o->txn_prefix ? o->txn_prefix : "sluice-";
   char id[300];
 
-  /* Data: the uplink writes its streams' topics (and reads their tail
-   * when it recovers a chunk). */
+  /* Data: the uplink writes its streams' topics (DESCRIBE for their
+   * metadata; WRITE implies it, spelled out for the docs' table); its
+   * checkpoint reader reads the checkpoint topic. */
   put(out, &n, TOPIC, PRE, WRITE, data, NULL);
   put(out, &n, TOPIC, PRE, DESCRIBE, data, NULL);
   put(out, &n, TOPIC, LIT, WRITE, ck, NULL);
