@@ -100,7 +100,7 @@ struct sl_models {
   int handles_open;
 
   sl_metric_t *m_bytes, *m_chunks_ok, *m_chunks_bad, *m_activations, *m_commits,
-      *m_rollbacks, *m_rejections, *m_downloading;
+      *m_rollbacks, *m_rejections, *m_downloading, *m_rx;
   uint64_t last_n[5]; /* per-entry sums seen: activated, committed, ... */
   sl_models_gate_t *gate;
 };
@@ -697,6 +697,19 @@ fail:
   return NULL;
 }
 
+/* librdkafka's statistics of the chunk consumer: bytes received from the
+ * brokers (protocol and prefetch included), for the benchmark's
+ * bytes-per-node figure. */
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+  sl_models_t *ms = opaque;
+  const char *p = strstr(json, "\"rx_bytes\":");
+  (void)rk;
+  (void)len;
+  if (p)
+    sl_metric_set(ms->m_rx, strtod(p + 11, NULL));
+  return 0;
+}
+
 static rd_kafka_t *consumer(sl_models_t *ms, const char *brokers,
                             const char *what, bool small, char *err,
                             size_t errlen) {
@@ -717,9 +730,15 @@ static rd_kafka_t *consumer(sl_models_t *ms, const char *brokers,
                           errlen) ||
         rd_kafka_conf_set(c, "fetch.max.bytes", "1048576", err, errlen) ||
         rd_kafka_conf_set(c, "max.partition.fetch.bytes", "1048576", err,
+                          errlen) ||
+        rd_kafka_conf_set(c, "statistics.interval.ms", "1000", err,
                           errlen)))) {
     rd_kafka_conf_destroy(c);
     return NULL;
+  }
+  if (small) {
+    rd_kafka_conf_set_stats_cb(c, on_stats);
+    rd_kafka_conf_set_opaque(c, ms);
   }
   return rd_kafka_new(RD_KAFKA_CONSUMER, c, err, errlen);
 }
@@ -800,6 +819,10 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
   ms->m_rejections =
       sl_metrics_counter(dm->in.mx, "sluice_model_rejections_total",
                          "Model versions refused before activation", NULL);
+  ms->m_rx = sl_metrics_gauge(dm->in.mx, "sluice_model_rx_bytes",
+                              "Bytes the chunk consumer received from the "
+                              "brokers since start (librdkafka statistics)",
+                              NULL);
   ms->m_downloading =
       sl_metrics_gauge(dm->in.mx, "sluice_model_downloading",
                        "1 while a model version is being downloaded", NULL);
