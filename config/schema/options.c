@@ -958,6 +958,16 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
       !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "fleet.brokers",
                 "must be set (or kafka.brokers) when fleet.enabled is true");
+  if (cfg->models.enabled && !*cfg->models.verify_key &&
+      !*cfg->fleet.verify_key && !enrol)
+    sl_cfg_errf(errs, NULL, 0, 0, "models.verify_key",
+                "must be set (or fleet.verify_key) when models.enabled is "
+                "true");
+  if (cfg->models.enabled && !*cfg->models.brokers && !*cfg->fleet.brokers &&
+      !*cfg->kafka.brokers && !enrol)
+    sl_cfg_errf(errs, NULL, 0, 0, "models.brokers",
+                "must be set (or fleet.brokers, kafka.brokers) when "
+                "models.enabled is true");
   for (size_t i = 0; i < cfg->fleet.labels.n; i++) {
     const char *l = cfg->fleet.labels.v[i], *eq = strchr(l, '=');
     if (!eq || eq == l || strchr(eq + 1, '=') || strchr(l, ',')) {
