@@ -37,73 +37,10 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
-#include "daemon/daemon.h"
-#include "daemon/models.h"
+#include "daemon/models_int.h"
 #include "fleet/fleet.h"
 #include "model/model.h"
 #include "telemetry/log.h"
-
-#define INDEX_KEY "models.index"
-#define MAX_MODELS 32
-
-typedef struct entry {
-  char name[129];
-  sl_model_t *m;
-  uint8_t *newest; /* newest manifest record seen, not yet offered */
-  size_t newest_len;
-  uint8_t *status; /* latest status not yet produced */
-  size_t status_len;
-} entry_t;
-
-typedef struct ack {
-  struct ack *next;
-  char name[129], version[129], message[256];
-  int ok;
-} ack_t;
-
-typedef struct announce {
-  char topic[300];
-  char *payload; /* NULL = nothing pending */
-} announce_t;
-
-struct sl_models {
-  sl_daemon_t *dm;
-  sl_fleet_key_t *key;
-  char dir[1024], topic[3][300]; /* models, model.chunks, model.status */
-  char node_id[256];
-  uint64_t max_bytes, rate;
-  int win_start, win_end; /* minutes, -1 = always */
-  const char *const *names;
-  size_t nnames;
-
-  rd_kafka_t *cm, *cc, *prod;
-  pthread_t thr;
-  int thr_started;
-  atomic_int stop;
-  atomic_int slow; /* the uplink is sending a backlog */
-  int32_t status_parts;
-
-  entry_t ents[MAX_MODELS]; /* models thread */
-  size_t nents;
-  char fetching[65];     /* sha256 the chunk consumer is assigned to */
-  int64_t next_expected; /* offset the consumer reads next */
-  double tokens;
-  int64_t refill_ns;
-
-  pthread_mutex_t lock; /* acks, announcements, snapshot */
-  ack_t *acks;
-  announce_t ann[MAX_MODELS];
-  size_t nann;
-  char *snap;
-  uv_async_t wake;
-  uv_timer_t timer;
-  int handles_open;
-
-  sl_metric_t *m_bytes, *m_chunks_ok, *m_chunks_bad, *m_activations, *m_commits,
-      *m_rollbacks, *m_rejections, *m_downloading, *m_rx;
-  uint64_t last_n[5]; /* per-entry sums seen: activated, committed, ... */
-  sl_models_gate_t *gate;
-};
 
 static int64_t now_ns(void) {
   struct timespec ts;
@@ -171,37 +108,6 @@ static int op_persist(void *o, const char *model, const void *state,
   return rc;
 }
 
-static void op_announce(void *o, const char *model, const char *version,
-                        const char *sha, const char *path) {
-  sl_models_t *ms = o;
-  json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "model", model, "version",
-                        version, "sha256", sha, "path", path);
-  char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
-  json_decref(j);
-  if (!txt)
-    return;
-  sl_info(SL_LOG_CTX_CONFIG, model, "models: active version %s",
-          *version ? version : "(none)");
-  pthread_mutex_lock(&ms->lock);
-  size_t i;
-  char topic[300];
-  snprintf(topic, sizeof(topic), "sluice/models/%s/active", model);
-  for (i = 0; i < ms->nann; i++)
-    if (!strcmp(ms->ann[i].topic, topic))
-      break;
-  if (i == ms->nann && ms->nann < MAX_MODELS)
-    snprintf(ms->ann[ms->nann++].topic, sizeof(topic), "%s", topic);
-  if (i < MAX_MODELS) {
-    free(ms->ann[i].payload);
-    ms->ann[i].payload = txt; /* the newest wins: it is retained */
-  } else {
-    free(txt);
-  }
-  pthread_mutex_unlock(&ms->lock);
-  if (ms->handles_open)
-    uv_async_send(&ms->wake);
-}
-
 static entry_t *find(sl_models_t *ms, const char *name) {
   for (size_t i = 0; i < ms->nents; i++)
     if (!strcmp(ms->ents[i].name, name))
@@ -253,8 +159,8 @@ static int64_t op_now(void *o) {
   return now_ns();
 }
 
-static const sl_model_ops_t model_ops = {op_persist, op_announce, op_status,
-                                         op_now, NULL};
+static const sl_model_ops_t model_ops = {op_persist, models__announce,
+                                         op_status, op_now, NULL};
 
 static int save_index(sl_models_t *ms) {
   char buf[MAX_MODELS * 130] = "";
@@ -392,7 +298,9 @@ static void download(sl_models_t *ms) {
   sl_metric_set(ms->m_downloading, e ? 1 : 0);
   if (!e || !in_window(ms)) {
     unassign_chunks(ms);
-    usleep(100000);
+    rd_kafka_message_t *idle = rd_kafka_consumer_poll(ms->cc, 100);
+    if (idle) /* unassigned: only statistics and errors come */
+      rd_kafka_message_destroy(idle);
     return;
   }
   sl_model_manifest_info(sl_model_pending(e->m), &mi);
@@ -432,61 +340,6 @@ static void download(sl_models_t *ms) {
     assign_chunks(ms, &mi, next);
   } else if (!sl_model_pending(e->m)) {
     unassign_chunks(ms);
-  }
-}
-
-static void snapshot(sl_models_t *ms) {
-  json_t *arr = json_array();
-  char *txt;
-  for (size_t i = 0; i < ms->nents; i++) {
-    sl_model_info_t in;
-    char path[1024];
-    if (!ms->ents[i].m)
-      continue;
-    sl_model_info(ms->ents[i].m, &in);
-    sl_model_active_path(ms->ents[i].m, path, sizeof(path));
-    json_array_append_new(
-        arr,
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, "
-                  "s:I, s:I, s:b, s:I, s:I}",
-                  "name", ms->ents[i].name, "phase",
-                  sl_model_phase_name(in.phase), "reason", in.reason, "message",
-                  in.message, "active_version", in.active_version,
-                  "active_sha256", in.active_sha256, "path", path,
-                  "previous_version", in.previous_version, "previous_sha256",
-                  in.previous_sha256, "pending_version", in.pending_version,
-                  "chunks_have", (json_int_t)in.chunks_have, "chunks_total",
-                  (json_int_t)in.chunks_total, "bytes_fetched",
-                  (json_int_t)in.bytes_fetched, "acked", in.acked,
-                  "gate_windows", (json_int_t)in.gate_windows, "gate_events",
-                  (json_int_t)in.gate_events));
-  }
-  txt = json_dumps(arr, JSON_COMPACT);
-  json_decref(arr);
-  pthread_mutex_lock(&ms->lock);
-  free(ms->snap);
-  ms->snap = txt;
-  pthread_mutex_unlock(&ms->lock);
-}
-
-static void counters(sl_models_t *ms) {
-  uint64_t n[5] = {0};
-  sl_metric_t *mt[5] = {ms->m_activations, ms->m_commits, ms->m_rollbacks,
-                        ms->m_rejections, NULL};
-  for (size_t i = 0; i < ms->nents; i++) {
-    sl_model_info_t in;
-    if (!ms->ents[i].m)
-      continue;
-    sl_model_info(ms->ents[i].m, &in);
-    n[0] += in.n_activated;
-    n[1] += in.n_committed;
-    n[2] += in.n_rolled_back;
-    n[3] += in.n_rejected;
-  }
-  for (int k = 0; k < 4; k++) {
-    if (n[k] > ms->last_n[k])
-      sl_metric_add(mt[k], n[k] - ms->last_n[k]);
-    ms->last_n[k] = n[k];
   }
 }
 
@@ -583,8 +436,8 @@ static void *models_thread(void *arg) {
           sl_model_tick(ms->ents[i].m);
       if (ms->gate)
         sl_models_gate_poll(ms->gate);
-      counters(ms);
-      snapshot(ms);
+      models__counters(ms);
+      models__snapshot(ms);
     }
   }
   return NULL;
@@ -592,62 +445,7 @@ static void *models_thread(void *arg) {
 
 /* ---- the loop side ----------------------------------------------------- */
 
-static void publish_pending(sl_models_t *ms) {
-  sl_mqtt_t *mq = ms->dm->in.mqtt;
-  if (!mq)
-    return;
-  pthread_mutex_lock(&ms->lock);
-  for (size_t i = 0; i < ms->nann; i++) {
-    announce_t *a = &ms->ann[i];
-    if (a->payload && sl_mqtt_publish_retained(mq, a->topic, a->payload,
-                                               strlen(a->payload)) == 0) {
-      free(a->payload);
-      a->payload = NULL;
-    }
-  }
-  pthread_mutex_unlock(&ms->lock);
-}
-
-static void on_wake(uv_async_t *h) {
-  publish_pending(h->data);
-}
-
-static void on_timer(uv_timer_t *h) {
-  sl_models_t *ms = h->data;
-  int connected = 0;
-  uint64_t backlog = 0;
-  int st = sl_uplink_health(ms->dm, &connected, &backlog);
-  atomic_store(&ms->slow, st >= 0 && connected && backlog > 0);
-  publish_pending(ms);
-}
-
 /* ---- admin ------------------------------------------------------------- */
-
-static char *admin_list(void *o) {
-  sl_models_t *ms = o;
-  char *txt;
-  pthread_mutex_lock(&ms->lock);
-  txt = strdup(ms->snap ? ms->snap : "[]");
-  pthread_mutex_unlock(&ms->lock);
-  return txt;
-}
-
-static int admin_ack(void *o, const char *name, const char *version, int ok,
-                     const char *message) {
-  sl_models_t *ms = o;
-  ack_t *a = calloc(1, sizeof(*a));
-  if (!a)
-    return -ENOMEM;
-  snprintf(a->name, sizeof(a->name), "%s", name);
-  snprintf(a->version, sizeof(a->version), "%s", version);
-  snprintf(a->message, sizeof(a->message), "%s", message ? message : "");
-  a->ok = ok;
-  pthread_mutex_lock(&ms->lock);
-  a->next = ms->acks;
-  ms->acks = a;
-  pthread_mutex_unlock(&ms->lock);
-  return 0;
-}
 
 /* ---- start and stop ---------------------------------------------------- */
 
@@ -731,8 +529,7 @@ static rd_kafka_t *consumer(sl_models_t *ms, const char *brokers,
         rd_kafka_conf_set(c, "fetch.max.bytes", "1048576", err, errlen) ||
         rd_kafka_conf_set(c, "max.partition.fetch.bytes", "1048576", err,
                           errlen) ||
-        rd_kafka_conf_set(c, "statistics.interval.ms", "1000", err,
-                          errlen)))) {
+        rd_kafka_conf_set(c, "statistics.interval.ms", "1000", err, errlen)))) {
     rd_kafka_conf_destroy(c);
     return NULL;
   }
@@ -844,7 +641,7 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
     i = j + 1;
   }
   free(idx);
-  snapshot(ms);
+  models__snapshot(ms);
 
   if (!(pc = kconf(dm, brokers, err, errlen)))
     return SL_ECONFIG;
@@ -857,18 +654,20 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
       !(ms->cm = consumer(ms, brokers, "manifests", false, err, errlen)) ||
       !(ms->cc = consumer(ms, brokers, "chunks", true, err, errlen)))
     return SL_EKAFKA;
+  /* Its statistics (and logs) are served by consumer_poll. */
+  rd_kafka_poll_set_consumer(ms->cc);
   if (*cfg->models.gate_stream &&
       (rc = sl_models_gate_new(dm, cfg->models.gate_stream, &ms->gate, err,
                                errlen)) < 0)
     return rc;
-  uv_async_init(&dm->loop, &ms->wake, on_wake);
+  uv_async_init(&dm->loop, &ms->wake, models__on_wake);
   ms->wake.data = ms;
   uv_timer_init(&dm->loop, &ms->timer);
   ms->timer.data = ms;
-  uv_timer_start(&ms->timer, on_timer, 0, 1000);
+  uv_timer_start(&ms->timer, models__on_timer, 0, 1000);
   ms->handles_open = 1;
   if (dm->adm) {
-    sl_admin_models_t am = {admin_list, admin_ack, ms};
+    sl_admin_models_t am = {models__admin_list, models__admin_ack, ms};
     sl_admin_set_models(dm->adm, &am);
   }
   if (pthread_create(&ms->thr, NULL, models_thread, ms) != 0) {
@@ -877,18 +676,6 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
   }
   ms->thr_started = 1;
   return 0;
-}
-
-void sl_models_status(sl_daemon_t *dm, json_t *root) {
-  sl_models_t *ms = dm->models;
-  json_t *arr;
-  if (!ms)
-    return;
-  pthread_mutex_lock(&ms->lock);
-  arr = json_loads(ms->snap ? ms->snap : "[]", 0, NULL);
-  pthread_mutex_unlock(&ms->lock);
-  if (arr)
-    json_object_set_new(root, "models", arr);
 }
 
 void sl_models_close(sl_daemon_t *dm) {

@@ -108,8 +108,8 @@ static void write_models_config(const char *extra) {
                    "  topic_prefix: \"%s\"\n"
                    "  verify_key: %s\n"
                    "%s",
-                   data_dir, sock_path, mqtt_host, mqtt_port, models_dir,
-                   kafka, prefix, pubfile, extra ? extra : "");
+                   data_dir, sock_path, mqtt_host, mqtt_port, models_dir, kafka,
+                   prefix, pubfile, extra ? extra : "");
 }
 
 /* The model's entry of GET /v1/models (owned), NULL when absent. */
@@ -189,8 +189,8 @@ static void await_retained(const char *version, int timeout_ms) {
 }
 
 /* The newest ModelStatus of NODE/det on <prefix>model.status. */
-static void await_kafka_status(Sluice__V1__ModelPhase phase,
-                               const char *reason, int timeout_ms) {
+static void await_kafka_status(Sluice__V1__ModelPhase phase, const char *reason,
+                               int timeout_ms) {
   rd_kafka_conf_t *c = rd_kafka_conf_new();
   char e[256], topic[200], key[300];
   rd_kafka_t *rk;
@@ -199,8 +199,7 @@ static void await_kafka_status(Sluice__V1__ModelPhase phase,
   snprintf(topic, sizeof(topic), "%smodel.status", prefix);
   snprintf(key, sizeof(key), "%s/det", NODE);
   CHECK(rd_kafka_conf_set(c, "bootstrap.servers", kafka, e, sizeof(e)) == 0 &&
-            rd_kafka_conf_set(c, "group.id", "model-test", e, sizeof(e)) ==
-                0 &&
+            rd_kafka_conf_set(c, "group.id", "model-test", e, sizeof(e)) == 0 &&
             rd_kafka_conf_set(c, "auto.offset.reset", "earliest", e,
                               sizeof(e)) == 0,
         "%s", e);
@@ -236,8 +235,8 @@ static void check_active_file(const char *want_sha) {
   char p[600], sha[65];
   snprintf(p, sizeof(p), "%s/det/current/det.onnx", models_dir);
   sha_of(p, sha);
-  CHECK(!strcmp(sha, want_sha), "current/det.onnx hashes to '%s', want %s",
-        sha, want_sha);
+  CHECK(!strcmp(sha, want_sha), "current/det.onnx hashes to '%s', want %s", sha,
+        want_sha);
 }
 
 SL_SCENARIO(resume) {
@@ -267,10 +266,14 @@ SL_SCENARIO(resume) {
   json_decref(e);
   /* Exactly the missing chunks were fetched again: none twice. */
   double got = metric("sluice_model_chunks_total{result=\"ok\"}");
-  CHECK(got == (double)(32 - have), "fetched %.0f chunks after the restart, "
-                                    "%lld were missing",
+  CHECK(got == (double)(32 - have),
+        "fetched %.0f chunks after the restart, "
+        "%lld were missing",
         got, 32 - have);
   check_active_file(sha);
+  /* What the chunk consumer received from the brokers (librdkafka's
+   * statistics) covers at least the chunks it fetched. */
+  await_metric_ge("sluice_model_rx_bytes", (32 - have) * 65536.0, 5000);
   await_retained("1.0.0", 15000);
   /* The app's acknowledgement commits it (no gate limits). */
   char buf[2048];
@@ -349,8 +352,8 @@ SL_SCENARIO(rollback) {
   json_decref(e);
   check_active_file(sha1);
   await_retained("1.0.0", 10000);
-  await_kafka_status(SLUICE__V1__MODEL_PHASE__MODEL_ROLLED_BACK,
-                     "ack_timeout", 15000);
+  await_kafka_status(SLUICE__V1__MODEL_PHASE__MODEL_ROLLED_BACK, "ack_timeout",
+                     15000);
   /* v3: the app says it cannot load it. */
   publish(a3, "3.0.0", keyfile, "--gate ack_timeout_ms=60000");
   json_decref(await_phase("TRIAL", "3.0.0", 20000));
@@ -373,7 +376,8 @@ SL_SCENARIO(rollback) {
   CHECK(e && !strcmp(str(e, "active_version"), "1.0.0") &&
             !strcmp(str(e, "pending_version"), ""),
         "after the restart: active %s pending %s",
-        e ? str(e, "active_version") : "?", e ? str(e, "pending_version") : "?");
+        e ? str(e, "active_version") : "?",
+        e ? str(e, "pending_version") : "?");
   json_decref(e);
   stop_daemon_ok();
 }
