@@ -42,6 +42,13 @@
 #include "model/model.h"
 #include "telemetry/log.h"
 
+/* A fetch holds four 512 KiB chunk batches and their record overhead with
+ * 32 KiB to spare: the broker cuts a response at this size and the cut
+ * (partial) batch is fetched again by the next request, so the limit must
+ * not sit just below a whole number of batches (at 1 MiB every second
+ * batch arrived twice: rx_bytes 2x the model). */
+#define FETCH_BYTES "2129920"
+
 static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
@@ -524,10 +531,10 @@ static rd_kafka_t *consumer(sl_models_t *ms, const char *brokers,
       rd_kafka_conf_set(c, "enable.partition.eof", "true", err, errlen) ||
       rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, errlen) ||
       (small &&
-       (rd_kafka_conf_set(c, "queued.max.messages.kbytes", "1024", err,
+       (rd_kafka_conf_set(c, "queued.max.messages.kbytes", "2080", err,
                           errlen) ||
-        rd_kafka_conf_set(c, "fetch.max.bytes", "1048576", err, errlen) ||
-        rd_kafka_conf_set(c, "max.partition.fetch.bytes", "1048576", err,
+        rd_kafka_conf_set(c, "fetch.max.bytes", FETCH_BYTES, err, errlen) ||
+        rd_kafka_conf_set(c, "max.partition.fetch.bytes", FETCH_BYTES, err,
                           errlen) ||
         rd_kafka_conf_set(c, "statistics.interval.ms", "1000", err, errlen)))) {
     rd_kafka_conf_destroy(c);

@@ -16,7 +16,7 @@
 #include "telemetry/log.h"
 
 void models__announce(void *o, const char *model, const char *version,
-                        const char *sha, const char *path) {
+                      const char *sha, const char *path) {
   sl_models_t *ms = o;
   json_t *j = json_pack("{s:s, s:s, s:s, s:s}", "model", model, "version",
                         version, "sha256", sha, "path", path);
@@ -140,7 +140,7 @@ char *models__admin_list(void *o) {
 }
 
 int models__admin_ack(void *o, const char *name, const char *version, int ok,
-                     const char *message) {
+                      const char *message) {
   sl_models_t *ms = o;
   ack_t *a = calloc(1, sizeof(*a));
   if (!a)
