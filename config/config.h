@@ -187,16 +187,20 @@ typedef struct sl_config_step {
   uint64_t interval_ms;  /* rate_limit interval */
   sl_config_strlist_t aggregate; /* functions; empty = not an aggregate */
   uint64_t window_ms, hop_ms, lateness_ms;
-  int late;          /* drop|correct */
-  char *group_by;    /* source|none|attr.NAME|a capture */
-  char *into;        /* stream of the results */
-  bool keep_raw;     /* keep the aggregated events too */
-  uint64_t max_keys; /* distinct keys tracked */
-  char *route;       /* kafka|mqtt|local; "" = not a route step */
-  char *stream;      /* route: store the events in this stream */
-  char *topic;       /* route: Kafka or MQTT topic */
-  char *key;         /* route: Kafka key */
-  int format;        /* route: protobuf|json */
+  int late;             /* drop|correct */
+  char *group_by;       /* source|none|attr.NAME|a capture */
+  char *into;           /* stream of the results */
+  bool keep_raw;        /* keep the aggregated events too */
+  uint64_t max_keys;    /* distinct keys tracked */
+  char *route;          /* kafka|mqtt|local; "" = not a route step */
+  char *stream;         /* route: store the events in this stream */
+  char *topic;          /* route: Kafka or MQTT topic */
+  char *key;            /* route: Kafka key */
+  int format;           /* route: protobuf|json */
+  bool model_aggregate; /* per model version aggregates (docs/EDGE-AI.md) */
+  uint64_t model_keys;  /* model_aggregate: keys held (fixed memory) */
+  sl_config_strlist_t reference; /* model_aggregate: 20 PSI proportions */
+  uint64_t reference_windows;    /* model_aggregate: learnt reference */
 } sl_config_step_t;
 
 typedef struct sl_config_pipeline {

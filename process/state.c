@@ -70,6 +70,13 @@ uint64_t process__fingerprint(const pstep_t *s) {
     int64_t kind, esize, window, hop, lateness, funcs, by, nwin;
   } f = {s->kind, (int64_t)s->tab.esize, 0, 0, 0, 0, 0, 0};
   uint64_t h;
+  if (s->kind == SL_PROCESS_MODEL_AGG) {
+    f.window = s->c.window_ns;
+    f.lateness = s->c.lateness_ns;
+    f.funcs = s->c.reference_windows;
+    f.by = s->c.max_keys;
+    f.nwin = s->c.n_reference;
+  }
   if (s->kind == SL_PROCESS_AGGREGATE) {
     f.window = s->c.window_ns;
     f.hop = s->c.hop_ns;
@@ -216,7 +223,7 @@ int sl_process_state_put(sl_process_t *pr, sl_process_put_cb cb, void *arg) {
         continue;
       if ((rc = put_step(pr, p, s, k, cb, arg)) < 0)
         return rc;
-      if (s->kind == SL_PROCESS_AGGREGATE && s->meta_dirty &&
+      if (process__windowed(s) && s->meta_dirty &&
           (rc = put_meta(pr, p, s, k, cb, arg)) < 0)
         return rc;
     }
@@ -319,7 +326,11 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
         break;
       }
       /* Copy out: the insert may reuse nothing of sbuf, but stay safe. */
-      if ((rc = table_insert(pr, t, q + 2, kl, q + 2 + kl)) < 0)
+      if (s->kind == SL_PROCESS_MODEL_AGG)
+        rc = process__magg_load(pr, s, q + 2 + kl);
+      else
+        rc = table_insert(pr, t, q + 2, kl, q + 2 + kl);
+      if (rc < 0)
         return rc;
       q += 2 + kl + psize;
     }
@@ -329,7 +340,7 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
       *corrupt = true;
     }
   }
-  if (s->kind == SL_PROCESS_AGGREGATE) {
+  if (process__windowed(s)) {
     key_of(key, sizeof(key), p, k, META_SHARD);
     rc = fetch(pr, cb, arg, key, &len);
     if (rc == 0) {
