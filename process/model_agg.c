@@ -166,8 +166,8 @@ int process__magg_compile(sl_process_t *pr, pstep_t *s,
     mc->have_ref = true;
   }
   mc->ref_windows = c->reference_windows;
-  mc->log_gamma = log((1 + SL_PROCESS_MA_ACCURACY) /
-                      (1 - SL_PROCESS_MA_ACCURACY));
+  mc->log_gamma =
+      log((1 + SL_PROCESS_MA_ACCURACY) / (1 - SL_PROCESS_MA_ACCURACY));
   if (!pr->ma && !(pr->ma = calloc(1, sizeof(*pr->ma))))
     return -ENOMEM;
   s->c.hop_ns = c->window_ns;
@@ -503,7 +503,8 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
   size_t klen;
   int role, agree = -1; /* -1 n/a, 0 disagree, 1 agree, 2 unmatched */
 
-  if (ev->body_case != SLUICE__V1__EVENT__BODY_INFERENCE || !(in = ev->inference))
+  if (ev->body_case != SLUICE__V1__EVENT__BODY_INFERENCE ||
+      !(in = ev->inference))
     return STEP_PASS;
   if (t < INT64_MIN / 4 || t > INT64_MAX / 4)
     return STEP_PASS;
@@ -526,8 +527,7 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
    * creation may evict; the window entry is the one kept for this event). */
   {
     char pk[MA_KEYMAX];
-    size_t pl =
-        make_key(pk, E_PRIMARY, 0, in->model, NULL, NULL, ev->source);
+    size_t pl = make_key(pk, E_PRIMARY, 0, in->model, NULL, NULL, ev->source);
     if (pl) {
       ma_entry_t *pe = get(pr, p, s, pk, pl, role == 1);
       if (pr->poisoned)
@@ -689,8 +689,8 @@ static int emit_window(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     n += w->pooled[i];
     rn += e->ref[i];
   }
-  bool have_ref = mc->have_ref || (mc->ref_windows &&
-                                   e->ref_windows >= mc->ref_windows && rn);
+  bool have_ref = mc->have_ref ||
+                  (mc->ref_windows && e->ref_windows >= mc->ref_windows && rn);
   if (have_ref) {
     for (size_t i = 0; i < BINS; i++)
       refp[i] = mc->have_ref ? mc->ref[i] : (double)e->ref[i] / (double)rn;
