@@ -72,12 +72,12 @@ static void ev_init(tev_t *e, const char *src, int64_t t, const char *model,
 /* One random result: detections (det) or classes (cls), random status. */
 static void fill(tev_t *e, bool cls) {
   int r = (int)(rnd() % 20);
-  e->in.status = r < 14   ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_OK
-                 : r < 16 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_EMPTY
-                 : r < 17 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR
-                 : r < 18
-                     ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_SKIPPED
-                     : SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_UNSPECIFIED;
+  e->in.status =
+      r < 14   ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_OK
+      : r < 16 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_EMPTY
+      : r < 17 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR
+      : r < 18 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_SKIPPED
+               : SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_UNSPECIFIED;
   e->in.latency_us = (uint32_t)(rnd() % 8 == 0 ? 0 : 1 + rnd() % 200000);
   if (e->in.status == SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_EMPTY ||
       e->in.status == SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR)
@@ -144,7 +144,8 @@ static void gen(uint64_t seed) {
   ev_init(&evs[nev++], flush_src, t + 100 * W, "det", "v1", 1, 0);
 }
 
-/* ---- the naive reference -------------------------------------------------- */
+/* ---- the naive reference --------------------------------------------------
+ */
 
 typedef struct nwin {
   char key[160];
@@ -334,7 +335,8 @@ static void naive(void) {
   }
 }
 
-/* ---- running the step ----------------------------------------------------- */
+/* ---- running the step -----------------------------------------------------
+ */
 
 static sl_process_t *mk(uint32_t max_keys) {
   sl_process_t *pr;
@@ -344,8 +346,7 @@ static sl_process_t *mk(uint32_t max_keys) {
                                      .into = "models",
                                      .max_keys = max_keys,
                                      .reference_windows = 1}};
-  sl_process_pipeline_conf_t pc = {
-      .name = "ai", .steps = steps, .n_steps = 1};
+  sl_process_pipeline_conf_t pc = {.name = "ai", .steps = steps, .n_steps = 1};
   assert_int_equal(sl_process_new(&pr), 0);
   assert_int_equal(sl_process_pipeline_add(pr, &pc, err, sizeof(err)), 0);
   return pr;
@@ -430,8 +431,7 @@ static void compare(void) {
       if (!a->labels[k]->other)
         assert_int_equal(a->labels[k]->label_id, w->ids[k]);
       assert_int_equal(a->labels[k]->count, w->lab_n[wk]);
-      u32eq(a->labels[k]->score_hist, a->labels[k]->n_score_hist,
-            w->score[wk]);
+      u32eq(a->labels[k]->score_hist, a->labels[k]->n_score_hist, w->score[wk]);
     }
     u32eq(a->score_hist, a->n_score_hist, w->pooled);
     u32eq(a->margin_hist, a->n_margin_hist, w->margin);
@@ -490,8 +490,7 @@ static void test_full_table(void **state) {
   /* Flush what the table still holds. */
   const Sluice__V1__Event *b[1];
   tev_t fl;
-  ev_init(&fl, flush_src, evs[nev - 1].ev.time_ns + 100 * W, "det", "v1", 1,
-          1);
+  ev_init(&fl, flush_src, evs[nev - 1].ev.time_ns + 100 * W, "det", "v1", 1, 1);
   b[0] = &fl.ev;
   sl_process_result_t res;
   assert_int_equal(sl_process_run(pr, "vision", b, 1, &res), 0);
@@ -585,7 +584,8 @@ static void test_config(void **state) {
   sl_process_free(pr);
 }
 
-/* ---- kill -9 ---------------------------------------------------------------- */
+/* ---- kill -9 ----------------------------------------------------------------
+ */
 
 #define BSIZE 50
 
@@ -660,8 +660,8 @@ static int child(const char *dir, int fd) {
       uint8_t *buf = malloc(len);
       sluice__v1__event_batch__pack(&eb, buf);
       sl_store_batch_t *sb;
-      if (sl_store_batch_new(st, sid, buf, len, (uint32_t)res.nemit, tmin,
-                             tmax, &sb) ||
+      if (sl_store_batch_new(st, sid, buf, len, (uint32_t)res.nemit, tmin, tmax,
+                             &sb) ||
           sl_store_group_add(g, sb))
         return 7;
       free(buf);
