@@ -86,8 +86,8 @@ static int keys_of(body_t *b, uint32_t o, const char *const *allowed,
   }
   return 0;
 }
-static int get_str(body_t *b, uint32_t v, const char *name, char **out,
-                   char *e, size_t el) {
+static int get_str(body_t *b, uint32_t v, const char *name, char **out, char *e,
+                   size_t el) {
   if (!v)
     return 0;
   if (!IS(b, v, T_STRING))
@@ -127,14 +127,15 @@ static int get_enum(body_t *b, uint32_t v, const char *name,
     }
   }
   return bad(e, el, "\"%s\" must be one of %s, %s, %s%s%s", name, names[1],
-             names[2], names[3], names[4] ? ", " : "", names[4] ? names[4] : "");
+             names[2], names[3], names[4] ? ", " : "",
+             names[4] ? names[4] : "");
 }
 
 static const char *const roles[] = {"", "primary", "canary", "shadow", NULL};
 static const char *const tasks[] = {"",        "classify", "detect",
                                     "anomaly", "regress",  NULL};
-static const char *const statuses[] = {"", "ok", "empty", "error", "skipped",
-                                       NULL};
+static const char *const statuses[] = {"",      "ok",      "empty",
+                                       "error", "skipped", NULL};
 
 /* ---- the inference JSON mapping ----------------------------------------- */
 
@@ -161,8 +162,8 @@ enum { D_LABEL_ID, D_LABEL, D_SCORE, D_BOX, D_TRACK, D_N };
 
 static int detections_of(sl_infer_dec_t *d, uint32_t v,
                          Sluice__V1__Inference *in, char *e, size_t el) {
-  static const char *const keys[] = {"label_id", "label", "score", "box",
-                                     "track_id", NULL};
+  static const char *const keys[] = {"label_id", "label",    "score",
+                                     "box",      "track_id", NULL};
   body_t *b = &d->b;
   size_t i = 0;
   if (!IS(b, v, T_LBRACKET) || N(b, v)->n > SL_INFER_MAX_DETECTIONS)
@@ -187,8 +188,7 @@ static int detections_of(sl_infer_dec_t *d, uint32_t v,
                       el)) < 0 ||
         (rc = get_num(b, k[D_SCORE], "score", &sc, e, el)) < 0 ||
         (rc = get_str(b, k[D_LABEL], "label", &dt->label, e, el)) < 0 ||
-        (rc = get_int(b, k[D_TRACK], "track_id", 0, INT64_MAX, &tr, e, el)) <
-            0)
+        (rc = get_int(b, k[D_TRACK], "track_id", 0, INT64_MAX, &tr, e, el)) < 0)
       return rc;
     if (k[D_BOX] && (rc = box_of(b, k[D_BOX], dt, i, e, el)) < 0)
       return rc;
@@ -289,15 +289,29 @@ static int attributes_of(sl_infer_dec_t *d, uint32_t v, Sluice__V1__Event *ev,
 /* The inference object in node 0. */
 static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
                       sl_json_batch_t *jb, char *e, size_t el) {
-  static const char *const keys[] = {
-      "source",          "time_ns",          "model",
-      "model_version",   "model_digest",     "role",
-      "sequence",        "capture_time_ns",  "pts_ns",
-      "emit_time_ns",    "latency_us",       "queue_us",
-      "task",            "status",           "error",
-      "score_threshold", "label_map_digest", "detections",
-      "classes",         "anomaly_score",    "values",
-      "attributes",      NULL};
+  static const char *const keys[] = {"source",
+                                     "time_ns",
+                                     "model",
+                                     "model_version",
+                                     "model_digest",
+                                     "role",
+                                     "sequence",
+                                     "capture_time_ns",
+                                     "pts_ns",
+                                     "emit_time_ns",
+                                     "latency_us",
+                                     "queue_us",
+                                     "task",
+                                     "status",
+                                     "error",
+                                     "score_threshold",
+                                     "label_map_digest",
+                                     "detections",
+                                     "classes",
+                                     "anomaly_score",
+                                     "values",
+                                     "attributes",
+                                     NULL};
   body_t *b = &d->b;
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
   Sluice__V1__Inference in = SLUICE__V1__INFERENCE__INIT;
@@ -311,9 +325,8 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
   if ((rc = keys_of(b, 0, keys, k, "inference", e, el)) < 0)
     return rc;
   ev.source = (char *)source;
-  if ((v = k[K_SOURCE]) &&
-      (!IS(b, v, T_STRING) || !N(b, v)->slen ||
-       N(b, v)->slen > MAX_SOURCE_BYTES))
+  if ((v = k[K_SOURCE]) && (!IS(b, v, T_STRING) || !N(b, v)->slen ||
+                            N(b, v)->slen > MAX_SOURCE_BYTES))
     return bad(e, el,
                "\"source\" must be a non-empty string of at most %d bytes",
                MAX_SOURCE_BYTES);
@@ -327,17 +340,16 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
     return bad(e, el, "\"model\" is required");
   if ((rc = get_str(b, k[K_VERSION], "model_version", &in.model_version, e,
                     el)) < 0 ||
-      (rc = get_str(b, k[K_DIGEST], "model_digest", &in.model_digest, e,
-                    el)) < 0 ||
+      (rc = get_str(b, k[K_DIGEST], "model_digest", &in.model_digest, e, el)) <
+          0 ||
       (rc = get_str(b, k[K_ERROR], "error", &in.error, e, el)) < 0 ||
-      (rc = get_str(b, k[K_LABEL_MAP], "label_map_digest",
-                    &in.label_map_digest, e, el)) < 0 ||
+      (rc = get_str(b, k[K_LABEL_MAP], "label_map_digest", &in.label_map_digest,
+                    e, el)) < 0 ||
       (rc = get_enum(b, k[K_ROLE], "role", roles, &role, e, el)) < 0 ||
       (rc = get_enum(b, k[K_TASK], "task", tasks, &task, e, el)) < 0 ||
-      (rc = get_enum(b, k[K_STATUS], "status", statuses, &status, e, el)) <
+      (rc = get_enum(b, k[K_STATUS], "status", statuses, &status, e, el)) < 0 ||
+      (rc = get_int(b, k[K_SEQUENCE], "sequence", 0, INT64_MAX, &seq, e, el)) <
           0 ||
-      (rc = get_int(b, k[K_SEQUENCE], "sequence", 0, INT64_MAX, &seq, e,
-                    el)) < 0 ||
       (rc = get_int(b, k[K_CAPTURE], "capture_time_ns", INT64_MIN, INT64_MAX,
                     &in.capture_time_ns, e, el)) < 0 ||
       (rc = get_int(b, k[K_PTS], "pts_ns", INT64_MIN, INT64_MAX, &in.pts_ns, e,
@@ -346,8 +358,7 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
                     &in.emit_time_ns, e, el)) < 0 ||
       (rc = get_int(b, k[K_LATENCY], "latency_us", 0, UINT32_MAX, &lat, e,
                     el)) < 0 ||
-      (rc = get_int(b, k[K_QUEUE], "queue_us", 0, UINT32_MAX, &q, e, el)) <
-          0 ||
+      (rc = get_int(b, k[K_QUEUE], "queue_us", 0, UINT32_MAX, &q, e, el)) < 0 ||
       (rc = get_num(b, k[K_THRESHOLD], "score_threshold", &th, e, el)) < 0 ||
       (rc = get_num(b, k[K_ANOMALY], "anomaly_score", &in.anomaly_score, e,
                     el)) < 0 ||
@@ -383,9 +394,7 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
   }
   if ((v = k[K_ATTRIBUTES]) && (rc = attributes_of(d, v, &ev, e, el)) < 0)
     return rc;
-  ev.time_ns = k[K_TIME_NS]   ? t
-               : k[K_CAPTURE] ? in.capture_time_ns
-                              : def_time;
+  ev.time_ns = k[K_TIME_NS] ? t : k[K_CAPTURE] ? in.capture_time_ns : def_time;
   ev.body_case = SLUICE__V1__EVENT__BODY_INFERENCE;
   ev.inference = &in;
   return sl_json_batch_add_client(jb, &ev, e, el);
@@ -393,8 +402,8 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
 
 int sl_infer_decode_json(sl_infer_dec_t *d, const char *payload, size_t len,
                          const char *source, int64_t default_time_ns,
-                         uint32_t max_events, sl_json_batch_t *jb,
-                         char *errstr, size_t errlen) {
+                         uint32_t max_events, sl_json_batch_t *jb, char *errstr,
+                         size_t errlen) {
   body_t *b = &d->b;
   scan_t *s = &b->s;
   size_t line = 1, idx = 0;
@@ -522,7 +531,8 @@ static int tensor_of(sl_infer_dec_t *d, uint32_t outs, const char *want,
     return bad(e, el, "no output tensor named \"%.60s\"", want);
   v = member(b, o, "datatype");
   size_t ti = 0;
-  while (IS(b, v, T_STRING) && types[ti] && strcmp(types[ti], TXT(b, N(b, v)->str)))
+  while (IS(b, v, T_STRING) && types[ti] &&
+         strcmp(types[ti], TXT(b, N(b, v)->str)))
     ti++;
   if (!IS(b, v, T_STRING) || !types[ti])
     return bad(e, el,

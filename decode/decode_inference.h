@@ -43,8 +43,8 @@ void sl_infer_dec_free(sl_infer_dec_t *d);
  */
 int sl_infer_decode_json(sl_infer_dec_t *d, const char *payload, size_t len,
                          const char *source, int64_t default_time_ns,
-                         uint32_t max_events, sl_json_batch_t *jb,
-                         char *errstr, size_t errlen);
+                         uint32_t max_events, sl_json_batch_t *jb, char *errstr,
+                         size_t errlen);
 
 /* How an OIP v2 response becomes an inference event. */
 typedef struct sl_oip_map {

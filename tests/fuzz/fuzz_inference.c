@@ -26,8 +26,7 @@ static void check(int rc, const sl_json_batch_t *jb, const char *err) {
   Sluice__V1__EventBatch *b =
       sluice__v1__event_batch__unpack(NULL, jb->buf.len, jb->buf.data);
   if (!b || b->n_events != jb->count) {
-    fprintf(stderr, "decoded batch does not unpack to %u events\n",
-            jb->count);
+    fprintf(stderr, "decoded batch does not unpack to %u events\n", jb->count);
     abort();
   }
   for (size_t i = 0; i < b->n_events; i++)

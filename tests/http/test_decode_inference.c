@@ -149,8 +149,11 @@ static const char *const labels[] = {"cat", "dog", "fox", "owl"};
 
 static void test_oip_classify(void **state) {
   (void)state;
-  sl_oip_map_t m = {.model = "cfg", .labels = labels, .nlabels = 4,
-                    .label_map_digest = "sha256:11", .top_k = 2,
+  sl_oip_map_t m = {.model = "cfg",
+                    .labels = labels,
+                    .nlabels = 4,
+                    .label_map_digest = "sha256:11",
+                    .top_k = 2,
                     .score_threshold = 0.1f};
   int rc;
   /* KServe's response of a 4-class model, nested data. */
@@ -197,9 +200,12 @@ static void test_oip_classify(void **state) {
 
 static void test_oip_detect_anomaly(void **state) {
   (void)state;
-  sl_oip_map_t m = {.model = "det", .labels = labels, .nlabels = 4,
+  sl_oip_map_t m = {.model = "det",
+                    .labels = labels,
+                    .nlabels = 4,
                     .task = SLUICE__V1__INFERENCE_TASK__INFERENCE_TASK_DETECT,
-                    .output = "boxes", .score_threshold = 0.5f};
+                    .output = "boxes",
+                    .score_threshold = 0.5f};
   int rc;
   Sluice__V1__EventBatch *b = oip(
       "{\"model_name\":\"yolo\",\"outputs\":[{\"name\":\"other\",\"shape\":"
