@@ -100,7 +100,8 @@ typedef enum {
   SL_CONFIG_MQTT_JSON = 0,  /* JSON object or array, field paths below */
   SL_CONFIG_MQTT_RAW,       /* bytes stored as Raw with a content type */
   SL_CONFIG_MQTT_SPARKPLUG, /* Sparkplug B protobuf payloads */
-  SL_CONFIG_MQTT_EVENT      /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_EVENT,     /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_INFERENCE  /* inference JSON (docs/EDGE-AI.md) */
 } sl_config_mqtt_decoder_t;
 
 /* mqtt.subscriptions[].json_time_unit: unit of numeric timestamps. */

@@ -248,8 +248,8 @@ static const sl_cfg_section_t stream_section = {
 #define MQTT_FAN_OPT(...) OPT_IN(sl_config_mqtt_fanout_t, __VA_ARGS__)
 
 static const char *const mqtt_versions[] = {"5", "3.1.1", NULL};
-static const char *const mqtt_decoders[] = {"json", "raw", "sparkplug", "event",
-                                            NULL};
+static const char *const mqtt_decoders[] = {"json",  "raw",       "sparkplug",
+                                            "event", "inference", NULL};
 static const char *const time_units[] = {"ms", "s", "us", "ns", NULL};
 
 /* A subscription filter: non-empty, '#' only as the whole last level, '+'
@@ -296,7 +296,9 @@ static const sl_cfg_opt_t mqtt_sub_opts[] = {
                  "Payload decoder: json (field paths below), raw (bytes "
                  "with content_type), sparkplug (Sparkplug B), or event "
                  "(sluice's event JSON as HTTP ingest takes it, each with "
-                 "its source; what sluice-sim --output mqtt sends).",
+                 "its source; what sluice-sim --output mqtt sends), or "
+                 "inference (inference results, docs/EDGE-AI.md; source is "
+                 "the default source).",
                  .enums = mqtt_decoders),
     MQTT_SUB_OPT("qos", UINT, qos, "1", RESTART,
                  "Subscription QoS; 1 is acknowledged only after commit.",
