@@ -1,0 +1,125 @@
+/*
+ * Inference results through the real daemon over HTTP (docs/EDGE-AI.md):
+ *
+ *   http  POST /v1/inference (inference JSON, ?source= for objects without
+ *         one) into a stream with a model_aggregate pipeline: the raw
+ *         results and the aggregate of the closed window are stored, a bad
+ *         field is a 400 naming it, the old /v1/events path still works.
+ *
+ * inference_test SLUICE_BINARY http
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "process/process.h"
+#include "store/store.h"
+#include "tests/common/daemon_fixture.h"
+
+typedef struct seen {
+  int results, aggs;
+  uint64_t events, ok, empty, label7;
+} seen_t;
+
+static void read_all(const char *stream, seen_t *s) {
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  CHECK(store_cursor(stream, &st, &cur) == 0, "stream %s", stream);
+  while (sl_store_cursor_next(cur, &rec) == 0) {
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b, "batch decodes");
+    for (size_t i = 0; i < b->n_events; i++) {
+      const Sluice__V1__Event *ev = b->events[i];
+      if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE)
+        s->results++;
+      if (ev->body_case != SLUICE__V1__EVENT__BODY_RAW)
+        continue;
+      CHECK(!strcmp(ev->raw->content_type, SL_PROCESS_MA_CONTENT_TYPE),
+            "content type %s", ev->raw->content_type);
+      Sluice__V1__InferenceAggregate *a =
+          sluice__v1__inference_aggregate__unpack(NULL, ev->raw->data.len,
+                                                  ev->raw->data.data);
+      CHECK(a && a->n_status_counts == 5, "aggregate decodes");
+      s->aggs++;
+      s->events += a->events;
+      s->ok += a->status_counts[1];
+      s->empty += a->status_counts[2];
+      for (size_t k = 0; k < a->n_labels; k++)
+        if (!a->labels[k]->other && a->labels[k]->label_id == 7)
+          s->label7 += a->labels[k]->count;
+      sluice__v1__inference_aggregate__free_unpacked(a, NULL);
+    }
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  store_cursor_close(st, cur);
+}
+
+SL_SCENARIO(http) {
+  char buf[4096], body[2048];
+  const char *json = "application/json";
+  write_config_streams("  - name: inference\n  - name: models\n",
+                       "pipelines:\n  - name: ai\n"
+                       "    match: {stream: inference, kinds: [inference]}\n"
+                       "    steps:\n      - model_aggregate: true\n"
+                       "        window: 10s\n        into: models\n"
+                       "        keep_raw: true\n");
+  pid_t pid = start_daemon(NULL);
+  long long w0 = ((long long)time(NULL) - 600) / 10 * 10 * 1000000000LL;
+  /* Four results in one window (JSON lines), then one that closes it. */
+  int n = 0;
+  for (int i = 0; i < 4; i++)
+    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                  "{\"model\":\"det\",\"model_version\":\"3\",\"sequence\":%d,"
+                  "\"capture_time_ns\":%lld,%s}\n",
+                  i, w0 + i * 1000000000LL,
+                  i < 3 ? "\"detections\":[{\"label_id\":7,\"score\":0.8}]"
+                        : "\"status\":\"empty\"");
+  int code = http_req(http_port, "POST", "/v1/inference?stream=inference&source=cam1",
+                      json, body, NULL, buf, sizeof(buf));
+  CHECK(code == 200 && strstr(buf, "\"count\":4"), "POST results: %d %s", code,
+        buf);
+  snprintf(body, sizeof(body),
+           "{\"source\":\"cam1\",\"model\":\"det\",\"model_version\":\"3\","
+           "\"time_ns\":%lld,\"status\":\"empty\"}",
+           w0 + 20000000000LL);
+  code = http_req(http_port, "POST", "/v1/inference?stream=inference", json,
+                  body, NULL, buf, sizeof(buf));
+  CHECK(code == 200, "POST closing result: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/inference?stream=inference", json,
+                  "{\"model\":\"det\"}", NULL, buf, sizeof(buf));
+  CHECK(code == 400 && strstr(buf, "source"), "no source: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/inference?stream=inference", json,
+                  "{\"source\":\"c\",\"model\":\"det\",\"role\":\"boss\"}",
+                  NULL, buf, sizeof(buf));
+  CHECK(code == 400 && strstr(buf, "role"), "bad role: %d %s", code, buf);
+  code = http_req(http_port, "POST", "/v1/events?stream=inference", json,
+                  "{\"source\":\"c\",\"inference\":{\"model\":\"old\"}}", NULL,
+                  buf, sizeof(buf));
+  CHECK(code == 200, "old inference shape on /v1/events: %d %s", code, buf);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  seen_t s = {0};
+  read_all("inference", &s);
+  read_all("models", &s);
+  CHECK(s.results == 6, "%d raw results stored (want 6)", s.results);
+  /* Two windows of (det, 3, primary, cam1) closed: the first by the
+   * closing result, the second by the old-shaped event stamped now (the
+   * step's watermark is the largest event time it has seen). */
+  CHECK(s.aggs == 2 && s.events == 5 && s.ok == 3 && s.empty == 2 &&
+            s.label7 == 3,
+        "aggregates %d: events %llu ok %llu empty %llu label7 %llu (want 2: "
+        "5 3 2 3)",
+        s.aggs, (unsigned long long)s.events, (unsigned long long)s.ok,
+        (unsigned long long)s.empty, (unsigned long long)s.label7);
+  printf("http: 5 inference results over POST /v1/inference, two windows "
+         "aggregated, bad fields refused with 400\n");
+}
+
+int main(int argc, char **argv) {
+  return fixture_main(argc, argv, "inference", NULL, NULL);
+}
