@@ -308,11 +308,33 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
     sl_json_batch_close(&jb);
     return reject(h, r->conn, 503, -ENOMEM, "out of memory");
   }
-  if (r->inference)
-    rc = sl_infer_decode_json(
-        h->infdec, r->body ? r->body : "", r->len,
-        MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source"),
-        rules.now_ns, h->max_events, &jb, err, sizeof(err));
+  const char *fmt =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
+  const char *src =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
+  if (r->inference && fmt && !strcmp(fmt, "oip")) {
+    /* An OIP v2 response as the model server sent it, read with the
+     * profile ?oip= names (docs/EDGE-AI.md). */
+    const char *pn =
+        MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "oip");
+    const sl_config_oip_t *prof = sl_config_oip_find(ic->cfg, pn);
+    sl_oip_map_t m;
+    if (!prof) {
+      sl_json_batch_close(&jb);
+      snprintf(err, sizeof(err), "no oip profile '%.60s' (oip: in the config)",
+               pn ? pn : "");
+      return reject(h, r->conn, 400, SL_EPROTO, err);
+    }
+    sl_ingest_oip_map(prof, &m);
+    rc = sl_infer_decode_oip(h->infdec, r->body ? r->body : "", r->len, &m, src,
+                             rules.now_ns, &jb, err, sizeof(err));
+  } else if (r->inference && fmt && strcmp(fmt, "json")) {
+    sl_json_batch_close(&jb);
+    return reject(h, r->conn, 400, SL_EPROTO, "format must be json or oip");
+  } else if (r->inference)
+    rc = sl_infer_decode_json(h->infdec, r->body ? r->body : "", r->len, src,
+                              rules.now_ns, h->max_events, &jb, err,
+                              sizeof(err));
   else
     rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
                              h->max_events, &jb, err, sizeof(err));

@@ -4,7 +4,9 @@
  *   http  POST /v1/inference (inference JSON, ?source= for objects without
  *         one) into a stream with a model_aggregate pipeline: the raw
  *         results and the aggregate of the closed window are stored, a bad
- *         field is a 400 naming it, the old /v1/events path still works.
+ *         field is a 400 naming it, the old /v1/events path still works;
+ *         an OIP v2 response (?format=oip&oip=PROFILE) is read with the
+ *         profile's label map.
  *
  * inference_test SLUICE_BINARY http
  */
@@ -20,7 +22,7 @@
 #include "tests/common/daemon_fixture.h"
 
 typedef struct seen {
-  int results, aggs;
+  int results, aggs, oip;
   uint64_t events, ok, empty, label7;
 } seen_t;
 
@@ -37,6 +39,16 @@ static void read_all(const char *stream, seen_t *s) {
       const Sluice__V1__Event *ev = b->events[i];
       if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE)
         s->results++;
+      if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE &&
+          !strcmp(ev->source, "cam2")) {
+        const Sluice__V1__Inference *in = ev->inference;
+        CHECK(!strcmp(in->model, "pets") && in->sequence == 12 &&
+                  in->n_classes == 2 && in->classes[0]->label_id == 1 &&
+                  !strcmp(in->classes[0]->label, "dog") &&
+                  !strcmp(in->label_map_digest, "sha256:aa"),
+              "OIP response stored as an inference event");
+        s->oip++;
+      }
       if (ev->body_case != SLUICE__V1__EVENT__BODY_RAW)
         continue;
       CHECK(!strcmp(ev->raw->content_type, SL_PROCESS_MA_CONTENT_TYPE),
@@ -67,7 +79,10 @@ SL_SCENARIO(http) {
                        "    match: {stream: inference, kinds: [inference]}\n"
                        "    steps:\n      - model_aggregate: true\n"
                        "        window: 10s\n        into: models\n"
-                       "        keep_raw: true\n");
+                       "        keep_raw: true\n"
+                       "oip:\n  - name: pets\n    model: pets-cfg\n"
+                       "    labels: [cat, dog, fox]\n    top_k: 2\n"
+                       "    label_map_digest: sha256:aa\n");
   pid_t pid = start_daemon(NULL);
   long long w0 = ((long long)time(NULL) - 600) / 10 * 10 * 1000000000LL;
   /* Four results in one window (JSON lines), then one that closes it. */
@@ -79,8 +94,9 @@ SL_SCENARIO(http) {
                   i, w0 + i * 1000000000LL,
                   i < 3 ? "\"detections\":[{\"label_id\":7,\"score\":0.8}]"
                         : "\"status\":\"empty\"");
-  int code = http_req(http_port, "POST", "/v1/inference?stream=inference&source=cam1",
-                      json, body, NULL, buf, sizeof(buf));
+  int code =
+      http_req(http_port, "POST", "/v1/inference?stream=inference&source=cam1",
+               json, body, NULL, buf, sizeof(buf));
   CHECK(code == 200 && strstr(buf, "\"count\":4"), "POST results: %d %s", code,
         buf);
   snprintf(body, sizeof(body),
@@ -101,12 +117,30 @@ SL_SCENARIO(http) {
                   "{\"source\":\"c\",\"inference\":{\"model\":\"old\"}}", NULL,
                   buf, sizeof(buf));
   CHECK(code == 200, "old inference shape on /v1/events: %d %s", code, buf);
+  /* An OIP v2 response as KServe sends it, read with profile pets. */
+  code = http_req(http_port, "POST",
+                  "/v1/inference?stream=inference&format=oip&oip=pets&"
+                  "source=cam2",
+                  json,
+                  "{\"model_name\":\"pets\",\"id\":\"12\",\"outputs\":[{"
+                  "\"name\":\"p\",\"shape\":[1,3],\"datatype\":\"FP32\","
+                  "\"data\":[0.1,0.7,0.2]}]}",
+                  NULL, buf, sizeof(buf));
+  CHECK(code == 200 && strstr(buf, "\"count\":1"), "POST oip: %d %s", code,
+        buf);
+  code = http_req(http_port, "POST",
+                  "/v1/inference?format=oip&oip=nope&source=cam2", json, "{}",
+                  NULL, buf, sizeof(buf));
+  CHECK(code == 400 && strstr(buf, "nope"), "unknown profile: %d %s", code,
+        buf);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   seen_t s = {0};
   read_all("inference", &s);
   read_all("models", &s);
-  CHECK(s.results == 6, "%d raw results stored (want 6)", s.results);
+  CHECK(s.results == 7 && s.oip == 1,
+        "%d raw results stored (want 7), %d from OIP (want 1)", s.results,
+        s.oip);
   /* Two windows of (det, 3, primary, cam1) closed: the first by the
    * closing result, the second by the old-shaped event stamped now (the
    * step's watermark is the largest event time it has seen). */

@@ -355,7 +355,7 @@ SL_SCENARIO(event) {
 /* ---- decoder: inference, through a model_aggregate ----------------------- */
 
 typedef struct inf_seen {
-  int raw_results, aggs;
+  int raw_results, aggs, oip;
   uint64_t events, ok, empty, error, det_label3;
 } inf_seen_t;
 
@@ -363,6 +363,10 @@ static void inf_cb(const Sluice__V1__Event *ev, void *arg) {
   inf_seen_t *s = arg;
   if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE)
     s->raw_results++;
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE &&
+      !strcmp(ev->source, "cam7") && !strcmp(ev->inference->model, "ae") &&
+      ev->inference->anomaly_score == 0.625)
+    s->oip++;
   if (ev->body_case != SLUICE__V1__EVENT__BODY_RAW ||
       strcmp(ev->raw->content_type, SL_PROCESS_MA_CONTENT_TYPE))
     return;
@@ -391,15 +395,18 @@ SL_SCENARIO(inference) {
   inf_seen_t seen = {0};
   snprintf(subs, sizeof(subs),
            "    - filter: %s/inf/+cam\n      stream: readings\n"
-           "      source: \"{cam}\"\n      decoder: inference\n",
-           prefix);
+           "      source: \"{cam}\"\n      decoder: inference\n"
+           "    - filter: %s/oip/+cam\n      stream: readings\n"
+           "      source: \"{cam}\"\n      decoder: oip\n      oip: ad\n",
+           prefix, prefix);
   write_mqtt_config(subs, NULL);
   append_config("  - name: models\n"
                 "pipelines:\n  - name: ai\n"
                 "    match: {stream: readings, kinds: [inference]}\n"
                 "    steps:\n      - model_aggregate: true\n"
                 "        window: 10s\n        into: models\n"
-                "        keep_raw: true\n");
+                "        keep_raw: true\n"
+                "oip:\n  - name: ad\n    task: anomaly\n    model: ae\n");
   pid_t pid = daemon_start(&subscribed);
   snprintf(t, sizeof(t), "%s/inf/cam1", prefix);
   /* A window an hour ago (event times within limits.max_future). */
@@ -424,24 +431,33 @@ SL_SCENARIO(inference) {
            w0 + 30000000000LL);
   mosq_pub(t, msg);
   mosq_pub(t, "{\"model\":\"det\",\"role\":\"boss\"}"); /* refused */
-  await_metric_ge(EVENTS_MQTT("readings"), 6, 30000);
+  /* An OIP v2 anomaly model's response, read with profile ad; stamped now
+   * (last: it moves the step's watermark to the present). */
+  snprintf(t, sizeof(t), "%s/oip/cam7", prefix);
+  mosq_pub(t, "{\"outputs\":[{\"name\":\"s\",\"shape\":[1],"
+              "\"datatype\":\"FP32\",\"data\":[0.625]}]}");
+  await_metric_ge(EVENTS_MQTT("readings"), 7, 30000);
   await_metric_ge(EVENTS_MQTT("dlq"), 1, 30000);
-  await_metric_ge("sluice_pipeline_emitted_total{pipeline=\"ai\"}", 1, 30000);
+  await_metric_ge("sluice_pipeline_emitted_total{pipeline=\"ai\"}", 2, 30000);
   int st = stop_daemon(pid, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
   read_stream("readings", inf_cb, &seen);
   read_stream("models", inf_cb, &seen);
-  CHECK(seen.raw_results == 6, "stored %d raw inference results (want 6)",
-        seen.raw_results);
-  CHECK(seen.aggs == 1 && seen.events == 5 && seen.ok == 3 && seen.empty == 1 &&
+  CHECK(seen.raw_results == 7 && seen.oip == 1,
+        "stored %d raw inference results (want 7), %d OIP (want 1)",
+        seen.raw_results, seen.oip);
+  /* Both windows of cam1 closed: the first by the closing result, the
+   * second by the OIP result stamped now. */
+  CHECK(seen.aggs == 2 && seen.events == 6 && seen.ok == 3 && seen.empty == 2 &&
             seen.error == 1 && seen.det_label3 == 3,
         "aggregates %d: events %llu ok %llu empty %llu error %llu label3 "
-        "%llu (want 1: 5 3 1 1 3)",
+        "%llu (want 2: 6 3 2 1 3)",
         seen.aggs, (unsigned long long)seen.events, (unsigned long long)seen.ok,
         (unsigned long long)seen.empty, (unsigned long long)seen.error,
         (unsigned long long)seen.det_label3);
-  printf("inference: 6 results over MQTT, one window aggregated per model "
-         "version (3 ok, 1 empty, 1 error), a bad role dead-lettered\n");
+  printf("inference: 6 results and an OIP v2 response over MQTT, windows "
+         "aggregated per model version (3 ok, 2 empty, 1 error), a bad role "
+         "dead-lettered\n");
 }
 
 /* ---- basic ------------------------------------------------------------- */
