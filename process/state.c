@@ -23,7 +23,10 @@
  * windows of different shapes. The payload is the host's struct layout
  * (pdeadband_t, pcounter_t, pagg_t + windows; all 8-byte fields, no
  * padding, no pointers); a store moved to a host of the other byte order
- * starts its steps empty (flags bit 0).
+ * starts its steps empty (flags bit 0). model_aggregate entries (~4.6 KB,
+ * mostly zero histogram bins) are run-length encoded (flags bit 1): the
+ * payload as 32-bit words, in runs of u16 zero words, u16 literal words,
+ * the literal words.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -63,6 +66,62 @@ static uint64_t get_le64(const uint8_t *p) {
   for (int i = 0; i < 8; i++)
     v |= (uint64_t)p[i] << (8 * i);
   return v;
+}
+
+/* ---- run-length encoded payloads (flags bit 1) ------------------------- */
+
+#define FLAG_RLE 2
+
+static bool word0(const uint8_t *p, size_t w) {
+  static const uint8_t z[4];
+  return !memcmp(p + 4 * w, z, 4);
+}
+
+/* Encodes psize bytes of p into out (NULL: only measures); returns the
+ * encoded length. */
+static size_t rle_encode(const uint8_t *p, size_t psize, uint8_t *out) {
+  size_t words = psize / 4, i = 0, n = 0;
+  while (i < words) {
+    size_t z = 0, l = 0, j;
+    while (i + z < words && z < 65535 && word0(p, i + z))
+      z++;
+    j = i + z;
+    /* A literal run ends at two zero words (or a zero at the end). */
+    while (j + l < words && l < 65535 &&
+           !(word0(p, j + l) && (j + l + 1 >= words || word0(p, j + l + 1))))
+      l++;
+    if (out) {
+      out[n] = (uint8_t)z;
+      out[n + 1] = (uint8_t)(z >> 8);
+      out[n + 2] = (uint8_t)l;
+      out[n + 3] = (uint8_t)(l >> 8);
+      memcpy(out + n + 4, p + 4 * j, 4 * l);
+    }
+    n += 4 + 4 * l;
+    i = j + l;
+  }
+  return n;
+}
+
+/* Decodes into out (psize bytes) from [q, end); returns the end of the
+ * encoded payload or NULL when it is malformed. */
+static const uint8_t *rle_decode(const uint8_t *q, const uint8_t *end,
+                                 uint8_t *out, size_t psize) {
+  size_t words = psize / 4, i = 0;
+  while (i < words) {
+    if (end - q < 4)
+      return NULL;
+    size_t z = (size_t)(q[0] | q[1] << 8), l = (size_t)(q[2] | q[3] << 8);
+    q += 4;
+    if ((!z && !l) || z + l > words - i || (size_t)(end - q) < 4 * l)
+      return NULL;
+    memset(out + 4 * i, 0, 4 * z);
+    i += z;
+    memcpy(out + 4 * i, q, 4 * l);
+    i += l;
+    q += 4 * l;
+  }
+  return q;
 }
 
 uint64_t process__fingerprint(const pstep_t *s) {
@@ -138,6 +197,7 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
   uint32_t cnt[PSHARDS] = {0};
   size_t total = 0;
   char key[SL_PROCESS_NAME_MAX + 40];
+  bool rle = s->kind == SL_PROCESS_MODEL_AGG;
   int rc;
 
   if (!t->dirty)
@@ -150,7 +210,8 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     if (!sl->used || !(t->dirty & (1ull << sh)))
       continue;
     cnt[sh]++;
-    off[sh] += 2 + sl->klen + psize;
+    off[sh] +=
+        2 + sl->klen + (rle ? rle_encode(pslot_data(sl), psize, NULL) : psize);
   }
   for (unsigned sh = 0; sh < PSHARDS; sh++) {
     size_t body = off[sh];
@@ -165,6 +226,8 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     if (!(t->dirty & (1ull << sh)))
       continue;
     header(pr->sbuf + off[sh], s, sh, cnt[sh], (uint32_t)psize);
+    if (rle)
+      pr->sbuf[off[sh] + 5] |= FLAG_RLE;
     pos[sh] = off[sh] + HDR;
   }
   for (size_t i = 0; i < t->cap; i++) {
@@ -177,6 +240,11 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     q[0] = (uint8_t)sl->klen;
     q[1] = (uint8_t)(sl->klen >> 8);
     memcpy(q + 2, t->keys + sl->koff, sl->klen);
+    if (rle) {
+      pos[sh] +=
+          2 + sl->klen + rle_encode(pslot_data(sl), psize, q + 2 + sl->klen);
+      continue;
+    }
     memcpy(q + 2 + sl->klen, pslot_data(sl), psize);
     pos[sh] += 2 + sl->klen + psize;
   }
@@ -302,6 +370,10 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
   bool foreign;
   int rc;
 
+  /* Decoded run-length payloads (model_aggregate; load time only). */
+  uint8_t *dec = NULL;
+  if (s->kind == SL_PROCESS_MODEL_AGG && !(dec = malloc(psize)))
+    return -ENOMEM;
   table_clear(t);
   s->wm = 0;
   s->have_wm = 0;
@@ -311,15 +383,32 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
     if ((rc = fetch(pr, cb, arg, key, &len)) == SL_ENOTFOUND)
       continue;
     if (rc < 0)
-      return rc;
+      goto out;
     long n = check(pr->sbuf, len, s, sh, psize, &foreign);
     if (foreign) {
       table_clear(t); /* whole step starts empty */
-      return 0;
+      rc = 0;
+      goto out;
     }
     const uint8_t *q = pr->sbuf + HDR, *end = pr->sbuf + len - TRAILER;
+    bool rle = n > 0 && (pr->sbuf[5] & FLAG_RLE);
+    if (rle && !dec)
+      n = -1; /* only model_aggregate writes it */
     for (long e = 0; n >= 0 && e < n; e++) {
       size_t kl;
+      if (rle) {
+        const uint8_t *nx;
+        if (end - q < 2 ||
+            (size_t)(end - q) < 2 + (kl = (size_t)(q[0] | q[1] << 8)) ||
+            !(nx = rle_decode(q + 2 + kl, end, dec, psize))) {
+          n = -1;
+          break;
+        }
+        if ((rc = process__magg_load(pr, s, dec)) < 0)
+          goto out;
+        q = nx;
+        continue;
+      }
       if (end - q < 2 ||
           (size_t)(end - q) < 2 + (kl = (size_t)(q[0] | q[1] << 8)) + psize) {
         n = -1;
@@ -331,7 +420,7 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
       else
         rc = table_insert(pr, t, q + 2, kl, q + 2 + kl);
       if (rc < 0)
-        return rc;
+        goto out;
       q += 2 + kl + psize;
     }
     if (n < 0 || q != end) {
@@ -356,12 +445,15 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
         s->have_wm = get_le64(pr->sbuf + HDR + 8) != 0;
       }
     } else if (rc != SL_ENOTFOUND) {
-      return rc;
+      goto out;
     }
   }
   t->dirty = 0;
   s->meta_dirty = false;
-  return 0;
+  rc = 0;
+out:
+  free(dec);
+  return rc;
 }
 
 int sl_process_state_load(sl_process_t *pr, sl_process_get_cb cb, void *arg,

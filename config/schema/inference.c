@@ -24,8 +24,9 @@ static const char *const roles[] = {"unspecified", "primary", "canary",
                                     "shadow", NULL};
 
 static const char *check_name(const char *s) {
-  if (!*s || strlen(s) > 64 || strspn(s, "abcdefghijklmnopqrstuvwxyz"
-                                         "0123456789._-") != strlen(s))
+  if (!*s || strlen(s) > 64 ||
+      strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                "0123456789._-") != strlen(s))
     return "is not a profile name (1-64 characters of a-z 0-9 . _ -)";
   return NULL;
 }
@@ -57,8 +58,8 @@ static const sl_cfg_opt_t oip_opts[] = {
             "Classes and detections below are left out; none left = status "
             "empty.",
             .min = "0", .max = "1"),
-    OIP_OPT("top_k", UINT, top_k, "5", 0, "classify: classes kept.",
-            .min = "1", .max = "1024"),
+    OIP_OPT("top_k", UINT, top_k, "5", 0, "classify: classes kept.", .min = "1",
+            .max = "1024"),
     OIP_OPT("role", ENUM, role, "primary", 0,
             "Role of the model version: primary, canary or shadow.",
             .enums = roles),
@@ -67,8 +68,9 @@ static const sl_cfg_opt_t oip_opts[] = {
 static void oip_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   const sl_config_oip_t *o = obj;
   if (o->task == 0)
-    sl_cfg_errf(errs, NULL, 0, 0, prefix, "task must be classify, detect, "
-                                          "anomaly or regress");
+    sl_cfg_errf(errs, NULL, 0, 0, prefix,
+                "task must be classify, detect, "
+                "anomaly or regress");
   if (o->role == 0)
     sl_cfg_errf(errs, NULL, 0, 0, prefix,
                 "role must be primary, canary or shadow");
