@@ -72,31 +72,35 @@ static uint64_t get_le64(const uint8_t *p) {
 
 #define FLAG_RLE 2
 
-static bool word0(const uint8_t *p, size_t w) {
-  static const uint8_t z[4];
-  return !memcmp(p + 4 * w, z, 4);
-}
+/* The most an encoding of psize bytes takes: a literal run is broken only
+ * by two zero words, so runs cost at most their 4-byte header per 3 words
+ * saved, plus one header. */
+#define RLE_BOUND(psize) ((psize) + 4)
 
-/* Encodes psize bytes of p into out (NULL: only measures); returns the
- * encoded length. */
+/* Encodes psize bytes of p (8-byte aligned: a slot's payload) into out;
+ * returns the encoded length (<= RLE_BOUND(psize)). */
 static size_t rle_encode(const uint8_t *p, size_t psize, uint8_t *out) {
+  const uint32_t *w = (const uint32_t *)(const void *)p;
   size_t words = psize / 4, i = 0, n = 0;
   while (i < words) {
-    size_t z = 0, l = 0, j;
-    while (i + z < words && z < 65535 && word0(p, i + z))
-      z++;
-    j = i + z;
+    size_t z = 0, l = 0, j, lim = SL_MIN(words, i + 65535);
+    /* Zero runs (most of an entry) eight words at a time. */
+    j = i;
+    while (j + 8 <= lim && !(w[j] | w[j + 1] | w[j + 2] | w[j + 3] | w[j + 4] |
+                             w[j + 5] | w[j + 6] | w[j + 7]))
+      j += 8;
+    while (j < lim && !w[j])
+      j++;
+    z = j - i;
     /* A literal run ends at two zero words (or a zero at the end). */
     while (j + l < words && l < 65535 &&
-           !(word0(p, j + l) && (j + l + 1 >= words || word0(p, j + l + 1))))
+           (w[j + l] || (j + l + 1 < words && w[j + l + 1])))
       l++;
-    if (out) {
-      out[n] = (uint8_t)z;
-      out[n + 1] = (uint8_t)(z >> 8);
-      out[n + 2] = (uint8_t)l;
-      out[n + 3] = (uint8_t)(l >> 8);
-      memcpy(out + n + 4, p + 4 * j, 4 * l);
-    }
+    out[n] = (uint8_t)z;
+    out[n + 1] = (uint8_t)(z >> 8);
+    out[n + 2] = (uint8_t)l;
+    out[n + 3] = (uint8_t)(l >> 8);
+    memcpy(out + n + 4, w + j, 4 * l);
     n += 4 + 4 * l;
     i = j + l;
   }
@@ -210,8 +214,9 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     if (!sl->used || !(t->dirty & (1ull << sh)))
       continue;
     cnt[sh]++;
-    off[sh] +=
-        2 + sl->klen + (rle ? rle_encode(pslot_data(sl), psize, NULL) : psize);
+    /* Run-length entries: room for the worst case; each record is handed
+     * on with its real length. */
+    off[sh] += 2 + sl->klen + (rle ? RLE_BOUND(psize) : psize);
   }
   for (unsigned sh = 0; sh < PSHARDS; sh++) {
     size_t body = off[sh];
