@@ -18,12 +18,15 @@
  * probing), every moved slot going through the undo log, so a rollback
  * restores the table exactly.
  *
- * Agreement. Each primary result is remembered per (model, source) in a
- * ring of the last MA_RING sequence numbers (an entry of its own in the
- * same table: persisted and undone like the windows). A canary or shadow
- * result looks its sequence number up there: same top label = agree,
- * another = disagree, none (the primary's result came later or is older
- * than the ring) = unmatched.
+ * Agreement. Results are remembered per (model, source) in a ring of
+ * MA_RING slots indexed by sequence number % MA_RING (an entry of its own
+ * in the same table: persisted and undone like the windows). A canary or
+ * shadow result whose primary result is in its slot counts agree (same top
+ * label) or disagree at once. Otherwise it counts unmatched and waits in
+ * the slot (one per role); a primary result of that sequence number
+ * arriving while the waiting result's window is still open turns its
+ * unmatched into agree or disagree there. A window's figures are final
+ * when it is emitted.
  *
  * Windows close like the aggregate step's (window.c): once start + window
  * + lateness <= the step's watermark (largest event time seen), checked at
@@ -43,7 +46,7 @@
 #define BINS SL_PROCESS_MA_BINS
 #define LABELS SL_PROCESS_MA_LABELS
 #define LAT SL_PROCESS_MA_LAT_BUCKETS
-#define MA_RING 128
+#define MA_RING 48
 #define MA_KEYMAX 448
 #define NSTATUS 5
 
@@ -67,9 +70,18 @@ typedef struct ma_win {
   double anomaly_sum;
 } ma_win_t;
 
+/* A canary or shadow result waiting for its primary. */
+typedef struct ma_pend {
+  uint64_t seq1; /* sequence + 1; 0 = none */
+  int64_t top;   /* its top label id */
+  uint64_t hash; /* its window entry's table hash */
+  int64_t start; /* the window it was counted unmatched in */
+} ma_pend_t;
+
 typedef struct ma_ring {
-  uint64_t seq1; /* sequence + 1; 0 = empty */
-  int64_t top;   /* top label id, -1 none */
+  uint64_t seq1;     /* the primary's sequence + 1; 0 = empty */
+  int64_t top;       /* the primary's top label id, -1 none */
+  ma_pend_t pend[2]; /* canary, shadow */
 } ma_ring_t;
 
 /* One table entry's payload (host layout, 8-byte fields, persisted). */
@@ -92,6 +104,8 @@ typedef struct ma_entry {
 
 _Static_assert(sizeof(ma_win_t) % 8 == 0, "ma_win_t is padding-free");
 _Static_assert(sizeof(ma_entry_t) % 8 == 0, "ma_entry_t is padding-free");
+_Static_assert(sizeof(ma_ring_t) * MA_RING <= sizeof(ma_win_t),
+               "the ring does not grow an entry");
 
 typedef struct pmagg_conf {
   double ref[BINS]; /* configured reference proportions */
@@ -302,20 +316,23 @@ static int evict(sl_process_t *pr, const ppipeline_t *p, pstep_t *s) {
   return remove_slot(pr, t, best);
 }
 
-/* Finds or creates (create: the caller writes it) the entry of key; NULL
- * when pr is poisoned or (create false) there is none. */
+enum { G_READ, G_WRITE, G_CREATE };
+
+/* Finds the entry of key: G_READ to read it (no undo copy, no dirty
+ * shard), G_WRITE to change it, G_CREATE also creates it (a creation may
+ * evict and move other entries: earlier pointers are stale). NULL when pr
+ * is poisoned or there is none. */
 static ma_entry_t *get(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
-                       const char *key, size_t klen, bool create) {
+                       const char *key, size_t klen, int mode) {
   ptable_t *t = &s->tab;
   uint64_t h = process__hash(key, klen);
   pslot_t *sl = find(t, h, key, klen);
   if (sl) {
-    /* A lookup only (create false) reads: no undo copy, no dirty shard. */
-    if (create && process__table_touch(pr, t, sl) < 0)
+    if (mode != G_READ && process__table_touch(pr, t, sl) < 0)
       return NULL;
     return entry(sl);
   }
-  if (!create)
+  if (mode != G_CREATE)
     return NULL;
   if (t->count >= t->max_keys && evict(pr, p, s) < 0)
     return NULL;
@@ -359,6 +376,21 @@ int process__magg_load(sl_process_t *pr, pstep_t *s, const uint8_t *payload) {
   memcpy(entry(sl), &e, sizeof(e));
   t->count++;
   return 0;
+}
+
+/* The window entry whose table hash is h and role role (a waiting result's),
+ * made writable, or NULL. */
+static ma_entry_t *get_hash(sl_process_t *pr, ptable_t *t, uint64_t h,
+                            int role) {
+  size_t mask = t->cap - 1;
+  for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+    pslot_t *sl = ptable_slot(t, i);
+    if (!sl->used)
+      return NULL;
+    if (sl->hash == h && entry(sl)->kind == E_WINDOWS &&
+        (((unsigned char)entry(sl)->key[0]) & 3) == (unsigned)role)
+      return process__table_touch(pr, t, sl) < 0 ? NULL : entry(sl);
+  }
 }
 
 /* ---- one event ----------------------------------------------------------- */
@@ -523,27 +555,45 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
     s->meta_dirty = true;
   }
   int64_t top = top_label(in);
-  /* The primary's ring of (model, source), before the window entry (a
-   * creation may evict; the window entry is the one kept for this event). */
-  {
-    char pk[MA_KEYMAX];
-    size_t pl = make_key(pk, E_PRIMARY, 0, in->model, NULL, NULL, ev->source);
-    if (pl) {
-      ma_entry_t *pe = get(pr, p, s, pk, pl, role == 1);
-      if (pr->poisoned)
-        return STEP_PASS;
-      ma_ring_t *rg = pe ? &pe->u.ring[in->sequence % MA_RING] : NULL;
-      if (role == 1) {
-        rg->seq1 = in->sequence + 1;
-        rg->top = top;
-        if (t > pe->age)
-          pe->age = t;
-      } else {
-        agree = rg && rg->seq1 == in->sequence + 1 ? rg->top == top : 2;
+  uint64_t seq1 = in->sequence + 1;
+  /* The ring of (model, source), before the window entry (whose creation
+   * may evict and move entries; it is the one pointer kept after). */
+  char pk[MA_KEYMAX];
+  size_t pl = make_key(pk, E_PRIMARY, 0, in->model, NULL, NULL, ev->source);
+  if (pl) {
+    ma_entry_t *pe = get(pr, p, s, pk, pl, G_CREATE);
+    if (pr->poisoned)
+      return STEP_PASS;
+    ma_ring_t *rg = pe ? &pe->u.ring[in->sequence % MA_RING] : NULL;
+    if (role == 1) {
+      rg->seq1 = seq1;
+      rg->top = top;
+      if (t > pe->age)
+        pe->age = t;
+      /* Results that came before their primary: settle them in their
+       * window if it is still the open one. */
+      for (int r = 0; r < 2; r++) {
+        ma_pend_t pd = rg->pend[r];
+        if (pd.seq1 != seq1)
+          continue;
+        memset(&rg->pend[r], 0, sizeof(rg->pend[r]));
+        ma_entry_t *ce = get_hash(pr, &s->tab, pd.hash, r + 2);
+        if (pr->poisoned)
+          return STEP_PASS;
+        if (ce && ce->u.w.open && ce->u.w.start == pd.start &&
+            ce->u.w.unmatched) {
+          ce->u.w.unmatched--;
+          if (pd.top == top)
+            ce->u.w.agree++;
+          else
+            ce->u.w.disagree++;
+        }
       }
+    } else {
+      agree = rg && rg->seq1 == seq1 ? rg->top == top : 2;
     }
   }
-  ma_entry_t *e = get(pr, p, s, key, klen, true);
+  ma_entry_t *e = get(pr, p, s, key, klen, G_CREATE);
   if (!e)
     return STEP_PASS;
   ma_win_t *w = &e->u.w;
@@ -574,6 +624,18 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
     w->agree++;
   else if (agree == 2)
     w->unmatched++;
+  if (agree == 2 && pl) {
+    /* Wait in the slot for the primary's result (no creation: e stays
+     * valid). */
+    uint64_t h = ((pslot_t *)(void *)e - 1)->hash;
+    int64_t start = w->start;
+    ma_entry_t *pe = get(pr, p, s, pk, pl, G_WRITE);
+    if (pe) {
+      ma_ring_t *rg = &pe->u.ring[in->sequence % MA_RING];
+      rg->pend[role - 2] =
+          (ma_pend_t){.seq1 = seq1, .top = top, .hash = h, .start = start};
+    }
+  }
   if (!s->c.keep_raw) {
     *reason = SL_PROCESS_R_AGGREGATED;
     return STEP_DROP;

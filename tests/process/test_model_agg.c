@@ -286,18 +286,47 @@ static void naive(void) {
       }
     }
     /* agreement: the latest earlier primary of (model, source) whose
-     * sequence shares the ring slot must be this sequence */
+     * sequence shares the ring slot must be this sequence; else the result
+     * waits for the first later primary of that slot with its sequence
+     * (a later result of its role and slot takes its place), which settles
+     * it while its window is still open: no time at or past the window's
+     * end seen, no later window of its key. The generator puts a waiting
+     * result right before its primary. */
     if (e->in.role == 2 || e->in.role == 3) {
       int res = 2;
+      size_t slot = e->in.sequence % 48;
       for (size_t j = i; j-- > 0;) {
         const tev_t *p = &evs[j];
         if ((p->in.role == 1 || p->in.role == 0) &&
             !strcmp(p->in.model, e->in.model) &&
             !strcmp(p->ev.source, e->ev.source) &&
-            p->in.sequence % 128 == e->in.sequence % 128) {
+            p->in.sequence % 48 == slot) {
           if (p->in.sequence == e->in.sequence)
             res = ntop(p) == top;
           break;
+        }
+      }
+      if (res == 2) {
+        int64_t wm = 0;
+        for (size_t j = 0; j <= i; j++)
+          wm = evs[j].ev.time_ns > wm ? evs[j].ev.time_ns : wm;
+        for (size_t j = i + 1; j < nev; j++) {
+          const tev_t *p = &evs[j];
+          char k2[160];
+          wm = p->ev.time_ns > wm ? p->ev.time_ns : wm;
+          keystr(p, k2, sizeof(k2));
+          if (wm >= st + W || (!strcmp(k2, key) && p->ev.time_ns / W * W > st))
+            break; /* its window closed first */
+          if (strcmp(p->in.model, e->in.model) ||
+              strcmp(p->ev.source, e->ev.source) || p->in.sequence % 48 != slot)
+            continue;
+          if (p->in.role == e->in.role)
+            break;
+          if ((p->in.role == 1 || p->in.role == 0) &&
+              p->in.sequence == e->in.sequence) {
+            res = ntop(p) == top;
+            break;
+          }
         }
       }
       if (res == 2)
