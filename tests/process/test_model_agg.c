@@ -5,144 +5,10 @@
  * - a full table closes the oldest window early, marked partial, and no
  *   event is lost from the aggregates;
  * - the latency sketch's stated relative accuracy holds;
- * - kill -9 at random points of a store-backed run: the stored aggregates
- *   equal an uninterrupted run's;
- * - configuration errors. */
-#include <errno.h>
-#include <math.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-
-#include "process/process.h"
-
-#define S 1000000000LL
-#define W (5 * S)
-#define NEV 3000
-#define MAXDET 6
-#define BINS SL_PROCESS_MA_BINS
-
-/* ---- a deterministic random event stream -------------------------------- */
-
-typedef struct tev {
-  Sluice__V1__Event ev;
-  Sluice__V1__Inference in;
-  Sluice__V1__Detection det[MAXDET], *detp[MAXDET];
-  Sluice__V1__ClassScore cls[4], *clsp[4];
-} tev_t;
-
-static tev_t evs[NEV + 1];
-static size_t nev;
-static uint64_t rng;
-static const char *const srcs[] = {"cam0", "cam1", "cam2", "cam3", "cam4"};
-static const char *const flush_src = "zz-flush";
-
-static uint64_t rnd(void) {
-  rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-  return rng >> 33;
-}
-static double frand(void) {
-  return (double)(rnd() % 1000001) / 1000000.0;
-}
-
-static void ev_init(tev_t *e, const char *src, int64_t t, const char *model,
-                    const char *ver, int role, uint64_t seq) {
-  memset(e, 0, sizeof(*e));
-  sluice__v1__event__init(&e->ev);
-  sluice__v1__inference__init(&e->in);
-  e->ev.source = (char *)src;
-  e->ev.time_ns = t;
-  e->ev.body_case = SLUICE__V1__EVENT__BODY_INFERENCE;
-  e->ev.inference = &e->in;
-  e->in.model = (char *)model;
-  e->in.model_version = (char *)ver;
-  e->in.model_digest = (char *)(ver[1] == '2' ? "sha256:beef" : "");
-  e->in.role = (Sluice__V1__InferenceRole)role;
-  e->in.sequence = seq;
-}
-
-/* One random result: detections (det) or classes (cls), random status. */
-static void fill(tev_t *e, bool cls) {
-  int r = (int)(rnd() % 20);
-  e->in.status =
-      r < 14   ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_OK
-      : r < 16 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_EMPTY
-      : r < 17 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR
-      : r < 18 ? SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_SKIPPED
-               : SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_UNSPECIFIED;
-  e->in.latency_us = (uint32_t)(rnd() % 8 == 0 ? 0 : 1 + rnd() % 200000);
-  if (e->in.status == SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_EMPTY ||
-      e->in.status == SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR)
-    return;
-  if (cls) {
-    size_t n = 1 + rnd() % 4;
-    for (size_t i = 0; i < n; i++) {
-      sluice__v1__class_score__init(&e->cls[i]);
-      e->cls[i].label_id = (uint32_t)(rnd() % 24);
-      e->cls[i].score = (float)frand();
-      e->clsp[i] = &e->cls[i];
-    }
-    e->in.n_classes = n;
-    e->in.classes = e->clsp;
-    e->in.task = SLUICE__V1__INFERENCE_TASK__INFERENCE_TASK_CLASSIFY;
-  } else {
-    size_t n = rnd() % (MAXDET + 1);
-    for (size_t i = 0; i < n; i++) {
-      sluice__v1__detection__init(&e->det[i]);
-      e->det[i].label_id = (uint32_t)(rnd() % 20);
-      e->det[i].score = (float)frand();
-      e->detp[i] = &e->det[i];
-    }
-    e->in.n_detections = n;
-    e->in.detections = e->detp;
-    e->in.task = SLUICE__V1__INFERENCE_TASK__INFERENCE_TASK_DETECT;
-    if (rnd() % 10 == 0)
-      e->in.anomaly_score = frand();
-  }
-}
-
-/* Detector det v1 primary, v2 canary, v3 shadow on the same frames (the
- * canary sometimes before the primary), classifier cls v1 primary. */
-static void gen(uint64_t seed) {
-  uint64_t seq[5] = {0};
-  int64_t t = 1700000000 * S;
-  rng = seed;
-  nev = 0;
-  while (nev < NEV - 4) {
-    size_t s = rnd() % 5;
-    t += (int64_t)(rnd() % 300) * 1000000;
-    uint64_t q = seq[s]++;
-    bool canary = rnd() % 2, shadow = rnd() % 3 == 0, before = rnd() % 4 == 0;
-    if (canary && before) {
-      ev_init(&evs[nev], srcs[s], t, "det", "v2", 2, q);
-      fill(&evs[nev++], false);
-    }
-    ev_init(&evs[nev], srcs[s], t, "det", "v1", 1, q);
-    fill(&evs[nev++], false);
-    if (canary && !before) {
-      ev_init(&evs[nev], srcs[s], t, "det", "v2", 2, q);
-      fill(&evs[nev++], false);
-    }
-    if (shadow) {
-      ev_init(&evs[nev], srcs[s], t, "det", "v3", 3, q);
-      fill(&evs[nev++], false);
-    }
-    if (rnd() % 3 == 0) {
-      ev_init(&evs[nev], srcs[s], t, "cls", "v1", 0, q);
-      fill(&evs[nev++], true);
-    }
-  }
-  /* Moves the watermark past every window. */
-  ev_init(&evs[nev++], flush_src, t + 100 * W, "det", "v1", 1, 0);
-}
+ * - late results, lateness and rebases; keys too long to hold;
+ * - configuration errors.
+ * Persistence (state round trip, kill -9): test_model_agg_state.c. */
+#include "model_agg_gen.h"
 
 /* ---- the naive reference --------------------------------------------------
  */
@@ -364,49 +230,6 @@ static void naive(void) {
   }
 }
 
-/* ---- running the step -----------------------------------------------------
- */
-
-static sl_process_t *mk(uint32_t max_keys) {
-  sl_process_t *pr;
-  char err[256];
-  sl_process_step_conf_t steps[] = {{.kind = SL_PROCESS_MODEL_AGG,
-                                     .window_ns = W,
-                                     .into = "models",
-                                     .max_keys = max_keys,
-                                     .reference_windows = 1}};
-  sl_process_pipeline_conf_t pc = {.name = "ai", .steps = steps, .n_steps = 1};
-  assert_int_equal(sl_process_new(&pr), 0);
-  assert_int_equal(sl_process_pipeline_add(pr, &pc, err, sizeof(err)), 0);
-  return pr;
-}
-
-static Sluice__V1__InferenceAggregate *aggs[4000];
-static size_t naggs;
-
-static void collect(const sl_process_result_t *res) {
-  for (size_t k = 0; k < res->nemit; k++) {
-    const Sluice__V1__Event *e = res->emit[k].ev;
-    assert_true(naggs < SL_ARRAY_SIZE(aggs));
-    assert_string_equal(res->emit[k].stream, "models");
-    assert_int_equal(e->body_case, SLUICE__V1__EVENT__BODY_RAW);
-    assert_string_equal(e->raw->content_type, SL_PROCESS_MA_CONTENT_TYPE);
-    aggs[naggs] = sluice__v1__inference_aggregate__unpack(
-        NULL, e->raw->data.len, e->raw->data.data);
-    assert_non_null(aggs[naggs]);
-    assert_string_equal(aggs[naggs]->source, e->source);
-    naggs++;
-  }
-}
-
-static void aggs_free(void) {
-  for (size_t i = 0; i < naggs; i++)
-    sluice__v1__inference_aggregate__free_unpacked(aggs[i], NULL);
-  naggs = 0;
-}
-
-/* Runs evs[0..nev) in random batches; some batches are rolled back and
- * run again (their results are dropped the first time). */
 static void run_random(sl_process_t *pr) {
   const Sluice__V1__Event *b[64];
   size_t i = 0;
@@ -678,317 +501,31 @@ static void test_late_and_rebase(void **state) {
   sl_process_free(pr);
 }
 
-/* ---- state round trip through the put/get callbacks -----------------------
- */
-
-typedef struct kv {
-  char key[128];
-  size_t klen, vlen;
-  uint8_t *val;
-} kv_t;
-static kv_t kvs[512];
-static size_t nkv;
-
-static int kv_put(void *arg, const void *key, size_t klen, const void *val,
-                  size_t vlen) {
-  (void)arg;
-  kv_t *e = NULL;
-  for (size_t i = 0; i < nkv && !e; i++)
-    if (kvs[i].klen == klen && !memcmp(kvs[i].key, key, klen))
-      e = &kvs[i];
-  if (!e) {
-    assert_true(nkv < SL_ARRAY_SIZE(kvs) && klen < sizeof(kvs[0].key));
-    e = &kvs[nkv++];
-    memcpy(e->key, key, klen);
-    e->klen = klen;
-    e->val = NULL;
-  }
-  free(e->val);
-  e->val = val ? malloc(vlen) : NULL;
-  e->vlen = val ? vlen : 0;
-  if (val)
-    memcpy(e->val, val, vlen);
-  return 0;
-}
-
-static int kv_get(void *arg, const void *key, size_t klen, void *buf,
-                  size_t cap, size_t *vlen) {
-  (void)arg;
-  for (size_t i = 0; i < nkv; i++) {
-    if (kvs[i].klen != klen || memcmp(kvs[i].key, key, klen) || !kvs[i].val)
-      continue;
-    *vlen = kvs[i].vlen;
-    if (kvs[i].vlen > cap)
-      return SL_ETOOBIG;
-    memcpy(buf, kvs[i].val, kvs[i].vlen);
-    return 0;
-  }
-  return SL_ENOTFOUND;
-}
-
-/* Results of evs[from..to) in batches of 100, packed bytes hashed. */
-static uint64_t run_hash(sl_process_t *pr, size_t from, size_t to, uint64_t h) {
-  for (size_t i = from; i < to; i += 100) {
-    const Sluice__V1__Event *b[100];
-    size_t n = SL_MIN(100, to - i);
-    sl_process_result_t res;
-    for (size_t k = 0; k < n; k++)
-      b[k] = &evs[i + k].ev;
-    assert_int_equal(sl_process_run(pr, "vision", b, n, &res), 0);
-    for (size_t k = 0; k < res.nemit; k++) {
-      const ProtobufCBinaryData *d = &res.emit[k].ev->raw->data;
-      for (size_t j = 0; j < d->len; j++)
-        h = (h ^ d->data[j]) * 1099511628211ull;
-    }
-    sl_process_commit(pr);
-  }
-  return h;
-}
-
-/* The state (run-length encoded entries) survives a put and a load into a
- * new pipeline set: the rest of the run gives the same results; a flipped
- * byte is reported as corrupt, never loaded. */
-static void test_state_roundtrip(void **state) {
+/* A key too long to hold (model, version, digest and source over 448
+ * bytes): counted, kept raw, in no aggregate; other events go on. */
+static void test_unkeyed(void **state) {
   (void)state;
-  char err[256];
-  gen(777);
-  size_t half = (nev / 2) / 100 * 100;
-  sl_process_t *a = mk(64);
-  uint64_t ha = run_hash(a, 0, nev, 1469598103934665603ull);
-  sl_process_free(a);
-  sl_process_t *b = mk(64);
-  uint64_t hb = run_hash(b, 0, half, 1469598103934665603ull);
-  assert_int_equal(sl_process_state_put(b, kv_put, NULL), 0);
+  aggs_free();
+  static char longsrc[600];
+  memset(longsrc, 'x', sizeof(longsrc) - 1);
+  sl_process_t *pr = mk(8);
+  tev_t e[3];
+  ev_init(&e[0], longsrc, 10 * W, "det", "v1", 1, 1);
+  ev_init(&e[1], "cam", 10 * W, "det", "v1", 1, 1);
+  ev_init(&e[2], "cam", 12 * W, "det", "v1", 1, 2);
+  const Sluice__V1__Event *b[] = {&e[0].ev, &e[1].ev, &e[2].ev};
+  sl_process_result_t res;
+  assert_int_equal(sl_process_run(pr, "x", b, 3, &res), 0);
+  collect(&res);
+  assert_int_equal(res.keep[0], 1);
+  assert_int_equal(res.keep[1], 0);
   sl_process_stats_t st;
-  sl_process_stats(b, 0, &st);
-  uint64_t keys = st.keys;
-  size_t bytes = 0;
-  for (size_t i = 0; i < nkv; i++)
-    bytes += kvs[i].vlen;
-  /* ~4.6 KB per entry raw; mostly zero bins are not written. */
-  assert_true(keys > 20 && bytes < keys * 2000);
-  sl_process_free(b);
-  b = mk(64);
-  assert_int_equal(sl_process_state_load(b, kv_get, NULL, err, sizeof(err)), 0);
-  sl_process_stats(b, 0, &st);
-  assert_int_equal(st.keys, keys);
-  hb = run_hash(b, half, nev, hb);
-  sl_process_free(b);
-  assert_true(ha == hb);
-  /* A flipped payload byte: skipped and named. */
-  kv_t *v = NULL;
-  for (size_t i = 0; i < nkv && !v; i++)
-    if (kvs[i].vlen > 200)
-      v = &kvs[i];
-  assert_non_null(v);
-  v->val[100] ^= 0x10;
-  b = mk(64);
-  assert_int_equal(sl_process_state_load(b, kv_get, NULL, err, sizeof(err)),
-                   SL_ECORRUPT);
-  assert_non_null(strstr(err, "corrupt state record sl.proc/ai/0/"));
-  sl_process_free(b);
-  for (size_t i = 0; i < nkv; i++)
-    free(kvs[i].val);
-  nkv = 0;
-}
-
-/* ---- kill -9 ----------------------------------------------------------------
- */
-
-#define BSIZE 50
-
-static char *tmpdir(void) {
-  const char *base = getenv("TMPDIR");
-  char *d = malloc(512);
-  snprintf(d, 512, "%s/sl_magg_XXXXXX", base ? base : "/tmp");
-  assert_non_null(mkdtemp(d));
-  return d;
-}
-
-static sl_store_t *open_store(const char *dir, uint32_t *sid) {
-  sl_store_t *st;
-  sl_store_opts_t o;
-  char err[256];
-  sl_store_stream_conf_t sc = {.priority = 5};
-  sl_store_opts_init(&o);
-  o.map_size = 64u << 20;
-  if (sl_store_env_open(dir, &o, &st, err, sizeof(err)))
-    return NULL;
-  if (sl_store_stream_create(st, "models", &sc, sid)) {
-    sl_store_env_close(st);
-    return NULL;
-  }
-  return st;
-}
-
-/* One result as a line: source, window, FNV-1a of the packed aggregate. */
-static void line(const Sluice__V1__Event *e, char *buf, size_t len) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < e->raw->data.len; i++)
-    h = (h ^ e->raw->data.data[i]) * 1099511628211ull;
-  snprintf(buf, len, "%s %lld %016llx\n", e->source, (long long)e->time_ns,
-           (unsigned long long)h);
-}
-
-/* Resumes from the stored position; one group per batch (results, state,
- * position); reports each commit on fd. */
-static int child(const char *dir, int fd) {
-  uint32_t sid;
-  sl_store_t *st = open_store(dir, &sid);
-  sl_process_t *pr = mk(64);
-  char err[256];
-  uint64_t pos = 0;
-  size_t vlen;
-  if (!st || sl_process_state_load_store(pr, st, err, sizeof(err)))
-    return 3;
-  if (sl_store_state_get(st, "test/pos", 8, &pos, sizeof(pos), &vlen) == 0 &&
-      vlen != sizeof(pos))
-    return 4;
-  for (; pos * BSIZE < nev; pos++) {
-    const Sluice__V1__Event *b[BSIZE];
-    sl_process_result_t res;
-    sl_store_group_t *g;
-    size_t n = SL_MIN(BSIZE, nev - pos * BSIZE);
-    for (size_t k = 0; k < n; k++)
-      b[k] = &evs[pos * BSIZE + k].ev;
-    if (sl_process_run(pr, "vision", b, n, &res) || sl_store_group_new(st, &g))
-      return 5;
-    if (res.nemit) {
-      Sluice__V1__EventBatch eb = SLUICE__V1__EVENT_BATCH__INIT;
-      Sluice__V1__Event *evp[512];
-      int64_t tmin = INT64_MAX, tmax = INT64_MIN;
-      for (size_t k = 0; k < res.nemit; k++) {
-        evp[k] = (Sluice__V1__Event *)res.emit[k].ev;
-        tmin = SL_MIN(tmin, evp[k]->time_ns);
-        tmax = SL_MAX(tmax, evp[k]->time_ns);
-      }
-      eb.n_events = res.nemit;
-      eb.events = evp;
-      size_t len = sluice__v1__event_batch__get_packed_size(&eb);
-      uint8_t *buf = malloc(len);
-      sluice__v1__event_batch__pack(&eb, buf);
-      sl_store_batch_t *sb;
-      if (sl_store_batch_new(st, sid, buf, len, (uint32_t)res.nemit, tmin, tmax,
-                             &sb) ||
-          sl_store_group_add(g, sb))
-        return 7;
-      free(buf);
-    }
-    uint64_t next = pos + 1;
-    if (sl_process_state_put_group(pr, g) ||
-        sl_store_group_state_put(g, "test/pos", 8, &next, sizeof(next)) ||
-        sl_store_group_commit(g, NULL, 0))
-      return 8;
-    sl_process_commit(pr);
-    if (write(fd, "x", 1) != 1)
-      return 10;
-  }
+  sl_process_stats(pr, 0, &st);
+  assert_int_equal(st.unkeyed, 1);
+  assert_int_equal(naggs, 1);
+  assert_int_equal(aggs[0]->events, 1);
+  aggs_free();
   sl_process_free(pr);
-  sl_store_env_close(st);
-  return 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static size_t sorted_lines(char *buf, char **v, size_t cap) {
-  size_t n = 0;
-  for (char *p = strtok(buf, "\n"); p && n < cap; p = strtok(NULL, "\n"))
-    v[n++] = p;
-  qsort(v, n, sizeof(v[0]), cmp_str);
-  return n;
-}
-
-static char la[1 << 20], lb[1 << 20];
-static char *va[8000], *vb[8000];
-
-static void test_kill9(void **state) {
-  (void)state;
-  char *dir = tmpdir();
-  uint64_t r = (uint64_t)getpid() * 2654435761u;
-  int kills = 0, rounds = 0;
-  gen(31337);
-  for (;;) {
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-      close(p[0]);
-      _exit(child(dir, p[1]));
-    }
-    close(p[1]);
-    rounds++;
-    r = r * 6364136223846793005ull + 1442695040888963407ull;
-    int want = kills < 6 ? 2 + (int)((r >> 33) % 12) : -1;
-    int got = 0;
-    char c;
-    while ((want < 0 || got < want) && read(p[0], &c, 1) == 1)
-      got++;
-    if (want >= 0 && got == want) {
-      kill(pid, SIGKILL);
-      kills++;
-    }
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    close(p[0]);
-    if (WIFEXITED(status)) {
-      assert_int_equal(WEXITSTATUS(status), 0);
-      break;
-    }
-    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
-    assert_true(rounds < 50);
-  }
-  assert_true(kills >= 1);
-  uint32_t sid;
-  sl_store_t *st = open_store(dir, &sid);
-  assert_non_null(st);
-  sl_store_cursor_t *cur;
-  sl_store_rec_t rec;
-  assert_int_equal(sl_store_cursor_open(st, sid, 0, SL_STORE_OFFSET_END, &cur),
-                   0);
-  size_t l = 0;
-  lb[0] = '\0';
-  while (sl_store_cursor_next(cur, &rec) == 0) {
-    Sluice__V1__EventBatch *eb =
-        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
-    assert_non_null(eb);
-    for (size_t k = 0; k < eb->n_events; k++) {
-      line(eb->events[k], lb + l, sizeof(lb) - l);
-      l += strlen(lb + l);
-    }
-    sluice__v1__event_batch__free_unpacked(eb, NULL);
-  }
-  sl_store_cursor_close(cur);
-  sl_store_env_close(st);
-  /* The uninterrupted run, same batches. */
-  sl_process_t *pr = mk(64);
-  l = 0;
-  la[0] = '\0';
-  for (size_t pos = 0; pos * BSIZE < nev; pos++) {
-    const Sluice__V1__Event *b[BSIZE];
-    sl_process_result_t res;
-    size_t n = SL_MIN(BSIZE, nev - pos * BSIZE);
-    for (size_t k = 0; k < n; k++)
-      b[k] = &evs[pos * BSIZE + k].ev;
-    assert_int_equal(sl_process_run(pr, "vision", b, n, &res), 0);
-    for (size_t k = 0; k < res.nemit; k++) {
-      line(res.emit[k].ev, la + l, sizeof(la) - l);
-      l += strlen(la + l);
-    }
-    sl_process_commit(pr);
-  }
-  sl_process_free(pr);
-  size_t na = sorted_lines(la, va, 8000), nb = sorted_lines(lb, vb, 8000);
-  assert_true(na > 100);
-  assert_int_equal(na, nb);
-  for (size_t i = 0; i < na; i++)
-    assert_string_equal(va[i], vb[i]);
-  char cmd[600];
-  snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
-  free(dir);
 }
 
 int main(void) {
@@ -998,8 +535,7 @@ int main(void) {
       cmocka_unit_test(test_sketch_accuracy),
       cmocka_unit_test(test_config),
       cmocka_unit_test(test_late_and_rebase),
-      cmocka_unit_test(test_state_roundtrip),
-      cmocka_unit_test(test_kill9),
+      cmocka_unit_test(test_unkeyed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
