@@ -449,11 +449,13 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
     if (pr->poisoned)
       return STEP_PASS;
     ma_ring_t *rg = pe ? &pe->u.ring[in->sequence % MA_RING] : NULL;
-    if (role == 1) {
+    /* In use now: not the first to go when the window entry below needs
+     * room. */
+    if (pe && t > pe->age)
+      pe->age = t;
+    if (rg && role == 1) {
       rg->seq1 = seq1;
       rg->top = top;
-      if (t > pe->age)
-        pe->age = t;
       /* Results that came before their primary: settle them in their
        * window if it is still the open one. */
       for (int r = 0; r < 2; r++) {
@@ -473,7 +475,7 @@ pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
             ce->u.w.disagree++;
         }
       }
-    } else {
+    } else if (role != 1) {
       agree = rg && rg->seq1 == seq1 ? rg->top == top : 2;
     }
   }
