@@ -8,7 +8,10 @@
  *         an OIP v2 response (?format=oip&oip=PROFILE) is read with the
  *         profile's label map.
  *
- * inference_test SLUICE_BINARY http
+ *   kill9 the same results posted with the daemon killed (-9) between two
+ *         acknowledged requests: the stored aggregates are identical.
+ *
+ * inference_test SLUICE_BINARY http|kill9
  */
 #include <signal.h>
 #include <stdio.h>
@@ -152,6 +155,96 @@ SL_SCENARIO(http) {
         (unsigned long long)s.empty, (unsigned long long)s.label7);
   printf("http: 5 inference results over POST /v1/inference, two windows "
          "aggregated, bad fields refused with 400\n");
+}
+
+/* ---- kill -9 ----------------------------------------------------------- */
+
+#define K_REQS 24 /* requests of 20 results: 2 cameras, 10 s windows */
+
+/* The packed aggregates of a stream, one line each, sorted. */
+static size_t agg_lines(const char *stream, char lines[][64], size_t cap) {
+  sl_store_t *st;
+  sl_store_cursor_t *cur;
+  sl_store_rec_t rec;
+  size_t n = 0;
+  CHECK(store_cursor(stream, &st, &cur) == 0, "stream %s", stream);
+  while (sl_store_cursor_next(cur, &rec) == 0) {
+    Sluice__V1__EventBatch *b =
+        sluice__v1__event_batch__unpack(NULL, rec.len, rec.payload);
+    CHECK(b, "batch decodes");
+    for (size_t i = 0; i < b->n_events && n < cap; i++) {
+      const Sluice__V1__Event *ev = b->events[i];
+      uint64_t h = 1469598103934665603ull;
+      for (size_t j = 0; j < ev->raw->data.len; j++)
+        h = (h ^ ev->raw->data.data[j]) * 1099511628211ull;
+      snprintf(lines[n++], 64, "%s %lld %016llx", ev->source,
+               (long long)ev->time_ns, (unsigned long long)h);
+    }
+    sluice__v1__event_batch__free_unpacked(b, NULL);
+  }
+  store_cursor_close(st, cur);
+  qsort(lines, n, 64, (int (*)(const void *, const void *))strcmp);
+  return n;
+}
+
+/* Posts request r of the input: 20 results of cam0/cam1, 1 s apart. */
+static void post_req(int r, long long w0) {
+  char body[8192], buf[1024];
+  int n = 0;
+  for (int i = 0; i < 20; i++) {
+    int k = r * 20 + i;
+    n += snprintf(body + n, sizeof(body) - (size_t)n,
+                  "{\"source\":\"cam%d\",\"model\":\"det\",\"model_version\":"
+                  "\"%s\",\"role\":\"%s\",\"sequence\":%d,\"time_ns\":%lld,"
+                  "\"latency_us\":%d,\"detections\":[{\"label_id\":%d,"
+                  "\"score\":0.%d}]}\n",
+                  k % 2, k % 3 ? "1" : "2", k % 3 ? "primary" : "canary", k / 2,
+                  w0 + (long long)(k / 2) * 1000000000LL,
+                  1000 + (k * 37) % 5000, k % 5, 10 + (k * 7) % 89);
+  }
+  int code = http_req(http_port, "POST", "/v1/inference?stream=inference",
+                      "application/json", body, NULL, buf, sizeof(buf));
+  CHECK(code == 200, "request %d: %d %s", r, code, buf);
+}
+
+static size_t kill_run(const char *sub, int kill_after, long long w0,
+                       char lines[][64]) {
+  snprintf(data_dir, sizeof(data_dir), "%s/%s", dir, sub);
+  write_config_streams("  - name: inference\n  - name: models\n",
+                       "pipelines:\n  - name: ai\n"
+                       "    match: {stream: inference, kinds: [inference]}\n"
+                       "    steps:\n      - model_aggregate: true\n"
+                       "        window: 10s\n        into: models\n");
+  pid_t pid = start_daemon(NULL);
+  for (int r = 0; r < K_REQS; r++) {
+    if (r == kill_after) {
+      int st;
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      daemon_pid = 0;
+      pid = start_daemon(NULL);
+    }
+    post_req(r, w0);
+  }
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  return agg_lines("models", lines, 256);
+}
+
+/* The same results with the daemon killed (-9) between two acknowledged
+ * requests, in the middle of open windows: the stored aggregates are the
+ * uninterrupted run's (the state committed with each request's events). */
+SL_SCENARIO(kill9) {
+  static char a[256][64], b[256][64];
+  /* One input for both runs (event times an hour ago). */
+  long long w0 = ((long long)time(NULL) - 3600) / 10 * 10 * 1000000000LL;
+  size_t na = kill_run("data-a", -1, w0, a);
+  size_t nb = kill_run("data-b", 13, w0, b);
+  CHECK(na >= 80 && na < 256, "%zu aggregates (want 80..255)", na);
+  CHECK(na == nb, "%zu aggregates, %zu after kill -9", na, nb);
+  for (size_t i = 0; i < na; i++)
+    CHECK(!strcmp(a[i], b[i]), "aggregate %zu differs: %s | %s", i, a[i], b[i]);
+  printf("kill9: %zu aggregates identical after kill -9\n", na);
 }
 
 int main(int argc, char **argv) {
