@@ -244,7 +244,8 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     q = pr->sbuf + pos[sh];
     q[0] = (uint8_t)sl->klen;
     q[1] = (uint8_t)(sl->klen >> 8);
-    memcpy(q + 2, t->keys + sl->koff, sl->klen);
+    if (sl->klen) /* model_aggregate keys live in the payload: no arena */
+      memcpy(q + 2, t->keys + sl->koff, sl->klen);
     if (rle) {
       pos[sh] +=
           2 + sl->klen + rle_encode(pslot_data(sl), psize, q + 2 + sl->klen);
