@@ -25,7 +25,8 @@
 #include "process/process.h"
 
 #define S 1000000000LL
-#define W (5 * S)
+/* The window length of mk()'s step and the reference (tests vary it). */
+static int64_t W = 5 * S;
 #define NEV 3000
 #define MAXDET 6
 #define BINS SL_PROCESS_MA_BINS

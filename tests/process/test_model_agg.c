@@ -314,7 +314,11 @@ static void compare(void) {
 static void test_reference_random(void **state) {
   (void)state;
   aggs_free(); /* a failed test before may have left some */
+  /* Window lengths that do and do not divide the stream's steps. */
+  static const int64_t lens[] = {5 * S, 2500000000LL, 3 * S,
+                                 7 * S, 10 * S,       4100000000LL};
   for (uint64_t seed = 1; seed <= 6; seed++) {
+    W = lens[seed - 1];
     gen(seed * 7919);
     naive();
     assert_true(nnw > 100);
@@ -330,6 +334,7 @@ static void test_reference_random(void **state) {
     aggs_free();
     sl_process_free(pr);
   }
+  W = 5 * S;
 }
 
 /* Fewer keys than the stream needs: windows close early as partial, counted,
