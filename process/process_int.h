@@ -46,6 +46,13 @@ typedef enum {
   F_KIND,
   F_STREAM,
   F_STATUS_CODE,
+  F_ROLE,         /* inference: primary, canary, shadow */
+  F_STATUS,       /* inference: ok, empty, error, skipped */
+  F_TASK,         /* inference: classify, detect, anomaly, regress, "" */
+  F_MODEL_DIGEST, /* inference */
+  F_LABEL_ID,     /* inference: the top class or detection's label id */
+  F_LATENCY_US,   /* inference */
+  F_SEQUENCE,     /* inference */
   F_COUNT
 } pfield_t;
 
