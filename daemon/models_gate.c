@@ -35,6 +35,7 @@ typedef struct sketch {
 
 typedef struct pending {
   char model[129];
+  char version[129]; /* the version on trial it was gathered for */
   int64_t start;
   bool used, have_cand, have_prim;
   sl_model_window_t cand, prim;
@@ -130,7 +131,13 @@ static bool open_cursor(sl_models_gate_t *g) {
 
 static void feed(sl_models_gate_t *g, pending_t *p) {
   sl_model_t *m = sl_models__find(g->dm->models, p->model);
-  if (m && p->have_cand) {
+  sl_model_info_t in;
+  if (m)
+    sl_model_info(m, &in);
+  /* Windows gathered for another trial (rolled back, replaced) are not
+   * this one's. */
+  if (m && p->have_cand && in.phase == SL_MODEL_TRIAL &&
+      !strcmp(in.active_version, p->version)) {
     p->cand.p95_latency_ms = sketch_p95_ms(&p->cand_lat);
     p->prim.p95_latency_ms = sketch_p95_ms(&p->prim_lat);
     sl_model_gate_window(m, &p->cand, p->have_prim ? &p->prim : NULL);
@@ -170,6 +177,7 @@ static void take(sl_models_gate_t *g, const Sluice__V1__InferenceAggregate *a) {
       return;
     p->used = true;
     snprintf(p->model, sizeof(p->model), "%s", a->model);
+    snprintf(p->version, sizeof(p->version), "%s", in.active_version);
     p->start = a->window_start_ns;
   }
   if (cand) {
