@@ -370,20 +370,26 @@ SL_SCENARIO(diskfull) {
   *mnt = 0;
 }
 
-/* n results of det at version ver in the 10 s window starting at w, bad of
- * them errors, posted as JSON lines. */
-static void post_results(const char *ver, long long w, int n, int bad) {
+/* n results of det at version ver (role, top label) in the 10 s window
+ * starting at w, bad of them errors, posted as JSON lines. */
+static void post_role(const char *ver, const char *role, int label, long long w,
+                      int n, int bad) {
   static char body[1 << 16], buf[4096];
   int len = 0, code;
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < n; i++) {
+    char tail[128];
+    if (i < bad)
+      snprintf(tail, sizeof(tail), "\"status\":\"error\",\"error\":\"oom\"");
+    else
+      snprintf(tail, sizeof(tail),
+               "\"detections\":[{\"label_id\":%d,\"score\":0.9}]", label);
     len += snprintf(body + len, sizeof(body) - (size_t)len,
                     "{\"model\":\"det\",\"model_version\":\"%s\","
-                    "\"sequence\":%d,\"capture_time_ns\":%lld,"
-                    "\"latency_us\":2000,%s}\n",
-                    ver, i, w + (long long)i * 100000000LL,
-                    i < bad ? "\"status\":\"error\",\"error\":\"oom\""
-                            : "\"detections\":[{\"label_id\":1,"
-                              "\"score\":0.9}]");
+                    "\"role\":\"%s\",\"sequence\":%lld,"
+                    "\"capture_time_ns\":%lld,\"latency_us\":2000,%s}\n",
+                    ver, role, w / 100000000LL + i,
+                    w + (long long)i * 100000000LL, tail);
+  }
   code =
       http_req(http_port, "POST", "/v1/inference?stream=inference&source=cam1",
                "application/json", body, NULL, buf, sizeof(buf));
@@ -394,6 +400,10 @@ static void post_results(const char *ver, long long w, int n, int bad) {
     exit(77);
   }
   CHECK(code == 200, "POST results: %d %s", code, buf);
+}
+
+static void post_results(const char *ver, long long w, int n, int bad) {
+  post_role(ver, "primary", 1, w, n, bad);
 }
 
 SL_SCENARIO(gate) {
@@ -461,6 +471,24 @@ SL_SCENARIO(gate) {
   e = await_phase("COMMITTED", "3.0.0", 20000);
   CHECK(strstr(str(e, "message"), "gate passed"), "message %s",
         str(e, "message"));
+  json_decref(e);
+  /* v4 as a canary beside 3.0.0 (the primary): its top label differs from
+   * the primary's on the same frames, so agreement 0 < 0.9. */
+  publish(a1, "4.0.0", keyfile,
+          "--role canary --gate min_agreement=0.9,min_events=20,windows=2,"
+          "timeout_ms=60000");
+  json_decref(await_phase("TRIAL", "4.0.0", 20000));
+  w0 += 100000000000LL;
+  for (int k = 0; k < 3; k++) {
+    post_role("3.0.0", "primary", 1, w0 + k * 10000000000LL, 15, 0);
+    post_role("4.0.0", "canary", 2, w0 + k * 10000000000LL, 15, 0);
+  }
+  post_role("3.0.0", "primary", 1, w0 + 40000000000LL, 1, 0);
+  post_role("4.0.0", "canary", 2, w0 + 40000000000LL, 1, 0);
+  e = await_phase("ROLLED_BACK", "3.0.0", 20000);
+  CHECK(!strcmp(str(e, "reason"), "gate") &&
+            strstr(str(e, "message"), "agreement"),
+        "reason %s: %s", str(e, "reason"), str(e, "message"));
   json_decref(e);
   stop_daemon_ok();
 }
