@@ -701,8 +701,8 @@ void sl_models_free(sl_daemon_t *dm) {
   sl_models_t *ms = dm->models;
   if (!ms)
     return;
-  if (dm->adm)
-    sl_admin_set_models(dm->adm, NULL);
+  /* The admin server is gone by now (daemon_free stops it first; the
+   * routes were turned off in sl_models_close). */
   atomic_store(&ms->stop, 1);
   if (ms->thr_started)
     pthread_join(ms->thr, NULL);
