@@ -299,8 +299,10 @@ static void download(sl_models_t *ms) {
   rd_kafka_message_t *msg;
   int64_t next = -1;
 
+  /* A model taken off models.names keeps what it has, fetches nothing. */
   for (size_t i = 0; i < ms->nents && !e; i++)
-    if (ms->ents[i].m && (next = sl_model_next_chunk(ms->ents[i].m)) >= 0)
+    if (ms->ents[i].m && wanted(ms, ms->ents[i].name) &&
+        (next = sl_model_next_chunk(ms->ents[i].m)) >= 0)
       e = &ms->ents[i];
   sl_metric_set(ms->m_downloading, e ? 1 : 0);
   if (!e || !in_window(ms)) {

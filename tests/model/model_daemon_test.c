@@ -14,6 +14,9 @@
  *              the reservation (posix_fallocate), nothing fetched
  *   gate       model_aggregate's windows of a version with 50% errors roll
  *              it back (reason gate); a version with 1% errors commits
+ *   window     outside models.window nothing is fetched (the manifest is
+ *              taken, DOWNLOADING with 0 chunks); a model not in
+ *              models.names is not taken at all
  *   rollback   v1 committed; v2 never acknowledged: rolled back to v1 at
  *              its ack timeout (status on Kafka, retained message back to
  *              v1, v1's files still there); v3 whose load fails: rolled
@@ -490,6 +493,49 @@ SL_SCENARIO(gate) {
             strstr(str(e, "message"), "agreement"),
         "reason %s: %s", str(e, "reason"), str(e, "message"));
   json_decref(e);
+  stop_daemon_ok();
+}
+
+SL_SCENARIO(window) {
+  char art[400], win[64], extra[256];
+  json_t *e;
+  time_t t = time(NULL) + 7200; /* a window two hours from now */
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  snprintf(win, sizeof(win), "%02d:00-%02d:30", tm.tm_hour, tm.tm_hour);
+  snprintf(art, sizeof(art), "%s/det-1.onnx", dir);
+  make_file(art, 300000, 51);
+  publish(art, "1.0.0", keyfile, NULL);
+  snprintf(extra, sizeof(extra), "  window: \"%s\"\n", win);
+  write_models_config(extra);
+  daemon_start(NULL);
+  e = await_phase("DOWNLOADING", NULL, 20000);
+  json_decref(e);
+  /* For three seconds: still nothing fetched. */
+  uint64_t end = now_ms() + 3000;
+  while (now_ms() < end) {
+    e = model_entry();
+    CHECK(e && !strcmp(str(e, "phase"), "DOWNLOADING") &&
+              num(e, "chunks_have") == 0 && num(e, "bytes_fetched") == 0,
+          "fetched outside models.window %s", win);
+    json_decref(e);
+    usleep(200000);
+  }
+  CHECK(metric("sluice_model_chunks_total{result=\"ok\"}") <= 0,
+        "chunks taken outside the window");
+  stop_daemon_ok();
+  /* A node that takes only other models: det is not even opened. */
+  write_models_config("  names: [other]\n");
+  daemon_start(&(daemon_opts_t){.append_log = 1});
+  await_metric_ge("sluice_model_downloading", 0, 5000);
+  end = now_ms() + 3000;
+  while (now_ms() < end) {
+    e = model_entry();
+    /* det was opened by the first run: it stays as it was, nothing new. */
+    CHECK(!e || num(e, "chunks_have") == 0, "det fetched though not named");
+    json_decref(e);
+    usleep(200000);
+  }
   stop_daemon_ok();
 }
 
