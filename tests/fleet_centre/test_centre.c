@@ -175,7 +175,8 @@ static void test_yaml(void **st) {
   assert_int_equal(
       sl_fleet_yaml_to_json(dup, strlen(dup), &j, err, sizeof(err)),
       SL_ECONFIG);
-  assert_non_null(strstr(err, "line 3 column 1: duplicate key 'a'"));
+  assert_non_null(strstr(err, "line 3"));
+  assert_non_null(strstr(err, "duplicate key 'a'"));
   const char *bad = "a: [1, 2\n";
   assert_int_equal(
       sl_fleet_yaml_to_json(bad, strlen(bad), &j, err, sizeof(err)),
