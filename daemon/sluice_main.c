@@ -11,6 +11,7 @@
 int sl_cmd_run(int argc, char **argv);
 int sl_cmd_store(int argc, char **argv);
 int sl_cmd_ctl(int argc, char **argv);
+int sl_cmd_fleet(int argc, char **argv);
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -24,6 +25,8 @@ static int usage(FILE *out) {
                "  store stats|inspect|verify|dump -d DIR  store tools\n"
                "  ctl status|reload [--wait-healthy DURATION]  talk to a "
                "running daemon\n"
+               "  fleet init|policy|render|status|rollout|decommission  the "
+               "fleet centre\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"
                "  version            print the version\n"
@@ -42,6 +45,8 @@ int main(int argc, char **argv) {
     return sl_cmd_run(argc - 1, argv + 1);
   if (!strcmp(argv[1], "ctl"))
     return sl_cmd_ctl(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "fleet"))
+    return sl_cmd_fleet(argc - 1, argv + 1);
   if (!strcmp(argv[1], "store"))
     return sl_cmd_store(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))
