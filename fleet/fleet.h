@@ -123,8 +123,7 @@ typedef struct sl_fleet_ops {
   /* Runs this remote layer: SL_FLEET_APPLIED when applied in process,
    * SL_FLEET_NEEDS_RESTART when it needs a restart (the machine then
    * persists and calls restart()), or -1 with a reason in err. */
-  int (*apply)(void *opaque, const char *config_json, char *err,
-               size_t errlen);
+  int (*apply)(void *opaque, const char *config_json, char *err, size_t errlen);
   /* Asks for a clean restart (the host drains and re-executes itself);
    * the machine's state was persisted before. */
   void (*restart)(void *opaque, const char *why);

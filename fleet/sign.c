@@ -113,7 +113,9 @@ int sl_fleet_key_load(const char *path, bool want_private, sl_fleet_key_t **out,
   return rc;
 }
 
-const char *sl_fleet_key_id(const sl_fleet_key_t *k) { return k->id; }
+const char *sl_fleet_key_id(const sl_fleet_key_t *k) {
+  return k->id;
+}
 
 void sl_fleet_key_free(sl_fleet_key_t *k) {
   if (!k)

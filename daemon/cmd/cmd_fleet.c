@@ -26,35 +26,43 @@
 int sl_cmd_fleet(int argc, char **argv);
 
 static int usage(FILE *out) {
-  fprintf(
-      out,
-      "usage: sluice fleet <command> [options]\n"
-      "\n"
-      "commands:\n"
-      "  init [--partitions N] [--replication N] [--events-retention DUR]\n"
-      "  policy apply FILE.yaml|FILE.json\n"
-      "  policy delete NAME\n"
-      "  policy list [--json]\n"
-      "  render --signing-key PEM [--interval DUR]   the render service\n"
-      "  status [--watch] [--json]\n"
-      "  rollout status [NAME] [--json] | pause NAME | resume NAME\n"
-      "  decommission NODE --signing-key PEM [--reason TEXT]\n"
-      "\n"
-      "options of every command:\n"
-      "  --brokers HOST:PORT[,...]    (or $SLUICE_FLEET_BROKERS)\n"
-      "  --topic-prefix P             (default sluice.fleet.)\n"
-      "  --kafka-property NAME=VALUE  librdkafka property, repeatable\n"
-      "\n"
-      "exit codes: 0 ok, 1 failed (Kafka, delivery, stopped rollout),\n"
-      "2 usage or invalid input, 3 no such policy/rollout/node,\n"
-      "4 the fleet topics do not exist (run `sluice fleet init`)\n");
+  fprintf(out,
+          "usage: sluice fleet <command> [options]\n"
+          "\n"
+          "commands:\n"
+          "  init [--partitions N] [--replication N] [--events-retention DUR]\n"
+          "  policy apply FILE.yaml|FILE.json\n"
+          "  policy delete NAME\n"
+          "  policy list [--json]\n"
+          "  render --signing-key PEM [--interval DUR]   the render service\n"
+          "  status [--watch] [--json]\n"
+          "  rollout status [NAME] [--json] | pause NAME | resume NAME\n"
+          "  decommission NODE --signing-key PEM [--reason TEXT]\n"
+          "\n"
+          "options of every command:\n"
+          "  --brokers HOST:PORT[,...]    (or $SLUICE_FLEET_BROKERS)\n"
+          "  --topic-prefix P             (default sluice.fleet.)\n"
+          "  --kafka-property NAME=VALUE  librdkafka property, repeatable\n"
+          "\n"
+          "exit codes: 0 ok, 1 failed (Kafka, delivery, stopped rollout),\n"
+          "2 usage or invalid input, 3 no such policy/rollout/node,\n"
+          "4 the fleet topics do not exist (run `sluice fleet init`)\n");
   return out == stderr ? FLEET_EXIT_USAGE : 0;
 }
 
 static int parse_opts(int argc, char **argv, fleet_opts_t *o) {
   enum {
-    O_BROKERS = 256, O_PREFIX, O_PROP, O_KEY, O_JSON, O_WATCH, O_PARTS,
-    O_REPL, O_RET, O_REASON, O_INTERVAL
+    O_BROKERS = 256,
+    O_PREFIX,
+    O_PROP,
+    O_KEY,
+    O_JSON,
+    O_WATCH,
+    O_PARTS,
+    O_REPL,
+    O_RET,
+    O_REASON,
+    O_INTERVAL
   };
   static const struct option lo[] = {
       {"brokers", required_argument, 0, O_BROKERS},
@@ -92,8 +100,9 @@ static int parse_opts(int argc, char **argv, fleet_opts_t *o) {
       break;
     case O_PROP:
       if (o->k.n_props >= FLEET_MAX_PROPS || !strchr(optarg, '=')) {
-        fprintf(stderr, "sluice fleet: --kafka-property %s: expected "
-                        "NAME=VALUE (at most %d)\n",
+        fprintf(stderr,
+                "sluice fleet: --kafka-property %s: expected "
+                "NAME=VALUE (at most %d)\n",
                 optarg, FLEET_MAX_PROPS);
         return FLEET_EXIT_USAGE;
       }
@@ -122,8 +131,9 @@ static int parse_opts(int argc, char **argv, fleet_opts_t *o) {
     case O_RET:
     case O_INTERVAL:
       if (sl_duration_parse(optarg, 0, &ms)) {
-        fprintf(stderr, "sluice fleet: %s: expected a duration (\"7d\", "
-                        "\"200ms\")\n",
+        fprintf(stderr,
+                "sluice fleet: %s: expected a duration (\"7d\", "
+                "\"200ms\")\n",
                 optarg);
         return FLEET_EXIT_USAGE;
       }
@@ -352,19 +362,19 @@ static int decommission(fleet_opts_t *o, const char *node) {
     return FLEET_EXIT_USAGE;
   }
   if ((rc = sl_fleet_key_load(o->signing_key, true, &key, err, sizeof(err)))) {
-    fprintf(stderr, "sluice fleet decommission: %s: %s\n", o->signing_key,
-            err);
+    fprintf(stderr, "sluice fleet decommission: %s: %s\n", o->signing_key, err);
     return FLEET_EXIT_USAGE;
   }
   if ((rc = fleet_connect(o, &k)) ||
-      (rc = fleet_read_all(k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS |
-                                  1u << SL_FT_INVENTORY,
-                           &v, NULL)))
+      (rc = fleet_read_all(
+           k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS | 1u << SL_FT_INVENTORY,
+           &v, NULL)))
     goto out;
   fv_node_t *n = fv_node(&v, node, false);
   if (!n) {
-    fprintf(stderr, "sluice fleet decommission: no node '%s' on the fleet "
-                    "topics\n",
+    fprintf(stderr,
+            "sluice fleet decommission: no node '%s' on the fleet "
+            "topics\n",
             node);
     rc = FLEET_EXIT_NOTFOUND;
     goto out;

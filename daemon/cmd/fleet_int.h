@@ -33,7 +33,7 @@ typedef struct fleet_opts {
   int partitions, replication;
   int64_t retention_ms;
   const char *reason;
-  double interval_s; /* render: reconcile period */
+  double interval_s;   /* render: reconcile period */
   const char *args[8]; /* positional arguments after the subcommand */
   int n_args;
 } fleet_opts_t;
@@ -49,10 +49,10 @@ typedef struct fv_node {
   Sluice__V1__FleetStatus *st;
   sl_fleet_label_t *labels; /* from inv (else st), pointing into it */
   size_t n_labels;
-  uint64_t gen;          /* highest desired generation seen (any kind) */
-  uint64_t desired_gen;  /* generation of the latest DESIRED document */
-  char sha[65];          /* its config_sha256 */
-  char *refs;            /* its policy refs "a@3,b@1" */
+  uint64_t gen;         /* highest desired generation seen (any kind) */
+  uint64_t desired_gen; /* generation of the latest DESIRED document */
+  char sha[65];         /* its config_sha256 */
+  char *refs;           /* its policy refs "a@3,b@1" */
   char *batch_id;
   bool decommissioned;
   int64_t seen_ns; /* latest status or inventory time */
@@ -60,7 +60,7 @@ typedef struct fv_node {
 
 typedef struct fv_pol {
   char *name;
-  Sluice__V1__Policy *p;  /* latest record, or NULL */
+  Sluice__V1__Policy *p;   /* latest record, or NULL */
   Sluice__V1__Rollout *ro; /* latest rollout record, or NULL */
   bool ro_dirty;           /* a cli record arrived (render adopts it) */
 } fv_pol_t;

@@ -134,8 +134,9 @@ static int start_rollout(render_t *R, fv_pol_t *fp, rpol_t *rp) {
   r.revision = fp->p->revision;
   r.state = (Sluice__V1__RolloutState)SL_FLEET_RO_RUNNING;
   r.target = fp->p;
-  r.stable = old ? ((int)old->state == SL_FLEET_RO_DONE ? old->target : old->stable)
-                 : NULL;
+  r.stable =
+      old ? ((int)old->state == SL_FLEET_RO_DONE ? old->target : old->stable)
+          : NULL;
   r.batch_started_ns = sl_now_wall_ns();
   r.reason = "started";
   for (size_t i = 0; i < rp->rel_cap; i++)
@@ -157,7 +158,8 @@ static int outcome(const fv_node_t *n) {
     return SL_FLEET_OUT_PENDING;
   if (s->lkg_generation >= d)
     return SL_FLEET_OUT_COMMITTED;
-  if (((int)s->phase == SL_FLEET_REJECTED || (int)s->phase == SL_FLEET_ROLLED_BACK) &&
+  if (((int)s->phase == SL_FLEET_REJECTED ||
+       (int)s->phase == SL_FLEET_ROLLED_BACK) &&
       s->observed_generation >= d)
     return SL_FLEET_OUT_FAILED;
   return SL_FLEET_OUT_PENDING;
@@ -208,8 +210,8 @@ static void step_policy(render_t *R, size_t pi) {
     }
     rp->loaded = true;
     if (fp->ro_dirty)
-      fprintf(stderr, "sluice fleet render: rollout of %s: %s (%s)\n",
-              fp->name, sl_fleet_rollout_state_name(ro->state), ro->reason);
+      fprintf(stderr, "sluice fleet render: rollout of %s: %s (%s)\n", fp->name,
+              sl_fleet_rollout_state_name(ro->state), ro->reason);
     fp->ro_dirty = false;
   }
   if ((int)ro->state == SL_FLEET_RO_DONE)
@@ -230,10 +232,12 @@ static void step_policy(render_t *R, size_t pi) {
     if (!t && !s)
       continue;
     bool rel = ro->all_released || rel_get(rp, i);
-    pn[m] = (sl_fleet_plan_node_t){.id = n->id, .labels = n->labels,
-                                   .n_labels = n->n_labels, .released = rel,
-                                   .outcome = rel ? outcome(n)
-                                                  : SL_FLEET_OUT_PENDING};
+    pn[m] = (sl_fleet_plan_node_t){.id = n->id,
+                                   .labels = n->labels,
+                                   .n_labels = n->n_labels,
+                                   .released = rel,
+                                   .outcome =
+                                       rel ? outcome(n) : SL_FLEET_OUT_PENDING};
     idx[m++] = i;
   }
   const Sluice__V1__RolloutSpec *rs = ro->target ? ro->target->rollout : NULL;
@@ -248,11 +252,13 @@ static void step_policy(render_t *R, size_t pi) {
     spec.group_label = rs->group_label;
     spec.max_unavailable_per_group = rs->max_unavailable_per_group;
   }
-  sl_fleet_plan_t p = {.state = ro->state, .batch = ro->batch,
+  sl_fleet_plan_t p = {.state = ro->state,
+                       .batch = ro->batch,
                        .batches = ro->batches,
                        .batch_started_ns = ro->batch_started_ns,
                        .failed_base = ro->failed_base,
-                       .released = ro->released, .committed = ro->committed,
+                       .released = ro->released,
+                       .committed = ro->committed,
                        .failed = ro->failed};
   snprintf(p.reason, sizeof(p.reason), "%s", ro->reason);
   int before_state = p.state;
@@ -429,7 +435,8 @@ static int reconcile(render_t *R) {
   for (size_t i = 0; i < v->n_pols; i++)
     step_policy(R, i);
   /* rollout records are acknowledged before the documents they release */
-  if (R->rollouts != ro0 && sl_fleet_kafka_flush(R->k, 30000, err, sizeof(err))) {
+  if (R->rollouts != ro0 &&
+      sl_fleet_kafka_flush(R->k, 30000, err, sizeof(err))) {
     fprintf(stderr, "sluice fleet render: %s\n", err);
     return -1;
   }
@@ -475,8 +482,8 @@ int fleet_cmd_render(fleet_opts_t *o) {
                     "(nodes only apply signed documents)\n");
     return FLEET_EXIT_USAGE;
   }
-  if ((rc = sl_fleet_key_load(o->signing_key, true, &R.key, err,
-                              sizeof(err)))) {
+  if ((rc =
+           sl_fleet_key_load(o->signing_key, true, &R.key, err, sizeof(err)))) {
     fprintf(stderr, "sluice fleet render: %s: %s\n", o->signing_key, err);
     return FLEET_EXIT_USAGE;
   }

@@ -51,7 +51,8 @@ static json_t *node_json(const fv_node_t *n, int64_t now) {
     json_object_set_new(l, n->labels[i].key, json_string(n->labels[i].value));
   json_object_set_new(o, "node", json_string(n->id));
   json_object_set_new(o, "labels", l);
-  json_object_set_new(o, "desired_generation", json_integer((json_int_t)n->gen));
+  json_object_set_new(o, "desired_generation",
+                      json_integer((json_int_t)n->gen));
   json_object_set_new(o, "decommissioned", json_boolean(n->decommissioned));
   const Sluice__V1__FleetStatus *s = n->st;
   json_object_set_new(o, "observed_generation",
@@ -60,17 +61,18 @@ static json_t *node_json(const fv_node_t *n, int64_t now) {
                       json_integer(s ? (json_int_t)s->applied_generation : 0));
   json_object_set_new(o, "lkg_generation",
                       json_integer(s ? (json_int_t)s->lkg_generation : 0));
-  json_object_set_new(
-      o, "phase",
-      json_string(s ? fleet_phase_name((int)s->phase) : "-"));
+  json_object_set_new(o, "phase",
+                      json_string(s ? fleet_phase_name((int)s->phase) : "-"));
   json_object_set_new(o, "reason", json_string(s ? s->reason : ""));
   json_object_set_new(o, "message", json_string(s ? s->message : ""));
   json_object_set_new(o, "last_seen_ns", json_integer(n->seen_ns));
-  json_object_set_new(o, "age_s", n->seen_ns ? json_real((double)(now - n->seen_ns) / 1e9)
-                                             : json_null());
+  json_object_set_new(o, "age_s",
+                      n->seen_ns ? json_real((double)(now - n->seen_ns) / 1e9)
+                                 : json_null());
   json_object_set_new(o, "backlog_events",
                       json_integer(s ? (json_int_t)s->backlog_events : 0));
-  json_object_set_new(o, "uplink", json_string(uplink_name(s ? (int)s->uplink : 0)));
+  json_object_set_new(o, "uplink",
+                      json_string(uplink_name(s ? (int)s->uplink : 0)));
   json_object_set_new(o, "time_ns", json_integer(s ? s->time_ns : 0));
   return o;
 }
@@ -116,9 +118,10 @@ static void print_table(fleet_view_t *v, bool json) {
            s ? s->lkg_generation : 0,
            n->decommissioned && (!s || (int)s->phase != SL_FLEET_DECOMMISSIONED)
                ? "(decommission)"
-               : s ? fleet_phase_name((int)s->phase) : "-",
-           s && *s->reason ? s->reason : "-", seen,
-           s ? s->backlog_events : 0, uplink_name(s ? (int)s->uplink : 0));
+           : s ? fleet_phase_name((int)s->phase)
+               : "-",
+           s && *s->reason ? s->reason : "-", seen, s ? s->backlog_events : 0,
+           uplink_name(s ? (int)s->uplink : 0));
   }
 }
 
@@ -130,9 +133,9 @@ int fleet_cmd_status(fleet_opts_t *o) {
   int rc;
   fv_init(&v);
   if ((rc = fleet_connect(o, &k)) ||
-      (rc = fleet_read_all(k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS |
-                                  1u << SL_FT_INVENTORY,
-                           &v, o->watch ? &r : NULL)))
+      (rc = fleet_read_all(
+           k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS | 1u << SL_FT_INVENTORY,
+           &v, o->watch ? &r : NULL)))
     goto out;
   if (!o->watch) {
     print_table(&v, o->json);
@@ -216,8 +219,9 @@ int fleet_cmd_rollout(fleet_opts_t *o, const char *verb) {
     goto out;
   fv_pol_t *fp = name ? fv_pol(&v, name, false) : NULL;
   if (name && (!fp || !fp->ro)) {
-    fprintf(stderr, "sluice fleet rollout: no rollout of policy '%s' (is "
-                    "`sluice fleet render` running?)\n",
+    fprintf(stderr,
+            "sluice fleet rollout: no rollout of policy '%s' (is "
+            "`sluice fleet render` running?)\n",
             name);
     rc = FLEET_EXIT_NOTFOUND;
     goto out;
@@ -239,8 +243,8 @@ int fleet_cmd_rollout(fleet_opts_t *o, const char *verb) {
       snprintf(batch, sizeof(batch), "%u/%u", p->ro->batch + 1, p->ro->batches);
       printf("%-24s %5llu %-8s %7s %8u %9u %6u  %s\n", p->name,
              (unsigned long long)p->ro->revision,
-             sl_fleet_rollout_state_name(p->ro->state), batch,
-             p->ro->released, p->ro->committed, p->ro->failed, p->ro->reason);
+             sl_fleet_rollout_state_name(p->ro->state), batch, p->ro->released,
+             p->ro->committed, p->ro->failed, p->ro->reason);
     }
     if (o->json) {
       char *s = json_dumps(a, JSON_INDENT(2));
@@ -252,8 +256,8 @@ int fleet_cmd_rollout(fleet_opts_t *o, const char *verb) {
   }
   Sluice__V1__Rollout *r = fp->ro;
   if ((int)r->state == SL_FLEET_RO_DONE) {
-    fprintf(stderr, "sluice fleet rollout %s: %s revision %llu is done\n",
-            verb, name, (unsigned long long)r->revision);
+    fprintf(stderr, "sluice fleet rollout %s: %s revision %llu is done\n", verb,
+            name, (unsigned long long)r->revision);
     rc = FLEET_EXIT_FAIL;
     goto out;
   }

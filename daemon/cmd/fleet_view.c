@@ -11,7 +11,9 @@
 
 #include "daemon/cmd/fleet_int.h"
 
-void fv_init(fleet_view_t *v) { memset(v, 0, sizeof(*v)); }
+void fv_init(fleet_view_t *v) {
+  memset(v, 0, sizeof(*v));
+}
 
 static void node_free(fv_node_t *n) {
   if (n->inv)
@@ -126,8 +128,8 @@ static void set_labels(fv_node_t *n) {
     return;
   for (size_t i = 0; i < cnt; i++) {
     if (n->inv)
-      n->labels[i] = (sl_fleet_label_t){n->inv->labels[i]->key,
-                                        n->inv->labels[i]->value};
+      n->labels[i] =
+          (sl_fleet_label_t){n->inv->labels[i]->key, n->inv->labels[i]->value};
     else
       n->labels[i] =
           (sl_fleet_label_t){n->st->labels[i]->key, n->st->labels[i]->value};
@@ -144,8 +146,8 @@ static void desired(fleet_view_t *v, const char *id, const void *val,
   if (!n)
     goto out;
   if (s->kind == SLUICE__V1__SIGNED__KIND__DECOMMISSION) {
-    Sluice__V1__Decommission *d = sluice__v1__decommission__unpack(
-        NULL, s->payload.len, s->payload.data);
+    Sluice__V1__Decommission *d =
+        sluice__v1__decommission__unpack(NULL, s->payload.len, s->payload.data);
     if (d && d->generation >= n->gen) {
       n->gen = d->generation;
       n->decommissioned = true;
@@ -155,8 +157,8 @@ static void desired(fleet_view_t *v, const char *id, const void *val,
       sluice__v1__decommission__free_unpacked(d, NULL);
     goto out;
   }
-  Sluice__V1__DesiredConfig *dc = sluice__v1__desired_config__unpack(
-      NULL, s->payload.len, s->payload.data);
+  Sluice__V1__DesiredConfig *dc =
+      sluice__v1__desired_config__unpack(NULL, s->payload.len, s->payload.data);
   if (!dc)
     goto out;
   if (dc->generation > n->gen ||
@@ -164,8 +166,8 @@ static void desired(fleet_view_t *v, const char *id, const void *val,
     char refs[4096] = "";
     size_t at = 0;
     for (size_t i = 0; i < dc->n_policies; i++) {
-      int l = snprintf(refs + at, sizeof(refs) - at, "%s%s@%llu",
-                       i ? "," : "", dc->policies[i]->name,
+      int l = snprintf(refs + at, sizeof(refs) - at, "%s%s@%llu", i ? "," : "",
+                       dc->policies[i]->name,
                        (unsigned long long)dc->policies[i]->revision);
       if (l < 0 || (size_t)l >= sizeof(refs) - at)
         break;
@@ -352,9 +354,9 @@ void fleet_event(sl_fleet_kafka_t *k, const char *subject, const char *what,
 
 const char *fleet_phase_name(int p) {
   static const char *const names[] = {
-      "UNKNOWN",   "RECEIVED",    "VALIDATING", "REJECTED",
-      "WAITING_WINDOW", "APPLYING", "VERIFYING", "COMMITTED",
-      "ROLLED_BACK", "CONFLICT",  "DECOMMISSIONED", "IDLE"};
+      "UNKNOWN",        "RECEIVED", "VALIDATING",     "REJECTED",
+      "WAITING_WINDOW", "APPLYING", "VERIFYING",      "COMMITTED",
+      "ROLLED_BACK",    "CONFLICT", "DECOMMISSIONED", "IDLE"};
   return p >= 0 && p < (int)(sizeof(names) / sizeof(names[0])) ? names[p]
                                                                : "UNKNOWN";
 }

@@ -62,8 +62,8 @@ int sl_fleet_patch_check(const json_t *patch, char *err, size_t errlen);
 /* Parses YAML (or JSON, a YAML subset) text into JSON: plain scalars become
  * numbers, booleans or null when they read as such. *out owned. Errors:
  * SL_ECONFIG with line and column in err. */
-int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out,
-                          char *err, size_t errlen);
+int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out, char *err,
+                          size_t errlen);
 
 /* ---- policy files -------------------------------------------------------- */
 
@@ -162,7 +162,8 @@ bool sl_fleet_plan_step(const sl_fleet_plan_spec_t *spec, const char *policy,
 /* Static name of a RolloutState ("RUNNING"). */
 const char *sl_fleet_rollout_state_name(int s);
 
-/* ---- Kafka ---------------------------------------------------------------- */
+/* ---- Kafka ----------------------------------------------------------------
+ */
 
 /* The six fleet topics. */
 enum {
@@ -220,8 +221,8 @@ int sl_fleet_kafka_flush(sl_fleet_kafka_t *k, int timeout_ms, char *err,
  * assign() on every partition). */
 typedef struct sl_fleet_reader sl_fleet_reader_t;
 typedef void (*sl_fleet_record_cb)(void *opaque, int topic, int32_t partition,
-                                   int64_t offset, const char *key,
-                                   size_t klen, const void *val, size_t vlen);
+                                   int64_t offset, const char *key, size_t klen,
+                                   const void *val, size_t vlen);
 
 /* topics: bit mask of 1 << SL_FT_*. Errors: SL_EKAFKA, SL_ENOTFOUND. */
 int sl_fleet_reader_open(sl_fleet_kafka_t *k, unsigned topics,

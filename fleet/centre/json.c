@@ -61,8 +61,7 @@ int sl_fleet_patch_check(const json_t *patch, char *err, size_t errlen) {
     const char *const *sub = NULL;
     if (!strcmp(k, "streams") || !strcmp(k, "pipelines")) {
       if (!json_is_array(v) && !json_is_null(v)) {
-        snprintf(err, errlen, "'%s' must be a list (or null to remove it)",
-                 k);
+        snprintf(err, errlen, "'%s' must be a list (or null to remove it)", k);
         return SL_ECONFIG;
       }
       continue;
@@ -118,7 +117,8 @@ static json_t *scalar(const yaml_event_t *e) {
     if (*s && !*end && !errno)
       return json_integer(i);
     double d = strtod(s, &end);
-    if (*s && !*end && (s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')))
+    if (*s && !*end &&
+        (s[0] == '-' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9')))
       return json_real(d);
   }
   return json_stringn(s, len);
@@ -132,8 +132,8 @@ typedef struct ystack {
   int n;
 } ystack_t;
 
-int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out,
-                          char *err, size_t errlen) {
+int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out, char *err,
+                          size_t errlen) {
   yaml_parser_t p;
   yaml_event_t e;
   ystack_t st = {0};
@@ -147,8 +147,8 @@ int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out,
   yaml_parser_set_input_string(&p, (const unsigned char *)text, len);
   while (!done) {
     if (!yaml_parser_parse(&p, &e)) {
-      snprintf(err, errlen, "line %zu column %zu: %s",
-               p.problem_mark.line + 1, p.problem_mark.column + 1,
+      snprintf(err, errlen, "line %zu column %zu: %s", p.problem_mark.line + 1,
+               p.problem_mark.column + 1,
                p.problem ? p.problem : "YAML syntax error");
       goto fail;
     }
@@ -160,8 +160,8 @@ int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out,
       break;
     case YAML_SCALAR_EVENT:
       if (st.n > 0 && json_is_object(st.v[st.n - 1]) && !st.key[st.n - 1]) {
-        st.key[st.n - 1] = strndup((const char *)e.data.scalar.value,
-                                   e.data.scalar.length);
+        st.key[st.n - 1] =
+            strndup((const char *)e.data.scalar.value, e.data.scalar.length);
         break;
       }
       v = scalar(&e);
@@ -218,8 +218,10 @@ int sl_fleet_yaml_to_json(const char *text, size_t len, json_t **out,
       char *k = st.key[st.n - 1];
       if (!k) {
         json_decref(v);
-        snprintf(err, errlen, "line %zu column %zu: a mapping key must be a "
-                 "scalar", line, col);
+        snprintf(err, errlen,
+                 "line %zu column %zu: a mapping key must be a "
+                 "scalar",
+                 line, col);
         goto fail;
       }
       if (json_object_get(parent, k)) {

@@ -56,7 +56,8 @@ static rd_kafka_conf_t *make_conf(const sl_fleet_kconf_t *c, char *err,
   for (size_t i = 0; i < c->n_props; i++) {
     char name[256];
     const char *eq = strchr(c->props[i], '=');
-    if (!eq || eq == c->props[i] || (size_t)(eq - c->props[i]) >= sizeof(name)) {
+    if (!eq || eq == c->props[i] ||
+        (size_t)(eq - c->props[i]) >= sizeof(name)) {
       snprintf(err, errlen, "--kafka-property '%s': expected NAME=VALUE",
                c->props[i]);
       goto fail;
@@ -130,7 +131,9 @@ const char *sl_fleet_kafka_topic(sl_fleet_kafka_t *k, int t) {
   return k->topic[t];
 }
 
-rd_kafka_t *sl_fleet_kafka_handle(sl_fleet_kafka_t *k) { return k->rk; }
+rd_kafka_t *sl_fleet_kafka_handle(sl_fleet_kafka_t *k) {
+  return k->rk;
+}
 
 int sl_fleet_kafka_partitions(sl_fleet_kafka_t *k, int t, int32_t *out,
                               char *err, size_t errlen) {
@@ -171,8 +174,7 @@ int sl_fleet_kafka_produce(sl_fleet_kafka_t *k, int t, const char *key,
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         k->rk, RD_KAFKA_V_TOPIC(k->topic[t]), RD_KAFKA_V_PARTITION(p),
-        RD_KAFKA_V_KEY(key, strlen(key)),
-        RD_KAFKA_V_VALUE((void *)val, len),
+        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)val, len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(k->rk, 100);
@@ -250,7 +252,8 @@ int sl_fleet_kafka_create_topics(sl_fleet_kafka_t *k, int partitions,
     for (size_t i = 0; i < cnt; i++) {
       rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
       if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        snprintf(err, errlen, "create %s: %s", rd_kafka_topic_result_name(tr[i]),
+        snprintf(err, errlen, "create %s: %s",
+                 rd_kafka_topic_result_name(tr[i]),
                  rd_kafka_topic_result_error_string(tr[i])
                      ? rd_kafka_topic_result_error_string(tr[i])
                      : rd_kafka_err2str(e));
@@ -269,7 +272,8 @@ out:
   return rc;
 }
 
-/* ---- readers --------------------------------------------------------------- */
+/* ---- readers ---------------------------------------------------------------
+ */
 
 struct sl_fleet_reader {
   sl_fleet_kafka_t *k;
@@ -388,7 +392,8 @@ int sl_fleet_reader_poll(sl_fleet_reader_t *r, int timeout_ms, bool until_end,
     if (now >= deadline)
       break;
     int wait = (int)((deadline - now) / 1000000u);
-    rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, wait > 100 ? 100 : wait);
+    rd_kafka_message_t *m =
+        rd_kafka_consumer_poll(r->rk, wait > 100 ? 100 : wait);
     if (!m)
       continue;
     const char *tn = m->rkt ? rd_kafka_topic_name(m->rkt) : "";

@@ -106,8 +106,8 @@ static uint32_t assign_batches(const sl_fleet_plan_spec_t *spec,
     }
     nodes[i].batch = (int)batches - 1;
     if (r)
-      r[m++] = (ranked_t){node_hash(policy, revision, nodes[i].id), i,
-                          nodes[i].id};
+      r[m++] =
+          (ranked_t){node_hash(policy, revision, nodes[i].id), i, nodes[i].id};
   }
   if (!r)
     return batches;
@@ -178,8 +178,7 @@ bool sl_fleet_plan_step(const sl_fleet_plan_spec_t *spec, const char *policy,
             sl_fleet_label_get(nodes[i].labels, nodes[i].n_labels, glabel);
         uint32_t busy = 0;
         for (size_t j = 0; j < n; j++) {
-          if (!nodes[j].released ||
-              nodes[j].outcome != SL_FLEET_OUT_PENDING)
+          if (!nodes[j].released || nodes[j].outcome != SL_FLEET_OUT_PENDING)
             continue;
           const char *h =
               sl_fleet_label_get(nodes[j].labels, nodes[j].n_labels, glabel);

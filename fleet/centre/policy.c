@@ -26,11 +26,9 @@ static int get_ms(json_t *v, const char *key, uint64_t *ms, char *err,
     *ms = (uint64_t)json_integer_value(v);
     return 0;
   }
-  if (json_is_string(v) &&
-      sl_duration_parse(json_string_value(v), 0, ms) == 0)
+  if (json_is_string(v) && sl_duration_parse(json_string_value(v), 0, ms) == 0)
     return 0;
-  snprintf(err, errlen, "%s: expected a duration (\"30s\", \"5m\") or ms",
-           key);
+  snprintf(err, errlen, "%s: expected a duration (\"30s\", \"5m\") or ms", key);
   return SL_ECONFIG;
 }
 
@@ -74,16 +72,19 @@ static int minute_of(json_t *v, const char *key, uint32_t *out, char *err,
 
 int sl_fleet_policy_parse(const char *text, size_t len,
                           Sluice__V1__Policy **out, char *err, size_t errlen) {
-  static const char *const top[] = {"name",  "selector", "priority",
-                                    "patch", "rollout",  "gate",
-                                    "on_failure", "window", NULL};
-  static const char *const ro_keys[] = {
-      "canary_selector", "steps_percent", "success_threshold",
-      "batch_deadline",  "max_failures",  "group_label",
-      "max_unavailable_per_group", NULL};
-  static const char *const gate_keys[] = {"min_healthy", "timeout",
-                                          "require_uplink", "max_error_rate",
-                                          NULL};
+  static const char *const top[] = {"name",       "selector", "priority",
+                                    "patch",      "rollout",  "gate",
+                                    "on_failure", "window",   NULL};
+  static const char *const ro_keys[] = {"canary_selector",
+                                        "steps_percent",
+                                        "success_threshold",
+                                        "batch_deadline",
+                                        "max_failures",
+                                        "group_label",
+                                        "max_unavailable_per_group",
+                                        NULL};
+  static const char *const gate_keys[] = {
+      "min_healthy", "timeout", "require_uplink", "max_error_rate", NULL};
   static const char *const win_keys[] = {"start", "end", NULL};
   Sluice__V1__Policy p = SLUICE__V1__POLICY__INIT;
   Sluice__V1__RolloutSpec ro = SLUICE__V1__ROLLOUT_SPEC__INIT;
@@ -170,8 +171,7 @@ int sl_fleet_policy_parse(const char *text, size_t len,
       ro.success_threshold = t;
     }
     if ((w = json_object_get(v, "batch_deadline")) &&
-        get_ms(w, "rollout.batch_deadline", &ro.batch_deadline_ms, err,
-               errlen))
+        get_ms(w, "rollout.batch_deadline", &ro.batch_deadline_ms, err, errlen))
       goto fail;
     if ((w = json_object_get(v, "max_failures"))) {
       if (!json_is_integer(w) || json_integer_value(w) < 1 ||
@@ -231,8 +231,8 @@ int sl_fleet_policy_parse(const char *text, size_t len,
     if (check_keys(v, "window", win_keys, err, errlen) ||
         minute_of(json_object_get(v, "start"), "window.start",
                   &win.start_minute, err, errlen) ||
-        minute_of(json_object_get(v, "end"), "window.end", &win.end_minute,
-                  err, errlen))
+        minute_of(json_object_get(v, "end"), "window.end", &win.end_minute, err,
+                  errlen))
       goto fail;
     p.window = &win;
   }
@@ -254,7 +254,9 @@ fail:
   return rc;
 }
 
-static json_t *ms_or_null(uint64_t ms) { return json_integer((json_int_t)ms); }
+static json_t *ms_or_null(uint64_t ms) {
+  return json_integer((json_int_t)ms);
+}
 
 json_t *sl_fleet_policy_to_json(const Sluice__V1__Policy *p) {
   json_error_t je;
@@ -285,11 +287,13 @@ json_t *sl_fleet_policy_to_json(const Sluice__V1__Policy *p) {
   }
   if (p->gate) {
     json_t *g = json_object();
-    json_object_set_new(g, "min_healthy_ms", ms_or_null(p->gate->min_healthy_ms));
+    json_object_set_new(g, "min_healthy_ms",
+                        ms_or_null(p->gate->min_healthy_ms));
     json_object_set_new(g, "timeout_ms", ms_or_null(p->gate->timeout_ms));
     json_object_set_new(g, "require_uplink",
                         json_boolean(p->gate->require_uplink));
-    json_object_set_new(g, "max_error_rate", json_real(p->gate->max_error_rate));
+    json_object_set_new(g, "max_error_rate",
+                        json_real(p->gate->max_error_rate));
     json_object_set_new(o, "gate", g);
   }
   json_object_set_new(

@@ -73,7 +73,8 @@ static void test_selector_errors(void **st) {
   sel_err("a=\"b\"", "column 3");
 }
 
-/* ---- RFC 7396 Appendix A -------------------------------------------------- */
+/* ---- RFC 7396 Appendix A --------------------------------------------------
+ */
 
 static void merge_case(const char *target, const char *patch,
                        const char *want) {
@@ -114,7 +115,8 @@ static void test_rfc7396(void **st) {
   merge_case("{}", "{\"a\":{\"bb\":{\"ccc\":null}}}", "{\"a\":{\"bb\":{}}}");
 }
 
-/* ---- canonical text, patch check, YAML ------------------------------------ */
+/* ---- canonical text, patch check, YAML ------------------------------------
+ */
 
 static void test_canon_and_check(void **st) {
   (void)st;
@@ -184,13 +186,14 @@ static void test_yaml(void **st) {
   assert_non_null(strstr(err, "line "));
 }
 
-/* ---- render ------------------------------------------------------------------ */
+/* ---- render
+ * ------------------------------------------------------------------ */
 
 static void test_render_order(void **st) {
   (void)st;
   json_error_t je;
-  json_t *lo = json_loads("{\"log\":{\"level\":\"info\",\"format\":\"json\"}}",
-                          0, &je);
+  json_t *lo =
+      json_loads("{\"log\":{\"level\":\"info\",\"format\":\"json\"}}", 0, &je);
   json_t *hi = json_loads("{\"log\":{\"level\":\"debug\"}}", 0, &je);
   json_t *del = json_loads("{\"log\":{\"format\":null}}", 0, &je);
   char *out, sha[65], sha2[65];
@@ -198,8 +201,8 @@ static void test_render_order(void **st) {
   /* priority: the higher one wins whatever the order given */
   sl_fleet_rpol_t p1[] = {{"hi", 1, 10, 100, hi}, {"lo", 1, 0, 200, lo}};
   assert_int_equal(sl_fleet_render(p1, 2, &out, sha), 0);
-  assert_string_equal(out,
-                      "{\"log\": {\"format\": \"json\", \"level\": \"debug\"}}");
+  assert_string_equal(
+      out, "{\"log\": {\"format\": \"json\", \"level\": \"debug\"}}");
   assert_string_equal(p1[0].name, "lo");
   free(out);
   /* the same policies give the same bytes and sha */
@@ -213,8 +216,8 @@ static void test_render_order(void **st) {
   /* ties: the newer (updated_ns) wins */
   sl_fleet_rpol_t p3[] = {{"new", 1, 5, 300, hi}, {"old", 1, 5, 100, lo}};
   assert_int_equal(sl_fleet_render(p3, 2, &out, sha), 0);
-  assert_string_equal(out,
-                      "{\"log\": {\"format\": \"json\", \"level\": \"debug\"}}");
+  assert_string_equal(
+      out, "{\"log\": {\"format\": \"json\", \"level\": \"debug\"}}");
   free(out);
   sl_fleet_rpol_t p4[] = {{"new", 1, 5, 300, lo}, {"old", 1, 5, 100, hi}};
   assert_int_equal(sl_fleet_render(p4, 2, &out, sha), 0);
@@ -235,7 +238,8 @@ static void test_render_order(void **st) {
   json_decref(del);
 }
 
-/* ---- the rollout planner ------------------------------------------------------ */
+/* ---- the rollout planner
+ * ------------------------------------------------------ */
 
 #define NN 20
 static sl_fleet_label_t lab[NN][2];
@@ -246,7 +250,8 @@ static void fleet_init(sl_fleet_plan_node_t *n, size_t count) {
     snprintf(ids[i], sizeof(ids[i]), "node-%02zu", i);
     lab[i][0] = (sl_fleet_label_t){"site", i % 2 ? "a" : "b"};
     lab[i][1] = (sl_fleet_label_t){i < 2 ? "canary" : "plain", ""};
-    n[i] = (sl_fleet_plan_node_t){.id = ids[i], .labels = lab[i], .n_labels = 2};
+    n[i] =
+        (sl_fleet_plan_node_t){.id = ids[i], .labels = lab[i], .n_labels = 2};
   }
 }
 
@@ -265,8 +270,11 @@ static void test_plan_canary_fails(void **st) {
   static const uint32_t steps[] = {25, 100};
   assert_int_equal(sl_fleet_sel_parse("canary", &canary, err, sizeof(err)), 0);
   fleet_init(n, NN);
-  sl_fleet_plan_spec_t spec = {.canary = canary, .steps = steps, .n_steps = 2,
-                               .threshold = 1.0, .deadline_ms = 60000,
+  sl_fleet_plan_spec_t spec = {.canary = canary,
+                               .steps = steps,
+                               .n_steps = 2,
+                               .threshold = 1.0,
+                               .deadline_ms = 60000,
                                .max_failures = 1};
   sl_fleet_plan_t p = {0};
   assert_true(sl_fleet_plan_step(&spec, "pol", 1, n, NN, &p, 1000));
@@ -302,15 +310,16 @@ static void test_plan_batches_advance(void **st) {
   sl_fleet_plan_node_t n[NN];
   static const uint32_t steps[] = {10, 50, 100};
   fleet_init(n, NN);
-  sl_fleet_plan_spec_t spec = {.steps = steps, .n_steps = 3,
-                               .threshold = 0.5, .deadline_ms = 10000};
+  sl_fleet_plan_spec_t spec = {
+      .steps = steps, .n_steps = 3, .threshold = 0.5, .deadline_ms = 10000};
   sl_fleet_plan_t p = {0};
   size_t want[] = {2, 10, 20};
   for (int b = 0; b < 3; b++) {
     sl_fleet_plan_step(&spec, "pol", 7, n, NN, &p, 1000 + b);
     assert_int_equal(p.batch, b);
     assert_int_equal(count_released(n, NN), want[b]);
-    assert_int_equal(p.state, b == 2 ? SL_FLEET_RO_RUNNING : SL_FLEET_RO_RUNNING);
+    assert_int_equal(p.state,
+                     b == 2 ? SL_FLEET_RO_RUNNING : SL_FLEET_RO_RUNNING);
     /* half of the batch commits: >= threshold 0.5 */
     size_t in = 0, done = 0;
     for (size_t i = 0; i < NN; i++)
@@ -340,8 +349,8 @@ static void test_plan_deadline(void **st) {
   sl_fleet_plan_node_t n[NN];
   static const uint32_t steps[] = {10, 100};
   fleet_init(n, NN);
-  sl_fleet_plan_spec_t spec = {.steps = steps, .n_steps = 2,
-                               .deadline_ms = 1000};
+  sl_fleet_plan_spec_t spec = {
+      .steps = steps, .n_steps = 2, .deadline_ms = 1000};
   sl_fleet_plan_t p = {0};
   sl_fleet_plan_step(&spec, "pol", 1, n, NN, &p, 1000000000);
   assert_int_equal(count_released(n, NN), 2);
