@@ -255,6 +255,15 @@ typedef struct sl_config {
     bool watch; /* reload when the config file's directory changes */
   } reload;
   struct {
+    bool enabled;               /* desired state from the fleet topics */
+    char *brokers;              /* "" = kafka.brokers */
+    char *topic_prefix;         /* "sluice.fleet." */
+    char *verify_key;           /* Ed25519 public key (PEM) of documents */
+    sl_config_strlist_t labels; /* "key=value" */
+    uint64_t max_trial_starts;  /* starts of a trial before crash loop */
+    uint64_t heartbeat_ms;      /* status re-published this often */
+  } fleet;
+  struct {
     uint64_t max_frame_bytes;
     uint64_t max_connections;
     uint64_t max_batch_events;
@@ -369,6 +378,19 @@ int sl_config_read_file(const char *path, char **text, size_t *len,
  * arguments are borrowed; *out: returns owned; free with sl_config_free().
  */
 int sl_config_load_string(const char *name, const char *yaml, size_t len,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen);
+
+/*
+ * sl_config_load_string() with the fleet's remote layer (docs/FLEET.md):
+ * when the text sets fleet.enabled, keys owned by the fleet may not be set
+ * by the text or the environment, and remote_json (a JSON or YAML mapping
+ * of fleet-owned keys only; NULL or "{}" for none) sets them, its errors
+ * named by remote_name ("fleet generation 7"). Without fleet.enabled,
+ * remote_json must be NULL. Errors: as sl_config_load_string().
+ */
+int sl_config_load_layers(const char *name, const char *yaml, size_t len,
+                          const char *remote_json, const char *remote_name,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen);
 

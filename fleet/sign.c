@@ -167,6 +167,10 @@ int sl_fleet_verify(const sl_fleet_key_t *k, const void *msg, size_t len,
   *payload = NULL;
   *plen = 0;
   s = sluice__v1__signed__unpack(NULL, len, msg);
+  if (s && !s->signature.len && !s->payload.len) {
+    sluice__v1__signed__free_unpacked(s, NULL);
+    s = NULL; /* parsed as unknown fields only */
+  }
   if (!s) {
     snprintf(err, errlen, "not a signed fleet document (%zu bytes)", len);
     return SL_EPROTO;
