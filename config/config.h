@@ -255,6 +255,12 @@ typedef struct sl_config {
     bool watch; /* reload when the config file's directory changes */
   } reload;
   struct {
+    char *bootstrap;    /* bootstrap file, "" = no enrolment */
+    char *identity_dir; /* "" = <data_dir>/identity */
+    double renew_at;    /* share of the lifetime */
+    uint64_t retry_ms;
+  } enrol;
+  struct {
     bool enabled;               /* desired state from the fleet topics */
     char *brokers;              /* "" = kafka.brokers */
     char *topic_prefix;         /* "sluice.fleet." */
@@ -389,6 +395,28 @@ int sl_config_load_string(const char *name, const char *yaml, size_t len,
  * named by remote_name ("fleet generation 7"). Without fleet.enabled,
  * remote_json must be NULL. Errors: as sl_config_load_string().
  */
+/* The enrolment bootstrap file (enrol.bootstrap; docs/ENROLMENT.md),
+ * loaded with its own table (config/schema/bootstrap.c). */
+typedef struct sl_config_bootstrap {
+  char *brokers;                  /* the fleet's SSL bootstrap servers */
+  char *ca;                       /* CA bundle: the brokers' and the fleet CA */
+  char *claim_cert;               /* claim certificate (PEM) */
+  char *claim_key;                /* its key: secret */
+  char *claim_name;               /* which claim */
+  char *topic_prefix;             /* the fleet topics' prefix */
+  sl_config_strlist_t labels;     /* default labels, key=value */
+  char *verify_key;               /* the fleet's document-signing key */
+  sl_config_strlist_t properties; /* more librdkafka properties */
+} sl_config_bootstrap_t;
+
+/* Loads the bootstrap file at path: 0 and *out (free with
+ * sl_config_bootstrap_free()), or an error with every problem in errstr. */
+int sl_config_bootstrap_load(const char *path, sl_config_bootstrap_t **out,
+                             char *errstr, size_t errlen);
+void sl_config_bootstrap_free(sl_config_bootstrap_t *b);
+/* The Markdown table of the bootstrap file's keys (docs/ENROLMENT.md). */
+void sl_config_bootstrap_doc(FILE *out);
+
 int sl_config_load_layers(const char *name, const char *yaml, size_t len,
                           const char *remote_json, const char *remote_name,
                           char *const *envp, sl_config_t **out, char *errstr,

@@ -202,6 +202,9 @@ typedef struct sl_fleet_node_info {
   const char *message; /* borrowed */
   const char *running_sha256;
   bool decommissioned;
+  /* Transitions since open (not persisted): each rejection, rollback,
+   * conflict and commit counts, also when the phase stays the same. */
+  uint64_t n_rejected, n_rolled_back, n_conflicts, n_committed;
 } sl_fleet_node_info_t;
 
 void sl_fleet_node_info(const sl_fleet_node_t *n, sl_fleet_node_info_t *info);

@@ -51,6 +51,7 @@ struct sl_fleet_node {
   int64_t healthy_since_ns; /* mono: healthy without a break, 0 = not */
   uint64_t in0, bad0;       /* counters when verification began */
   int64_t last_status_ns;   /* mono: last status published */
+  uint64_t n_rejected, n_rolled_back, n_conflicts, n_committed;
   char last_unhealthy[128]; /* what the gate saw failing last */
 };
 
@@ -101,6 +102,10 @@ static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p,
 static void set_phase(sl_fleet_node_t *n, sl_fleet_phase_t p,
                       const char *reason, const char *fmt, ...) {
   n->phase = p;
+  n->n_rejected += p == SL_FLEET_REJECTED;
+  n->n_rolled_back += p == SL_FLEET_ROLLED_BACK;
+  n->n_conflicts += p == SL_FLEET_CONFLICT;
+  n->n_committed += p == SL_FLEET_COMMITTED;
   snprintf(n->reason, sizeof(n->reason), "%s", reason ? reason : "");
   n->message[0] = '\0';
   if (fmt) {
@@ -325,6 +330,10 @@ void sl_fleet_node_info(const sl_fleet_node_t *n, sl_fleet_node_info_t *info) {
                          : n->lkg               ? n->lkg->config_sha256
                                                 : "";
   info->decommissioned = n->decommissioned;
+  info->n_rejected = n->n_rejected;
+  info->n_rolled_back = n->n_rolled_back;
+  info->n_conflicts = n->n_conflicts;
+  info->n_committed = n->n_committed;
 }
 
 /* ---- transitions ------------------------------------------------------- */

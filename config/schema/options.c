@@ -103,6 +103,10 @@ static const char *check_node_id(const char *s) {
   return NULL;
 }
 
+static const char *check_node_id_or_empty(const char *s) {
+  return *s ? check_node_id(s) : NULL;
+}
+
 static const char *check_stream_name(const char *s) {
   if (!*s || strlen(s) > 64 || !all_chars(s, "._-", false))
     return "is not a stream name (1-64 characters of a-z 0-9 . _ -)";
@@ -354,10 +358,12 @@ static const sl_cfg_section_t mqtt_fan_section = {
 };
 
 static const sl_cfg_opt_t root_opts[] = {
-    OPT("node.id", STRING, node.id, NULL, REQUIRED | RESTART,
+    OPT("node.id", STRING, node.id, "", RESTART,
         "Identity of this node in Kafka headers, checkpoints and the "
-        "transactional id; [A-Za-z0-9._-], at most 64 characters.",
-        .check = check_node_id),
+        "transactional id; [A-Za-z0-9._-], at most 64 characters. Required, "
+        "unless enrol.bootstrap is set: then \"\" derives it from the node's "
+        "key (sl- and 20 hex digits; docs/ENROLMENT.md).",
+        .check = check_node_id_or_empty, .doc_def = "*required*"),
     OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
         "Directory of the LMDB store (locked by one daemon at a time)."),
 
@@ -560,6 +566,24 @@ static const sl_cfg_opt_t root_opts[] = {
         "update (the ..data symlink swap). Events are debounced (500 ms); a "
         "file with the running config's SHA-256 is left alone. Meant for "
         "ConfigMap mounts; under systemd use ExecReload (SIGHUP)."),
+
+    OPT("enrol.bootstrap", PATH, enrol.bootstrap, "", RESTART | TRUST_FILE,
+        "Bootstrap file of zero-touch enrolment (docs/ENROLMENT.md): the "
+        "fleet's brokers, CA, claim certificate, labels and document key. "
+        "With it the node makes its own key, enrols over Kafka and connects "
+        "as itself; \"\" = off."),
+    OPT("enrol.identity_dir", PATH, enrol.identity_dir, "", RESTART,
+        "Directory of the node's key and certificate; \"\" = "
+        "<node.data_dir>/identity."),
+    OPT("enrol.renew_at", DOUBLE, enrol.renew_at, "0.75", RESTART,
+        "Share of the certificate's lifetime after which it is renewed (over "
+        "the same path, authenticated by the current certificate; through "
+        "outages the current one is used until it expires).",
+        .min = "0.1", .max = "0.95"),
+    OPT("enrol.retry", DURATION, enrol.retry_ms, "30s", RESTART,
+        "A request not answered is sent again this often (the lobby, "
+        "outages).",
+        .min = "1s", .max = "1h"),
 
     OPT("fleet.enabled", BOOL, fleet.enabled, "false", RESTART,
         "Take the fleet-owned keys (marked fleet in the Reload column: "
@@ -841,7 +865,17 @@ static void clients_finish(sl_cfg_errs_t *errs, const char *key,
 /* Cross-field rules, checked once every row is valid on its own. */
 static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_t *cfg = obj;
-  if (cfg->kafka.enabled && !*cfg->kafka.brokers)
+  bool enrol = *cfg->enrol.bootstrap != '\0';
+  if (!*cfg->node.id && !enrol) {
+    if (sl_cfg_given(errs, "node.id"))
+      sl_cfg_errf_at(errs, "node.id",
+                     "\"\" is not a node id (1-64 characters of A-Z a-z 0-9 "
+                     ". _ -; \"\" only with enrol.bootstrap)");
+    else
+      sl_cfg_errf(errs, NULL, 0, 0, "node.id",
+                  "required key is missing (set it or SLUICE_NODE_ID)");
+  }
+  if (cfg->kafka.enabled && !*cfg->kafka.brokers && !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "kafka.brokers",
                 "must be set when kafka.enabled is true");
   if (cfg->mqtt.enabled && !*cfg->mqtt.host)
@@ -867,10 +901,11 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
       !*cfg->mqtt.status_topic)
     sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
                 "mqtt.enabled needs subscriptions, fanout or a status topic");
-  if (cfg->fleet.enabled && !*cfg->fleet.verify_key)
+  if (cfg->fleet.enabled && !*cfg->fleet.verify_key && !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "fleet.verify_key",
                 "must be set when fleet.enabled is true");
-  if (cfg->fleet.enabled && !*cfg->fleet.brokers && !*cfg->kafka.brokers)
+  if (cfg->fleet.enabled && !*cfg->fleet.brokers && !*cfg->kafka.brokers &&
+      !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "fleet.brokers",
                 "must be set (or kafka.brokers) when fleet.enabled is true");
   for (size_t i = 0; i < cfg->fleet.labels.n; i++) {
