@@ -49,9 +49,9 @@ enum {
   ST_REVOKED,
   ST_RENEWING
 };
-static const char *const state_names[] = {
-    "off",    "requesting", "lobby",   "enrolled",
-    "denied", "expired",    "revoked", "renewing"};
+static const char *const state_names[] = {"off",      "requesting", "lobby",
+                                          "enrolled", "denied",     "expired",
+                                          "revoked",  "renewing"};
 
 struct sl_enrol {
   sl_daemon_t *dm;
@@ -246,8 +246,8 @@ out:
 static rd_kafka_conf_t *conf_for(struct sl_enrol *e, int node_cert, char *err,
                                  size_t errlen) {
   rd_kafka_conf_t *c = rd_kafka_conf_new();
-  const char *cert = node_cert ? sl_identity_cert_path(e->id)
-                               : e->bs->claim_cert;
+  const char *cert =
+      node_cert ? sl_identity_cert_path(e->id) : e->bs->claim_cert;
   const char *key = node_cert ? sl_identity_key_path(e->id) : e->bs->claim_key;
   if (rd_kafka_conf_set(c, "bootstrap.servers", e->bs->brokers, err, errlen) ||
       rd_kafka_conf_set(c, "security.protocol", "ssl", err, errlen) ||
@@ -310,8 +310,7 @@ static void *enrol_thread(void *arg) {
         rd_kafka_poll(e->prod, 1000);
         continue;
       }
-      rd_kafka_topic_partition_list_t *l =
-          rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
       rd_kafka_topic_partition_list_add(
           l, e->t_resp, sl_fleet_partition(e->node_id, idlen, presp))
           ->offset = RD_KAFKA_OFFSET_BEGINNING;
@@ -381,8 +380,7 @@ static int start_thread(struct sl_enrol *e, int renewal) {
   snprintf(group, sizeof(group), "sluice-enrol-%s", e->node_id);
   if (rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err)) ||
       rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof(err)) ||
-      rd_kafka_conf_set(cc, "enable.partition.eof", "true", err,
-                        sizeof(err))) {
+      rd_kafka_conf_set(cc, "enable.partition.eof", "true", err, sizeof(err))) {
     rd_kafka_conf_destroy(cc);
     goto fail;
   }
@@ -468,8 +466,7 @@ static void on_answer(uv_async_t *h) {
     if (sl_identity_install(e->id, r->cert_pem, r->ca_pem, err, sizeof(err)) <
         0) {
       sl_error(SL_LOG_CTX_CONFIG, NULL,
-               "enrolment: the certificate from the fleet is refused: %s",
-               err);
+               "enrolment: the certificate from the fleet is refused: %s", err);
       break;
     }
     (void)labels_save(e, r);
@@ -567,8 +564,7 @@ int sl_enrol_prepare(sl_daemon_t *dm, char *err, size_t errlen) {
     cfg = nw;
   }
   snprintf(e->node_id, sizeof(e->node_id), "%s", cfg->node.id);
-  snprintf(e->t_req, sizeof(e->t_req), "%senrol.requests",
-           e->bs->topic_prefix);
+  snprintf(e->t_req, sizeof(e->t_req), "%senrol.requests", e->bs->topic_prefix);
   snprintf(e->t_resp, sizeof(e->t_resp), "%senrol.responses",
            e->bs->topic_prefix);
   labels_load(e);
@@ -595,9 +591,8 @@ int sl_enrol_prepare(sl_daemon_t *dm, char *err, size_t errlen) {
     e->state = na ? ST_EXPIRED : ST_REQUESTING;
     dm->kx.blocked = 1;
   }
-  sl_info(SL_LOG_CTX_CONFIG, NULL,
-          "enrolment: node %s (key sha256 %.16s) %s", e->node_id,
-          sl_identity_key_sha256(e->id),
+  sl_info(SL_LOG_CTX_CONFIG, NULL, "enrolment: node %s (key sha256 %.16s) %s",
+          e->node_id, sl_identity_key_sha256(e->id),
           e->state == ST_ENROLLED ? "enrolled: connecting as itself"
           : e->state == ST_EXPIRED
               ? "has an expired certificate: enrolling again"
@@ -621,9 +616,8 @@ int sl_enrol_start(sl_daemon_t *dm, char *err, size_t errlen) {
                        "Seconds until the node's certificate expires", NULL);
   e->m_requests = sl_metrics_counter(dm->in.mx, "sluice_enrol_requests_total",
                                      "Enrolment requests sent", NULL);
-  e->m_renewals =
-      sl_metrics_counter(dm->in.mx, "sluice_enrol_renewals_total",
-                         "Certificates renewed", NULL);
+  e->m_renewals = sl_metrics_counter(dm->in.mx, "sluice_enrol_renewals_total",
+                                     "Certificates renewed", NULL);
   sl_metric_set(e->m_state, e->state);
   uv_async_init(&dm->loop, &e->wake, on_answer);
   e->wake.data = e;

@@ -50,8 +50,12 @@ static rd_kafka_conf_t *make_conf(const sl_fleet_kconf_t *c, char *err,
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  /* librdkafka's own warnings (a coordinator still loading, a retry) are
+   * not the command's errors: errors only, unless a property says else. */
   if (rd_kafka_conf_set(conf, "bootstrap.servers", c->brokers, err, errlen) !=
-      RD_KAFKA_CONF_OK)
+          RD_KAFKA_CONF_OK ||
+      rd_kafka_conf_set(conf, "log_level", "3", err, errlen) !=
+          RD_KAFKA_CONF_OK)
     goto fail;
   for (size_t i = 0; i < c->n_props; i++) {
     char name[256];

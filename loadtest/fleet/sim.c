@@ -65,7 +65,8 @@ static size_t lookup(const fsim_t *s, const char *key, size_t klen) {
   }
 }
 
-/* ---- ops ------------------------------------------------------------------ */
+/* ---- ops ------------------------------------------------------------------
+ */
 
 static void level_of(const char *json, char *out, size_t len) {
   json_error_t je;
@@ -82,8 +83,7 @@ static int op_validate(void *o, const char *json, char *err, size_t errlen) {
   json_error_t je;
   json_t *j = json_loads(json, 0, &je);
   if (!j) {
-    snprintf(err, errlen, "line %d column %d: %s", je.line, je.column,
-             je.text);
+    snprintf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
     return -1;
   }
   json_decref(j);
@@ -92,8 +92,9 @@ static int op_validate(void *o, const char *json, char *err, size_t errlen) {
   if (!strcmp(lvl, "error") || !strcmp(lvl, "invalid"))
     n->docs_bad++;
   if (!strcmp(lvl, "invalid")) {
-    snprintf(err, errlen, "fleet layer: log.level: 'invalid' is not one of "
-                          "debug, info, warn, error");
+    snprintf(err, errlen,
+             "fleet layer: log.level: 'invalid' is not one of "
+             "debug, info, warn, error");
     return -1;
   }
   return 0;
@@ -164,12 +165,18 @@ static int64_t op_mono(void *o) {
   return (int64_t)sl_now_mono_ns();
 }
 
-static const sl_fleet_ops_t ops = {
-    .validate = op_validate, .apply = op_apply, .restart = op_restart,
-    .persist = op_persist, .health = op_health, .publish_status = op_status,
-    .publish_event = op_event, .now_ns = op_now, .mono_ns = op_mono};
+static const sl_fleet_ops_t ops = {.validate = op_validate,
+                                   .apply = op_apply,
+                                   .restart = op_restart,
+                                   .persist = op_persist,
+                                   .health = op_health,
+                                   .publish_status = op_status,
+                                   .publish_event = op_event,
+                                   .now_ns = op_now,
+                                   .mono_ns = op_mono};
 
-/* ---- the simulator -------------------------------------------------------- */
+/* ---- the simulator --------------------------------------------------------
+ */
 
 static void publish_inventory(snode_t *n) {
   Sluice__V1__Inventory iv = SLUICE__V1__INVENTORY__INIT;
@@ -232,11 +239,15 @@ int fsim_open(const fsim_conf_t *c, fsim_t **out, char *err, size_t errlen) {
       snprintf(n->site, sizeof(n->site), "s%zu", i % c->sites);
       n->labels[nl++] = (sl_fleet_label_t){"site", n->site};
     }
-    n->labels[nl++] = (sl_fleet_label_t){
-        i < c->canaries ? "canary" : "role", i < c->canaries ? "yes" : "edge"};
+    n->labels[nl++] = (sl_fleet_label_t){i < c->canaries ? "canary" : "role",
+                                         i < c->canaries ? "yes" : "edge"};
     sl_fleet_node_conf_t nc = {
-        .node_id = n->id, .verify_key = s->key, .labels = n->labels,
-        .n_labels = nl, .agent_version = "sim", .max_trial_starts = 3,
+        .node_id = n->id,
+        .verify_key = s->key,
+        .labels = n->labels,
+        .n_labels = nl,
+        .agent_version = "sim",
+        .max_trial_starts = 3,
         .heartbeat_ns = (c->heartbeat_ms ? c->heartbeat_ms : 5000) * 1000000};
     const char *boot;
     if ((rc = sl_fleet_node_open(&nc, &ops, n, NULL, 0, &n->m)) ||
@@ -251,8 +262,8 @@ int fsim_open(const fsim_conf_t *c, fsim_t **out, char *err, size_t errlen) {
     publish_inventory(n);
   }
   if ((rc = sl_fleet_kafka_flush(s->k, 60000, err, errlen)) ||
-      (rc = sl_fleet_reader_open(s->k, 1u << SL_FT_DESIRED, &s->r, err,
-                                 errlen)))
+      (rc =
+           sl_fleet_reader_open(s->k, 1u << SL_FT_DESIRED, &s->r, err, errlen)))
     goto fail;
   *out = s;
   return 0;
@@ -289,8 +300,8 @@ static void on_desired(void *opaque, int topic, int32_t partition,
 
 int fsim_poll(fsim_t *s, int ms, char *err, size_t errlen) {
   bool end = false;
-  int rc = sl_fleet_reader_poll(s->r, ms, false, on_desired, s, &end, err,
-                                errlen);
+  int rc =
+      sl_fleet_reader_poll(s->r, ms, false, on_desired, s, &end, err, errlen);
   if (rc < 0)
     return rc;
   if (end)
@@ -334,9 +345,15 @@ void fsim_close(fsim_t *s) {
   free(s);
 }
 
-size_t fsim_count(const fsim_t *s) { return s->count; }
-const char *fsim_id(const fsim_t *s, size_t i) { return s->n[i].id; }
-void fsim_set_online(fsim_t *s, size_t i, bool on) { s->n[i].online = on; }
+size_t fsim_count(const fsim_t *s) {
+  return s->count;
+}
+const char *fsim_id(const fsim_t *s, size_t i) {
+  return s->n[i].id;
+}
+void fsim_set_online(fsim_t *s, size_t i, bool on) {
+  s->n[i].online = on;
+}
 void fsim_info(const fsim_t *s, size_t i, sl_fleet_node_info_t *info) {
   sl_fleet_node_info(s->n[i].m, info);
 }
@@ -344,5 +361,9 @@ void fsim_docs(const fsim_t *s, size_t i, unsigned *docs, unsigned *bad) {
   *docs = s->n[i].docs;
   *bad = s->n[i].docs_bad;
 }
-const char *fsim_level(const fsim_t *s, size_t i) { return s->n[i].level; }
-unsigned fsim_bad_partitions(const fsim_t *s) { return s->bad_partitions; }
+const char *fsim_level(const fsim_t *s, size_t i) {
+  return s->n[i].level;
+}
+unsigned fsim_bad_partitions(const fsim_t *s) {
+  return s->bad_partitions;
+}

@@ -35,10 +35,12 @@ static int run_nodes(int argc, char **argv) {
                     "COUNT [ID_PREFIX]\n");
     return 2;
   }
-  fsim_conf_t c = {.brokers = argv[2], .prefix = argv[3],
+  fsim_conf_t c = {.brokers = argv[2],
+                   .prefix = argv[3],
                    .verify_key = argv[4],
                    .nodes = (size_t)strtoull(argv[5], NULL, 10),
-                   .id_prefix = argc > 6 ? argv[6] : "sim", .sites = 10,
+                   .id_prefix = argc > 6 ? argv[6] : "sim",
+                   .sites = 10,
                    .heartbeat_ms = 10000};
   fsim_t *s;
   char err[512];
@@ -62,13 +64,14 @@ static int run_nodes(int argc, char **argv) {
   return 0;
 }
 
-/* ---- watch ------------------------------------------------------------------ */
+/* ---- watch ------------------------------------------------------------------
+ */
 
 typedef struct wnode {
   char *id;
-  uint64_t gen;       /* newest desired generation rendered after t0 */
-  uint64_t done_gen;  /* generation of its final status */
-  int64_t done_ns;    /* arrival of COMMITTED (or failure) */
+  uint64_t gen;      /* newest desired generation rendered after t0 */
+  uint64_t done_gen; /* generation of its final status */
+  int64_t done_ns;   /* arrival of COMMITTED (or failure) */
   int phase;
 } wnode_t;
 
@@ -98,8 +101,7 @@ static wnode_t *wfind(watch_t *w, const char *key, size_t klen, bool add) {
 }
 
 static void on_rec(void *opaque, int topic, int32_t partition, int64_t offset,
-                   const char *key, size_t klen, const void *val,
-                   size_t vlen) {
+                   const char *key, size_t klen, const void *val, size_t vlen) {
   watch_t *w = opaque;
   (void)partition;
   (void)offset;
@@ -158,7 +160,8 @@ static int run_watch(int argc, char **argv) {
   sl_fleet_kconf_t kc = {.brokers = argv[2], .prefix = argv[3]};
   watch_t w = {.t0 = strtoll(argv[4], NULL, 10)};
   size_t expect = (size_t)strtoull(argv[5], NULL, 10);
-  uint64_t deadline = sl_now_mono_ns() + strtoull(argv[6], NULL, 10) * 1000000000ull;
+  uint64_t deadline =
+      sl_now_mono_ns() + strtoull(argv[6], NULL, 10) * 1000000000ull;
   sl_fleet_kafka_t *k;
   sl_fleet_reader_t *r;
   char err[512];
@@ -173,8 +176,8 @@ static int run_watch(int argc, char **argv) {
   for (size_t i = 0; i < w.slot_cap; i++)
     w.slot[i] = SIZE_MAX;
   if (sl_fleet_kafka_open(&kc, &k, err, sizeof(err)) ||
-      sl_fleet_reader_open(k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS, &r,
-                           err, sizeof(err))) {
+      sl_fleet_reader_open(k, 1u << SL_FT_DESIRED | 1u << SL_FT_STATUS, &r, err,
+                           sizeof(err))) {
     fprintf(stderr, "sl_fleet_sim watch: %s\n", err);
     return 1;
   }
