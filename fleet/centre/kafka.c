@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fleet/centre/centre.h"
@@ -210,6 +211,38 @@ int sl_fleet_kafka_flush(sl_fleet_kafka_t *k, int timeout_ms, char *err,
   return 0;
 }
 
+/* 0 once topic t exists and each of its partitions has a leader. */
+static int wait_leaders(sl_fleet_kafka_t *k, int t, int timeout_ms, char *err,
+                        size_t errlen) {
+  uint64_t end = sl_now_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+  for (;;) {
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(k->rk, k->topic[t], NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    bool ready = false;
+    if (!rd_kafka_metadata(k->rk, 0, rkt, &md, 5000) && md->topic_cnt == 1 &&
+        !md->topics[0].err && md->topics[0].partition_cnt > 0) {
+      ready = true;
+      for (int i = 0; i < md->topics[0].partition_cnt; i++)
+        ready &= !md->topics[0].partitions[i].err &&
+                 md->topics[0].partitions[i].leader >= 0;
+    }
+    if (md)
+      rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    if (ready)
+      return 0;
+    if (sl_now_mono_ns() > end) {
+      snprintf(err, errlen,
+               "topic %s: no leader for every partition within "
+               "%d ms",
+               k->topic[t], timeout_ms);
+      return SL_EKAFKA;
+    }
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 int sl_fleet_kafka_create_topics(sl_fleet_kafka_t *k, int partitions,
                                  int replication, int64_t retention_ms,
                                  char *err, size_t errlen) {
@@ -267,6 +300,10 @@ int sl_fleet_kafka_create_topics(sl_fleet_kafka_t *k, int partitions,
     }
   }
   rd_kafka_event_destroy(ev);
+  /* A topic just created has no leader for a moment: wait until every
+   * partition of every topic has one, so the next command can use them. */
+  for (int t = 0; !rc && t < SL_FT_COUNT; t++)
+    rc = wait_leaders(k, t, 30000, err, errlen);
 out:
   for (int t = 0; t < SL_FT_COUNT; t++)
     if (nt[t])
@@ -330,8 +367,19 @@ int sl_fleet_reader_open(sl_fleet_kafka_t *k, unsigned topics,
     rc = SL_EKAFKA;
     for (int32_t p = 0; p < parts; p++) {
       int64_t lo, hi;
-      rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-          r->rk, k->topic[t], p, &lo, &hi, 10000);
+      rd_kafka_resp_err_t e;
+      uint64_t end = sl_now_mono_ns() + 15000000000ull;
+      /* leadership moving (a new topic, a broker restarting): retry */
+      while ((e = rd_kafka_query_watermark_offsets(r->rk, k->topic[t], p, &lo,
+                                                   &hi, 10000)) &&
+             (e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION ||
+              e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+              e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+              e == RD_KAFKA_RESP_ERR__TRANSPORT) &&
+             sl_now_mono_ns() < end) {
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+      }
       if (e) {
         snprintf(err, errlen, "offsets of %s [%d]: %s", k->topic[t], (int)p,
                  rd_kafka_err2str(e));
