@@ -29,7 +29,7 @@ die() { say "demo-fleet FAILED: $*"; exit 1; }
 
 sluice=$build/daemon/sluice
 [[ -x $sluice ]] || die "$sluice is missing: build first (make demo-fleet does)"
-"$sluice" config-docs | grep -q '`fleet.enabled`' || die "this sluice has no fleet agent"
+"$sluice" config-docs | grep '`fleet.enabled`' >/dev/null || die "this sluice has no fleet agent"
 
 work=$(mktemp -d /tmp/sluice-demo-fleet.XXXXXX)
 export SLUICE_HARNESS_DIR=$work/harness

@@ -38,7 +38,7 @@ sl_lt_init fleet
 sl_build_release sluice sl_fleet_sim_bin
 sluice=$bin/daemon/sluice
 sim=$bin/loadtest/fleet/sl_fleet_sim
-if [[ $daemons -gt 0 ]] && ! "$sluice" config-docs | grep -q '`fleet.enabled`'; then
+if [[ $daemons -gt 0 ]] && ! "$sluice" config-docs | grep '`fleet.enabled`' >/dev/null; then
   echo "loadtest/run fleet: this sluice has no fleet agent (fleet.enabled)" >&2
   exit 1
 fi
