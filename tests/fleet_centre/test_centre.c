@@ -387,6 +387,74 @@ static void test_plan_group_limit(void **st) {
   assert_int_equal(busy_a, 2);
 }
 
+/* ---- policy files
+ * --------------------------------------------------------------- */
+
+static void policy_err(const char *y, const char *want) {
+  Sluice__V1__Policy *p = NULL;
+  char err[256] = "";
+  assert_int_equal(sl_fleet_policy_parse(y, strlen(y), &p, err, sizeof(err)),
+                   SL_ECONFIG);
+  assert_null(p);
+  if (!strstr(err, want))
+    fail_msg("policy error '%s' lacks '%s'", err, want);
+}
+
+static void test_policy_file(void **st) {
+  (void)st;
+  const char *y = "name: logs\n"
+                  "selector: \"site in (a|b)\"\n"
+                  "priority: 7\n"
+                  "patch: {log: {level: debug}}\n"
+                  "rollout: {canary_selector: canary, steps_percent: [10, "
+                  "100], success_threshold: 0.9, batch_deadline: 2m, "
+                  "max_failures: 2, group_label: site, "
+                  "max_unavailable_per_group: 1}\n"
+                  "gate: {min_healthy: 5s, timeout: 1m, require_uplink: true, "
+                  "max_error_rate: 0.05}\n"
+                  "on_failure: keep\n"
+                  "window: {start: \"01:30\", end: \"05:00\"}\n";
+  Sluice__V1__Policy *p;
+  char err[256];
+  assert_int_equal(sl_fleet_policy_parse(y, strlen(y), &p, err, sizeof(err)),
+                   0);
+  assert_string_equal(p->name, "logs");
+  assert_int_equal(p->priority, 7);
+  assert_string_equal(p->patch_json, "{\"log\": {\"level\": \"debug\"}}");
+  assert_int_equal(p->rollout->n_steps_percent, 2);
+  assert_int_equal(p->rollout->batch_deadline_ms, 120000);
+  assert_int_equal(p->rollout->max_unavailable_per_group, 1);
+  assert_int_equal(p->gate->min_healthy_ms, 5000);
+  assert_int_equal(p->gate->timeout_ms, 60000);
+  assert_true(p->gate->require_uplink);
+  assert_int_equal(p->on_failure, SLUICE__V1__ON_FAILURE__ON_FAILURE_KEEP);
+  assert_int_equal(p->window->start_minute, 90);
+  assert_int_equal(p->window->end_minute, 300);
+  sluice__v1__policy__free_unpacked(p, NULL);
+
+  policy_err("selector: x\npatch: {}\n", "name: required");
+  policy_err("name: a\n", "patch: required");
+  policy_err("name: a\npatch: {}\nprio: 1\n", "unknown key 'prio'");
+  policy_err("name: a\npatch: {node: {id: x}}\n",
+             "'node' is not a remote-owned key");
+  policy_err("name: a\nselector: \"a=\"\npatch: {}\n",
+             "selector: selector column 3: expected a value");
+  policy_err("name: a\npatch: {}\nrollout: {steps_percent: [50, 20]}\n",
+             "steps_percent[1]: expected increasing");
+  policy_err("name: a\npatch: {}\nrollout: {batch_deadline: soon}\n",
+             "rollout.batch_deadline: expected a duration");
+  policy_err("name: a\npatch: {}\nrollout: {max_unavailable_per_group: 2}\n",
+             "needs rollout.group_label");
+  policy_err("name: a\npatch: {}\ngate: {min_healthy: 1m, timeout: 30s}\n",
+             "gate.timeout must be longer");
+  policy_err("name: a\npatch: {}\nwindow: {start: \"25:00\", end: "
+             "\"01:00\"}\n",
+             "window.start: expected \"HH:MM\"");
+  policy_err("name: a\npatch: {}\non_failure: retry\n",
+             "on_failure: expected rollback or keep");
+  policy_err("name: [a\n", "line ");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_selector_match),
@@ -399,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_plan_batches_advance),
       cmocka_unit_test(test_plan_deadline),
       cmocka_unit_test(test_plan_group_limit),
+      cmocka_unit_test(test_policy_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
