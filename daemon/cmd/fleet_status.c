@@ -213,11 +213,23 @@ int fleet_cmd_rollout(fleet_opts_t *o, const char *verb) {
     return FLEET_EXIT_USAGE;
   }
   fv_init(&v);
+  sl_fleet_reader_t *rd = NULL;
   if ((rc = fleet_connect(o, &k)) ||
       (rc = fleet_read_all(k, 1u << SL_FT_POLICIES | 1u << SL_FT_ROLLOUTS, &v,
-                           NULL)))
+                           &rd)))
     goto out;
   fv_pol_t *fp = name ? fv_pol(&v, name, false) : NULL;
+  /* a revision just applied: give the renderer 10 s to start its rollout,
+   * so pause and resume act on the newest revision */
+  uint64_t until = sl_now_mono_ns() + 10000000000ull;
+  while ((pause || resume) && fp && fp->p &&
+         (!fp->ro || fp->ro->revision < fp->p->revision) &&
+         sl_now_mono_ns() < until) {
+    char err[256];
+    if (sl_fleet_reader_poll(rd, 200, false, fv_record, &v, NULL, err,
+                             sizeof(err)) < 0)
+      break;
+  }
   if (name && (!fp || !fp->ro)) {
     fprintf(stderr,
             "sluice fleet rollout: no rollout of policy '%s' (is "
@@ -287,6 +299,7 @@ int fleet_cmd_rollout(fleet_opts_t *o, const char *verb) {
            (unsigned long long)r->revision, pause ? "paused" : "resumed");
   }
 out:
+  sl_fleet_reader_close(rd);
   fv_free(&v);
   sl_fleet_kafka_close(k);
   return rc;

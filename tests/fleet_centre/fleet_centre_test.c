@@ -18,6 +18,8 @@
  *   delete     `policy delete` re-renders the nodes it covered to {}
  *   offline    a node offline through two generations applies only the
  *              newest when it is back
+ *   pause      `rollout pause` after the canaries holds the rest back until
+ *              `rollout resume`; then the rollout completes
  */
 #include <errno.h>
 #include <signal.h>
@@ -360,6 +362,28 @@ int main(int argc, char **argv) {
                  "[50, 100], batch_deadline: 60s}\n");
     wait_for(all_warn, 60, "every node COMMITTED with log.level warn");
     wait_for(done, 30, "the rollout DONE");
+  } else if (!strcmp(sc, "pause")) {
+    /* paused after the canaries' release: nobody else gets the revision
+     * until resume; then it completes */
+    unsigned before[NODES];
+    for (size_t i = 0; i < NODES; i++)
+      before[i] = docs_of(i, NULL);
+    write_policy("logs", "selector: \"\"\npriority: 1\n"
+                         "patch: {log: {level: warn}}\n"
+                         "gate: {min_healthy: 3s, timeout: 30s}\n"
+                         "rollout: {canary_selector: \"canary=yes\", "
+                         "steps_percent: [100]}\n");
+    CHECK(fleet("rollout pause logs") == 0, "rollout pause");
+    settle(8000); /* the canaries commit meanwhile */
+    CHECK(rollout_is("logs", "PAUSED"), "rollout %s, not PAUSED", ro_state);
+    for (size_t i = canaries; i < NODES; i++)
+      CHECK(docs_of(i, NULL) == before[i], "%s got a document while paused",
+            fsim_id(S, i));
+    CHECK(fleet("rollout resume logs") == 0, "rollout resume");
+    wait_for(all_warn, 60, "every node at warn after the resume");
+    wait_for(done, 30, "the rollout DONE");
+    CHECK(fleet("rollout pause logs") == 1, "pausing a finished rollout");
+    CHECK(fleet("rollout pause nosuch") == 3, "pausing an unknown rollout");
   } else if (!strcmp(sc, "delete")) {
     CHECK(fleet("policy delete nosuch") == 3, "delete of an unknown policy");
     CHECK(fleet("policy delete logs") == 0, "policy delete");
