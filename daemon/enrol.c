@@ -30,6 +30,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/enrol.h"
+#include "daemon/kclient.h"
 #include "fleet/fleet.h"
 #include "security/identity.h"
 #include "sluice/v1/enrol.pb-c.h"
@@ -245,7 +246,7 @@ out:
 
 static rd_kafka_conf_t *conf_for(struct sl_enrol *e, int node_cert, char *err,
                                  size_t errlen) {
-  rd_kafka_conf_t *c = rd_kafka_conf_new();
+  rd_kafka_conf_t *c = sl_kclient_conf();
   const char *cert =
       node_cert ? sl_identity_cert_path(e->id) : e->bs->claim_cert;
   const char *key = node_cert ? sl_identity_key_path(e->id) : e->bs->claim_key;
@@ -256,34 +257,13 @@ static rd_kafka_conf_t *conf_for(struct sl_enrol *e, int node_cert, char *err,
       rd_kafka_conf_set(c, "ssl.key.location", key, err, errlen) ||
       rd_kafka_conf_set(c, "client.id", "sluice-enrol", err, errlen))
     goto fail;
-  for (size_t i = 0; i < e->bs->properties.n; i++) {
-    const char *p = e->bs->properties.v[i], *eq = strchr(p, '=');
-    char k[128];
-    if (!eq || (size_t)(eq - p) >= sizeof(k))
-      continue;
-    snprintf(k, sizeof(k), "%.*s", (int)(eq - p), p);
-    if (rd_kafka_conf_set(c, k, eq + 1, err, errlen))
-      goto fail;
-  }
+  if (sl_kclient_props(c, e->bs->properties.v, e->bs->properties.n, NULL, err,
+                       errlen) < 0)
+    goto fail;
   return c;
 fail:
   rd_kafka_conf_destroy(c);
   return NULL;
-}
-
-static int32_t partitions_of(rd_kafka_t *rk, const char *topic) {
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  int32_t n = 0;
-  if (!rkt)
-    return 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 2000) == 0 && md->topic_cnt == 1 &&
-      !md->topics[0].err)
-    n = md->topics[0].partition_cnt;
-  if (md)
-    rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
-  return n;
 }
 
 static void *enrol_thread(void *arg) {
@@ -297,8 +277,8 @@ static void *enrol_thread(void *arg) {
 
   while (!atomic_load(&e->stop)) {
     if (!preq || !presp) {
-      preq = partitions_of(e->prod, e->t_req);
-      presp = partitions_of(e->cons, e->t_resp);
+      preq = sl_kclient_partitions(e->prod, e->t_req, 500);
+      presp = sl_kclient_partitions(e->cons, e->t_resp, 500);
       if (!preq || !presp) {
         if (!warned++)
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
@@ -307,7 +287,7 @@ static void *enrol_thread(void *arg) {
                   "retrying",
                   e->t_req, e->t_resp);
         preq = presp = 0;
-        rd_kafka_poll(e->prod, 1000);
+        rd_kafka_poll(e->prod, 200);
         continue;
       }
       rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
@@ -524,7 +504,7 @@ int sl_enrol_prepare(sl_daemon_t *dm, char *err, size_t errlen) {
   const sl_config_t *cfg = dm->in.cfg;
   struct sl_enrol *e;
   char dir[600];
-  int64_t nb, na;
+  int64_t nb = 0, na = 0;
   int rc;
 
   if (!*cfg->enrol.bootstrap)
