@@ -431,7 +431,7 @@ static int reconcile(render_t *R) {
     R->rp = n;
     R->rp_cap = v->n_pols;
   }
-  uint64_t ro0 = R->rollouts, docs0 = R->docs;
+  uint64_t ro0 = R->rollouts, docs0 = R->docs, t0 = sl_now_mono_ns();
   for (size_t i = 0; i < v->n_pols; i++)
     step_policy(R, i);
   /* rollout records are acknowledged before the documents they release */
@@ -464,8 +464,11 @@ static int reconcile(render_t *R) {
       fprintf(stderr, "sluice fleet render: %s\n", err);
       return -1;
     }
-    fprintf(stderr, "sluice fleet render: %llu desired document(s) written\n",
-            (unsigned long long)(R->docs - docs0));
+    fprintf(stderr,
+            "sluice fleet render: %llu desired document(s) written and "
+            "acknowledged in %.0f ms\n",
+            (unsigned long long)(R->docs - docs0),
+            (double)(sl_now_mono_ns() - t0) / 1e6);
   }
   return 0;
 }
