@@ -29,6 +29,7 @@ typedef struct rpol {
   uint8_t *rel; /* released flag per node index */
   size_t rel_cap;
   bool loaded; /* rel built from the Rollout record */
+  uint64_t all_rev; /* revision this renderer wrote all_released for */
 } rpol_t;
 
 typedef struct render {
@@ -201,8 +202,15 @@ static void step_policy(render_t *R, size_t pi) {
     rp->rev_s = srev;
   }
   if (!rp->loaded || fp->ro_dirty) {
-    for (size_t i = 0; i < rp->rel_cap; i++)
-      rp->rel[i] = 0;
+    /* A record from `rollout pause|resume` carries the released nodes the
+     * command read, maybe fewer than released since: it may add to them,
+     * never take any back (that would send a node back to the stable
+     * revision). */
+    if (!rp->loaded)
+      for (size_t i = 0; i < rp->rel_cap; i++)
+        rp->rel[i] = 0;
+    if (rp->all_rev == ro->revision)
+      ro->all_released = true;
     for (size_t i = 0; i < ro->n_released_nodes; i++) {
       size_t j = fv_node_index(v, ro->released_nodes[i]);
       if (j != SIZE_MAX)
@@ -301,6 +309,8 @@ static void step_policy(render_t *R, size_t pi) {
     fleet_event(R->k, fp->name, "rollout", 0, r.revision,
                 sl_fleet_rollout_state_name(p.state), p.reason);
   }
+  if (r.all_released)
+    rp->all_rev = r.revision;
   (void)put_rollout(R, fp, &r);
   free(names);
 out:
