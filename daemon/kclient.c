@@ -41,7 +41,8 @@ int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
   int32_t n = 0;
   if (!rkt)
     return 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+  if (rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) ==
+          RD_KAFKA_RESP_ERR_NO_ERROR &&
       md->topic_cnt == 1 && !md->topics[0].err)
     n = md->topics[0].partition_cnt;
   if (md)

@@ -38,7 +38,7 @@ static int usage(FILE *out) {
           "  status [--watch] [--json]\n"
           "  rollout status [NAME] [--json] | pause NAME | resume NAME\n"
           "  decommission NODE --signing-key PEM [--reason TEXT]\n"
-      "  enroll ..., acl ...  enrolment (docs/ENROLMENT.md)\n"
+          "  enroll ..., acl ...  enrolment (docs/ENROLMENT.md)\n"
           "\n"
           "options of every command:\n"
           "  --brokers HOST:PORT[,...]    (or $SLUICE_FLEET_BROKERS)\n"

@@ -28,7 +28,7 @@ typedef struct rpol {
   json_t *patch_t, *patch_s;
   uint8_t *rel; /* released flag per node index */
   size_t rel_cap;
-  bool loaded; /* rel built from the Rollout record */
+  bool loaded;      /* rel built from the Rollout record */
   uint64_t all_rev; /* revision this renderer wrote all_released for */
 } rpol_t;
 

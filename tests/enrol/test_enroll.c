@@ -148,8 +148,8 @@ static void test_sign(void **state) {
   assert_int_equal(strlen(serial), 32);
   /* Two signatures of one CSR: different serials. */
   char *cert2;
-  assert_int_equal(sl_enroll_sign(ca, csr, sha, "sl-node-1", 3600, now,
-                                  &cert2, &na, err, sizeof(err)),
+  assert_int_equal(sl_enroll_sign(ca, csr, sha, "sl-node-1", 3600, now, &cert2,
+                                  &na, err, sizeof(err)),
                    0);
   snprintf(path, sizeof(path), "%s/n1b.crt", tmp);
   f = fopen(path, "w");
@@ -237,17 +237,17 @@ static void test_ca_load(void **state) {
   assert_non_null(strstr(err, "not a CA"));
 }
 
-/* ---- rules ----------------------------------------------------------------- */
+/* ---- rules -----------------------------------------------------------------
+ */
 
-static const char rules_yaml[] =
-    "auto_approve: true\n"
-    "cert_lifetime: 30d\n"
-    "serials: [\"SN-2026-*\", LAB-1]\n"
-    "claims: [plant-7]\n"
-    "labels:\n"
-    "  - key: site\n"
-    "    values: [\"plant-*\"]\n"
-    "  - key: line\n";
+static const char rules_yaml[] = "auto_approve: true\n"
+                                 "cert_lifetime: 30d\n"
+                                 "serials: [\"SN-2026-*\", LAB-1]\n"
+                                 "claims: [plant-7]\n"
+                                 "labels:\n"
+                                 "  - key: site\n"
+                                 "    values: [\"plant-*\"]\n"
+                                 "  - key: line\n";
 
 typedef struct req {
   Sluice__V1__EnrolRequest r;
@@ -382,8 +382,8 @@ static void test_rules(void **state) {
 
   /* Errors name the line and the key. */
   const char bad[] = "auto_approve: maybe\nserialz: [a]\n";
-  assert_int_not_equal(sl_enroll_rules_load(NULL, "bad.yaml", bad,
-                                            strlen(bad), &r, err, sizeof(err)),
+  assert_int_not_equal(sl_enroll_rules_load(NULL, "bad.yaml", bad, strlen(bad),
+                                            &r, err, sizeof(err)),
                        0);
   assert_non_null(strstr(err, "bad.yaml:1:"));
   assert_non_null(strstr(err, "serialz"));
@@ -425,7 +425,7 @@ static void test_acls(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sign),  cmocka_unit_test(test_sign_refusals),
+      cmocka_unit_test(test_sign),    cmocka_unit_test(test_sign_refusals),
       cmocka_unit_test(test_ca_load), cmocka_unit_test(test_rules),
       cmocka_unit_test(test_acls),
   };

@@ -15,7 +15,8 @@
  *   canary     a bad revision fails in the canary batch: the rollout stops
  *              and the rest of the fleet never gets a document of it; a
  *              fixed revision then rolls out to every node
- *   delete     `policy delete` re-renders the nodes it covered to {}
+ *   delete     `decommission` a node (DECOMMISSIONED, never rendered again);
+ *              `policy delete` re-renders the nodes it covered to {}
  *   offline    a node offline through two generations applies only the
  *              newest when it is back
  *   pause      `rollout pause` after the canaries holds the rest back until
@@ -145,6 +146,8 @@ static bool all_level(const char *lvl) {
   for (size_t i = 0; i < NODES; i++) {
     sl_fleet_node_info_t in;
     fsim_info(S, i, &in);
+    if (in.decommissioned)
+      continue;
     if (strcmp(fsim_level(S, i), lvl) || in.phase != SL_FLEET_COMMITTED ||
         in.lkg != in.applied)
       return false;
@@ -166,6 +169,11 @@ static bool others_level(const char *lvl) {
       return false;
   }
   return true;
+}
+static bool node3_gone(void) {
+  sl_fleet_node_info_t in;
+  fsim_info(S, 3, &in);
+  return in.decommissioned && in.phase == SL_FLEET_DECOMMISSIONED;
 }
 static bool others_warn(void) {
   return others_level("warn");
@@ -385,10 +393,50 @@ int main(int argc, char **argv) {
     CHECK(fleet("rollout pause logs") == 1, "pausing a finished rollout");
     CHECK(fleet("rollout pause nosuch") == 3, "pausing an unknown rollout");
   } else if (!strcmp(sc, "delete")) {
+    /* node 3 is decommissioned first: a signed document; it reports
+     * DECOMMISSIONED and the renderer leaves it alone afterwards */
+    CHECK(fleet("decommission %s --signing-key %s --reason retired",
+                fsim_id(S, 3), keyfile) == 0,
+          "decommission");
+    CHECK(fleet("decommission nosuch --signing-key %s", keyfile) == 3,
+          "decommission of an unknown node");
+    CHECK(fleet("decommission %s", fsim_id(S, 4)) == 2,
+          "decommission without a signing key");
+    wait_for(node3_gone, 30, "node 3 DECOMMISSIONED");
+    unsigned d3 = docs_of(3, NULL);
     CHECK(fleet("policy delete nosuch") == 3, "delete of an unknown policy");
     CHECK(fleet("policy delete logs") == 0, "policy delete");
     wait_for(all_empty, 60, "every node re-rendered without the policy");
     CHECK(fleet("policy delete logs") == 3, "a second delete is not found");
+    CHECK(docs_of(3, NULL) == d3 && !strcmp(fsim_level(S, 3), "info"),
+          "the decommissioned node got a document");
+    /* `sluice fleet status --json` shows the fleet as the nodes report it */
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "%s fleet status --json --brokers %s --topic-prefix %s", sluice,
+             brokers, prefix);
+    FILE *p = popen(cmd, "r");
+    CHECK(p, "popen");
+    json_error_t je;
+    json_t *st = json_loadf(p, 0, &je);
+    pclose(p);
+    CHECK(json_is_array(st) && json_array_size(st) == NODES,
+          "status --json: %zu nodes", json_array_size(st));
+    size_t k;
+    json_t *row;
+    json_array_foreach(st, k, row) {
+      const char *id = json_string_value(json_object_get(row, "node"));
+      const char *ph = json_string_value(json_object_get(row, "phase"));
+      bool gone = !strcmp(id, fsim_id(S, 3));
+      CHECK(!strcmp(ph, gone ? "DECOMMISSIONED" : "COMMITTED"),
+            "status of %s: %s", id, ph);
+      CHECK(json_is_true(json_object_get(row, "decommissioned")) == gone,
+            "%s decommissioned flag", id);
+      CHECK(json_integer_value(json_object_get(row, "lkg_generation")) ==
+                (gone ? 1 : 2),
+            "%s lkg generation", id);
+    }
+    json_decref(st);
   } else if (!strcmp(sc, "offline")) {
     /* node 5 misses two generations and applies only the newest */
     fsim_set_online(S, 5, false);
