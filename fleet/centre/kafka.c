@@ -56,7 +56,11 @@ static rd_kafka_conf_t *make_conf(const sl_fleet_kconf_t *c, char *err,
   if (rd_kafka_conf_set(conf, "bootstrap.servers", c->brokers, err, errlen) !=
           RD_KAFKA_CONF_OK ||
       rd_kafka_conf_set(conf, "log_level", "3", err, errlen) !=
-          RD_KAFKA_CONF_OK)
+          RD_KAFKA_CONF_OK ||
+      /* a missing fleet topic is an error (`sluice fleet init` makes them
+       * compacted), never one the broker creates with its defaults */
+      rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", err,
+                        errlen) != RD_KAFKA_CONF_OK)
     goto fail;
   for (size_t i = 0; i < c->n_props; i++) {
     char name[256];

@@ -232,6 +232,10 @@ static void setup(const char *scenario) {
     cleanup();
     exit(77);
   }
+  /* before init: exit 4, and asking did not make the broker create the
+   * topic with its defaults (the harness's broker auto-creates) */
+  CHECK(fleet("policy list") == 4, "policy list before init");
+  CHECK(fleet("policy list") == 4, "policy list before init, again");
   CHECK(fleet("init --partitions 5") == 0, "fleet init");
   CHECK(fleet("init --partitions 5") == 0, "fleet init is idempotent");
   fsim_conf_t fc = {.brokers = brokers,
