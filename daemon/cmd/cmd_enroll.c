@@ -8,6 +8,7 @@
  *   enroll approve NODE [--label k=v]... [--reason TEXT]
  *   enroll deny NODE [--reason TEXT]
  *   enroll revoke NODE [--reason TEXT]
+ *   enroll rules-docs                 the rules file's reference
  *   acl apply --claim NAME | --node ID [--delete]
  * Exit codes: 0 ok, 1 failed, 2 usage, 3 no such node, 4 no topics.
  */
@@ -33,6 +34,7 @@ static int usage(FILE *out) {
           "       sluice fleet enroll approve NODE [--label K=V]... "
           "[--reason TEXT]\n"
           "       sluice fleet enroll deny|revoke NODE [--reason TEXT]\n"
+          "       sluice fleet enroll rules-docs\n"
           "       sluice fleet acl apply (--claim NAME | --node ID) "
           "[--delete]\n"
           "\n"
@@ -340,6 +342,10 @@ int sl_cmd_fleet_enroll(int argc, char **argv) {
   int rc;
   if (!strcmp(verb, "help"))
     return usage(stdout);
+  if (!strcmp(verb, "rules-docs")) { /* the table in docs/ENROLMENT.md */
+    sl_cfg_doc_table(stdout, &sl_enroll_rules_section, "", NULL, false);
+    return 0;
+  }
   if ((rc = parse(argc - shift, argv + shift, &o, NULL, NULL)) >= 0)
     return rc;
   if (!strcmp(verb, "serve")) {

@@ -394,8 +394,11 @@ static void test_acls(void **state) {
   sl_enroll_acl_t a[SL_ENROLL_MAX_ACLS];
   sl_enroll_acl_opts_t o = {.prefix = "sluice.fleet."};
   size_t n = sl_enroll_acls_claim(&o, a);
-  /* The claim: write requests, read responses, nothing else. */
-  assert_int_equal(n, 2);
+  /* The claim: write requests, read responses, its consumer's group;
+   * nothing else. */
+  assert_int_equal(n, 3);
+  assert_int_equal(a[2].resource, RD_KAFKA_RESOURCE_GROUP);
+  assert_string_equal(a[2].name, "sluice-enrol-");
   assert_string_equal(a[0].name, "sluice.fleet.enrol.requests");
   assert_int_equal(a[0].operation, RD_KAFKA_ACL_OPERATION_WRITE);
   assert_int_equal(a[0].pattern, RD_KAFKA_RESOURCE_PATTERN_LITERAL);

@@ -99,8 +99,8 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *cert,
 }
 
 static void create_topics(void) {
-  static const char *const names[] = {"desired", "status", "inventory",
-                                      "events", NULL};
+  static const char *const names[] = {
+      "desired", "status", "inventory", "events", NULL};
   rd_kafka_t *rk = client(RD_KAFKA_PRODUCER, NULL, NULL);
   rd_kafka_NewTopic_t *nt[8];
   char e[256], name[200];
@@ -145,9 +145,9 @@ static void setup_fleet(const char *rules) {
      "2>/dev/null && openssl pkey -in fleet.key -pubout -out fleet.pub",
      dir, ca, cakey);
   create_topics();
-  sh("%s fleet enroll init --brokers %s >>%s/fleet.log 2>&1", sluice_bin, plain,
-     dir);
-  sh("%s fleet acl apply --claim claim-plant-7 --brokers %s >>%s/fleet.log "
+  sh("%s fleet enroll init --brokers %s >>%s/fleet.log 2>&1", sluice_bin,
+     plain, dir);
+  sh("%s fleet acl apply --claim plant-7 --brokers %s >>%s/fleet.log "
      "2>&1",
      sluice_bin, plain, dir);
   snprintf(path, sizeof(path), "%s/rules.yaml", dir);
@@ -164,7 +164,8 @@ static void setup_fleet(const char *rules) {
     (void)o;
     dup2(1, 2);
     execl(sluice_bin, sluice_bin, "fleet", "enroll", "serve", "--ca-cert", ca,
-          "--ca-key", cakey, "--rules", path, "--brokers", plain, (char *)NULL);
+          "--ca-key", cakey, "--rules", path, "--brokers", plain,
+          (char *)NULL);
     _exit(127);
   }
   /* The node: a bootstrap file and a config that names it. */
@@ -230,8 +231,8 @@ static void claim_refused(void) {
   snprintf(desired, sizeof(desired), "%sdesired", prefix);
   t = rd_kafka_topic_new(p, desired, NULL);
   e = rd_kafka_metadata(p, 0, t, &md, 10000);
-  CHECK(e == 0 &&
-            md->topics[0].err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+  CHECK(e == 0 && md->topics[0].err ==
+                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
         "the claim may see %s", desired);
   printf("claim on %s: %s\n", desired, rd_kafka_err2str(md->topics[0].err));
   rd_kafka_metadata_destroy(md);
@@ -287,11 +288,13 @@ SL_SCENARIO(auto) {
   rd_kafka_t *p = client(RD_KAFKA_PRODUCER, NULL, NULL);
   char desired[128];
   snprintf(desired, sizeof(desired), "%sdesired", prefix);
-  CHECK(rd_kafka_producev(
-            p, RD_KAFKA_V_TOPIC(desired),
-            RD_KAFKA_V_PARTITION(sl_fleet_partition(id, strlen(id), 3)),
-            RD_KAFKA_V_KEY(id, strlen(id)), RD_KAFKA_V_VALUE(env, len),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) == 0 &&
+  CHECK(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(desired),
+                          RD_KAFKA_V_PARTITION(
+                              sl_fleet_partition(id, strlen(id), 3)),
+                          RD_KAFKA_V_KEY(id, strlen(id)),
+                          RD_KAFKA_V_VALUE(env, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_END) == 0 &&
             rd_kafka_flush(p, 10000) == 0,
         "produce the decommission");
   rd_kafka_destroy(p);
