@@ -74,6 +74,8 @@ typedef struct fleet_view {
   size_t n_pols;
   uint64_t records; /* delivered so far */
   bool changed;     /* something a render depends on changed */
+  bool live;        /* set by the renderer once it writes */
+  uint64_t foreign; /* desired records another writer wrote while live */
 } fleet_view_t;
 
 void fv_init(fleet_view_t *v);

@@ -518,7 +518,17 @@ int fleet_cmd_render(fleet_opts_t *o) {
   if (wait_ms < 10)
     wait_ms = 10;
   R.v.changed = true;
+  R.v.live = true;
+  uint64_t foreign = 0;
   while (!stop_flag) {
+    if (R.v.foreign != foreign) {
+      fprintf(stderr,
+              "sluice fleet render: WARNING: %llu desired document(s) written "
+              "by another writer (a second renderer?): run one renderer per "
+              "fleet (docs/FLEET.md); taking their generations over\n",
+              (unsigned long long)(R.v.foreign - foreign));
+      foreign = R.v.foreign;
+    }
     uint64_t now = sl_now_mono_ns();
     if (R.v.changed || now - last > 1000000000ull) {
       R.v.changed = false;

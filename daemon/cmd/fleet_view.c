@@ -161,6 +161,13 @@ static void desired(fleet_view_t *v, const char *id, const void *val,
       sluice__v1__desired_config__unpack(NULL, s->payload.len, s->payload.data);
   if (!dc)
     goto out;
+  /* Once live (the renderer's own writes are in memory before they come
+   * back), a newer generation, or the same one with other content, was
+   * written by someone else: another renderer. */
+  if (v->live && (dc->generation > n->gen ||
+                  (dc->generation == n->gen && n->desired_gen == n->gen &&
+                   strcmp(dc->config_sha256, n->sha))))
+    v->foreign++;
   if (dc->generation > n->gen ||
       (dc->generation == n->gen && dc->generation > n->desired_gen)) {
     char refs[4096] = "";

@@ -11,7 +11,8 @@
  *   partition  every desired record is on partition sl_fleet_partition(key)
  *              == librdkafka's murmur2_random partitioner; a restarted
  *              renderer writes nothing new (deterministic, stateless); a
- *              second policy changes only the nodes it selects
+ *              second policy changes only the nodes it selects; a document
+ *              from another writer is warned about and taken over
  *   canary     a bad revision fails in the canary batch: the rollout stops
  *              and the rest of the fleet never gets a document of it; a
  *              fixed revision then rolls out to every node
@@ -175,6 +176,37 @@ static bool node3_gone(void) {
   fsim_info(S, 3, &in);
   return in.decommissioned && in.phase == SL_FLEET_DECOMMISSIONED;
 }
+static void foreign_write(const char *node, uint64_t gen) {
+  sl_fleet_kconf_t kc = {.brokers = brokers, .prefix = prefix};
+  sl_fleet_kafka_t *k;
+  sl_fleet_key_t *key;
+  char err[256], sha[65];
+  const char *json = "{}";
+  CHECK(!sl_fleet_key_load(keyfile, true, &key, err, sizeof(err)), "%s", err);
+  CHECK(!sl_fleet_kafka_open(&kc, &k, err, sizeof(err)), "%s", err);
+  Sluice__V1__DesiredConfig dc = SLUICE__V1__DESIRED_CONFIG__INIT;
+  sl_fleet_sha256_hex(json, strlen(json), sha);
+  dc.node_id = (char *)node;
+  dc.generation = gen;
+  dc.config_json = (char *)json;
+  dc.config_sha256 = sha;
+  uint8_t buf[512], *env;
+  size_t len = sluice__v1__desired_config__pack(&dc, buf), envlen;
+  CHECK(!sl_fleet_sign(key, SL_FLEET_DESIRED, buf, len, &env, &envlen), "sign");
+  CHECK(!sl_fleet_kafka_produce(k, SL_FT_DESIRED, node, env, envlen, err,
+                                sizeof(err)) &&
+            !sl_fleet_kafka_flush(k, 10000, err, sizeof(err)),
+        "%s", err);
+  free(env);
+  sl_fleet_kafka_close(k);
+  sl_fleet_key_free(key);
+}
+static bool node0_back(void) {
+  sl_fleet_node_info_t in;
+  fsim_info(S, 0, &in);
+  return in.lkg == 101 && in.phase == SL_FLEET_COMMITTED &&
+         !strcmp(fsim_level(S, 0), "info");
+}
 static bool others_warn(void) {
   return others_level("warn");
 }
@@ -336,6 +368,15 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < NODES; i += 2)
       CHECK(!strcmp(fsim_level(S, i), "info") && docs_of(i, NULL) == 1,
             "%s (site=s0) changed", fsim_id(S, i));
+    /* another writer (a second renderer) writes generation 100 for node 0:
+     * the renderer warns, takes the generation over and writes 101 with
+     * what the policies say */
+    foreign_write(fsim_id(S, 0), 100);
+    wait_for(node0_back, 30, "node 0 on generation 101 at info");
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "grep -q 'WARNING: 1 desired' %s/render.log",
+             dir);
+    CHECK(system(cmd) == 0, "the renderer did not warn about another writer");
   } else if (!strcmp(sc, "canary")) {
     unsigned before[NODES];
     for (size_t i = 0; i < NODES; i++)
