@@ -186,8 +186,10 @@ typedef struct sl_fleet_kconf {
 
 typedef struct sl_fleet_kafka sl_fleet_kafka_t;
 
-/* A producer (idempotent, acks=all) plus metadata access. Errors: SL_EKAFKA
- * with librdkafka's message in err. */
+/* A producer (idempotent, acks=all, zstd unless a property says else) plus
+ * metadata access; librdkafka logs errors only and never lets the broker
+ * auto-create a topic. Errors: SL_ECONFIG (no brokers, a bad property),
+ * SL_EKAFKA, with librdkafka's message in err. */
 int sl_fleet_kafka_open(const sl_fleet_kconf_t *c, sl_fleet_kafka_t **out,
                         char *err, size_t errlen);
 void sl_fleet_kafka_close(sl_fleet_kafka_t *k);

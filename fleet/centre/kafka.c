@@ -86,6 +86,14 @@ fail:
   return NULL;
 }
 
+static bool has_prop(const sl_fleet_kconf_t *c, const char *name) {
+  size_t l = strlen(name);
+  for (size_t i = 0; i < c->n_props; i++)
+    if (!strncmp(c->props[i], name, l) && c->props[i][l] == '=')
+      return true;
+  return false;
+}
+
 int sl_fleet_kafka_open(const sl_fleet_kconf_t *c, sl_fleet_kafka_t **out,
                         char *err, size_t errlen) {
   sl_fleet_kafka_t *k = calloc(1, sizeof(*k));
@@ -104,11 +112,17 @@ int sl_fleet_kafka_open(const sl_fleet_kconf_t *c, sl_fleet_kafka_t **out,
   }
   for (int t = 0; t < SL_FT_COUNT; t++)
     snprintf(k->topic[t], sizeof(k->topic[t]), "%s%s", k->c.prefix, suffix[t]);
-  if (!(conf = make_conf(c, err, errlen)))
-    goto fail;
+  if (!(conf = make_conf(c, err, errlen))) {
+    free(k);
+    return SL_ECONFIG; /* a bad --kafka-property */
+  }
   char e2[256];
+  /* zstd: a Rollout lists the nodes released so far (ids compress well);
+   * the user's properties were set first and win */
   if (rd_kafka_conf_set(conf, "enable.idempotence", "true", e2, sizeof(e2)) ||
-      rd_kafka_conf_set(conf, "linger.ms", "5", e2, sizeof(e2))) {
+      rd_kafka_conf_set(conf, "linger.ms", "5", e2, sizeof(e2)) ||
+      (!has_prop(c, "compression.type") && !has_prop(c, "compression.codec") &&
+       rd_kafka_conf_set(conf, "compression.type", "zstd", e2, sizeof(e2)))) {
     snprintf(err, errlen, "%s", e2);
     rd_kafka_conf_destroy(conf);
     goto fail;

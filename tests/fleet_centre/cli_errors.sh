@@ -21,6 +21,7 @@ expect 0 "usage: sluice fleet" "$sluice" fleet help
 expect 2 "unknown command" "$sluice" fleet frobnicate --brokers x:1
 expect 2 "no brokers" env -u SLUICE_FLEET_BROKERS "$sluice" fleet status
 expect 2 "expected NAME=VALUE" "$sluice" fleet status --brokers x:1 --kafka-property nonsense
+expect 2 "Invalid value \"bogus\"" "$sluice" fleet status --brokers x:1 --kafka-property compression.type=bogus
 expect 2 "expected a duration" "$sluice" fleet render --brokers x:1 --interval soon
 expect 2 "signing-key PEM is required" "$sluice" fleet render --brokers x:1
 echo "not a key" >"$dir/k.pem"
