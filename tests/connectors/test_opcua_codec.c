@@ -1,5 +1,5 @@
 /* Unit tests: the OPC UA Binary codec of sluice-opcua (connectors/opcua/
- * ua_codec.c, ua_text.c, ua_enc.c, ua_dec.c). With SL_OPCUA_WRITE_SEEDS set
+ * ua_codec.c, ua_text.c, ua_enc.c, ua_msg.c). With SL_OPCUA_WRITE_SEEDS set
  * to a directory, the responses built here are also written there as seeds
  * of the fuzz target (tests/fuzz/corpus/opcua). */
 #include <errno.h>

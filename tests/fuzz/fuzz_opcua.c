@@ -1,6 +1,6 @@
 /*
  * libFuzzer target: the OPC UA message decoder of sluice-opcua
- * (connectors/opcua/ua_dec.c, ua_codec.c), the code that parses what a
+ * (connectors/opcua/ua_msg.c, ua_codec.c), the code that parses what a
  * server sends. The first byte picks a response type so the fuzzer reaches
  * every service decoder: below the table's size it prefixes the rest with
  * that type's encoding NodeId; otherwise the whole input is decoded as is

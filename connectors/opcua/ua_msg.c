@@ -1,5 +1,5 @@
 /*
- * connectors/opcua/ua_dec.c: chunk headers and the service responses the
+ * connectors/opcua/ua_msg.c: chunk headers and the service responses the
  * client reads (ua_msg.h). Everything here parses what a server sent: every
  * length is checked against the bytes left (ua_codec.c), nesting is bounded,
  * and the libFuzzer target tests/fuzz/fuzz_opcua.c runs it on random input.
