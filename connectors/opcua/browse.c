@@ -94,10 +94,10 @@ static int browse_node(walk_t *w, size_t at) {
   sl_ua_wr_free(&wr);
   while (!rc) {
     if (m.hdr.result || m.u.browse.n != 1) {
-      snprintf(w->err, w->errlen, "Browse: %s",
-               sl_ua_status_name(m.hdr.result ? m.hdr.result
-                                              : UA_BAD_UNEXPECTED,
-                                 nb, sizeof(nb)));
+      snprintf(
+          w->err, w->errlen, "Browse: %s",
+          sl_ua_status_name(m.hdr.result ? m.hdr.result : UA_BAD_UNEXPECTED, nb,
+                            sizeof(nb)));
       rc = SL_EPROTO;
       break;
     }
@@ -206,8 +206,8 @@ int sl_opcua_browse(const sl_opcua_browse_opts_t *o, FILE *out, char *err,
     goto out;
   }
   w.cap = w.n = 1;
-  w.nodes[0].id = (sl_ua_nodeid_t){.num = UA_NS0_OBJECTS_FOLDER,
-                                   .str = {NULL, -1}};
+  w.nodes[0].id =
+      (sl_ua_nodeid_t){.num = UA_NS0_OBJECTS_FOLDER, .str = {NULL, -1}};
   for (size_t i = 0; i < w.n && !rc; i++) {
     /* The standard Server object (i=2253) is large and not plant data. */
     if (w.nodes[i].id.ns == 0 && w.nodes[i].id.kind == UA_NID_NUMERIC &&

@@ -91,7 +91,8 @@ static void sb_base64(sbuf_t *b, const uint8_t *p, size_t n) {
   static const char t[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+    uint32_t v = (uint32_t)p[i] << 16 |
+                 (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
                  (i + 2 < n ? p[i + 2] : 0);
     char o[4] = {t[v >> 18 & 63], t[v >> 12 & 63],
                  i + 1 < n ? t[v >> 6 & 63] : '=', i + 2 < n ? t[v & 63] : '='};
@@ -443,8 +444,7 @@ void ua_emit(ua_srv_t *s, pending_t *p) {
     enqueue(s, p);
 }
 
-void ua_emit_bad(ua_srv_t *s, uint32_t i, uint32_t status,
-                 const char *reason) {
+void ua_emit_bad(ua_srv_t *s, uint32_t i, uint32_t status, const char *reason) {
   pending_t p;
   if (s->items[i].quality == SLUICE__V1__QUALITY__QUALITY_BAD &&
       s->items[i].status == status)
@@ -509,7 +509,9 @@ uint32_t ua_acks_ready(ua_srv_t *s, sl_ua_sub_ack_t *out, uint32_t max) {
   return n;
 }
 
-void ua_acks_clear(ua_srv_t *s) { s->alen = s->ahead = 0; }
+void ua_acks_clear(ua_srv_t *s) {
+  s->alen = s->ahead = 0;
+}
 
 void ua_srv_free_delivery(ua_srv_t *s) {
   for (size_t k = 0; k < s->rlen; k++)

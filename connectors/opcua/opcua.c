@@ -105,13 +105,13 @@ static void set_down(ua_srv_t *s, const char *reason) {
     SL_CLOG(SL_CONN_LOG_DEBUG, "server %s: reconnect failed: %s", c->name,
             reason);
   }
-  s->backoff_ms = s->backoff_ms
-                      ? (uint32_t)SL_MIN((uint64_t)s->backoff_ms * 2,
-                                         c->backoff_max_ms)
-                      : (uint32_t)c->backoff_min_ms;
+  s->backoff_ms = s->backoff_ms ? (uint32_t)SL_MIN((uint64_t)s->backoff_ms * 2,
+                                                   c->backoff_max_ms)
+                                : (uint32_t)c->backoff_min_ms;
   /* Jitter in [b/2, b]: clients that lost a server together come back
    * apart. */
-  b = s->backoff_ms / 2 + (uint32_t)(xorshift(&s->rng) % (s->backoff_ms / 2 + 1));
+  b = s->backoff_ms / 2 +
+      (uint32_t)(xorshift(&s->rng) % (s->backoff_ms / 2 + 1));
   s->retry_mono = sl_now_mono_ns() + (uint64_t)b * 1000000u;
 }
 
@@ -162,11 +162,13 @@ static void handle_notif(run_t *r, uint32_t sub_id, const sl_ua_notif_t *nf,
   atomic_fetch_add(&s->ua->notifications, 1);
   atomic_fetch_add(&s->ua->changes, nf->nitems);
   for (uint32_t k = 0; k < nf->nitems; k++) {
-    uint32_t h = nf->items[k].handle;
+    uint32_t h = nf->items[k].handle - 1; /* handles are index + 1 */
     pending_t p;
-    if (h >= s->cfg->nitems)
-      continue; /* not ours */
+    if (h >= s->cfg->nitems) /* 0 - 1 wraps: not ours either */
+      continue;              /* not ours */
     ua_pending_from_dv(s, h, &nf->items[k].dv, &p);
+    SL_CLOG(SL_CONN_LOG_DEBUG, "server %s: %s: status %x", s->cfg->name,
+            s->cfg->items[h].name, p.status);
     ua_emit(s, &p);
   }
   ua_ack_wait_add(s, sub_id, nf->seq);
@@ -181,6 +183,12 @@ static void handle_publish(run_t *r, const sl_ua_msg_t *m) {
   if (s->outstanding)
     s->outstanding--;
   s->last_rx_mono = sl_now_mono_ns();
+  SL_CLOG(SL_CONN_LOG_DEBUG,
+          "server %s: Publish response %s: subscription %u seq %u, %u "
+          "values, %u acks (first %x)",
+          s->cfg->name, sname(res, nb, sizeof(nb)), m->u.pub.sub_id,
+          m->u.pub.notif.seq, m->u.pub.notif.nitems, m->u.pub.nacks,
+          m->u.pub.nacks ? m->u.pub.acks[0] : 0);
   if (m->type != UA_ID_PUBLISH_RESP || res) {
     switch (res & 0xffff0000u) {
     case UA_BAD_TOO_MANY_PUBLISH_REQUESTS:
@@ -247,8 +255,8 @@ static int resolve(run_t *r) {
       rc = -ENOMEM;
       goto out;
     }
-    st->resolved = !sl_ua_nodeid_parse(c->items[i].node, &st->node,
-                                       st->nodebuf, 1024);
+    st->resolved =
+        !sl_ua_nodeid_parse(c->items[i].node, &st->node, st->nodebuf, 1024);
   }
   /* Browse paths: resolved at every connect (a restarted server may have
    * new NodeIds), items_per_request at a time. */
@@ -261,8 +269,8 @@ static int resolve(run_t *r) {
                                    bufs + (size_t)n * 1024, 1024);
       if (ne <= 0)
         continue;
-      paths[n].start = (sl_ua_nodeid_t){.num = UA_NS0_OBJECTS_FOLDER,
-                                        .str = {NULL, -1}};
+      paths[n].start =
+          (sl_ua_nodeid_t){.num = UA_NS0_OBJECTS_FOLDER, .str = {NULL, -1}};
       paths[n].elems = els + (size_t)n * 64;
       paths[n].n = (uint32_t)ne;
       idx[n++] = i;
@@ -277,7 +285,7 @@ static int resolve(run_t *r) {
     sl_ua_enc_translate(&w, &rq, paths, n);
     if (!(rc = call(r, &w, &a, &m))) {
       for (uint32_t k = 0; k < n; k++) {
-        uint32_t st = m.hdr.result ? m.hdr.result
+        uint32_t st = m.hdr.result          ? m.hdr.result
                       : k < m.u.translate.n ? m.u.translate.res[k].status
                                             : UA_BAD_UNEXPECTED;
         ua_item_state_t *is = &s->items[idx[k]];
@@ -327,9 +335,9 @@ static int transfer(run_t *r) {
   sl_ua_enc_transfer(&w, &rq, &s->sub_id, 1, true);
   if ((rc = call(r, &w, &a, &m)))
     goto out;
-  uint32_t st = m.hdr.result ? m.hdr.result
-                : m.u.transfer.n     ? m.u.transfer.res[0].status
-                                     : UA_BAD_UNEXPECTED;
+  uint32_t st = m.hdr.result     ? m.hdr.result
+                : m.u.transfer.n ? m.u.transfer.res[0].status
+                                 : UA_BAD_UNEXPECTED;
   if (st) {
     SL_CLOG(SL_CONN_LOG_INFO,
             "server %s: subscription %u not transferred (%s): subscribing "
@@ -361,10 +369,9 @@ static int create_sub(run_t *r) {
   char nb[64];
   int rc;
   sl_ua_wr_init(&w);
-  sl_ua_enc_create_sub(&w, &rq, (double)c->publishing_interval_ms,
-                       (uint32_t)c->lifetime_count,
-                       (uint32_t)c->keepalive_count,
-                       (uint32_t)c->max_notifications);
+  sl_ua_enc_create_sub(
+      &w, &rq, (double)c->publishing_interval_ms, (uint32_t)c->lifetime_count,
+      (uint32_t)c->keepalive_count, (uint32_t)c->max_notifications);
   if ((rc = call(r, &w, &a, &m)))
     goto out;
   if (m.hdr.result) {
@@ -409,7 +416,8 @@ static int create_items(run_t *r) {
           s->items[i].monitored)
         continue;
       reqs[n] = (sl_ua_mon_req_t){.node = s->items[i].node,
-                                  .handle = i,
+                                  /* Some servers mishandle 0. */
+                                  .handle = i + 1,
                                   .sampling_ms = (double)it->interval_ms,
                                   .queue_size = (uint32_t)it->queue_size,
                                   .deadband_type = (uint32_t)it->deadband_type,
@@ -426,7 +434,7 @@ static int create_items(run_t *r) {
     sl_ua_enc_create_mon(&w, &rq, s->sub_id, reqs, n);
     if (!(rc = call(r, &w, &a, &m)))
       for (uint32_t k = 0; k < n; k++) {
-        uint32_t st = m.hdr.result ? m.hdr.result
+        uint32_t st = m.hdr.result    ? m.hdr.result
                       : k < m.u.mon.n ? m.u.mon.res[k].status
                                       : UA_BAD_UNEXPECTED;
         if (st)
@@ -524,6 +532,11 @@ static void send_publish(run_t *r) {
   sl_ua_wr_t w;
   sl_ua_req_t rq = sl_ua_conn_req(s->conn);
   rq.timeout_ms = 0; /* a Publish waits at the server as long as it must */
+  if (n)
+    SL_CLOG(SL_CONN_LOG_DEBUG,
+            "server %s: acknowledging %u notifications "
+            "(first %u:%u)",
+            s->cfg->name, n, acks[0].sub_id, acks[0].seq);
   sl_ua_wr_init(&w);
   sl_ua_enc_publish(&w, &rq, acks, n);
   int rc = w.err ? w.err : sl_ua_conn_send(s->conn, &w, &id);
@@ -572,7 +585,7 @@ static void read_due(run_t *r) {
     if (!call(r, &w, &a, &m)) {
       atomic_fetch_add(&s->ua->reads, 1);
       for (uint32_t k = 0; k < n; k++) {
-        uint32_t st = m.hdr.result ? m.hdr.result
+        uint32_t st = m.hdr.result     ? m.hdr.result
                       : k < m.u.read.n ? m.u.read.dv[k].status
                                        : UA_BAD_UNEXPECTED;
         if (sl_ua_severity(st) >= 2) {
@@ -653,8 +666,8 @@ static void *srv_main(void *arg) {
       sl_ua_arena_t a = {0};
       sl_ua_msg_t m;
       uint32_t id;
-      int rc = sl_ua_conn_recv(s->conn, (int)((next - now) / 1000000u), &a,
-                               &m, &id);
+      int rc =
+          sl_ua_conn_recv(s->conn, (int)((next - now) / 1000000u), &a, &m, &id);
       if (rc == 0)
         on_other(s->conn, id, &m, &r);
       else if (rc != -EAGAIN) {

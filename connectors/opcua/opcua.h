@@ -53,15 +53,15 @@ typedef enum sl_opcua_security {
 
 /* One variable. */
 typedef struct sl_opcua_item {
-  char *name;            /* source suffix: "<server source>/<name>" */
-  char *node;            /* NodeId text ("ns=2;s=Temp") or "" */
-  char *path;            /* browse path from Objects ("2:Plant/2:Temp") or "" */
-  int mode;              /* sl_opcua_mode_t */
-  uint64_t interval_ms;  /* sampling (change) or read (periodic) interval */
-  uint64_t queue_size;   /* change: server-side queue per item */
-  int deadband_type;     /* sl_opcua_deadband_t */
-  double deadband;       /* absolute units or percent of the EURange */
-  char *unit;            /* reading unit, may be "" */
+  char *name;           /* source suffix: "<server source>/<name>" */
+  char *node;           /* NodeId text ("ns=2;s=Temp") or "" */
+  char *path;           /* browse path from Objects ("2:Plant/2:Temp") or "" */
+  int mode;             /* sl_opcua_mode_t */
+  uint64_t interval_ms; /* sampling (change) or read (periodic) interval */
+  uint64_t queue_size;  /* change: server-side queue per item */
+  int deadband_type;    /* sl_opcua_deadband_t */
+  double deadband;      /* absolute units or percent of the EURange */
+  char *unit;           /* reading unit, may be "" */
 } sl_opcua_item_t;
 
 /* One server (endpoint). */
@@ -73,12 +73,12 @@ typedef struct sl_opcua_server {
   char *user;   /* "" : anonymous */
   char *password;
   bool allow_plaintext_password;
-  uint64_t timeout_ms;           /* connect and each request */
+  uint64_t timeout_ms; /* connect and each request */
   uint64_t publishing_interval_ms;
   uint64_t keepalive_count, lifetime_count;
-  uint64_t max_notifications;    /* per Publish response, 0: no limit */
-  uint64_t publish_requests;     /* Publish requests kept outstanding */
-  uint64_t items_per_request;    /* CreateMonitoredItems/Read batch */
+  uint64_t max_notifications; /* per Publish response, 0: no limit */
+  uint64_t publish_requests;  /* Publish requests kept outstanding */
+  uint64_t items_per_request; /* CreateMonitoredItems/Read batch */
   uint64_t session_timeout_ms, channel_lifetime_ms;
   uint64_t backoff_min_ms, backoff_max_ms;
   sl_opcua_item_t *items; /* with nitems: an engine list section */
@@ -86,8 +86,8 @@ typedef struct sl_opcua_server {
 } sl_opcua_server_t;
 
 typedef struct sl_opcua_config {
-  char *address;       /* daemon's native address (client library) */
-  char *token;         /* listener token, may be "" */
+  char *address; /* daemon's native address (client library) */
+  char *token;   /* listener token, may be "" */
   char *client_id;
   char *stream;        /* readings ("" = default) */
   char *status_stream; /* server status ("" = stream) */
@@ -148,7 +148,7 @@ int sl_opcua_browse(const sl_opcua_browse_opts_t *o, FILE *out, char *err,
  * prefix; '/' inside a name as "\/"). Names are copied into buf; elems
  * point there. Returns the element count or -EINVAL. */
 struct sl_ua_qname;
-int sl_opcua_path_parse(const char *path, struct sl_ua_qname *elems,
-                        int max, char *buf, size_t cap);
+int sl_opcua_path_parse(const char *path, struct sl_ua_qname *elems, int max,
+                        char *buf, size_t cap);
 
 #endif /* SL_OPCUA_H */

@@ -19,15 +19,15 @@ enum { Q_NONE = -1 }; /* nothing published yet for an item */
 
 /* One event waiting for room in the client library, or being built. */
 typedef struct pending {
-  int kind;             /* EV_READING or EV_STATUS */
-  uint32_t item;        /* EV_READING: index into the server's items */
-  int64_t time_ns;      /* source timestamp (or server's, or now) */
-  int64_t server_ns;    /* server timestamp, 0 when absent */
-  uint32_t status;      /* OPC UA status code */
-  int quality;          /* Sluice__V1__Quality */
-  int value_case;       /* Sluice__V1__Reading__ValueCase */
-  int datatype;         /* Sluice__V1__DataType */
-  uint8_t ua_type;      /* the built-in type (attribute opcua_type) */
+  int kind;          /* EV_READING or EV_STATUS */
+  uint32_t item;     /* EV_READING: index into the server's items */
+  int64_t time_ns;   /* source timestamp (or server's, or now) */
+  int64_t server_ns; /* server timestamp, 0 when absent */
+  uint32_t status;   /* OPC UA status code */
+  int quality;       /* Sluice__V1__Quality */
+  int value_case;    /* Sluice__V1__Reading__ValueCase */
+  int datatype;      /* Sluice__V1__DataType */
+  uint8_t ua_type;   /* the built-in type (attribute opcua_type) */
   bool ua_array;
   union {
     bool b;
@@ -35,8 +35,8 @@ typedef struct pending {
     uint64_t u;
     double d;
   } v;
-  char *str;            /* owned: string value, or a bad reading's reason */
-  char state[8];        /* EV_STATUS: "up" or "down" */
+  char *str;     /* owned: string value, or a bad reading's reason */
+  char state[8]; /* EV_STATUS: "up" or "down" */
 } pending_t;
 
 /* A notification waiting for the daemon's ack before the server gets its. */
@@ -51,8 +51,8 @@ typedef struct ua_item_state {
   sl_ua_nodeid_t node; /* resolved; node.str points into nodebuf */
   char *nodebuf;
   bool resolved;
-  bool monitored; /* a monitored item exists on the current subscription */
-  int quality;    /* last quality published, Q_NONE before the first */
+  bool monitored;  /* a monitored item exists on the current subscription */
+  int quality;     /* last quality published, Q_NONE before the first */
   uint32_t status; /* last status published */
 } ua_item_state_t;
 
@@ -106,8 +106,7 @@ void ua_pending_from_dv(ua_srv_t *s, uint32_t i, const sl_ua_datavalue_t *dv,
 /* Publishes p (or keeps it in the ring); takes p->str. */
 void ua_emit(ua_srv_t *s, pending_t *p);
 /* A bad reading for item i, once per change of status. */
-void ua_emit_bad(ua_srv_t *s, uint32_t i, uint32_t status,
-                 const char *reason);
+void ua_emit_bad(ua_srv_t *s, uint32_t i, uint32_t status, const char *reason);
 void ua_emit_status(ua_srv_t *s, const char *state, const char *reason);
 /* Publishes what waits in the ring; 1 when it is empty. */
 int ua_drain(ua_srv_t *s);

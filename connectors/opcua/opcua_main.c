@@ -25,17 +25,16 @@
 #include "connectors/opcua/opcua.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: sluice-opcua -c FILE [--check]\n"
-          "       sluice-opcua --config-docs\n"
-          "       sluice-opcua browse URL [--user U] [--password-env VAR]\n"
-          "                    [--allow-plaintext-password] [--depth N]\n"
-          "  -c, --config FILE  YAML config (see docs/CONNECTORS.md)\n"
-          "      --check        validate the config and exit\n"
-          "      --config-docs  print the config reference (Markdown)\n"
-          "  browse             list the variables under Objects: NodeId, "
-          "browse path,\n"
-          "                     type, value (tab-separated)\n");
+  fprintf(f, "usage: sluice-opcua -c FILE [--check]\n"
+             "       sluice-opcua --config-docs\n"
+             "       sluice-opcua browse URL [--user U] [--password-env VAR]\n"
+             "                    [--allow-plaintext-password] [--depth N]\n"
+             "  -c, --config FILE  YAML config (see docs/CONNECTORS.md)\n"
+             "      --check        validate the config and exit\n"
+             "      --config-docs  print the config reference (Markdown)\n"
+             "  browse             list the variables under Objects: NodeId, "
+             "browse path,\n"
+             "                     type, value (tab-separated)\n");
 }
 
 static void log_stats(const char *what, const sl_opcua_stats_t *s) {

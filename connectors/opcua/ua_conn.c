@@ -44,11 +44,11 @@ struct sl_ua_conn {
   uint32_t seq, next_req, next_handle;
   uint32_t renew_req; /* an OPN renew in flight, 0: none */
   sl_ua_nodeid_t auth;
-  char *auth_buf;       /* auth token's string or opaque bytes */
+  char *auth_buf; /* auth token's string or opaque bytes */
   double session_timeout_ms;
-  uint8_t *asm_buf;     /* the response being assembled */
+  uint8_t *asm_buf; /* the response being assembled */
   size_t asm_len, asm_cap;
-  uint32_t asm_req;     /* its request id, 0: none */
+  uint32_t asm_req; /* its request id, 0: none */
   uint8_t chunk[OUR_BUF];
   char err[320];
 };
@@ -63,7 +63,9 @@ static int fail(sl_ua_conn_t *c, int rc, const char *fmt, ...) {
   return rc;
 }
 
-const char *sl_ua_conn_error(const sl_ua_conn_t *c) { return c->err; }
+const char *sl_ua_conn_error(const sl_ua_conn_t *c) {
+  return c->err;
+}
 
 double sl_ua_conn_session_timeout(const sl_ua_conn_t *c) {
   return c->session_timeout_ms;
@@ -177,8 +179,7 @@ static int write_all(sl_ua_conn_t *c, const uint8_t *p, size_t n) {
   return 0;
 }
 
-static int read_full(sl_ua_conn_t *c, uint8_t *p, size_t n,
-                     uint64_t deadline) {
+static int read_full(sl_ua_conn_t *c, uint8_t *p, size_t n, uint64_t deadline) {
   while (n) {
     ssize_t r = recv(c->fd, p, n, 0);
     if (r > 0) {
@@ -281,8 +282,7 @@ int sl_ua_conn_send(sl_ua_conn_t *c, const sl_ua_wr_t *req,
   if (req->err)
     return req->err;
   if (!c->renew_req && c->lifetime_ms &&
-      sl_now_mono_ns() - c->token_mono >
-          (uint64_t)c->lifetime_ms * 750000u) {
+      sl_now_mono_ns() - c->token_mono > (uint64_t)c->lifetime_ms * 750000u) {
     if ((rc = send_opn(c, 1, &c->renew_req)))
       return rc;
   }
@@ -294,8 +294,7 @@ int sl_ua_conn_send(sl_ua_conn_t *c, const sl_ua_wr_t *req,
 
 static int asm_add(sl_ua_conn_t *c, const uint8_t *p, size_t n) {
   if (c->asm_len + n > c->max_message)
-    return fail(c, SL_ETOOBIG, "response larger than %u bytes",
-                c->max_message);
+    return fail(c, SL_ETOOBIG, "response larger than %u bytes", c->max_message);
   if (c->asm_cap - c->asm_len < n) {
     size_t cap = c->asm_cap ? c->asm_cap : OUR_BUF;
     while (cap - c->asm_len < n)
@@ -358,8 +357,8 @@ static int read_chunk(sl_ua_conn_t *c, uint64_t deadline, sl_ua_arena_t *arena,
   } else {
     (void)sl_ua_rd_u32(&r); /* token id */
     if (channel != c->channel_id)
-      return fail(c, SL_EPROTO, "message for channel %u on channel %u",
-                  channel, c->channel_id);
+      return fail(c, SL_EPROTO, "message for channel %u on channel %u", channel,
+                  c->channel_id);
   }
   (void)sl_ua_rd_u32(&r); /* sequence number */
   *req_id = sl_ua_rd_u32(&r);
@@ -444,8 +443,8 @@ int sl_ua_conn_call(sl_ua_conn_t *c, const sl_ua_wr_t *req,
     uint64_t now = sl_now_mono_ns();
     if (now >= deadline)
       return fail(c, -ETIMEDOUT, "no response in %u ms", c->timeout_ms);
-    rc = sl_ua_conn_recv(c, (int)((deadline - now) / 1000000u) + 1, arena,
-                         msg, &got);
+    rc = sl_ua_conn_recv(c, (int)((deadline - now) / 1000000u) + 1, arena, msg,
+                         &got);
     if (rc == -EAGAIN)
       continue;
     if (rc)
@@ -469,11 +468,11 @@ static int hello(sl_ua_conn_t *c) {
   char nb[64];
   sl_ua_wr_init(&w);
   sl_ua_wr_bytes(&w, "HELF\0\0\0\0", 8);
-  sl_ua_wr_u32(&w, 0);           /* protocolVersion */
-  sl_ua_wr_u32(&w, OUR_BUF);     /* receiveBufferSize */
-  sl_ua_wr_u32(&w, OUR_BUF);     /* sendBufferSize */
+  sl_ua_wr_u32(&w, 0);       /* protocolVersion */
+  sl_ua_wr_u32(&w, OUR_BUF); /* receiveBufferSize */
+  sl_ua_wr_u32(&w, OUR_BUF); /* sendBufferSize */
   sl_ua_wr_u32(&w, c->max_message);
-  sl_ua_wr_u32(&w, 0);           /* maxChunkCount: any */
+  sl_ua_wr_u32(&w, 0); /* maxChunkCount: any */
   sl_ua_wr_cstr(&w, c->url);
   sl_ua_wr_patch_u32(&w, 4, (uint32_t)w.len);
   rc = w.err ? w.err : write_all(c, w.p, w.len);
@@ -495,10 +494,10 @@ static int hello(sl_ua_conn_t *c) {
   }
   if (strcmp(h.type, "ACK"))
     return fail(c, SL_EPROTO, "expected Acknowledge, got %s", h.type);
-  (void)sl_ua_rd_u32(&r);          /* protocolVersion */
+  (void)sl_ua_rd_u32(&r); /* protocolVersion */
   uint32_t srv_recv = sl_ua_rd_u32(&r);
-  (void)sl_ua_rd_u32(&r);          /* its send buffer */
-  (void)sl_ua_rd_u32(&r);          /* its max message size */
+  (void)sl_ua_rd_u32(&r); /* its send buffer */
+  (void)sl_ua_rd_u32(&r); /* its max message size */
   c->max_chunks = sl_ua_rd_u32(&r);
   if (r.err || srv_recv < 8192)
     return fail(c, SL_EPROTO, "bad Acknowledge (receive buffer %u)", srv_recv);
@@ -517,8 +516,8 @@ static int open_channel(sl_ua_conn_t *c) {
   if (rc == -EAGAIN)
     rc = fail(c, -ETIMEDOUT, "no OpenSecureChannel response");
   else if (!rc && (got != id || m.type != UA_ID_OPN_RESP))
-    rc = fail(c, SL_EPROTO, "OpenSecureChannel: unexpected response %u",
-              m.type);
+    rc =
+        fail(c, SL_EPROTO, "OpenSecureChannel: unexpected response %u", m.type);
   sl_ua_arena_free(&a);
   return rc;
 }
@@ -531,8 +530,8 @@ static int pick_token(sl_ua_conn_t *c, const sl_ua_msg_t *m, const char *user,
   int want = user ? 1 : 0, saw_encrypted = 0;
   for (uint32_t i = 0; i < m->u.session.neps; i++) {
     const sl_ua_endpoint_t *e = &m->u.session.eps[i];
-    if (e->security_mode != 1 || !sl_ua_str_eq(e->security_policy,
-                                               UA_POLICY_NONE))
+    if (e->security_mode != 1 ||
+        !sl_ua_str_eq(e->security_policy, UA_POLICY_NONE))
       continue;
     for (uint32_t k = 0; k < e->ntokens; k++) {
       const sl_ua_token_policy_t *t = &e->tokens[k];
@@ -558,8 +557,10 @@ static int pick_token(sl_ua_conn_t *c, const sl_ua_msg_t *m, const char *user,
     return fail(c, SL_EDENIED,
                 "the server wants the password encrypted (a user token "
                 "security policy other than None): not supported");
-  return fail(c, SL_EDENIED, "the server offers no %s login on a policy "
-              "None endpoint", want ? "user name" : "anonymous");
+  return fail(c, SL_EDENIED,
+              "the server offers no %s login on a policy "
+              "None endpoint",
+              want ? "user name" : "anonymous");
 }
 
 static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
@@ -597,8 +598,8 @@ static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
                        sizeof(policy))))
     goto out;
   sl_ua_arena_free(&a);
-  sl_ua_identity_t id = {.policy_id = policy, .user = o->user,
-                         .password = o->password};
+  sl_ua_identity_t id = {
+      .policy_id = policy, .user = o->user, .password = o->password};
   rq = sl_ua_conn_req(c);
   sl_ua_wr_init(&w);
   sl_ua_enc_activate_session(&w, &rq, &id);
@@ -609,8 +610,7 @@ static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
   if (!rc && m.hdr.result)
     rc = fail(c,
               sl_ua_severity(m.hdr.result) >= 2 &&
-                      (m.hdr.result & 0xffff0000u) !=
-                          UA_BAD_SERVICE_UNSUPPORTED
+                      (m.hdr.result & 0xffff0000u) != UA_BAD_SERVICE_UNSUPPORTED
                   ? SL_EDENIED
                   : SL_EPROTO,
               "ActivateSession%s: %s", o->user ? " (user name)" : "",
@@ -638,8 +638,8 @@ int sl_ua_conn_open(const sl_ua_conn_opts_t *o, sl_ua_conn_t **out, char *err,
   }
   c->fd = -1;
   c->timeout_ms = o->timeout_ms ? o->timeout_ms : 10000;
-  c->lifetime_req_ms = o->channel_lifetime_ms ? o->channel_lifetime_ms
-                                              : 3600000;
+  c->lifetime_req_ms =
+      o->channel_lifetime_ms ? o->channel_lifetime_ms : 3600000;
   c->max_message = o->max_message ? o->max_message : 64u << 20;
   c->send_chunk = 8192;
   if ((rc = tcp_connect(c, host, port)) || (rc = hello(c)) ||

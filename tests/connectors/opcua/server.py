@@ -2,7 +2,7 @@
 """A test OPC UA server (asyncua) with a known address space, for the
 sluice-opcua tests (tests/connectors/opcua_test.c, loadtest/opcua).
 
-  server.py [--port P] [--proxy] [--load N --rate HZ]
+  server.py [--port P] [--proxy [--proxy-port Q]] [--load N --rate HZ]
 
 Prints "port P proxy Q" once listening (Q 0 without --proxy), then obeys
 lines on stdin, answering each with one line ("ok" or "error ..."):
@@ -57,7 +57,7 @@ def convert(vt, text):
     return int(text)
 
 
-async def proxy(target_port):
+async def proxy(target_port, listen_port):
     """A TCP forwarder the test can cut."""
     state = {"refuse_until": 0.0, "conns": set()}
     loop = asyncio.get_running_loop()
@@ -92,7 +92,7 @@ async def proxy(target_port):
         await asyncio.gather(pipe(cr, sw), pipe(sr, cw))
         state["conns"].discard(pair)
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    srv = await asyncio.start_server(handle, "127.0.0.1", listen_port)
 
     def cut(ms):
         state["refuse_until"] = loop.time() + ms / 1000.0
@@ -108,6 +108,7 @@ async def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--proxy", action="store_true")
+    ap.add_argument("--proxy-port", type=int, default=0)
     ap.add_argument("--load", type=int, default=0)
     ap.add_argument("--rate", type=float, default=1.0)
     a = ap.parse_args()
@@ -144,7 +145,7 @@ async def main():
     async with server:
         pport, cut = 0, None
         if a.proxy:
-            psrv, cut = await proxy(port)
+            psrv, cut = await proxy(port, a.proxy_port)
             pport = psrv.sockets[0].getsockname()[1]
         print(f"port {port} proxy {pport}", flush=True)
         loop = asyncio.get_running_loop()
@@ -191,7 +192,7 @@ async def main():
                 elif cmd == "bad":
                     v, vt = nodes[parts[1]]
                     now = datetime.datetime.now(datetime.timezone.utc)
-                    dv = ua.DataValue(StatusCode_=ua.StatusCode(ua.StatusCodes.BadSensorFailure),
+                    dv = ua.DataValue(StatusCode=ua.StatusCode(ua.StatusCodes.BadSensorFailure),
                                       SourceTimestamp=now, ServerTimestamp=now)
                     await server.write_attribute_value(v.nodeid, dv)
                 elif cmd == "cut":
