@@ -99,6 +99,9 @@ struct sl_opcua {
   atomic_uint servers_up, items_ok;
 };
 
+/* opcua.c: a server's thread (arg: its ua_srv_t). */
+void *ua_srv_main(void *arg);
+
 /* deliver.c */
 /* Fills p from a DataValue for item i (time: now when no timestamp). */
 void ua_pending_from_dv(ua_srv_t *s, uint32_t i, const sl_ua_datavalue_t *dv,

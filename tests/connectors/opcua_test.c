@@ -52,14 +52,14 @@ static void start_server(srv_t *s, int port, int proxy, const char *log) {
   if (is_node) {
     snprintf(interp, sizeof(interp), "/usr/bin/env");
     snprintf(script, sizeof(script), "%s/server.js", server_dir);
-    char *argv[] = {interp, "node", script, "--port", ps, "--proxy",
-                    "--proxy-port", pps, NULL};
+    char *argv[] = {interp,    "node",         script, "--port", ps,
+                    "--proxy", "--proxy-port", pps,    NULL};
     s->pid = e2e_spawn_io(argv, log, &s->in, &s->out);
   } else {
     snprintf(interp, sizeof(interp), "%s/venv/bin/python", cache_dir);
     snprintf(script, sizeof(script), "%s/server.py", server_dir);
-    char *argv[] = {interp, script, "--port", ps, "--proxy", "--proxy-port",
-                    pps, NULL};
+    char *argv[] = {interp,    script,         "--port", ps,
+                    "--proxy", "--proxy-port", pps,      NULL};
     s->pid = e2e_spawn_io(argv, log, &s->in, &s->out);
   }
   /* node-opcua logs to stdout too: the line that matters starts "port". */
@@ -110,7 +110,8 @@ static void write_opcua_config(const char *path, int port) {
           "    items:\n"
           "      - {name: temp, node: \"ns=%d;s=Plant.Temp\", interval: 50ms, "
           "unit: C}\n"
-          "      - {name: temp_db, node: \"ns=%d;s=Plant.Temp\", interval: 50ms, deadband: "
+          "      - {name: temp_db, node: \"ns=%d;s=Plant.Temp\", interval: "
+          "50ms, deadband: "
           "absolute, deadband_value: 5}\n"
           "      - {name: count, node: \"ns=%d;i=1001\", interval: 0, "
           "queue_size: 100}\n"
@@ -129,8 +130,8 @@ static void write_opcua_config(const char *path, int port) {
           "mode: periodic, interval: 200ms}\n"
           "      - {name: missing, node: \"ns=%d;s=Plant.Nope\"}\n"
           "      - {name: nopath, path: \"%d:Plant/%d:Nope\"}\n",
-          native_port, port, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns,
-          ns, ns, ns, ns, ns, ns, ns, ns, ns);
+          native_port, port, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns, ns,
+          ns, ns, ns, ns, ns, ns, ns, ns);
   fclose(f);
 }
 
@@ -167,13 +168,16 @@ static const Sluice__V1__Event *with_double(const e2e_events_t *rd,
 static int has_int(const e2e_events_t *rd, const char *src, int64_t v) {
   for (size_t k = 0; k < rd->n; k++)
     if (!strcmp(rd->ev[k]->source, src) &&
-        rd->ev[k]->reading->value_case == SLUICE__V1__READING__VALUE_INT_VALUE &&
+        rd->ev[k]->reading->value_case ==
+            SLUICE__V1__READING__VALUE_INT_VALUE &&
         rd->ev[k]->reading->int_value == v)
       return 1;
   return 0;
 }
 
-static size_t nstatus(const e2e_events_t *st) { return count(st, "plant", -1); }
+static size_t nstatus(const e2e_events_t *st) {
+  return count(st, "plant", -1);
+}
 
 typedef int (*cond_fn)(const e2e_events_t *, const e2e_events_t *);
 
@@ -194,17 +198,17 @@ static void await(cond_fn cond, const char *what, int timeout_ms) {
 }
 
 static const char *const first_items[] = {
-    "plant/temp",  "plant/temp_db", "plant/count", "plant/running",
-    "plant/label", "plant/big",     "plant/ratio", "plant/small",
-    "plant/octet", "plant/when",    "plant/vector", "plant/sensor",
+    "plant/temp",  "plant/temp_db",   "plant/count",  "plant/running",
+    "plant/label", "plant/big",       "plant/ratio",  "plant/small",
+    "plant/octet", "plant/when",      "plant/vector", "plant/sensor",
     "plant/speed", "plant/speed_poll"};
 
 static int all_first(const e2e_events_t *rd, const e2e_events_t *st) {
   for (size_t i = 0; i < sizeof(first_items) / sizeof(first_items[0]); i++)
     if (!count(rd, first_items[i], Q_GOOD))
       return 0;
-  return count(rd, "plant/missing", Q_BAD) && count(rd, "plant/nopath", Q_BAD) &&
-         nstatus(st) >= 1;
+  return count(rd, "plant/missing", Q_BAD) &&
+         count(rd, "plant/nopath", Q_BAD) && nstatus(st) >= 1;
 }
 
 static int temp_30(const e2e_events_t *rd, const e2e_events_t *st) {
@@ -298,8 +302,7 @@ static void check_store(int64_t t_set0, int64_t t_set1) {
               SLUICE__V1__READING__VALUE_INT_VALUE, "DateTime");
   CHECK(nth(&rd, "plant/when", 0)->reading->int_value == 1704164645000ll,
         "when: %lld", (long long)nth(&rd, "plant/when", 0)->reading->int_value);
-  check_first(&rd, "plant/vector",
-              SLUICE__V1__DATA_TYPE__DATA_TYPE_UNSPECIFIED,
+  check_first(&rd, "plant/vector", SLUICE__V1__DATA_TYPE__DATA_TYPE_UNSPECIFIED,
               SLUICE__V1__READING__VALUE_STRING_VALUE, "Double[]");
   CHECK(!strcmp(nth(&rd, "plant/vector", 0)->reading->string_value,
                 "[1.5,-2,3.25]"),
@@ -349,6 +352,62 @@ static void check_store(int64_t t_set0, int64_t t_set1) {
   e2e_events_free(&st);
 }
 
+/* `sluice-opcua browse`: the address space listed; a password is refused
+ * over policy None unless allowed; node-opcua offers no user name login
+ * without encryption (a clear error), asyncua accepts one in plain text. */
+static void check_browse(int port) {
+  char url[128], log[400];
+  int st;
+  snprintf(url, sizeof(url), "opc.tcp://127.0.0.1:%d/sluice/", port);
+  char *anon[] = {(char *)opcua_bin, "browse", url, NULL};
+  st = e2e_wait(e2e_spawn(anon, "browse.log", NULL), 30000);
+  snprintf(log, sizeof(log), "%s/browse.log", dir);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "browse exit status %d", st);
+  {
+    char line[160];
+    snprintf(line, sizeof(line),
+             "ns=%d;s=Plant.Temp\t%d:Plant/%d:temp\tDouble\t21.5", ns, ns, ns);
+    CHECK(file_count(log, line) == 1, "browse: no line %s", line);
+    snprintf(line, sizeof(line), "ns=%d;i=2001\t%d:Plant/%d:Line1/%d:Speed", ns,
+             ns, ns, ns);
+    CHECK(file_count(log, line) == 1, "browse: no line %s", line);
+  }
+  CHECK(file_count(log, "Plant.Temp") == 1 && file_count(log, "Line1/") == 1 &&
+            file_count(log, "Double[]") == 1,
+        "browse output lacks the test variables");
+  setenv("SL_TEST_OPCUA_PW", "s3cret", 1);
+  char *refused[] = {(char *)opcua_bin,  "browse",   url,
+                     "--user",           "operator", "--password-env",
+                     "SL_TEST_OPCUA_PW", NULL};
+  st = e2e_wait(e2e_spawn(refused, "browse_pw1.log", NULL), 30000);
+  snprintf(log, sizeof(log), "%s/browse_pw1.log", dir);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 &&
+            file_count(log, is_node ? "offers no user name login"
+                                    : "refusing to send a password over an "
+                                      "unencrypted channel") == 1 &&
+            file_count(log, "s3cret") == 0,
+        "a plaintext password was not refused (status %d)", st);
+  char *allowed[] = {(char *)opcua_bin,
+                     "browse",
+                     url,
+                     "--user",
+                     "operator",
+                     "--password-env",
+                     "SL_TEST_OPCUA_PW",
+                     "--allow-plaintext-password",
+                     NULL};
+  st = e2e_wait(e2e_spawn(allowed, "browse_pw2.log", NULL), 30000);
+  snprintf(log, sizeof(log), "%s/browse_pw2.log", dir);
+  if (is_node)
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1 &&
+              file_count(log, "offers no user name login") == 1,
+          "node-opcua: want a clear error for user name (status %d)", st);
+  else
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+              file_count(log, "Plant.Temp") == 1,
+          "asyncua: user name login failed (status %d)", st);
+}
+
 static void run(void) {
   char cfg[400], log[400];
   srv_t s;
@@ -359,6 +418,7 @@ static void run(void) {
   e2e_config();
   start_daemon(NULL);
   start_server(&s, 0, 0, "server1.log");
+  check_browse(s.port);
   snprintf(cfg, sizeof(cfg), "%s/opcua.yaml", dir);
   write_opcua_config(cfg, s.proxy);
   {
@@ -426,8 +486,12 @@ static void run(void) {
   check_store(t0, t1);
 }
 
-SL_SCENARIO(asyncua) { run(); }
-SL_SCENARIO(nodeopcua) { run(); }
+SL_SCENARIO(asyncua) {
+  run();
+}
+SL_SCENARIO(nodeopcua) {
+  run();
+}
 
 static int setup(int argc, char **argv) {
   char cmdline[1200];
@@ -443,8 +507,9 @@ static int setup(int argc, char **argv) {
   if (!p || !fgets(cache_dir, sizeof(cache_dir), p)) {
     if (p)
       pclose(p);
-    fprintf(stderr, "SKIP: cannot install the %s OPC UA server (%s failed; "
-                    "no network to PyPI/npm?)\n",
+    fprintf(stderr,
+            "SKIP: cannot install the %s OPC UA server (%s failed; "
+            "no network to PyPI/npm?)\n",
             is_node ? "node-opcua" : "asyncua", cmdline);
     return 77;
   }
