@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A test OPC UA server (node-opcua) with the same address space and stdin
 // commands as server.py (see there): "port P proxy Q" once listening, then
-// set NAME VALUE | bad NAME | cut MS | quit, each answered with one line.
+// set NAME VALUE | bad NAME | cut MS | quit, each answered with one line;
+// with --load: rounds (how many rounds of changes so far), stop (no more).
 "use strict";
 const net = require("net");
 const readline = require("readline");
@@ -128,10 +129,11 @@ function makeProxy(target) {
     pport = proxy.srv.address().port;
   }
   console.log(`port ${port} proxy ${pport}`);
-  let rounds = 0;
+  let rounds = 0, stopped = false;
   if (loadVars.length) {
     let next = Date.now();
     const tick = () => {
+      if (stopped) return;
       rounds++;
       const now = new Date();
       for (const v of loadVars)
@@ -160,6 +162,10 @@ function makeProxy(target) {
                              StatusCodes.BadSensorFailure, new Date());
       } else if (cmd === "cut") {
         proxy.cut(Number(name));
+      } else if (cmd === "stop") {
+        stopped = true;
+        console.log(`stopped ${rounds}`);
+        return;
       } else if (cmd === "rounds") {
         console.log(`rounds ${rounds}`);
         return;

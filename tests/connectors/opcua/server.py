@@ -11,6 +11,8 @@ lines on stdin, answering each with one line ("ok" or "error ..."):
   cut MS           (proxy) drop every proxied connection, refuse new ones
                    for MS milliseconds
   quit             stop
+  rounds           (--load) "rounds R": rounds of changes made so far
+  stop             (--load) no more changes: "stopped R"
 With --load N, N Double variables Load/V0..V{N-1} change at HZ each.
 """
 import argparse
@@ -156,7 +158,7 @@ async def main():
             n = 0
             period = 1.0 / a.rate
             nxt = loop.time()
-            while True:
+            while not churn.stopped:
                 n += 1
                 now = datetime.datetime.now(datetime.timezone.utc)
                 for v in load:
@@ -167,6 +169,7 @@ async def main():
                 nxt += period
                 await asyncio.sleep(max(0.0, nxt - loop.time()))
         churn.rounds = 0
+        churn.stopped = False
         if load:
             asyncio.ensure_future(churn())
         reader = asyncio.StreamReader()
@@ -197,6 +200,10 @@ async def main():
                     await server.write_attribute_value(v.nodeid, dv)
                 elif cmd == "cut":
                     cut(int(parts[1]))
+                elif cmd == "stop":
+                    churn.stopped = True
+                    print(f"stopped {churn.rounds}", flush=True)
+                    continue
                 elif cmd == "rounds":
                     print(f"rounds {churn.rounds}", flush=True)
                     continue
