@@ -74,16 +74,19 @@ else
   coproc SRV { exec "$cache/venv/bin/python" "$src/tests/connectors/opcua/server.py" --load "$items" --rate "$rate" 2>"$work/server.err"; }
 fi
 spid=$SRV_PID
-answer() { # answer WORD: the next stdout line starting with WORD
+# answer WORD: the next stdout line starting with WORD, its second field in
+# $ans (not in $(...): a subshell has no coprocess descriptors).
+answer() {
   local line
   while IFS= read -r -t 120 line <&"${SRV[0]}"; do
-    [[ $line == "$1"* ]] && { echo "$line"; return 0; }
+    [[ $line == "$1"* ]] && { ans=$(awk '{print $2}' <<<"$line"); return 0; }
   done
   echo "opcua: no '$1' from the server" >&2
   tail -20 "$work/server.err" >&2
   exit 1
 }
-sport=$(answer port | awk '{print $2}')
+answer port
+sport=$ans
 echo "opcua: $server server with $items items at $rate Hz on port $sport" >&2
 ns=$([[ $server == node ]] && echo 1 || echo 2)
 {
@@ -119,18 +122,21 @@ done
 grep -q 'server load: up' "$work/opcua.log" || { echo "opcua: the connector never came up" >&2; tail "$work/opcua.log" >&2; exit 1; }
 sleep 3
 echo rounds >&"${SRV[1]}"
-r0=$(answer rounds | awk '{print $2}')
+answer rounds
+r0=$ans
 c0=$(cpu_s "$cpid") s0=$(cpu_s "$spid") d0=$(cpu_s "$dpid")
 t0=$(date +%s.%N)
 echo "opcua: measuring for ${seconds}s from round $r0" >&2
 sleep "$seconds"
 echo rounds >&"${SRV[1]}"
-r1=$(answer rounds | awk '{print $2}')
+answer rounds
+r1=$ans
 c1=$(cpu_s "$cpid") s1=$(cpu_s "$spid") d1=$(cpu_s "$dpid")
 t1=$(date +%s.%N)
 rss=$(awk '/^RssAnon:/ {print $2}' "/proc/$cpid/status")
 echo stop >&"${SRV[1]}"
-rend=$(answer stopped | awk '{print $2}')
+answer stopped
+rend=$ans
 echo "opcua: server stopped at round $rend; waiting for the last values" >&2
 # Drain: wait until the stored count stops growing for 3 s (bounded: 120 s).
 last=-1 still=0
