@@ -517,6 +517,11 @@ static void srv_connect(run_t *r) {
     if (s->due[i] != UINT64_MAX)
       s->due[i] = now;
   s->last_rx_mono = now;
+  SL_CLOG(SL_CONN_LOG_DEBUG,
+          "server %s: secure channel token lifetime %u ms, session timeout "
+          "%.0f ms",
+          c->name, sl_ua_conn_lifetime(s->conn),
+          sl_ua_conn_session_timeout(s->conn));
   set_up(s);
   return;
 fail:
@@ -610,7 +615,7 @@ void *ua_srv_main(void *arg) {
   sl_opcua_t *ua = s->ua;
   const sl_opcua_server_t *c = s->cfg;
   run_t r = {.s = s};
-  uint32_t ok_items = 0;
+  uint32_t ok_items = 0, renewals = 0;
   while (!stopping(ua)) {
     uint64_t now = sl_now_mono_ns(), next;
     int empty = ua_drain(s);
@@ -621,6 +626,7 @@ void *ua_srv_main(void *arg) {
         continue;
       }
       srv_connect(&r);
+      renewals = 0;
       uint32_t ok = 0;
       for (uint32_t i = 0; s->conn && i < c->nitems; i++)
         ok += s->items[i].resolved &&
@@ -635,6 +641,11 @@ void *ua_srv_main(void *arg) {
         create_items(&r);
     }
     republish_gaps(&r);
+    if (sl_ua_conn_renewals(s->conn) != renewals) {
+      renewals = sl_ua_conn_renewals(s->conn);
+      SL_CLOG(SL_CONN_LOG_DEBUG, "server %s: secure channel renewed (%u)",
+              c->name, renewals);
+    }
     /* No Publish while readings wait for room: the server keeps them. */
     while (!r.broken && s->sub_id && empty &&
            s->outstanding < s->max_outstanding)

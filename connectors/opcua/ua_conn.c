@@ -43,6 +43,7 @@ struct sl_ua_conn {
   uint64_t token_mono; /* when the token was issued */
   uint32_t seq, next_req, next_handle;
   uint32_t renew_req; /* an OPN renew in flight, 0: none */
+  uint32_t renewals;  /* renewals answered */
   sl_ua_nodeid_t auth;
   char *auth_buf; /* auth token's string or opaque bytes */
   double session_timeout_ms;
@@ -424,6 +425,7 @@ int sl_ua_conn_recv(sl_ua_conn_t *c, int wait_ms, sl_ua_arena_t *arena,
       continue;
     if (c->renew_req && *request_id == c->renew_req) {
       c->renew_req = 0; /* the renewal: consumed here */
+      c->renewals++;
       continue;
     }
     return 0;
@@ -691,4 +693,12 @@ void sl_ua_conn_close(sl_ua_conn_t *c, bool delete_subs) {
     (void)id;
   }
   sl_ua_conn_abort(c);
+}
+
+uint32_t sl_ua_conn_renewals(const sl_ua_conn_t *c) {
+  return c->renewals;
+}
+
+uint32_t sl_ua_conn_lifetime(const sl_ua_conn_t *c) {
+  return c->lifetime_ms;
 }

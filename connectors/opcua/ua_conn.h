@@ -79,6 +79,11 @@ int sl_ua_conn_call(sl_ua_conn_t *c, const sl_ua_wr_t *req,
                     sl_ua_arena_t *arena, sl_ua_msg_t *msg, sl_ua_other_cb cb,
                     void *opaque);
 
+/* How often the channel's token was renewed on this connection. */
+uint32_t sl_ua_conn_renewals(const sl_ua_conn_t *c);
+/* The channel token's lifetime the server granted, ms. */
+uint32_t sl_ua_conn_lifetime(const sl_ua_conn_t *c);
+
 /* The text of the last error ("" when none). */
 const char *sl_ua_conn_error(const sl_ua_conn_t *c);
 

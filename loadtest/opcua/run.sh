@@ -141,7 +141,8 @@ echo "opcua: server stopped at round $rend; waiting for the last values" >&2
 # Drain: wait until the stored count stops growing for 3 s (bounded: 120 s).
 last=-1 still=0
 for _ in $(seq 1 240); do
-  n=$("$bin/daemon/sluice" store dump -d "$work/data" --stream readings 2>/dev/null | wc -l)
+  n=$("$bin/daemon/sluice" store stats -d "$work/data" 2>/dev/null |
+    sed -n 's/^stream readings .* \([0-9]*\) events in.*/\1/p')
   if [[ $n == "$last" ]]; then still=$((still + 1)); else still=0; fi
   last=$n
   [[ $still -ge 6 ]] && break

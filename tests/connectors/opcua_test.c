@@ -105,6 +105,7 @@ static void write_opcua_config(const char *path, int port) {
           "    keepalive_count: 5\n"
           "    lifetime_count: 300\n"
           "    session_timeout: 60s\n"
+          "    channel_lifetime: 3s\n"
           "    backoff_min: 100ms\n"
           "    backoff_max: 500ms\n"
           "    items:\n"
@@ -348,6 +349,9 @@ static void check_store(int64_t t_set0, int64_t t_set1) {
               !strcmp(e->status->state, want[i]),
           "status %zu: want %s", i, want[i]);
   }
+  /* Nothing else went down: the channel renewals (3 s tokens) were
+   * seamless. */
+  CHECK(!nth(&st, "plant", 5), "more than 5 status events");
   e2e_events_free(&rd);
   e2e_events_free(&st);
 }
@@ -477,6 +481,14 @@ static void run(void) {
   cmd(&s, "set temp 50");
   await(temp_50, "a value after the restart", 15000);
 
+  /* The channel's token (3 s) is renewed at 75% of its lifetime without
+   * the server going down (checked at the end: five status events). */
+  snprintf(log, sizeof(log), "%s/opcua.log", dir);
+  for (uint64_t end = now_ms() + 10000;
+       file_count(log, "secure channel renewed") < 1;) {
+    CHECK(now_ms() < end, "the secure channel was never renewed");
+    usleep(100000); /* polling the log for a line, with a deadline */
+  }
   st = e2e_stop(conn, SIGTERM);
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
         "sluice-opcua exit status %d (1: events not acked)", st);

@@ -47,8 +47,7 @@ static void test_config_ok(void **state) {
   assert_int_equal(cfg->nservers, 1);
   assert_string_equal(cfg->servers[0].source, "plc");
   assert_int_equal(cfg->servers[0].nitems, 2);
-  assert_int_equal(cfg->servers[0].items[0].deadband_type,
-                   SL_OPCUA_DB_PERCENT);
+  assert_int_equal(cfg->servers[0].items[0].deadband_type, SL_OPCUA_DB_PERCENT);
   assert_int_equal(cfg->servers[0].items[1].mode, SL_OPCUA_PERIODIC);
   assert_int_equal(cfg->servers[0].items[1].interval_ms, 250);
   assert_false(cfg->servers[0].allow_plaintext_password);
@@ -98,9 +97,9 @@ static void test_path_parse(void **state) {
   sl_ua_qname_t el[8];
   char buf[128];
   (void)state;
-  assert_int_equal(sl_opcua_path_parse("2:Plant/Line 1/3:a\\/b", el, 8, buf,
-                                       sizeof(buf)),
-                   3);
+  assert_int_equal(
+      sl_opcua_path_parse("2:Plant/Line 1/3:a\\/b", el, 8, buf, sizeof(buf)),
+      3);
   assert_int_equal(el[0].ns, 2);
   assert_true(sl_ua_str_eq(el[0].name, "Plant"));
   assert_int_equal(el[1].ns, 0);
@@ -108,8 +107,7 @@ static void test_path_parse(void **state) {
   assert_int_equal(el[2].ns, 3);
   assert_true(sl_ua_str_eq(el[2].name, "a/b"));
   assert_int_equal(sl_opcua_path_parse("", el, 8, buf, sizeof(buf)), -EINVAL);
-  assert_int_equal(sl_opcua_path_parse("a/", el, 8, buf, sizeof(buf)),
-                   -EINVAL);
+  assert_int_equal(sl_opcua_path_parse("a/", el, 8, buf, sizeof(buf)), -EINVAL);
   assert_int_equal(sl_opcua_path_parse("99999:a", el, 8, buf, sizeof(buf)),
                    -EINVAL);
   assert_int_equal(sl_opcua_path_parse("a/b/c", el, 2, buf, sizeof(buf)),
