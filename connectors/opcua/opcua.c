@@ -60,6 +60,7 @@ typedef struct run {
   gaps_t gaps;
   bool broken;      /* the session or channel is gone: reconnect */
   bool resubscribe; /* the subscription is gone: create a new one */
+  bool refresh;     /* read the monitored items once (after a reactivation) */
   char why[200];
 } run_t;
 
@@ -86,7 +87,13 @@ static void set_up(ua_srv_t *s) {
 static void set_down(ua_srv_t *s, const char *reason) {
   const sl_opcua_server_t *c = s->cfg;
   uint32_t b;
-  sl_ua_conn_abort(s->conn); /* the session stays for TransferSubscriptions */
+  /* The session stays at the server: the next connection reactivates it
+   * (or transfers its subscription). */
+  if (s->conn) { /* (none: a connect that failed; prev stays) */
+    sl_ua_conn_drop(s->conn);
+    sl_ua_conn_abort(s->prev);
+    s->prev = s->conn;
+  }
   s->conn = NULL;
   s->outstanding = 0;
   atomic_fetch_add(&s->ua->failures, 1);
@@ -167,8 +174,13 @@ static void handle_notif(run_t *r, uint32_t sub_id, const sl_ua_notif_t *nf,
     if (h >= s->cfg->nitems) /* 0 - 1 wraps: not ours either */
       continue;              /* not ours */
     ua_pending_from_dv(s, h, &nf->items[k].dv, &p);
-    SL_CLOG(SL_CONN_LOG_DEBUG, "server %s: %s: status %x", s->cfg->name,
-            s->cfg->items[h].name, p.status);
+    SL_CLOG(
+        SL_CONN_LOG_DEBUG, "server %s: %s: status %x, %s %g%s", s->cfg->name,
+        s->cfg->items[h].name, p.status, sl_ua_type_name(p.ua_type),
+        p.value_case == SLUICE__V1__READING__VALUE_DOUBLE_VALUE ? p.v.d
+        : p.value_case == SLUICE__V1__READING__VALUE_INT_VALUE  ? (double)p.v.i
+                                                                : 0.0,
+        republished ? " (republished)" : "");
     ua_emit(s, &p);
   }
   ua_ack_wait_add(s, sub_id, nf->seq);
@@ -332,7 +344,7 @@ static int transfer(run_t *r) {
   int rc;
   sl_ua_wr_init(&w);
   /* sendInitialValues: items the outage marked bad get their value back. */
-  sl_ua_enc_transfer(&w, &rq, &s->sub_id, 1, true);
+  sl_ua_enc_transfer(&w, &rq, &s->sub_id, 1, false);
   if ((rc = call(r, &w, &a, &m)))
     goto out;
   uint32_t st = m.hdr.result     ? m.hdr.result
@@ -492,7 +504,14 @@ static void srv_connect(run_t *r) {
   };
   char err[320];
   bool any_change = false;
-  int rc = sl_ua_conn_open(&o, &s->conn, err, sizeof(err));
+  err[0] = '\0';
+  int rc = sl_ua_conn_reopen(&o, s->prev, &s->conn, err, sizeof(err));
+  if (!rc) { /* the old session is reactivated or given up */
+    sl_ua_conn_abort(s->prev);
+    s->prev = NULL;
+  }
+  if (!rc && err[0])
+    SL_CLOG(SL_CONN_LOG_INFO, "server %s: %s", c->name, err);
   if (rc) {
     set_down(s, err);
     return;
@@ -504,7 +523,16 @@ static void srv_connect(run_t *r) {
     any_change |= c->items[i].mode == SL_OPCUA_CHANGE;
   if (resolve(r) || r->broken)
     goto fail;
-  if (any_change) {
+  r->refresh = false;
+  if (any_change && s->sub_id && sl_ua_conn_resumed(s->conn)) {
+    /* The same session: its subscription went on at the server. What it
+     * sent into the cut shows as a gap (Republish); items the outage
+     * marked bad are read once to restore their value. */
+    SL_CLOG(SL_CONN_LOG_INFO,
+            "server %s: session reactivated, subscription %u kept", c->name,
+            s->sub_id);
+    r->refresh = true;
+  } else if (any_change) {
     if (s->sub_id && (transfer(r) || r->broken))
       goto fail;
     if (!s->sub_id && (create_sub(r) || r->broken))
@@ -564,11 +592,14 @@ static void read_due(run_t *r) {
   uint32_t *idx = NULL;
   for (uint32_t i = 0; i <= c->nitems && !r->broken; i++) {
     if (i < c->nitems) {
-      if (s->due[i] > now)
+      bool once = r->refresh && s->items[i].monitored;
+      if (!once && s->due[i] > now)
         continue;
-      s->due[i] += c->items[i].interval_ms * 1000000u;
-      if (s->due[i] <= now)
-        s->due[i] = now + c->items[i].interval_ms * 1000000u;
+      if (!once) {
+        s->due[i] += c->items[i].interval_ms * 1000000u;
+        if (s->due[i] <= now)
+          s->due[i] = now + c->items[i].interval_ms * 1000000u;
+      }
       if (!s->items[i].resolved)
         continue;
       if (!nodes && (!(nodes = malloc(batch * sizeof(*nodes))) ||
@@ -606,6 +637,7 @@ static void read_due(run_t *r) {
     sl_ua_arena_free(&a);
     n = 0;
   }
+  r->refresh = false;
   free(nodes);
   free(idx);
 }

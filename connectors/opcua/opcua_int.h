@@ -62,7 +62,8 @@ typedef struct ua_srv {
   char **sources;               /* per item: "<source>/<name>" */
   ua_item_state_t *items;
   sl_ua_conn_t *conn;
-  int state; /* SRV_* */
+  sl_ua_conn_t *prev; /* the lost connection: its session, to reactivate */
+  int state;          /* SRV_* */
   uint32_t backoff_ms;
   uint64_t retry_mono, rng;
   /* subscription */

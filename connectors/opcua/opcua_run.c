@@ -49,6 +49,8 @@ static void srv_close(ua_srv_t *s) {
   if (s->conn)
     sl_ua_conn_close(s->conn, true);
   s->conn = NULL;
+  sl_ua_conn_abort(s->prev);
+  s->prev = NULL;
   for (size_t i = 0; s->items && i < s->cfg->nitems; i++)
     free(s->items[i].nodebuf);
   for (size_t i = 0; s->sources && i < s->cfg->nitems; i++)

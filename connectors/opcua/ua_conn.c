@@ -44,6 +44,8 @@ struct sl_ua_conn {
   uint32_t seq, next_req, next_handle;
   uint32_t renew_req; /* an OPN renew in flight, 0: none */
   uint32_t renewals;  /* renewals answered */
+  char policy[128];   /* the user token policy of the session */
+  bool resumed;       /* the session of a predecessor, reactivated */
   sl_ua_nodeid_t auth;
   char *auth_buf; /* auth token's string or opaque bytes */
   double session_timeout_ms;
@@ -565,12 +567,14 @@ static int pick_token(sl_ua_conn_t *c, const sl_ua_msg_t *m, const char *user,
               want ? "user name" : "anonymous");
 }
 
+static int activate(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o);
+
 static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
   sl_ua_arena_t a = {0};
   sl_ua_msg_t m;
   sl_ua_wr_t w;
   sl_ua_req_t rq = sl_ua_conn_req(c);
-  char policy[128], nb[64];
+  char nb[64];
   int rc;
   sl_ua_wr_init(&w);
   sl_ua_enc_create_session(&w, &rq, c->url, o->session_name,
@@ -596,12 +600,26 @@ static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
       memcpy(c->auth_buf, c->auth.str.p, n);
     c->auth.str.p = c->auth_buf;
   }
-  if ((rc = pick_token(c, &m, o->user, o->allow_plaintext_password, policy,
-                       sizeof(policy))))
+  if ((rc = pick_token(c, &m, o->user, o->allow_plaintext_password, c->policy,
+                       sizeof(c->policy))))
     goto out;
+  rc = activate(c, o);
+out:
   sl_ua_arena_free(&a);
+  return rc;
+}
+
+/* ActivateSession with c's token and policy (a new session, or a
+ * predecessor's on this new channel). */
+static int activate(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
+  sl_ua_arena_t a = {0};
+  sl_ua_msg_t m;
+  sl_ua_wr_t w;
+  sl_ua_req_t rq;
+  char nb[64];
+  int rc;
   sl_ua_identity_t id = {
-      .policy_id = policy, .user = o->user, .password = o->password};
+      .policy_id = c->policy, .user = o->user, .password = o->password};
   rq = sl_ua_conn_req(c);
   sl_ua_wr_init(&w);
   sl_ua_enc_activate_session(&w, &rq, &id);
@@ -617,13 +635,58 @@ static int open_session(sl_ua_conn_t *c, const sl_ua_conn_opts_t *o) {
                   : SL_EPROTO,
               "ActivateSession%s: %s", o->user ? " (user name)" : "",
               sl_ua_status_name(m.hdr.result, nb, sizeof(nb)));
-out:
   sl_ua_arena_free(&a);
   return rc;
 }
 
+/* Takes prev's session (token, policy) into c, for a reactivation. */
+static int take_session(sl_ua_conn_t *c, sl_ua_conn_t *prev) {
+  c->auth = prev->auth;
+  if (prev->auth_buf) {
+    size_t n = prev->auth.str.len > 0 ? (size_t)prev->auth.str.len : 0;
+    if (!(c->auth_buf = malloc(n + 1)))
+      return -ENOMEM;
+    if (n)
+      memcpy(c->auth_buf, prev->auth_buf, n);
+    c->auth.str.p = c->auth_buf;
+  }
+  c->session_timeout_ms = prev->session_timeout_ms;
+  memcpy(c->policy, prev->policy, sizeof(c->policy));
+  return 0;
+}
+
+static void forget_session(sl_ua_conn_t *c) {
+  free(c->auth_buf);
+  c->auth_buf = NULL;
+  memset(&c->auth, 0, sizeof(c->auth));
+}
+
+static int open_conn(const sl_ua_conn_opts_t *o, sl_ua_conn_t *prev,
+                     sl_ua_conn_t **out, char *err, size_t errlen);
+
 int sl_ua_conn_open(const sl_ua_conn_opts_t *o, sl_ua_conn_t **out, char *err,
                     size_t errlen) {
+  return open_conn(o, NULL, out, err, errlen);
+}
+
+int sl_ua_conn_reopen(const sl_ua_conn_opts_t *o, sl_ua_conn_t *prev,
+                      sl_ua_conn_t **out, char *err, size_t errlen) {
+  return open_conn(o, prev, out, err, errlen);
+}
+
+void sl_ua_conn_drop(sl_ua_conn_t *c) {
+  if (c && c->fd >= 0) {
+    close(c->fd);
+    c->fd = -1;
+  }
+}
+
+bool sl_ua_conn_resumed(const sl_ua_conn_t *c) {
+  return c->resumed;
+}
+
+static int open_conn(const sl_ua_conn_opts_t *o, sl_ua_conn_t *prev,
+                     sl_ua_conn_t **out, char *err, size_t errlen) {
   sl_ua_conn_t *c;
   char host[256];
   uint16_t port;
@@ -645,7 +708,27 @@ int sl_ua_conn_open(const sl_ua_conn_opts_t *o, sl_ua_conn_t **out, char *err,
   c->max_message = o->max_message ? o->max_message : 64u << 20;
   c->send_chunk = 8192;
   if ((rc = tcp_connect(c, host, port)) || (rc = hello(c)) ||
-      (rc = open_channel(c)) || (rc = open_session(c, o))) {
+      (rc = open_channel(c)))
+    goto fail;
+  /* A predecessor's session (its connection was lost) is reactivated on
+   * the new channel: its subscriptions and their queues live on. When the
+   * server no longer has it, a new session. */
+  if (prev && (prev->auth.num || prev->auth.kind) && prev->policy[0]) {
+    if ((rc = take_session(c, prev)))
+      goto fail;
+    if (!(rc = activate(c, o))) {
+      c->resumed = true;
+      *out = c;
+      return 0;
+    }
+    if (c->fd < 0 || rc == SL_ECLOSED || rc == -ETIMEDOUT || rc == -ECONNRESET)
+      goto fail; /* the connection itself failed */
+    /* Why not, for the caller's log (err holds it on success too). */
+    snprintf(err, errlen, "session not reactivated: %s", c->err);
+    forget_session(c);
+  }
+  if ((rc = open_session(c, o))) {
+  fail:
     snprintf(err, errlen, "%s", c->err);
     sl_ua_conn_abort(c);
     return rc;

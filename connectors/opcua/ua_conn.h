@@ -50,6 +50,20 @@ typedef void (*sl_ua_other_cb)(sl_ua_conn_t *c, uint32_t request_id,
 int sl_ua_conn_open(const sl_ua_conn_opts_t *o, sl_ua_conn_t **out, char *err,
                     size_t errlen);
 
+/*
+ * As sl_ua_conn_open(), for a connection that was lost: prev (borrowed;
+ * dropped with sl_ua_conn_drop(), or NULL) gives its session, which is
+ * reactivated on the new channel when the server still has it
+ * (sl_ua_conn_resumed() then says so); a new session otherwise. Free prev
+ * after a success; keep it for the next attempt after a failure. On
+ * success err may still say why the session was not reactivated.
+ */
+int sl_ua_conn_reopen(const sl_ua_conn_opts_t *o, sl_ua_conn_t *prev,
+                      sl_ua_conn_t **out, char *err, size_t errlen);
+/* Closes the socket only: the session stays, for sl_ua_conn_reopen(). */
+void sl_ua_conn_drop(sl_ua_conn_t *c);
+bool sl_ua_conn_resumed(const sl_ua_conn_t *c);
+
 /* Closes the session (delete_subs: its subscriptions too; best effort) and
  * the channel, and frees c. NULL is a no-op. */
 void sl_ua_conn_close(sl_ua_conn_t *c, bool delete_subs);

@@ -25,6 +25,8 @@ const VARS = {
   when: ["ns=1;s=Plant.When", DataType.DateTime, new Date(Date.UTC(2024, 0, 2, 3, 4, 5))],
   vector: ["ns=1;s=Plant.Vector", DataType.Double, [1.5, -2.0, 3.25]],
   sensor: ["ns=1;s=Plant.Sensor", DataType.Double, 1.0],
+  // larger than one 64 KiB chunk: responses carrying it come in several
+  blob: ["ns=1;s=Plant.Blob", DataType.String, "0123456789".repeat(15000)],
 };
 
 function arg(name, def) {

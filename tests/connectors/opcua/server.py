@@ -42,6 +42,8 @@ VARS = {
              datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)),
     "vector": ("ns=2;s=Plant.Vector", ua.VariantType.Double, [1.5, -2.0, 3.25]),
     "sensor": ("ns=2;s=Plant.Sensor", ua.VariantType.Double, 1.0),
+    # larger than one 64 KiB chunk: responses carrying it come in several
+    "blob": ("ns=2;s=Plant.Blob", ua.VariantType.String, "0123456789" * 15000),
 }
 SPEED = ("Line1", "Speed")  # Objects/2:Plant/2:Line1/2:Speed, numeric id
 
