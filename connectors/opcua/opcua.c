@@ -173,6 +173,10 @@ static void handle_notif(run_t *r, uint32_t sub_id, const sl_ua_notif_t *nf,
     pending_t p;
     if (h >= s->cfg->nitems) /* 0 - 1 wraps: not ours either */
       continue;              /* not ours */
+    /* InfoType DataValue with the Overflow bit: the server's queue for
+     * this item was full and dropped older values (Part 4 7.39.1). */
+    if ((nf->items[k].dv.status & 0x0480u) == 0x0480u)
+      atomic_fetch_add(&s->ua->overflows, 1);
     ua_pending_from_dv(s, h, &nf->items[k].dv, &p);
     SL_CLOG(
         SL_CONN_LOG_DEBUG, "server %s: %s: status %x, %s %g%s", s->cfg->name,

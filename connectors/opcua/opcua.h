@@ -114,6 +114,8 @@ typedef struct sl_opcua_stats {
   uint64_t reads;         /* Read calls for periodic items */
   uint64_t republished;   /* notifications recovered with Republish */
   uint64_t lost;          /* notifications the server no longer had */
+  uint64_t overflows;     /* values flagged Overflow: the server's queue
+                             for the item dropped values before them */
   uint64_t item_errors;   /* items the server refused */
   uint64_t failures;      /* connection or session failures */
   uint64_t published;     /* events accepted by the client library */

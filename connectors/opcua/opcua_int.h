@@ -96,7 +96,7 @@ struct sl_opcua {
   int stop;
   atomic_uint_fast64_t acked_batch; /* highest batch id acked (in order) */
   atomic_uint_fast64_t notifications, changes, reads, republished, lost,
-      item_errors, failures, published, acked, failed, dropped;
+      overflows, item_errors, failures, published, acked, failed, dropped;
   atomic_uint servers_up, items_ok;
 };
 

@@ -40,15 +40,16 @@ static void usage(FILE *f) {
 static void log_stats(const char *what, const sl_opcua_stats_t *s) {
   SL_CLOG(SL_CONN_LOG_INFO,
           "%s: notifications %llu changes %llu reads %llu republished %llu "
-          "lost %llu item_errors %llu failures %llu published %llu acked "
+          "lost %llu overflows %llu item_errors %llu failures %llu published "
+          "%llu acked "
           "%llu failed %llu dropped %llu servers up %u items ok %u",
           what, (unsigned long long)s->notifications,
           (unsigned long long)s->changes, (unsigned long long)s->reads,
           (unsigned long long)s->republished, (unsigned long long)s->lost,
-          (unsigned long long)s->item_errors, (unsigned long long)s->failures,
-          (unsigned long long)s->published, (unsigned long long)s->acked,
-          (unsigned long long)s->failed, (unsigned long long)s->dropped,
-          s->servers_up, s->items_ok);
+          (unsigned long long)s->overflows, (unsigned long long)s->item_errors,
+          (unsigned long long)s->failures, (unsigned long long)s->published,
+          (unsigned long long)s->acked, (unsigned long long)s->failed,
+          (unsigned long long)s->dropped, s->servers_up, s->items_ok);
 }
 
 static int browse_main(int argc, char **argv) {

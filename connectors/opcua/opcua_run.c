@@ -87,6 +87,7 @@ static void stats_snapshot(sl_opcua_t *ua, sl_opcua_stats_t *s) {
   s->reads = atomic_load(&ua->reads);
   s->republished = atomic_load(&ua->republished);
   s->lost = atomic_load(&ua->lost);
+  s->overflows = atomic_load(&ua->overflows);
   s->item_errors = atomic_load(&ua->item_errors);
   s->failures = atomic_load(&ua->failures);
   s->published = atomic_load(&ua->published);

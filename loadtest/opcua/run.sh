@@ -15,6 +15,7 @@
 # store (0: no change lost). CPU is measured over the window for the
 # connector, the server and the daemon, so the JSON says which side limits
 # the rate (`server_rate_hz` below --rate: the server could not keep up).
+# CreateMonitoredItems goes 5000 items per call: requests of several chunks.
 set -euo pipefail
 items=10000 rate=1 seconds=60 server=node
 while [[ $# -gt 0 ]]; do
@@ -93,14 +94,17 @@ ns=$([[ $server == node ]] && echo 1 || echo 2)
   cat <<YAML
 address: "127.0.0.1:$nport"
 client_id: bench-opcua
+log_level: ${SL_OPCUA_LOG_LEVEL:-info}
 stream: readings
 status_stream: status
 max_buffered: 200000
 servers:
   - name: load
     url: opc.tcp://127.0.0.1:$sport/sluice/
-    publishing_interval: 500ms
+    publishing_interval: 250ms
+    publish_requests: 10
     max_notifications: 0
+    items_per_request: 5000
     items:
 YAML
   for ((i = 0; i < items; i++)); do
@@ -138,23 +142,31 @@ echo stop >&"${SRV[1]}"
 answer stopped
 rend=$ans
 echo "opcua: server stopped at round $rend; waiting for the last values" >&2
-# Drain: wait until the stored count stops growing for 3 s (bounded: 120 s).
+# Drain: wait until the stored count stops growing for 10 s (bounded: 120 s).
 last=-1 still=0
 for _ in $(seq 1 240); do
   n=$("$bin/daemon/sluice" store stats -d "$work/data" 2>/dev/null |
     sed -n 's/^stream readings .* \([0-9]*\) events in.*/\1/p')
   if [[ $n == "$last" ]]; then still=$((still + 1)); else still=0; fi
   last=$n
-  [[ $still -ge 6 ]] && break
+  [[ $still -ge 20 ]] && break
   sleep 0.5
 done
 kill -TERM "$cpid"
 wait "$cpid" 2>/dev/null || true
 cpid=
 "$bin/daemon/sluice" store dump -d "$work/data" --stream readings >"$work/dump.jsonl" 2>/dev/null
-python3 - "$work/dump.jsonl" "$items" "$rend" "$r0" "$r1" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$d0" "$d1" "$rss" "$rate" "$server" <<'PY'
+# The connector's own counters (lost: notifications the server no longer
+# had; overflows: values after which the server's item queue dropped some).
+stats=$(grep -a 'stopped:' "$work/opcua.log" | tail -1)
+[[ -n ${SL_OPCUA_KEEP_LOG:-} ]] && cp "$work/opcua.log" "$SL_OPCUA_KEEP_LOG"
+echo "opcua: connector $stats" >&2
+lost=$(grep -o 'lost [0-9]*' <<<"$stats" | grep -o '[0-9]*' || echo 0)
+overflows=$(grep -o 'overflows [0-9]*' <<<"$stats" | grep -o '[0-9]*' || echo 0)
+python3 - "$work/dump.jsonl" "$items" "$rend" "$r0" "$r1" "$t0" "$t1" "$c0" "$c1" "$s0" "$s1" "$d0" "$d1" "$rss" "$rate" "$server" "$lost" "$overflows" <<'PY'
 import json, sys
-(path, items, rend, r0, r1, t0, t1, c0, c1, s0, s1, d0, d1, rss, rate, server) = sys.argv[1:]
+(path, items, rend, r0, r1, t0, t1, c0, c1, s0, s1, d0, d1, rss, rate, server,
+ lost, overflows) = sys.argv[1:]
 items, rend, r0, r1 = int(items), int(rend), int(r0), int(r1)
 window = float(t1) - float(t0)
 seen = {}
@@ -188,5 +200,7 @@ print(json.dumps({
     "server_cpu_s": round(float(s1) - float(s0), 2),
     "daemon_cpu_s": round(float(d1) - float(d0), 2),
     "connector_rss_anon_kb": int(rss),
+    "connector_lost_notifications": int(lost),
+    "server_queue_overflows": int(overflows),
 }))
 PY
