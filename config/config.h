@@ -100,7 +100,9 @@ typedef enum {
   SL_CONFIG_MQTT_JSON = 0,  /* JSON object or array, field paths below */
   SL_CONFIG_MQTT_RAW,       /* bytes stored as Raw with a content type */
   SL_CONFIG_MQTT_SPARKPLUG, /* Sparkplug B protobuf payloads */
-  SL_CONFIG_MQTT_EVENT      /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_EVENT,     /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_INFERENCE, /* inference JSON (docs/EDGE-AI.md) */
+  SL_CONFIG_MQTT_OIP        /* OIP v2 responses (profile in oip) */
 } sl_config_mqtt_decoder_t;
 
 /* mqtt.subscriptions[].json_time_unit: unit of numeric timestamps. */
@@ -125,6 +127,7 @@ typedef struct sl_config_mqtt_sub {
   char *json_unit;     /* dotted path of the unit, "" = none */
   char *json_datatype; /* dotted path of the datatype name, "" = none */
   char *content_type;  /* raw decoder: content type stored */
+  char *oip;           /* oip decoder: the oip profile's name */
 } sl_config_mqtt_sub_t;
 
 /* One element of mqtt.fanout: a stored stream published to MQTT. */
@@ -138,6 +141,22 @@ typedef struct sl_config_mqtt_fanout {
 
 /* A list of owned strings (list-typed options; config/cfg.h). */
 typedef sl_cfg_strlist_t sl_config_strlist_t;
+
+/* One element of oip: how an OIP v2 response becomes an inference event
+ * (docs/EDGE-AI.md; decode/decode_inference.h sl_oip_map_t). */
+typedef struct sl_config_oip {
+  char *name;                 /* profile name, unique */
+  char *model;                /* when the response has no model_name */
+  char *model_version;        /* when the response has no model_version */
+  char *model_digest;         /* "" = none */
+  int task;                   /* Sluice__V1__InferenceTask (1..4) */
+  char *output;               /* output tensor name, "" = the first */
+  sl_config_strlist_t labels; /* label map: class i's name */
+  char *label_map_digest;     /* "" = none */
+  double score_threshold;
+  uint64_t top_k;
+  int role; /* Sluice__V1__InferenceRole (1..3) */
+} sl_config_oip_t;
 
 /* TLS of one listener (security/tls.h); cert "" = plain TCP. */
 typedef struct sl_config_tls {
@@ -187,16 +206,20 @@ typedef struct sl_config_step {
   uint64_t interval_ms;  /* rate_limit interval */
   sl_config_strlist_t aggregate; /* functions; empty = not an aggregate */
   uint64_t window_ms, hop_ms, lateness_ms;
-  int late;          /* drop|correct */
-  char *group_by;    /* source|none|attr.NAME|a capture */
-  char *into;        /* stream of the results */
-  bool keep_raw;     /* keep the aggregated events too */
-  uint64_t max_keys; /* distinct keys tracked */
-  char *route;       /* kafka|mqtt|local; "" = not a route step */
-  char *stream;      /* route: store the events in this stream */
-  char *topic;       /* route: Kafka or MQTT topic */
-  char *key;         /* route: Kafka key */
-  int format;        /* route: protobuf|json */
+  int late;             /* drop|correct */
+  char *group_by;       /* source|none|attr.NAME|a capture */
+  char *into;           /* stream of the results */
+  bool keep_raw;        /* keep the aggregated events too */
+  uint64_t max_keys;    /* distinct keys tracked */
+  char *route;          /* kafka|mqtt|local; "" = not a route step */
+  char *stream;         /* route: store the events in this stream */
+  char *topic;          /* route: Kafka or MQTT topic */
+  char *key;            /* route: Kafka key */
+  int format;           /* route: protobuf|json */
+  bool model_aggregate; /* per model version aggregates (docs/EDGE-AI.md) */
+  uint64_t model_keys;  /* model_aggregate: keys held (fixed memory) */
+  sl_config_strlist_t reference; /* model_aggregate: 20 PSI proportions */
+  uint64_t reference_windows;    /* model_aggregate: learnt reference */
 } sl_config_step_t;
 
 typedef struct sl_config_pipeline {
@@ -254,6 +277,21 @@ typedef struct sl_config {
   struct {
     bool watch; /* reload when the config file's directory changes */
   } reload;
+  struct {
+    char *bootstrap;    /* bootstrap file, "" = no enrolment */
+    char *identity_dir; /* "" = <data_dir>/identity */
+    double renew_at;    /* share of the lifetime */
+    uint64_t retry_ms;
+  } enrol;
+  struct {
+    bool enabled;               /* desired state from the fleet topics */
+    char *brokers;              /* "" = kafka.brokers */
+    char *topic_prefix;         /* "sluice.fleet." */
+    char *verify_key;           /* Ed25519 public key (PEM) of documents */
+    sl_config_strlist_t labels; /* "key=value" */
+    uint64_t max_trial_starts;  /* starts of a trial before crash loop */
+    uint64_t heartbeat_ms;      /* status re-published this often */
+  } fleet;
   struct {
     uint64_t max_frame_bytes;
     uint64_t max_connections;
@@ -333,7 +371,15 @@ typedef struct sl_config {
     sl_config_pipeline_t *v; /* n owned elements */
     size_t n;
   } pipelines;
+  struct {
+    sl_config_oip_t *v; /* n owned elements */
+    size_t n;
+  } oip;
 } sl_config_t;
+
+/* The oip profile named name, or NULL. */
+const sl_config_oip_t *sl_config_oip_find(const sl_config_t *cfg,
+                                          const char *name);
 
 /*
  * Loads the YAML file at path, applies the environment overrides from the
@@ -369,6 +415,41 @@ int sl_config_read_file(const char *path, char **text, size_t *len,
  * arguments are borrowed; *out: returns owned; free with sl_config_free().
  */
 int sl_config_load_string(const char *name, const char *yaml, size_t len,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen);
+
+/*
+ * sl_config_load_string() with the fleet's remote layer (docs/FLEET.md):
+ * when the text sets fleet.enabled, keys owned by the fleet may not be set
+ * by the text or the environment, and remote_json (a JSON or YAML mapping
+ * of fleet-owned keys only; NULL or "{}" for none) sets them, its errors
+ * named by remote_name ("fleet generation 7"). Without fleet.enabled,
+ * remote_json must be NULL. Errors: as sl_config_load_string().
+ */
+/* The enrolment bootstrap file (enrol.bootstrap; docs/ENROLMENT.md),
+ * loaded with its own table (config/schema/bootstrap.c). */
+typedef struct sl_config_bootstrap {
+  char *brokers;                  /* the fleet's SSL bootstrap servers */
+  char *ca;                       /* CA bundle: the brokers' and the fleet CA */
+  char *claim_cert;               /* claim certificate (PEM) */
+  char *claim_key;                /* its key: secret */
+  char *claim_name;               /* which claim */
+  char *topic_prefix;             /* the fleet topics' prefix */
+  sl_config_strlist_t labels;     /* default labels, key=value */
+  char *verify_key;               /* the fleet's document-signing key */
+  sl_config_strlist_t properties; /* more librdkafka properties */
+} sl_config_bootstrap_t;
+
+/* Loads the bootstrap file at path: 0 and *out (free with
+ * sl_config_bootstrap_free()), or an error with every problem in errstr. */
+int sl_config_bootstrap_load(const char *path, sl_config_bootstrap_t **out,
+                             char *errstr, size_t errlen);
+void sl_config_bootstrap_free(sl_config_bootstrap_t *b);
+/* The Markdown table of the bootstrap file's keys (docs/ENROLMENT.md). */
+void sl_config_bootstrap_doc(FILE *out);
+
+int sl_config_load_layers(const char *name, const char *yaml, size_t len,
+                          const char *remote_json, const char *remote_name,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen);
 

@@ -82,6 +82,7 @@ int sl_ingest_stream(sl_ingest_t *ic, const char *name, size_t *idx) {
 void sl_ingest_accepted(sl_ingest_t *ic, sl_path_t path, size_t idx,
                         uint32_t events, size_t bytes) {
   sl_dstream_t *s = &ic->streams[idx];
+  __atomic_add_fetch(&ic->events_ok, events, __ATOMIC_RELAXED);
   sl_metric_add(s->events[path], events);
   sl_metric_add(s->bytes[path], bytes);
   sl_metric_add(s->batches[path], 1);
@@ -89,6 +90,7 @@ void sl_ingest_accepted(sl_ingest_t *ic, sl_path_t path, size_t idx,
 
 void sl_ingest_rejected(sl_ingest_t *ic, sl_path_t path, int err) {
   char labels[96];
+  __atomic_add_fetch(&ic->refusals, 1, __ATOMIC_RELAXED);
   snprintf(labels, sizeof(labels), "path=\"%s\",reason=\"%s\"",
            path_names[path], sl_errname(err));
   sl_metric_add(sl_metrics_counter(ic->mx, "sluice_ingest_rejects_total",
@@ -188,4 +190,19 @@ void sl_ingest_free(sl_ingest_t *ic) {
   if (ic->inited)
     pthread_mutex_destroy(&ic->done_lock);
   ic->inited = 0;
+}
+
+void sl_ingest_oip_map(const sl_config_oip_t *o, sl_oip_map_t *m) {
+  memset(m, 0, sizeof(*m));
+  m->model = o->model;
+  m->model_version = o->model_version;
+  m->model_digest = o->model_digest;
+  m->output = o->output;
+  m->task = o->task;
+  m->labels = (const char *const *)o->labels.v;
+  m->nlabels = o->labels.n;
+  m->label_map_digest = o->label_map_digest;
+  m->score_threshold = (float)o->score_threshold;
+  m->top_k = (uint32_t)o->top_k;
+  m->role = (uint32_t)o->role;
 }
