@@ -654,7 +654,10 @@ int sl_models_start(sl_daemon_t *dm, char *err, size_t errlen) {
 
   if (!(pc = kconf(dm, brokers, err, errlen)))
     return SL_ECONFIG;
+  /* The status topic's metadata must not create it (with the broker's
+   * defaults, not compacted): `sluice model publish` or the centre does. */
   if (rd_kafka_conf_set(pc, "linger.ms", "5", err, errlen) ||
+      rd_kafka_conf_set(pc, "allow.auto.create.topics", "false", err, errlen) ||
       rd_kafka_conf_set(pc, "message.timeout.ms", "0", err, errlen)) {
     rd_kafka_conf_destroy(pc);
     return SL_ECONFIG;
