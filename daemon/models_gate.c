@@ -149,21 +149,34 @@ static void take(sl_models_gate_t *g, const Sluice__V1__InferenceAggregate *a) {
   sl_model_t *m = sl_models__find(g->dm->models, a->model);
   sl_model_info_t in;
   pending_t *p = NULL, *free_slot = NULL;
+  char active[129];
   bool cand;
   if (!m)
     return;
   sl_model_info(m, &in);
   if (in.phase != SL_MODEL_TRIAL)
     return;
-  cand = !strcmp(a->model_version, in.active_version);
+  /* A copy: feeding a window may roll the version back and free the
+   * manifest in.active_version points into. */
+  snprintf(active, sizeof(active), "%s", in.active_version);
+  cand = !strcmp(a->model_version, active);
   if (!cand && a->role != SLUICE__V1__INFERENCE_ROLE__INFERENCE_ROLE_PRIMARY)
     return;
-  /* A later window of the model closes the earlier ones. */
+  /* Windows of an earlier trial go; a later window of the model closes
+   * the earlier ones. */
   for (int i = 0; i < MAX_PENDING; i++) {
     pending_t *q = &g->pend[i];
-    if (q->used && !strcmp(q->model, a->model) && q->start < a->window_start_ns)
+    if (!q->used || strcmp(q->model, a->model))
+      continue;
+    if (strcmp(q->version, active))
+      memset(q, 0, sizeof(*q));
+    else if (q->start < a->window_start_ns)
       feed(g, q);
   }
+  /* The trial may have ended on one of those windows. */
+  sl_model_info(m, &in);
+  if (in.phase != SL_MODEL_TRIAL || strcmp(in.active_version, active))
+    return;
   for (int i = 0; i < MAX_PENDING; i++) {
     pending_t *q = &g->pend[i];
     if (q->used && !strcmp(q->model, a->model) &&
@@ -177,7 +190,7 @@ static void take(sl_models_gate_t *g, const Sluice__V1__InferenceAggregate *a) {
       return;
     p->used = true;
     snprintf(p->model, sizeof(p->model), "%s", a->model);
-    snprintf(p->version, sizeof(p->version), "%s", in.active_version);
+    snprintf(p->version, sizeof(p->version), "%s", active);
     p->start = a->window_start_ns;
   }
   if (cand) {
