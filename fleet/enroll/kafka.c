@@ -17,6 +17,7 @@ struct sl_enroll_kafka {
   rd_kafka_t *rk;
   sl_enroll_kconf_t c;
   char topics[SL_ENROLL_T_N][256];
+  int parts[SL_ENROLL_T_N]; /* partition counts once known (0: not yet) */
 };
 
 struct sl_enroll_reader {
@@ -187,9 +188,14 @@ int sl_enroll_partitions(sl_enroll_kafka_t *k, int t, char *err,
 
 int sl_enroll_produce(sl_enroll_kafka_t *k, int t, const char *node_id,
                       const void *val, size_t len, char *err, size_t errlen) {
-  int parts = topic_parts(k->rk, k->topics[t], err, errlen);
+  /* The count is asked once (a metadata round trip per answer slowed a
+   * burst of enrolments); partitions are never removed, and one added
+   * later moves keys: the topics are created once, with their count. */
+  int parts = k->parts[t] ? k->parts[t]
+                          : topic_parts(k->rk, k->topics[t], err, errlen);
   if (parts < 0)
     return parts;
+  k->parts[t] = parts;
   int32_t p = sl_fleet_partition(node_id, strlen(node_id), parts);
   volatile rd_kafka_resp_err_t dr = RD_KAFKA_RESP_ERR__IN_PROGRESS;
   rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -205,6 +211,7 @@ int sl_enroll_produce(sl_enroll_kafka_t *k, int t, const char *node_id,
   for (int i = 0; i < 600 && dr == RD_KAFKA_RESP_ERR__IN_PROGRESS; i++)
     rd_kafka_poll(k->rk, 100);
   if (dr) {
+    k->parts[t] = 0; /* asked again next time */
     snprintf(err, errlen, "%s: %s", k->topics[t],
              dr == RD_KAFKA_RESP_ERR__IN_PROGRESS ? "not delivered in 60 s"
                                                   : rd_kafka_err2str(dr));

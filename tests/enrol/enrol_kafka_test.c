@@ -51,6 +51,7 @@
   } while (0)
 
 #define PARTS 3
+#define BURST 10
 #define PREFIX "sluice.fleet."
 
 static char dir[] = "/tmp/enrol_kafka.XXXXXX";
@@ -245,7 +246,23 @@ static void mknode(node_t *n, const char *name) {
 }
 
 /* The node's request, sent with the claim certificate. */
+static int64_t wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Sends n's request (a renewal with renewal) through producer rk, made
+ * with the claim certificate; returns its time. */
+static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
+                          const char *label, bool renewal);
+
 static void request(const node_t *n, const char *serial, const char *label) {
+  (void)request_on(NULL, n, serial, label, false);
+}
+
+static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
+                          const char *label, bool renewal) {
   Sluice__V1__EnrolRequest r = SLUICE__V1__ENROL_REQUEST__INIT;
   Sluice__V1__EnrolRequest__LabelsEntry e =
       SLUICE__V1__ENROL_REQUEST__LABELS_ENTRY__INIT;
@@ -258,7 +275,8 @@ static void request(const node_t *n, const char *serial, const char *label) {
   r.dmi_serial = (char *)serial;
   r.claim = "plant-7";
   r.arch = "x86_64";
-  r.time_ns = (int64_t)time(NULL) * 1000000000LL;
+  r.time_ns = wall_ns();
+  r.renewal = renewal;
   if (label) {
     snprintf(kv, sizeof(kv), "%s", label);
     char *eq = strchr(kv, '=');
@@ -271,17 +289,37 @@ static void request(const node_t *n, const char *serial, const char *label) {
   size_t len = sluice__v1__enrol_request__get_packed_size(&r);
   uint8_t *buf = malloc(len);
   sluice__v1__enrol_request__pack(&r, buf);
-  rd_kafka_resp_err_t err = produce_as(
-      "claim", PREFIX "enrol.requests",
-      sl_fleet_partition(n->id, strlen(n->id), PARTS), n->id, buf, len);
+  int32_t part = sl_fleet_partition(n->id, strlen(n->id), PARTS);
+  if (rk) { /* a burst: queued on one producer, flushed by the caller */
+    rd_kafka_resp_err_t pe = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(PREFIX "enrol.requests"),
+        RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY(n->id, strlen(n->id)),
+        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    CHECK(!pe, "produce: %s", rd_kafka_err2str(pe));
+    free(buf);
+    return r.time_ns;
+  }
+  rd_kafka_resp_err_t err =
+      produce_as("claim", PREFIX "enrol.requests", part, n->id, buf, len);
   free(buf);
   CHECK(!err, "the claim could not send %s's request: %s", n->name,
         rd_kafka_err2str(err));
+  return r.time_ns;
 }
 
 /* Waits (as the claim, from the node's partition) for a response to n
  * with decision want; returns it (owned). */
+static Sluice__V1__EnrolResponse *await_since(const node_t *n, int want,
+                                              int64_t since_ns);
+
 static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
+  return await_since(n, want, 0);
+}
+
+/* ... one no older than since_ns. */
+static Sluice__V1__EnrolResponse *await_since(const node_t *n, int want,
+                                              int64_t since_ns) {
   char e[512];
   rd_kafka_conf_t *c = ssl_conf("claim");
   char group[64];
@@ -311,7 +349,8 @@ static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
         !memcmp(m->key, n->id, m->key_len)) {
       Sluice__V1__EnrolResponse *r =
           sluice__v1__enrol_response__unpack(NULL, m->len, m->payload);
-      if (r && (int)r->decision == want && !strcmp(r->key_sha256, n->sha))
+      if (r && (int)r->decision == want && !strcmp(r->key_sha256, n->sha) &&
+          r->time_ns >= since_ns)
         got = r;
       else if (r)
         sluice__v1__enrol_response__free_unpacked(r, NULL);
@@ -323,6 +362,48 @@ static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
   CHECK(got, "no %d answer for %s (service log: %s/service.log)", want, n->name,
         dir);
   return got;
+}
+
+/* Waits, with one consumer over every partition of the responses, until
+ * each of the n nodes has an APPROVED answer for its key. */
+static void await_all(const node_t *nodes, int n) {
+  char e[512];
+  bool done[64] = {0};
+  int left = n;
+  rd_kafka_conf_t *c = ssl_conf("claim");
+  rd_kafka_conf_set(c, "group.id", "sluice-enrol-burst", e, sizeof(e));
+  rd_kafka_conf_set(c, "enable.auto.commit", "false", e, sizeof(e));
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof(e));
+  CHECK(rk && n <= 64, "consumer: %s", e);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+  for (int p = 0; p < PARTS; p++)
+    rd_kafka_topic_partition_list_add(l, PREFIX "enrol.responses", p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  uint64_t deadline = now_ms() + 60000;
+  while (left && now_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (!m)
+      continue;
+    Sluice__V1__EnrolResponse *r =
+        m->err ? NULL
+               : sluice__v1__enrol_response__unpack(NULL, m->len, m->payload);
+    for (int i = 0; r && i < n; i++)
+      if (!done[i] && !strcmp(r->node_id, nodes[i].id) &&
+          !strcmp(r->key_sha256, nodes[i].sha) &&
+          r->decision == SLUICE__V1__ENROL_DECISION_KIND__ENROL_APPROVED) {
+        done[i] = true;
+        left--;
+      }
+    if (r)
+      sluice__v1__enrol_response__free_unpacked(r, NULL);
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_assign(rk, NULL);
+  rd_kafka_destroy(rk);
+  CHECK(!left, "%d of %d burst nodes not approved (%s/service.log)", left, n,
+        dir);
 }
 
 static void start_service(void) {
@@ -501,7 +582,50 @@ int main(int argc, char **argv) {
     rd_kafka_destroy(rk);
   }
 
-  /* 4. Revocation: REVOKED, and the broker refuses node-a from then on. */
+  /* 4. A renewal of node-a's key: approved by itself, a new certificate
+   * (another serial), the labels approved before. */
+  /* Serial and labels that no rule would approve: only the key counts. */
+  int64_t renewal_ns = request_on(NULL, &a, "whatever", "site=x", true);
+  Sluice__V1__EnrolResponse *rn = NULL;
+  rn = await_since(&a, 1, renewal_ns);
+  CHECK(rn->n_labels == 1 && !strcmp(rn->labels[0]->value, "plant-7"),
+        "a renewal must keep the approved labels");
+  snprintf(path, sizeof(path), "%s/node-a2.crt", dir);
+  f = fopen(path, "w");
+  fputs(rn->cert_pem, f);
+  fclose(f);
+  CHECK(run("cd %s && test \"$(openssl x509 -in node-a.crt -noout -serial)\" "
+            "!= \"$(openssl x509 -in node-a2.crt -noout -serial)\"",
+            dir) == 0,
+        "the renewal did not sign a new certificate");
+  sluice__v1__enrol_response__free_unpacked(rn, NULL);
+
+  /* 5. A burst: BURST new boxes ask at once; time until all are approved
+   * (what the service adds to a node's enrolment). */
+  {
+    node_t burst[BURST];
+    char e[512];
+    rd_kafka_conf_t *c = ssl_conf("claim");
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+    CHECK(rk, "%s", e);
+    for (int i = 0; i < BURST; i++) {
+      char name[16];
+      snprintf(name, sizeof(name), "burst-%d", i);
+      mknode(&burst[i], name);
+    }
+    uint64_t t1 = now_ms();
+    for (int i = 0; i < BURST; i++)
+      (void)request_on(rk, &burst[i], "SN-2026-1000", "site=plant-7", false);
+    CHECK(rd_kafka_flush(rk, 30000) == 0, "burst not sent");
+    rd_kafka_destroy(rk);
+    await_all(burst, BURST);
+    for (int i = 0; i < BURST; i++)
+      free(burst[i].csr);
+    printf("burst: %d requests approved in %.2f s\n", BURST,
+           (double)(now_ms() - t1) / 1000.0);
+  }
+
+  /* 6. Revocation: REVOKED, and the broker refuses node-a from then on. */
   CHECK(run("%s fleet enroll revoke %s --brokers %s --reason stolen "
             ">/dev/null",
             sluice, a.id, admin) == 0,
