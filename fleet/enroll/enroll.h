@@ -233,4 +233,22 @@ int sl_enroll_acls_apply(sl_enroll_kafka_t *k, const char *principal,
                          const sl_enroll_acl_t *acls, size_t n, bool del,
                          char *err, size_t errlen);
 
+/* The same for np principals at once (principals[p] gets acls[p][0 ..
+ * n[p]-1]): one CreateAcls (DeleteAcls) request, one controller commit, for
+ * a whole pass of approvals. */
+int sl_enroll_acls_apply_many(sl_enroll_kafka_t *k, size_t np,
+                              const char *const *principals,
+                              const sl_enroll_acl_t *const *acls,
+                              const size_t *n, bool del, char *err,
+                              size_t errlen);
+
+/* Produces n records (vals[i], lens[i]) keyed by ids[i] to topic t, each on
+ * its node's partition, and waits for every delivery: errs[i] is 0 or
+ * SL_EKAFKA. Returns 0 when all were delivered (else the last error in
+ * err). */
+int sl_enroll_produce_many(sl_enroll_kafka_t *k, int t, size_t n,
+                           const char *const *ids, const void *const *vals,
+                           const size_t *lens, int *errs, char *err,
+                           size_t errlen);
+
 #endif /* SL_ENROLL_H */
