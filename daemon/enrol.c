@@ -30,6 +30,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/enrol.h"
+#include "daemon/kclient.h"
 #include "fleet/fleet.h"
 #include "security/identity.h"
 #include "sluice/v1/enrol.pb-c.h"
@@ -243,17 +244,9 @@ out:
   return buf;
 }
 
-/* librdkafka's logs in the daemon's format. */
-static void klog(const rd_kafka_t *rk, int level, const char *fac,
-                 const char *buf) {
-  (void)rk;
-  sl_log_kafka_cb(NULL, level, fac, buf);
-}
-
 static rd_kafka_conf_t *conf_for(struct sl_enrol *e, int node_cert, char *err,
                                  size_t errlen) {
-  rd_kafka_conf_t *c = rd_kafka_conf_new();
-  rd_kafka_conf_set_log_cb(c, klog);
+  rd_kafka_conf_t *c = sl_kclient_conf();
   const char *cert =
       node_cert ? sl_identity_cert_path(e->id) : e->bs->claim_cert;
   const char *key = node_cert ? sl_identity_key_path(e->id) : e->bs->claim_key;
@@ -264,34 +257,13 @@ static rd_kafka_conf_t *conf_for(struct sl_enrol *e, int node_cert, char *err,
       rd_kafka_conf_set(c, "ssl.key.location", key, err, errlen) ||
       rd_kafka_conf_set(c, "client.id", "sluice-enrol", err, errlen))
     goto fail;
-  for (size_t i = 0; i < e->bs->properties.n; i++) {
-    const char *p = e->bs->properties.v[i], *eq = strchr(p, '=');
-    char k[128];
-    if (!eq || (size_t)(eq - p) >= sizeof(k))
-      continue;
-    snprintf(k, sizeof(k), "%.*s", (int)(eq - p), p);
-    if (rd_kafka_conf_set(c, k, eq + 1, err, errlen))
-      goto fail;
-  }
+  if (sl_kclient_props(c, e->bs->properties.v, e->bs->properties.n, NULL, err,
+                       errlen) < 0)
+    goto fail;
   return c;
 fail:
   rd_kafka_conf_destroy(c);
   return NULL;
-}
-
-static int32_t partitions_of(rd_kafka_t *rk, const char *topic) {
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  int32_t n = 0;
-  if (!rkt)
-    return 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, 2000) == 0 && md->topic_cnt == 1 &&
-      !md->topics[0].err)
-    n = md->topics[0].partition_cnt;
-  if (md)
-    rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
-  return n;
 }
 
 static void *enrol_thread(void *arg) {
@@ -301,21 +273,22 @@ static void *enrol_thread(void *arg) {
   uint64_t next_send = 0, retry = e->dm->in.cfg->enrol.retry_ms * 1000000;
   uint8_t *best = NULL;
   size_t best_len = 0;
-  int warned = 0;
+  int warned = -1; /* the last reason logged */
 
   while (!atomic_load(&e->stop)) {
     if (!preq || !presp) {
-      preq = partitions_of(e->prod, e->t_req);
-      presp = partitions_of(e->cons, e->t_resp);
+      rd_kafka_resp_err_t w1 = 0, w2 = 0;
+      preq = sl_kclient_partitions(e->prod, e->t_req, 500, &w1);
+      presp = sl_kclient_partitions(e->cons, e->t_resp, 500, &w2);
       if (!preq || !presp) {
-        if (!warned++)
+        rd_kafka_resp_err_t w = w1 ? w1 : w2;
+        if ((int)w != warned) /* each new reason once */
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
-                  "enrolment: %s or %s not reachable yet (brokers down, "
-                  "topics missing, or the claim certificate refused); "
-                  "retrying",
-                  e->t_req, e->t_resp);
+                  "enrolment: %s or %s not reachable yet (%s); retrying",
+                  e->t_req, e->t_resp, rd_kafka_err2str(w));
+        warned = (int)w;
         preq = presp = 0;
-        rd_kafka_poll(e->prod, 1000);
+        rd_kafka_poll(e->prod, 200);
         continue;
       }
       rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);

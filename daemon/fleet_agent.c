@@ -39,6 +39,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/enrol.h"
+#include "daemon/kclient.h"
 #include "daemon/fleet_agent.h"
 #include "fleet/fleet.h"
 #include "sluice/v1/fleet.pb-c.h"
@@ -375,23 +376,13 @@ out:
 static int learn_partitions(sl_fleet_agent_t *fa) {
   int missing = 0;
   for (int t = 0; t < T_N; t++) {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt;
+    int32_t n;
     if (atomic_load(&fa->parts[t]) > 0)
       continue;
-    rkt = rd_kafka_topic_new(fa->prod, fa->topic[t], NULL);
-    if (!rkt)
-      return -1;
-    if (rd_kafka_metadata(fa->prod, 0, rkt, &md, 2000) ==
-            RD_KAFKA_RESP_ERR_NO_ERROR &&
-        md->topic_cnt == 1 && !md->topics[0].err &&
-        md->topics[0].partition_cnt > 0)
-      atomic_store(&fa->parts[t], md->topics[0].partition_cnt);
+    if ((n = sl_kclient_partitions(fa->prod, fa->topic[t], 500, NULL)) > 0)
+      atomic_store(&fa->parts[t], n);
     else
       missing++;
-    if (md)
-      rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
   }
   return missing ? -1 : 0;
 }
@@ -414,7 +405,7 @@ static void *kafka_thread(void *arg) {
                   "created, or the "
                   "brokers are down); retrying",
                   fa->topic[T_DESIRED]);
-        rd_kafka_poll(fa->prod, 500);
+        rd_kafka_poll(fa->prod, 200);
         continue;
       }
       int32_t p = sl_fleet_partition(id, idlen, atomic_load(&fa->parts[0]));
@@ -599,47 +590,25 @@ int sl_fleet_agent_boot(sl_daemon_t *dm, char *err, size_t errlen) {
   return 0;
 }
 
-/* librdkafka's logs in the daemon's format. */
-static void klog(const rd_kafka_t *rk, int level, const char *fac,
-                 const char *buf) {
-  (void)rk;
-  sl_log_kafka_cb(NULL, level, fac, buf);
-}
-
 static rd_kafka_conf_t *kconf(const sl_daemon_t *dm, const char *brokers,
                               char *err, size_t errlen) {
   const sl_config_t *cfg = dm->in.cfg;
-  rd_kafka_conf_t *c = rd_kafka_conf_new();
-  rd_kafka_conf_set_log_cb(c, klog);
+  rd_kafka_conf_t *c = sl_kclient_conf();
   if (rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, errlen) ||
       rd_kafka_conf_set(c, "client.id", "sluice-fleet", err, errlen))
     goto fail;
-  for (size_t i = 0; i < cfg->kafka.properties.n; i++) {
-    const char *p = cfg->kafka.properties.v[i], *eq = strchr(p, '=');
-    char k[128];
-    if (!eq || (size_t)(eq - p) >= sizeof(k))
-      continue;
-    memcpy(k, p, (size_t)(eq - p));
-    k[eq - p] = '\0';
-    if (!strncmp(k, "transactional.", 14) || !strcmp(k, "enable.idempotence"))
-      continue; /* the uplink's producer settings, not the fleet's */
-    if (rd_kafka_conf_set(c, k, eq + 1, err, errlen))
-      goto fail;
-  }
+  /* The uplink's transactional settings are not the fleet's. */
+  if (sl_kclient_props(c, cfg->kafka.properties.v, cfg->kafka.properties.n,
+                       "transactional.", err, errlen) < 0)
+    goto fail;
   if (*cfg->kafka.ssl_key_location &&
       rd_kafka_conf_set(c, "ssl.key.location", cfg->kafka.ssl_key_location, err,
                         errlen))
     goto fail;
-  for (size_t i = 0; i < dm->kx.nprops; i++) { /* enrolment's identity */
-    const char *p = dm->kx.props[i], *eq = strchr(p, '=');
-    char k[128];
-    if (!eq || (size_t)(eq - p) >= sizeof(k))
-      continue;
-    memcpy(k, p, (size_t)(eq - p));
-    k[eq - p] = '\0';
-    if (rd_kafka_conf_set(c, k, eq + 1, err, errlen))
-      goto fail;
-  }
+  /* Enrolment's identity. */
+  if (sl_kclient_props(c, (char *const *)dm->kx.props, dm->kx.nprops, NULL, err,
+                       errlen) < 0)
+    goto fail;
   return c;
 fail:
   rd_kafka_conf_destroy(c);
