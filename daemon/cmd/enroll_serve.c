@@ -349,8 +349,15 @@ static void handle(svc_t *s, ev_node_t *n) {
   if (answered(n) && n->resp->decision != SL_ENROLL_PENDING)
     return;
   int kind;
-  if (sl_enroll_csr_check(n->req->csr_pem, n->req->key_sha256, key_hex, err,
-                          sizeof(err))) {
+  if (!n->req->node_id || strcmp(n->req->node_id, n->id)) {
+    /* The certificate's CN is the record's key: a request naming another
+     * id in its body would have the rules judge one id and sign another. */
+    kind = SL_ENROLL_DENIED;
+    snprintf(reason, sizeof(reason),
+             "the request's node_id \"%.64s\" is not its record's key",
+             n->req->node_id ? n->req->node_id : "");
+  } else if (sl_enroll_csr_check(n->req->csr_pem, n->req->key_sha256, key_hex,
+                                 err, sizeof(err))) {
     kind = SL_ENROLL_DENIED;
     snprintf(reason, sizeof(reason), "bad request: %s", err);
   } else {

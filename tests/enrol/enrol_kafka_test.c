@@ -56,6 +56,9 @@
 
 static char dir[] = "/tmp/enrol_kafka.XXXXXX";
 static const char *sluice, *kafka_sh;
+/* When set, the next request's body names this node id (its record is
+ * still keyed by the node's). */
+static const char *body_id;
 static char admin[128], ssl_boot[128];
 static pid_t service = -1;
 static bool kafka_up;
@@ -268,7 +271,7 @@ static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
       SLUICE__V1__ENROL_REQUEST__LABELS_ENTRY__INIT;
   Sluice__V1__EnrolRequest__LabelsEntry *ep = &e;
   char kv[64];
-  r.node_id = (char *)n->id;
+  r.node_id = (char *)(body_id ? body_id : n->id);
   r.csr_pem = n->csr;
   r.key_sha256 = (char *)n->sha;
   r.hostname = (char *)n->name;
@@ -580,6 +583,24 @@ int main(int argc, char **argv) {
           "refused for another reason: %s", rd_kafka_error_string(te));
     rd_kafka_error_destroy(te);
     rd_kafka_destroy(rk);
+  }
+
+  /* A forged request: keyed by a pinned id ("press-07"), its body naming
+   * the id derived from its own key, which the rules would approve. */
+  {
+    node_t evil;
+    mknode(&evil, "evil");
+    char derived[32];
+    snprintf(derived, sizeof(derived), "%s", evil.id);
+    snprintf(evil.id, sizeof(evil.id), "press-07");
+    body_id = derived;
+    request(&evil, "SN-2026-0666", "site=plant-7");
+    body_id = NULL;
+    Sluice__V1__EnrolResponse *r = await(&evil, 2 /* DENIED */);
+    printf("forged request: DENIED: %s\n", r->reason);
+    CHECK(!r->cert_pem || !*r->cert_pem, "a certificate for a forged id");
+    sluice__v1__enrol_response__free_unpacked(r, NULL);
+    free(evil.csr);
   }
 
   /* 4. A renewal of node-a's key: approved by itself, a new certificate
