@@ -122,14 +122,14 @@ typedef struct sl_enroll_state {
 /*
  * Decides one request (its CSR already checked): returns SL_ENROLL_* and a
  * reason (static text or formatted into reason). In order: a revoked node
- * is REVOKED; an operator's decision newer than the node's approval is
- * that decision; a renewal of the approved key while its certificate is
- * valid is APPROVED (with auto_renew); a new key for a node id that holds a
- * valid approval waits for an operator (PENDING); an id of the derived
- * form ("sl-" + 20 hex digits of key_sha256) that is not the key's is
- * DENIED, a pinned id waits unless r->pinned_ids; then the rules (claim,
- * labels, serial, auto_approve). r may be NULL (no rules: every new
- * request waits).
+ * is REVOKED; an id of the derived form ("sl-" + 20 hex digits of
+ * key_sha256) that is not the key's is DENIED, whoever approves; an
+ * operator's decision newer than the node's approval is that decision; a
+ * renewal of the approved key while its certificate is valid is APPROVED
+ * (with auto_renew); a new key for a node id that holds a valid approval
+ * waits for an operator (PENDING); a pinned id waits unless r->pinned_ids;
+ * then the rules (claim, labels, serial, auto_approve). r may be NULL (no
+ * rules: every new request waits).
  */
 int sl_enroll_decide(const sl_enroll_rules_t *r,
                      const Sluice__V1__EnrolRequest *req,
