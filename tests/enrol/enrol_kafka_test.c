@@ -437,15 +437,15 @@ int main(int argc, char **argv) {
   }
   sluice = argv[1];
   kafka_sh = argv[2];
-  if (run("command -v java >/dev/null && command -v openssl >/dev/null") != 0) {
-    printf("enrol_kafka: SKIP: java or openssl is not installed\n");
+  if (run("command -v java >/dev/null && command -v openssl >/dev/null && "
+          "command -v kcat >/dev/null") != 0) {
+    printf("enrol_kafka: SKIP: java, openssl or kcat is not installed\n");
     return 77;
   }
   CHECK(mkdtemp(dir), "mkdtemp");
   if (run("%s fetch >%s/fetch.log 2>&1", kafka_sh, dir) != 0) {
-    printf("enrol_kafka: SKIP: the Kafka jars are not available (%s/fetch.log)"
-           "\n",
-           dir);
+    printf("enrol_kafka: SKIP: the Kafka jars are not available:\n");
+    run("tail -5 %s/fetch.log; rm -rf %s", dir, dir);
     return 77;
   }
   kafka_up = true;
