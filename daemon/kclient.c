@@ -34,8 +34,8 @@ int sl_kclient_props(rd_kafka_conf_t *c, char *const *items, size_t n,
   return 0;
 }
 
-int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
-                              int timeout_ms, rd_kafka_resp_err_t *why) {
+int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *why) {
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
   rd_kafka_resp_err_t e;

@@ -23,7 +23,7 @@ int sl_kclient_props(rd_kafka_conf_t *c, char *const *items, size_t n,
 /* Partitions of topic (metadata, at most timeout_ms), 0 when unknown;
  * why (may be NULL) receives the reason then (the request's or the
  * topic's error). */
-int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
-                              int timeout_ms, rd_kafka_resp_err_t *why);
+int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *why);
 
 #endif /* SL_KCLIENT_H */

@@ -460,8 +460,7 @@ int enroll_serve(const enroll_opts_t *o) {
       goto done;
     }
     if (tries == 0)
-      fprintf(stderr, "sluice fleet enroll: %s: waiting for the topics\n",
-              err);
+      fprintf(stderr, "sluice fleet enroll: %s: waiting for the topics\n", err);
     sleep(1); /* a service start waiting for its topics: not a test */
   }
   signal(SIGINT, on_signal);
