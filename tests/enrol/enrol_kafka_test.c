@@ -12,9 +12,11 @@
  *   - `sluice fleet enroll` approves a request its rules accept (a
  *     certificate for the node's key, CN = node id) and leaves another
  *     PENDING, listed in the lobby, until `enroll approve` (with labels);
- *   - the node's certificate produces to its data topic and reads desired,
- *     and is refused another node's transactional id
- *     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+ *   - the node's certificate produces to its data topic, reads desired and
+ *     commits a transaction with its own transactional id, and is refused
+ *     another node's (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); those two
+ *     ids' ACLs come from `scripts/kafka.sh acls` (Kafka's AclCommand:
+ *     librdkafka 2.0 cannot make them);
  *   - `enroll revoke` answers REVOKED and removes its ACLs: the broker
  *     refuses its next produce.
  *
@@ -556,8 +558,23 @@ int main(int argc, char **argv) {
         "the operator's labels were not the approved ones");
   sluice__v1__enrol_response__free_unpacked(rb, NULL);
 
-  /* 3. node-a as itself: its data topic and desired yes, another node's
-   * transactional id no. */
+  /* The transactional ids' ACLs, as the table in fleet/enroll/acl.c says
+   * (literal sluice-<id> and sluice-<id>.1), through Kafka's AclCommand:
+   * Debian 12's librdkafka cannot name them, and the service's
+   * --txn-acl-command (one JVM per node) is enrol_auto's. */
+  CHECK(run("SLUICE_KAFKA_DIR=%s/kafka %s acls --add --allow-principal "
+            "User:%s --operation Write --operation Describe "
+            "--transactional-id sluice-%s --transactional-id sluice-%s.1 "
+            ">>%s/txn-acls.log 2>&1 && SLUICE_KAFKA_DIR=%s/kafka %s acls "
+            "--add --allow-principal User:%s --operation Write --operation "
+            "Describe --transactional-id sluice-%s --transactional-id "
+            "sluice-%s.1 >>%s/txn-acls.log 2>&1",
+            dir, kafka_sh, a.id, a.id, a.id, dir, dir, kafka_sh, b.id, b.id,
+            b.id, dir) == 0,
+        "kafka.sh acls failed (%s/txn-acls.log)", dir);
+
+  /* 3. node-a as itself: its data topic, desired and its own
+   * transactional id yes; node-b's transactional id no. */
   err = produce_as("node-a", "sluice.readings", 0, a.id, "event", 5);
   CHECK(!err, "node-a could not produce to its data topic: %s",
         rd_kafka_err2name(err));
@@ -582,6 +599,26 @@ int main(int argc, char **argv) {
               RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
           "refused for another reason: %s", rd_kafka_error_string(te));
     rd_kafka_error_destroy(te);
+    rd_kafka_destroy(rk);
+    /* Its own: the transactional producer the uplink runs. */
+    c = ssl_conf("node-a");
+    snprintf(txn, sizeof(txn), "sluice-%s", a.id);
+    CHECK(!rd_kafka_conf_set(c, "transactional.id", txn, e, sizeof(e)), "%s",
+          e);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+    CHECK(rk, "%s", e);
+    te = rd_kafka_init_transactions(rk, 30000);
+    CHECK(!te, "node-a refused its own transactional id: %s",
+          rd_kafka_error_string(te));
+    te = rd_kafka_begin_transaction(rk);
+    CHECK(!te, "begin_transaction: %s", rd_kafka_error_string(te));
+    CHECK(!rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.readings"),
+                             RD_KAFKA_V_VALUE("txn", 3), RD_KAFKA_V_END),
+          "produce in a transaction");
+    te = rd_kafka_commit_transaction(rk, 30000);
+    CHECK(!te, "node-a could not commit with its transactional id: %s",
+          rd_kafka_error_string(te));
+    printf("node-a committed a transaction as %s\n", txn);
     rd_kafka_destroy(rk);
   }
 
