@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <time.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "common/common.h"
 #include "daemon/cmd/enroll_int.h"
 
@@ -310,9 +312,19 @@ static void node_acls(svc_t *s, const char *id, bool del) {
   char principal[300];
   if (!s->o->manage_acls)
     return;
-  size_t n = sl_enroll_acls_node(&s->o->acl, id, acls);
+  size_t n = sl_enroll_acls_node(&s->o->acl, id, acls), m = 0;
   snprintf(principal, sizeof(principal), "User:%s", id);
-  if (enroll_acls(s->k, principal, acls, n, del))
+  /* A revoked node keeps reading its enrolment answers (and the group its
+   * consumer names): it learns it was revoked from <prefix>enrol.responses
+   * and wipes its key. Everything else goes. */
+  for (size_t i = 0; i < n; i++) {
+    bool keep = del && acls[i].operation == RD_KAFKA_ACL_OPERATION_READ &&
+                (acls[i].resource == RD_KAFKA_RESOURCE_GROUP ||
+                 strstr(acls[i].name, "enrol.responses"));
+    if (!keep)
+      acls[m++] = acls[i];
+  }
+  if (enroll_acls(s->k, principal, acls, m, del))
     s->failed++;
 }
 

@@ -315,18 +315,23 @@ static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
 
 /* Waits (as the claim, from the node's partition) for a response to n
  * with decision want; returns it (owned). */
-static Sluice__V1__EnrolResponse *await_since(const node_t *n, int want,
-                                              int64_t since_ns);
+static Sluice__V1__EnrolResponse *await_as(const char *cert, const node_t *n,
+                                           int want, int64_t since_ns);
 
 static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
-  return await_since(n, want, 0);
+  return await_as("claim", n, want, 0);
 }
 
-/* ... one no older than since_ns. */
 static Sluice__V1__EnrolResponse *await_since(const node_t *n, int want,
                                               int64_t since_ns) {
+  return await_as("claim", n, want, since_ns);
+}
+
+/* ... one no older than since_ns, read with certificate cert. */
+static Sluice__V1__EnrolResponse *await_as(const char *cert, const node_t *n,
+                                           int want, int64_t since_ns) {
   char e[512];
-  rd_kafka_conf_t *c = ssl_conf("claim");
+  rd_kafka_conf_t *c = ssl_conf(cert);
   char group[64];
   /* The group id the node's enrolment client names (daemon/enrol.c): the
    * claim's ACLs allow it. */
@@ -688,7 +693,8 @@ int main(int argc, char **argv) {
             ">/dev/null",
             sluice, a.id, admin) == 0,
         "enroll revoke");
-  ra = await(&a, 3 /* REVOKED */);
+  /* Read as node-a itself: a revoked node keeps reading its answers. */
+  ra = await_as("node-a", &a, 3 /* REVOKED */, 0);
   sluice__v1__enrol_response__free_unpacked(ra, NULL);
   uint64_t deadline = now_ms() + 30000;
   do {
