@@ -152,7 +152,8 @@ typedef struct svc {
     uint8_t *buf;
     size_t len;
     int kind;
-    bool grant; /* the node's ACLs first */
+    bool grant;      /* the node's ACLs first */
+    ev_node_t *node; /* stable through the pass: no record is read */
   } * out;
   size_t n_out, cap_out;
 } svc_t;
@@ -206,6 +207,7 @@ static int answer(svc_t *s, ev_node_t *n, int kind, const char *reason,
   sluice__v1__enrol_response__pack(&r, o->buf);
   o->kind = kind;
   o->grant = kind == SL_ENROLL_APPROVED;
+  o->node = n;
   s->n_out++;
   return 0;
 }
@@ -230,6 +232,8 @@ static void flush_answers(svc_t *s) {
   if (!principals || !acls || !counts || !lists || !names || !ids || !vals ||
       !lens || !errs) {
     s->failed += n;
+    for (size_t i = 0; i < n; i++)
+      s->out[i].node->dirty = true;
     goto done;
   }
   for (size_t i = 0; i < n && s->o->manage_acls; i++) {
@@ -268,6 +272,7 @@ static void flush_answers(svc_t *s) {
     struct out *o = &s->out[i];
     if (errs[i]) {
       s->failed++;
+      o->node->dirty = true; /* answered again in the next pass */
       printf("%s %s: answer %s not delivered: %s\n", ts, o->id,
              sl_enroll_decision_name(o->kind), err);
       continue;
