@@ -168,7 +168,9 @@ typedef struct sl_config_stream {
   uint64_t ttl_ms;   /* retention age, 0 = none */
   char *topic;       /* Kafka topic, default "sluice.<name>" */
   int format;        /* Kafka values: 0 protobuf, 1 json */
-  char *dedupe_key;  /* "" off, "attr.NAME" or "source+time" */
+  int compression;   /* SL_SYNC_COMPRESS_* (zstd lz4 gzip snappy none) */
+  uint64_t compression_level; /* 0: the codec's default */
+  char *dedupe_key;           /* "" off, "attr.NAME" or "source+time" */
   uint64_t dedupe_window_ms;
   uint64_t dedupe_max_keys;
 } sl_config_stream_t;

@@ -321,7 +321,8 @@ static rd_kafka_conf_t *producer_conf(sl_sync_t *up, const char *txn_id,
   rc |= set(conf, "acks", "all", errstr, errlen);
   rc |= set(conf, "enable.idempotence", "true", errstr, errlen);
   rc |= set(conf, "linger.ms", "1", errstr, errlen);
-  rc |= set(conf, "compression.type", "lz4", errstr, errlen);
+  /* compression.type is set per stream's topic (stream_topic_conf()); the
+   * checkpoint and gap records keep librdkafka's default (none). */
   rc |= set(conf, "batch.num.messages", "10000", errstr, errlen);
   rc |= set(conf, "reconnect.backoff.ms", "100", errstr, errlen);
   /* 1 s, not librdkafka's 10 s: after an outage each producer reconnects
@@ -381,6 +382,45 @@ static int txn_error(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
   return rc;
 }
 
+static const char *const codecs[] = {"zstd", "lz4", "gzip", "snappy", "none"};
+
+const char *sl_sync_compression_name(int codec) {
+  return codec >= 0 && (size_t)codec < SL_ARRAY_SIZE(codecs) ? codecs[codec]
+                                                             : NULL;
+}
+
+const char *sl_sync_compression_check(int codec, int64_t level) {
+  /* librdkafka's compression.level takes -1..12 whatever the codec (zstd
+   * stops at 12 there, not 22); gzip's own range ends at 9. */
+  static const int64_t max[] = {12, 12, 9, 0, 0};
+  if (!sl_sync_compression_name(codec))
+    return "is not zstd, lz4, gzip, snappy or none";
+  if (level < 0 || level > max[codec])
+    return max[codec] ? "compression_level is out of range for this codec "
+                        "(0: its default; zstd and lz4 1..12, gzip 1..9)"
+                      : "compression_level must be 0 for snappy and none "
+                        "(they have no levels)";
+  return NULL;
+}
+
+/* A stream's topic settings: the producer's defaults (the operator's
+ * topic-level kafka.properties such as message.timeout.ms included) with
+ * the stream's codec and level. Checked by sl_sync_new(), so the sets
+ * cannot fail. Owned by rd_kafka_topic_new(). */
+static rd_kafka_topic_conf_t *stream_topic_conf(rd_kafka_t *rk,
+                                                const sync_stream_t *s) {
+  rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(rk);
+  char e[256], lv[16];
+  (void)rd_kafka_topic_conf_set(tc, "compression.type",
+                                sl_sync_compression_name(s->compression), e,
+                                sizeof(e));
+  if (s->compression_level) {
+    snprintf(lv, sizeof(lv), "%d", s->compression_level);
+    (void)rd_kafka_topic_conf_set(tc, "compression.level", lv, e, sizeof(e));
+  }
+  return tc;
+}
+
 /* Opens producer p: with exactly-once, init_transactions() fences an older
  * instance with the same transactional.id and aborts what it left open. */
 static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
@@ -437,7 +477,18 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
   if (!p->rkt && !(p->rkt = calloc(up->nstreams + 1, sizeof(*p->rkt))))
     abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
-    p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
+    if (!(p->rkt[i] =
+              rd_kafka_topic_new(p->rk, up->streams[i].topic,
+                                 stream_topic_conf(p->rk, &up->streams[i])))) {
+      snprintf(errstr, errlen, "topic %s: %s", up->streams[i].topic,
+               rd_kafka_err2str(rd_kafka_last_error()));
+      while (i-- > 0) {
+        rd_kafka_topic_destroy(p->rkt[i]);
+        p->rkt[i] = NULL;
+      }
+      rc = SL_ECONFIG;
+      goto fail;
+    }
   /* The checkpoint topic's handle comes after ensure_ckpt_topic():
    * a handle asks for the topic's metadata, and a broker with
    * auto.create.topics.enable then makes it with its defaults (not

@@ -59,7 +59,29 @@ typedef struct sl_sync_stream_conf {
   const char *topic; /* Kafka topic (borrowed, copied) */
   uint8_t priority;  /* 0..9, higher is served first */
   bool json;         /* values as JSON (sl_event_json) instead of protobuf */
+  int compression;   /* SL_SYNC_COMPRESS_* (0: zstd) */
+  int compression_level; /* 0: the codec's default; else checked by
+                            sl_sync_compression_check() */
 } sl_sync_stream_conf_t;
+
+/* Record batch compression of a stream's topic (librdkafka's per-topic
+ * compression.type). Streams sharing a topic must agree (librdkafka keeps
+ * one setting per topic handle). Order = the config's enum. */
+enum {
+  SL_SYNC_COMPRESS_ZSTD = 0, /* the default: best ratio per CPU-µs */
+  SL_SYNC_COMPRESS_LZ4 = 1,
+  SL_SYNC_COMPRESS_GZIP = 2,
+  SL_SYNC_COMPRESS_SNAPPY = 3,
+  SL_SYNC_COMPRESS_NONE = 4
+};
+
+/* librdkafka's name of codec ("zstd", ..., "none"); NULL if unknown. */
+const char *sl_sync_compression_name(int codec);
+
+/* NULL when level suits codec (0 always does: the codec's default; zstd
+ * and lz4 take 1..12, gzip 1..9, snappy and none only 0), else why not
+ * (static text). */
+const char *sl_sync_compression_check(int codec, int64_t level);
 
 typedef struct sl_sync_opts {
   const char *node_id;            /* node identity (config node.id) */

@@ -46,6 +46,8 @@ typedef struct sync_stream {
   uint32_t id; /* store stream id */
   uint8_t priority;
   bool json;             /* values as JSON */
+  int compression;       /* SL_SYNC_COMPRESS_* of its topic */
+  int compression_level; /* 0: the codec's default */
   rd_kafka_topic_t *rkt; /* topic handle of the current producer */
   char ckpt_key[160];    /* "<node>/<stream>" */
   sl_sync_ckpt_t cp;     /* committed to Kafka (and then locally) */

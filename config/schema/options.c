@@ -56,6 +56,9 @@ static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
 static const char *const value_formats[] = {"protobuf", "json", NULL};
+/* Order of SL_SYNC_COMPRESS_* (sync/sync.h). */
+static const char *const compressions[] = {"zstd",   "lz4",  "gzip",
+                                           "snappy", "none", NULL};
 /* Order of sl_ingest_future_t. */
 static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
@@ -191,6 +194,10 @@ static void stream_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
     free(s->topic);
     s->topic = t;
   }
+  const char *why =
+      sl_sync_compression_check(s->compression, (int64_t)s->compression_level);
+  if (why)
+    sl_cfg_errf_at(errs, "compression_level", "%s", why);
 }
 
 static const sl_cfg_opt_t stream_opts[] = {
@@ -218,6 +225,20 @@ static const sl_cfg_opt_t stream_opts[] = {
                "dump` prints, header schema: sluice.v1.Event+json). Keys "
                "and headers are the same in both.",
                .enums = value_formats),
+    STREAM_OPT("compression", ENUM, compression, "zstd", RESTART,
+               "Kafka record batch compression of the stream's topic: zstd "
+               "(fewest bytes: for a metered uplink), lz4 (less CPU), gzip, "
+               "snappy or none. Streams sharing a topic "
+               "must agree. The broker keeps the batches as sent when the "
+               "topic has compression.type=producer (Kafka's default; "
+               "docs/DELIVERY.md \"Compression\").",
+               .enums = compressions),
+    STREAM_OPT("compression_level", UINT, compression_level, "0", RESTART,
+               "Codec level (librdkafka's compression.level): 0 = the "
+               "codec's default (zstd 3, lz4 fast, gzip 6); zstd and lz4 "
+               "1..12, gzip 1..9; snappy and none have none. Higher: fewer "
+               "bytes, more CPU.",
+               .min = "0", .max = "12"),
     STREAM_OPT("dedupe_key", STRING, dedupe_key, "", RESTART,
                "Drop replayed events (docs/DELIVERY.md#dedupe-window): "
                "attr.NAME (an attribute such as a message id) or "
@@ -828,12 +849,32 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   clients_finish(errs, "listeners.native.clients",
                  &cfg->listeners.native_clients);
   clients_finish(errs, "listeners.http.clients", &cfg->listeners.http_clients);
+  for (size_t i = 0; i < cfg->kafka.properties.n; i++) {
+    const char *kv = cfg->kafka.properties.v[i];
+    if (!strncmp(kv, "compression.", 12) && strchr(kv, '='))
+      sl_cfg_errf(errs, NULL, 0, 0, "kafka.properties",
+                  "%.*s is set per stream: use streams[].compression and "
+                  "streams[].compression_level",
+                  (int)(strchr(kv, '=') - kv), kv);
+  }
   if (cfg->mqtt.enabled && !cfg->mqtt.subscriptions.n && !cfg->mqtt.fanout.n &&
       !*cfg->mqtt.status_topic)
     sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
                 "mqtt.enabled needs subscriptions, fanout or a status topic");
   for (size_t i = 0; i < cfg->streams.n; i++) {
+    const sl_config_stream_t *a = &cfg->streams.v[i];
     for (size_t j = 0; j < i; j++) {
+      const sl_config_stream_t *b = &cfg->streams.v[j];
+      if (!strcmp(a->topic, b->topic) &&
+          (a->compression != b->compression ||
+           a->compression_level != b->compression_level)) {
+        char key[64];
+        SL_CFG_FMT(key, sizeof(key), "streams[%zu].compression", i);
+        sl_cfg_errf(errs, NULL, 0, 0, key,
+                    "differs from streams[%zu]'s, which shares topic %.249s "
+                    "(librdkafka compresses per topic)",
+                    j, a->topic);
+      }
       if (!strcmp(cfg->streams.v[i].name, cfg->streams.v[j].name)) {
         char key[64];
         SL_CFG_FMT(key, sizeof(key), "streams[%zu].name", i);
