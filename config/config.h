@@ -168,6 +168,7 @@ typedef struct sl_config_stream {
   uint64_t ttl_ms;   /* retention age, 0 = none */
   char *topic;       /* Kafka topic, default "sluice.<name>" */
   int format;        /* Kafka values: 0 protobuf, 1 json */
+  int json_layout;   /* format json: 0 full, 1 compact */
   int compression;   /* SL_SYNC_COMPRESS_* (zstd lz4 gzip snappy none) */
   uint64_t compression_level; /* 0: the codec's default */
   char *dedupe_key;           /* "" off, "attr.NAME" or "source+time" */

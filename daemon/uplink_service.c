@@ -81,6 +81,7 @@ static size_t uplink_streams(sl_daemon_t *dm, sl_uplink_t *ul,
         sc[nsc].topic = cfg->streams.v[j].topic;
         sc[nsc].priority = (uint8_t)cfg->streams.v[j].priority;
         sc[nsc].json = cfg->streams.v[j].format == 1;
+        sc[nsc].json_compact = cfg->streams.v[j].json_layout == 1;
         sc[nsc].compression = cfg->streams.v[j].compression;
         sc[nsc].compression_level = (int)cfg->streams.v[j].compression_level;
       }

@@ -237,7 +237,7 @@ static bool cap_wait(sl_sync_t *up, const sync_lane_t *l, double bytes) {
 static size_t headers(const sl_sync_t *up, const sync_stream_t *s,
                       const sync_lane_t *l, uint64_t off, char *offbuf,
                       size_t offlen, rd_kafka_vu_t *h) {
-  const char *schema = s->json ? "sluice.v1.Event+json" : "sluice.v1.Event";
+  const char *schema = sync__schema(s);
   int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
   size_t nh = 0;
   hdr(&h[nh++], "node", up->node_id, -1);

@@ -657,7 +657,9 @@ long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
   /* Straight from the event into the reusable buffer (no jansson tree). */
   sl_jbuf_t b = {.p = up->jbuf, .cap = up->jbuf_cap};
-  long n = sl_event_json_write(&b, s->name, off, e, append_time_ns);
+  long n = s->json_compact
+               ? sl_event_json_write_compact(&b, e, append_time_ns)
+               : sl_event_json_write(&b, s->name, off, e, append_time_ns);
   up->jbuf = b.p;
   up->jbuf_cap = b.cap;
   return n;

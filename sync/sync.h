@@ -59,6 +59,8 @@ typedef struct sl_sync_stream_conf {
   const char *topic; /* Kafka topic (borrowed, copied) */
   uint8_t priority;  /* 0..9, higher is served first */
   bool json;         /* values as JSON (sl_event_json) instead of protobuf */
+  bool json_compact; /* with json: the compact layout (short keys, defaults
+                        left out: sl_event_json_write_compact) */
   int compression;   /* SL_SYNC_COMPRESS_* (0: zstd) */
   int compression_level; /* 0: the codec's default; else checked by
                             sl_sync_compression_check() */

@@ -46,6 +46,7 @@ typedef struct sync_stream {
   uint32_t id; /* store stream id */
   uint8_t priority;
   bool json;             /* values as JSON */
+  bool json_compact;     /* the compact JSON layout */
   int compression;       /* SL_SYNC_COMPRESS_* of its topic */
   int compression_level; /* 0: the codec's default */
   rd_kafka_topic_t *rkt; /* topic handle of the current producer */
@@ -245,6 +246,14 @@ int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
 /* Renders event e (offset off of stream s) as JSON into up->jbuf; returns
  * its length or a negative error. The value of a record of a json stream
  * (events from the lanes, gap records from checkpoint.c). */
+/* The schema header of s's records: sluice.v1.Event, sluice.v1.Event+json
+ * or sluice.v1.Event+json-compact. */
+static inline const char *sync__schema(const sync_stream_t *s) {
+  return !s->json          ? "sluice.v1.Event"
+         : s->json_compact ? "sluice.v1.Event+json-compact"
+                           : "sluice.v1.Event+json";
+}
+
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns);
 /* The poison list: records Kafka (a delivery report) or the lane refused

@@ -376,6 +376,7 @@ static int open_streams(sl_sync_t *up, const sl_sync_opts_t *opts, char *errstr,
     s->topic = dup_or(c->topic, "");
     s->priority = c->priority;
     s->json = c->json;
+    s->json_compact = c->json && c->json_compact;
     s->compression = c->compression;
     s->compression_level = c->compression_level;
     up->nstreams++;

@@ -326,6 +326,14 @@ static void test_stream_compression(void **state) {
   expect_err("node: {id: n}\nkafka:\n  properties:\n"
              "    - compression.type=lz4\n",
              "kafka.properties", "compression.type is set per stream");
+  /* json_layout: compact only with format json. */
+  cfg = load("node: {id: n}\nstreams:\n  - name: a\n    format: json\n"
+             "    json_layout: compact\n");
+  assert_int_equal(cfg->streams.v[0].json_layout, 1);
+  sl_config_free(cfg);
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n"
+             "    json_layout: compact\n",
+             "streams[0].json_layout", "format: json only");
 }
 
 static void test_kafka_properties_allow_list(void **state) {

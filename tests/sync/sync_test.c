@@ -605,9 +605,15 @@ static int scenario_compress(void) {
       {"zstd", "    format: json\n", 4}, /* the default */
       {"lz4", "    format: json\n    compression: lz4\n", 3},
       {"none", "    format: json\n    compression: none\n", 0},
+      /* the compact layout (docs/SCHEMAS.md), both codecs */
+      {"compact-none",
+       "    format: json\n    json_layout: compact\n    compression: none\n",
+       0},
+      {"compact-zstd", "    format: json\n    json_layout: compact\n", 4},
   };
   sync_json_values = true;
   for (size_t i = 0; i < SL_ARRAY_SIZE(cases); i++) {
+    sync_json_compact = !strncmp(cases[i].name, "compact", 7);
     sync_daemon_t d;
     char node[32], topic[32];
     snprintf(node, sizeof(node), "node-%s", cases[i].name);
