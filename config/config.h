@@ -296,6 +296,7 @@ typedef struct sl_config {
     uint64_t backlog_threshold;     /* events behind that open two lanes */
     int backlog_order;              /* 0 oldest_first, 1 newest_first */
     int record_timestamp;           /* SL_SYNC_TS_*: node, event, broker */
+    uint32_t omit_headers;          /* SL_SYNC_HDR_* bits not written */
   } kafka;
   struct {
     bool enabled;

@@ -56,6 +56,7 @@ static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
   o->props = props;
   o->nprops = np;
   o->serial_commits = !cfg->kafka.commit_pipeline;
+  o->omit_headers = cfg->kafka.omit_headers; /* a FLAGS row: not bindable */
   o->queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);
 }
 

@@ -232,21 +232,25 @@ static bool cap_wait(sl_sync_t *up, const sync_lane_t *l, double bytes) {
   return false;
 }
 
-/* The headers of the record of event off (at most 5; they borrow
- * offbuf). Returns their number. */
+/* The headers of the record of event off (at most 5, fewer with
+ * kafka.omit_headers; they borrow offbuf). Returns their number. */
 static size_t headers(const sl_sync_t *up, const sync_stream_t *s,
                       const sync_lane_t *l, uint64_t off, char *offbuf,
                       size_t offlen, rd_kafka_vu_t *h) {
-  const char *schema = sync__schema(s);
-  int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
+  uint32_t omit = up->o.omit_headers;
   size_t nh = 0;
-  hdr(&h[nh++], "node", up->node_id, -1);
-  hdr(&h[nh++], "stream", s->name, -1);
-  hdr(&h[nh++], "offset", offbuf, on);
-  hdr(&h[nh++], "schema", schema, -1);
-  if (l->historical) {
-    hdr(&h[nh++], "historical", "1", 1);
+  if (!(omit & SL_SYNC_HDR_NODE))
+    hdr(&h[nh++], "node", up->node_id, -1);
+  if (!(omit & SL_SYNC_HDR_STREAM))
+    hdr(&h[nh++], "stream", s->name, -1);
+  if (!(omit & SL_SYNC_HDR_OFFSET)) {
+    int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
+    hdr(&h[nh++], "offset", offbuf, on);
   }
+  if (!(omit & SL_SYNC_HDR_SCHEMA))
+    hdr(&h[nh++], "schema", sync__schema(s), -1);
+  if (l->historical && !(omit & SL_SYNC_HDR_HISTORICAL))
+    hdr(&h[nh++], "historical", "1", 1);
   return nh;
 }
 

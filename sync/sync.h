@@ -132,11 +132,25 @@ typedef struct sl_sync_opts {
    * clock + message.timestamp.after.max.ms]); the event's own time is in
    * the value whatever this says. */
   int record_timestamp; /* SL_SYNC_TS_* (default node) */
+  /* Record headers left off data records (SL_SYNC_HDR_* bits; 0: all
+   * written). Gap records always carry all of theirs. Exactly-once does not
+   * need any of them (the checkpoints carry the positions); consumers of
+   * at-least-once records drop repeats by node, stream and offset. */
+  uint32_t omit_headers;
   /* The node's wall clock (record timestamps, ages); NULL:
    * sl_now_wall_ns(). Tests inject a clock that runs ahead or steps. */
   int64_t (*wall_clock_ns)(void *opaque);
   void *clock_opaque; /* passed to wall_clock_ns */
 } sl_sync_opts_t;
+
+/* sl_sync_opts_t.omit_headers (bit i = the config's name i) */
+enum {
+  SL_SYNC_HDR_NODE = 1,       /* node: node.id */
+  SL_SYNC_HDR_STREAM = 2,     /* stream: the store stream */
+  SL_SYNC_HDR_OFFSET = 4,     /* offset: the store offset, decimal */
+  SL_SYNC_HDR_SCHEMA = 8,     /* schema: sluice.v1.Event[+json[-compact]] */
+  SL_SYNC_HDR_HISTORICAL = 16 /* historical: 1 on backlog-lane records */
+};
 
 /* sl_sync_opts_t.record_timestamp */
 enum {

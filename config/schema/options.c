@@ -64,6 +64,13 @@ static const char *const compressions[] = {"zstd",   "lz4",  "gzip",
 static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
                                              NULL};
+/* Bit i of kafka.omit_headers is SL_SYNC_HDR_* 1 << i (sync/sync.h). */
+static const char *const record_headers[] = {"node",   "stream",     "offset",
+                                             "schema", "historical", NULL};
+_Static_assert(SL_SYNC_HDR_NODE == 1 && SL_SYNC_HDR_STREAM == 2 &&
+                   SL_SYNC_HDR_OFFSET == 4 && SL_SYNC_HDR_SCHEMA == 8 &&
+                   SL_SYNC_HDR_HISTORICAL == 16,
+               "kafka.omit_headers names follow SL_SYNC_HDR_*");
 /* Order of SL_SYNC_TS_* (sync/sync.h). */
 static const char *const record_timestamps[] = {"node", "event",
                                                 "broker_estimate", NULL};
@@ -719,6 +726,15 @@ static const sl_cfg_opt_t root_opts[] = {
         "node whose clock is off delivering (docs/DELIVERY.md \"Clocks\").",
         .enums = record_timestamps,
         BIND(SYNC, sl_sync_opts_t, record_timestamp)),
+    OPT("kafka.omit_headers", FLAGS, kafka.omit_headers, "", RESTART,
+        "Record headers left off data records, to save bytes and "
+        "librdkafka's allocation per header: node, stream, offset, schema, "
+        "historical, or all. Exactly-once needs none of them (the "
+        "checkpoints carry the positions), but at_least_once consumers drop "
+        "repeats by node, stream and offset (refused here), and "
+        "json_layout: compact values carry no stream or offset (refused "
+        "too). Gap records keep theirs. docs/DELIVERY.md \"Headers\".",
+        .enums = record_headers),
 
     OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
         "Subscribe to an MQTT broker and ingest its messages."),
@@ -859,6 +875,22 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   clients_finish(errs, "listeners.native.clients",
                  &cfg->listeners.native_clients);
   clients_finish(errs, "listeners.http.clients", &cfg->listeners.http_clients);
+  const uint32_t dedupe_hdrs =
+      SL_SYNC_HDR_NODE | SL_SYNC_HDR_STREAM | SL_SYNC_HDR_OFFSET;
+  if (cfg->kafka.delivery == SL_CONFIG_DELIVERY_AT_LEAST_ONCE &&
+      (cfg->kafka.omit_headers & dedupe_hdrs))
+    sl_cfg_errf(errs, NULL, 0, 0, "kafka.omit_headers",
+                "must keep node, stream and offset with kafka.delivery "
+                "at_least_once: consumers drop repeats by them");
+  for (size_t i = 0; i < cfg->streams.n; i++)
+    if (cfg->streams.v[i].json_layout &&
+        (cfg->kafka.omit_headers & (SL_SYNC_HDR_STREAM | SL_SYNC_HDR_OFFSET))) {
+      char key[64];
+      SL_CFG_FMT(key, sizeof(key), "streams[%zu].json_layout", i);
+      sl_cfg_errf(errs, NULL, 0, 0, key,
+                  "compact values carry no stream or offset: "
+                  "kafka.omit_headers must keep both headers");
+    }
   for (size_t i = 0; i < cfg->kafka.properties.n; i++) {
     const char *kv = cfg->kafka.properties.v[i];
     if (!strncmp(kv, "compression.", 12) && strchr(kv, '='))

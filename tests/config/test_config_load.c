@@ -336,6 +336,32 @@ static void test_stream_compression(void **state) {
              "streams[0].json_layout", "format: json only");
 }
 
+/* kafka.omit_headers: names to bits, and what needs which header. */
+static void test_omit_headers(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node: {id: n}\nkafka:\n"
+                          "  omit_headers: [node, schema, historical]\n");
+  assert_int_equal(cfg->kafka.omit_headers, SL_SYNC_HDR_NODE |
+                                                SL_SYNC_HDR_SCHEMA |
+                                                SL_SYNC_HDR_HISTORICAL);
+  sl_config_free(cfg);
+  cfg = load("node: {id: n}\nkafka:\n  omit_headers: all\n");
+  assert_int_equal(cfg->kafka.omit_headers, 31);
+  sl_config_free(cfg);
+  cfg = load("node: {id: n}\nkafka:\n  delivery: at_least_once\n"
+             "  omit_headers: [schema, historical]\n");
+  sl_config_free(cfg);
+  expect_err("node: {id: n}\nkafka:\n  delivery: at_least_once\n"
+             "  omit_headers: [offset]\n",
+             "kafka.omit_headers", "at_least_once");
+  expect_err("node: {id: n}\nkafka:\n  omit_headers: [stream]\n"
+             "streams:\n  - name: a\n    format: json\n"
+             "    json_layout: compact\n",
+             "streams[0].json_layout", "must keep both headers");
+  expect_err("node: {id: n}\nkafka:\n  omit_headers: [key]\n",
+             "kafka.omit_headers");
+}
+
 static void test_kafka_properties_allow_list(void **state) {
   (void)state;
   sl_config_t *cfg =
@@ -758,6 +784,7 @@ int main(void) {
       cmocka_unit_test(test_secrets_redacted),
       cmocka_unit_test(test_kafka_properties_allow_list),
       cmocka_unit_test(test_stream_compression),
+      cmocka_unit_test(test_omit_headers),
       cmocka_unit_test(test_file_modes),
       cmocka_unit_test(test_config_file_mode),
       cmocka_unit_test(test_deep_nesting_refused),

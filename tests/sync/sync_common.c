@@ -20,6 +20,7 @@ const char *sync_bin, *sync_bootstrap;
 char sync_dir[256], sync_run_id[64];
 bool sync_json_values;
 bool sync_json_compact;
+const char *sync_headers_absent[6];
 bool sync_hist_newest_first;
 uint64_t sync_seq;
 int64_t sync_time_offset_ns;
@@ -477,6 +478,11 @@ void sync_consume(const char *topic, const char *node, const sync_expect_t *ex,
     }
     CHECK(header(m, "stream", hb, sizeof(hb)) && !strcmp(hb, "readings"),
           "stream header");
+    for (size_t k = 0; sync_headers_absent[k]; k++)
+      CHECK(header(m, "gap", lb, sizeof(lb)) ||
+                !header(m, sync_headers_absent[k], hb, sizeof(hb)),
+            "a data record carries header %s (kafka.omit_headers)",
+            sync_headers_absent[k]);
     if (node) {
       CHECK(header(m, "schema", hb, sizeof(hb)) &&
                 !strcmp(hb, !sync_json_values   ? "sluice.v1.Event"

@@ -21,6 +21,9 @@
  *   sync_test SLUICE tsrefuse events stamped 2 days ahead, record_timestamp
  *                             event: refused, named in /v1/status and the
  *                             metric; broker_estimate: exactly once
+ *   sync_test SLUICE headers  kafka.omit_headers node, schema, historical:
+ *                             none of them on a record, kill -9 rounds,
+ *                             exactly once
  *   sync_test SLUICE compress one daemon per codec (zstd by default, lz4,
  *                             none): the broker's stored batches carry it
  *   sync_test SLUICE sasl KAFKA_SH   a private Kafka with a SASL (PLAIN)
@@ -534,6 +537,37 @@ static int scenario_tsrefuse(void) {
   return 0;
 }
 
+/* kafka.omit_headers: records without node, schema and historical, kill -9
+ * rounds, exactly once. One lane: the consumer's order check tells the
+ * lanes apart by the historical header. */
+static int scenario_headers(void) {
+  sync_headers_absent[0] = "node";
+  sync_headers_absent[1] = "schema";
+  sync_headers_absent[2] = "historical";
+  const char *e = getenv("SL_SYNC_KILL_ROUNDS");
+  int rounds = e ? atoi(e) : 3;
+  sync_daemon_t a;
+  sync_daemon_init(&a, "a", "node-headers", sync_bootstrap, 0,
+                   "  chunk_events: 5000\n  backlog_threshold: 0\n"
+                   "  omit_headers: [node, schema, historical]\n");
+  sync_daemon_stream(&a, "headers", NULL);
+  uint64_t total = 0;
+  for (int r = 0; r < rounds; r++) {
+    sync_daemon_start(&a);
+    total += sync_publish(&a, 20000, 0, 0);
+    usleep((useconds_t)(rand() % 1200) * 1000); /* fault injection timing */
+    sync_daemon_stop(&a, SIGKILL);
+  }
+  sync_daemon_start(&a);
+  sync_await_delivery("headers", NULL, total, 120000);
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+  sync_verify_exactly_once("headers", NULL, &a, false, NULL, 60000, NULL);
+  printf("%d kill -9 rounds, %" PRIu64 " events without node, schema and "
+         "historical headers, exactly once\n",
+         rounds, total);
+  return 0;
+}
+
 /* ---- compression: the record batches as the broker stored them --------- */
 
 /* Reads the broker's log segments of <run>-<topic> partition 0 (the
@@ -678,6 +712,8 @@ int main(int argc, char **argv) {
     rc = scenario_tsrefuse();
   else if (!strcmp(argv[2], "compress"))
     rc = scenario_compress();
+  else if (!strcmp(argv[2], "headers"))
+    rc = scenario_headers();
   else if (!strcmp(argv[2], "sasl")) {
     kafka_sasl = 1;
     rc = scenario_sasl();
