@@ -7,6 +7,7 @@
 #
 #   loadtest/run cost [--n1 20000] [--n2 220000] [--drain-n1 20000]
 #                     [--drain-n2 220000] [--only ingest|drain] [--keep DIR]
+#                     [--compression lz4] [--omit-headers '[node, schema]']
 #   scripts/harness run -- loadtest/run cost     # with the drain (Kafka)
 #
 # Slope method: each workload runs twice, with N1 and with N2 events, each
@@ -23,6 +24,8 @@
 #     with "drain": "skipped" in the JSON, when that is not set.
 set -euo pipefail
 n1=20000 n2=220000 dn1=20000 dn2=220000 only="" keep=""
+# The drain's stream codec and kafka.omit_headers (docs/DELIVERY.md).
+compression=lz4 omit_headers="[]"
 while [[ $# -gt 0 ]]; do
   case $1 in
   --n1) n1=$2; shift 2 ;;
@@ -31,7 +34,9 @@ while [[ $# -gt 0 ]]; do
   --drain-n2) dn2=$2; shift 2 ;;
   --only) only=$2; shift 2 ;;
   --keep) keep=$2; shift 2 ;;
-  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR]" >&2; exit 2 ;;
+  --compression) compression=$2; shift 2 ;;
+  --omit-headers) omit_headers=$2; shift 2 ;;
+  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR] [--compression C] [--omit-headers LIST]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -129,12 +134,14 @@ kafka:
   enabled: true
   brokers: "$SLUICE_TEST_KAFKA_BOOTSTRAP"
   delivery: exactly_once
+  omit_headers: $omit_headers
 streams:
   - name: readings
     topic: cost-drain-$1-$$
-    # lz4, as when baseline.json was taken (zstd, the default since, costs
-    # more instructions on librdkafka's threads): the ratio stays comparable.
-    compression: lz4
+    # lz4 unless --compression: as when baseline.json was taken (zstd, the
+    # default since, costs more instructions on librdkafka's threads), so
+    # the ratio stays comparable.
+    compression: $compression
 YAML
   echo "cost: drain of $1 events under callgrind" >&2
   start_daemon "$d/sluice.yaml" "$work/drain.$1.out" ' ready: native tcp '
