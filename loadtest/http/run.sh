@@ -19,6 +19,8 @@
 #   native   the same N events over C native connections (the C client
 #            library, sluice-sim --output native): the baseline
 #   steady   HTTP at R events/s for S s              cpu_us_per_event_steady
+#   lz4      as http with `compression: lz4`         kafka_bytes_per_event_lz4,
+#                                                    cpu_us_per_event_lz4
 #
 # ratio_to_native = http's cpu_us_per_event / native's. Each case ends with
 # sl_kcheck, a read_committed consumer: missing and duplicates per node,
@@ -51,10 +53,10 @@ cpu_ticks() { # PID: utime + stime of the process (all its threads)
   awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
-# run_case NAME OUTPUT TOTAL_RATE COUNT_PER_CONNECTION: one daemon, the load,
-# the drain, the check; writes $work/NAME.json.
+# run_case NAME OUTPUT TOTAL_RATE COUNT_PER_CONNECTION [CODEC]: one daemon,
+# the load, the drain, the check; writes $work/NAME.json.
 run_case() {
-  local name=$1 output=$2 rate=$3 per=$4 d=$work/$1
+  local name=$1 output=$2 rate=$3 per=$4 codec=${5:-zstd} d=$work/$1
   mkdir -p "$d"
   cat >"$d/sluice.yaml" <<YAML
 node:
@@ -74,6 +76,7 @@ streams:
   - name: readings
     topic: lt-http-$name
     format: json
+    compression: $codec
 YAML
   "$bin/daemon/sluice" run -c "$d/sluice.yaml" 2>"$d/daemon.log" &
   pid=$!
@@ -93,18 +96,21 @@ YAML
   # The uplink reached Kafka (its first transaction) before the load.
   sleep 2
   ( while kill -0 "$pid" 2>/dev/null; do
-      sed -n 's/^RssAnon: *\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null
+      sed -n 's/^RssAnon:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null
       sleep 0.2
     done >"$d/rss" ) &
   local c0 t0 t1 c1
   c0=$(cpu_ticks "$pid")
   t0=$(date +%s.%N)
-  echo "http: $name: $conns x $per events over $output (rate ${rate:-max})" >&2
+  # Each generator takes its share of the rate (0: flat out).
+  local each
+  each=$(awk -v r="$rate" -v c="$conns" 'BEGIN {print r / c}')
+  echo "http: $name: $conns x $per events over $output ($([[ $rate == 0 ]] && echo "flat out" || echo "$rate events/s"))" >&2
   local sims=()
   for i in $(seq 1 "$conns"); do
     "$bin/connectors/sluice-sim" --output "$output" --address "127.0.0.1:$port" \
       --client_id "lt-$name-$i" --seed "$i" --sources 100 \
-      --inference_sources 0 --rate "$rate" --count "$per" --batch "$batch" \
+      --inference_sources 0 --rate "$each" --count "$per" --batch "$batch" \
       --log_level warn >"$d/sim$i.out" 2>>"$d/sim.log" &
     sims+=($!)
   done
@@ -163,11 +169,13 @@ run_case http http 0 "$per"
 run_case native native 0 "$per"
 steady_per=$(( steady_rate * steady_seconds / conns ))
 run_case steady http "$steady_rate" "$steady_per"
+run_case lz4 http 0 "$per" lz4
 
 python3 - "$work" "$conns" "$batch" "$steady_rate" <<'PY'
 import json, sys
 w, conns, batch, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-h, n, s = (json.load(open(f"{w}/{x}.json")) for x in ("http", "native", "steady"))
+h, n, s, l = (json.load(open(f"{w}/{x}.json"))
+              for x in ("http", "native", "steady", "lz4"))
 print(json.dumps({
     "scenario": "http", "connections": conns, "batch": batch,
     "events": h["events"],
@@ -179,9 +187,11 @@ print(json.dumps({
     "native_cpu_us_per_event": n["cpu_us_per_event"],
     "ratio_to_native": round(h["cpu_us_per_event"] / n["cpu_us_per_event"], 2),
     "kafka_bytes_per_event": h["kafka_bytes_per_event"],
-    "rss_anon_kb_max": max(x["rss_anon_kb_max"] or 0 for x in (h, n, s)),
-    "missing": sum(x["missing"] or 0 for x in (h, n, s)),
-    "duplicates": sum(x["duplicates"] or 0 for x in (h, n, s)),
-    "cases": {"http": h, "native": n, "steady": s},
+    "kafka_bytes_per_event_lz4": l["kafka_bytes_per_event"],
+    "cpu_us_per_event_lz4": l["cpu_us_per_event"],
+    "rss_anon_kb_max": max(x["rss_anon_kb_max"] or 0 for x in (h, n, s, l)),
+    "missing": sum(x["missing"] or 0 for x in (h, n, s, l)),
+    "duplicates": sum(x["duplicates"] or 0 for x in (h, n, s, l)),
+    "cases": {"http": h, "native": n, "steady": s, "lz4": l},
 }))
 PY
