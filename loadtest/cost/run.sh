@@ -8,6 +8,7 @@
 #   loadtest/run cost [--n1 20000] [--n2 220000] [--drain-n1 20000]
 #                     [--drain-n2 220000] [--only ingest|drain] [--keep DIR]
 #                     [--compression lz4] [--omit-headers '[node, schema]']
+#                     [--format protobuf|json]
 #   scripts/harness run -- loadtest/run cost     # with the drain (Kafka)
 #
 # Slope method: each workload runs twice, with N1 and with N2 events, each
@@ -25,7 +26,7 @@
 set -euo pipefail
 n1=20000 n2=220000 dn1=20000 dn2=220000 only="" keep=""
 # The drain's stream codec and kafka.omit_headers (docs/DELIVERY.md).
-compression=lz4 omit_headers="[]"
+compression=lz4 omit_headers="[]" format=protobuf
 while [[ $# -gt 0 ]]; do
   case $1 in
   --n1) n1=$2; shift 2 ;;
@@ -36,7 +37,8 @@ while [[ $# -gt 0 ]]; do
   --keep) keep=$2; shift 2 ;;
   --compression) compression=$2; shift 2 ;;
   --omit-headers) omit_headers=$2; shift 2 ;;
-  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR] [--compression C] [--omit-headers LIST]" >&2; exit 2 ;;
+  --format) format=$2; shift 2 ;;
+  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR] [--compression C] [--omit-headers LIST] [--format F]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -142,6 +144,7 @@ streams:
     # default since, costs more instructions on librdkafka's threads), so
     # the ratio stays comparable.
     compression: $compression
+    format: $format
 YAML
   echo "cost: drain of $1 events under callgrind" >&2
   start_daemon "$d/sluice.yaml" "$work/drain.$1.out" ' ready: native tcp '
