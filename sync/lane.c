@@ -308,10 +308,11 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
     if (s->json) {
       /* format: json: decoded and rendered (the protobuf path slices the
        * stored bytes without a decode). */
-      Sluice__V1__Event *e = sluice__v1__event__unpack(NULL, ev.len, ev.data);
+      bool own;
+      Sluice__V1__Event *e = sync__event_unpack(up, ev.data, ev.len, &own);
       long jl = e ? sync__json_value(up, s, off, e, l->rec.append_time_ns)
                   : SL_ECORRUPT;
-      if (e)
+      if (e && own)
         sluice__v1__event__free_unpacked(e, NULL);
       if (jl == SL_ECORRUPT) {
         sync__poison_add(up, idx, off, SL_ECORRUPT);

@@ -653,6 +653,53 @@ fail:
   return rc;
 }
 
+static void *arena_alloc(void *data, size_t size) {
+  sl_sync_t *up = data;
+  size_t at = (up->arena_used + 15) & ~(size_t)15; /* max_align_t */
+  if (at > up->arena_cap || size > up->arena_cap - at) {
+    up->arena_short = true;
+    return NULL;
+  }
+  up->arena_used = at + size;
+  return up->arena_mem + at;
+}
+
+static void arena_free(void *data, void *ptr) {
+  (void)data;
+  (void)ptr; /* the whole arena is reset by the next decode */
+}
+
+Sluice__V1__Event *sync__event_unpack(sl_sync_t *up, const void *data,
+                                      size_t len, bool *own) {
+  *own = false;
+  for (;;) {
+    up->arena_used = 0;
+    up->arena_short = false;
+    if (up->arena_mem) {
+      up->arena.alloc = arena_alloc;
+      up->arena.free = arena_free;
+      up->arena.allocator_data = up;
+      Sluice__V1__Event *e = sluice__v1__event__unpack(&up->arena, len, data);
+      if (e || !up->arena_short)
+        return e; /* decoded, or corrupt */
+    }
+    /* Too small (or none yet): grow to fit, bounded (an event is at most
+     * kafka.max_record_bytes stored; its structures take a few times
+     * that). */
+    size_t cap = up->arena_cap ? up->arena_cap * 2 : 65536;
+    while (cap < 4 * len + 4096)
+      cap *= 2;
+    uint8_t *m = cap <= (size_t)64 << 20 ? malloc(cap) : NULL;
+    if (!m) {
+      *own = true;
+      return sluice__v1__event__unpack(NULL, len, data);
+    }
+    free(up->arena_mem);
+    up->arena_mem = m;
+    up->arena_cap = cap;
+  }
+}
+
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
   /* Straight from the event into the reusable buffer (no jansson tree). */

@@ -541,6 +541,7 @@ void sl_sync_free(sl_sync_t *up) {
   free(up->order);
   free(up->scratch);
   free(up->jbuf);
+  free(up->arena_mem);
   free(up->node_id);
   free(up->brokers);
   free(up->ckpt_topic);

@@ -77,8 +77,10 @@ static int scenario_basic(void) {
   return 0;
 }
 
+/* With big, the first round's 5000th event is a raw event of big bytes. */
 static int kill_rounds(const char *topic, const char *node, const char *extra,
-                       const char *stream_extra, int rounds, bool alo) {
+                       const char *stream_extra, int rounds, bool alo,
+                       size_t big) {
   const char *e = getenv("SL_SYNC_KILL_ROUNDS");
   if (e)
     rounds = atoi(e);
@@ -89,7 +91,7 @@ static int kill_rounds(const char *topic, const char *node, const char *extra,
   srand((unsigned)getpid());
   for (int r = 0; r < rounds; r++) {
     sync_daemon_start(&a);
-    total += sync_publish(&a, 20000, 0, 0);
+    total += sync_publish(&a, 20000, r || !big ? 0 : 5000, r ? 0 : big);
     /* A random point of the drain: the uplink is reading, producing or
      * committing. (Fault injection timing, not synchronisation.) */
     usleep((useconds_t)(rand() % 1200) * 1000);
@@ -108,20 +110,22 @@ static int scenario_kill9(void) {
    * with two lanes too. */
   return kill_rounds("kill9", "node-kill9",
                      "  chunk_events: 5000\n  backlog_threshold: 30000\n", NULL,
-                     20, false);
+                     20, false, 0);
 }
 
+/* The JSON values are decoded into the uplink's arena: a 300 kB raw event
+ * (400 kB of base64) in the first round makes it grow. */
 static int scenario_json(void) {
   sync_json_values = true;
   return kill_rounds("json", "node-json",
                      "  chunk_events: 5000\n  backlog_threshold: 30000\n",
-                     "    format: json\n", 5, false);
+                     "    format: json\n", 5, false, 300000);
 }
 
 static int scenario_alo(void) {
   return kill_rounds("alo", "node-alo",
                      "  delivery: at_least_once\n  chunk_events: 5000\n", NULL,
-                     20, true);
+                     20, true, 0);
 }
 
 static int scenario_fence(void) {
