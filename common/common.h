@@ -34,7 +34,8 @@
   X(ERANGE, "value out of range")                                              \
   X(EDENIED, "not authorised: missing, unknown or insufficient credential")    \
   X(ESTOREID, "store identity mismatch: data file empty, replaced or foreign") \
-  X(EKEY, "encryption key missing, wrong or unsafe")
+  X(EKEY, "encryption key missing, wrong or unsafe")                           \
+  X(ESIGNATURE, "signature missing, invalid or by an unknown key")
 
 typedef enum sl_errno {
   SL__EFIRST = SL_EBASE,

@@ -33,10 +33,11 @@ struct sl_cfg_errs {
   unsigned sec_flags;         /* the root table's SL_CFG_SEC_* */
   const struct inst *cur;     /* struct whose finish hook runs, or NULL */
   unsigned cur_line, cur_col; /* its mapping's position (0: the root) */
+  const char *remote;         /* origin of the remote layer, or NULL */
 };
 
 /* Where a row's current value came from. */
-enum { SRC_DEFAULT = 0, SRC_FILE, SRC_ENV };
+enum { SRC_DEFAULT = 0, SRC_FILE, SRC_ENV, SRC_REMOTE };
 
 /* One struct being filled: the root config or one list element. */
 typedef struct inst {
@@ -54,6 +55,8 @@ typedef struct inst {
 typedef struct ctx {
   sl_cfg_errs_t *errs;
   yaml_document_t *doc;
+  bool remote; /* walking the remote layer */
+  bool strict; /* REMOTE rows belong to the remote layer only */
 } ctx_t;
 
 #define KEYLEN 256
@@ -132,11 +135,12 @@ void sl_cfg_errf_at(sl_cfg_errs_t *errs, const char *row, const char *fmt,
                row);
   else
     SL_CFG_FMT(key, sizeof(key), "%s", in->prefix);
-  if (i >= 0 && in->src[i] == SRC_FILE) {
+  if (i >= 0 && (in->src[i] == SRC_FILE || in->src[i] == SRC_REMOTE)) {
     line = in->vline[i];
     col = in->vcol[i];
   }
-  sl_cfg_errf(errs, NULL, line, col, key, "%s", msg);
+  sl_cfg_errf(errs, i >= 0 && in->src[i] == SRC_REMOTE ? errs->remote : NULL,
+              line, col, key, "%s", msg);
 }
 
 static bool too_many(const ctx_t *ctx) {
@@ -464,14 +468,26 @@ static void walk_mapping(ctx_t *ctx, inst_t *in, yaml_node_t *node,
     if (dup)
       continue;
     int idx = find_row(in->sec, rel);
+    unsigned char src = ctx->remote ? SRC_REMOTE : SRC_FILE;
+    if (idx >= 0 && !*in->prefix && ctx->strict &&
+        !!(in->sec->opts[idx].flags & SL_CFG_REMOTE) != ctx->remote) {
+      /* A key never has two writers (docs/FLEET.md, "Who owns a key"). */
+      sl_cfg_errf(ctx->errs, NULL, line, col, full, "%s",
+                  ctx->remote
+                      ? "local-only key: the fleet's policies may not set it "
+                        "(set it in the node's own config file)"
+                      : "owned by the fleet (fleet.enabled is true): set it in "
+                        "a fleet policy, not in the local file");
+      continue;
+    }
     if (idx >= 0) {
       /* Also catches "store.x: 1" next to "store: {x: 2}". */
-      if (in->src[idx] == SRC_FILE) {
+      if (in->src[idx] == src) {
         sl_cfg_errf(ctx->errs, NULL, line, col, full,
                     "duplicate key (first at line %u)", in->line[idx]);
         continue;
       }
-      in->src[idx] = SRC_FILE;
+      in->src[idx] = src;
       in->line[idx] = line;
       in->col[idx] = col;
       in->vline[idx] = (unsigned)v->start_mark.line + 1;
@@ -523,11 +539,17 @@ static void apply_env(ctx_t *ctx, inst_t *in, char *const *envp) {
     sl_cfg_env_name(in->sec->env_prefix, o->name, var, sizeof(var));
     if (!(text = env_get(envp, var)))
       continue;
+    char origin[KEYLEN + 8];
+    SL_CFG_FMT(origin, sizeof(origin), "env %s", var);
+    if (ctx->strict && (o->flags & SL_CFG_REMOTE)) {
+      sl_cfg_errf(ctx->errs, origin, 0, 0, o->name, "%s",
+                  "owned by the fleet (fleet.enabled is true): set it in a "
+                  "fleet policy, not in the environment");
+      continue;
+    }
     in->src[i] = SRC_ENV;
     /* The name points into envp, valid for this load. */
     in->env[i] = text - strlen(var) - 1;
-    char origin[KEYLEN + 8];
-    SL_CFG_FMT(origin, sizeof(origin), "env %s", var);
     if (sl_cfg_parse(o, text, &v, why, sizeof(why))) {
       sl_cfg_errf(ctx->errs, origin, 0, 0, o->name, "%s %s",
                   show(o, text, shown, sizeof(shown)), why);
@@ -547,7 +569,8 @@ static void row_errf(ctx_t *ctx, const inst_t *in, size_t i, const char *msg) {
                in->env[i]);
     sl_cfg_errf(ctx->errs, origin, 0, 0, key, "%s", msg);
   } else {
-    sl_cfg_errf(ctx->errs, NULL, in->line[i], in->col[i], key, "%s", msg);
+    sl_cfg_errf(ctx->errs, in->src[i] == SRC_REMOTE ? ctx->errs->remote : NULL,
+                in->line[i], in->col[i], key, "%s", msg);
   }
 }
 
@@ -645,15 +668,74 @@ static bool depth_ok(sl_cfg_errs_t *errs, const char *yaml, size_t len) {
   return ok;
 }
 
+/* Walks the remote layer's document (YAML or JSON text) over in: only rows
+ * flagged SL_CFG_REMOTE, messages named by layers->remote_name. */
+static void walk_remote(ctx_t *ctx, inst_t *in, const sl_cfg_layers_t *layers,
+                        bool *syntax_ok) {
+  yaml_parser_t parser;
+  yaml_document_t doc;
+  yaml_document_t *saved = ctx->doc;
+  const char *file = ctx->errs->file;
+
+  ctx->errs->file = ctx->errs->remote = layers->remote_name;
+  if (layers->remote_len > SL_CFG_MAX_BYTES) {
+    sl_cfg_errf(ctx->errs, NULL, 0, 0, NULL,
+                "remote layer is %zu bytes (maximum %u)", layers->remote_len,
+                SL_CFG_MAX_BYTES);
+    *syntax_ok = false;
+    goto out;
+  }
+  if (!depth_ok(ctx->errs, layers->remote, layers->remote_len)) {
+    *syntax_ok = false;
+    goto out;
+  }
+  if (!yaml_parser_initialize(&parser))
+    abort();
+  yaml_parser_set_input_string(&parser, (const unsigned char *)layers->remote,
+                               layers->remote_len);
+  if (!yaml_parser_load(&parser, &doc)) {
+    *syntax_ok = false;
+    sl_cfg_errf(ctx->errs, NULL, (unsigned)parser.problem_mark.line + 1,
+                (unsigned)parser.problem_mark.column + 1, NULL,
+                "syntax error: %s",
+                parser.problem ? parser.problem : "unknown");
+  } else {
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    ctx->doc = &doc;
+    ctx->remote = true;
+    if (root && root->type != YAML_MAPPING_NODE && !is_null(root))
+      sl_cfg_errf(ctx->errs, NULL, (unsigned)root->start_mark.line + 1,
+                  (unsigned)root->start_mark.column + 1, NULL,
+                  "expected a mapping at the top level, got %s",
+                  node_kind(root));
+    else if (root)
+      walk_mapping(ctx, in, root, "");
+    ctx->remote = false;
+    ctx->doc = saved;
+    yaml_document_delete(&doc);
+  }
+  yaml_parser_delete(&parser);
+out:
+  ctx->errs->file = file;
+}
+
 int sl_cfg_load(const sl_cfg_section_t *sec, const char *name, const char *yaml,
                 size_t len, char *const *envp, void **out, char *errstr,
                 size_t errlen) {
+  return sl_cfg_load_layers(sec, name, yaml, len, NULL, envp, out, errstr,
+                            errlen);
+}
+
+int sl_cfg_load_layers(const sl_cfg_section_t *sec, const char *name,
+                       const char *yaml, size_t len,
+                       const sl_cfg_layers_t *layers, char *const *envp,
+                       void **out, char *errstr, size_t errlen) {
   sl_cfg_errs_t errs = {
       .buf = errstr, .len = errlen, .file = name, .sec_flags = sec->flags};
   yaml_parser_t parser;
   yaml_document_t doc;
   bool have_doc = false, syntax_ok = true;
-  ctx_t ctx = {.errs = &errs, .doc = &doc};
+  ctx_t ctx = {.errs = &errs, .doc = &doc, .strict = layers && layers->strict};
   inst_t in = {0};
   void *obj;
 
@@ -715,6 +797,9 @@ int sl_cfg_load(const sl_cfg_section_t *sec, const char *name, const char *yaml,
   /* After a syntax error "missing key" errors would only be noise. */
   if (syntax_ok && !too_many(&ctx))
     apply_env(&ctx, &in, envp);
+  /* The remote layer last: it owns its keys (with strict, alone). */
+  if (syntax_ok && !too_many(&ctx) && layers && layers->remote)
+    walk_remote(&ctx, &in, layers, &syntax_ok);
   for (size_t i = 0; i < sec->n_opts && syntax_ok && !too_many(&ctx); i++) {
     const sl_cfg_opt_t *o = &sec->opts[i];
     if ((o->flags & SL_CFG_REQUIRED) && in.src[i] == SRC_DEFAULT) {

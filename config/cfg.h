@@ -84,6 +84,11 @@ typedef enum {
  * milliseconds ("40") and a decimal fraction of one unit ("1.5s")
  * (SL_DURATION_LEGACY, common/textparse.h). */
 #define SL_CFG_LEGACY_DURATION 0x40u
+/* Owned by the fleet's remote layer (docs/FLEET.md): with
+ * sl_cfg_layers_t.strict only the remote layer may set it, and the remote
+ * layer may set nothing else. Checked on root rows (a list row's flag
+ * covers the whole list). */
+#define SL_CFG_REMOTE 0x80u
 
 /* Storage of a SECTION_LIST field: n elements of sub->size bytes each. */
 typedef struct sl_cfg_array {
@@ -248,6 +253,27 @@ bool sl_cfg_given(const sl_cfg_errs_t *errs, const char *row);
 int sl_cfg_load(const sl_cfg_section_t *sec, const char *name, const char *yaml,
                 size_t len, char *const *envp, void **out, char *errstr,
                 size_t errlen);
+
+/* A second layer over the file: the fleet's remote layer (docs/FLEET.md). */
+typedef struct sl_cfg_layers {
+  const char *remote_name; /* origin in messages ("fleet generation 7") */
+  const char *remote;      /* YAML or JSON text, NULL = no remote layer */
+  size_t remote_len;
+  /* Rows flagged SL_CFG_REMOTE come from the remote layer only: the file
+   * and the environment setting one is an error, and so is the remote
+   * layer setting any other row. */
+  bool strict;
+} sl_cfg_layers_t;
+
+/*
+ * sl_cfg_load() with layers (NULL: none): defaults < file < environment <
+ * remote layer, then the checks and finish hooks over the result. Errors
+ * in the remote layer are named by layers->remote_name.
+ */
+int sl_cfg_load_layers(const sl_cfg_section_t *sec, const char *name,
+                       const char *yaml, size_t len,
+                       const sl_cfg_layers_t *layers, char *const *envp,
+                       void **out, char *errstr, size_t errlen);
 
 /*
  * Same for the file at path (named by path in messages). Returns as

@@ -258,6 +258,21 @@ typedef struct sl_config {
     bool watch; /* reload when the config file's directory changes */
   } reload;
   struct {
+    char *bootstrap;    /* bootstrap file, "" = no enrolment */
+    char *identity_dir; /* "" = <data_dir>/identity */
+    double renew_at;    /* share of the lifetime */
+    uint64_t retry_ms;
+  } enrol;
+  struct {
+    bool enabled;               /* desired state from the fleet topics */
+    char *brokers;              /* "" = kafka.brokers */
+    char *topic_prefix;         /* "sluice.fleet." */
+    char *verify_key;           /* Ed25519 public key (PEM) of documents */
+    sl_config_strlist_t labels; /* "key=value" */
+    uint64_t max_trial_starts;  /* starts of a trial before crash loop */
+    uint64_t heartbeat_ms;      /* status re-published this often */
+  } fleet;
+  struct {
     uint64_t max_frame_bytes;
     uint64_t max_connections;
     uint64_t max_batch_events;
@@ -373,6 +388,41 @@ int sl_config_read_file(const char *path, char **text, size_t *len,
  * arguments are borrowed; *out: returns owned; free with sl_config_free().
  */
 int sl_config_load_string(const char *name, const char *yaml, size_t len,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen);
+
+/*
+ * sl_config_load_string() with the fleet's remote layer (docs/FLEET.md):
+ * when the text sets fleet.enabled, keys owned by the fleet may not be set
+ * by the text or the environment, and remote_json (a JSON or YAML mapping
+ * of fleet-owned keys only; NULL or "{}" for none) sets them, its errors
+ * named by remote_name ("fleet generation 7"). Without fleet.enabled,
+ * remote_json must be NULL. Errors: as sl_config_load_string().
+ */
+/* The enrolment bootstrap file (enrol.bootstrap; docs/ENROLMENT.md),
+ * loaded with its own table (config/schema/bootstrap.c). */
+typedef struct sl_config_bootstrap {
+  char *brokers;                  /* the fleet's SSL bootstrap servers */
+  char *ca;                       /* CA bundle: the brokers' and the fleet CA */
+  char *claim_cert;               /* claim certificate (PEM) */
+  char *claim_key;                /* its key: secret */
+  char *claim_name;               /* which claim */
+  char *topic_prefix;             /* the fleet topics' prefix */
+  sl_config_strlist_t labels;     /* default labels, key=value */
+  char *verify_key;               /* the fleet's document-signing key */
+  sl_config_strlist_t properties; /* more librdkafka properties */
+} sl_config_bootstrap_t;
+
+/* Loads the bootstrap file at path: 0 and *out (free with
+ * sl_config_bootstrap_free()), or an error with every problem in errstr. */
+int sl_config_bootstrap_load(const char *path, sl_config_bootstrap_t **out,
+                             char *errstr, size_t errlen);
+void sl_config_bootstrap_free(sl_config_bootstrap_t *b);
+/* The Markdown table of the bootstrap file's keys (docs/ENROLMENT.md). */
+void sl_config_bootstrap_doc(FILE *out);
+
+int sl_config_load_layers(const char *name, const char *yaml, size_t len,
+                          const char *remote_json, const char *remote_name,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen);
 

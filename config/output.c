@@ -190,7 +190,8 @@ void sl_cfg_doc_table(FILE *out, const sl_cfg_section_t *sec,
     doc_range(out, o);
     fputs(" |", out);
     if (reload)
-      fprintf(out, " %s |", o->flags & SL_CFG_RELOAD ? "yes" : "restart");
+      fprintf(out, " %s%s |", o->flags & SL_CFG_RELOAD ? "yes" : "restart",
+              o->flags & SL_CFG_REMOTE ? ", fleet" : "");
     if (env) {
       sl_cfg_env_name(env_prefix, o->name, var, sizeof(var));
       if (o->type == SL_CFG_SECTION_LIST)

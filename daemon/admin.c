@@ -125,16 +125,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
   }
   if (!strcmp(url, "/healthz") || !strcmp(url, "/readyz")) {
     int ready = !strcmp(url, "/readyz");
-    pthread_mutex_lock(&adm->lock);
-    flag = ready ? adm->ready : adm->healthy;
-    snprintf(reason, sizeof(reason), "%s",
-             ready ? adm->ready_reason : adm->health_reason);
-    if (ready && flag && adm->store_error_ns &&
-        sl_now_mono_ns() - adm->store_error_ns < STORE_ERROR_HOLD_NS) {
-      flag = 0;
-      snprintf(reason, sizeof(reason), "%s", adm->store_reason);
+    if (ready) {
+      flag = sl_admin_get_ready(adm, reason, sizeof(reason));
+    } else {
+      pthread_mutex_lock(&adm->lock);
+      flag = adm->healthy;
+      snprintf(reason, sizeof(reason), "%s", adm->health_reason);
+      pthread_mutex_unlock(&adm->lock);
     }
-    pthread_mutex_unlock(&adm->lock);
     if (flag)
       return reply_text(conn, MHD_HTTP_OK, "ok");
     return reply_text(conn,
@@ -273,6 +271,20 @@ static void set_flag(sl_admin_t *adm, int *flag, char *buf, size_t cap,
 void sl_admin_set_ready(sl_admin_t *adm, int ready, const char *reason) {
   set_flag(adm, &adm->ready, adm->ready_reason, sizeof(adm->ready_reason),
            ready, reason);
+}
+
+int sl_admin_get_ready(sl_admin_t *adm, char *reason, size_t len) {
+  int flag;
+  pthread_mutex_lock(&adm->lock);
+  flag = adm->ready;
+  snprintf(reason, len, "%s", adm->ready_reason);
+  if (flag && adm->store_error_ns &&
+      sl_now_mono_ns() - adm->store_error_ns < STORE_ERROR_HOLD_NS) {
+    flag = 0;
+    snprintf(reason, len, "%s", adm->store_reason);
+  }
+  pthread_mutex_unlock(&adm->lock);
+  return flag;
 }
 
 void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason) {

@@ -64,6 +64,10 @@ uint16_t sl_admin_port(const sl_admin_t *adm);
 void sl_admin_set_ready(sl_admin_t *adm, int ready, const char *reason);
 void sl_admin_set_healthy(sl_admin_t *adm, int healthy, const char *reason);
 
+/* What /readyz answers now: 1 ready, or 0 with the reason in reason (len
+ * bytes). Thread-safe. */
+int sl_admin_get_ready(sl_admin_t *adm, char *reason, size_t len);
+
 /*
  * A commit failed with a storage error (reason: copied), or with NULL the
  * store accepts writes again. /readyz answers 503 with the reason from the

@@ -106,8 +106,8 @@ int sl_cfgwatch_load(sl_daemon_t *dm, int skip_same, sl_config_t **out,
   if (skip_same && sl_cfgwatch_same(dm, sha))
     *unchanged = 1;
   else
-    rc = sl_config_load_string(dm->config_path, buf, len, environ, out, err,
-                               errlen);
+    rc = sl_config_load_layers(dm->config_path, buf, len, dm->reload_remote,
+                               "fleet layer", environ, out, err, errlen);
   free(buf);
   return rc;
 }

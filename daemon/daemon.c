@@ -22,6 +22,8 @@
 
 #include "daemon/daemon.h"
 #include "daemon/daemon_ops.h"
+#include "daemon/enrol.h"
+#include "daemon/fleet_agent.h"
 #include "telemetry/log.h"
 #include "ingest/pipes.h"
 #include "ingest/mqtt/mqtt.h"
@@ -101,6 +103,8 @@ static char *status_json(void *opaque) {
   sl_storewatch_status(dm, root, &info);
   sl_uplink_status(dm, root);
   sl_cfgwatch_status(dm, root);
+  sl_fleet_agent_status(dm, root);
+  sl_enrol_status(dm, root);
   out = json_dumps(root, JSON_COMPACT);
   json_decref(root);
   return out;
@@ -144,12 +148,21 @@ static void on_finish_check(uv_check_t *h) {
   sl_sec_close(dm);
   sl_notify_close(dm);
   sl_cfgwatch_close(dm);
+  sl_fleet_agent_close(dm);
+  sl_enrol_close(dm);
   sl_ingest_close(&dm->in);
   uv_close((uv_handle_t *)&dm->sig_term, NULL);
   uv_close((uv_handle_t *)&dm->sig_int, NULL);
   uv_close((uv_handle_t *)&dm->sig_hup, NULL);
   uv_close((uv_handle_t *)&dm->tick, NULL);
   uv_close((uv_handle_t *)&dm->finish, NULL);
+}
+
+static void begin_stop(sl_daemon_t *dm, const char *why);
+
+void sl_daemon__restart(sl_daemon_t *dm, const char *why) {
+  dm->reexec = 1;
+  begin_stop(dm, why);
 }
 
 static void begin_stop(sl_daemon_t *dm, const char *why) {
@@ -188,15 +201,12 @@ static void apply_log(const sl_config_t *cfg) {
  * validated by reload_work() (NULL: dm->reload_err says why). Returns 0,
  * or -1 when refused (logged, counted, recorded in /v1/status; the running
  * config stays). */
-static int reload(sl_daemon_t *dm, sl_config_t *nw) {
+int sl_daemon__apply_config(sl_daemon_t *dm, sl_config_t *nw,
+                            const char *origin, char *why, size_t len) {
   sl_config_diff_t diff;
   sl_sec_next_t sec;
-  char err[2048], why[2100];
+  char err[2048];
 
-  if (!nw) {
-    snprintf(why, sizeof(why), "%s", dm->reload_err);
-    goto refuse;
-  }
   sl_config_diff(dm->in.cfg, nw, &diff);
   if (diff.verdict == SL_CONFIG_RESTART) {
     const char *key = "?";
@@ -205,13 +215,15 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
         key = diff.changed[i].key;
         break;
       }
-    snprintf(why, sizeof(why), "%s changed and needs a restart", key);
-    goto refuse;
+    snprintf(why, len, "%s changed and needs a restart", key);
+    sl_config_free(nw);
+    return 1;
   }
   /* Certificates and credentials are loaded before anything changes. */
   if (sl_sec_prepare(dm, nw, &sec, err, sizeof(err)) < 0) {
-    snprintf(why, sizeof(why), "%s", err);
-    goto refuse;
+    snprintf(why, len, "%s", err);
+    sl_config_free(nw);
+    return -1;
   }
   /* Everything that changed is reloadable. Per-stream settings (priority,
    * policy, TTL) live in the store: update them first, so a failure keeps
@@ -223,10 +235,11 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
     int rc =
         sl_store_stream_create(dm->in.st, nw->streams.v[i].name, &conf, &id);
     if (rc < 0) {
-      snprintf(why, sizeof(why), "cannot update stream '%s': %s",
-               nw->streams.v[i].name, sl_strerror(rc));
+      snprintf(why, len, "cannot update stream '%s': %s", nw->streams.v[i].name,
+               sl_strerror(rc));
       sl_sec_next_free(&sec);
-      goto refuse;
+      sl_config_free(nw);
+      return -1;
     }
   }
   /* Swap. Only the loop thread reads dm->in.cfg after start (status uses
@@ -235,10 +248,28 @@ static int reload(sl_daemon_t *dm, sl_config_t *nw) {
   dm->in.cfg = nw;
   sl_sec_commit(dm, &sec);
   apply_log(nw);
+  sl_info(SL_LOG_CTX_CONFIG, NULL, "config applied by %s (%zu keys changed)",
+          origin, diff.n_changed);
+  return 0;
+}
+
+/* The apply step of a reload, on the loop thread: nw was loaded and
+ * validated by reload_work() (NULL: dm->reload_err says why). Returns 0,
+ * or -1 when refused (logged, counted, recorded in /v1/status; the running
+ * config stays). */
+static int reload(sl_daemon_t *dm, sl_config_t *nw) {
+  char why[2100];
+  int rc;
+
+  if (!nw) {
+    snprintf(why, sizeof(why), "%s", dm->reload_err);
+    goto refuse;
+  }
+  if ((rc = sl_daemon__apply_config(dm, nw, "reload", why, sizeof(why))) != 0)
+    goto refuse;
   sl_metric_add(dm->reloads, 1);
   sl_cfgwatch_result(dm, 0, dm->reload_sha, NULL);
-  sl_info(SL_LOG_CTX_CONFIG, NULL,
-          "config reloaded (%zu keys changed, sha256 %.12s)", diff.n_changed,
+  sl_info(SL_LOG_CTX_CONFIG, NULL, "config reloaded (sha256 %.12s)",
           dm->reload_sha);
   return 0;
 refuse:
@@ -246,7 +277,6 @@ refuse:
            "reload refused, keeping the running config: %s", why);
   sl_metric_add(dm->reload_errors, 1);
   sl_cfgwatch_result(dm, -1, dm->reload_sha, why);
-  sl_config_free(nw);
   return -1;
 }
 
@@ -270,6 +300,8 @@ static void reload_done(uv_work_t *req, int status) {
   int rc;
   dm->reload_cfg = NULL;
   dm->reload_busy = 0;
+  free(dm->reload_remote);
+  dm->reload_remote = NULL;
   if (dm->stopping || status) {
     sl_config_free(nw);
     sl_sec_reload_finished(dm, -1);
@@ -297,7 +329,12 @@ static void reload_done(uv_work_t *req, int status) {
 
 static void reload_round(sl_daemon_t *dm) {
   int rc;
+  const char *remote = sl_fleet_agent_remote(dm);
   dm->reload_req.data = dm;
+  /* The worker loads the file under the fleet layer running now (a copy:
+   * the fleet may apply another while the worker parses). */
+  free(dm->reload_remote);
+  dm->reload_remote = remote ? strdup(remote) : NULL;
   if (!dm->reload_watch)
     sl_notify_reloading(dm);
   sl_sec_reload_begin(dm);
@@ -401,12 +438,15 @@ static void daemon_free(sl_daemon_t *dm) {
   /* The uplink reads the store: stop it before the store closes. */
   sl_uplink_stop(dm);
   sl_uplink_free(dm);
+  sl_fleet_agent_free(dm); /* persists through the store too */
+  free(dm->reload_remote);
   if (dm->in.st)
     sl_store_env_close(dm->in.st);
   sl_storewatch_free(dm);
   sl_notify_free(dm);
   sl_cfgwatch_free(dm);
   sl_ingest_free(&dm->in);
+  sl_enrol_free(dm); /* after everything that read dm->kx */
   sl_metrics_free(dm->in.mx);
   sl_config_free(dm->in.cfg);
 }
@@ -558,6 +598,12 @@ int sl_daemon_run(const char *config_path) {
     daemon_free(dm);
     return 2;
   }
+  /* Enrolment may derive node.id from the node's key (a reload). */
+  if ((rc = sl_enrol_prepare(dm, err, sizeof(err))) < 0) {
+    fprintf(stderr, "sluice: enrolment: %s\n", err);
+    daemon_free(dm);
+    return 2;
+  }
   apply_log(dm->in.cfg);
   if (sl_cfgwatch_init(dm, sha) < 0)
     goto fail_nomem;
@@ -572,6 +618,14 @@ int sl_daemon_run(const char *config_path) {
     daemon_free(dm);
     return rc;
   }
+  /* The fleet's layer decides the effective config (streams, pipelines)
+   * before anything is built from it. */
+  if ((rc = sl_fleet_agent_boot(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "%s", err);
+    daemon_free(dm);
+    return 2;
+  }
+  apply_log(dm->in.cfg);
   if ((rc = open_streams(dm, err, sizeof(err))) < 0) {
     sl_error(SL_LOG_CTX_STORE, NULL, "%s", err);
     goto fail;
@@ -605,6 +659,14 @@ int sl_daemon_run(const char *config_path) {
 
   if (start_services(dm) < 0)
     goto fail_loop;
+  if ((rc = sl_fleet_agent_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "fleet: %s", err);
+    goto fail_loop;
+  }
+  if ((rc = sl_enrol_start(dm, err, sizeof(err))) < 0) {
+    sl_error(SL_LOG_CTX_CONFIG, NULL, "enrolment: %s", err);
+    goto fail_loop;
+  }
   if (dm->adm)
     sl_admin_set_ready(dm->adm, 1, NULL);
   sl_cfgwatch_start(dm); /* a failure is logged; the daemon runs on */
@@ -614,9 +676,11 @@ int sl_daemon_run(const char *config_path) {
 
   uv_run(&dm->loop, UV_RUN_DEFAULT);
   uv_loop_close(&dm->loop);
+  rc = dm->reexec;
   daemon_free(dm);
-  sl_info(SL_LOG_CTX_ADMIN, NULL, "stopped cleanly");
-  return 0;
+  sl_info(SL_LOG_CTX_ADMIN, NULL, "stopped cleanly%s",
+          rc ? ": starting again (fleet)" : "");
+  return rc ? SL_DAEMON_REEXEC : 0;
 
 fail_loop:
   begin_stop(dm, "startup failed");

@@ -34,6 +34,23 @@ struct sl_daemon {
   struct sl_storewatch *swatch; /* store clock and evictions (store_watch.c) */
   struct sl_notify *ntf;        /* sd_notify, NULL when off (notify.c) */
   struct sl_cfgwatch *cwatch;   /* config identity and watch (config_watch.c) */
+  struct sl_fleet_agent *fleet; /* fleet control plane (fleet_agent.c) */
+  int reexec;                   /* stop, then re-execute (fleet restart) */
+  char *reload_remote;          /* the fleet layer for the reload's worker */
+  struct sl_enrol *enrol;       /* zero-touch enrolment (enrol.c), or NULL */
+  /* Kafka connection as enrolment decided it (daemon/enrol.c); empty
+   * without enrolment. blocked: not enrolled yet: neither the uplink nor
+   * the fleet agent connects (data is stored, delivered once enrolled). */
+  struct {
+    const char *brokers; /* used where kafka.brokers/fleet.brokers "" */
+    const char **props;  /* "key=value": ssl.* of the node's identity */
+    size_t nprops;
+    const char *verify_key; /* used where fleet.verify_key is "" */
+    const char *topic_prefix;
+    char **labels; /* "key=value": the approved labels, NULL: config's */
+    size_t nlabels;
+    int blocked;
+  } kx;
 
   uv_signal_t sig_term, sig_int, sig_hup;
   /* SIGHUP reload: parsed on libuv's pool, applied on the loop. */
@@ -114,10 +131,25 @@ void sl_uplink_tick(sl_daemon_t *dm);
 void sl_uplink_kick(sl_daemon_t *dm);
 void sl_uplink_status(sl_daemon_t *dm, struct json_t *root);
 void sl_uplink_stop(sl_daemon_t *dm);
+/* The last snapshot's state (sl_sync_state_t), connected flag and events
+ * stored but not delivered, all streams; -1 when the uplink is off (loop
+ * thread). */
+int sl_uplink_health(sl_daemon_t *dm, int *connected, uint64_t *backlog);
 void sl_uplink_free(sl_daemon_t *dm);
 
+/* Applies nw (owned: kept or freed) on the loop thread as a reload does:
+ * returns 0 (applied), 1 (a changed key needs a restart: nothing applied)
+ * or -1 (refused, reason in why). origin names the caller in logs. */
+int sl_daemon__apply_config(sl_daemon_t *dm, sl_config_t *nw,
+                            const char *origin, char *why, size_t len);
+
+/* Stops as SIGTERM does, then sl_daemon_run() returns SL_DAEMON_REEXEC so
+ * `sluice run` executes itself again (loop thread). */
+void sl_daemon__restart(sl_daemon_t *dm, const char *why);
+#define SL_DAEMON_REEXEC 1000
+
 /* Runs the daemon with the config at path until SIGTERM/SIGINT. Returns
- * the process exit code. */
+ * the process exit code, or SL_DAEMON_REEXEC. */
 int sl_daemon_run(const char *config_path);
 
 #endif /* SL_DAEMON_H */

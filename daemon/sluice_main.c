@@ -11,6 +11,8 @@
 int sl_cmd_run(int argc, char **argv);
 int sl_cmd_store(int argc, char **argv);
 int sl_cmd_ctl(int argc, char **argv);
+int sl_cmd_fleet_enroll(int argc, char **argv);
+int sl_cmd_fleet_acl(int argc, char **argv);
 
 #ifndef SL_VERSION
 #define SL_VERSION "0.1.0"
@@ -24,6 +26,8 @@ static int usage(FILE *out) {
                "  store stats|inspect|verify|dump -d DIR  store tools\n"
                "  ctl status|reload [--wait-healthy DURATION]  talk to a "
                "running daemon\n"
+               "  fleet enroll|acl   enrolment service and ACLs "
+               "(docs/ENROLMENT.md)\n"
                "  check-config -c FILE [--print]  validate a config file\n"
                "  config-docs        print the configuration reference\n"
                "  version            print the version\n"
@@ -42,6 +46,12 @@ int main(int argc, char **argv) {
     return sl_cmd_run(argc - 1, argv + 1);
   if (!strcmp(argv[1], "ctl"))
     return sl_cmd_ctl(argc - 1, argv + 1);
+  /* `sluice fleet enroll|acl` (cmd_enroll.c); the rest of `fleet` is
+   * cmd_fleet.c's. */
+  if (!strcmp(argv[1], "fleet") && argc > 2 && !strcmp(argv[2], "enroll"))
+    return sl_cmd_fleet_enroll(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "fleet") && argc > 2 && !strcmp(argv[2], "acl"))
+    return sl_cmd_fleet_acl(argc - 2, argv + 2);
   if (!strcmp(argv[1], "store"))
     return sl_cmd_store(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))

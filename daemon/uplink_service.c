@@ -38,8 +38,9 @@ struct sl_uplink {
 
 /* Fills o from cfg. props (np + 2 slots, caller-freed) and keyprop
  * (caller's) receive the passthrough properties. */
-static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
-                      const char **props, char *keyprop, size_t keycap) {
+static void sync_opts(const sl_daemon_t *dm, const sl_config_t *cfg,
+                      sl_sync_opts_t *o, const char **props, char *keyprop,
+                      size_t keycap) {
   size_t np = cfg->kafka.properties.n;
   sl_sync_opts_init(o);
   o->node_id = cfg->node.id;
@@ -53,6 +54,11 @@ static void sync_opts(const sl_config_t *cfg, sl_sync_opts_t *o,
              cfg->kafka.ssl_key_location);
     props[np++] = keyprop;
   }
+  /* Enrolment: the node's own certificate, the fleet's brokers. */
+  for (size_t i = 0; i < dm->kx.nprops; i++)
+    props[np++] = dm->kx.props[i];
+  if (!*o->brokers && dm->kx.brokers)
+    o->brokers = dm->kx.brokers;
   o->props = props;
   o->nprops = np;
   o->serial_commits = !cfg->kafka.commit_pipeline;
@@ -188,15 +194,16 @@ int sl_uplink_start(sl_daemon_t *dm, char *err, size_t errlen) {
   sl_uplink_t *ul;
   int rc;
 
-  if (!cfg->kafka.enabled)
-    return 0;
+  if (!cfg->kafka.enabled || dm->kx.blocked)
+    return 0; /* blocked: started after enrolment (a restart) */
   if (!(ul = calloc(1, sizeof(*ul))) ||
       !(sc = calloc(dm->in.nstreams, sizeof(*sc))) ||
       !(ul->series = calloc(dm->in.nstreams, sizeof(*ul->series))) ||
       !(ul->idx = calloc(dm->in.nstreams, sizeof(*ul->idx))) ||
-      !(props = calloc(cfg->kafka.properties.n + 1, sizeof(char *))))
+      !(props = calloc(cfg->kafka.properties.n + 1 + dm->kx.nprops,
+                       sizeof(char *))))
     abort();
-  sync_opts(cfg, &o, props, keyprop, sizeof(keyprop));
+  sync_opts(dm, cfg, &o, props, keyprop, sizeof(keyprop));
   o.streams = sc;
   o.nstreams = uplink_streams(dm, ul, sc);
   rc = sl_sync_new(dm->in.st, &o, &ul->sync, err, errlen);
@@ -223,6 +230,18 @@ static void add_delta(sl_metric_t *m, uint64_t now, uint64_t *last) {
   if (now > *last)
     sl_metric_add(m, now - *last);
   *last = now;
+}
+
+int sl_uplink_health(sl_daemon_t *dm, int *connected, uint64_t *backlog) {
+  sl_uplink_t *ul = dm->uplink;
+  *connected = 0;
+  *backlog = 0;
+  if (!ul)
+    return -1;
+  *connected = ul->stats.connected;
+  for (size_t i = 0; i < ul->stats.nstreams && i < SL_SYNC_STREAMS_MAX; i++)
+    *backlog += ul->stats.streams[i].backlog_events;
+  return (int)ul->stats.state;
 }
 
 void sl_uplink_tick(sl_daemon_t *dm) {

@@ -82,6 +82,7 @@ int sl_ingest_stream(sl_ingest_t *ic, const char *name, size_t *idx) {
 void sl_ingest_accepted(sl_ingest_t *ic, sl_path_t path, size_t idx,
                         uint32_t events, size_t bytes) {
   sl_dstream_t *s = &ic->streams[idx];
+  __atomic_add_fetch(&ic->events_ok, events, __ATOMIC_RELAXED);
   sl_metric_add(s->events[path], events);
   sl_metric_add(s->bytes[path], bytes);
   sl_metric_add(s->batches[path], 1);
@@ -89,6 +90,7 @@ void sl_ingest_accepted(sl_ingest_t *ic, sl_path_t path, size_t idx,
 
 void sl_ingest_rejected(sl_ingest_t *ic, sl_path_t path, int err) {
   char labels[96];
+  __atomic_add_fetch(&ic->refusals, 1, __ATOMIC_RELAXED);
   snprintf(labels, sizeof(labels), "path=\"%s\",reason=\"%s\"",
            path_names[path], sl_errname(err));
   sl_metric_add(sl_metrics_counter(ic->mx, "sluice_ingest_rejects_total",

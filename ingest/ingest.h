@@ -89,6 +89,9 @@ struct sl_ingest {
   sl_done_t *done_head; /* completions waiting for the loop, FIFO */
   sl_done_t **done_tail;
   uint64_t pending; /* groups submitted and not yet completed (loop) */
+  /* Events acknowledged and refusals, all paths (atomic: any thread);
+   * the fleet's health gate reads their rate. */
+  uint64_t events_ok, refusals;
   int inited, opened;
   /* Runs on the loop after every completion round: the daemon resumes
    * the paths paused for flow control and kicks its uplink. May be NULL. */

@@ -14,3 +14,12 @@ if ! diff -u "$doc" "$tmp"; then
   exit 1
 fi
 echo "docs/CONFIGURATION.md is up to date"
+# The bootstrap file's table in docs/ENROLMENT.md (between the marker and
+# the next blank line after the table).
+"$build/daemon/sluice" config-docs --bootstrap >"$tmp"
+if ! awk '/sl_config_bootstrap_doc/{on=1; next} on && /^\|/{print; seen=1; next} on && seen && !/^\|/{exit}' \
+  "$root/docs/ENROLMENT.md" | diff -u - "$tmp"; then
+  echo "docs/ENROLMENT.md's bootstrap table is stale: paste $build/daemon/sluice config-docs --bootstrap" >&2
+  exit 1
+fi
+echo "docs/ENROLMENT.md's bootstrap table is up to date"

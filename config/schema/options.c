@@ -41,6 +41,8 @@
 #define SECRET_FILE SL_CFG_SECRET_FILE
 #define KV_SECRETS SL_CFG_KV_SECRETS
 #define TRUST_FILE SL_CFG_TRUST_FILE
+/* Owned by the fleet when fleet.enabled (docs/FLEET.md). */
+#define FLEET SL_CFG_REMOTE
 
 static const char *const sync_modes[] = {"always", "interval", NULL};
 static const char *const log_levels[] = {"error", "warn", "info", "debug",
@@ -110,6 +112,10 @@ static const char *check_node_id(const char *s) {
   if (!*s || strlen(s) > 64 || !all_chars(s, "._-", true))
     return "is not a node id (1-64 characters of A-Z a-z 0-9 . _ -)";
   return NULL;
+}
+
+static const char *check_node_id_or_empty(const char *s) {
+  return *s ? check_node_id(s) : NULL;
 }
 
 static const char *check_stream_name(const char *s) {
@@ -390,10 +396,12 @@ static const sl_cfg_section_t mqtt_fan_section = {
 };
 
 static const sl_cfg_opt_t root_opts[] = {
-    OPT("node.id", STRING, node.id, NULL, REQUIRED | RESTART,
+    OPT("node.id", STRING, node.id, "", RESTART,
         "Identity of this node in Kafka headers, checkpoints and the "
-        "transactional id; [A-Za-z0-9._-], at most 64 characters.",
-        .check = check_node_id),
+        "transactional id; [A-Za-z0-9._-], at most 64 characters. Required, "
+        "unless enrol.bootstrap is set: then \"\" derives it from the node's "
+        "key (sl- and 20 hex digits; docs/ENROLMENT.md).",
+        .check = check_node_id_or_empty, .doc_def = "*required*"),
     OPT("node.data_dir", PATH, node.data_dir, "/var/lib/sluice", RESTART,
         "Directory of the LMDB store (locked by one daemon at a time)."),
 
@@ -597,11 +605,61 @@ static const sl_cfg_opt_t root_opts[] = {
         "file with the running config's SHA-256 is left alone. Meant for "
         "ConfigMap mounts; under systemd use ExecReload (SIGHUP)."),
 
-    OPT("log.level", ENUM, log.level, "info", RELOAD,
+    OPT("enrol.bootstrap", PATH, enrol.bootstrap, "", RESTART | TRUST_FILE,
+        "Bootstrap file of zero-touch enrolment (docs/ENROLMENT.md): the "
+        "fleet's brokers, CA, claim certificate, labels and document key. "
+        "With it the node makes its own key, enrols over Kafka and connects "
+        "as itself; \"\" = off."),
+    OPT("enrol.identity_dir", PATH, enrol.identity_dir, "", RESTART,
+        "Directory of the node's key and certificate; \"\" = "
+        "<node.data_dir>/identity."),
+    OPT("enrol.renew_at", DOUBLE, enrol.renew_at, "0.75", RESTART,
+        "Share of the certificate's lifetime after which it is renewed (over "
+        "the same path, authenticated by the current certificate; through "
+        "outages the current one is used until it expires).",
+        .min = "0.1", .max = "0.95"),
+    OPT("enrol.retry", DURATION, enrol.retry_ms, "30s", RESTART,
+        "A request not answered is sent again this often (the lobby, "
+        "outages).",
+        .min = "1s", .max = "1h"),
+
+    OPT("fleet.enabled", BOOL, fleet.enabled, "false", RESTART,
+        "Take the fleet-owned keys (marked fleet in the Reload column: "
+        "streams, pipelines, log, the uplink's bandwidth and lanes) from the "
+        "fleet's desired documents on Kafka instead of this file, and report "
+        "status to the fleet topics (docs/FLEET.md). This file may then not "
+        "set those keys."),
+    OPT("fleet.brokers", STRING, fleet.brokers, "", RESTART,
+        "Bootstrap servers of the fleet topics; \"\" = kafka.brokers. The "
+        "connection uses kafka.properties (TLS, SASL) too.",
+        .check = check_brokers),
+    OPT("fleet.topic_prefix", STRING, fleet.topic_prefix, "sluice.fleet.",
+        RESTART,
+        "Prefix of the fleet topics (<prefix>desired, status, inventory, "
+        "events)."),
+    OPT("fleet.verify_key", PATH, fleet.verify_key, "", RESTART | TRUST_FILE,
+        "Ed25519 public key (PEM) the fleet's desired documents must be "
+        "signed with; required when fleet.enabled. Kafka ACLs say who may "
+        "write a topic, this key says who wrote a document."),
+    OPT("fleet.labels", LIST, fleet.labels, "", RESTART,
+        "This node's labels as key=value items, published in its inventory "
+        "and matched by the policies' selectors (site=plant-7, "
+        "line=press)."),
+    OPT("fleet.max_trial_starts", UINT, fleet.max_trial_starts, "3", RESTART,
+        "Starts of the daemon during a generation's trial (before its health "
+        "gate passed) after which the node starts on its last known good "
+        "config instead and reports ROLLED_BACK (crash_loop).",
+        .min = "1", .max = "100"),
+    OPT("fleet.heartbeat", DURATION, fleet.heartbeat_ms, "30s", RESTART,
+        "The node's status is re-published this often even without a change "
+        "(the centre's last-seen time).",
+        .min = "1s", .max = "1h"),
+
+    OPT("log.level", ENUM, log.level, "info", RELOAD | FLEET,
         "Least severe level written.", .enums = log_levels),
-    OPT("log.format", ENUM, log.format, "plain", RELOAD,
+    OPT("log.format", ENUM, log.format, "plain", RELOAD | FLEET,
         "plain text lines or one JSON object per line.", .enums = log_formats),
-    OPT("log.debug", FLAGS, log.debug, "", RELOAD,
+    OPT("log.debug", FLAGS, log.debug, "", RELOAD | FLEET,
         "Debug contexts logged at level debug, or all.",
         .enums = debug_contexts),
 
@@ -693,21 +751,22 @@ static const sl_cfg_opt_t root_opts[] = {
         .min = "1KiB", .max = "256MiB",
         BIND(SYNC, sl_sync_opts_t, max_record_bytes)),
     OPT("kafka.bandwidth_bytes_per_s", SIZE, kafka.bandwidth_bytes_per_s, "0",
-        RESTART,
+        RESTART | FLEET,
         "Global uplink bandwidth cap in record bytes per second (token "
         "bucket); 0 = none.",
         BIND(SYNC, sl_sync_opts_t, bandwidth_bytes_per_s)),
-    OPT("kafka.backlog_share", DOUBLE, kafka.backlog_share, "0.5", RESTART,
+    OPT("kafka.backlog_share", DOUBLE, kafka.backlog_share, "0.5",
+        RESTART | FLEET,
         "Part of the bandwidth cap the backlog lane may use while the live "
         "lane has data waiting.",
         .min = "0.01", .max = "1", BIND(SYNC, sl_sync_opts_t, backlog_share)),
     OPT("kafka.backlog_threshold", UINT, kafka.backlog_threshold, "100000",
-        RESTART,
+        RESTART | FLEET,
         "A stream further behind than this many events is delivered in two "
         "lanes (live: newest, backlog: oldest first); 0 = one lane.",
         .max = "1000000000000", BIND(SYNC, sl_sync_opts_t, backlog_threshold)),
     OPT("kafka.backlog_order", ENUM, kafka.backlog_order, "oldest_first",
-        RESTART,
+        RESTART | FLEET,
         "Order of the backlog lane: oldest_first, or newest_first (blocks "
         "of 1000 events from the newest down, each block oldest first; a "
         "transaction ends only between blocks). Recent history reaches "
@@ -812,11 +871,11 @@ static const sl_cfg_opt_t root_opts[] = {
         "the keys below.",
         .sub = &mqtt_fan_section, .max = "64"),
 
-    OPT("streams", SECTION_LIST, streams, NULL, RESTART,
+    OPT("streams", SECTION_LIST, streams, NULL, RESTART | FLEET,
         "Streams stored in the log, each a mapping of the keys below; adding "
         "or removing a stream needs a restart.",
         .sub = &stream_section, .max = "256"),
-    OPT("pipelines", SECTION_LIST, pipelines, NULL, RESTART,
+    OPT("pipelines", SECTION_LIST, pipelines, NULL, RESTART | FLEET,
         "Edge processing: each pipeline has a match and ordered steps "
         "(filter, deadband, sample, rate_limit, aggregate, route) run on "
         "events before they are stored; see docs/PROCESSING.md.",
@@ -853,7 +912,17 @@ static void clients_finish(sl_cfg_errs_t *errs, const char *key,
 /* Cross-field rules, checked once every row is valid on its own. */
 static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   sl_config_t *cfg = obj;
-  if (cfg->kafka.enabled && !*cfg->kafka.brokers)
+  bool enrol = *cfg->enrol.bootstrap != '\0';
+  if (!*cfg->node.id && !enrol) {
+    if (sl_cfg_given(errs, "node.id"))
+      sl_cfg_errf_at(errs, "node.id",
+                     "\"\" is not a node id (1-64 characters of A-Z a-z 0-9 "
+                     ". _ -; \"\" only with enrol.bootstrap)");
+    else
+      sl_cfg_errf(errs, NULL, 0, 0, "node.id",
+                  "required key is missing (set it or SLUICE_NODE_ID)");
+  }
+  if (cfg->kafka.enabled && !*cfg->kafka.brokers && !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "kafka.brokers",
                 "must be set when kafka.enabled is true");
   if (cfg->mqtt.enabled && !*cfg->mqtt.host)
@@ -903,6 +972,21 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
       !*cfg->mqtt.status_topic)
     sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
                 "mqtt.enabled needs subscriptions, fanout or a status topic");
+  if (cfg->fleet.enabled && !*cfg->fleet.verify_key && !enrol)
+    sl_cfg_errf(errs, NULL, 0, 0, "fleet.verify_key",
+                "must be set when fleet.enabled is true");
+  if (cfg->fleet.enabled && !*cfg->fleet.brokers && !*cfg->kafka.brokers &&
+      !enrol)
+    sl_cfg_errf(errs, NULL, 0, 0, "fleet.brokers",
+                "must be set (or kafka.brokers) when fleet.enabled is true");
+  for (size_t i = 0; i < cfg->fleet.labels.n; i++) {
+    const char *l = cfg->fleet.labels.v[i], *eq = strchr(l, '=');
+    if (!eq || eq == l || strchr(eq + 1, '=') || strchr(l, ',')) {
+      sl_cfg_errf(errs, NULL, 0, 0, "fleet.labels",
+                  "item %zu \"%.64s\" is not key=value", i, l);
+      break;
+    }
+  }
   for (size_t i = 0; i < cfg->streams.n; i++) {
     const sl_config_stream_t *a = &cfg->streams.v[i];
     for (size_t j = 0; j < i; j++) {
@@ -944,10 +1028,46 @@ extern char **environ;
 int sl_config_load_string(const char *name, const char *yaml, size_t len,
                           char *const *envp, sl_config_t **out, char *errstr,
                           size_t errlen) {
+  return sl_config_load_layers(name, yaml, len, NULL, NULL, envp, out, errstr,
+                               errlen);
+}
+
+int sl_config_load_layers(const char *name, const char *yaml, size_t len,
+                          const char *remote_json, const char *remote_name,
+                          char *const *envp, sl_config_t **out, char *errstr,
+                          size_t errlen) {
   void *obj;
+  sl_config_t *cfg;
+  sl_cfg_layers_t layers = {0};
   int rc = sl_cfg_load(&sl_config__root, name, yaml, len, envp, &obj, errstr,
                        errlen);
-  *out = obj;
+  *out = NULL;
+  if (rc < 0)
+    return rc;
+  cfg = obj;
+  if (!cfg->fleet.enabled) {
+    if (remote_json) {
+      sl_config_free(cfg);
+      SL_CFG_FMT(errstr, errlen,
+                 "%s: a fleet layer was given but "
+                 "fleet.enabled is false",
+                 name);
+      return SL_ECONFIG;
+    }
+    *out = cfg;
+    return 0;
+  }
+  /* The file turns the fleet on: load again with the ownership rule and
+   * the remote layer over it (parsing twice is cheaper than a second
+   * walker that would have to know which keys the first one set). */
+  sl_config_free(cfg);
+  layers.strict = true;
+  layers.remote = remote_json;
+  layers.remote_len = remote_json ? strlen(remote_json) : 0;
+  layers.remote_name = remote_name ? remote_name : "fleet";
+  rc = sl_cfg_load_layers(&sl_config__root, name, yaml, len, &layers, envp,
+                          &obj, errstr, errlen);
+  *out = rc < 0 ? NULL : obj;
   return rc;
 }
 

@@ -51,8 +51,14 @@ int sl_config_cmd_check(int argc, char **argv) {
 }
 
 int sl_config_cmd_docs(int argc, char **argv) {
+  if (argc == 2 && !strcmp(argv[1], "--bootstrap")) {
+    /* The enrolment bootstrap file's keys (docs/ENROLMENT.md). */
+    sl_config_bootstrap_doc(stdout);
+    return fflush(stdout) ? 1 : 0;
+  }
   if (argc > 1) {
-    fprintf(stderr, "usage: sluice config-docs > docs/CONFIGURATION.md\n");
+    fprintf(stderr, "usage: sluice config-docs [--bootstrap] > "
+                    "docs/CONFIGURATION.md\n");
     return 2;
   }
   return sl_config_doc_markdown(stdout) ? 1 : 0;

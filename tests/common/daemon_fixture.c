@@ -232,6 +232,29 @@ int daemon_try_start(const daemon_opts_t *o) {
   }
 }
 
+void await_ready(int n, int timeout_ms) {
+  uint64_t deadline = now_ms() + (uint64_t)timeout_ms;
+  for (;;) {
+    char line[4096];
+    int ready = 0, st;
+    FILE *f = fopen(log_path, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+      const char *a = strstr(line, " ready: ");
+      if (a && ++ready == n)
+        read_ports(a);
+    }
+    if (f)
+      fclose(f);
+    if (ready >= n)
+      return;
+    CHECK(!daemon_pid || waitpid(daemon_pid, &st, WNOHANG) != daemon_pid,
+          "daemon exited before its start %d was ready", n);
+    CHECK(now_ms() < deadline, "start %d not ready within %d ms", n,
+          timeout_ms);
+    usleep(10000); /* polling the log for a condition, with a deadline */
+  }
+}
+
 pid_t daemon_start(const daemon_opts_t *o) {
   int rc = daemon_try_start(o);
   CHECK(rc == 0, "daemon exited before ready (status %d)", rc - 1000);

@@ -102,6 +102,10 @@ typedef struct daemon_opts {
  * "ready" (and o->until) with the ports set, or 1000 + its exit status when
  * it exited first. Not ready in time: a failure. */
 int daemon_try_start(const daemon_opts_t *o);
+/* Waits (bounded) until the log holds n "ready" lines (a daemon that
+ * executed itself again logs one per start) and reads the ports off the
+ * n-th; the daemon exiting meanwhile is a failure. */
+void await_ready(int n, int timeout_ms);
 /* daemon_try_start(); exiting before ready is a failure. Returns the pid. */
 pid_t daemon_start(const daemon_opts_t *o);
 /* daemon_start(NULL) with the three ports required; the native port in

@@ -769,6 +769,80 @@ static void test_fuzz_seeds(void **state) {
   closedir(dir);
 }
 
+/* The fleet's remote layer (docs/FLEET.md, "Who owns a key"). */
+static void test_fleet_layers(void **state) {
+  (void)state;
+  char key[] = "/tmp/sl-fleet-key-XXXXXX";
+  int fd = mkstemp(key);
+  assert_true(fd >= 0);
+  assert_int_equal(fchmod(fd, 0644), 0);
+  close(fd);
+  char base[512], yaml[1024];
+  sl_config_t *cfg = NULL;
+  snprintf(base, sizeof(base),
+           "node.id: n1\nkafka.brokers: 127.0.0.1:9\nfleet:\n  enabled: true\n"
+           "  verify_key: %s\n  labels: [site=a, line=press]\n",
+           key);
+
+  /* The file alone: defaults for the fleet-owned keys. */
+  cfg = load(base);
+  assert_int_equal(cfg->streams.n, 0);
+  assert_int_equal(cfg->fleet.labels.n, 2);
+  sl_config_free(cfg);
+
+  /* A fleet-owned key in the local file or the environment is refused. */
+  snprintf(yaml, sizeof(yaml),
+           "%slog:\n  level: debug\nstreams:\n  - name: a\n", base);
+  expect_err(yaml, "t.yaml:8:3: log.level: owned by the fleet",
+             "t.yaml:9:1: streams: owned by the fleet");
+  char *env[] = {"SLUICE_LOG_LEVEL=debug", NULL};
+  expect_err_env(base, env,
+                 "env SLUICE_LOG_LEVEL: log.level: owned by the "
+                 "fleet",
+                 NULL);
+
+  /* The remote layer sets them; it may set nothing else. */
+  const char *remote = "{\"log\": {\"level\": \"debug\"}, \"streams\": "
+                       "[{\"name\": \"a\", \"priority\": 7}]}";
+  assert_int_equal(sl_config_load_layers("t.yaml", base, strlen(base), remote,
+                                         "fleet generation 3", NULL, &cfg, err,
+                                         sizeof(err)),
+                   0);
+  assert_int_equal(cfg->log.level, 3);
+  assert_int_equal(cfg->streams.n, 1);
+  assert_int_equal(cfg->streams.v[0].priority, 7);
+  assert_string_equal(cfg->node.id, "n1");
+  sl_config_free(cfg);
+
+  remote = "{\"node\": {\"id\": \"evil\"},\n \"streams\": [{\"name\": \"a\", "
+           "\"priority\": \"high\"}]}";
+  assert_int_equal(sl_config_load_layers("t.yaml", base, strlen(base), remote,
+                                         "fleet generation 4", NULL, &cfg, err,
+                                         sizeof(err)),
+                   SL_ECONFIG);
+  assert_null(cfg);
+  if (!strstr(err, "fleet generation 4:1:11: node.id: local-only key") ||
+      !strstr(err, "fleet generation 4:2:40: streams[0].priority"))
+    fail_msg("unexpected errors:\n%s", err);
+  assert_int_equal(sl_config_load_layers("t.yaml", base, strlen(base),
+                                         "{\"log\": [", "fleet generation 5",
+                                         NULL, &cfg, err, sizeof(err)),
+                   SL_ECONFIG);
+  assert_non_null(strstr(err, "fleet generation 5:"));
+
+  /* Without fleet.enabled nobody owns anything remotely; a remote layer is
+   * a caller error. */
+  cfg = load("node.id: n1\nlog.level: debug\n");
+  sl_config_free(cfg);
+  assert_int_equal(sl_config_load_layers("t.yaml", "node.id: n1\n", 12, "{}",
+                                         "fleet", NULL, &cfg, err, sizeof(err)),
+                   SL_ECONFIG);
+  /* fleet.enabled needs its key. */
+  expect_err("node.id: n1\nkafka.brokers: h:1\nfleet.enabled: true\n",
+             "fleet.verify_key: must be set");
+  unlink(key);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
@@ -794,6 +868,7 @@ int main(void) {
       cmocka_unit_test(test_load_file),
       cmocka_unit_test(test_bad_corpus),
       cmocka_unit_test(test_fuzz_seeds),
+      cmocka_unit_test(test_fleet_layers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
