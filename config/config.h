@@ -100,7 +100,9 @@ typedef enum {
   SL_CONFIG_MQTT_JSON = 0,  /* JSON object or array, field paths below */
   SL_CONFIG_MQTT_RAW,       /* bytes stored as Raw with a content type */
   SL_CONFIG_MQTT_SPARKPLUG, /* Sparkplug B protobuf payloads */
-  SL_CONFIG_MQTT_EVENT      /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_EVENT,     /* sluice's own event JSON (docs/HTTP.md) */
+  SL_CONFIG_MQTT_INFERENCE, /* inference JSON (docs/EDGE-AI.md) */
+  SL_CONFIG_MQTT_OIP        /* OIP v2 responses (profile in oip) */
 } sl_config_mqtt_decoder_t;
 
 /* mqtt.subscriptions[].json_time_unit: unit of numeric timestamps. */
@@ -125,6 +127,7 @@ typedef struct sl_config_mqtt_sub {
   char *json_unit;     /* dotted path of the unit, "" = none */
   char *json_datatype; /* dotted path of the datatype name, "" = none */
   char *content_type;  /* raw decoder: content type stored */
+  char *oip;           /* oip decoder: the oip profile's name */
 } sl_config_mqtt_sub_t;
 
 /* One element of mqtt.fanout: a stored stream published to MQTT. */
@@ -138,6 +141,22 @@ typedef struct sl_config_mqtt_fanout {
 
 /* A list of owned strings (list-typed options; config/cfg.h). */
 typedef sl_cfg_strlist_t sl_config_strlist_t;
+
+/* One element of oip: how an OIP v2 response becomes an inference event
+ * (docs/EDGE-AI.md; decode/decode_inference.h sl_oip_map_t). */
+typedef struct sl_config_oip {
+  char *name;                 /* profile name, unique */
+  char *model;                /* when the response has no model_name */
+  char *model_version;        /* when the response has no model_version */
+  char *model_digest;         /* "" = none */
+  int task;                   /* Sluice__V1__InferenceTask (1..4) */
+  char *output;               /* output tensor name, "" = the first */
+  sl_config_strlist_t labels; /* label map: class i's name */
+  char *label_map_digest;     /* "" = none */
+  double score_threshold;
+  uint64_t top_k;
+  int role; /* Sluice__V1__InferenceRole (1..3) */
+} sl_config_oip_t;
 
 /* TLS of one listener (security/tls.h); cert "" = plain TCP. */
 typedef struct sl_config_tls {
@@ -190,16 +209,20 @@ typedef struct sl_config_step {
   uint64_t interval_ms;  /* rate_limit interval */
   sl_config_strlist_t aggregate; /* functions; empty = not an aggregate */
   uint64_t window_ms, hop_ms, lateness_ms;
-  int late;          /* drop|correct */
-  char *group_by;    /* source|none|attr.NAME|a capture */
-  char *into;        /* stream of the results */
-  bool keep_raw;     /* keep the aggregated events too */
-  uint64_t max_keys; /* distinct keys tracked */
-  char *route;       /* kafka|mqtt|local; "" = not a route step */
-  char *stream;      /* route: store the events in this stream */
-  char *topic;       /* route: Kafka or MQTT topic */
-  char *key;         /* route: Kafka key */
-  int format;        /* route: protobuf|json */
+  int late;             /* drop|correct */
+  char *group_by;       /* source|none|attr.NAME|a capture */
+  char *into;           /* stream of the results */
+  bool keep_raw;        /* keep the aggregated events too */
+  uint64_t max_keys;    /* distinct keys tracked */
+  char *route;          /* kafka|mqtt|local; "" = not a route step */
+  char *stream;         /* route: store the events in this stream */
+  char *topic;          /* route: Kafka or MQTT topic */
+  char *key;            /* route: Kafka key */
+  int format;           /* route: protobuf|json */
+  bool model_aggregate; /* per model version aggregates (docs/EDGE-AI.md) */
+  uint64_t model_keys;  /* model_aggregate: keys held (fixed memory) */
+  sl_config_strlist_t reference; /* model_aggregate: 20 PSI proportions */
+  uint64_t reference_windows;    /* model_aggregate: learnt reference */
 } sl_config_step_t;
 
 typedef struct sl_config_pipeline {
@@ -352,7 +375,15 @@ typedef struct sl_config {
     sl_config_pipeline_t *v; /* n owned elements */
     size_t n;
   } pipelines;
+  struct {
+    sl_config_oip_t *v; /* n owned elements */
+    size_t n;
+  } oip;
 } sl_config_t;
+
+/* The oip profile named name, or NULL. */
+const sl_config_oip_t *sl_config_oip_find(const sl_config_t *cfg,
+                                          const char *name);
 
 /*
  * Loads the YAML file at path, applies the environment overrides from the

@@ -15,6 +15,9 @@ extern const sl_cfg_section_t sl_config__root;
 /* The pipelines list section (config/schema/pipelines.c). */
 extern const sl_cfg_section_t sl_config__pipeline_section;
 
+/* The OIP v2 profiles list section (config/schema/inference.c). */
+extern const sl_cfg_section_t sl_config__oip_section;
+
 /* The listeners' clients list section and the SHA-256 hex check
  * (config/schema/clients.c). */
 extern const sl_cfg_section_t sl_config__client_section;

@@ -273,19 +273,20 @@ static void *enrol_thread(void *arg) {
   uint64_t next_send = 0, retry = e->dm->in.cfg->enrol.retry_ms * 1000000;
   uint8_t *best = NULL;
   size_t best_len = 0;
-  int warned = 0;
+  int warned = -1; /* the last reason logged */
 
   while (!atomic_load(&e->stop)) {
     if (!preq || !presp) {
-      preq = sl_kclient_partitions(e->prod, e->t_req, 500);
-      presp = sl_kclient_partitions(e->cons, e->t_resp, 500);
+      rd_kafka_resp_err_t w1 = 0, w2 = 0;
+      preq = sl_kclient_partitions(e->prod, e->t_req, 500, &w1);
+      presp = sl_kclient_partitions(e->cons, e->t_resp, 500, &w2);
       if (!preq || !presp) {
-        if (!warned++)
+        rd_kafka_resp_err_t w = w1 ? w1 : w2;
+        if ((int)w != warned) /* each new reason once */
           sl_warn(SL_LOG_CTX_CONFIG, NULL,
-                  "enrolment: %s or %s not reachable yet (brokers down, "
-                  "topics missing, or the claim certificate refused); "
-                  "retrying",
-                  e->t_req, e->t_resp);
+                  "enrolment: %s or %s not reachable yet (%s); retrying",
+                  e->t_req, e->t_resp, rd_kafka_err2str(w));
+        warned = (int)w;
         preq = presp = 0;
         rd_kafka_poll(e->prod, 200);
         continue;

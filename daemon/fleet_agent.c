@@ -379,7 +379,7 @@ static int learn_partitions(sl_fleet_agent_t *fa) {
     int32_t n;
     if (atomic_load(&fa->parts[t]) > 0)
       continue;
-    if ((n = sl_kclient_partitions(fa->prod, fa->topic[t], 500)) > 0)
+    if ((n = sl_kclient_partitions(fa->prod, fa->topic[t], 500, NULL)) > 0)
       atomic_store(&fa->parts[t], n);
     else
       missing++;

@@ -34,16 +34,22 @@ int sl_kclient_props(rd_kafka_conf_t *c, char *const *items, size_t n,
   return 0;
 }
 
-int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
-                              int timeout_ms) {
+int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *why) {
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  rd_kafka_resp_err_t e;
   int32_t n = 0;
   if (!rkt)
     return 0;
-  if (rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-      md->topic_cnt == 1 && !md->topics[0].err)
+  e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+  if (!e && md->topic_cnt == 1 && !md->topics[0].err)
     n = md->topics[0].partition_cnt;
+  else if (!e)
+    e = md->topic_cnt == 1 ? md->topics[0].err
+                           : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+  if (why)
+    *why = e;
   if (md)
     rd_kafka_metadata_destroy(md);
   rd_kafka_topic_destroy(rkt);

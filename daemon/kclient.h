@@ -20,8 +20,10 @@ rd_kafka_conf_t *sl_kclient_conf(void);
 int sl_kclient_props(rd_kafka_conf_t *c, char *const *items, size_t n,
                      const char *skip_prefix, char *err, size_t errlen);
 
-/* Partitions of topic (metadata, at most timeout_ms), 0 when unknown. */
-int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic,
-                              int timeout_ms);
+/* Partitions of topic (metadata, at most timeout_ms), 0 when unknown;
+ * why (may be NULL) receives the reason then (the request's or the
+ * topic's error). */
+int32_t sl_kclient_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                              rd_kafka_resp_err_t *why);
 
 #endif /* SL_KCLIENT_H */

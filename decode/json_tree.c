@@ -191,6 +191,30 @@ void json__body_open(body_t *b, const char *data, size_t len, char *msg,
   b->text = (arena_t){b->text0, 0, sizeof(b->text0), false};
 }
 
+void json__body_reopen(body_t *b, const char *data, size_t len, char *msg,
+                       size_t msglen) {
+  scan_t *s = &b->s;
+  arena_t str = s->str, kbuf = s->kbuf, text = b->text;
+  jkey_t *keys = s->keys;
+  jnode_t *nodes = b->nodes;
+  size_t capkeys = s->capkeys, capnodes = b->capnodes;
+  json__body_open(b, data, len, msg, msglen);
+  if (str.heap)
+    s->str = (arena_t){str.p, 0, str.cap, true};
+  if (kbuf.heap)
+    s->kbuf = (arena_t){kbuf.p, 0, kbuf.cap, true};
+  if (text.heap)
+    b->text = (arena_t){text.p, 0, text.cap, true};
+  if (keys && keys != s->keys0) {
+    s->keys = keys;
+    s->capkeys = capkeys;
+  }
+  if (nodes && nodes != b->nodes0) {
+    b->nodes = nodes;
+    b->capnodes = capnodes;
+  }
+}
+
 void json__body_close(body_t *b) {
   scan_t *s = &b->s;
   if (s->str.heap)

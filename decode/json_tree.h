@@ -49,6 +49,11 @@ static inline const char *TXT(body_t *b, uint32_t off) {
 /* Starts decoding data (len bytes); the scanner's messages go to msg. */
 void json__body_open(body_t *b, const char *data, size_t len, char *msg,
                      size_t msglen);
+/* json__body_open() that keeps what earlier payloads grew on the heap (b
+ * zeroed before its first use): no allocation for payloads that fit. Only
+ * the scanner's and the tree's arrays are kept (not labels, boxes, ...). */
+void json__body_reopen(body_t *b, const char *data, size_t len, char *msg,
+                       size_t msglen);
 /* Frees what b grew on the heap (not b). */
 void json__body_close(body_t *b);
 /* Parses the value starting with t as node 0 (the nodes and text of the

@@ -191,3 +191,18 @@ void sl_ingest_free(sl_ingest_t *ic) {
     pthread_mutex_destroy(&ic->done_lock);
   ic->inited = 0;
 }
+
+void sl_ingest_oip_map(const sl_config_oip_t *o, sl_oip_map_t *m) {
+  memset(m, 0, sizeof(*m));
+  m->model = o->model;
+  m->model_version = o->model_version;
+  m->model_digest = o->model_digest;
+  m->output = o->output;
+  m->task = o->task;
+  m->labels = (const char *const *)o->labels.v;
+  m->nlabels = o->labels.n;
+  m->label_map_digest = o->label_map_digest;
+  m->score_threshold = (float)o->score_threshold;
+  m->top_k = (uint32_t)o->top_k;
+  m->role = (uint32_t)o->role;
+}

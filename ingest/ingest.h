@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "decode/decode_inference.h"
 #include "decode/event_check.h"
 #include "ingest/guard.h"
 #include "security/creds.h"
@@ -135,6 +136,9 @@ int sl_ingest_submit(sl_ingest_t *ic, sl_store_group_t *g, sl_done_t *d);
  * or NULL name means the default stream (the first configured).
  * Returns 0 or SL_ENOTFOUND. */
 int sl_ingest_stream(sl_ingest_t *ic, const char *name, size_t *idx);
+
+/* The decoder's view of an oip profile (o borrowed; *m points into it). */
+void sl_ingest_oip_map(const sl_config_oip_t *o, sl_oip_map_t *m);
 
 /* Counts events durably acknowledged on path for stream idx. */
 void sl_ingest_accepted(sl_ingest_t *ic, sl_path_t path, size_t idx,

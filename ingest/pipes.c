@@ -49,6 +49,7 @@ struct sl_pipes {
   /* Metrics: last published stats, so counters get the difference. */
   sl_process_stats_t *last;
   sl_metric_t **m_in, **m_emitted, **m_late;
+  sl_metric_t **m_partial, **m_unkeyed; /* model_aggregate */
   sl_metric_t *(*m_drop)[SL_PROCESS_R_COUNT];
   sl_metric_t *m_wm_reset; /* watermarks set back from the future */
   int64_t max_future_ns;   /* limits.max_future at start */
@@ -217,6 +218,13 @@ static void register_metrics(sl_pipes_t *pp) {
     pp->m_late[i] = sl_metrics_counter(
         ic->mx, "sluice_pipeline_late_total",
         "Events behind an aggregate's watermark and lateness", labels);
+    pp->m_partial[i] = sl_metrics_counter(
+        ic->mx, "sluice_pipeline_partial_windows_total",
+        "model_aggregate windows closed early because the key table was full",
+        labels);
+    pp->m_unkeyed[i] = sl_metrics_counter(
+        ic->mx, "sluice_pipeline_unkeyed_total",
+        "Inference events a model_aggregate could not key (kept raw)", labels);
     for (int r = 0; r < SL_PROCESS_R_COUNT; r++) {
       snprintf(labels, sizeof(labels), "pipeline=\"%s\",reason=\"%s\"", esc,
                sl_process_reason_name((sl_process_reason_t)r));
@@ -285,8 +293,11 @@ int sl_pipes_new(sl_ingest_t *ic, sl_pipes_t **out, char *err, size_t errlen,
   pp->m_in = calloc(np, sizeof(*pp->m_in));
   pp->m_emitted = calloc(np, sizeof(*pp->m_emitted));
   pp->m_late = calloc(np, sizeof(*pp->m_late));
+  pp->m_partial = calloc(np, sizeof(*pp->m_partial));
+  pp->m_unkeyed = calloc(np, sizeof(*pp->m_unkeyed));
   pp->m_drop = calloc(np, sizeof(*pp->m_drop));
-  if (!pp->last || !pp->m_in || !pp->m_emitted || !pp->m_late || !pp->m_drop)
+  if (!pp->last || !pp->m_in || !pp->m_emitted || !pp->m_late || !pp->m_drop ||
+      !pp->m_partial || !pp->m_unkeyed)
     goto nomem;
   /* State from the last run, before any listener opens. */
   char bad[200] = "";
@@ -352,6 +363,8 @@ void sl_pipes_free(sl_pipes_t *pp) {
   free(pp->m_in);
   free(pp->m_emitted);
   free(pp->m_late);
+  free(pp->m_partial);
+  free(pp->m_unkeyed);
   free(pp->m_drop);
   pthread_mutex_destroy(&pp->lock);
   free(pp);
@@ -627,6 +640,10 @@ void sl_pipes_metrics(sl_pipes_t *pp) {
       sl_metric_add(pp->m_emitted[i], st.emitted - l->emitted);
     if (st.late > l->late)
       sl_metric_add(pp->m_late[i], st.late - l->late);
+    if (st.partial > l->partial)
+      sl_metric_add(pp->m_partial[i], st.partial - l->partial);
+    if (st.unkeyed > l->unkeyed)
+      sl_metric_add(pp->m_unkeyed[i], st.unkeyed - l->unkeyed);
     for (int r = 0; r < SL_PROCESS_R_COUNT; r++)
       if (st.dropped[r] > l->dropped[r])
         sl_metric_add(pp->m_drop[i][r], st.dropped[r] - l->dropped[r]);
@@ -635,6 +652,8 @@ void sl_pipes_metrics(sl_pipes_t *pp) {
     l->events_in = SL_MAX(l->events_in, st.events_in);
     l->emitted = SL_MAX(l->emitted, st.emitted);
     l->late = SL_MAX(l->late, st.late);
+    l->partial = SL_MAX(l->partial, st.partial);
+    l->unkeyed = SL_MAX(l->unkeyed, st.unkeyed);
   }
   pthread_mutex_unlock(&pp->lock);
 }

@@ -97,6 +97,88 @@ static inline void set_num(sl_pval_t *v, double n) {
   v->n = n;
 }
 
+/* The top class (best score), else the top detection, of an inference's
+ * label-id results (docs/EDGE-AI.md): its name (NULL when not given) and
+ * score, or false when it has neither. */
+static bool top_id(const Sluice__V1__Inference *in, uint32_t *id,
+                   const char **name, double *score) {
+  const Sluice__V1__ClassScore *bc = NULL;
+  const Sluice__V1__Detection *bd = NULL;
+  for (size_t i = 0; i < in->n_classes; i++)
+    if (in->classes[i] && (!bc || in->classes[i]->score > bc->score))
+      bc = in->classes[i];
+  if (bc) {
+    *id = bc->label_id;
+    *name = bc->label && *bc->label ? bc->label : NULL;
+    *score = bc->score;
+    return true;
+  }
+  for (size_t i = 0; i < in->n_detections; i++)
+    if (in->detections[i] && (!bd || in->detections[i]->score > bd->score))
+      bd = in->detections[i];
+  if (!bd)
+    return false;
+  *id = bd->label_id;
+  *name = bd->label && *bd->label ? bd->label : NULL;
+  *score = bd->score;
+  return true;
+}
+
+static void load_inference(const Sluice__V1__Inference *inf, pfield_t f,
+                           sl_pval_t *v) {
+  static const char *const roles[] = {"primary", "primary", "canary", "shadow"};
+  static const char *const statuses[] = {"", "ok", "empty", "error", "skipped"};
+  static const char *const tasks[] = {"", "classify", "detect", "anomaly",
+                                      "regress"};
+  uint32_t id;
+  const char *name;
+  double score;
+  unsigned st;
+  switch (f) {
+  case F_ROLE:
+    if ((unsigned)inf->role <= 3)
+      set_str(v, roles[inf->role]);
+    return;
+  case F_STATUS:
+    st = (unsigned)inf->status;
+    if (st == 0) /* unspecified: as the model_aggregate step reads it */
+      st = inf->n_detections || inf->n_classes || inf->n_values ||
+                   inf->anomaly_score != 0
+               ? 1
+               : 2;
+    if (st <= 4)
+      set_str(v, statuses[st]);
+    return;
+  case F_TASK:
+    if ((unsigned)inf->task <= 4)
+      set_str(v, tasks[inf->task]);
+    return;
+  case F_MODEL_DIGEST:
+    set_str(v, inf->model_digest);
+    return;
+  case F_LABEL_ID:
+    if (top_id(inf, &id, &name, &score))
+      set_num(v, (double)id);
+    return;
+  case F_LATENCY_US:
+    set_num(v, (double)inf->latency_us);
+    return;
+  case F_SEQUENCE:
+    set_num(v, (double)inf->sequence);
+    return;
+  case F_LABEL:
+    if (top_id(inf, &id, &name, &score))
+      set_str(v, name);
+    return;
+  case F_SCORE:
+    if (top_id(inf, &id, &name, &score))
+      set_num(v, score);
+    return;
+  default:
+    return;
+  }
+}
+
 static void load_field(const Sluice__V1__Event *ev, const char *stream,
                        pfield_t f, sl_pval_t *v) {
   const Sluice__V1__Reading *rd =
@@ -157,10 +239,24 @@ static void load_field(const Sluice__V1__Event *ev, const char *stream,
   case F_LABEL:
     if ((lb = process__top_label(ev)))
       set_str(v, lb->name);
+    else if (inf)
+      load_inference(inf, f, v); /* label-id results (EDGE-AI.md) */
     return;
   case F_SCORE:
     if ((lb = process__top_label(ev)))
       set_num(v, (double)lb->score);
+    else if (inf)
+      load_inference(inf, f, v);
+    return;
+  case F_ROLE:
+  case F_STATUS:
+  case F_TASK:
+  case F_MODEL_DIGEST:
+  case F_LABEL_ID:
+  case F_LATENCY_US:
+  case F_SEQUENCE:
+    if (inf)
+      load_inference(inf, f, v);
     return;
   case F_KIND:
     switch (ev->body_case) {

@@ -98,6 +98,13 @@ static const struct {
     {"kind", F_KIND, ST_STR},
     {"stream", F_STREAM, ST_STR},
     {"status_code", F_STATUS_CODE, ST_NUM},
+    {"role", F_ROLE, ST_STR},
+    {"status", F_STATUS, ST_STR},
+    {"task", F_TASK, ST_STR},
+    {"model_digest", F_MODEL_DIGEST, ST_STR},
+    {"label_id", F_LABEL_ID, ST_NUM},
+    {"latency_us", F_LATENCY_US, ST_NUM},
+    {"sequence", F_SEQUENCE, ST_NUM},
 };
 
 __attribute__((format(printf, 3, 4))) static void perr(parser_t *ps, size_t pos,

@@ -33,6 +33,7 @@ static void step_free(pstep_t *s) {
   free(s->stream);
   free(s->topic);
   free(s->key);
+  process__magg_conf_free(s);
   process__table_close(&s->tab);
 }
 
@@ -64,6 +65,7 @@ void sl_process_free(sl_process_t *pr) {
   free(pr->erd);
   free(pr->eattr);
   free(pr->eattrp);
+  process__magg_out_free(pr);
   free(pr->etext);
   free(pr->sbuf);
   free(pr);
@@ -103,7 +105,7 @@ cerr(char *errstr, size_t errlen, size_t k, const char *fmt, ...) {
   return SL_ECONFIG;
 }
 
-static int step_compile(ppipeline_t *p, pstep_t *s,
+static int step_compile(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
                         const sl_process_step_conf_t *c, size_t k, char *errstr,
                         size_t errlen) {
   char why[300];
@@ -198,6 +200,13 @@ static int step_compile(ppipeline_t *p, pstep_t *s,
     return process__table_init(&s->tab, process__aggregate_payload(s),
                                c->max_keys);
   }
+  case SL_PROCESS_MODEL_AGG:
+    if (!c->into || !name_ok(c->into, SL_PROCESS_NAME_MAX))
+      return cerr(errstr, errlen, k,
+                  "model_aggregate: into must name a stream ([a-z0-9._-])");
+    if (sdup(&s->into, c->into))
+      return -ENOMEM;
+    return process__magg_compile(pr, s, c, k, errstr, errlen);
   case SL_PROCESS_ROUTE:
     if ((unsigned)c->route > SL_PROCESS_ROUTE_LOCAL ||
         (unsigned)c->format > SL_PROCESS_FORMAT_JSON)
@@ -253,8 +262,8 @@ int sl_process_pipeline_add(sl_process_t *pr,
     goto fail;
   for (size_t k = 0; k < pc->n_steps; k++) {
     p->nsteps = k + 1;
-    if ((rc = step_compile(p, &p->steps[k], &pc->steps[k], k, errstr, errlen)) <
-        0)
+    if ((rc = step_compile(pr, p, &p->steps[k], &pc->steps[k], k, errstr,
+                           errlen)) < 0)
       goto fail;
     p->steps[k].fingerprint = process__fingerprint(&p->steps[k]);
   }
@@ -394,6 +403,7 @@ void sl_process_rollback(sl_process_t *pr) {
   pr->pending = false;
   pr->ntags = 0;
   pr->nerec = 0;
+  process__magg_reset(pr);
 }
 
 static const char *group_key(const pstep_t *s, const Sluice__V1__Event *ev,
@@ -465,6 +475,9 @@ static void run_pipeline(sl_process_t *pr, ppipeline_t *p, const char *stream,
         v = process__aggregate(pr, p, s, ev, key, klen, h, &reason);
         break;
       }
+      case SL_PROCESS_MODEL_AGG:
+        v = process__magg(pr, p, s, ev, &reason);
+        break;
       case SL_PROCESS_ROUTE:
         if (!pr->dest[i] && s->stream)
           pr->dest[i] = s->stream;
@@ -502,7 +515,9 @@ int sl_process_run(sl_process_t *pr, const char *stream,
   for (size_t i = 0; i < pr->npipes; i++) {
     for (size_t k = 0; k < pr->pipes[i].nsteps; k++) {
       pstep_t *s = &pr->pipes[i].steps[k];
-      if (s->stateful && process__table_reserve(&s->tab, n) < 0)
+      /* model_aggregate tables are whole from the start (fixed memory). */
+      if (s->stateful && s->kind != SL_PROCESS_MODEL_AGG &&
+          process__table_reserve(&s->tab, n) < 0)
         return -ENOMEM;
     }
   }
@@ -511,6 +526,7 @@ int sl_process_run(sl_process_t *pr, const char *stream,
   pr->ntags = 0;
   pr->nerec = 0;
   pr->eklen = 0;
+  process__magg_reset(pr);
   marks_save(pr);
   pr->pending = true;
   memset(pr->keep, 1, n);
@@ -525,15 +541,26 @@ int sl_process_run(sl_process_t *pr, const char *stream,
     for (size_t k = 0; k < p->nsteps && !pr->poisoned; k++) {
       if (p->steps[k].kind == SL_PROCESS_AGGREGATE && p->steps[k].flush_future)
         process__aggregate_sweep(pr, p, &p->steps[k]);
+      if (p->steps[k].kind == SL_PROCESS_MODEL_AGG && p->steps[k].flush_future)
+        process__magg_sweep(pr, p, &p->steps[k]);
     }
     run_pipeline(pr, p, stream, events, n);
     for (size_t k = 0; k < p->nsteps && !pr->poisoned; k++) {
       if (p->steps[k].kind == SL_PROCESS_AGGREGATE)
         process__aggregate_sweep(pr, p, &p->steps[k]);
+      if (p->steps[k].kind == SL_PROCESS_MODEL_AGG)
+        process__magg_sweep(pr, p, &p->steps[k]);
     }
   }
+  /* Room for both kinds of results first: materialising one must not move
+   * the other's. */
+  if (!pr->poisoned && process__magg_count(pr) &&
+      process__emit_reserve(pr, pr->nerec + process__magg_count(pr), 0) < 0)
+    pr->poisoned = true;
   if (!pr->poisoned)
     process__emit_materialise(pr);
+  if (!pr->poisoned)
+    process__magg_materialise(pr, pr->nerec);
   if (pr->poisoned)
     return SL_EPOISONED;
   for (size_t i = 0; i < pr->nerec; i++)
@@ -546,6 +573,6 @@ int sl_process_run(sl_process_t *pr, const char *stream,
   res->tags = pr->tags;
   res->ntags = pr->ntags;
   res->emit = pr->emit;
-  res->nemit = pr->nerec;
+  res->nemit = pr->nerec + process__magg_count(pr);
   return 0;
 }

@@ -93,6 +93,7 @@ typedef enum sl_process_step_kind {
   SL_PROCESS_RATE_LIMIT,
   SL_PROCESS_AGGREGATE,
   SL_PROCESS_ROUTE,
+  SL_PROCESS_MODEL_AGG, /* per model version aggregates (process/model_agg.c) */
   SL_PROCESS_STEP_KINDS
 } sl_process_step_kind_t;
 
@@ -177,7 +178,28 @@ typedef struct sl_process_step_conf {
   const char *topic;          /* Kafka or MQTT topic, may use {captures} */
   const char *key;            /* Kafka key: "source", "none", a capture */
   sl_process_format_t format; /* value format */
+  /* model_aggregate (docs/EDGE-AI.md): window_ns, lateness_ns, into,
+   * keep_raw and max_keys as above (max_keys 0 = 256; the whole table is
+   * allocated when the step is added). The PSI reference: reference
+   * (SL_PROCESS_MA_BINS proportions of the pooled score histogram,
+   * borrowed, copied) or, when n_reference is 0, the first
+   * reference_windows complete windows of each key (0 = no PSI). */
+  const double *reference;
+  size_t n_reference;
+  uint32_t reference_windows;
 } sl_process_step_conf_t;
+
+/* model_aggregate: bins of every score histogram (width 1/20 over [0, 1]),
+ * label ids tracked per window (more go to "other"), and the latency
+ * sketch (relative accuracy 2%: gamma = 1.02 / 0.98, buckets of 1 us to
+ * ~760 s; slower runs land in the last bucket). */
+#define SL_PROCESS_MA_BINS 20
+#define SL_PROCESS_MA_LABELS 16
+#define SL_PROCESS_MA_ACCURACY 0.02
+#define SL_PROCESS_MA_LAT_BUCKETS 512
+/* content_type of the Raw events a model_aggregate emits. */
+#define SL_PROCESS_MA_CONTENT_TYPE                                             \
+  "application/x-protobuf; proto=sluice.v1.InferenceAggregate"
 
 typedef struct sl_process_pipeline_conf {
   const char *name;   /* unique, 1..SL_PROCESS_NAME_MAX of [a-z0-9._-] */
@@ -366,6 +388,8 @@ typedef struct sl_process_stats {
   uint64_t emitted;                     /* aggregate results emitted */
   uint64_t late;                        /* late events (drop or correct) */
   uint64_t keys;                        /* per-key state entries held */
+  uint64_t partial; /* model_aggregate: windows closed early (table full) */
+  uint64_t unkeyed; /* model_aggregate: key over 448 bytes, kept raw */
 } sl_process_stats_t;
 
 /* Fills st for pipeline idx. Errors: SL_ENOTFOUND (idx out of range). */

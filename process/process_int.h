@@ -46,6 +46,13 @@ typedef enum {
   F_KIND,
   F_STREAM,
   F_STATUS_CODE,
+  F_ROLE,         /* inference: primary, canary, shadow */
+  F_STATUS,       /* inference: ok, empty, error, skipped */
+  F_TASK,         /* inference: classify, detect, anomaly, regress, "" */
+  F_MODEL_DIGEST, /* inference */
+  F_LABEL_ID,     /* inference: the top class or detection's label id */
+  F_LATENCY_US,   /* inference */
+  F_SEQUENCE,     /* inference */
   F_COUNT
 } pfield_t;
 
@@ -248,6 +255,7 @@ typedef struct pstep {
    * of the pipeline's next run (before its events), which clears it. */
   bool flush_future;
   int64_t flush_above;
+  struct pmagg_conf *ma; /* model_aggregate: reference (owned) */
 } pstep_t;
 
 enum { BY_SOURCE = 0, BY_NONE, BY_ATTR, BY_CAPTURE };
@@ -344,6 +352,7 @@ struct sl_process {
   /* state encode/decode scratch */
   uint8_t *sbuf;
   size_t scap;
+  struct pmagg_out *ma; /* model_aggregate results of the run (owned) */
 };
 
 /* Step runners (deadband.c, sample.c, window.c). key/klen/hash: the
@@ -384,5 +393,30 @@ bool process__glob_caps(const pglob_tok_t *toks, size_t ntoks, const char *pat,
 
 /* state.c */
 uint64_t process__fingerprint(const pstep_t *s);
+
+/* window.c: grows the emit arrays (emit, eev, ...) to n records and the
+ * text arena to text_need bytes. Returns 0 or -ENOMEM. */
+int process__emit_reserve(sl_process_t *pr, size_t n, size_t text_need);
+
+/* model_agg.c: the model_aggregate step (docs/EDGE-AI.md). */
+static inline bool process__windowed(const pstep_t *s) {
+  return s->kind == SL_PROCESS_AGGREGATE || s->kind == SL_PROCESS_MODEL_AGG;
+}
+int process__magg_compile(sl_process_t *pr, pstep_t *s,
+                          const sl_process_step_conf_t *c, size_t k,
+                          char *errstr, size_t errlen);
+void process__magg_conf_free(pstep_t *s);
+void process__magg_out_free(sl_process_t *pr);
+pstep_verdict_t process__magg(sl_process_t *pr, ppipeline_t *p, pstep_t *s,
+                              const Sluice__V1__Event *ev,
+                              sl_process_reason_t *reason);
+int process__magg_sweep(sl_process_t *pr, ppipeline_t *p, pstep_t *s);
+/* Results of the run: forget them (start of a run, rollback). */
+void process__magg_reset(sl_process_t *pr);
+size_t process__magg_count(const sl_process_t *pr);
+/* Builds the run's result Events into pr->emit[first..]. */
+void process__magg_materialise(sl_process_t *pr, size_t first);
+/* Inserts one loaded entry (payload of the step's esize) of s. */
+int process__magg_load(sl_process_t *pr, pstep_t *s, const uint8_t *payload);
 
 #endif /* SL_PROCESS_INT_H */

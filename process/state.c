@@ -23,7 +23,10 @@
  * windows of different shapes. The payload is the host's struct layout
  * (pdeadband_t, pcounter_t, pagg_t + windows; all 8-byte fields, no
  * padding, no pointers); a store moved to a host of the other byte order
- * starts its steps empty (flags bit 0).
+ * starts its steps empty (flags bit 0). model_aggregate entries (~4.6 KB,
+ * mostly zero histogram bins) are run-length encoded (flags bit 1): the
+ * payload as 32-bit words, in runs of u16 zero words, u16 literal words,
+ * the literal words.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -65,11 +68,78 @@ static uint64_t get_le64(const uint8_t *p) {
   return v;
 }
 
+/* ---- run-length encoded payloads (flags bit 1) ------------------------- */
+
+#define FLAG_RLE 2
+
+/* The most an encoding of psize bytes takes: a literal run is broken only
+ * by two zero words, so runs cost at most their 4-byte header per 3 words
+ * saved, plus one header. */
+#define RLE_BOUND(psize) ((psize) + 4)
+
+/* Encodes psize bytes of p (8-byte aligned: a slot's payload) into out;
+ * returns the encoded length (<= RLE_BOUND(psize)). */
+static size_t rle_encode(const uint8_t *p, size_t psize, uint8_t *out) {
+  const uint32_t *w = (const uint32_t *)(const void *)p;
+  size_t words = psize / 4, i = 0, n = 0;
+  while (i < words) {
+    size_t z = 0, l = 0, j, lim = SL_MIN(words, i + 65535);
+    /* Zero runs (most of an entry) eight words at a time. */
+    j = i;
+    while (j + 8 <= lim && !(w[j] | w[j + 1] | w[j + 2] | w[j + 3] | w[j + 4] |
+                             w[j + 5] | w[j + 6] | w[j + 7]))
+      j += 8;
+    while (j < lim && !w[j])
+      j++;
+    z = j - i;
+    /* A literal run ends at two zero words (or a zero at the end). */
+    while (j + l < words && l < 65535 &&
+           (w[j + l] || (j + l + 1 < words && w[j + l + 1])))
+      l++;
+    out[n] = (uint8_t)z;
+    out[n + 1] = (uint8_t)(z >> 8);
+    out[n + 2] = (uint8_t)l;
+    out[n + 3] = (uint8_t)(l >> 8);
+    memcpy(out + n + 4, w + j, 4 * l);
+    n += 4 + 4 * l;
+    i = j + l;
+  }
+  return n;
+}
+
+/* Decodes into out (psize bytes) from [q, end); returns the end of the
+ * encoded payload or NULL when it is malformed. */
+static const uint8_t *rle_decode(const uint8_t *q, const uint8_t *end,
+                                 uint8_t *out, size_t psize) {
+  size_t words = psize / 4, i = 0;
+  while (i < words) {
+    if (end - q < 4)
+      return NULL;
+    size_t z = (size_t)(q[0] | q[1] << 8), l = (size_t)(q[2] | q[3] << 8);
+    q += 4;
+    if ((!z && !l) || z + l > words - i || (size_t)(end - q) < 4 * l)
+      return NULL;
+    memset(out + 4 * i, 0, 4 * z);
+    i += z;
+    memcpy(out + 4 * i, q, 4 * l);
+    i += l;
+    q += 4 * l;
+  }
+  return q;
+}
+
 uint64_t process__fingerprint(const pstep_t *s) {
   struct {
     int64_t kind, esize, window, hop, lateness, funcs, by, nwin;
   } f = {s->kind, (int64_t)s->tab.esize, 0, 0, 0, 0, 0, 0};
   uint64_t h;
+  if (s->kind == SL_PROCESS_MODEL_AGG) {
+    f.window = s->c.window_ns;
+    f.lateness = s->c.lateness_ns;
+    f.funcs = s->c.reference_windows;
+    f.by = s->c.max_keys;
+    f.nwin = s->c.n_reference;
+  }
   if (s->kind == SL_PROCESS_AGGREGATE) {
     f.window = s->c.window_ns;
     f.hop = s->c.hop_ns;
@@ -131,6 +201,7 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
   uint32_t cnt[PSHARDS] = {0};
   size_t total = 0;
   char key[SL_PROCESS_NAME_MAX + 40];
+  bool rle = s->kind == SL_PROCESS_MODEL_AGG;
   int rc;
 
   if (!t->dirty)
@@ -143,7 +214,9 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     if (!sl->used || !(t->dirty & (1ull << sh)))
       continue;
     cnt[sh]++;
-    off[sh] += 2 + sl->klen + psize;
+    /* Run-length entries: room for the worst case; each record is handed
+     * on with its real length. */
+    off[sh] += 2 + sl->klen + (rle ? RLE_BOUND(psize) : psize);
   }
   for (unsigned sh = 0; sh < PSHARDS; sh++) {
     size_t body = off[sh];
@@ -158,6 +231,8 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     if (!(t->dirty & (1ull << sh)))
       continue;
     header(pr->sbuf + off[sh], s, sh, cnt[sh], (uint32_t)psize);
+    if (rle)
+      pr->sbuf[off[sh] + 5] |= FLAG_RLE;
     pos[sh] = off[sh] + HDR;
   }
   for (size_t i = 0; i < t->cap; i++) {
@@ -169,7 +244,13 @@ static int put_step(sl_process_t *pr, const ppipeline_t *p, pstep_t *s,
     q = pr->sbuf + pos[sh];
     q[0] = (uint8_t)sl->klen;
     q[1] = (uint8_t)(sl->klen >> 8);
-    memcpy(q + 2, t->keys + sl->koff, sl->klen);
+    if (sl->klen) /* model_aggregate keys live in the payload: no arena */
+      memcpy(q + 2, t->keys + sl->koff, sl->klen);
+    if (rle) {
+      pos[sh] +=
+          2 + sl->klen + rle_encode(pslot_data(sl), psize, q + 2 + sl->klen);
+      continue;
+    }
     memcpy(q + 2 + sl->klen, pslot_data(sl), psize);
     pos[sh] += 2 + sl->klen + psize;
   }
@@ -216,7 +297,7 @@ int sl_process_state_put(sl_process_t *pr, sl_process_put_cb cb, void *arg) {
         continue;
       if ((rc = put_step(pr, p, s, k, cb, arg)) < 0)
         return rc;
-      if (s->kind == SL_PROCESS_AGGREGATE && s->meta_dirty &&
+      if (process__windowed(s) && s->meta_dirty &&
           (rc = put_meta(pr, p, s, k, cb, arg)) < 0)
         return rc;
     }
@@ -295,6 +376,10 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
   bool foreign;
   int rc;
 
+  /* Decoded run-length payloads (model_aggregate; load time only). */
+  uint8_t *dec = NULL;
+  if (s->kind == SL_PROCESS_MODEL_AGG && !(dec = malloc(psize)))
+    return -ENOMEM;
   table_clear(t);
   s->wm = 0;
   s->have_wm = 0;
@@ -304,23 +389,44 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
     if ((rc = fetch(pr, cb, arg, key, &len)) == SL_ENOTFOUND)
       continue;
     if (rc < 0)
-      return rc;
+      goto out;
     long n = check(pr->sbuf, len, s, sh, psize, &foreign);
     if (foreign) {
       table_clear(t); /* whole step starts empty */
-      return 0;
+      rc = 0;
+      goto out;
     }
     const uint8_t *q = pr->sbuf + HDR, *end = pr->sbuf + len - TRAILER;
+    bool rle = n > 0 && (pr->sbuf[5] & FLAG_RLE);
+    if (rle && !dec)
+      n = -1; /* only model_aggregate writes it */
     for (long e = 0; n >= 0 && e < n; e++) {
       size_t kl;
+      if (rle) {
+        const uint8_t *nx;
+        if (end - q < 2 ||
+            (size_t)(end - q) < 2 + (kl = (size_t)(q[0] | q[1] << 8)) ||
+            !(nx = rle_decode(q + 2 + kl, end, dec, psize))) {
+          n = -1;
+          break;
+        }
+        if ((rc = process__magg_load(pr, s, dec)) < 0)
+          goto out;
+        q = nx;
+        continue;
+      }
       if (end - q < 2 ||
           (size_t)(end - q) < 2 + (kl = (size_t)(q[0] | q[1] << 8)) + psize) {
         n = -1;
         break;
       }
       /* Copy out: the insert may reuse nothing of sbuf, but stay safe. */
-      if ((rc = table_insert(pr, t, q + 2, kl, q + 2 + kl)) < 0)
-        return rc;
+      if (s->kind == SL_PROCESS_MODEL_AGG)
+        rc = process__magg_load(pr, s, q + 2 + kl);
+      else
+        rc = table_insert(pr, t, q + 2, kl, q + 2 + kl);
+      if (rc < 0)
+        goto out;
       q += 2 + kl + psize;
     }
     if (n < 0 || q != end) {
@@ -329,7 +435,7 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
       *corrupt = true;
     }
   }
-  if (s->kind == SL_PROCESS_AGGREGATE) {
+  if (process__windowed(s)) {
     key_of(key, sizeof(key), p, k, META_SHARD);
     rc = fetch(pr, cb, arg, key, &len);
     if (rc == 0) {
@@ -345,12 +451,15 @@ static int load_step(sl_process_t *pr, ppipeline_t *p, pstep_t *s, size_t k,
         s->have_wm = get_le64(pr->sbuf + HDR + 8) != 0;
       }
     } else if (rc != SL_ENOTFOUND) {
-      return rc;
+      goto out;
     }
   }
   t->dirty = 0;
   s->meta_dirty = false;
-  return 0;
+  rc = 0;
+out:
+  free(dec);
+  return rc;
 }
 
 int sl_process_state_load(sl_process_t *pr, sl_process_get_cb cb, void *arg,

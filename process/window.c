@@ -405,7 +405,7 @@ static void attr(mat_t *m, Sluice__V1__Event *ev, char *k, char *v) {
 
 /* Grows the emit arrays to n records and the text arena to text_need
  * bytes. Returns 0 or -ENOMEM (what was grown stays). */
-static int emit_reserve(sl_process_t *pr, size_t n, size_t text_need) {
+int process__emit_reserve(sl_process_t *pr, size_t n, size_t text_need) {
   if (n > pr->mcap) {
     size_t c = pr->mcap ? pr->mcap : 16;
     while (c < n)
@@ -514,7 +514,7 @@ int process__emit_materialise(sl_process_t *pr) {
   mat_t m = {.pr = pr};
   for (size_t i = 0; i < n; i++)
     text_need += pr->erec[i].klen + 1 + ETEXT;
-  if (emit_reserve(pr, n, text_need) < 0)
+  if (process__emit_reserve(pr, n, text_need) < 0)
     goto nomem;
   for (size_t i = 0; i < n; i++) {
     const pemit_rec_t *r = &pr->erec[i];
@@ -570,7 +570,7 @@ size_t sl_process_watermark_cap(sl_process_t *pr, int64_t now_ns,
   for (size_t i = 0; i < pr->npipes; i++) {
     for (size_t k = 0; k < pr->pipes[i].nsteps; k++) {
       pstep_t *s = &pr->pipes[i].steps[k];
-      if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm || s->wm <= limit_ns)
+      if (!process__windowed(s) || !s->have_wm || s->wm <= limit_ns)
         continue;
       s->wm = now_ns;
       s->flush_above =
@@ -592,7 +592,7 @@ size_t sl_process_watermark_rebase(sl_process_t *pr, int64_t now_ns,
     for (size_t k = 0; k < pr->pipes[i].nsteps; k++) {
       pstep_t *s = &pr->pipes[i].steps[k];
       int64_t slack = SL_MAX(tolerance_ns, s->c.lateness_ns), limit_ns;
-      if (s->kind != SL_PROCESS_AGGREGATE || !s->have_wm)
+      if (!process__windowed(s) || !s->have_wm)
         continue;
       /* Within the slack no event stamped now can be late: leave it. */
       if (__builtin_add_overflow(now_ns, slack, &limit_ns) || s->wm <= limit_ns)

@@ -6,7 +6,7 @@
 # Environment (all optional):
 #   SLUICE_HARNESS_DIR         state root (default /tmp/sluice-harness-$USER)
 #   SLUICE_KAFKA_DIR           this broker's state dir (default $root/kafka)
-#   SLUICE_KAFKA_CACHE         jar cache (default $XDG_CACHE_HOME/sluice/kafka-V)
+#   SLUICE_KAFKA_CACHE         jar cache (default $XDG_CACHE_HOME/sluice/kafka-V-POMHASH)
 #   SLUICE_KAFKA_READY_TIMEOUT seconds wait-ready waits (default 120)
 #   SLUICE_KAFKA_STOP_TIMEOUT  seconds stop waits before SIGKILL (default 30)
 #   SLUICE_KAFKA_HOST          address the client listener binds and
@@ -52,6 +52,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
   echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log" >&2
+  echo "       scripts/kafka.sh acls KAFKA-ACLS-ARGS... (kafka-acls.sh on the admin listener)" >&2
   exit 2
 }
 
@@ -59,7 +60,10 @@ POM=$SL_ROOT/deploy/kafka/pom.xml
 LOG4J=$SL_ROOT/deploy/kafka/log4j2.properties
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")
 [[ -n $KAFKA_VERSION ]] || sl_die "no <kafka.version> in $POM"
-CACHE=${SLUICE_KAFKA_CACHE:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/sluice/kafka-$KAFKA_VERSION}
+# One cache per pom (its hash in the name): checkouts with different poms
+# on one machine (worktrees, branches) never refetch over each other.
+POM_ID=$(sha256sum "$POM" | cut -c1-12)
+CACHE=${SLUICE_KAFKA_CACHE:-${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/sluice/kafka-$KAFKA_VERSION-$POM_ID}
 DIR=${SLUICE_KAFKA_DIR:-$(sl_harness_dir)/kafka}
 PIDFILE=$DIR/kafka.pid
 ADDRFILE=$DIR/bootstrap
@@ -422,6 +426,21 @@ topics() {
     sed -n 's/^  topic "\([^"]*\)".*/\1/p'
 }
 
+# acls ARGS...: Kafka's kafka-acls.sh (AclCommand) against this broker's
+# PLAINTEXT (admin) listener: what `sluice fleet enroll
+# --txn-acl-command` runs for transactional ids on the test broker.
+acls() {
+  running || sl_die "kafka is not running (scripts/kafka.sh start)"
+  fetch
+  java_run org.apache.kafka.tools.AclCommand --bootstrap-server \
+    "$(<"$ADDRFILE")" "$@"
+}
+
+if [[ ${1:-} == acls ]]; then
+  shift
+  acls "$@"
+  exit
+fi
 [[ $# -eq 1 ]] || usage
 case $1 in
   start) start ;;

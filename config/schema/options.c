@@ -292,8 +292,8 @@ static const sl_cfg_section_t stream_section = {
 #define MQTT_FAN_OPT(...) OPT_IN(sl_config_mqtt_fanout_t, __VA_ARGS__)
 
 static const char *const mqtt_versions[] = {"5", "3.1.1", NULL};
-static const char *const mqtt_decoders[] = {"json", "raw", "sparkplug", "event",
-                                            NULL};
+static const char *const mqtt_decoders[] = {
+    "json", "raw", "sparkplug", "event", "inference", "oip", NULL};
 static const char *const time_units[] = {"ms", "s", "us", "ns", NULL};
 
 /* A subscription filter: non-empty, '#' only as the whole last level, '+'
@@ -340,7 +340,10 @@ static const sl_cfg_opt_t mqtt_sub_opts[] = {
                  "Payload decoder: json (field paths below), raw (bytes "
                  "with content_type), sparkplug (Sparkplug B), or event "
                  "(sluice's event JSON as HTTP ingest takes it, each with "
-                 "its source; what sluice-sim --output mqtt sends).",
+                 "its source; what sluice-sim --output mqtt sends), or "
+                 "inference (inference results, docs/EDGE-AI.md; source is "
+                 "the default source), or oip (Open Inference Protocol v2 "
+                 "responses, profile named by oip).",
                  .enums = mqtt_decoders),
     MQTT_SUB_OPT("qos", UINT, qos, "1", RESTART,
                  "Subscription QoS; 1 is acknowledged only after commit.",
@@ -365,6 +368,9 @@ static const sl_cfg_opt_t mqtt_sub_opts[] = {
     MQTT_SUB_OPT("content_type", STRING, content_type,
                  "application/octet-stream", RESTART,
                  "Content type stored with raw payloads."),
+    MQTT_SUB_OPT("oip", STRING, oip, "", RESTART,
+                 "oip decoder: name of the oip profile (model, task, label "
+                 "map) the responses are read with."),
 };
 
 static const sl_cfg_section_t mqtt_sub_section = {
@@ -880,6 +886,11 @@ static const sl_cfg_opt_t root_opts[] = {
         "(filter, deadband, sample, rate_limit, aggregate, route) run on "
         "events before they are stored; see docs/PROCESSING.md.",
         .sub = &sl_config__pipeline_section, .max = "64"),
+    OPT("oip", SECTION_LIST, oip, NULL, RESTART,
+        "Open Inference Protocol v2 response profiles (model, task, output, "
+        "label map), named by MQTT subscriptions (decoder oip) and HTTP "
+        "(?format=oip&oip=NAME); see docs/EDGE-AI.md.",
+        .sub = &sl_config__oip_section, .max = "64"),
 };
 
 /* A listener's TLS files come as a set. */
@@ -972,6 +983,22 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
       !*cfg->mqtt.status_topic)
     sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
                 "mqtt.enabled needs subscriptions, fanout or a status topic");
+  for (size_t i = 0; i < cfg->mqtt.subscriptions.n; i++) {
+    const sl_config_mqtt_sub_t *s = &cfg->mqtt.subscriptions.v[i];
+    char key[64];
+    SL_CFG_FMT(key, sizeof(key), "mqtt.subscriptions[%zu].oip", i);
+    if (s->decoder == SL_CONFIG_MQTT_OIP && !sl_config_oip_find(cfg, s->oip))
+      sl_cfg_errf(errs, NULL, 0, 0, key,
+                  "decoder oip needs oip naming a profile of oip:");
+  }
+  for (size_t i = 0; i < cfg->oip.n; i++)
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(cfg->oip.v[i].name, cfg->oip.v[j].name)) {
+        char key[64];
+        SL_CFG_FMT(key, sizeof(key), "oip[%zu].name", i);
+        sl_cfg_errf(errs, NULL, 0, 0, key, "\"%s\" is already used",
+                    cfg->oip.v[i].name);
+      }
   if (cfg->fleet.enabled && !*cfg->fleet.verify_key && !enrol)
     sl_cfg_errf(errs, NULL, 0, 0, "fleet.verify_key",
                 "must be set when fleet.enabled is true");

@@ -112,6 +112,23 @@ static const sl_cfg_opt_t step_opts[] = {
              "route kafka: record key (source, none or a capture)."),
     STEP_OPT("format", ENUM, format, "protobuf", 0,
              "route: value format of the routed records.", .enums = formats),
+    STEP_OPT("model_aggregate", BOOL, model_aggregate, "false", 0,
+             "Head key of a model_aggregate step (true): per (model, version, "
+             "digest, role, source) windows of inference events with "
+             "histograms, a latency sketch, PSI and canary agreement "
+             "(docs/EDGE-AI.md); uses window, lateness, into, keep_raw."),
+    STEP_OPT("model_keys", UINT, model_keys, "256", 0,
+             "model_aggregate: keys held, allocated at start (~4.5 KiB each, "
+             "twice for the table); a new key in a full table closes the "
+             "oldest window early, marked partial.",
+             .min = "1", .max = "65536"),
+    STEP_OPT("reference", LIST, reference, "", 0,
+             "model_aggregate: PSI reference, 20 proportions of the pooled "
+             "score histogram (bins of 0.05); empty = learn it per key."),
+    STEP_OPT("reference_windows", UINT, reference_windows, "1", 0,
+             "model_aggregate without a reference: complete windows per key "
+             "learnt as the reference after it appears; 0 = no PSI.",
+             .max = "1000"),
 };
 
 static const sl_cfg_section_t step_section = {
@@ -136,6 +153,7 @@ static const struct {
 /* Storage for the strings a conversion splits ("k=v" tags). */
 typedef struct convbuf {
   char tags[SL_PROCESS_STEPS_MAX][256];
+  double ref[SL_PROCESS_STEPS_MAX][SL_PROCESS_MA_BINS];
 } convbuf_t;
 
 static int step_conf(const sl_config_step_t *s, const char *match_stream,
@@ -211,6 +229,31 @@ static int step_conf(const sl_config_step_t *s, const char *match_stream,
     c->keep_raw = s->keep_raw;
     c->max_keys = (uint32_t)s->max_keys;
   }
+  if (s->model_aggregate) {
+    heads++;
+    c->kind = SL_PROCESS_MODEL_AGG;
+    if (s->reference.n && s->reference.n != SL_PROCESS_MA_BINS) {
+      snprintf(why, len, "steps[%zu]: reference needs %d proportions", i,
+               SL_PROCESS_MA_BINS);
+      return SL_ECONFIG;
+    }
+    for (size_t k = 0; k < s->reference.n; k++) {
+      char *end;
+      cb->ref[i][k] = strtod(s->reference.v[k], &end);
+      if (end == s->reference.v[k] || *end) {
+        snprintf(why, len, "steps[%zu]: reference[%zu] is not a number", i, k);
+        return SL_ECONFIG;
+      }
+    }
+    c->reference = s->reference.n ? cb->ref[i] : NULL;
+    c->n_reference = s->reference.n;
+    c->reference_windows = (uint32_t)s->reference_windows;
+    c->window_ns = (int64_t)s->window_ms * 1000000;
+    c->lateness_ns = (int64_t)s->lateness_ms * 1000000;
+    c->into = s->into;
+    c->keep_raw = s->keep_raw;
+    c->max_keys = (uint32_t)s->model_keys;
+  }
   if (*s->route) {
     heads++;
     c->kind = SL_PROCESS_ROUTE;
@@ -233,7 +276,8 @@ static int step_conf(const sl_config_step_t *s, const char *match_stream,
   if (heads != 1) {
     snprintf(why, len,
              "steps[%zu]: a step needs exactly one of filter, deadband, "
-             "sample, rate_limit, aggregate, route (found %d)",
+             "sample, rate_limit, aggregate, model_aggregate, route (found "
+             "%d)",
              i, heads);
     return SL_ECONFIG;
   }
@@ -311,7 +355,8 @@ static const sl_cfg_opt_t pipeline_opts[] = {
              "Attribute conditions \"key=glob\"; all must hold."),
     PIPE_OPT("steps", SECTION_LIST, steps, NULL, 0,
              "Ordered steps; each has one head key (filter, deadband, sample, "
-             "rate_limit, aggregate, route) and that step's options.",
+             "rate_limit, aggregate, model_aggregate, route) and that step's "
+             "options.",
              .sub = &step_section, .max = "16"),
 };
 

@@ -8,6 +8,7 @@
  *   enroll approve NODE [--label k=v]... [--reason TEXT]
  *   enroll deny NODE [--reason TEXT]
  *   enroll revoke NODE [--reason TEXT]
+ *   enroll rules-docs                 the rules file's reference
  *   acl apply --claim NAME | --node ID [--delete]
  * Exit codes: 0 ok, 1 failed, 2 usage, 3 no such node, 4 no topics.
  */
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/common.h"
 #include "common/textparse.h"
@@ -24,15 +26,19 @@
 int sl_cmd_fleet_enroll(int argc, char **argv);
 int sl_cmd_fleet_acl(int argc, char **argv);
 
+/* --txn-acl-command: how transactional-id ACLs are made (txn_acl_run). */
+static const char *txn_acl_cmd;
+
 static int usage(FILE *out) {
   fprintf(out,
           "usage: sluice fleet enroll [serve] --ca-cert PEM --ca-key PEM "
-          "[--rules FILE] [--no-acls]\n"
+          "[--rules FILE] [--no-acls] [--txn-acl-command CMD]\n"
           "       sluice fleet enroll init [--partitions N] [--replication N]\n"
           "       sluice fleet enroll list [--all]\n"
           "       sluice fleet enroll approve NODE [--label K=V]... "
           "[--reason TEXT]\n"
           "       sluice fleet enroll deny|revoke NODE [--reason TEXT]\n"
+          "       sluice fleet enroll rules-docs\n"
           "       sluice fleet acl apply (--claim NAME | --node ID) "
           "[--delete]\n"
           "\n"
@@ -63,6 +69,7 @@ enum {
   O_NODE,
   O_DELETE,
   O_NOACLS,
+  O_TXNCMD,
   O_DATA,
   O_ONCE
 };
@@ -84,6 +91,7 @@ static const struct option lo[] = {
     {"node", required_argument, 0, O_NODE},
     {"delete", no_argument, 0, O_DELETE},
     {"no-acls", no_argument, 0, O_NOACLS},
+    {"txn-acl-command", required_argument, 0, O_TXNCMD},
     {"data-prefix", required_argument, 0, O_DATA},
     {"once", no_argument, 0, O_ONCE},
     {"help", no_argument, 0, 'h'},
@@ -181,6 +189,9 @@ static int parse(int argc, char **argv, enroll_opts_t *o, const char **claim,
       break;
     case O_NOACLS:
       o->manage_acls = false;
+      break;
+    case O_TXNCMD:
+      txn_acl_cmd = optarg;
       break;
     case O_DATA:
       o->acl.data_prefix = optarg;
@@ -340,6 +351,10 @@ int sl_cmd_fleet_enroll(int argc, char **argv) {
   int rc;
   if (!strcmp(verb, "help"))
     return usage(stdout);
+  if (!strcmp(verb, "rules-docs")) { /* the table in docs/ENROLMENT.md */
+    sl_cfg_doc_table(stdout, &sl_enroll_rules_section, "", NULL, false);
+    return 0;
+  }
   if ((rc = parse(argc - shift, argv + shift, &o, NULL, NULL)) >= 0)
     return rc;
   if (!strcmp(verb, "serve")) {
@@ -364,6 +379,56 @@ int sl_cmd_fleet_enroll(int argc, char **argv) {
   return usage(stderr);
 }
 
+/* Only what principals and resource names are made of here (node ids,
+ * prefixes): anything else never reaches a shell. */
+static bool shell_safe(const char *s) {
+  return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                   "0123456789._-:") == strlen(s);
+}
+
+/*
+ * librdkafka before 2.6 cannot name a TRANSACTIONAL_ID in CreateAcls, and
+ * Debian 12 ships 2.0: with --txn-acl-command CMD those ACLs are made by
+ * one run of `CMD --add|--remove --force --allow-principal P --operation
+ * Write --operation Describe --transactional-id ID...` (Kafka's own
+ * kafka-acls.sh, or `scripts/kafka.sh acls` on the test broker). 0, or -1
+ * when it failed.
+ */
+static int txn_acl_run(const char *principal, const sl_enroll_acl_t *acls,
+                       size_t n, bool del) {
+  char cmd[4096];
+  size_t len;
+  int st, ids = 0;
+  if (!txn_acl_cmd || !shell_safe(principal))
+    return -1;
+  len = (size_t)snprintf(cmd, sizeof(cmd),
+                         "%s %s --allow-principal %s --operation Write "
+                         "--operation Describe",
+                         txn_acl_cmd, del ? "--remove --force" : "--add",
+                         principal);
+  for (size_t i = 0; i < n && len < sizeof(cmd); i++) {
+    bool dup = false;
+    if (acls[i].resource != 5)
+      continue;
+    if (!shell_safe(acls[i].name))
+      return -1;
+    for (size_t j = 0; j < i; j++)
+      dup |= acls[j].resource == 5 && !strcmp(acls[j].name, acls[i].name);
+    if (!dup) {
+      len += (size_t)snprintf(cmd + len, sizeof(cmd) - len,
+                              " --transactional-id %s", acls[i].name);
+      ids++;
+    }
+  }
+  if (!ids)
+    return 0;
+  if (len + 24 >= sizeof(cmd))
+    return -1;
+  snprintf(cmd + len, sizeof(cmd) - len, " >/dev/null 2>&1");
+  st = system(cmd);
+  return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
 int enroll_acls(sl_enroll_kafka_t *k, const char *principal,
                 const sl_enroll_acl_t *acls, size_t n, bool del) {
   sl_enroll_acl_t main_acls[SL_ENROLL_MAX_ACLS];
@@ -380,6 +445,20 @@ int enroll_acls(sl_enroll_kafka_t *k, const char *principal,
     fprintf(stderr, "sluice fleet acl: %s\n", err);
     rc = SL_EKAFKA;
   }
+  if (txn_acl_cmd) {
+    /* librdkafka cannot name them: one run of the configured command. */
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+      any |= acls[i].resource == 5;
+    if (any && txn_acl_run(principal, acls, n, del) < 0) {
+      fprintf(stderr,
+              "sluice fleet acl: --txn-acl-command failed for %s's "
+              "transactional ids\n",
+              principal);
+      rc = SL_EKAFKA;
+    }
+    return rc;
+  }
   for (size_t i = 0; i < n; i++) {
     if (acls[i].resource != 5)
       continue;
@@ -389,7 +468,8 @@ int enroll_acls(sl_enroll_kafka_t *k, const char *principal,
       fprintf(stderr,
               "sluice fleet acl: this librdkafka cannot name transactional "
               "ids; run: kafka-acls.sh --bootstrap-server ADMIN %s "
-              "--allow-principal %s --operation %s --transactional-id %s\n",
+              "--allow-principal %s --operation %s --transactional-id %s "
+              "(or give the service --txn-acl-command)\n",
               del ? "--remove --force" : "--add", principal,
               acls[i].operation == 4 ? "Write" : "Describe", acls[i].name);
     else if (r) {

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "common/common.h"
@@ -327,10 +328,20 @@ int enroll_serve(const enroll_opts_t *o) {
   if (sl_enroll_kafka_init(s.k, o->partitions, o->replication, err,
                            sizeof(err)))
     fprintf(stderr, "sluice fleet enroll: creating the topics: %s\n", err);
-  if (sl_enroll_reader_open(s.k, &r, err, sizeof(err))) {
-    fprintf(stderr, "sluice fleet enroll: %s\n", err);
-    rc = 4;
-    goto done;
+  /* Topics just created (by init, or by the line above) take a moment to
+   * show in every broker's metadata: wait for them (bounded) instead of
+   * stopping a service that a supervisor would only restart. */
+  for (int tries = 0;; tries++) {
+    if (!sl_enroll_reader_open(s.k, &r, err, sizeof(err)))
+      break;
+    if (tries >= 60 || stop) {
+      fprintf(stderr, "sluice fleet enroll: %s\n", err);
+      rc = 4;
+      goto done;
+    }
+    if (tries == 0)
+      fprintf(stderr, "sluice fleet enroll: %s: waiting for the topics\n", err);
+    sleep(1); /* a service start waiting for its topics: not a test */
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);

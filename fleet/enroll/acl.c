@@ -42,6 +42,9 @@ size_t sl_enroll_acls_claim(const sl_enroll_acl_opts_t *o,
   size_t n = 0;
   put(out, &n, TOPIC, LIT, WRITE, pfx(o), "enrol.requests");
   put(out, &n, TOPIC, LIT, READ, pfx(o), "enrol.responses");
+  /* The node's enrolment consumer names group sluice-enrol-<node id>
+   * (assign() only; librdkafka still asks the group's coordinator). */
+  put(out, &n, GROUP, PRE, READ, "sluice-enrol-", NULL);
   return n;
 }
 
@@ -56,8 +59,9 @@ size_t sl_enroll_acls_node(const sl_enroll_acl_opts_t *o, const char *node_id,
   const char *tx = o->txn_prefix ? o->txn_prefix : "sluice-";
   char id[300];
 
-  /* Data: the uplink writes its streams' topics (and reads their tail
-   * when it recovers a chunk). */
+  /* Data: the uplink writes its streams' topics (DESCRIBE for their
+   * metadata; WRITE implies it, spelled out for the docs' table); its
+   * checkpoint reader reads the checkpoint topic. */
   put(out, &n, TOPIC, PRE, WRITE, data, NULL);
   put(out, &n, TOPIC, PRE, DESCRIBE, data, NULL);
   put(out, &n, TOPIC, LIT, WRITE, ck, NULL);
@@ -81,6 +85,8 @@ size_t sl_enroll_acls_node(const sl_enroll_acl_opts_t *o, const char *node_id,
   /* The group ids its consumers name (assign() only: nothing joins). */
   put(out, &n, GROUP, LIT, READ, id, "-checkpoint-reader");
   snprintf(id, sizeof(id), "sluice-fleet-%s", node_id);
+  put(out, &n, GROUP, LIT, READ, id, NULL);
+  snprintf(id, sizeof(id), "sluice-enrol-%s", node_id); /* renewals */
   put(out, &n, GROUP, LIT, READ, id, NULL);
   return n;
 }

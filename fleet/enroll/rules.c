@@ -174,8 +174,9 @@ int sl_enroll_decide(const sl_enroll_rules_t *r,
   const char *ks = req->key_sha256 ? req->key_sha256 : "";
   if (!strncmp(id, "sl-", 3) && strlen(id) == 23) {
     if (strlen(ks) < 20 || strncasecmp(id + 3, ks, 20)) {
-      snprintf(reason, reasonlen, "node id %.32s is not derived from the "
-                                  "request's key",
+      snprintf(reason, reasonlen,
+               "node id %.32s is not derived from the "
+               "request's key",
                id);
       return SL_ENROLL_DENIED;
     }

@@ -37,6 +37,7 @@
 
 #include "common/addr.h"
 #include "ingest/ingest.h"
+#include "decode/decode_inference.h"
 #include "decode/decode_json.h"
 #include "ingest/http/http_guard.h"
 #include "telemetry/log.h"
@@ -64,6 +65,8 @@ struct sl_http {
   char **origins; /* listeners.http.allowed_origins, copied at start */
   size_t norigins;
   sl_ingest_rules_t rules; /* event rules; now_ns set per request */
+  sl_infer_dec_t *infdec;  /* POST /v1/inference (made at first use; the
+                              server's one thread) */
 };
 
 typedef struct hreq {
@@ -78,10 +81,11 @@ typedef struct hreq {
   uint32_t count;
   size_t bytes;
   uint64_t t0_ns;
-  int counted;  /* included in h->inflight */
-  size_t sidx;  /* stream index in ic->streams */
-  uint32_t own; /* events stored in that stream (pipelines may drop) */
-  int piped;    /* the group carries pipeline state */
+  int counted;   /* included in h->inflight */
+  size_t sidx;   /* stream index in ic->streams */
+  uint32_t own;  /* events stored in that stream (pipelines may drop) */
+  int piped;     /* the group carries pipeline state */
+  int inference; /* POST /v1/inference: inference JSON (docs/EDGE-AI.md) */
   char ident[SL_AUTH_IDENT_MAX]; /* the client's identity (security/auth.h) */
 } hreq_t;
 
@@ -300,8 +304,40 @@ static enum MHD_Result submit(sl_http_t *h, hreq_t *r) {
   sl_ingest_rules_t rules = h->rules;
   rules.now_ns = sl_now_wall_ns();
   jb.rules = &rules;
-  rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
-                           h->max_events, &jb, err, sizeof(err));
+  if (r->inference && !h->infdec && sl_infer_dec_new(&h->infdec) < 0) {
+    sl_json_batch_close(&jb);
+    return reject(h, r->conn, 503, -ENOMEM, "out of memory");
+  }
+  const char *fmt =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "format");
+  const char *src =
+      MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "source");
+  if (r->inference && fmt && !strcmp(fmt, "oip")) {
+    /* An OIP v2 response as the model server sent it, read with the
+     * profile ?oip= names (docs/EDGE-AI.md). */
+    const char *pn =
+        MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "oip");
+    const sl_config_oip_t *prof = sl_config_oip_find(ic->cfg, pn);
+    sl_oip_map_t m;
+    if (!prof) {
+      sl_json_batch_close(&jb);
+      snprintf(err, sizeof(err), "no oip profile '%.60s' (oip: in the config)",
+               pn ? pn : "");
+      return reject(h, r->conn, 400, SL_EPROTO, err);
+    }
+    sl_ingest_oip_map(prof, &m);
+    rc = sl_infer_decode_oip(h->infdec, r->body ? r->body : "", r->len, &m, src,
+                             rules.now_ns, &jb, err, sizeof(err));
+  } else if (r->inference && fmt && strcmp(fmt, "json")) {
+    sl_json_batch_close(&jb);
+    return reject(h, r->conn, 400, SL_EPROTO, "format must be json or oip");
+  } else if (r->inference)
+    rc = sl_infer_decode_json(h->infdec, r->body ? r->body : "", r->len, src,
+                              rules.now_ns, h->max_events, &jb, err,
+                              sizeof(err));
+  else
+    rc = sl_json_decode_body(r->body ? r->body : "", r->len, rules.now_ns,
+                             h->max_events, &jb, err, sizeof(err));
   /* The identity on each event, a forged one removed. */
   if (rc == 0 && (rc = sl_auth_stamp_batch(&jb.buf, r->ident, 0, NULL)) < 0)
     snprintf(err, sizeof(err), "identity: %s", sl_strerror(rc));
@@ -409,7 +445,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     case SL_HGUARD_OK:
       break;
     }
-    if (strcmp(url, "/v1/events") != 0)
+    bool inference = strcmp(url, "/v1/inference") == 0;
+    if (strcmp(url, "/v1/events") != 0 && !inference)
       return reject(h, conn, 404, SL_ENOTFOUND, "no such path");
     if (strcmp(method, "POST") != 0)
       return reject(h, conn, 405, SL_EPROTO, "use POST");
@@ -439,6 +476,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     if (!(r = calloc(1, sizeof(*r))))
       return MHD_NO;
     memcpy(r->ident, ident, sizeof(ident));
+    r->inference = inference;
     r->h = h;
     r->conn = conn;
     *req_cls = r;
@@ -509,6 +547,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /* Frees h once its server is stopped (or never started). */
 static void http_free(sl_http_t *h) {
+  sl_infer_dec_free(h->infdec);
   sl_hguard_free(h->hg);
   for (size_t i = 0; i < h->norigins; i++)
     free(h->origins[i]);

@@ -108,7 +108,9 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
   }
   sl_json_batch_t *jb = mqtt__batch(mq, r->stream);
   uint32_t n0 = jb->count;
-  if (r->conf->decoder == SL_CONFIG_MQTT_EVENT) {
+  if (r->conf->decoder == SL_CONFIG_MQTT_EVENT ||
+      r->conf->decoder == SL_CONFIG_MQTT_INFERENCE ||
+      r->conf->decoder == SL_CONFIG_MQTT_OIP) {
     /* sluice's own event JSON (docs/HTTP.md: an object, an array or JSON
      * lines, each with its source), as the simulator and HTTP clients send
      * it. The HTTP decoder resets its batch, so it decodes into a scratch
@@ -119,10 +121,32 @@ void mqtt__on_message(sl_mqtt_t *mq, const struct mosquitto_message *msg) {
       mq->evtmp.used = true;
     }
     sl_json_batch_t *evb = &mq->evtmp.jb;
-    if (sl_json_decode_body(msg->payload ? msg->payload : "", len, now,
-                            mq->max_events, evb, err, sizeof(err)) < 0) {
-      mqtt__dead_letter(mq, topic, msg->payload, len, "event", "bad_event",
-                        err);
+    bool oip = r->conf->decoder == SL_CONFIG_MQTT_OIP;
+    bool inf = oip || r->conf->decoder == SL_CONFIG_MQTT_INFERENCE;
+    const sl_config_oip_t *prof = sl_config_oip_find(mq->cfg, r->conf->oip);
+    int drc = SL_EPROTO;
+    if (inf && !mq->infdec && sl_infer_dec_new(&mq->infdec) < 0) {
+      snprintf(err, sizeof(err), "out of memory for the inference decoder");
+    } else if (oip && !prof) {
+      snprintf(err, sizeof(err), "no oip profile \"%.60s\"", r->conf->oip);
+    } else if (oip) {
+      sl_oip_map_t m;
+      sl_ingest_oip_map(prof, &m);
+      drc = sl_infer_decode_oip(mq->infdec, msg->payload ? msg->payload : "",
+                                len, &m, source, now, evb, err, sizeof(err));
+    } else if (inf)
+      drc = sl_infer_decode_json(mq->infdec, msg->payload ? msg->payload : "",
+                                 len, source, now, mq->max_events, evb, err,
+                                 sizeof(err));
+    else
+      drc = sl_json_decode_body(msg->payload ? msg->payload : "", len, now,
+                                mq->max_events, evb, err, sizeof(err));
+    if (drc < 0) {
+      mqtt__dead_letter(mq, topic, msg->payload, len,
+                        oip   ? "oip"
+                        : inf ? "inference"
+                              : "event",
+                        inf ? "bad_inference" : "bad_event", err);
     } else if (sl_frame_buf_reserve(&jb->buf, evb->buf.len) < 0) {
       mqtt__dead_letter(mq, topic, msg->payload, len, "event", "no_memory",
                         "out of memory appending the events to the burst");

@@ -26,6 +26,7 @@
 #include <uv.h>
 
 #include "ingest/ingest.h"
+#include "decode/decode_inference.h"
 #include "decode/decode_json.h"
 
 typedef struct sl_mqtt sl_mqtt_t;
@@ -242,6 +243,7 @@ struct sl_mqtt {
   /* The burst being built (ack-after-commit, ingest_mqtt_ack.c). */
   mqtt_stream_batch_t *sb;   /* one per configured stream */
   mqtt_stream_batch_t evtmp; /* decoder event: one message, then into sb */
+  sl_infer_dec_t *infdec;    /* decoder inference (made at first use) */
   mqtt_state_put_t *puts;    /* state puts for the same group */
   uint32_t built_events;     /* events in sb[] */
   uint32_t built_qos1;       /* QoS 1 messages in sb[] (ingest link gen) */

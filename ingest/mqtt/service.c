@@ -226,6 +226,7 @@ void sl_mqtt_free(sl_mqtt_t *mq) {
   free(mq->sb);
   if (mq->evtmp.used)
     sl_json_batch_close(&mq->evtmp.jb);
+  sl_infer_dec_free(mq->infdec);
   while (mq->puts) {
     mqtt_state_put_t *p = mq->puts;
     mq->puts = p->next;

@@ -43,8 +43,10 @@ void *__wrap_malloc(size_t n);
 void *__wrap_calloc(size_t a, size_t b);
 void *__wrap_realloc(void *p, size_t n);
 void __wrap_free(void *p);
-static volatile int counting;
-static unsigned long long nallocs;
+/* Shared with bench_inference.c (the inference scenario). */
+volatile int counting;
+unsigned long long nallocs;
+int sl_bench_inference(double seconds);
 
 void *__wrap_malloc(size_t n) {
   if (counting)
@@ -105,13 +107,23 @@ static int count_put(void *arg, const void *key, size_t klen, const void *val,
 
 int main(int argc, char **argv) {
   double seconds = 5;
+  const char *scenario = "readings";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
       seconds = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--scenario") && i + 1 < argc)
+      scenario = argv[++i];
     else {
-      fprintf(stderr, "usage: sl_bench_pipeline [--seconds S]\n");
+      fprintf(stderr, "usage: sl_bench_pipeline [--seconds S] [--scenario "
+                      "readings|inference]\n");
       return 2;
     }
+  }
+  if (!strcmp(scenario, "inference"))
+    return sl_bench_inference(seconds);
+  if (strcmp(scenario, "readings")) {
+    fprintf(stderr, "unknown scenario %s\n", scenario);
+    return 2;
   }
   static evcopy_t pool[POOL];
   static const Sluice__V1__Event *ptrs[POOL];

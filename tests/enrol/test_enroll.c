@@ -148,8 +148,8 @@ static void test_sign(void **state) {
   assert_int_equal(strlen(serial), 32);
   /* Two signatures of one CSR: different serials. */
   char *cert2;
-  assert_int_equal(sl_enroll_sign(ca, csr, sha, "sl-node-1", 3600, now,
-                                  &cert2, &na, err, sizeof(err)),
+  assert_int_equal(sl_enroll_sign(ca, csr, sha, "sl-node-1", 3600, now, &cert2,
+                                  &na, err, sizeof(err)),
                    0);
   snprintf(path, sizeof(path), "%s/n1b.crt", tmp);
   f = fopen(path, "w");
@@ -237,17 +237,17 @@ static void test_ca_load(void **state) {
   assert_non_null(strstr(err, "not a CA"));
 }
 
-/* ---- rules ----------------------------------------------------------------- */
+/* ---- rules -----------------------------------------------------------------
+ */
 
-static const char rules_yaml[] =
-    "auto_approve: true\n"
-    "cert_lifetime: 30d\n"
-    "serials: [\"SN-2026-*\", LAB-1]\n"
-    "claims: [plant-7]\n"
-    "labels:\n"
-    "  - key: site\n"
-    "    values: [\"plant-*\"]\n"
-    "  - key: line\n";
+static const char rules_yaml[] = "auto_approve: true\n"
+                                 "cert_lifetime: 30d\n"
+                                 "serials: [\"SN-2026-*\", LAB-1]\n"
+                                 "claims: [plant-7]\n"
+                                 "labels:\n"
+                                 "  - key: site\n"
+                                 "    values: [\"plant-*\"]\n"
+                                 "  - key: line\n";
 
 typedef struct req {
   Sluice__V1__EnrolRequest r;
@@ -382,8 +382,8 @@ static void test_rules(void **state) {
 
   /* Errors name the line and the key. */
   const char bad[] = "auto_approve: maybe\nserialz: [a]\n";
-  assert_int_not_equal(sl_enroll_rules_load(NULL, "bad.yaml", bad,
-                                            strlen(bad), &r, err, sizeof(err)),
+  assert_int_not_equal(sl_enroll_rules_load(NULL, "bad.yaml", bad, strlen(bad),
+                                            &r, err, sizeof(err)),
                        0);
   assert_non_null(strstr(err, "bad.yaml:1:"));
   assert_non_null(strstr(err, "serialz"));
@@ -394,8 +394,11 @@ static void test_acls(void **state) {
   sl_enroll_acl_t a[SL_ENROLL_MAX_ACLS];
   sl_enroll_acl_opts_t o = {.prefix = "sluice.fleet."};
   size_t n = sl_enroll_acls_claim(&o, a);
-  /* The claim: write requests, read responses, nothing else. */
-  assert_int_equal(n, 2);
+  /* The claim: write requests, read responses, its consumer's group;
+   * nothing else. */
+  assert_int_equal(n, 3);
+  assert_int_equal(a[2].resource, RD_KAFKA_RESOURCE_GROUP);
+  assert_string_equal(a[2].name, "sluice-enrol-");
   assert_string_equal(a[0].name, "sluice.fleet.enrol.requests");
   assert_int_equal(a[0].operation, RD_KAFKA_ACL_OPERATION_WRITE);
   assert_int_equal(a[0].pattern, RD_KAFKA_RESOURCE_PATTERN_LITERAL);
@@ -425,7 +428,7 @@ static void test_acls(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sign),  cmocka_unit_test(test_sign_refusals),
+      cmocka_unit_test(test_sign),    cmocka_unit_test(test_sign_refusals),
       cmocka_unit_test(test_ca_load), cmocka_unit_test(test_rules),
       cmocka_unit_test(test_acls),
   };

@@ -48,6 +48,7 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
+#include "process/process.h"
 #include "sluice/v1/event.pb-c.h"
 #include "sparkplug_b/sparkplug_b.pb-c.h"
 #include "store/store.h"
@@ -349,6 +350,114 @@ SL_SCENARIO(event) {
         (long long)seen.int_time);
   printf("event: sluice's event JSON over MQTT stored (ints, time, "
          "inference, arrays), a typo dead-lettered\n");
+}
+
+/* ---- decoder: inference, through a model_aggregate ----------------------- */
+
+typedef struct inf_seen {
+  int raw_results, aggs, oip;
+  uint64_t events, ok, empty, error, det_label3;
+} inf_seen_t;
+
+static void inf_cb(const Sluice__V1__Event *ev, void *arg) {
+  inf_seen_t *s = arg;
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE)
+    s->raw_results++;
+  if (ev->body_case == SLUICE__V1__EVENT__BODY_INFERENCE &&
+      !strcmp(ev->source, "cam7") && !strcmp(ev->inference->model, "ae") &&
+      ev->inference->anomaly_score == 0.625)
+    s->oip++;
+  if (ev->body_case != SLUICE__V1__EVENT__BODY_RAW ||
+      strcmp(ev->raw->content_type, SL_PROCESS_MA_CONTENT_TYPE))
+    return;
+  Sluice__V1__InferenceAggregate *a = sluice__v1__inference_aggregate__unpack(
+      NULL, ev->raw->data.len, ev->raw->data.data);
+  CHECK(a && a->n_status_counts == 5, "aggregate unpacks");
+  if (!strcmp(a->source, "cam1") && !strcmp(a->model_version, "2")) {
+    s->aggs++;
+    s->events += a->events;
+    s->ok += a->status_counts[1];
+    s->empty += a->status_counts[2];
+    s->error += a->status_counts[3];
+    for (size_t i = 0; i < a->n_labels; i++)
+      if (!a->labels[i]->other && a->labels[i]->label_id == 3)
+        s->det_label3 += a->labels[i]->count;
+  }
+  sluice__v1__inference_aggregate__free_unpacked(a, NULL);
+}
+
+/* Inference JSON over MQTT (decoder inference), aggregated per model
+ * version by a model_aggregate pipeline in the real daemon: the aggregate
+ * of the closed window is stored with the raw results; a bad payload is
+ * dead-lettered. */
+SL_SCENARIO(inference) {
+  char subs[512], t[256], msg[512];
+  inf_seen_t seen = {0};
+  snprintf(subs, sizeof(subs),
+           "    - filter: %s/inf/+cam\n      stream: readings\n"
+           "      source: \"{cam}\"\n      decoder: inference\n"
+           "    - filter: %s/oip/+cam\n      stream: readings\n"
+           "      source: \"{cam}\"\n      decoder: oip\n      oip: ad\n",
+           prefix, prefix);
+  write_mqtt_config(subs, NULL);
+  append_config("  - name: models\n"
+                "pipelines:\n  - name: ai\n"
+                "    match: {stream: readings, kinds: [inference]}\n"
+                "    steps:\n      - model_aggregate: true\n"
+                "        window: 10s\n        into: models\n"
+                "        keep_raw: true\n"
+                "oip:\n  - name: ad\n    task: anomaly\n    model: ae\n");
+  pid_t pid = daemon_start(&subscribed);
+  snprintf(t, sizeof(t), "%s/inf/cam1", prefix);
+  /* A window an hour ago (event times within limits.max_future). */
+  long long w0 = ((long long)time(NULL) - 3600) / 10 * 10 * 1000000000LL;
+  static const char *const res[] = {
+      "\"status\":\"ok\",\"detections\":[{\"label_id\":3,\"score\":0.9},"
+      "{\"label_id\":1,\"score\":0.4}]",
+      "\"status\":\"ok\",\"detections\":[{\"label_id\":3,\"score\":0.8}]",
+      "\"detections\":[{\"label_id\":3,\"score\":0.7}]", /* ok: implied */
+      "\"status\":\"empty\"", "\"status\":\"error\",\"error\":\"timeout\""};
+  for (int i = 0; i < 5; i++) {
+    snprintf(msg, sizeof(msg),
+             "{\"model\":\"det\",\"model_version\":\"2\",\"sequence\":%d,"
+             "\"capture_time_ns\":%lld,\"latency_us\":%d,%s}",
+             i, w0 + i * 1000000000LL, 1000 + i, res[i]);
+    mosq_pub(t, msg);
+  }
+  /* The next window's first result closes the first. */
+  snprintf(msg, sizeof(msg),
+           "{\"model\":\"det\",\"model_version\":\"2\",\"sequence\":9,"
+           "\"capture_time_ns\":%lld,\"status\":\"empty\"}",
+           w0 + 30000000000LL);
+  mosq_pub(t, msg);
+  mosq_pub(t, "{\"model\":\"det\",\"role\":\"boss\"}"); /* refused */
+  /* An OIP v2 anomaly model's response, read with profile ad; stamped now
+   * (last: it moves the step's watermark to the present). */
+  snprintf(t, sizeof(t), "%s/oip/cam7", prefix);
+  mosq_pub(t, "{\"outputs\":[{\"name\":\"s\",\"shape\":[1],"
+              "\"datatype\":\"FP32\",\"data\":[0.625]}]}");
+  await_metric_ge(EVENTS_MQTT("readings"), 7, 30000);
+  await_metric_ge(EVENTS_MQTT("dlq"), 1, 30000);
+  await_metric_ge("sluice_pipeline_emitted_total{pipeline=\"ai\"}", 2, 30000);
+  int st = stop_daemon(pid, SIGTERM);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+  read_stream("readings", inf_cb, &seen);
+  read_stream("models", inf_cb, &seen);
+  CHECK(seen.raw_results == 7 && seen.oip == 1,
+        "stored %d raw inference results (want 7), %d OIP (want 1)",
+        seen.raw_results, seen.oip);
+  /* Both windows of cam1 closed: the first by the closing result, the
+   * second by the OIP result stamped now. */
+  CHECK(seen.aggs == 2 && seen.events == 6 && seen.ok == 3 && seen.empty == 2 &&
+            seen.error == 1 && seen.det_label3 == 3,
+        "aggregates %d: events %llu ok %llu empty %llu error %llu label3 "
+        "%llu (want 2: 6 3 2 1 3)",
+        seen.aggs, (unsigned long long)seen.events, (unsigned long long)seen.ok,
+        (unsigned long long)seen.empty, (unsigned long long)seen.error,
+        (unsigned long long)seen.det_label3);
+  printf("inference: 6 results and an OIP v2 response over MQTT, windows "
+         "aggregated per model version (3 ok, 2 empty, 1 error), a bad role "
+         "dead-lettered\n");
 }
 
 /* ---- basic ------------------------------------------------------------- */

@@ -13,7 +13,17 @@
 #include "process/process_int.h"
 #include "helpers.h"
 
-enum { EV_READ, EV_INF, EV_STR, EV_NAN, EV_INT, EV_BOOL, EV_N };
+enum {
+  EV_READ,
+  EV_INF,
+  EV_STR,
+  EV_NAN,
+  EV_INT,
+  EV_BOOL,
+  EV_AI,
+  EV_EMPTY,
+  EV_N
+};
 static const Sluice__V1__Event *evs[EV_N];
 
 static void fixtures(void) {
@@ -41,6 +51,26 @@ static void fixtures(void) {
   ph_mut(evs[EV_BOOL])->reading->value_case =
       SLUICE__V1__READING__VALUE_BOOL_VALUE;
   ph_mut(evs[EV_BOOL])->reading->bool_value = 1;
+  /* Label-id results (docs/EDGE-AI.md): a canary's detections. */
+  static Sluice__V1__Detection det[2], *detp[2] = {&det[0], &det[1]};
+  sluice__v1__detection__init(&det[0]);
+  sluice__v1__detection__init(&det[1]);
+  det[0].label_id = 3;
+  det[0].score = 0.25f;
+  det[1].label_id = 7;
+  det[1].score = 0.75f;
+  det[1].label = (char *)"forklift";
+  evs[EV_AI] = ph_inference("cam2", 3000000000, "yolo", "v9", NULL);
+  Sluice__V1__Inference *in = ph_mut(evs[EV_AI])->inference;
+  in->n_detections = 2;
+  in->detections = detp;
+  in->role = SLUICE__V1__INFERENCE_ROLE__INFERENCE_ROLE_CANARY;
+  in->task = SLUICE__V1__INFERENCE_TASK__INFERENCE_TASK_DETECT;
+  in->model_digest = (char *)"sha256:ab";
+  in->latency_us = 1500;
+  in->sequence = 42;
+  /* No result, no status: empty; no role: primary. */
+  evs[EV_EMPTY] = ph_inference("cam3", 3000000000, "yolo", "v9", NULL);
 }
 
 /* Each row: expression, event, expected truth. The expected values were
@@ -151,6 +181,18 @@ static const struct {
     {"max(value, 1) > 0", EV_NAN, false},
     /* mixed types compare unequal, never error */
     {"value == \"42.5\"", EV_READ, false},
+    /* inference fields of the label-id results */
+    {"role == \"canary\" and status == \"ok\" and task == \"detect\"", EV_AI,
+     true},
+    {"label == \"forklift\" and score == 0.75 and label_id == 7", EV_AI, true},
+    {"model_digest == \"sha256:ab\" and latency_us > 1000 and sequence == 42",
+     EV_AI, true},
+    {"role == \"primary\" and status == \"empty\" and task == \"\"", EV_EMPTY,
+     true},
+    {"label_id >= 0", EV_EMPTY, false},
+    {"label == \"person\"", EV_INF, true},
+    {"role != \"x\" or status != \"x\"", EV_READ, true},
+    {"role == \"primary\"", EV_READ, false},
     {"source == 1", EV_READ, false},
 };
 
