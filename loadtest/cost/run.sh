@@ -8,7 +8,7 @@
 #   loadtest/run cost [--n1 20000] [--n2 220000] [--drain-n1 20000]
 #                     [--drain-n2 220000] [--only ingest|drain] [--keep DIR]
 #                     [--compression lz4] [--omit-headers '[node, schema]']
-#                     [--format protobuf|json]
+#                     [--format protobuf|json] [--compression-level 0]
 #   scripts/harness run -- loadtest/run cost     # with the drain (Kafka)
 #
 # Slope method: each workload runs twice, with N1 and with N2 events, each
@@ -26,7 +26,7 @@
 set -euo pipefail
 n1=20000 n2=220000 dn1=20000 dn2=220000 only="" keep=""
 # The drain's stream codec and kafka.omit_headers (docs/DELIVERY.md).
-compression=lz4 omit_headers="[]" format=protobuf
+compression=lz4 omit_headers="[]" format=protobuf level=0
 while [[ $# -gt 0 ]]; do
   case $1 in
   --n1) n1=$2; shift 2 ;;
@@ -38,7 +38,8 @@ while [[ $# -gt 0 ]]; do
   --compression) compression=$2; shift 2 ;;
   --omit-headers) omit_headers=$2; shift 2 ;;
   --format) format=$2; shift 2 ;;
-  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR] [--compression C] [--omit-headers LIST] [--format F]" >&2; exit 2 ;;
+  --compression-level) level=$2; shift 2 ;;
+  *) echo "usage: loadtest/run cost [--n1 N] [--n2 N] [--drain-n1 N] [--drain-n2 N] [--only ingest|drain] [--keep DIR] [--compression C] [--omit-headers LIST] [--format F] [--compression-level L]" >&2; exit 2 ;;
   esac
 done
 : "${SL_BUILD_RELEASE:?run through loadtest/run}"
@@ -148,6 +149,7 @@ streams:
     # default since, costs more instructions on librdkafka's threads), so
     # the ratio stays comparable.
     compression: $compression
+    compression_level: $level
     format: $format
 YAML
   echo "cost: drain of $1 events under callgrind" >&2
