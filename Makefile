@@ -4,7 +4,7 @@ BUILD  ?= build
 PRESET ?= default
 JOBS   ?= 2
 
-.PHONY: all deps configure build check test unit demo image format format-check asan clean \
+.PHONY: all deps configure build check test unit demo demo-fleet image format format-check asan clean \
         install deb
 
 all: build
@@ -44,6 +44,11 @@ deb: build
 
 demo: build
 	@scripts/demo.sh $(BUILD)
+
+# The fleet control plane: 20 daemons, batches, a bad policy stopped at the
+# canaries, an offline node catching up (docs/FLEET.md).
+demo-fleet: build
+	@scripts/demo-fleet.sh $(BUILD)
 
 # The OCI image (buildah FROM scratch, no Docker engine): $(BUILD)/image/
 # (docs/deploy/image.md). Needs root.

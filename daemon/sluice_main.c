@@ -11,6 +11,7 @@
 int sl_cmd_run(int argc, char **argv);
 int sl_cmd_store(int argc, char **argv);
 int sl_cmd_ctl(int argc, char **argv);
+int sl_cmd_fleet(int argc, char **argv);
 int sl_cmd_fleet_enroll(int argc, char **argv);
 int sl_cmd_fleet_acl(int argc, char **argv);
 
@@ -26,6 +27,8 @@ static int usage(FILE *out) {
                "  store stats|inspect|verify|dump -d DIR  store tools\n"
                "  ctl status|reload [--wait-healthy DURATION]  talk to a "
                "running daemon\n"
+               "  fleet init|policy|render|status|rollout|decommission  the "
+               "fleet centre\n"
                "  fleet enroll|acl   enrolment service and ACLs "
                "(docs/ENROLMENT.md)\n"
                "  check-config -c FILE [--print]  validate a config file\n"
@@ -52,6 +55,8 @@ int main(int argc, char **argv) {
     return sl_cmd_fleet_enroll(argc - 2, argv + 2);
   if (!strcmp(argv[1], "fleet") && argc > 2 && !strcmp(argv[2], "acl"))
     return sl_cmd_fleet_acl(argc - 2, argv + 2);
+  if (!strcmp(argv[1], "fleet"))
+    return sl_cmd_fleet(argc - 1, argv + 1);
   if (!strcmp(argv[1], "store"))
     return sl_cmd_store(argc - 1, argv + 1);
   if (!strcmp(argv[1], "check-config"))
