@@ -408,6 +408,8 @@ status() {
 env_lines() {
   running || sl_die "kafka is not running (scripts/kafka.sh start)"
   printf 'SLUICE_TEST_KAFKA_BOOTSTRAP=%s\n' "$(<"$ADDRFILE")"
+  # The broker's log dir: tests read the stored record batches (codecs).
+  printf 'SLUICE_TEST_KAFKA_DATA=%s\n' "$DIR/data"
   if [[ -s $SASLFILE ]]; then
     printf 'SLUICE_TEST_KAFKA_SASL_BOOTSTRAP=%s\n' "$(<"$SASLFILE")"
   fi
