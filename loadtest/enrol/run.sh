@@ -30,6 +30,8 @@ kc=
 cleanup() {
   set +e
   for p in "${pids[@]}" $svc $kc; do kill -TERM "$p" 2>/dev/null; done
+  # A service blocked on a broker that is gone: do not wait for it.
+  [[ -n $svc ]] && { sleep 2; kill -KILL "$svc" 2>/dev/null; }
   wait 2>/dev/null
   SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka "$src/scripts/kafka.sh" stop >/dev/null 2>&1
   sl_lt_cleanup
@@ -61,7 +63,7 @@ openssl pkey -in fleet.key -pubout -out fleet.pub
 printf 'auto_approve: true\nclaims: [bench]\nlabels:\n  - key: site\n' >rules.yaml
 "$sluice" fleet enroll serve --ca-cert "$ca" --ca-key "$cakey" --rules rules.yaml \
   --brokers "$plain" \
-  --txn-acl-command "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka $src/scripts/kafka.sh acls" \
+  --txn-acl-helper "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka $src/scripts/kafka.sh acl-helper" \
   >service.log 2>&1 &
 svc=$!
 cat >bootstrap.yaml <<EOF
@@ -77,17 +79,14 @@ properties: [ssl.endpoint.identification.algorithm=none]
 EOF
 chmod 644 bootstrap.yaml
 
-# First record per node in Kafka (header node=ID), with its arrival time.
+# Every record's CreateTime (ms: the node's clock when it produced) and
+# headers; the first one per node is what counts.
 kcat -C -b "$plain" -t sluice.default -o beginning -u -q \
-  -X isolation.level=read_committed -f '%h\n' 2>/dev/null |
-  while IFS= read -r h; do
-    n=$(sed -n 's/.*\bnode=\([^,]*\).*/\1/p' <<<"$h")
-    [[ -n $n ]] && printf '%s %s\n' "$(date +%s.%N)" "$n"
-  done >arrivals &
+  -X isolation.level=read_committed -f '%T %h\n' >kafka.out 2>/dev/null &
 kc=$!
 
 echo "enrol: starting $nodes daemons at once (delivery $delivery)" >&2
-t0=$(date +%s.%N)
+t0=$(date +%s%3N) # ms, as CreateTime
 for i in $(seq 1 "$nodes"); do
   d=$work/n$i
   mkdir -p "$d"
@@ -132,7 +131,7 @@ done
 echo "enrol: $posted events posted; waiting for them in Kafka" >&2
 deadline=$(($(date +%s) + timeout))
 while (($(date +%s) < deadline)); do
-  got=$(awk '{print $2}' arrivals 2>/dev/null | sort -u | wc -l)
+  got=$(sed -n 's/.*\bnode=\([^,]*\).*/\1/p' kafka.out 2>/dev/null | sort -u | wc -l)
   printf 'enrol: %d/%d nodes delivered\n' "$got" "$nodes" >&2
   ((got >= nodes)) && break
   sleep 1 # progress display and deadline, not synchronisation
@@ -144,7 +143,9 @@ for p in "${pids[@]}"; do
   rss=$((rss + ${r:-0}))
 done
 # Latency of each node's first record, sorted (mawk has no asort).
-awk -v t0="$t0" '!seen[$2]++ { printf "%.3f\n", $1 - t0 }' arrivals | sort -n >lat
+sed -n 's/^\([0-9]*\) .*\bnode=\([^,]*\).*/\1 \2/p' kafka.out |
+  awk -v t0="$t0" '!seen[$2]++ { printf "%.3f\n", ($1 - t0) / 1000 }' |
+  sort -n >lat
 awk -v n="$nodes" -v rss="$rss" -v d="$delivery" '
   { lat[++k] = $1 }
   END {

@@ -203,7 +203,7 @@ static void setup_fleet(const char *rules) {
     dup2(1, 2);
     execl(sluice_bin, sluice_bin, "fleet", "enroll", "serve", "--ca-cert", ca,
           "--ca-key", cakey, "--rules", path, "--brokers", plain,
-          "--txn-acl-command", txncmd, (char *)NULL);
+          "--txn-acl-helper", txncmd, (char *)NULL);
     _exit(127);
   }
   node_files("site=plant-7", data_dir);
