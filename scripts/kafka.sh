@@ -51,7 +51,7 @@ SL_PROG=kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log" >&2
+  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log|classpath" >&2
   echo "       scripts/kafka.sh acls KAFKA-ACLS-ARGS... (kafka-acls.sh on the admin listener)" >&2
   exit 2
 }
@@ -451,5 +451,8 @@ case $1 in
   log) printf '%s\n' "$LOG" ;;
   topics) topics ;;
   fetch) fetch ;;
+  # The broker's jars (kafka-clients among them), for Java helpers such as
+  # deploy/kafka/TxnAclHelper.java: java -cp "$(scripts/kafka.sh classpath)"
+  classpath) fetch && printf '%s\n' "$CACHE/libs/*" ;;
   *) usage ;;
 esac
