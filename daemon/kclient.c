@@ -14,7 +14,12 @@ static void klog(const rd_kafka_t *rk, int level, const char *fac,
 
 rd_kafka_conf_t *sl_kclient_conf(void) {
   rd_kafka_conf_t *c = rd_kafka_conf_new();
+  char e[128];
   rd_kafka_conf_set_log_cb(c, klog);
+  /* The fleet's topics are compacted and made by `sluice fleet init`: a
+   * metadata request must never have the broker create one (it would be
+   * created with the broker's defaults, not compacted). */
+  (void)rd_kafka_conf_set(c, "allow.auto.create.topics", "false", e, sizeof(e));
   return c;
 }
 

@@ -12,7 +12,7 @@
 
 #include <librdkafka/rdkafka.h>
 
-/* A new conf with the daemon's log callback. */
+/* A new conf with the daemon's log callback, no topic auto-creation. */
 rd_kafka_conf_t *sl_kclient_conf(void);
 
 /* Sets each "key=value" of items on c; keys with skip_prefix (or NULL)

@@ -26,6 +26,9 @@ PACKAGES=(
   # security, the flightctl JSON schema test, dpkg-deb/dpkg-shlibdeps for
   # `make deb`
   systemd python3-jsonschema python3-yaml dpkg-dev python3-seccomp
+  # the OPC UA test servers (scripts/opcua-servers.sh): a venv for asyncua
+  # from PyPI, Node.js for node-opcua from npm (npm: below)
+  python3-venv nodejs
 )
 
 missing=()
@@ -40,6 +43,11 @@ if [[ " ${missing[*]-} " == *" default-jre-headless "* ]] && command -v java >/d
   missing=("${missing[@]/default-jre-headless/}")
 fi
 read -ra missing <<<"${missing[*]-}"
+# npm: Debian's own package, unless a Node.js with its npm is there already
+# (NodeSource's nodejs bundles npm and conflicts with Debian's).
+if ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 
 # Python packages from PyPI, pinned, for the python3 on PATH (the one CMake's
 # SL_PYTHON3 finds): kubernetes-validate bundles the Kubernetes JSON schemas,

@@ -97,6 +97,34 @@ pid_t e2e_spawn(char *const argv[], const char *log, int *out_fd) {
   return pid;
 }
 
+pid_t e2e_spawn_io(char *const argv[], const char *log, int *in_fd,
+                   int *out_fd) {
+  int in[2], out[2];
+  pid_t pid;
+  CHECK(nchildren < 16, "too many children");
+  CHECK(pipe(in) == 0 && pipe(out) == 0, "pipe");
+  snprintf(child_logs[nchildren], sizeof(child_logs[0]), "%s/%s", dir, log);
+  CHECK((pid = fork()) >= 0, "fork");
+  if (pid == 0) {
+    int fd = open(child_logs[nchildren], O_WRONLY | O_CREAT | O_APPEND, 0644);
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    dup2(fd, 2);
+    close(in[0]);
+    close(in[1]);
+    close(out[0]);
+    close(out[1]);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  children[nchildren++] = pid;
+  close(in[0]);
+  close(out[1]);
+  *in_fd = in[1];
+  *out_fd = out[0];
+  return pid;
+}
+
 void e2e_read_line(int fd, char *buf, size_t len, int deadline_ms) {
   size_t n = 0;
   uint64_t deadline = now_ms() + (uint64_t)deadline_ms;

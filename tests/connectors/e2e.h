@@ -28,6 +28,10 @@ void e2e_config(void);
  * whose read end is returned there.
  */
 pid_t e2e_spawn(char *const argv[], const char *log, int *out_fd);
+/* As e2e_spawn(), with the child's stdin from a pipe too: its write end in
+ * *in_fd (commands), its stdout's read end in *out_fd. */
+pid_t e2e_spawn_io(char *const argv[], const char *log, int *in_fd,
+                   int *out_fd);
 /* Reads one line from fd (bounded by deadline_ms). */
 void e2e_read_line(int fd, char *buf, size_t len, int deadline_ms);
 /* Signals pid and waits (bounded); returns the wait status. */
