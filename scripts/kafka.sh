@@ -51,9 +51,8 @@ SL_PROG=kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log" >&2
+  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log|classpath" >&2
   echo "       scripts/kafka.sh acls KAFKA-ACLS-ARGS... (kafka-acls.sh on the admin listener)" >&2
-  echo "       scripts/kafka.sh acl-helper (deploy/kafka/AclHelper.java on the admin listener)" >&2
   exit 2
 }
 
@@ -437,24 +436,10 @@ acls() {
     "$(<"$ADDRFILE")" "$@"
 }
 
-# acl-helper: deploy/kafka/AclHelper.java (one Admin client answering
-# transactional-id ACL requests line by line) against the admin listener:
-# what `sluice fleet enroll --txn-acl-helper` runs on the test broker.
-acl_helper() {
-  running || sl_die "kafka is not running (scripts/kafka.sh start)"
-  fetch
-  exec java -Dkafka.logs.dir="$LOGDIR" -Dlog4j2.configurationFile="$LOG4J" \
-    -cp "$CACHE/libs/*" "$SL_ROOT/deploy/kafka/AclHelper.java" \
-    --bootstrap-server "$(<"$ADDRFILE")"
-}
-
 if [[ ${1:-} == acls ]]; then
   shift
   acls "$@"
   exit
-fi
-if [[ ${1:-} == acl-helper ]]; then
-  acl_helper
 fi
 [[ $# -eq 1 ]] || usage
 case $1 in
@@ -468,5 +453,8 @@ case $1 in
   log) printf '%s\n' "$LOG" ;;
   topics) topics ;;
   fetch) fetch ;;
+  # The broker's jars (kafka-clients among them), for Java helpers such as
+  # deploy/kafka/TxnAclHelper.java: java -cp "$(scripts/kafka.sh classpath)"
+  classpath) fetch && printf '%s\n' "$CACHE/libs/*" ;;
   *) usage ;;
 esac

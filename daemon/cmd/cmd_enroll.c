@@ -14,12 +14,10 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "common/common.h"
 #include "common/textparse.h"
@@ -28,15 +26,14 @@
 int sl_cmd_fleet_enroll(int argc, char **argv);
 int sl_cmd_fleet_acl(int argc, char **argv);
 
-/* --txn-acl-command / --txn-acl-helper: how transactional-id ACLs are
- * made (txn_acl_run, txn_helper_run). */
-static const char *txn_acl_cmd, *txn_acl_helper;
+/* --txn-acl-command: how transactional-id ACLs are made (txn_acl_run). */
+static const char *txn_acl_cmd;
 
 static int usage(FILE *out) {
   fprintf(out,
           "usage: sluice fleet enroll [serve] --ca-cert PEM --ca-key PEM "
-          "[--rules FILE] [--no-acls]\n"
-          "         [--txn-acl-helper CMD | --txn-acl-command CMD]\n"
+          "[--rules FILE] [--no-acls] [--txn-acl-command CMD]\n"
+          "       [--txn-acl-helper CMD]\n"
           "       sluice fleet enroll init [--partitions N] [--replication N]\n"
           "       sluice fleet enroll list [--all]\n"
           "       sluice fleet enroll approve NODE [--label K=V]... "
@@ -199,8 +196,8 @@ static int parse(int argc, char **argv, enroll_opts_t *o, const char **claim,
     case O_TXNCMD:
       txn_acl_cmd = optarg;
       break;
-    case O_TXNHELPER:
-      txn_acl_helper = optarg;
+    case O_TXNHELPER: /* enroll_serve.c: one process, a line per pass */
+      o->txn_acl_helper = optarg;
       break;
     case O_DATA:
       o->acl.data_prefix = optarg;
@@ -438,113 +435,6 @@ static int txn_acl_run(const char *principal, const sl_enroll_acl_t *acls,
   return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-/*
- * --txn-acl-helper CMD: one long-lived process (deploy/kafka/AclHelper.java:
- * a Kafka Admin client) started on first use, asked one line per node
- * ("add PRINCIPAL ID..."), answering "ok" or "error ...": an approval costs
- * one CreateAcls round trip instead of a JVM start.
- */
-static pid_t helper_pid;
-static FILE *helper_in, *helper_out;
-
-static void helper_close(void) {
-  if (helper_in)
-    fclose(helper_in);
-  if (helper_out)
-    fclose(helper_out);
-  helper_in = helper_out = NULL;
-  if (helper_pid > 0) {
-    kill(helper_pid, SIGTERM);
-    waitpid(helper_pid, NULL, 0);
-  }
-  helper_pid = 0;
-}
-
-/* Reads the helper's next protocol line ("ready", "ok", "error ..."),
- * skipping anything else it prints; NULL when it died. */
-static const char *helper_line(char *buf, size_t len) {
-  while (helper_out && fgets(buf, (int)len, helper_out)) {
-    buf[strcspn(buf, "\n")] = '\0';
-    if (!strcmp(buf, "ready") || !strcmp(buf, "ok") ||
-        !strncmp(buf, "error ", 6))
-      return buf;
-  }
-  return NULL;
-}
-
-static int helper_start(void) {
-  int to[2], from[2];
-  char line[512];
-  signal(SIGPIPE, SIG_IGN); /* a helper that died is an error, not a kill */
-  if (pipe(to) < 0)
-    return -1;
-  if (pipe(from) < 0) {
-    close(to[0]);
-    close(to[1]);
-    return -1;
-  }
-  helper_pid = fork();
-  if (helper_pid < 0) {
-    close(to[0]);
-    close(to[1]);
-    close(from[0]);
-    close(from[1]);
-    helper_pid = 0;
-    return -1;
-  }
-  if (helper_pid == 0) {
-    dup2(to[0], 0);
-    dup2(from[1], 1);
-    close(to[1]);
-    close(from[0]);
-    execl("/bin/sh", "sh", "-c", txn_acl_helper, (char *)NULL);
-    _exit(127);
-  }
-  close(to[0]);
-  close(from[1]);
-  helper_in = fdopen(to[1], "w");
-  helper_out = fdopen(from[0], "r");
-  if (!helper_in || !helper_out) {
-    helper_close();
-    return -1;
-  }
-  /* Its JVM compiles the helper and connects: tens of seconds at most. */
-  const char *l = helper_line(line, sizeof(line));
-  if (!l || strcmp(l, "ready") != 0) {
-    fprintf(stderr, "sluice fleet acl: --txn-acl-helper did not start%s%s\n",
-            l ? ": " : "", l ? l : "");
-    helper_close();
-    return -1;
-  }
-  return 0;
-}
-
-static int txn_helper_run(const char *principal, const sl_enroll_acl_t *acls,
-                          size_t n, bool del) {
-  char line[1024];
-  const char *l;
-  if (!shell_safe(principal))
-    return -1;
-  for (int attempt = 0; attempt < 2; attempt++) {
-    if (!helper_pid && helper_start() < 0)
-      return -1;
-    fprintf(helper_in, "%s %s", del ? "remove" : "add", principal);
-    for (size_t i = 0; i < n; i++)
-      if (acls[i].resource == 5 && shell_safe(acls[i].name))
-        fprintf(helper_in, " %s", acls[i].name);
-    fputc('\n', helper_in);
-    if (fflush(helper_in) == 0 && (l = helper_line(line, sizeof(line)))) {
-      if (!strcmp(l, "ok"))
-        return 0;
-      fprintf(stderr, "sluice fleet acl: %s's transactional ids: %s\n",
-              principal, l + 6);
-      return -1;
-    }
-    helper_close(); /* it died: start it again once */
-  }
-  return -1;
-}
-
 int enroll_acls(sl_enroll_kafka_t *k, const char *principal,
                 const sl_enroll_acl_t *acls, size_t n, bool del) {
   sl_enroll_acl_t main_acls[SL_ENROLL_MAX_ACLS];
@@ -561,14 +451,12 @@ int enroll_acls(sl_enroll_kafka_t *k, const char *principal,
     fprintf(stderr, "sluice fleet acl: %s\n", err);
     rc = SL_EKAFKA;
   }
-  if (txn_acl_cmd || txn_acl_helper) {
-    /* librdkafka cannot name them: the helper, or one run of the
-     * configured command. */
+  if (txn_acl_cmd) {
+    /* librdkafka cannot name them: one run of the configured command. */
     bool any = false;
     for (size_t i = 0; i < n; i++)
       any |= acls[i].resource == 5;
-    if (any && (txn_acl_helper ? txn_helper_run(principal, acls, n, del)
-                               : txn_acl_run(principal, acls, n, del)) < 0) {
+    if (any && txn_acl_run(principal, acls, n, del) < 0) {
       fprintf(stderr,
               "sluice fleet acl: --txn-acl-command failed for %s's "
               "transactional ids\n",

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <librdkafka/rdkafka.h>
@@ -156,7 +158,93 @@ typedef struct svc {
     ev_node_t *node; /* stable through the pass: no record is read */
   } * out;
   size_t n_out, cap_out;
+  /* --txn-acl-helper: its pid and pipes (0/NULL: not used). */
+  pid_t helper;
+  FILE *to_helper, *from_helper;
 } svc_t;
+
+/* Reads one line from the helper within timeout_ms into buf: 0, or -1. */
+static int helper_line(svc_t *s, char *buf, size_t len, int timeout_ms) {
+  struct pollfd pfd = {.fd = fileno(s->from_helper), .events = POLLIN};
+  buf[0] = '\0';
+  if (poll(&pfd, 1, timeout_ms) <= 0 || !fgets(buf, (int)len, s->from_helper))
+    return -1;
+  buf[strcspn(buf, "\n")] = '\0';
+  return 0;
+}
+
+/* Starts the --txn-acl-helper command and waits for its "ready". */
+static int helper_start(svc_t *s, const char *cmd) {
+  int in[2], out[2];
+  char line[512];
+  if (pipe(in) < 0)
+    return -1;
+  if (pipe(out) < 0) {
+    close(in[0]);
+    close(in[1]);
+    return -1;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a dead helper is an error, not our end */
+  s->helper = fork();
+  if (s->helper < 0)
+    return -1;
+  if (s->helper == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]);
+    close(out[0]);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  s->to_helper = fdopen(in[1], "w");
+  s->from_helper = fdopen(out[0], "r");
+  /* A JVM's start: up to two minutes on a busy machine. */
+  if (!s->to_helper || !s->from_helper ||
+      helper_line(s, line, sizeof(line), 120000) || strcmp(line, "ready")) {
+    fprintf(stderr, "sluice fleet enroll: --txn-acl-helper did not start\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void helper_stop(svc_t *s) {
+  if (s->to_helper)
+    fclose(s->to_helper); /* EOF: it exits */
+  if (s->from_helper)
+    fclose(s->from_helper);
+  if (s->helper > 0)
+    waitpid(s->helper, NULL, 0);
+}
+
+/* One batch: "add|remove User:id=txn..." for the n lists' transactional
+ * ids. 0, or -1 (printed). */
+static int helper_call(svc_t *s, const char *verb, size_t n,
+                       const char *const *principals,
+                       const sl_enroll_acl_t *const *acls,
+                       const size_t *counts) {
+  char line[1024];
+  size_t ids = 0;
+  fputs(verb, s->to_helper);
+  for (size_t p = 0; p < n; p++)
+    for (size_t i = 0; i < counts[p]; i++)
+      if (acls[p][i].resource == 5 &&
+          acls[p][i].operation == RD_KAFKA_ACL_OPERATION_WRITE) {
+        fprintf(s->to_helper, " %s=%s", principals[p], acls[p][i].name);
+        ids++;
+      }
+  fputc('\n', s->to_helper);
+  if (fflush(s->to_helper) || helper_line(s, line, sizeof(line), 60000) ||
+      strcmp(line, "ok")) {
+    fprintf(stderr,
+            "sluice fleet enroll: --txn-acl-helper %s of %zu ids: "
+            "%s\n",
+            verb, ids, line);
+    return -1;
+  }
+  return 0;
+}
 
 static void stamp(char *buf, size_t len) {
   time_t t = time(NULL);
@@ -244,16 +332,27 @@ static void flush_answers(svc_t *s) {
     snprintf(names[ng], sizeof(names[ng]), "User:%s", s->out[i].id);
     counts[ng] = 0;
     for (size_t j = 0; j < na; j++) {
-      if (all[j].resource == 5)
+      if (all[j].resource == 5 && !s->helper)
         txn[nt++] = all[j];
       else
-        lists[ng][counts[ng]++] = all[j];
+        lists[ng][counts[ng]++] = all[j]; /* with a helper: sent below */
     }
     if (nt && enroll_acls(s->k, names[ng], txn, nt, false))
       s->failed++;
     principals[ng] = names[ng];
     acls[ng] = lists[ng];
     ng++;
+  }
+  if (ng && s->helper &&
+      helper_call(s, "add", ng, principals, acls, counts) < 0)
+    s->failed++;
+  /* The helper made the transactional ids' ACLs: the rest in one request. */
+  for (size_t p = 0; p < ng && s->helper; p++) {
+    size_t m = 0;
+    for (size_t j = 0; j < counts[p]; j++)
+      if (lists[p][j].resource != 5)
+        lists[p][m++] = lists[p][j];
+    counts[p] = m;
   }
   if (ng && sl_enroll_acls_apply_many(s->k, ng, principals, acls, counts, false,
                                       err, sizeof(err))) {
@@ -328,6 +427,17 @@ static void node_acls(svc_t *s, const char *id, bool del) {
                  strstr(acls[i].name, "enrol.responses"));
     if (!keep)
       acls[m++] = acls[i];
+  }
+  if (s->helper) { /* its transactional ids through the helper */
+    const char *pr = principal;
+    const sl_enroll_acl_t *ap = acls;
+    size_t k = 0;
+    if (helper_call(s, del ? "remove" : "add", 1, &pr, &ap, &m) < 0)
+      s->failed++;
+    for (size_t i = 0; i < m; i++)
+      if (acls[i].resource != 5)
+        acls[k++] = acls[i];
+    m = k;
   }
   if (enroll_acls(s->k, principal, acls, m, del))
     s->failed++;
@@ -480,6 +590,9 @@ int enroll_serve(const enroll_opts_t *o) {
       fprintf(stderr, "sluice fleet enroll: %s: waiting for the topics\n", err);
     sleep(1); /* a service start waiting for its topics: not a test */
   }
+  if (o->txn_acl_helper && o->manage_acls &&
+      helper_start(&s, o->txn_acl_helper) < 0)
+    goto done;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   printf("enroll: serving %s (rules: %s)\n",
@@ -509,6 +622,7 @@ int enroll_serve(const enroll_opts_t *o) {
          (unsigned long long)s.denied, (unsigned long long)s.revoked,
          (unsigned long long)s.failed);
 done:
+  helper_stop(&s);
   sl_enroll_reader_close(r);
   ev_free(&v);
   sl_enroll_kafka_close(s.k);

@@ -63,7 +63,7 @@ openssl pkey -in fleet.key -pubout -out fleet.pub
 printf 'auto_approve: true\nclaims: [bench]\nlabels:\n  - key: site\n' >rules.yaml
 "$sluice" fleet enroll serve --ca-cert "$ca" --ca-key "$cakey" --rules rules.yaml \
   --brokers "$plain" \
-  --txn-acl-helper "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka $src/scripts/kafka.sh acl-helper" \
+  --txn-acl-helper "exec java -cp \"\$($src/scripts/kafka.sh classpath)\" $src/deploy/kafka/TxnAclHelper.java $plain" \
   >service.log 2>&1 &
 svc=$!
 cat >bootstrap.yaml <<EOF

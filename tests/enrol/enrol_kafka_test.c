@@ -14,14 +14,14 @@
  *     PENDING, listed in the lobby, until `enroll approve` (with labels);
  *   - the node's certificate produces to its data topic, reads desired and
  *     commits a transaction with its own transactional id, and is refused
- *     another node's (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); those two
- *     ids' ACLs come from `scripts/kafka.sh acls` (Kafka's AclCommand:
- *     librdkafka 2.0 cannot make them);
+ *     another node's (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); the service
+ *     makes those ACLs through deploy/kafka/TxnAclHelper.java
+ *     (--txn-acl-helper: librdkafka 2.0 cannot);
  *   - `enroll revoke` answers REVOKED and removes its ACLs: the broker
  *     refuses its next produce.
  *
- * usage: enrol_kafka_test SLUICE KAFKA_SH. Exits 77 when Java or the Kafka
- * jars are not available.
+ * usage: enrol_kafka_test SLUICE KAFKA_SH SRC_ROOT. Exits 77 when Java or the
+ * Kafka jars are not available.
  */
 #include <errno.h>
 #include <signal.h>
@@ -57,7 +57,7 @@
 #define PREFIX "sluice.fleet."
 
 static char dir[] = "/tmp/enrol_kafka.XXXXXX";
-static const char *sluice, *kafka_sh;
+static const char *sluice, *kafka_sh, *src_root;
 /* When set, the next request's body names this node id (its record is
  * still keyed by the node's). */
 static const char *body_id;
@@ -429,21 +429,29 @@ static void start_service(void) {
     FILE *f = freopen(log, "w", stdout);
     (void)f;
     dup2(1, 2);
+    /* Transactional-id ACLs through the helper (one JVM for the run):
+     * Debian 12's librdkafka cannot make them. */
+    char helper[1500];
+    snprintf(helper, sizeof(helper),
+             "exec java -cp \"$(%s classpath)\" %s/deploy/kafka/"
+             "TxnAclHelper.java %s",
+             kafka_sh, src_root, admin);
     execl(sluice, sluice, "fleet", "enroll", "--brokers", admin, "--ca-cert",
           ca, "--ca-key", cakey, "--rules", rules, "--partitions", "3",
-          (char *)NULL);
+          "--txn-acl-helper", helper, (char *)NULL);
     _exit(127);
   }
 }
 
 int main(int argc, char **argv) {
   char path[400];
-  if (argc != 3) {
-    fprintf(stderr, "usage: enrol_kafka_test SLUICE KAFKA_SH\n");
+  if (argc != 4) {
+    fprintf(stderr, "usage: enrol_kafka_test SLUICE KAFKA_SH SRC_ROOT\n");
     return 2;
   }
   sluice = argv[1];
   kafka_sh = argv[2];
+  src_root = argv[3]; /* deploy/kafka/TxnAclHelper.java */
   if (run("command -v java >/dev/null && command -v openssl >/dev/null && "
           "command -v kcat >/dev/null") != 0) {
     printf("enrol_kafka: SKIP: java, openssl or kcat is not installed\n");
@@ -562,21 +570,6 @@ int main(int argc, char **argv) {
   CHECK(rb->n_labels == 1 && !strcmp(rb->labels[0]->value, "plant-9"),
         "the operator's labels were not the approved ones");
   sluice__v1__enrol_response__free_unpacked(rb, NULL);
-
-  /* The transactional ids' ACLs, as the table in fleet/enroll/acl.c says
-   * (literal sluice-<id> and sluice-<id>.1), through Kafka's AclCommand:
-   * Debian 12's librdkafka cannot name them, and the service's
-   * --txn-acl-command (one JVM per node) is enrol_auto's. */
-  CHECK(run("SLUICE_KAFKA_DIR=%s/kafka %s acls --add --allow-principal "
-            "User:%s --operation Write --operation Describe "
-            "--transactional-id sluice-%s --transactional-id sluice-%s.1 "
-            ">>%s/txn-acls.log 2>&1 && SLUICE_KAFKA_DIR=%s/kafka %s acls "
-            "--add --allow-principal User:%s --operation Write --operation "
-            "Describe --transactional-id sluice-%s --transactional-id "
-            "sluice-%s.1 >>%s/txn-acls.log 2>&1",
-            dir, kafka_sh, a.id, a.id, a.id, dir, dir, kafka_sh, b.id, b.id,
-            b.id, dir) == 0,
-        "kafka.sh acls failed (%s/txn-acls.log)", dir);
 
   /* 3. node-a as itself: its data topic, desired and its own
    * transactional id yes; node-b's transactional id no. */

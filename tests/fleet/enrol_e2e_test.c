@@ -192,7 +192,9 @@ static void setup_fleet(const char *rules) {
    * librdkafka cannot name them). */
   static char txncmd[1200];
   snprintf(txncmd, sizeof(txncmd),
-           "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=%s %s acls", kdir, kafka_sh);
+           "exec java -cp \"$(%s classpath)\" "
+           "\"$(dirname %s)/../deploy/kafka/TxnAclHelper.java\" %s",
+           kafka_sh, kafka_sh, plain);
   service_pid = fork();
   CHECK(service_pid >= 0, "fork");
   if (service_pid == 0) {
