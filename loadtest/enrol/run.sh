@@ -29,6 +29,12 @@ svc=
 kc=
 cleanup() {
   set +e
+  # SL_LT_KEEP_LOGS=DIR: the service's and each node's log survive the run.
+  if [[ -n ${SL_LT_KEEP_LOGS:-} ]]; then
+    mkdir -p "$SL_LT_KEEP_LOGS"
+    cp "$work/service.log" "$SL_LT_KEEP_LOGS/" 2>/dev/null
+    for d in "$work"/n*; do cp "$d/log" "$SL_LT_KEEP_LOGS/$(basename "$d").log" 2>/dev/null; done
+  fi
   for p in "${pids[@]}" $svc $kc; do kill -TERM "$p" 2>/dev/null; done
   # A service blocked on a broker that is gone: do not wait for it.
   [[ -n $svc ]] && { sleep 2; kill -KILL "$svc" 2>/dev/null; }
@@ -66,6 +72,14 @@ printf 'auto_approve: true\nclaims: [bench]\nlabels:\n  - key: site\n' >rules.ya
   --txn-acl-helper "exec java -cp \"\$($src/scripts/kafka.sh classpath)\" $src/deploy/kafka/TxnAclHelper.java $plain" \
   >service.log 2>&1 &
 svc=$!
+# The service runs before the boxes power on (as in a fleet): wait until it
+# serves (its transactional-id helper's JVM starts first).
+for _ in $(seq 1 240); do
+  grep -q '^enroll: serving' service.log 2>/dev/null && break
+  kill -0 "$svc" 2>/dev/null || { cat service.log >&2; exit 1; }
+  sleep 0.5 # waiting for the service's start, bounded (120 s)
+done
+grep -q '^enroll: serving' service.log || { echo "enrol: the service did not start" >&2; exit 1; }
 cat >bootstrap.yaml <<EOF
 brokers: $ssl
 ca: $ca
