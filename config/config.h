@@ -187,7 +187,10 @@ typedef struct sl_config_stream {
   uint64_t ttl_ms;   /* retention age, 0 = none */
   char *topic;       /* Kafka topic, default "sluice.<name>" */
   int format;        /* Kafka values: 0 protobuf, 1 json */
-  char *dedupe_key;  /* "" off, "attr.NAME" or "source+time" */
+  int json_layout;   /* format json: 0 full, 1 compact */
+  int compression;   /* SL_SYNC_COMPRESS_* (zstd lz4 gzip snappy none) */
+  uint64_t compression_level; /* 0: the codec's default */
+  char *dedupe_key;           /* "" off, "attr.NAME" or "source+time" */
   uint64_t dedupe_window_ms;
   uint64_t dedupe_max_keys;
 } sl_config_stream_t;
@@ -343,6 +346,7 @@ typedef struct sl_config {
     uint64_t backlog_threshold;     /* events behind that open two lanes */
     int backlog_order;              /* 0 oldest_first, 1 newest_first */
     int record_timestamp;           /* SL_SYNC_TS_*: node, event, broker */
+    uint32_t omit_headers;          /* SL_SYNC_HDR_* bits not written */
   } kafka;
   struct {
     bool enabled;

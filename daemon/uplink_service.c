@@ -62,6 +62,7 @@ static void sync_opts(const sl_daemon_t *dm, const sl_config_t *cfg,
   o->props = props;
   o->nprops = np;
   o->serial_commits = !cfg->kafka.commit_pipeline;
+  o->omit_headers = cfg->kafka.omit_headers; /* a FLAGS row: not bindable */
   o->queue_max_kbytes = (uint32_t)(cfg->kafka.queue_max_bytes / 1024);
 }
 
@@ -87,6 +88,9 @@ static size_t uplink_streams(sl_daemon_t *dm, sl_uplink_t *ul,
         sc[nsc].topic = cfg->streams.v[j].topic;
         sc[nsc].priority = (uint8_t)cfg->streams.v[j].priority;
         sc[nsc].json = cfg->streams.v[j].format == 1;
+        sc[nsc].json_compact = cfg->streams.v[j].json_layout == 1;
+        sc[nsc].compression = cfg->streams.v[j].compression;
+        sc[nsc].compression_level = (int)cfg->streams.v[j].compression_level;
       }
     if (rtopic)
       sc[nsc].topic = rtopic;

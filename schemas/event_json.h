@@ -91,6 +91,18 @@ typedef struct sl_jbuf {
 long sl_event_json_write(sl_jbuf_t *b, const char *stream, uint64_t offset,
                          const Sluice__V1__Event *e, int64_t append_time_ns);
 
+/*
+ * The compact layout of the same event (`json_layout: compact`,
+ * docs/SCHEMAS.md "Compact JSON"): short keys, members at their defaults
+ * left out ("" strings, 0 integers, quality good, empty lists), stream and
+ * offset not repeated (the record's headers carry them), doubles in the
+ * fewest digits that read back the same bits. Expanding it (key names,
+ * defaults) gives sl_event_json()'s object. Written into b from its start;
+ * returns the length, or -ENOMEM.
+ */
+long sl_event_json_write_compact(sl_jbuf_t *b, const Sluice__V1__Event *e,
+                                 int64_t append_time_ns);
+
 /* "good", "uncertain", "bad", or "unknown" for a value from a newer peer. */
 const char *sl_event_quality_name(Sluice__V1__Quality q);
 

@@ -51,7 +51,7 @@ SL_PROG=kafka.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
 usage() {
-  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log" >&2
+  echo "usage: scripts/kafka.sh start|stop|clean|restart|status|wait-ready|env|topics|fetch|log|classpath" >&2
   echo "       scripts/kafka.sh acls KAFKA-ACLS-ARGS... (kafka-acls.sh on the admin listener)" >&2
   exit 2
 }
@@ -408,6 +408,8 @@ status() {
 env_lines() {
   running || sl_die "kafka is not running (scripts/kafka.sh start)"
   printf 'SLUICE_TEST_KAFKA_BOOTSTRAP=%s\n' "$(<"$ADDRFILE")"
+  # The broker's log dir: tests read the stored record batches (codecs).
+  printf 'SLUICE_TEST_KAFKA_DATA=%s\n' "$DIR/data"
   if [[ -s $SASLFILE ]]; then
     printf 'SLUICE_TEST_KAFKA_SASL_BOOTSTRAP=%s\n' "$(<"$SASLFILE")"
   fi
@@ -451,5 +453,8 @@ case $1 in
   log) printf '%s\n' "$LOG" ;;
   topics) topics ;;
   fetch) fetch ;;
+  # The broker's jars (kafka-clients among them), for Java helpers such as
+  # deploy/kafka/TxnAclHelper.java: java -cp "$(scripts/kafka.sh classpath)"
+  classpath) fetch && printf '%s\n' "$CACHE/libs/*" ;;
   *) usage ;;
 esac

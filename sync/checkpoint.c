@@ -344,9 +344,7 @@ static int produce_gap(sl_sync_t *up, sync_stream_t *s,
                     (unsigned long long)g->first_offset);
   rd_kafka_vu_t h[5];
   const char *names[5] = {"node", "stream", "offset", "schema", "gap"};
-  const char *vals[5] = {up->node_id, s->name, offbuf,
-                         s->json ? "sluice.v1.Event+json" : "sluice.v1.Event",
-                         "1"};
+  const char *vals[5] = {up->node_id, s->name, offbuf, sync__schema(s), "1"};
   for (int i = 0; i < 5; i++) {
     h[i].vtype = RD_KAFKA_VTYPE_HEADER;
     h[i].u.header.name = names[i];

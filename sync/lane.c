@@ -232,21 +232,25 @@ static bool cap_wait(sl_sync_t *up, const sync_lane_t *l, double bytes) {
   return false;
 }
 
-/* The headers of the record of event off (at most 5; they borrow
- * offbuf). Returns their number. */
+/* The headers of the record of event off (at most 5, fewer with
+ * kafka.omit_headers; they borrow offbuf). Returns their number. */
 static size_t headers(const sl_sync_t *up, const sync_stream_t *s,
                       const sync_lane_t *l, uint64_t off, char *offbuf,
                       size_t offlen, rd_kafka_vu_t *h) {
-  const char *schema = s->json ? "sluice.v1.Event+json" : "sluice.v1.Event";
-  int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
+  uint32_t omit = up->o.omit_headers;
   size_t nh = 0;
-  hdr(&h[nh++], "node", up->node_id, -1);
-  hdr(&h[nh++], "stream", s->name, -1);
-  hdr(&h[nh++], "offset", offbuf, on);
-  hdr(&h[nh++], "schema", schema, -1);
-  if (l->historical) {
-    hdr(&h[nh++], "historical", "1", 1);
+  if (!(omit & SL_SYNC_HDR_NODE))
+    hdr(&h[nh++], "node", up->node_id, -1);
+  if (!(omit & SL_SYNC_HDR_STREAM))
+    hdr(&h[nh++], "stream", s->name, -1);
+  if (!(omit & SL_SYNC_HDR_OFFSET)) {
+    int on = snprintf(offbuf, offlen, "%llu", (unsigned long long)off);
+    hdr(&h[nh++], "offset", offbuf, on);
   }
+  if (!(omit & SL_SYNC_HDR_SCHEMA))
+    hdr(&h[nh++], "schema", sync__schema(s), -1);
+  if (l->historical && !(omit & SL_SYNC_HDR_HISTORICAL))
+    hdr(&h[nh++], "historical", "1", 1);
   return nh;
 }
 
@@ -304,10 +308,11 @@ long sync__lane_pump(sl_sync_t *up, sync_stream_t *s, sync_lane_t *l,
     if (s->json) {
       /* format: json: decoded and rendered (the protobuf path slices the
        * stored bytes without a decode). */
-      Sluice__V1__Event *e = sluice__v1__event__unpack(NULL, ev.len, ev.data);
+      bool own;
+      Sluice__V1__Event *e = sync__event_unpack(up, ev.data, ev.len, &own);
       long jl = e ? sync__json_value(up, s, off, e, l->rec.append_time_ns)
                   : SL_ECORRUPT;
-      if (e)
+      if (e && own)
         sluice__v1__event__free_unpacked(e, NULL);
       if (jl == SL_ECORRUPT) {
         sync__poison_add(up, idx, off, SL_ECORRUPT);

@@ -321,7 +321,8 @@ static rd_kafka_conf_t *producer_conf(sl_sync_t *up, const char *txn_id,
   rc |= set(conf, "acks", "all", errstr, errlen);
   rc |= set(conf, "enable.idempotence", "true", errstr, errlen);
   rc |= set(conf, "linger.ms", "1", errstr, errlen);
-  rc |= set(conf, "compression.type", "lz4", errstr, errlen);
+  /* compression.type is set per stream's topic (stream_topic_conf()); the
+   * checkpoint and gap records keep librdkafka's default (none). */
   rc |= set(conf, "batch.num.messages", "10000", errstr, errlen);
   rc |= set(conf, "reconnect.backoff.ms", "100", errstr, errlen);
   /* 1 s, not librdkafka's 10 s: after an outage each producer reconnects
@@ -381,6 +382,45 @@ static int txn_error(sl_sync_t *up, rd_kafka_error_t *error, const char *what,
   return rc;
 }
 
+static const char *const codecs[] = {"zstd", "lz4", "gzip", "snappy", "none"};
+
+const char *sl_sync_compression_name(int codec) {
+  return codec >= 0 && (size_t)codec < SL_ARRAY_SIZE(codecs) ? codecs[codec]
+                                                             : NULL;
+}
+
+const char *sl_sync_compression_check(int codec, int64_t level) {
+  /* librdkafka's compression.level takes -1..12 whatever the codec (zstd
+   * stops at 12 there, not 22); gzip's own range ends at 9. */
+  static const int64_t max[] = {12, 12, 9, 0, 0};
+  if (!sl_sync_compression_name(codec))
+    return "is not zstd, lz4, gzip, snappy or none";
+  if (level < 0 || level > max[codec])
+    return max[codec] ? "compression_level is out of range for this codec "
+                        "(0: its default; zstd and lz4 1..12, gzip 1..9)"
+                      : "compression_level must be 0 for snappy and none "
+                        "(they have no levels)";
+  return NULL;
+}
+
+/* A stream's topic settings: the producer's defaults (the operator's
+ * topic-level kafka.properties such as message.timeout.ms included) with
+ * the stream's codec and level. Checked by sl_sync_new(), so the sets
+ * cannot fail. Owned by rd_kafka_topic_new(). */
+static rd_kafka_topic_conf_t *stream_topic_conf(rd_kafka_t *rk,
+                                                const sync_stream_t *s) {
+  rd_kafka_topic_conf_t *tc = rd_kafka_default_topic_conf_dup(rk);
+  char e[256], lv[16];
+  (void)rd_kafka_topic_conf_set(tc, "compression.type",
+                                sl_sync_compression_name(s->compression), e,
+                                sizeof(e));
+  if (s->compression_level) {
+    snprintf(lv, sizeof(lv), "%d", s->compression_level);
+    (void)rd_kafka_topic_conf_set(tc, "compression.level", lv, e, sizeof(e));
+  }
+  return tc;
+}
+
 /* Opens producer p: with exactly-once, init_transactions() fences an older
  * instance with the same transactional.id and aborts what it left open. */
 static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
@@ -437,7 +477,18 @@ static int prod_open(sl_sync_t *up, sync_prod_t *p, char *errstr,
   if (!p->rkt && !(p->rkt = calloc(up->nstreams + 1, sizeof(*p->rkt))))
     abort(); /* tiny control allocation */
   for (size_t i = 0; i < up->nstreams; i++)
-    p->rkt[i] = rd_kafka_topic_new(p->rk, up->streams[i].topic, NULL);
+    if (!(p->rkt[i] =
+              rd_kafka_topic_new(p->rk, up->streams[i].topic,
+                                 stream_topic_conf(p->rk, &up->streams[i])))) {
+      snprintf(errstr, errlen, "topic %s: %s", up->streams[i].topic,
+               rd_kafka_err2str(rd_kafka_last_error()));
+      while (i-- > 0) {
+        rd_kafka_topic_destroy(p->rkt[i]);
+        p->rkt[i] = NULL;
+      }
+      rc = SL_ECONFIG;
+      goto fail;
+    }
   /* The checkpoint topic's handle comes after ensure_ckpt_topic():
    * a handle asks for the topic's metadata, and a broker with
    * auto.create.topics.enable then makes it with its defaults (not
@@ -602,11 +653,60 @@ fail:
   return rc;
 }
 
+static void *arena_alloc(void *data, size_t size) {
+  sl_sync_t *up = data;
+  size_t at = (up->arena_used + 15) & ~(size_t)15; /* max_align_t */
+  if (at > up->arena_cap || size > up->arena_cap - at) {
+    up->arena_short = true;
+    return NULL;
+  }
+  up->arena_used = at + size;
+  return up->arena_mem + at;
+}
+
+static void arena_free(void *data, void *ptr) {
+  (void)data;
+  (void)ptr; /* the whole arena is reset by the next decode */
+}
+
+Sluice__V1__Event *sync__event_unpack(sl_sync_t *up, const void *data,
+                                      size_t len, bool *own) {
+  *own = false;
+  for (;;) {
+    up->arena_used = 0;
+    up->arena_short = false;
+    if (up->arena_mem) {
+      up->arena.alloc = arena_alloc;
+      up->arena.free = arena_free;
+      up->arena.allocator_data = up;
+      Sluice__V1__Event *e = sluice__v1__event__unpack(&up->arena, len, data);
+      if (e || !up->arena_short)
+        return e; /* decoded, or corrupt */
+    }
+    /* Too small (or none yet): grow to fit, bounded (an event is at most
+     * kafka.max_record_bytes stored; its structures take a few times
+     * that). */
+    size_t cap = up->arena_cap ? up->arena_cap * 2 : 65536;
+    while (cap < 4 * len + 4096)
+      cap *= 2;
+    uint8_t *m = cap <= (size_t)64 << 20 ? malloc(cap) : NULL;
+    if (!m) {
+      *own = true;
+      return sluice__v1__event__unpack(NULL, len, data);
+    }
+    free(up->arena_mem);
+    up->arena_mem = m;
+    up->arena_cap = cap;
+  }
+}
+
 long sync__json_value(sl_sync_t *up, const sync_stream_t *s, uint64_t off,
                       const Sluice__V1__Event *e, int64_t append_time_ns) {
   /* Straight from the event into the reusable buffer (no jansson tree). */
   sl_jbuf_t b = {.p = up->jbuf, .cap = up->jbuf_cap};
-  long n = sl_event_json_write(&b, s->name, off, e, append_time_ns);
+  long n = s->json_compact
+               ? sl_event_json_write_compact(&b, e, append_time_ns)
+               : sl_event_json_write(&b, s->name, off, e, append_time_ns);
   up->jbuf = b.p;
   up->jbuf_cap = b.cap;
   return n;

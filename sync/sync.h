@@ -59,7 +59,31 @@ typedef struct sl_sync_stream_conf {
   const char *topic; /* Kafka topic (borrowed, copied) */
   uint8_t priority;  /* 0..9, higher is served first */
   bool json;         /* values as JSON (sl_event_json) instead of protobuf */
+  bool json_compact; /* with json: the compact layout (short keys, defaults
+                        left out: sl_event_json_write_compact) */
+  int compression;   /* SL_SYNC_COMPRESS_* (0: zstd) */
+  int compression_level; /* 0: the codec's default; else checked by
+                            sl_sync_compression_check() */
 } sl_sync_stream_conf_t;
+
+/* Record batch compression of a stream's topic (librdkafka's per-topic
+ * compression.type). Streams sharing a topic must agree (librdkafka keeps
+ * one setting per topic handle). Order = the config's enum. */
+enum {
+  SL_SYNC_COMPRESS_ZSTD = 0, /* the default: best ratio per CPU-µs */
+  SL_SYNC_COMPRESS_LZ4 = 1,
+  SL_SYNC_COMPRESS_GZIP = 2,
+  SL_SYNC_COMPRESS_SNAPPY = 3,
+  SL_SYNC_COMPRESS_NONE = 4
+};
+
+/* librdkafka's name of codec ("zstd", ..., "none"); NULL if unknown. */
+const char *sl_sync_compression_name(int codec);
+
+/* NULL when level suits codec (0 always does: the codec's default; zstd
+ * and lz4 take 1..12, gzip 1..9, snappy and none only 0), else why not
+ * (static text). */
+const char *sl_sync_compression_check(int codec, int64_t level);
 
 typedef struct sl_sync_opts {
   const char *node_id;            /* node identity (config node.id) */
@@ -108,11 +132,25 @@ typedef struct sl_sync_opts {
    * clock + message.timestamp.after.max.ms]); the event's own time is in
    * the value whatever this says. */
   int record_timestamp; /* SL_SYNC_TS_* (default node) */
+  /* Record headers left off data records (SL_SYNC_HDR_* bits; 0: all
+   * written). Gap records always carry all of theirs. Exactly-once does not
+   * need any of them (the checkpoints carry the positions); consumers of
+   * at-least-once records drop repeats by node, stream and offset. */
+  uint32_t omit_headers;
   /* The node's wall clock (record timestamps, ages); NULL:
    * sl_now_wall_ns(). Tests inject a clock that runs ahead or steps. */
   int64_t (*wall_clock_ns)(void *opaque);
   void *clock_opaque; /* passed to wall_clock_ns */
 } sl_sync_opts_t;
+
+/* sl_sync_opts_t.omit_headers (bit i = the config's name i) */
+enum {
+  SL_SYNC_HDR_NODE = 1,       /* node: node.id */
+  SL_SYNC_HDR_STREAM = 2,     /* stream: the store stream */
+  SL_SYNC_HDR_OFFSET = 4,     /* offset: the store offset, decimal */
+  SL_SYNC_HDR_SCHEMA = 8,     /* schema: sluice.v1.Event[+json[-compact]] */
+  SL_SYNC_HDR_HISTORICAL = 16 /* historical: 1 on backlog-lane records */
+};
 
 /* sl_sync_opts_t.record_timestamp */
 enum {

@@ -46,6 +46,9 @@ typedef struct sync_stream {
   uint32_t id; /* store stream id */
   uint8_t priority;
   bool json;             /* values as JSON */
+  bool json_compact;     /* the compact JSON layout */
+  int compression;       /* SL_SYNC_COMPRESS_* of its topic */
+  int compression_level; /* 0: the codec's default */
   rd_kafka_topic_t *rkt; /* topic handle of the current producer */
   char ckpt_key[160];    /* "<node>/<stream>" */
   sl_sync_ckpt_t cp;     /* committed to Kafka (and then locally) */
@@ -168,6 +171,11 @@ struct sl_sync {
   uint8_t *scratch; /* value buffer for events that need ingest time */
   size_t scratch_cap;
   char *jbuf; /* JSON value buffer (format json) */
+  /* Arena of the events decoded for json streams (sync__event_unpack()). */
+  ProtobufCAllocator arena;
+  uint8_t *arena_mem;
+  size_t arena_cap, arena_used;
+  bool arena_short; /* an allocation did not fit since the last reset */
   size_t jbuf_cap;
   sync_poison_t poison[SYNC_POISON_MAX];
   size_t npoison;
@@ -240,6 +248,23 @@ void sync__producer_close(sl_sync_t *up);
 void sync__producer_use(sl_sync_t *up, int k);
 int sync__ensure_topic(sl_sync_t *up, const char *topic, bool compact,
                        char *errstr, size_t errlen);
+/* The schema header of s's records: sluice.v1.Event, sluice.v1.Event+json
+ * or sluice.v1.Event+json-compact. */
+static inline const char *sync__schema(const sync_stream_t *s) {
+  return !s->json          ? "sluice.v1.Event"
+         : s->json_compact ? "sluice.v1.Event+json-compact"
+                           : "sluice.v1.Event+json";
+}
+
+/* Decodes a stored event for a json stream's record into up's arena (one
+ * reusable block: no allocation per event once it has grown to the largest
+ * event; the previous result is invalid after the next call). NULL when the
+ * bytes are no Event (corrupt); -ENOMEM is not distinguished: an arena that
+ * cannot grow falls back to protobuf-c's malloc, whose result *own says
+ * to free with sluice__v1__event__free_unpacked(e, NULL). */
+Sluice__V1__Event *sync__event_unpack(sl_sync_t *up, const void *data,
+                                      size_t len, bool *own);
+
 /* Renders event e (offset off of stream s) as JSON into up->jbuf; returns
  * its length or a negative error. The value of a record of a json stream
  * (events from the lanes, gap records from checkpoint.c). */

@@ -330,6 +330,35 @@ static void copy_opts(sl_sync_t *up, const sl_sync_opts_t *opts) {
   up->o.streams = NULL;
 }
 
+/* Stream i's codec and level, and the same as any earlier stream's of its
+ * topic: librdkafka compresses per topic handle, and a second
+ * rd_kafka_topic_new() of a topic keeps the first one's settings. */
+static int check_compression(sl_sync_t *up, size_t i, char *errstr,
+                             size_t errlen) {
+  const sync_stream_t *s = &up->streams[i];
+  const char *why =
+      sl_sync_compression_check(s->compression, s->compression_level);
+  if (why) {
+    snprintf(errstr, errlen, "sync: stream '%s': compression: %s", s->name,
+             why);
+    return SL_ECONFIG;
+  }
+  for (size_t j = 0; j < i; j++) {
+    const sync_stream_t *o = &up->streams[j];
+    if (!strcmp(o->topic, s->topic) &&
+        (o->compression != s->compression ||
+         o->compression_level != s->compression_level)) {
+      snprintf(errstr, errlen,
+               "sync: streams '%s' and '%s' share topic %s but not its "
+               "compression (librdkafka compresses per topic): give them "
+               "the same compression and compression_level",
+               o->name, s->name, s->topic);
+      return SL_ECONFIG;
+    }
+  }
+  return 0;
+}
+
 /* The streams (looked up in the store) and their priority order. Returns 0
  * or an error with errstr. */
 static int open_streams(sl_sync_t *up, const sl_sync_opts_t *opts, char *errstr,
@@ -347,7 +376,12 @@ static int open_streams(sl_sync_t *up, const sl_sync_opts_t *opts, char *errstr,
     s->topic = dup_or(c->topic, "");
     s->priority = c->priority;
     s->json = c->json;
+    s->json_compact = c->json && c->json_compact;
+    s->compression = c->compression;
+    s->compression_level = c->compression_level;
     up->nstreams++;
+    if ((rc = check_compression(up, i, errstr, errlen)) < 0)
+      return rc;
     if ((rc = sl_store_stream_lookup(up->st, s->name, &s->id)) < 0) {
       snprintf(errstr, errlen, "sync: stream '%s': %s", s->name,
                sl_strerror(rc));
@@ -507,6 +541,7 @@ void sl_sync_free(sl_sync_t *up) {
   free(up->order);
   free(up->scratch);
   free(up->jbuf);
+  free(up->arena_mem);
   free(up->node_id);
   free(up->brokers);
   free(up->ckpt_topic);

@@ -59,10 +59,21 @@ static const char *const deliveries[] = {"exactly_once", "at_least_once", NULL};
 static const char *const policies[] = {"block", "drop_oldest", "evict_priority",
                                        NULL};
 static const char *const value_formats[] = {"protobuf", "json", NULL};
+static const char *const json_layouts[] = {"full", "compact", NULL};
+/* Order of SL_SYNC_COMPRESS_* (sync/sync.h). */
+static const char *const compressions[] = {"zstd",   "lz4",  "gzip",
+                                           "snappy", "none", NULL};
 /* Order of sl_ingest_future_t. */
 static const char *const future_policies[] = {"clamp", "reject", NULL};
 static const char *const backlog_orders[] = {"oldest_first", "newest_first",
                                              NULL};
+/* Bit i of kafka.omit_headers is SL_SYNC_HDR_* 1 << i (sync/sync.h). */
+static const char *const record_headers[] = {"node",   "stream",     "offset",
+                                             "schema", "historical", NULL};
+_Static_assert(SL_SYNC_HDR_NODE == 1 && SL_SYNC_HDR_STREAM == 2 &&
+                   SL_SYNC_HDR_OFFSET == 4 && SL_SYNC_HDR_SCHEMA == 8 &&
+                   SL_SYNC_HDR_HISTORICAL == 16,
+               "kafka.omit_headers names follow SL_SYNC_HDR_*");
 /* Order of SL_SYNC_TS_* (sync/sync.h). */
 static const char *const record_timestamps[] = {"node", "event",
                                                 "broker_estimate", NULL};
@@ -210,6 +221,12 @@ static void stream_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
     free(s->topic);
     s->topic = t;
   }
+  const char *why =
+      sl_sync_compression_check(s->compression, (int64_t)s->compression_level);
+  if (why)
+    sl_cfg_errf_at(errs, "compression_level", "%s", why);
+  if (s->json_layout && s->format != 1)
+    sl_cfg_errf_at(errs, "json_layout", "applies to format: json only");
 }
 
 static const sl_cfg_opt_t stream_opts[] = {
@@ -237,6 +254,27 @@ static const sl_cfg_opt_t stream_opts[] = {
                "dump` prints, header schema: sluice.v1.Event+json). Keys "
                "and headers are the same in both.",
                .enums = value_formats),
+    STREAM_OPT("json_layout", ENUM, json_layout, "full", RESTART,
+               "format json: full (the object above) or compact (short keys, "
+               "members at their defaults left out, stream and offset only "
+               "in the headers; header schema: sluice.v1.Event+json-compact; "
+               "docs/SCHEMAS.md \"Compact JSON\"): about half the bytes "
+               "of a typical reading.",
+               .enums = json_layouts),
+    STREAM_OPT("compression", ENUM, compression, "zstd", RESTART,
+               "Kafka record batch compression of the stream's topic: zstd "
+               "(fewest bytes: for a metered uplink), lz4 (less CPU), gzip, "
+               "snappy or none. Streams sharing a topic "
+               "must agree. The broker keeps the batches as sent when the "
+               "topic has compression.type=producer (Kafka's default; "
+               "docs/DELIVERY.md \"Compression\").",
+               .enums = compressions),
+    STREAM_OPT("compression_level", UINT, compression_level, "0", RESTART,
+               "Codec level (librdkafka's compression.level): 0 = the "
+               "codec's default (zstd 3, lz4 fast, gzip 6); zstd and lz4 "
+               "1..12, gzip 1..9; snappy and none have none. Higher: fewer "
+               "bytes, more CPU.",
+               .min = "0", .max = "12"),
     STREAM_OPT("dedupe_key", STRING, dedupe_key, "", RESTART,
                "Drop replayed events (docs/DELIVERY.md#dedupe-window): "
                "attr.NAME (an attribute such as a message id) or "
@@ -803,6 +841,15 @@ static const sl_cfg_opt_t root_opts[] = {
         "node whose clock is off delivering (docs/DELIVERY.md \"Clocks\").",
         .enums = record_timestamps,
         BIND(SYNC, sl_sync_opts_t, record_timestamp)),
+    OPT("kafka.omit_headers", FLAGS, kafka.omit_headers, "", RESTART,
+        "Record headers left off data records, to save bytes and "
+        "librdkafka's allocation per header: node, stream, offset, schema, "
+        "historical, or all. Exactly-once needs none of them (the "
+        "checkpoints carry the positions), but at_least_once consumers drop "
+        "repeats by node, stream and offset (refused here), and "
+        "json_layout: compact values carry no stream or offset (refused "
+        "too). Gap records keep theirs. docs/DELIVERY.md \"Headers\".",
+        .enums = record_headers),
 
     OPT("mqtt.enabled", BOOL, mqtt.enabled, "false", RESTART,
         "Subscribe to an MQTT broker and ingest its messages."),
@@ -958,6 +1005,30 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
   clients_finish(errs, "listeners.native.clients",
                  &cfg->listeners.native_clients);
   clients_finish(errs, "listeners.http.clients", &cfg->listeners.http_clients);
+  const uint32_t dedupe_hdrs =
+      SL_SYNC_HDR_NODE | SL_SYNC_HDR_STREAM | SL_SYNC_HDR_OFFSET;
+  if (cfg->kafka.delivery == SL_CONFIG_DELIVERY_AT_LEAST_ONCE &&
+      (cfg->kafka.omit_headers & dedupe_hdrs))
+    sl_cfg_errf(errs, NULL, 0, 0, "kafka.omit_headers",
+                "must keep node, stream and offset with kafka.delivery "
+                "at_least_once: consumers drop repeats by them");
+  for (size_t i = 0; i < cfg->streams.n; i++)
+    if (cfg->streams.v[i].json_layout &&
+        (cfg->kafka.omit_headers & (SL_SYNC_HDR_STREAM | SL_SYNC_HDR_OFFSET))) {
+      char key[64];
+      SL_CFG_FMT(key, sizeof(key), "streams[%zu].json_layout", i);
+      sl_cfg_errf(errs, NULL, 0, 0, key,
+                  "compact values carry no stream or offset: "
+                  "kafka.omit_headers must keep both headers");
+    }
+  for (size_t i = 0; i < cfg->kafka.properties.n; i++) {
+    const char *kv = cfg->kafka.properties.v[i];
+    if (!strncmp(kv, "compression.", 12) && strchr(kv, '='))
+      sl_cfg_errf(errs, NULL, 0, 0, "kafka.properties",
+                  "%.*s is set per stream: use streams[].compression and "
+                  "streams[].compression_level",
+                  (int)(strchr(kv, '=') - kv), kv);
+  }
   if (cfg->mqtt.enabled && !cfg->mqtt.subscriptions.n && !cfg->mqtt.fanout.n &&
       !*cfg->mqtt.status_topic)
     sl_cfg_errf(errs, NULL, 0, 0, "mqtt.subscriptions",
@@ -1004,7 +1075,19 @@ static void root_finish(void *obj, sl_cfg_errs_t *errs, const char *prefix) {
     }
   }
   for (size_t i = 0; i < cfg->streams.n; i++) {
+    const sl_config_stream_t *a = &cfg->streams.v[i];
     for (size_t j = 0; j < i; j++) {
+      const sl_config_stream_t *b = &cfg->streams.v[j];
+      if (!strcmp(a->topic, b->topic) &&
+          (a->compression != b->compression ||
+           a->compression_level != b->compression_level)) {
+        char key[64];
+        SL_CFG_FMT(key, sizeof(key), "streams[%zu].compression", i);
+        sl_cfg_errf(errs, NULL, 0, 0, key,
+                    "differs from streams[%zu]'s, which shares topic %.249s "
+                    "(librdkafka compresses per topic)",
+                    j, a->topic);
+      }
       if (!strcmp(cfg->streams.v[i].name, cfg->streams.v[j].name)) {
         char key[64];
         SL_CFG_FMT(key, sizeof(key), "streams[%zu].name", i);

@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,7 @@ static void pause_ms(unsigned ms) {
 static int http_connect(http_t *h) {
   struct addrinfo hints = {0}, *ai = NULL, *p;
   struct timeval tv = {10, 0};
+  int one = 1;
   char port[8];
   int fd = -1, rc;
   hints.ai_socktype = SOCK_STREAM;
@@ -63,6 +66,10 @@ static int http_connect(http_t *h) {
       continue;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    /* Head and body go in two sends: without this, Nagle held the body's
+     * last segment until the daemon's delayed ACK of the head (~40 ms per
+     * request: 8 connections at batch 100 made 12,600 events/s). */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(fd, p->ai_addr, p->ai_addrlen) == 0)
       break;
     rc = -errno;

@@ -33,6 +33,7 @@ static int usage(FILE *out) {
   fprintf(out,
           "usage: sluice fleet enroll [serve] --ca-cert PEM --ca-key PEM "
           "[--rules FILE] [--no-acls] [--txn-acl-command CMD]\n"
+          "       [--txn-acl-helper CMD]\n"
           "       sluice fleet enroll init [--partitions N] [--replication N]\n"
           "       sluice fleet enroll list [--all]\n"
           "       sluice fleet enroll approve NODE [--label K=V]... "
@@ -70,6 +71,7 @@ enum {
   O_DELETE,
   O_NOACLS,
   O_TXNCMD,
+  O_TXNHELPER,
   O_DATA,
   O_ONCE
 };
@@ -92,6 +94,7 @@ static const struct option lo[] = {
     {"delete", no_argument, 0, O_DELETE},
     {"no-acls", no_argument, 0, O_NOACLS},
     {"txn-acl-command", required_argument, 0, O_TXNCMD},
+    {"txn-acl-helper", required_argument, 0, O_TXNHELPER},
     {"data-prefix", required_argument, 0, O_DATA},
     {"once", no_argument, 0, O_ONCE},
     {"help", no_argument, 0, 'h'},
@@ -192,6 +195,9 @@ static int parse(int argc, char **argv, enroll_opts_t *o, const char **claim,
       break;
     case O_TXNCMD:
       txn_acl_cmd = optarg;
+      break;
+    case O_TXNHELPER: /* enroll_serve.c: one process, a line per pass */
+      o->txn_acl_helper = optarg;
       break;
     case O_DATA:
       o->acl.data_prefix = optarg;

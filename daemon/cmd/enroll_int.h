@@ -27,6 +27,9 @@ typedef struct enroll_opts {
   double interval_s;
   sl_enroll_acl_opts_t acl; /* acl apply: topic names */
   bool manage_acls;         /* the service creates/deletes node ACLs */
+  /* --txn-acl-helper: a command (deploy/kafka/TxnAclHelper.java) started
+   * once that makes transactional-id ACLs, a batch per line. */
+  const char *txn_acl_helper;
 } enroll_opts_t;
 
 typedef struct ev_node {

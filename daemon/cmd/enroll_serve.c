@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <time.h>
+
+#include <librdkafka/rdkafka.h>
 
 #include "common/common.h"
 #include "daemon/cmd/enroll_int.h"
@@ -143,7 +147,104 @@ typedef struct svc {
   sl_enroll_ca_t *ca;
   sl_enroll_rules_t *rules;
   uint64_t approved, pending, denied, revoked, failed;
+  /* The answers of one pass, sent together after the pass (one CreateAcls
+   * for its approvals, one wait for all deliveries). */
+  struct out {
+    char *id, *reason;
+    uint8_t *buf;
+    size_t len;
+    int kind;
+    bool grant;      /* the node's ACLs first */
+    ev_node_t *node; /* stable through the pass: no record is read */
+  } * out;
+  size_t n_out, cap_out;
+  /* --txn-acl-helper: its pid and pipes (0/NULL: not used). */
+  pid_t helper;
+  FILE *to_helper, *from_helper;
 } svc_t;
+
+/* Reads one line from the helper within timeout_ms into buf: 0, or -1. */
+static int helper_line(svc_t *s, char *buf, size_t len, int timeout_ms) {
+  struct pollfd pfd = {.fd = fileno(s->from_helper), .events = POLLIN};
+  buf[0] = '\0';
+  if (poll(&pfd, 1, timeout_ms) <= 0 || !fgets(buf, (int)len, s->from_helper))
+    return -1;
+  buf[strcspn(buf, "\n")] = '\0';
+  return 0;
+}
+
+/* Starts the --txn-acl-helper command and waits for its "ready". */
+static int helper_start(svc_t *s, const char *cmd) {
+  int in[2], out[2];
+  char line[512];
+  if (pipe(in) < 0)
+    return -1;
+  if (pipe(out) < 0) {
+    close(in[0]);
+    close(in[1]);
+    return -1;
+  }
+  signal(SIGPIPE, SIG_IGN); /* a dead helper is an error, not our end */
+  s->helper = fork();
+  if (s->helper < 0)
+    return -1;
+  if (s->helper == 0) {
+    dup2(in[0], 0);
+    dup2(out[1], 1);
+    close(in[1]);
+    close(out[0]);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  close(in[0]);
+  close(out[1]);
+  s->to_helper = fdopen(in[1], "w");
+  s->from_helper = fdopen(out[0], "r");
+  /* A JVM's start: up to two minutes on a busy machine. */
+  if (!s->to_helper || !s->from_helper ||
+      helper_line(s, line, sizeof(line), 120000) || strcmp(line, "ready")) {
+    fprintf(stderr, "sluice fleet enroll: --txn-acl-helper did not start\n");
+    return -1;
+  }
+  return 0;
+}
+
+static void helper_stop(svc_t *s) {
+  if (s->to_helper)
+    fclose(s->to_helper); /* EOF: it exits */
+  if (s->from_helper)
+    fclose(s->from_helper);
+  if (s->helper > 0)
+    waitpid(s->helper, NULL, 0);
+}
+
+/* One batch: "add|remove User:id=txn..." for the n lists' transactional
+ * ids. 0, or -1 (printed). */
+static int helper_call(svc_t *s, const char *verb, size_t n,
+                       const char *const *principals,
+                       const sl_enroll_acl_t *const *acls,
+                       const size_t *counts) {
+  char line[1024];
+  size_t ids = 0;
+  fputs(verb, s->to_helper);
+  for (size_t p = 0; p < n; p++)
+    for (size_t i = 0; i < counts[p]; i++)
+      if (acls[p][i].resource == 5 &&
+          acls[p][i].operation == RD_KAFKA_ACL_OPERATION_WRITE) {
+        fprintf(s->to_helper, " %s=%s", principals[p], acls[p][i].name);
+        ids++;
+      }
+  fputc('\n', s->to_helper);
+  if (fflush(s->to_helper) || helper_line(s, line, sizeof(line), 60000) ||
+      strcmp(line, "ok")) {
+    fprintf(stderr,
+            "sluice fleet enroll: --txn-acl-helper %s of %zu ids: "
+            "%s\n",
+            verb, ids, line);
+    return -1;
+  }
+  return 0;
+}
 
 static void stamp(char *buf, size_t len) {
   time_t t = time(NULL);
@@ -157,7 +258,6 @@ static int answer(svc_t *s, ev_node_t *n, int kind, const char *reason,
                   Sluice__V1__EnrolResponse__LabelsEntry **labels,
                   size_t n_labels) {
   Sluice__V1__EnrolResponse r = SLUICE__V1__ENROL_RESPONSE__INIT;
-  char err[512], ts[32];
   int64_t now = sl_now_wall_ns();
   r.node_id = n->id;
   r.decision = (Sluice__V1__EnrolDecisionKind)kind;
@@ -173,22 +273,142 @@ static int answer(svc_t *s, ev_node_t *n, int kind, const char *reason,
   if (n->dec && n->dec->time_ns >= r.time_ns)
     r.time_ns = n->dec->time_ns + 1;
   r.not_after_ns = not_after_s * 1000000000LL;
-  size_t len = sluice__v1__enrol_response__get_packed_size(&r);
-  uint8_t *buf = malloc(len ? len : 1);
-  if (!buf)
+  if (s->n_out == s->cap_out) {
+    size_t cap = s->cap_out ? s->cap_out * 2 : 64;
+    struct out *no = realloc(s->out, cap * sizeof(*no));
+    if (!no)
+      return -ENOMEM;
+    s->out = no;
+    s->cap_out = cap;
+  }
+  struct out *o = &s->out[s->n_out];
+  o->len = sluice__v1__enrol_response__get_packed_size(&r);
+  o->buf = malloc(o->len ? o->len : 1);
+  o->id = strdup(n->id);
+  o->reason = strdup(reason);
+  if (!o->buf || !o->id || !o->reason) {
+    free(o->buf);
+    free(o->id);
+    free(o->reason);
     return -ENOMEM;
-  sluice__v1__enrol_response__pack(&r, buf);
-  int rc = sl_enroll_produce(s->k, SL_ENROLL_T_RESPONSES, n->id, buf, len, err,
-                             sizeof(err));
-  free(buf);
+  }
+  sluice__v1__enrol_response__pack(&r, o->buf);
+  o->kind = kind;
+  o->grant = kind == SL_ENROLL_APPROVED;
+  o->node = n;
+  s->n_out++;
+  return 0;
+}
+
+/* Sends the pass's answers: the approved nodes' ACLs in one request (the
+ * transactional ids through enroll_acls(), which librdkafka 2.0 cannot
+ * name), then every answer, waiting for all deliveries. */
+static void flush_answers(svc_t *s) {
+  size_t n = s->n_out, ng = 0;
+  char err[512], ts[32];
+  if (!n)
+    return;
+  const char **principals = calloc(n, sizeof(*principals));
+  const sl_enroll_acl_t **acls = calloc(n, sizeof(*acls));
+  size_t *counts = calloc(n, sizeof(*counts));
+  sl_enroll_acl_t(*lists)[SL_ENROLL_MAX_ACLS] = calloc(n, sizeof(*lists));
+  char(*names)[300] = calloc(n, sizeof(*names));
+  const char **ids = calloc(n, sizeof(*ids));
+  const void **vals = calloc(n, sizeof(*vals));
+  size_t *lens = calloc(n, sizeof(*lens));
+  int *errs = calloc(n, sizeof(*errs));
+  if (!principals || !acls || !counts || !lists || !names || !ids || !vals ||
+      !lens || !errs) {
+    s->failed += n;
+    for (size_t i = 0; i < n; i++)
+      s->out[i].node->dirty = true;
+    goto done;
+  }
+  for (size_t i = 0; i < n && s->o->manage_acls; i++) {
+    if (!s->out[i].grant)
+      continue;
+    sl_enroll_acl_t all[SL_ENROLL_MAX_ACLS], txn[SL_ENROLL_MAX_ACLS];
+    size_t na = sl_enroll_acls_node(&s->o->acl, s->out[i].id, all), nt = 0;
+    snprintf(names[ng], sizeof(names[ng]), "User:%s", s->out[i].id);
+    counts[ng] = 0;
+    for (size_t j = 0; j < na; j++) {
+      if (all[j].resource == 5 && !s->helper)
+        txn[nt++] = all[j];
+      else
+        lists[ng][counts[ng]++] = all[j]; /* with a helper: sent below */
+    }
+    if (nt && enroll_acls(s->k, names[ng], txn, nt, false))
+      s->failed++;
+    principals[ng] = names[ng];
+    acls[ng] = lists[ng];
+    ng++;
+  }
+  if (ng && s->helper &&
+      helper_call(s, "add", ng, principals, acls, counts) < 0)
+    s->failed++;
+  /* The helper made the transactional ids' ACLs: the rest in one request. */
+  for (size_t p = 0; p < ng && s->helper; p++) {
+    size_t m = 0;
+    for (size_t j = 0; j < counts[p]; j++)
+      if (lists[p][j].resource != 5)
+        lists[p][m++] = lists[p][j];
+    counts[p] = m;
+  }
+  if (ng && sl_enroll_acls_apply_many(s->k, ng, principals, acls, counts, false,
+                                      err, sizeof(err))) {
+    fprintf(stderr, "sluice fleet enroll: ACLs: %s\n", err);
+    s->failed++;
+  }
+  for (size_t i = 0; i < n; i++) {
+    ids[i] = s->out[i].id;
+    vals[i] = s->out[i].buf;
+    lens[i] = s->out[i].len;
+  }
+  sl_enroll_produce_many(s->k, SL_ENROLL_T_RESPONSES, n, ids, vals, lens, errs,
+                         err, sizeof(err));
   stamp(ts, sizeof(ts));
-  if (rc)
-    printf("%s %s: answer %s not delivered: %s\n", ts, n->id,
-           sl_enroll_decision_name(kind), err);
-  else
-    printf("%s %s: %s: %s\n", ts, n->id, sl_enroll_decision_name(kind), reason);
+  for (size_t i = 0; i < n; i++) {
+    struct out *o = &s->out[i];
+    if (errs[i]) {
+      s->failed++;
+      o->node->dirty = true; /* answered again in the next pass */
+      printf("%s %s: answer %s not delivered: %s\n", ts, o->id,
+             sl_enroll_decision_name(o->kind), err);
+      continue;
+    }
+    switch (o->kind) {
+    case SL_ENROLL_APPROVED:
+      s->approved++;
+      break;
+    case SL_ENROLL_PENDING:
+      s->pending++;
+      break;
+    case SL_ENROLL_DENIED:
+      s->denied++;
+      break;
+    default:
+      s->revoked++;
+    }
+    printf("%s %s: %s: %s\n", ts, o->id, sl_enroll_decision_name(o->kind),
+           o->reason);
+  }
   fflush(stdout);
-  return rc;
+done:
+  for (size_t i = 0; i < n; i++) {
+    free(s->out[i].id);
+    free(s->out[i].reason);
+    free(s->out[i].buf);
+  }
+  s->n_out = 0;
+  free(principals);
+  free(acls);
+  free(counts);
+  free(lists);
+  free(names);
+  free(ids);
+  free(vals);
+  free(lens);
+  free(errs);
 }
 
 static void node_acls(svc_t *s, const char *id, bool del) {
@@ -196,9 +416,30 @@ static void node_acls(svc_t *s, const char *id, bool del) {
   char principal[300];
   if (!s->o->manage_acls)
     return;
-  size_t n = sl_enroll_acls_node(&s->o->acl, id, acls);
+  size_t n = sl_enroll_acls_node(&s->o->acl, id, acls), m = 0;
   snprintf(principal, sizeof(principal), "User:%s", id);
-  if (enroll_acls(s->k, principal, acls, n, del))
+  /* A revoked node keeps reading its enrolment answers (and the group its
+   * consumer names): it learns it was revoked from <prefix>enrol.responses
+   * and wipes its key. Everything else goes. */
+  for (size_t i = 0; i < n; i++) {
+    bool keep = del && acls[i].operation == RD_KAFKA_ACL_OPERATION_READ &&
+                (acls[i].resource == RD_KAFKA_RESOURCE_GROUP ||
+                 strstr(acls[i].name, "enrol.responses"));
+    if (!keep)
+      acls[m++] = acls[i];
+  }
+  if (s->helper) { /* its transactional ids through the helper */
+    const char *pr = principal;
+    const sl_enroll_acl_t *ap = acls;
+    size_t k = 0;
+    if (helper_call(s, del ? "remove" : "add", 1, &pr, &ap, &m) < 0)
+      s->failed++;
+    for (size_t i = 0; i < m; i++)
+      if (acls[i].resource != 5)
+        acls[k++] = acls[i];
+    m = k;
+  }
+  if (enroll_acls(s->k, principal, acls, m, del))
     s->failed++;
 }
 
@@ -225,8 +466,8 @@ static void handle(svc_t *s, ev_node_t *n) {
              d->actor && *d->actor ? d->actor : "an operator",
              d->reason && *d->reason ? ": " : "", d->reason ? d->reason : "");
     node_acls(s, n->id, true);
-    if (!answer(s, n, SL_ENROLL_REVOKED, reason, NULL, 0, NULL, 0))
-      s->revoked++;
+    if (answer(s, n, SL_ENROLL_REVOKED, reason, NULL, 0, NULL, 0))
+      s->failed++;
     return;
   }
   if (!n->req)
@@ -236,8 +477,15 @@ static void handle(svc_t *s, ev_node_t *n) {
   if (answered(n) && n->resp->decision != SL_ENROLL_PENDING)
     return;
   int kind;
-  if (sl_enroll_csr_check(n->req->csr_pem, n->req->key_sha256, key_hex, err,
-                          sizeof(err))) {
+  if (!n->req->node_id || strcmp(n->req->node_id, n->id)) {
+    /* The certificate's CN is the record's key: a request naming another
+     * id in its body would have the rules judge one id and sign another. */
+    kind = SL_ENROLL_DENIED;
+    snprintf(reason, sizeof(reason),
+             "the request's node_id \"%.64s\" is not its record's key",
+             n->req->node_id ? n->req->node_id : "");
+  } else if (sl_enroll_csr_check(n->req->csr_pem, n->req->key_sha256, key_hex,
+                                 err, sizeof(err))) {
     kind = SL_ENROLL_DENIED;
     snprintf(reason, sizeof(reason), "bad request: %s", err);
   } else {
@@ -252,8 +500,8 @@ static void handle(svc_t *s, ev_node_t *n) {
       !strcmp(n->resp->reason, reason))
     return; /* said already */
   if (kind != SL_ENROLL_APPROVED) {
-    if (!answer(s, n, kind, reason, NULL, 0, NULL, 0))
-      *(kind == SL_ENROLL_PENDING ? &s->pending : &s->denied) += 1;
+    if (answer(s, n, kind, reason, NULL, 0, NULL, 0))
+      s->failed++;
     return;
   }
   /* Approved: the labels an operator gave, else the requested ones (a
@@ -290,15 +538,14 @@ static void handle(svc_t *s, ev_node_t *n) {
                      sl_now_wall_ns() / 1000000000LL, &cert, &not_after, err,
                      sizeof(err))) {
     snprintf(reason, sizeof(reason), "cannot sign: %s", err);
-    if (!answer(s, n, SL_ENROLL_DENIED, reason, NULL, 0, NULL, 0))
-      s->denied++;
+    if (answer(s, n, SL_ENROLL_DENIED, reason, NULL, 0, NULL, 0))
+      s->failed++;
     return;
   }
-  node_acls(s, n->id, false); /* before the answer: it connects at once */
-  if (!answer(s, n, SL_ENROLL_APPROVED, reason, cert, not_after, labels,
-              n_labels))
-    s->approved++;
-  else
+  /* Its ACLs are made before the answer is sent (flush_answers()): the
+   * node connects as itself at once. */
+  if (answer(s, n, SL_ENROLL_APPROVED, reason, cert, not_after, labels,
+             n_labels))
     s->failed++;
   free(cert);
 }
@@ -343,6 +590,9 @@ int enroll_serve(const enroll_opts_t *o) {
       fprintf(stderr, "sluice fleet enroll: %s: waiting for the topics\n", err);
     sleep(1); /* a service start waiting for its topics: not a test */
   }
+  if (o->txn_acl_helper && o->manage_acls &&
+      helper_start(&s, o->txn_acl_helper) < 0)
+    goto done;
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   printf("enroll: serving %s (rules: %s)\n",
@@ -361,6 +611,7 @@ int enroll_serve(const enroll_opts_t *o) {
     for (size_t i = 0; i < v.n && !stop; i++)
       if (v.nodes[i].dirty)
         handle(&s, &v.nodes[i]);
+    flush_answers(&s);
     if (o->once)
       break;
   }
@@ -371,6 +622,7 @@ int enroll_serve(const enroll_opts_t *o) {
          (unsigned long long)s.denied, (unsigned long long)s.revoked,
          (unsigned long long)s.failed);
 done:
+  helper_stop(&s);
   sl_enroll_reader_close(r);
   ev_free(&v);
   sl_enroll_kafka_close(s.k);

@@ -122,14 +122,14 @@ typedef struct sl_enroll_state {
 /*
  * Decides one request (its CSR already checked): returns SL_ENROLL_* and a
  * reason (static text or formatted into reason). In order: a revoked node
- * is REVOKED; an operator's decision newer than the node's approval is
- * that decision; a renewal of the approved key while its certificate is
- * valid is APPROVED (with auto_renew); a new key for a node id that holds a
- * valid approval waits for an operator (PENDING); an id of the derived
- * form ("sl-" + 20 hex digits of key_sha256) that is not the key's is
- * DENIED, a pinned id waits unless r->pinned_ids; then the rules (claim,
- * labels, serial, auto_approve). r may be NULL (no rules: every new
- * request waits).
+ * is REVOKED; an id of the derived form ("sl-" + 20 hex digits of
+ * key_sha256) that is not the key's is DENIED, whoever approves; an
+ * operator's decision newer than the node's approval is that decision; a
+ * renewal of the approved key while its certificate is valid is APPROVED
+ * (with auto_renew); a new key for a node id that holds a valid approval
+ * waits for an operator (PENDING); a pinned id waits unless r->pinned_ids;
+ * then the rules (claim, labels, serial, auto_approve). r may be NULL (no
+ * rules: every new request waits).
  */
 int sl_enroll_decide(const sl_enroll_rules_t *r,
                      const Sluice__V1__EnrolRequest *req,
@@ -232,5 +232,23 @@ int sl_enroll_reader_poll(sl_enroll_reader_t *r, int timeout_ms,
 int sl_enroll_acls_apply(sl_enroll_kafka_t *k, const char *principal,
                          const sl_enroll_acl_t *acls, size_t n, bool del,
                          char *err, size_t errlen);
+
+/* The same for np principals at once (principals[p] gets acls[p][0 ..
+ * n[p]-1]): one CreateAcls (DeleteAcls) request, one controller commit, for
+ * a whole pass of approvals. */
+int sl_enroll_acls_apply_many(sl_enroll_kafka_t *k, size_t np,
+                              const char *const *principals,
+                              const sl_enroll_acl_t *const *acls,
+                              const size_t *n, bool del, char *err,
+                              size_t errlen);
+
+/* Produces n records (vals[i], lens[i]) keyed by ids[i] to topic t, each on
+ * its node's partition, and waits for every delivery: errs[i] is 0 or
+ * SL_EKAFKA. Returns 0 when all were delivered (else the last error in
+ * err). */
+int sl_enroll_produce_many(sl_enroll_kafka_t *k, int t, size_t n,
+                           const char *const *ids, const void *const *vals,
+                           const size_t *lens, int *errs, char *err,
+                           size_t errlen);
 
 #endif /* SL_ENROLL_H */

@@ -17,6 +17,7 @@ struct sl_enroll_kafka {
   rd_kafka_t *rk;
   sl_enroll_kconf_t c;
   char topics[SL_ENROLL_T_N][256];
+  int parts[SL_ENROLL_T_N]; /* partition counts once known (0: not yet) */
 };
 
 struct sl_enroll_reader {
@@ -187,9 +188,14 @@ int sl_enroll_partitions(sl_enroll_kafka_t *k, int t, char *err,
 
 int sl_enroll_produce(sl_enroll_kafka_t *k, int t, const char *node_id,
                       const void *val, size_t len, char *err, size_t errlen) {
-  int parts = topic_parts(k->rk, k->topics[t], err, errlen);
+  /* The count is asked once (a metadata round trip per answer slowed a
+   * burst of enrolments); partitions are never removed, and one added
+   * later moves keys: the topics are created once, with their count. */
+  int parts =
+      k->parts[t] ? k->parts[t] : topic_parts(k->rk, k->topics[t], err, errlen);
   if (parts < 0)
     return parts;
+  k->parts[t] = parts;
   int32_t p = sl_fleet_partition(node_id, strlen(node_id), parts);
   volatile rd_kafka_resp_err_t dr = RD_KAFKA_RESP_ERR__IN_PROGRESS;
   rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -205,6 +211,7 @@ int sl_enroll_produce(sl_enroll_kafka_t *k, int t, const char *node_id,
   for (int i = 0; i < 600 && dr == RD_KAFKA_RESP_ERR__IN_PROGRESS; i++)
     rd_kafka_poll(k->rk, 100);
   if (dr) {
+    k->parts[t] = 0; /* asked again next time */
     snprintf(err, errlen, "%s: %s", k->topics[t],
              dr == RD_KAFKA_RESP_ERR__IN_PROGRESS ? "not delivered in 60 s"
                                                   : rd_kafka_err2str(dr));
@@ -321,32 +328,52 @@ int sl_enroll_reader_poll(sl_enroll_reader_t *r, int timeout_ms,
 int sl_enroll_acls_apply(sl_enroll_kafka_t *k, const char *principal,
                          const sl_enroll_acl_t *acls, size_t n, bool del,
                          char *err, size_t errlen) {
-  rd_kafka_AclBinding_t *b[SL_ENROLL_MAX_ACLS] = {0};
-  rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+  return sl_enroll_acls_apply_many(k, 1, &principal, &acls, &n, del, err,
+                                   errlen);
+}
+
+int sl_enroll_acls_apply_many(sl_enroll_kafka_t *k, size_t np,
+                              const char *const *principals,
+                              const sl_enroll_acl_t *const *acls,
+                              const size_t *n, bool del, char *err,
+                              size_t errlen) {
+  rd_kafka_queue_t *q = NULL;
   rd_kafka_event_t *ev = NULL;
+  rd_kafka_AclBinding_t **b = NULL;
+  const sl_enroll_acl_t **of = NULL; /* the ACL of each binding */
   char e[512];
-  size_t nb = 0;
-  int rc = SL_EKAFKA;
-  for (size_t i = 0; i < n && i < SL_ENROLL_MAX_ACLS; i++) {
-    if (del)
-      b[nb] = rd_kafka_AclBindingFilter_new(
-          (rd_kafka_ResourceType_t)acls[i].resource, acls[i].name,
-          (rd_kafka_ResourcePatternType_t)acls[i].pattern, principal, "*",
-          (rd_kafka_AclOperation_t)acls[i].operation,
-          RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, e, sizeof(e));
-    else
-      b[nb] = rd_kafka_AclBinding_new(
-          (rd_kafka_ResourceType_t)acls[i].resource, acls[i].name,
-          (rd_kafka_ResourcePatternType_t)acls[i].pattern, principal, "*",
-          (rd_kafka_AclOperation_t)acls[i].operation,
-          RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, e, sizeof(e));
-    if (!b[nb]) {
-      snprintf(err, errlen, "%s %s: %s", principal, acls[i].name, e);
-      rc = SL_ECONFIG;
-      goto done;
+  size_t nb = 0, total = 0;
+  int rc = -ENOMEM;
+  for (size_t p = 0; p < np; p++)
+    total += n[p];
+  if (!total)
+    return 0;
+  if (!(b = calloc(total, sizeof(*b))) || !(of = calloc(total, sizeof(*of))))
+    goto done;
+  rc = SL_ECONFIG;
+  for (size_t p = 0; p < np; p++)
+    for (size_t i = 0; i < n[p]; i++) {
+      const sl_enroll_acl_t *a = &acls[p][i];
+      if (del)
+        b[nb] = rd_kafka_AclBindingFilter_new(
+            (rd_kafka_ResourceType_t)a->resource, a->name,
+            (rd_kafka_ResourcePatternType_t)a->pattern, principals[p], "*",
+            (rd_kafka_AclOperation_t)a->operation,
+            RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, e, sizeof(e));
+      else
+        b[nb] = rd_kafka_AclBinding_new(
+            (rd_kafka_ResourceType_t)a->resource, a->name,
+            (rd_kafka_ResourcePatternType_t)a->pattern, principals[p], "*",
+            (rd_kafka_AclOperation_t)a->operation,
+            RD_KAFKA_ACL_PERMISSION_TYPE_ALLOW, e, sizeof(e));
+      if (!b[nb]) {
+        snprintf(err, errlen, "%s %s: %s", principals[p], a->name, e);
+        goto done;
+      }
+      of[nb++] = a;
     }
-    nb++;
-  }
+  rc = SL_EKAFKA;
+  q = rd_kafka_queue_new(k->rk);
   if (del)
     rd_kafka_DeleteAcls(k->rk, b, nb, NULL, q);
   else
@@ -366,10 +393,10 @@ int sl_enroll_acls_apply(sl_enroll_kafka_t *k, const char *principal,
     size_t cnt;
     const rd_kafka_acl_result_t **res = rd_kafka_CreateAcls_result_acls(
         rd_kafka_event_CreateAcls_result(ev), &cnt);
-    for (size_t i = 0; i < cnt; i++) {
+    for (size_t i = 0; i < cnt && i < nb; i++) {
       const rd_kafka_error_t *ae = rd_kafka_acl_result_error(res[i]);
       if (ae) {
-        snprintf(err, errlen, "CreateAcls %s: %s", acls[i].name,
+        snprintf(err, errlen, "CreateAcls %s: %s", of[i]->name,
                  rd_kafka_error_string(ae));
         rc = SL_EKAFKA;
       }
@@ -380,6 +407,56 @@ done:
     rd_kafka_event_destroy(ev);
   for (size_t i = 0; i < nb; i++)
     rd_kafka_AclBinding_destroy(b[i]);
-  rd_kafka_queue_destroy(q);
+  free(b);
+  free(of);
+  if (q)
+    rd_kafka_queue_destroy(q);
+  return rc;
+}
+
+int sl_enroll_produce_many(sl_enroll_kafka_t *k, int t, size_t n,
+                           const char *const *ids, const void *const *vals,
+                           const size_t *lens, int *errs, char *err,
+                           size_t errlen) {
+  rd_kafka_resp_err_t *dr = calloc(n ? n : 1, sizeof(*dr));
+  int parts =
+      k->parts[t] ? k->parts[t] : topic_parts(k->rk, k->topics[t], err, errlen);
+  int rc = 0;
+  if (!dr)
+    return -ENOMEM;
+  if (parts < 0) {
+    free(dr);
+    return parts;
+  }
+  k->parts[t] = parts;
+  for (size_t i = 0; i < n; i++) {
+    dr[i] = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        k->rk, RD_KAFKA_V_TOPIC(k->topics[t]),
+        RD_KAFKA_V_PARTITION(sl_fleet_partition(ids[i], strlen(ids[i]), parts)),
+        RD_KAFKA_V_KEY(ids[i], strlen(ids[i])),
+        RD_KAFKA_V_VALUE((void *)vals[i], lens[i]),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_OPAQUE((void *)&dr[i]), RD_KAFKA_V_END);
+    if (e)
+      dr[i] = e;
+  }
+  /* Every delivery report comes back (message.timeout.ms bounds it). */
+  for (bool busy = true; busy;) {
+    busy = false;
+    for (size_t i = 0; i < n && !busy; i++)
+      busy = dr[i] == RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    if (busy)
+      rd_kafka_poll(k->rk, 50);
+  }
+  for (size_t i = 0; i < n; i++) {
+    errs[i] = dr[i] ? SL_EKAFKA : 0;
+    if (dr[i]) {
+      snprintf(err, errlen, "%s: %s", k->topics[t], rd_kafka_err2str(dr[i]));
+      k->parts[t] = 0;
+      rc = SL_EKAFKA;
+    }
+  }
+  free(dr);
   return rc;
 }

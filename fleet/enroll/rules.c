@@ -139,6 +139,18 @@ int sl_enroll_decide(const sl_enroll_rules_t *r,
              d && d->reason ? d->reason : "");
     return SL_ENROLL_REVOKED;
   }
+  /* "sl-" + 20 hex digits is the id a node derives from its key
+   * (security/identity.h): it must be that key's, whoever approves. */
+  const char *id = req->node_id ? req->node_id : "";
+  const char *ks = req->key_sha256 ? req->key_sha256 : "";
+  bool derived = !strncmp(id, "sl-", 3) && strlen(id) == 23;
+  if (derived && (strlen(ks) < 20 || strncasecmp(id + 3, ks, 20))) {
+    snprintf(reason, reasonlen,
+             "node id %.32s is not derived from the "
+             "request's key",
+             id);
+    return SL_ENROLL_DENIED;
+  }
   /* An operator's word about this node, unless an approval came after it
    * (then it was acted on; a later request is judged afresh). */
   if (d && d->decision != SL_ENROLL_PENDING &&
@@ -166,21 +178,9 @@ int sl_enroll_decide(const sl_enroll_rules_t *r,
              "approve (link) the new key");
     return SL_ENROLL_PENDING;
   }
-  /* "sl-" + 20 hex digits is the id a node derives from its key
-   * (security/identity.h): it must be that key's. Any other id was pinned
-   * by the node's local config, which anyone holding the claim could
-   * claim too: an operator decides. */
-  const char *id = req->node_id ? req->node_id : "";
-  const char *ks = req->key_sha256 ? req->key_sha256 : "";
-  if (!strncmp(id, "sl-", 3) && strlen(id) == 23) {
-    if (strlen(ks) < 20 || strncasecmp(id + 3, ks, 20)) {
-      snprintf(reason, reasonlen,
-               "node id %.32s is not derived from the "
-               "request's key",
-               id);
-      return SL_ENROLL_DENIED;
-    }
-  } else if (!r || !r->pinned_ids) {
+  /* Any other id was pinned by the node's local config, which anyone
+   * holding the claim could ask for too: an operator decides. */
+  if (!derived && (!r || !r->pinned_ids)) {
     snprintf(reason, reasonlen, "pinned node id: waiting for an operator");
     return SL_ENROLL_PENDING;
   }

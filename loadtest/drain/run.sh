@@ -79,6 +79,9 @@ kafka:
 streams:
   - name: readings
     topic: drain-sluice
+    # The raw baseline's codec (lz4, the uplink's before zstd became the
+    # default): the figures stay comparable with docs/BENCHMARKS.md.
+    compression: lz4
 YAML
 echo "drain: sluice uplink ($delivery)" >&2
 if [[ -n $perf_out ]]; then

@@ -29,7 +29,15 @@ svc=
 kc=
 cleanup() {
   set +e
+  # SL_LT_KEEP_LOGS=DIR: the service's and each node's log survive the run.
+  if [[ -n ${SL_LT_KEEP_LOGS:-} ]]; then
+    mkdir -p "$SL_LT_KEEP_LOGS"
+    cp "$work/service.log" "$SL_LT_KEEP_LOGS/" 2>/dev/null
+    for d in "$work"/n*; do cp "$d/log" "$SL_LT_KEEP_LOGS/$(basename "$d").log" 2>/dev/null; done
+  fi
   for p in "${pids[@]}" $svc $kc; do kill -TERM "$p" 2>/dev/null; done
+  # A service blocked on a broker that is gone: do not wait for it.
+  [[ -n $svc ]] && { sleep 2; kill -KILL "$svc" 2>/dev/null; }
   wait 2>/dev/null
   SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka "$src/scripts/kafka.sh" stop >/dev/null 2>&1
   sl_lt_cleanup
@@ -61,9 +69,17 @@ openssl pkey -in fleet.key -pubout -out fleet.pub
 printf 'auto_approve: true\nclaims: [bench]\nlabels:\n  - key: site\n' >rules.yaml
 "$sluice" fleet enroll serve --ca-cert "$ca" --ca-key "$cakey" --rules rules.yaml \
   --brokers "$plain" \
-  --txn-acl-command "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=$work/kafka $src/scripts/kafka.sh acls" \
+  --txn-acl-helper "exec java -cp \"\$($src/scripts/kafka.sh classpath)\" $src/deploy/kafka/TxnAclHelper.java $plain" \
   >service.log 2>&1 &
 svc=$!
+# The service runs before the boxes power on (as in a fleet): wait until it
+# serves (its transactional-id helper's JVM starts first).
+for _ in $(seq 1 240); do
+  grep -q '^enroll: serving' service.log 2>/dev/null && break
+  kill -0 "$svc" 2>/dev/null || { cat service.log >&2; exit 1; }
+  sleep 0.5 # waiting for the service's start, bounded (120 s)
+done
+grep -q '^enroll: serving' service.log || { echo "enrol: the service did not start" >&2; exit 1; }
 cat >bootstrap.yaml <<EOF
 brokers: $ssl
 ca: $ca
@@ -77,17 +93,14 @@ properties: [ssl.endpoint.identification.algorithm=none]
 EOF
 chmod 644 bootstrap.yaml
 
-# First record per node in Kafka (header node=ID), with its arrival time.
+# Every record's CreateTime (ms: the node's clock when it produced) and
+# headers; the first one per node is what counts.
 kcat -C -b "$plain" -t sluice.default -o beginning -u -q \
-  -X isolation.level=read_committed -f '%h\n' 2>/dev/null |
-  while IFS= read -r h; do
-    n=$(sed -n 's/.*\bnode=\([^,]*\).*/\1/p' <<<"$h")
-    [[ -n $n ]] && printf '%s %s\n' "$(date +%s.%N)" "$n"
-  done >arrivals &
+  -X isolation.level=read_committed -f '%T %h\n' >kafka.out 2>/dev/null &
 kc=$!
 
 echo "enrol: starting $nodes daemons at once (delivery $delivery)" >&2
-t0=$(date +%s.%N)
+t0=$(date +%s%3N) # ms, as CreateTime
 for i in $(seq 1 "$nodes"); do
   d=$work/n$i
   mkdir -p "$d"
@@ -132,7 +145,7 @@ done
 echo "enrol: $posted events posted; waiting for them in Kafka" >&2
 deadline=$(($(date +%s) + timeout))
 while (($(date +%s) < deadline)); do
-  got=$(awk '{print $2}' arrivals 2>/dev/null | sort -u | wc -l)
+  got=$(sed -n 's/.*\bnode=\([^,]*\).*/\1/p' kafka.out 2>/dev/null | sort -u | wc -l)
   printf 'enrol: %d/%d nodes delivered\n' "$got" "$nodes" >&2
   ((got >= nodes)) && break
   sleep 1 # progress display and deadline, not synchronisation
@@ -144,7 +157,9 @@ for p in "${pids[@]}"; do
   rss=$((rss + ${r:-0}))
 done
 # Latency of each node's first record, sorted (mawk has no asort).
-awk -v t0="$t0" '!seen[$2]++ { printf "%.3f\n", $1 - t0 }' arrivals | sort -n >lat
+sed -n 's/^\([0-9]*\) .*\bnode=\([^,]*\).*/\1 \2/p' kafka.out |
+  awk -v t0="$t0" '!seen[$2]++ { printf "%.3f\n", ($1 - t0) / 1000 }' |
+  sort -n >lat
 awk -v n="$nodes" -v rss="$rss" -v d="$delivery" '
   { lat[++k] = $1 }
   END {

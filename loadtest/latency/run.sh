@@ -79,6 +79,7 @@ kafka:
 streams:
   - name: readings
     topic: $topic
+    compression: lz4 # the raw producer's codec (latency.c)
 YAML
 
 # start_daemon: starts sluice, waits for its ready line and for the uplink

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "config/config_int.h"
+#include "sync/sync.h"
 
 static char err[8192];
 
@@ -293,6 +294,74 @@ static char *dump_text(const sl_config_t *cfg) {
  * their value; nothing of a malformed item is shown, in the dump or in
  * errors.
  */
+/* streams[].compression: zstd by default, the level checked per codec,
+ * streams of one topic agreeing, and not in kafka.properties. */
+static void test_stream_compression(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node: {id: n}\n"
+                          "streams:\n"
+                          "  - name: a\n"
+                          "  - name: b\n"
+                          "    compression: lz4\n"
+                          "    compression_level: 9\n");
+  assert_int_equal(cfg->streams.v[0].compression, SL_SYNC_COMPRESS_ZSTD);
+  assert_int_equal(cfg->streams.v[0].compression_level, 0);
+  assert_int_equal(cfg->streams.v[1].compression, SL_SYNC_COMPRESS_LZ4);
+  assert_int_equal(cfg->streams.v[1].compression_level, 9);
+  sl_config_free(cfg);
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n    compression: brotli\n",
+             "streams[0].compression", "brotli");
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n"
+             "    compression_level: 13\n",
+             "streams[0].compression_level");
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n    compression: gzip\n"
+             "    compression_level: 10\n",
+             "streams[0].compression_level", "gzip 1..9");
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n"
+             "    compression: snappy\n    compression_level: 1\n",
+             "streams[0].compression_level", "must be 0 for snappy");
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n    topic: t\n"
+             "  - name: b\n    topic: t\n    compression: none\n",
+             "streams[1].compression", "shares topic t");
+  expect_err("node: {id: n}\nkafka:\n  properties:\n"
+             "    - compression.type=lz4\n",
+             "kafka.properties", "compression.type is set per stream");
+  /* json_layout: compact only with format json. */
+  cfg = load("node: {id: n}\nstreams:\n  - name: a\n    format: json\n"
+             "    json_layout: compact\n");
+  assert_int_equal(cfg->streams.v[0].json_layout, 1);
+  sl_config_free(cfg);
+  expect_err("node: {id: n}\nstreams:\n  - name: a\n"
+             "    json_layout: compact\n",
+             "streams[0].json_layout", "format: json only");
+}
+
+/* kafka.omit_headers: names to bits, and what needs which header. */
+static void test_omit_headers(void **state) {
+  (void)state;
+  sl_config_t *cfg = load("node: {id: n}\nkafka:\n"
+                          "  omit_headers: [node, schema, historical]\n");
+  assert_int_equal(cfg->kafka.omit_headers, SL_SYNC_HDR_NODE |
+                                                SL_SYNC_HDR_SCHEMA |
+                                                SL_SYNC_HDR_HISTORICAL);
+  sl_config_free(cfg);
+  cfg = load("node: {id: n}\nkafka:\n  omit_headers: all\n");
+  assert_int_equal(cfg->kafka.omit_headers, 31);
+  sl_config_free(cfg);
+  cfg = load("node: {id: n}\nkafka:\n  delivery: at_least_once\n"
+             "  omit_headers: [schema, historical]\n");
+  sl_config_free(cfg);
+  expect_err("node: {id: n}\nkafka:\n  delivery: at_least_once\n"
+             "  omit_headers: [offset]\n",
+             "kafka.omit_headers", "at_least_once");
+  expect_err("node: {id: n}\nkafka:\n  omit_headers: [stream]\n"
+             "streams:\n  - name: a\n    format: json\n"
+             "    json_layout: compact\n",
+             "streams[0].json_layout", "must keep both headers");
+  expect_err("node: {id: n}\nkafka:\n  omit_headers: [key]\n",
+             "kafka.omit_headers");
+}
+
 static void test_kafka_properties_allow_list(void **state) {
   (void)state;
   sl_config_t *cfg =
@@ -307,7 +376,7 @@ static void test_kafka_properties_allow_list(void **state) {
            "    - ssl.key.location=/etc/sluice/kafka.key\n"
            "    - security.protocol=SASL_SSL\n"
            "    - sasl.mechanisms=OAUTHBEARER\n"
-           "    - compression.type=zstd\n"
+           "    - batch.size=65536\n"
            "    - socket.keepalive.enable=true\n"
            "    - reconnect.backoff.max.ms=5000\n"
            "    - acks=all\n");
@@ -321,7 +390,7 @@ static void test_kafka_properties_allow_list(void **state) {
   assert_non_null(strstr(buf, "\"ssl.key.location=/etc/sluice/kafka.key\""));
   assert_non_null(strstr(buf, "\"security.protocol=SASL_SSL\""));
   assert_non_null(strstr(buf, "\"sasl.mechanisms=OAUTHBEARER\""));
-  assert_non_null(strstr(buf, "\"compression.type=zstd\""));
+  assert_non_null(strstr(buf, "\"batch.size=65536\""));
   assert_non_null(strstr(buf, "\"socket.keepalive.enable=true\""));
   assert_non_null(strstr(buf, "\"reconnect.backoff.max.ms=5000\""));
   assert_non_null(strstr(buf, "\"acks=all\""));
@@ -788,6 +857,8 @@ int main(void) {
       cmocka_unit_test(test_node_id_rules),
       cmocka_unit_test(test_secrets_redacted),
       cmocka_unit_test(test_kafka_properties_allow_list),
+      cmocka_unit_test(test_stream_compression),
+      cmocka_unit_test(test_omit_headers),
       cmocka_unit_test(test_file_modes),
       cmocka_unit_test(test_config_file_mode),
       cmocka_unit_test(test_deep_nesting_refused),

@@ -12,14 +12,16 @@
  *   - `sluice fleet enroll` approves a request its rules accept (a
  *     certificate for the node's key, CN = node id) and leaves another
  *     PENDING, listed in the lobby, until `enroll approve` (with labels);
- *   - the node's certificate produces to its data topic and reads desired,
- *     and is refused another node's transactional id
- *     (TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+ *   - the node's certificate produces to its data topic, reads desired and
+ *     commits a transaction with its own transactional id, and is refused
+ *     another node's (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); the service
+ *     makes those ACLs through deploy/kafka/TxnAclHelper.java
+ *     (--txn-acl-helper: librdkafka 2.0 cannot);
  *   - `enroll revoke` answers REVOKED and removes its ACLs: the broker
  *     refuses its next produce.
  *
- * usage: enrol_kafka_test SLUICE KAFKA_SH. Exits 77 when Java or the Kafka
- * jars are not available.
+ * usage: enrol_kafka_test SLUICE KAFKA_SH SRC_ROOT. Exits 77 when Java or the
+ * Kafka jars are not available.
  */
 #include <errno.h>
 #include <signal.h>
@@ -51,10 +53,14 @@
   } while (0)
 
 #define PARTS 3
+#define BURST 10
 #define PREFIX "sluice.fleet."
 
 static char dir[] = "/tmp/enrol_kafka.XXXXXX";
-static const char *sluice, *kafka_sh;
+static const char *sluice, *kafka_sh, *src_root;
+/* When set, the next request's body names this node id (its record is
+ * still keyed by the node's). */
+static const char *body_id;
 static char admin[128], ssl_boot[128];
 static pid_t service = -1;
 static bool kafka_up;
@@ -245,20 +251,37 @@ static void mknode(node_t *n, const char *name) {
 }
 
 /* The node's request, sent with the claim certificate. */
+static int64_t wall_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Sends n's request (a renewal with renewal) through producer rk, made
+ * with the claim certificate; returns its time. */
+static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
+                          const char *label, bool renewal);
+
 static void request(const node_t *n, const char *serial, const char *label) {
+  (void)request_on(NULL, n, serial, label, false);
+}
+
+static int64_t request_on(rd_kafka_t *rk, const node_t *n, const char *serial,
+                          const char *label, bool renewal) {
   Sluice__V1__EnrolRequest r = SLUICE__V1__ENROL_REQUEST__INIT;
   Sluice__V1__EnrolRequest__LabelsEntry e =
       SLUICE__V1__ENROL_REQUEST__LABELS_ENTRY__INIT;
   Sluice__V1__EnrolRequest__LabelsEntry *ep = &e;
   char kv[64];
-  r.node_id = (char *)n->id;
+  r.node_id = (char *)(body_id ? body_id : n->id);
   r.csr_pem = n->csr;
   r.key_sha256 = (char *)n->sha;
   r.hostname = (char *)n->name;
   r.dmi_serial = (char *)serial;
   r.claim = "plant-7";
   r.arch = "x86_64";
-  r.time_ns = (int64_t)time(NULL) * 1000000000LL;
+  r.time_ns = wall_ns();
+  r.renewal = renewal;
   if (label) {
     snprintf(kv, sizeof(kv), "%s", label);
     char *eq = strchr(kv, '=');
@@ -271,19 +294,44 @@ static void request(const node_t *n, const char *serial, const char *label) {
   size_t len = sluice__v1__enrol_request__get_packed_size(&r);
   uint8_t *buf = malloc(len);
   sluice__v1__enrol_request__pack(&r, buf);
-  rd_kafka_resp_err_t err = produce_as(
-      "claim", PREFIX "enrol.requests",
-      sl_fleet_partition(n->id, strlen(n->id), PARTS), n->id, buf, len);
+  int32_t part = sl_fleet_partition(n->id, strlen(n->id), PARTS);
+  if (rk) { /* a burst: queued on one producer, flushed by the caller */
+    rd_kafka_resp_err_t pe = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(PREFIX "enrol.requests"),
+        RD_KAFKA_V_PARTITION(part), RD_KAFKA_V_KEY(n->id, strlen(n->id)),
+        RD_KAFKA_V_VALUE(buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_END);
+    CHECK(!pe, "produce: %s", rd_kafka_err2str(pe));
+    free(buf);
+    return r.time_ns;
+  }
+  rd_kafka_resp_err_t err =
+      produce_as("claim", PREFIX "enrol.requests", part, n->id, buf, len);
   free(buf);
   CHECK(!err, "the claim could not send %s's request: %s", n->name,
         rd_kafka_err2str(err));
+  return r.time_ns;
 }
 
 /* Waits (as the claim, from the node's partition) for a response to n
  * with decision want; returns it (owned). */
+static Sluice__V1__EnrolResponse *await_as(const char *cert, const node_t *n,
+                                           int want, int64_t since_ns);
+
 static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
+  return await_as("claim", n, want, 0);
+}
+
+static Sluice__V1__EnrolResponse *await_since(const node_t *n, int want,
+                                              int64_t since_ns) {
+  return await_as("claim", n, want, since_ns);
+}
+
+/* ... one no older than since_ns, read with certificate cert. */
+static Sluice__V1__EnrolResponse *await_as(const char *cert, const node_t *n,
+                                           int want, int64_t since_ns) {
   char e[512];
-  rd_kafka_conf_t *c = ssl_conf("claim");
+  rd_kafka_conf_t *c = ssl_conf(cert);
   char group[64];
   /* The group id the node's enrolment client names (daemon/enrol.c): the
    * claim's ACLs allow it. */
@@ -311,7 +359,8 @@ static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
         !memcmp(m->key, n->id, m->key_len)) {
       Sluice__V1__EnrolResponse *r =
           sluice__v1__enrol_response__unpack(NULL, m->len, m->payload);
-      if (r && (int)r->decision == want && !strcmp(r->key_sha256, n->sha))
+      if (r && (int)r->decision == want && !strcmp(r->key_sha256, n->sha) &&
+          r->time_ns >= since_ns)
         got = r;
       else if (r)
         sluice__v1__enrol_response__free_unpacked(r, NULL);
@@ -323,6 +372,48 @@ static Sluice__V1__EnrolResponse *await(const node_t *n, int want) {
   CHECK(got, "no %d answer for %s (service log: %s/service.log)", want, n->name,
         dir);
   return got;
+}
+
+/* Waits, with one consumer over every partition of the responses, until
+ * each of the n nodes has an APPROVED answer for its key. */
+static void await_all(const node_t *nodes, int n) {
+  char e[512];
+  bool done[64] = {0};
+  int left = n;
+  rd_kafka_conf_t *c = ssl_conf("claim");
+  rd_kafka_conf_set(c, "group.id", "sluice-enrol-burst", e, sizeof(e));
+  rd_kafka_conf_set(c, "enable.auto.commit", "false", e, sizeof(e));
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof(e));
+  CHECK(rk && n <= 64, "consumer: %s", e);
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+  for (int p = 0; p < PARTS; p++)
+    rd_kafka_topic_partition_list_add(l, PREFIX "enrol.responses", p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  rd_kafka_assign(rk, l);
+  rd_kafka_topic_partition_list_destroy(l);
+  uint64_t deadline = now_ms() + 60000;
+  while (left && now_ms() < deadline) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+    if (!m)
+      continue;
+    Sluice__V1__EnrolResponse *r =
+        m->err ? NULL
+               : sluice__v1__enrol_response__unpack(NULL, m->len, m->payload);
+    for (int i = 0; r && i < n; i++)
+      if (!done[i] && !strcmp(r->node_id, nodes[i].id) &&
+          !strcmp(r->key_sha256, nodes[i].sha) &&
+          r->decision == SLUICE__V1__ENROL_DECISION_KIND__ENROL_APPROVED) {
+        done[i] = true;
+        left--;
+      }
+    if (r)
+      sluice__v1__enrol_response__free_unpacked(r, NULL);
+    rd_kafka_message_destroy(m);
+  }
+  rd_kafka_assign(rk, NULL);
+  rd_kafka_destroy(rk);
+  CHECK(!left, "%d of %d burst nodes not approved (%s/service.log)", left, n,
+        dir);
 }
 
 static void start_service(void) {
@@ -338,30 +429,38 @@ static void start_service(void) {
     FILE *f = freopen(log, "w", stdout);
     (void)f;
     dup2(1, 2);
+    /* Transactional-id ACLs through the helper (one JVM for the run):
+     * Debian 12's librdkafka cannot make them. */
+    char helper[1500];
+    snprintf(helper, sizeof(helper),
+             "exec java -cp \"$(%s classpath)\" %s/deploy/kafka/"
+             "TxnAclHelper.java %s",
+             kafka_sh, src_root, admin);
     execl(sluice, sluice, "fleet", "enroll", "--brokers", admin, "--ca-cert",
           ca, "--ca-key", cakey, "--rules", rules, "--partitions", "3",
-          (char *)NULL);
+          "--txn-acl-helper", helper, (char *)NULL);
     _exit(127);
   }
 }
 
 int main(int argc, char **argv) {
   char path[400];
-  if (argc != 3) {
-    fprintf(stderr, "usage: enrol_kafka_test SLUICE KAFKA_SH\n");
+  if (argc != 4) {
+    fprintf(stderr, "usage: enrol_kafka_test SLUICE KAFKA_SH SRC_ROOT\n");
     return 2;
   }
   sluice = argv[1];
   kafka_sh = argv[2];
-  if (run("command -v java >/dev/null && command -v openssl >/dev/null") != 0) {
-    printf("enrol_kafka: SKIP: java or openssl is not installed\n");
+  src_root = argv[3]; /* deploy/kafka/TxnAclHelper.java */
+  if (run("command -v java >/dev/null && command -v openssl >/dev/null && "
+          "command -v kcat >/dev/null") != 0) {
+    printf("enrol_kafka: SKIP: java, openssl or kcat is not installed\n");
     return 77;
   }
   CHECK(mkdtemp(dir), "mkdtemp");
   if (run("%s fetch >%s/fetch.log 2>&1", kafka_sh, dir) != 0) {
-    printf("enrol_kafka: SKIP: the Kafka jars are not available (%s/fetch.log)"
-           "\n",
-           dir);
+    printf("enrol_kafka: SKIP: the Kafka jars are not available:\n");
+    run("tail -5 %s/fetch.log; rm -rf %s", dir, dir);
     return 77;
   }
   kafka_up = true;
@@ -472,8 +571,8 @@ int main(int argc, char **argv) {
         "the operator's labels were not the approved ones");
   sluice__v1__enrol_response__free_unpacked(rb, NULL);
 
-  /* 3. node-a as itself: its data topic and desired yes, another node's
-   * transactional id no. */
+  /* 3. node-a as itself: its data topic, desired and its own
+   * transactional id yes; node-b's transactional id no. */
   err = produce_as("node-a", "sluice.readings", 0, a.id, "event", 5);
   CHECK(!err, "node-a could not produce to its data topic: %s",
         rd_kafka_err2name(err));
@@ -499,14 +598,96 @@ int main(int argc, char **argv) {
           "refused for another reason: %s", rd_kafka_error_string(te));
     rd_kafka_error_destroy(te);
     rd_kafka_destroy(rk);
+    /* Its own: the transactional producer the uplink runs. */
+    c = ssl_conf("node-a");
+    snprintf(txn, sizeof(txn), "sluice-%s", a.id);
+    CHECK(!rd_kafka_conf_set(c, "transactional.id", txn, e, sizeof(e)), "%s",
+          e);
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+    CHECK(rk, "%s", e);
+    te = rd_kafka_init_transactions(rk, 30000);
+    CHECK(!te, "node-a refused its own transactional id: %s",
+          rd_kafka_error_string(te));
+    te = rd_kafka_begin_transaction(rk);
+    CHECK(!te, "begin_transaction: %s", rd_kafka_error_string(te));
+    CHECK(!rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("sluice.readings"),
+                             RD_KAFKA_V_VALUE("txn", 3), RD_KAFKA_V_END),
+          "produce in a transaction");
+    te = rd_kafka_commit_transaction(rk, 30000);
+    CHECK(!te, "node-a could not commit with its transactional id: %s",
+          rd_kafka_error_string(te));
+    printf("node-a committed a transaction as %s\n", txn);
+    rd_kafka_destroy(rk);
   }
 
-  /* 4. Revocation: REVOKED, and the broker refuses node-a from then on. */
+  /* A forged request: keyed by a pinned id ("press-07"), its body naming
+   * the id derived from its own key, which the rules would approve. */
+  {
+    node_t evil;
+    mknode(&evil, "evil");
+    char derived[32];
+    snprintf(derived, sizeof(derived), "%s", evil.id);
+    snprintf(evil.id, sizeof(evil.id), "press-07");
+    body_id = derived;
+    request(&evil, "SN-2026-0666", "site=plant-7");
+    body_id = NULL;
+    Sluice__V1__EnrolResponse *r = await(&evil, 2 /* DENIED */);
+    printf("forged request: DENIED: %s\n", r->reason);
+    CHECK(!r->cert_pem || !*r->cert_pem, "a certificate for a forged id");
+    sluice__v1__enrol_response__free_unpacked(r, NULL);
+    free(evil.csr);
+  }
+
+  /* 4. A renewal of node-a's key: approved by itself, a new certificate
+   * (another serial), the labels approved before. */
+  /* Serial and labels that no rule would approve: only the key counts. */
+  int64_t renewal_ns = request_on(NULL, &a, "whatever", "site=x", true);
+  Sluice__V1__EnrolResponse *rn = NULL;
+  rn = await_since(&a, 1, renewal_ns);
+  CHECK(rn->n_labels == 1 && !strcmp(rn->labels[0]->value, "plant-7"),
+        "a renewal must keep the approved labels");
+  snprintf(path, sizeof(path), "%s/node-a2.crt", dir);
+  f = fopen(path, "w");
+  fputs(rn->cert_pem, f);
+  fclose(f);
+  CHECK(run("cd %s && test \"$(openssl x509 -in node-a.crt -noout -serial)\" "
+            "!= \"$(openssl x509 -in node-a2.crt -noout -serial)\"",
+            dir) == 0,
+        "the renewal did not sign a new certificate");
+  sluice__v1__enrol_response__free_unpacked(rn, NULL);
+
+  /* 5. A burst: BURST new boxes ask at once; time until all are approved
+   * (what the service adds to a node's enrolment). */
+  {
+    node_t burst[BURST];
+    char e[512];
+    rd_kafka_conf_t *c = ssl_conf("claim");
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof(e));
+    CHECK(rk, "%s", e);
+    for (int i = 0; i < BURST; i++) {
+      char name[16];
+      snprintf(name, sizeof(name), "burst-%d", i);
+      mknode(&burst[i], name);
+    }
+    uint64_t t1 = now_ms();
+    for (int i = 0; i < BURST; i++)
+      (void)request_on(rk, &burst[i], "SN-2026-1000", "site=plant-7", false);
+    CHECK(rd_kafka_flush(rk, 30000) == 0, "burst not sent");
+    rd_kafka_destroy(rk);
+    await_all(burst, BURST);
+    for (int i = 0; i < BURST; i++)
+      free(burst[i].csr);
+    printf("burst: %d requests approved in %.2f s\n", BURST,
+           (double)(now_ms() - t1) / 1000.0);
+  }
+
+  /* 6. Revocation: REVOKED, and the broker refuses node-a from then on. */
   CHECK(run("%s fleet enroll revoke %s --brokers %s --reason stolen "
             ">/dev/null",
             sluice, a.id, admin) == 0,
         "enroll revoke");
-  ra = await(&a, 3 /* REVOKED */);
+  /* Read as node-a itself: a revoked node keeps reading its answers. */
+  ra = await_as("node-a", &a, 3 /* REVOKED */, 0);
   sluice__v1__enrol_response__free_unpacked(ra, NULL);
   uint64_t deadline = now_ms() + 30000;
   do {

@@ -344,6 +344,13 @@ static void test_rules(void **state) {
   st.decision = &d;
   assert_int_equal(sl_enroll_decide(r, &q.r, &st, why, sizeof(why)),
                    SL_ENROLL_APPROVED);
+  /* ... but not for a key the derived id is not: an operator approving
+   * "the node" must not approve a stranger's key that took its place in
+   * the lobby. */
+  q.r.key_sha256 = SHA_B;
+  assert_int_equal(sl_enroll_decide(r, &q.r, &st, why, sizeof(why)),
+                   SL_ENROLL_DENIED);
+  q.r.key_sha256 = SHA_A;
   d.decision = SL_ENROLL_DENIED;
   assert_int_equal(sl_enroll_decide(r, &q.r, &st, why, sizeof(why)),
                    SL_ENROLL_DENIED);

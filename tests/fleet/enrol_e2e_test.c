@@ -192,7 +192,9 @@ static void setup_fleet(const char *rules) {
    * librdkafka cannot name them). */
   static char txncmd[1200];
   snprintf(txncmd, sizeof(txncmd),
-           "SLUICE_KAFKA_SSL=1 SLUICE_KAFKA_DIR=%s %s acls", kdir, kafka_sh);
+           "exec java -cp \"$(%s classpath)\" "
+           "\"$(dirname %s)/../deploy/kafka/TxnAclHelper.java\" %s",
+           kafka_sh, kafka_sh, plain);
   service_pid = fork();
   CHECK(service_pid >= 0, "fork");
   if (service_pid == 0) {
@@ -203,7 +205,7 @@ static void setup_fleet(const char *rules) {
     dup2(1, 2);
     execl(sluice_bin, sluice_bin, "fleet", "enroll", "serve", "--ca-cert", ca,
           "--ca-key", cakey, "--rules", path, "--brokers", plain,
-          "--txn-acl-command", txncmd, (char *)NULL);
+          "--txn-acl-helper", txncmd, (char *)NULL);
     _exit(127);
   }
   node_files("site=plant-7", data_dir);

@@ -2,7 +2,7 @@
  * Instructions per event of the Kafka JSON value writer, for callgrind
  * (docs/BENCHMARKS.md "JSON decoding and JSON values"):
  *
- *   bench_event_json ROUNDS direct|jansson
+ *   bench_event_json ROUNDS direct|jansson|compact
  *
  * writes 1,000 readings (source, double value, unit, quality, four
  * attributes, as the load generator sends) ROUNDS times with
@@ -21,6 +21,7 @@
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 1;
   int direct = !(argc > 2 && !strcmp(argv[2], "jansson"));
+  int compact = argc > 2 && !strcmp(argv[2], "compact");
   static Sluice__V1__Event ev[1000];
   static Sluice__V1__Reading rd[1000];
   static Sluice__V1__Attribute at[4];
@@ -57,8 +58,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 1000; i++) {
       uint64_t off = (uint64_t)r * 1000 + (uint64_t)i;
       if (direct) {
-        long n = sl_event_json_write(&b, "readings", off, &ev[i],
-                                     1795744800000000000LL);
+        long n = compact ? sl_event_json_write_compact(&b, &ev[i],
+                                                       1795744800000000000LL)
+                         : sl_event_json_write(&b, "readings", off, &ev[i],
+                                               1795744800000000000LL);
         if (n < 0)
           return 1;
         total += (size_t)n;

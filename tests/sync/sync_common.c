@@ -19,6 +19,8 @@
 const char *sync_bin, *sync_bootstrap;
 char sync_dir[256], sync_run_id[64];
 bool sync_json_values;
+bool sync_json_compact;
+const char *sync_headers_absent[6];
 bool sync_hist_newest_first;
 uint64_t sync_seq;
 int64_t sync_time_offset_ns;
@@ -322,6 +324,41 @@ static const char *header(const rd_kafka_message_t *m, const char *name,
  * (source, ingest time, the reading's value, the gap's range); allocated
  * with malloc so sluice__v1__event__free_unpacked(ev, NULL) frees it.
  */
+/* The same from `json_layout: compact` (docs/SCHEMAS.md "Compact JSON"):
+ * short keys, stream and offset only in the headers. Frees o. */
+static Sluice__V1__Event *compact_event(json_t *o, Sluice__V1__Event *ev,
+                                        uint64_t off) {
+  const char *src = json_string_value(json_object_get(o, "s"));
+  CHECK(src && (ev->source = strdup(src)), "offset %" PRIu64 ": no source",
+        off);
+  CHECK(!json_object_get(o, "stream") && !json_object_get(o, "offset"),
+        "offset %" PRIu64 ": compact values leave stream and offset out", off);
+  ev->ingest_time_ns = json_integer_value(json_object_get(o, "i"));
+  json_t *r = json_object_get(o, "r"), *g = json_object_get(o, "g");
+  if (r) {
+    Sluice__V1__Reading *rd = malloc(sizeof(*rd));
+    CHECK(rd, "malloc");
+    sluice__v1__reading__init(rd);
+    json_t *v = json_object_get(r, "v");
+    CHECK(json_is_number(v), "offset %" PRIu64 ": reading without a value",
+          off);
+    rd->value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+    rd->double_value = json_number_value(v);
+    ev->body_case = SLUICE__V1__EVENT__BODY_READING;
+    ev->reading = rd;
+  } else if (g) {
+    Sluice__V1__Gap *gp = malloc(sizeof(*gp));
+    CHECK(gp, "malloc");
+    sluice__v1__gap__init(gp);
+    gp->first_offset = (uint64_t)json_integer_value(json_object_get(g, "f"));
+    gp->last_offset = (uint64_t)json_integer_value(json_object_get(g, "l"));
+    ev->body_case = SLUICE__V1__EVENT__BODY_GAP;
+    ev->gap = gp;
+  }
+  json_decref(o);
+  return ev;
+}
+
 static Sluice__V1__Event *event_from_json(const rd_kafka_message_t *m,
                                           uint64_t off) {
   json_error_t je;
@@ -330,6 +367,8 @@ static Sluice__V1__Event *event_from_json(const rd_kafka_message_t *m,
   Sluice__V1__Event *ev = malloc(sizeof(*ev));
   CHECK(ev, "malloc");
   sluice__v1__event__init(ev);
+  if (sync_json_compact)
+    return compact_event(o, ev, off);
   const char *src = json_string_value(json_object_get(o, "source"));
   CHECK(src && (ev->source = strdup(src)), "offset %" PRIu64 ": no source",
         off);
@@ -439,10 +478,16 @@ void sync_consume(const char *topic, const char *node, const sync_expect_t *ex,
     }
     CHECK(header(m, "stream", hb, sizeof(hb)) && !strcmp(hb, "readings"),
           "stream header");
+    for (size_t k = 0; sync_headers_absent[k]; k++)
+      CHECK(header(m, "gap", lb, sizeof(lb)) ||
+                !header(m, sync_headers_absent[k], hb, sizeof(hb)),
+            "a data record carries header %s (kafka.omit_headers)",
+            sync_headers_absent[k]);
     if (node) {
       CHECK(header(m, "schema", hb, sizeof(hb)) &&
-                !strcmp(hb, sync_json_values ? "sluice.v1.Event+json"
-                                             : "sluice.v1.Event"),
+                !strcmp(hb, !sync_json_values   ? "sluice.v1.Event"
+                            : sync_json_compact ? "sluice.v1.Event+json-compact"
+                                                : "sluice.v1.Event+json"),
             "schema header");
     }
     CHECK(header(m, "offset", ob, sizeof(ob)), "offset header");

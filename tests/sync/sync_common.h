@@ -29,6 +29,9 @@ extern const char *sync_bootstrap; /* Kafka of the consumer (and daemons) */
 extern char sync_dir[256];         /* scratch: configs, logs, data dirs */
 extern char sync_run_id[64];       /* prefix of this run's topics */
 extern bool sync_json_values;      /* the stream has `format: json` */
+extern bool sync_json_compact;     /* ... with `json_layout: compact` */
+/* Headers no data record may carry (kafka.omit_headers), NULL-ended. */
+extern const char *sync_headers_absent[6];
 /* kafka.backlog_order: newest_first: historical records come in blocks
  * from the newest down, so their order per source is not checked (the
  * seen_t's hist_* fields describe it instead). */

@@ -21,6 +21,11 @@
  *   sync_test SLUICE tsrefuse events stamped 2 days ahead, record_timestamp
  *                             event: refused, named in /v1/status and the
  *                             metric; broker_estimate: exactly once
+ *   sync_test SLUICE headers  kafka.omit_headers node, schema, historical:
+ *                             none of them on a record, kill -9 rounds,
+ *                             exactly once
+ *   sync_test SLUICE compress one daemon per codec (zstd by default, lz4,
+ *                             none): the broker's stored batches carry it
  *   sync_test SLUICE sasl KAFKA_SH   a private Kafka with a SASL (PLAIN)
  *                             listener: a wrong password is counted and
  *                             delivers nothing, the right one everything
@@ -31,6 +36,7 @@
  * Needs SLUICE_TEST_KAFKA_BOOTSTRAP (scripts/harness run); exits 77
  * (skipped) without it. Every wait polls a condition with a deadline.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -71,8 +77,10 @@ static int scenario_basic(void) {
   return 0;
 }
 
+/* With big, the first round's 5000th event is a raw event of big bytes. */
 static int kill_rounds(const char *topic, const char *node, const char *extra,
-                       const char *stream_extra, int rounds, bool alo) {
+                       const char *stream_extra, int rounds, bool alo,
+                       size_t big) {
   const char *e = getenv("SL_SYNC_KILL_ROUNDS");
   if (e)
     rounds = atoi(e);
@@ -83,7 +91,7 @@ static int kill_rounds(const char *topic, const char *node, const char *extra,
   srand((unsigned)getpid());
   for (int r = 0; r < rounds; r++) {
     sync_daemon_start(&a);
-    total += sync_publish(&a, 20000, 0, 0);
+    total += sync_publish(&a, 20000, r || !big ? 0 : 5000, r ? 0 : big);
     /* A random point of the drain: the uplink is reading, producing or
      * committing. (Fault injection timing, not synchronisation.) */
     usleep((useconds_t)(rand() % 1200) * 1000);
@@ -102,20 +110,22 @@ static int scenario_kill9(void) {
    * with two lanes too. */
   return kill_rounds("kill9", "node-kill9",
                      "  chunk_events: 5000\n  backlog_threshold: 30000\n", NULL,
-                     20, false);
+                     20, false, 0);
 }
 
+/* The JSON values are decoded into the uplink's arena: a 300 kB raw event
+ * (400 kB of base64) in the first round makes it grow. */
 static int scenario_json(void) {
   sync_json_values = true;
   return kill_rounds("json", "node-json",
                      "  chunk_events: 5000\n  backlog_threshold: 30000\n",
-                     "    format: json\n", 5, false);
+                     "    format: json\n", 5, false, 300000);
 }
 
 static int scenario_alo(void) {
   return kill_rounds("alo", "node-alo",
                      "  delivery: at_least_once\n  chunk_events: 5000\n", NULL,
-                     20, true);
+                     20, true, 0);
 }
 
 static int scenario_fence(void) {
@@ -531,6 +541,144 @@ static int scenario_tsrefuse(void) {
   return 0;
 }
 
+/* kafka.omit_headers: records without node, schema and historical, kill -9
+ * rounds, exactly once. One lane: the consumer's order check tells the
+ * lanes apart by the historical header. */
+static int scenario_headers(void) {
+  sync_headers_absent[0] = "node";
+  sync_headers_absent[1] = "schema";
+  sync_headers_absent[2] = "historical";
+  const char *e = getenv("SL_SYNC_KILL_ROUNDS");
+  int rounds = e ? atoi(e) : 3;
+  sync_daemon_t a;
+  sync_daemon_init(&a, "a", "node-headers", sync_bootstrap, 0,
+                   "  chunk_events: 5000\n  backlog_threshold: 0\n"
+                   "  omit_headers: [node, schema, historical]\n");
+  sync_daemon_stream(&a, "headers", NULL);
+  uint64_t total = 0;
+  for (int r = 0; r < rounds; r++) {
+    sync_daemon_start(&a);
+    total += sync_publish(&a, 20000, 0, 0);
+    usleep((useconds_t)(rand() % 1200) * 1000); /* fault injection timing */
+    sync_daemon_stop(&a, SIGKILL);
+  }
+  sync_daemon_start(&a);
+  sync_await_delivery("headers", NULL, total, 120000);
+  CHECK(sync_daemon_stop(&a, SIGTERM) == 0, "SIGTERM exit status");
+  sync_verify_exactly_once("headers", NULL, &a, false, NULL, 60000, NULL);
+  printf("%d kill -9 rounds, %" PRIu64 " events without node, schema and "
+         "historical headers, exactly once\n",
+         rounds, total);
+  return 0;
+}
+
+/* ---- compression: the record batches as the broker stored them --------- */
+
+/* Reads the broker's log segments of <run>-<topic> partition 0 (the
+ * harness's data dir, SLUICE_TEST_KAFKA_DATA): each record batch's header
+ * (baseOffset int64, batchLength int32, leaderEpoch int32, magic int8, crc
+ * uint32, attributes int16 (bits 0-2 codec, bit 5 control), ...,
+ * records int32 at byte 57). Counts data batches whose codec is not want;
+ * returns their records and bytes (headers included). */
+typedef struct seg_stats {
+  uint64_t batches, records, bytes, wrong, control;
+  int wrong_codec;
+} seg_stats_t;
+
+static void read_segments(const char *datadir, const char *topic, int want,
+                          seg_stats_t *st) {
+  char dir[600], path[900];
+  memset(st, 0, sizeof(*st));
+  snprintf(dir, sizeof(dir), "%s/%s-%s-0", datadir, sync_run_id, topic);
+  DIR *d = opendir(dir);
+  CHECK(d, "open the broker's log dir %s", dir);
+  for (struct dirent *de; (de = readdir(d));) {
+    size_t n = strlen(de->d_name);
+    if (n < 5 || strcmp(de->d_name + n - 4, ".log"))
+      continue;
+    snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+    FILE *f = fopen(path, "rb");
+    CHECK(f, "open %s", path);
+    uint8_t h[61];
+    while (fread(h, 1, sizeof(h), f) == sizeof(h)) {
+      uint32_t len = (uint32_t)h[8] << 24 | (uint32_t)h[9] << 16 |
+                     (uint32_t)h[10] << 8 | h[11];
+      CHECK(h[16] == 2 && len >= 49, "%s: not a v2 record batch", path);
+      int attrs = h[21] << 8 | h[22];
+      uint32_t recs = (uint32_t)h[57] << 24 | (uint32_t)h[58] << 16 |
+                      (uint32_t)h[59] << 8 | h[60];
+      CHECK(fseek(f, (long)len - 49, SEEK_CUR) == 0, "seek in %s", path);
+      if (attrs & 0x20) {
+        st->control++; /* a transaction marker: never compressed */
+        continue;
+      }
+      st->batches++;
+      st->records += recs;
+      st->bytes += 12 + (uint64_t)len;
+      if ((attrs & 7) != want) {
+        st->wrong++;
+        st->wrong_codec = attrs & 7;
+      }
+    }
+    fclose(f);
+  }
+  closedir(d);
+}
+
+/* One daemon per codec, `format: json`: every data batch on the broker
+ * carries the stream's codec (Kafka's topic default compression.type
+ * producer keeps the producer's batches), delivered exactly once; prints
+ * the stored record bytes per event of each. */
+static int scenario_compress(void) {
+  const char *datadir = getenv("SLUICE_TEST_KAFKA_DATA");
+  if (!datadir || !*datadir) {
+    printf("sync_test: SKIP: SLUICE_TEST_KAFKA_DATA is not set (the broker's "
+           "log dir; scripts/harness run sets it)\n");
+    return 77;
+  }
+  static const struct {
+    const char *name, *extra;
+    int codec; /* Kafka's attribute value */
+  } cases[] = {
+      {"zstd", "    format: json\n", 4}, /* the default */
+      {"lz4", "    format: json\n    compression: lz4\n", 3},
+      {"none", "    format: json\n    compression: none\n", 0},
+      /* the compact layout (docs/SCHEMAS.md), both codecs */
+      {"compact-none",
+       "    format: json\n    json_layout: compact\n    compression: none\n",
+       0},
+      {"compact-zstd", "    format: json\n    json_layout: compact\n", 4},
+  };
+  sync_json_values = true;
+  for (size_t i = 0; i < SL_ARRAY_SIZE(cases); i++) {
+    sync_json_compact = !strncmp(cases[i].name, "compact", 7);
+    sync_daemon_t d;
+    char node[32], topic[32];
+    snprintf(node, sizeof(node), "node-%s", cases[i].name);
+    snprintf(topic, sizeof(topic), "compress-%s", cases[i].name);
+    sync_daemon_init(&d, cases[i].name, node, sync_bootstrap, 0, NULL);
+    sync_daemon_stream(&d, topic, cases[i].extra);
+    sync_daemon_start(&d);
+    uint64_t n = sync_publish(&d, 20000, 0, 0);
+    sync_await_delivery(topic, node, n, 60000);
+    CHECK(sync_daemon_stop(&d, SIGTERM) == 0, "SIGTERM exit status");
+    sync_verify_exactly_once(topic, node, &d, false, NULL, 60000, NULL);
+    seg_stats_t st;
+    read_segments(datadir, topic, cases[i].codec, &st);
+    CHECK(st.records >= n && st.batches > 0,
+          "%s: %" PRIu64 " records in the broker's batches, want %" PRIu64,
+          cases[i].name, st.records, n);
+    CHECK(!st.wrong,
+          "%s: %" PRIu64 " of %" PRIu64 " batches have codec %d, want %d",
+          cases[i].name, st.wrong, st.batches, st.wrong_codec, cases[i].codec);
+    printf("compression %s: %" PRIu64 " batches, %" PRIu64 " records, %.1f "
+           "stored bytes per record\n",
+           cases[i].name, st.batches, st.records,
+           (double)st.bytes / (double)st.records);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc != 3 && argc != 4) {
     fprintf(stderr, "usage: sync_test SLUICE_BINARY SCENARIO [KAFKA_SH]\n");
@@ -566,6 +714,10 @@ int main(int argc, char **argv) {
     rc = scenario_newest();
   else if (!strcmp(argv[2], "tsrefuse"))
     rc = scenario_tsrefuse();
+  else if (!strcmp(argv[2], "compress"))
+    rc = scenario_compress();
+  else if (!strcmp(argv[2], "headers"))
+    rc = scenario_headers();
   else if (!strcmp(argv[2], "sasl")) {
     kafka_sasl = 1;
     rc = scenario_sasl();

@@ -31,7 +31,9 @@ static unsigned pick(unsigned n) {
   return (unsigned)(rnd() % n);
 }
 
-/* Strings from pieces: plain, escapes, control bytes, UTF-8, bad UTF-8. */
+/* Strings from pieces: plain, escapes, control bytes, UTF-8, bad UTF-8
+ * (not with valid_only: the first 12 pieces are valid UTF-8). */
+static int valid_only;
 static char *rstr(char *buf, size_t cap) {
   static const char *const piece[] = {
       "a",    "plant/line-1", "\"",       "\\", "/", "\n",   "\t",
@@ -42,7 +44,9 @@ static char *rstr(char *buf, size_t cap) {
   buf[0] = '\0';
   for (unsigned i = 0; i < parts; i++) {
     /* Mostly valid strings, so most events keep every member. */
-    unsigned k = pick(10) < 8 ? pick(12) : pick(sizeof(piece) / sizeof(*piece));
+    unsigned k = pick(10) < 8 || valid_only
+                     ? pick(12)
+                     : pick(sizeof(piece) / sizeof(*piece));
     size_t l = strlen(piece[k]);
     if (n + l + 1 >= cap)
       break;
@@ -89,7 +93,10 @@ static char *S(strs_t *p) {
   return rstr(p->s[p->n++ % 40], 64);
 }
 
-static void one(sl_jbuf_t *out, int iter) {
+typedef void check_fn(sl_jbuf_t *out, int iter, const char *stream,
+                      uint64_t offset, const Sluice__V1__Event *ev);
+
+static void one(sl_jbuf_t *out, int iter, check_fn *check) {
   strs_t st = {0};
   Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
   Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
@@ -193,6 +200,13 @@ static void one(sl_jbuf_t *out, int iter) {
 
   const char *stream = iter % 3 ? "readings" : "s/\"x\"";
   uint64_t offset = iter % 5 ? (uint64_t)iter : rnd();
+  check(out, iter, stream, offset, &ev);
+}
+
+/* Both writers give the same bytes. */
+static void same_bytes(sl_jbuf_t *out, int iter, const char *stream,
+                       uint64_t offset, const Sluice__V1__Event *evp) {
+  const Sluice__V1__Event ev = *evp;
   json_t *o = sl_event_json(stream, offset, &ev, 1795744800000000000LL);
   assert_non_null(o);
   char *want = json_dumps(o, JSON_COMPACT);
@@ -211,13 +225,176 @@ static void test_random_events(void **state) {
   sl_jbuf_t out = {0};
   (void)state;
   for (int i = 0; i < 50000; i++)
-    one(&out, i);
+    one(&out, i, same_bytes);
+  free(out.p);
+}
+
+/* ---- the compact layout: expanded, it is the full layout's object -------- */
+
+static json_t *get(json_t *o, const char *k) {
+  return json_object_get(o, k);
+}
+static json_t *str_or(json_t *o, const char *k) {
+  const char *v = json_string_value(get(o, k));
+  return json_string(v ? v : "");
+}
+static json_t *int_or(json_t *o, const char *k) {
+  return json_integer(json_integer_value(get(o, k)));
+}
+/* Label and box numbers are float32: read back through a float. */
+static json_t *float_or(json_t *o, const char *k) {
+  return json_real((double)(float)json_number_value(get(o, k)));
+}
+
+/* What a consumer of `json_layout: compact` does (docs/SCHEMAS.md): long
+ * names and defaults back, stream and offset from the record's headers. */
+static json_t *expand(json_t *c, const char *stream, uint64_t offset) {
+  json_t *o = json_object(), *x;
+  json_object_set_new(o, "stream", json_string(stream));
+  json_object_set_new(o, "offset", json_integer((json_int_t)offset));
+  json_object_set_new(o, "source", str_or(c, "s"));
+  json_int_t t = json_integer_value(get(c, "t"));
+  json_object_set_new(o, "time_ns", json_integer(t));
+  json_object_set_new(o, "ingest_time_ns", int_or(c, "i"));
+  if ((x = get(c, "r"))) {
+    json_t *r = json_object();
+    if (get(x, "v"))
+      json_object_set(r, "value", get(x, "v"));
+    if (get(x, "dt"))
+      json_object_set(r, "datatype", get(x, "dt"));
+    json_object_set_new(r, "quality",
+                        get(x, "q") ? json_copy(get(x, "q"))
+                                    : json_string("good"));
+    if (get(x, "u"))
+      json_object_set(r, "unit", get(x, "u"));
+    if (get(x, "sc"))
+      json_object_set(r, "status_code", get(x, "sc"));
+    json_object_set_new(o, "reading", r);
+  } else if ((x = get(c, "m"))) {
+    json_t *m = json_object(), *ls = json_array(), *bs = json_array(), *e;
+    size_t i;
+    json_object_set_new(m, "model", str_or(x, "m"));
+    json_object_set_new(m, "model_version", str_or(x, "mv"));
+    json_array_foreach(get(x, "l"), i, e) {
+      json_array_append_new(ls, json_pack("{s:o,s:o}", "name", str_or(e, "n"),
+                                          "score", float_or(e, "s")));
+    }
+    json_array_foreach(get(x, "b"), i, e) {
+      json_array_append_new(
+          bs, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "x", float_or(e, "x"), "y",
+                        float_or(e, "y"), "w", float_or(e, "w"), "h",
+                        float_or(e, "h"), "label", str_or(e, "l"), "score",
+                        float_or(e, "s")));
+    }
+    json_object_set_new(m, "labels", ls);
+    json_object_set_new(m, "boxes", bs);
+    json_object_set_new(m, "latency_us", int_or(x, "lat"));
+    json_object_set_new(o, "inference", m);
+  } else if ((x = get(c, "d"))) {
+    json_object_set_new(o, "raw",
+                        json_pack("{s:o,s:o}", "content_type", str_or(x, "ct"),
+                                  "data_b64", str_or(x, "b64")));
+  } else if ((x = get(c, "g"))) {
+    json_object_set_new(
+        o, "gap",
+        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "stream", str_or(x, "st"),
+                  "first_offset", int_or(x, "f"), "last_offset", int_or(x, "l"),
+                  "count", int_or(x, "c"), "min_time_ns", int_or(x, "t0"),
+                  "max_time_ns", int_or(x, "t1"), "reason", str_or(x, "why")));
+  } else if ((x = get(c, "x"))) {
+    json_object_set_new(o, "status",
+                        json_pack("{s:o,s:o}", "state", str_or(x, "s"),
+                                  "reason", str_or(x, "why")));
+  }
+  if (get(c, "a"))
+    json_object_set(o, "attributes", get(c, "a"));
+  return o;
+}
+
+static uint64_t full_bytes, compact_bytes;
+
+/* The compact value parses and, with valid strings, expands to the full
+ * layout's object; counts both sizes. */
+static void compact_equal(sl_jbuf_t *out, int iter, const char *stream,
+                          uint64_t offset, const Sluice__V1__Event *ev) {
+  json_error_t je;
+  long n = sl_event_json_write_compact(out, ev, 1795744800000000000LL);
+  assert_true(n > 0);
+  json_t *c = json_loadb(out->p, (size_t)n, 0, &je);
+  if (!c) {
+    fprintf(stderr, "event %d: compact value is not JSON (%s): %.*s\n", iter,
+            je.text, (int)n, out->p);
+    fail();
+  }
+  json_t *want = sl_event_json(stream, offset, ev, 1795744800000000000LL);
+  assert_non_null(want);
+  json_t *got = expand(c, stream, offset);
+  if (valid_only && !json_equal(want, got)) {
+    char *w = json_dumps(want, JSON_COMPACT | JSON_SORT_KEYS);
+    char *g = json_dumps(got, JSON_COMPACT | JSON_SORT_KEYS);
+    fprintf(stderr, "event %d:\n compact  %.*s\n expanded %s\n full     %s\n",
+            iter, (int)n, out->p, g, w);
+    fail();
+  }
+  full_bytes += (uint64_t)sl_event_json_write(out, stream, offset, ev,
+                                              1795744800000000000LL);
+  compact_bytes += (uint64_t)n;
+  json_decref(c);
+  json_decref(got);
+  json_decref(want);
+}
+
+static void test_compact_random(void **state) {
+  sl_jbuf_t out = {0};
+  (void)state;
+  valid_only = 1;
+  for (int i = 0; i < 50000; i++)
+    one(&out, i, compact_equal);
+  valid_only = 0; /* invalid UTF-8 too: still JSON */
+  for (int i = 0; i < 20000; i++)
+    one(&out, i, compact_equal);
+  free(out.p);
+}
+
+/* Typical readings, as a gateway sends them (`sync_test` publishes these):
+ * the compact value's size against the full one's. */
+static void test_compact_ratio(void **state) {
+  sl_jbuf_t out = {0};
+  (void)state;
+  uint64_t full = 0, compact = 0;
+  char src[32];
+  for (int i = 0; i < 10000; i++) {
+    Sluice__V1__Event ev = SLUICE__V1__EVENT__INIT;
+    Sluice__V1__Reading rd = SLUICE__V1__READING__INIT;
+    snprintf(src, sizeof(src), "plant/line-%d/temp", i % 16);
+    ev.source = src;
+    ev.time_ns = 1795744800000000000LL + (int64_t)i * 1000000;
+    ev.ingest_time_ns = ev.time_ns + 1500000 + (int64_t)pick(1000000);
+    ev.body_case = SLUICE__V1__EVENT__BODY_READING;
+    ev.reading = &rd;
+    rd.value_case = SLUICE__V1__READING__VALUE_DOUBLE_VALUE;
+    rd.double_value = (double)(200 + (int)pick(100)) / 10; /* 20.0 .. 29.9 */
+    rd.unit = "C";
+    long n = sl_event_json_write(&out, "readings", (uint64_t)i, &ev, 0);
+    assert_true(n > 0);
+    full += (uint64_t)n;
+    n = sl_event_json_write_compact(&out, &ev, 0);
+    assert_true(n > 0);
+    compact += (uint64_t)n;
+  }
+  double ratio = (double)compact / (double)full;
+  printf("typical readings: full %.1f bytes, compact %.1f bytes per event, "
+         "ratio %.3f\n",
+         (double)full / 10000, (double)compact / 10000, ratio);
+  assert_true(ratio < 0.55); /* measured 0.493 */
   free(out.p);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_random_events),
+      cmocka_unit_test(test_compact_random),
+      cmocka_unit_test(test_compact_ratio),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
