@@ -38,8 +38,7 @@ int main(int argc, char **argv) {
              colon ? (int)(colon - argv[i]) : (int)strlen(argv[i]), argv[i]);
     if (colon)
       parts = atoi(colon + 1);
-    nt[n] = rd_kafka_NewTopic_new(name, parts > 0 ? parts : 1, 1, e,
-                                  sizeof(e));
+    nt[n] = rd_kafka_NewTopic_new(name, parts > 0 ? parts : 1, 1, e, sizeof(e));
     if (!nt[n]) {
       fprintf(stderr, "sl_topics: %s: %s\n", name, e);
       return 2;
