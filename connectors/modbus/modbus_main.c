@@ -17,6 +17,7 @@
 
 #include "common/common.h"
 #include "connectors/common/conn.h"
+#include "connectors/common/conn_cfg.h"
 #include "connectors/modbus/modbus.h"
 
 static void usage(FILE *f) {
@@ -46,26 +47,9 @@ int main(int argc, char **argv) {
   int check = 0, rc, sig;
   sigset_t set;
 
-  for (int i = 1; i < argc; i++) {
-    if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) &&
-        i + 1 < argc) {
-      path = argv[++i];
-    } else if (!strcmp(argv[i], "--config-docs")) {
-      return sl_modbus_config_docs(stdout) ? 1 : 0;
-    } else if (!strcmp(argv[i], "--check")) {
-      check = 1;
-    } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      usage(stdout);
-      return 0;
-    } else {
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (!path) {
-    usage(stderr);
-    return 2;
-  }
+  if ((rc = sl_conn_args(argc, argv, &path, &check, sl_modbus_config_docs,
+                         usage)) >= 0)
+    return rc;
   sl_conn_log_init("sluice-modbus", SL_CONN_LOG_INFO);
   if ((rc = sl_modbus_config_load(path, &cfg, err, sizeof(err)))) {
     fprintf(stderr, "sluice-modbus: %s\n", err[0] ? err : sl_strerror(rc));
@@ -81,11 +65,7 @@ int main(int argc, char **argv) {
   }
   sl_conn_log_init("sluice-modbus", (sl_conn_log_level_t)cfg->log_level);
   /* Signals are taken synchronously here; every thread inherits the mask. */
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  signal(SIGPIPE, SIG_IGN);
+  sl_conn_signals(&set);
   if ((rc = sl_modbus_start(cfg, &mb))) {
     SL_CLOG(SL_CONN_LOG_ERROR, "start: %s", sl_strerror(rc));
     sl_modbus_config_free(cfg);

@@ -13,6 +13,7 @@
 
 #include "common/common.h"
 #include "config/cfg.h"
+#include "connectors/common/conn_cfg.h"
 #include "connectors/modbus/modbus.h"
 
 static const char *const tables[] = {"holding", "input", "coil", "discrete",
@@ -20,7 +21,6 @@ static const char *const tables[] = {"holding", "input", "coil", "discrete",
 static const char *const types[] = {"int16",   "uint16",  "int32", "uint32",
                                     "float32", "float64", "bool",  NULL};
 static const char *const orders[] = {"big", "little", NULL};
-static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 
 /* The engine stores a list section as {elements, count}: the structs keep
  * that layout so the poller reads dev->points[i] and dev->npoints. */
@@ -33,16 +33,13 @@ _Static_assert(offsetof(sl_modbus_config_t, ndevices) ==
                "devices/ndevices is an sl_cfg_array_t");
 
 /* The connector's historic string limits (its buffers used to be fixed;
- * the event source "<device source>/<point name>" stays bounded). */
-#define MAX_LEN_CHECK(n)                                                       \
-  static const char *max##n(const char *s) {                                   \
-    return strlen(s) > (n) ? "is longer than " #n " bytes" : NULL;             \
-  }
-MAX_LEN_CHECK(31)
-MAX_LEN_CHECK(63)
-MAX_LEN_CHECK(159)
-MAX_LEN_CHECK(199)
-MAX_LEN_CHECK(255)
+ * the event source "<device source>/<point name>" stays bounded):
+ * connectors/common/conn_cfg.h. */
+#define max31 sl_conn_max31
+#define max63 sl_conn_max63
+#define max159 sl_conn_max159
+#define max199 sl_conn_max199
+#define max255 sl_conn_max255
 
 #define ROW(T, key, ty, f, d, fl, doc, ...)                                    \
   {                                                                            \
@@ -138,26 +135,12 @@ static const sl_cfg_section_t device_section = {
 };
 
 static const sl_cfg_opt_t top_opts[] = {
-    CF("address", STRING, address, NULL, REQUIRED,
-       "The daemon's native listener: host:port or unix:/path.",
-       .check = max255),
-    CF("token", STRING, token, "", SL_CFG_SECRET,
-       "Listener token, if it requires one.", .check = max255),
-    CF("client_id", STRING, client_id, "sluice-modbus", 0,
-       "Names this connector in the daemon.", .check = max63),
-    CF("stream", STRING, stream, "", 0,
-       "Stream for readings (\"\": the listener's default).", .check = max199),
-    CF("status_stream", STRING, status_stream, "", 0,
-       "Stream for device status events (\"\": same as stream).",
-       .check = max199),
-    CF("max_buffered", UINT, max_buffered, "100000", 0,
-       "Events published but not yet acked, at most.", .min = "1",
-       .max = "10000000"),
+    SL_CONN_CLIENT_ROWS(sl_modbus_config_t, "sluice-modbus", "device"),
     CF("retry_buffer", UINT, retry_buffer, "10000", 0,
        "Per device: readings kept while the client library is full; the "
        "oldest is dropped (and counted) beyond it.",
        .min = "1", .max = "10000000"),
-    CF("log_level", ENUM, log_level, "info", 0, "Log level.", .enums = levels),
+    SL_CONN_LOG_ROW(sl_modbus_config_t),
     CF("devices", SECTION_LIST, devices, NULL, REQUIRED,
        "The devices (at least one).", .sub = &device_section),
 };

@@ -22,6 +22,7 @@
 
 #include "common/common.h"
 #include "connectors/common/conn.h"
+#include "connectors/common/conn_cfg.h"
 #include "connectors/opcua/opcua.h"
 
 static void usage(FILE *f) {
@@ -96,26 +97,9 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && !strcmp(argv[1], "browse"))
     return browse_main(argc, argv);
-  for (int i = 1; i < argc; i++) {
-    if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) &&
-        i + 1 < argc) {
-      path = argv[++i];
-    } else if (!strcmp(argv[i], "--config-docs")) {
-      return sl_opcua_config_docs(stdout) ? 1 : 0;
-    } else if (!strcmp(argv[i], "--check")) {
-      check = 1;
-    } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-      usage(stdout);
-      return 0;
-    } else {
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (!path) {
-    usage(stderr);
-    return 2;
-  }
+  if ((rc = sl_conn_args(argc, argv, &path, &check, sl_opcua_config_docs,
+                         usage)) >= 0)
+    return rc;
   sl_conn_log_init("sluice-opcua", SL_CONN_LOG_INFO);
   if ((rc = sl_opcua_config_load(path, &cfg, err, sizeof(err)))) {
     fprintf(stderr, "sluice-opcua: %s\n", err[0] ? err : sl_strerror(rc));
@@ -130,10 +114,8 @@ int main(int argc, char **argv) {
     return 0;
   }
   sl_conn_log_init("sluice-opcua", (sl_conn_log_level_t)cfg->log_level);
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  /* Signals are taken synchronously here; every thread inherits the mask. */
+  sl_conn_signals(&set);
   if ((rc = sl_opcua_start(cfg, &ua))) {
     SL_CLOG(SL_CONN_LOG_ERROR, "start: %s", sl_strerror(rc));
     sl_opcua_config_free(cfg);

@@ -11,6 +11,7 @@
 
 #include "common/common.h"
 #include "config/cfg.h"
+#include "connectors/common/conn_cfg.h"
 #include "connectors/opcua/opcua.h"
 #include "connectors/opcua/ua_codec.h"
 #include "connectors/opcua/ua_conn.h"
@@ -18,7 +19,6 @@
 static const char *const modes[] = {"change", "periodic", NULL};
 static const char *const deadbands[] = {"none", "absolute", "percent", NULL};
 static const char *const securities[] = {"none", NULL};
-static const char *const levels[] = {"error", "warn", "info", "debug", NULL};
 
 _Static_assert(offsetof(sl_opcua_server_t, nitems) ==
                        offsetof(sl_opcua_server_t, items) + sizeof(void *) &&
@@ -28,15 +28,12 @@ _Static_assert(offsetof(sl_opcua_config_t, nservers) ==
                    offsetof(sl_opcua_config_t, servers) + sizeof(void *),
                "servers/nservers is an sl_cfg_array_t");
 
-#define MAX_LEN_CHECK(n)                                                       \
-  static const char *max##n(const char *s) {                                   \
-    return strlen(s) > (n) ? "is longer than " #n " bytes" : NULL;             \
-  }
-MAX_LEN_CHECK(31)
-MAX_LEN_CHECK(63)
-MAX_LEN_CHECK(159)
-MAX_LEN_CHECK(199)
-MAX_LEN_CHECK(255)
+/* String limits shared with the other connectors (conn_cfg.h). */
+#define max31 sl_conn_max31
+#define max63 sl_conn_max63
+#define max159 sl_conn_max159
+#define max199 sl_conn_max199
+#define max255 sl_conn_max255
 
 static const char *check_node(const char *s) {
   sl_ua_nodeid_t id;
@@ -188,27 +185,13 @@ static const sl_cfg_section_t server_section = {
 };
 
 static const sl_cfg_opt_t top_opts[] = {
-    CF("address", STRING, address, NULL, REQUIRED,
-       "The daemon's native listener: host:port or unix:/path.",
-       .check = max255),
-    CF("token", STRING, token, "", SL_CFG_SECRET,
-       "Listener token, if it requires one.", .check = max255),
-    CF("client_id", STRING, client_id, "sluice-opcua", 0,
-       "Names this connector in the daemon.", .check = max63),
-    CF("stream", STRING, stream, "", 0,
-       "Stream for readings (\"\": the listener's default).", .check = max199),
-    CF("status_stream", STRING, status_stream, "", 0,
-       "Stream for server status events (\"\": same as stream).",
-       .check = max199),
-    CF("max_buffered", UINT, max_buffered, "100000", 0,
-       "Events published but not yet acked, at most.", .min = "1",
-       .max = "10000000"),
+    SL_CONN_CLIENT_ROWS(sl_opcua_config_t, "sluice-opcua", "server"),
     CF("retry_buffer", UINT, retry_buffer, "100000", 0,
        "Per server: readings kept while the client library is full (no "
        "Publish request is sent meanwhile, so the server keeps the rest); "
        "the oldest is dropped (and counted) beyond it.",
        .min = "1", .max = "10000000"),
-    CF("log_level", ENUM, log_level, "info", 0, "Log level.", .enums = levels),
+    SL_CONN_LOG_ROW(sl_opcua_config_t),
     CF("servers", SECTION_LIST, servers, NULL, REQUIRED,
        "The OPC UA servers (at least one).", .sub = &server_section),
 };
