@@ -669,8 +669,11 @@ SL_SCENARIO(slowreader) {
         "publishes sent)",
         (unsigned long long)sent);
   long rss = daemon_rss_anon_kb(pid);
-  CHECK(rss > 0 && rss < 64 * 1024, "daemon anon RSS %ld kB with a slow reader",
-        rss);
+  /* Under ASan freed memory sits in its quarantine (256 MB by default) and
+   * every byte has shadow: its RSS says nothing about what sluice holds
+   * (one CI run: 213 MB); the bound is for the plain build. */
+  CHECK(rss > 0 && (rss < 64 * 1024 || daemon_sanitized()),
+        "daemon anon RSS %ld kB with a slow reader", rss);
   /* Another client is unaffected. */
   char tcp[64];
   snprintf(tcp, sizeof(tcp), "127.0.0.1:%d", port);
