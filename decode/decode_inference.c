@@ -59,33 +59,6 @@ static int bad(char *e, size_t el, const char *fmt, ...) {
 /* ---- tree accessors ------------------------------------------------------ */
 
 #define IS(b, i, ty) ((i) && N(b, i)->type == (ty))
-static bool is_num(body_t *b, uint32_t i) {
-  return IS(b, i, T_INT) || IS(b, i, T_REAL);
-}
-static double num(body_t *b, uint32_t i) {
-  return N(b, i)->type == T_INT ? (double)N(b, i)->i : N(b, i)->d;
-}
-static uint32_t member(body_t *b, uint32_t o, const char *key) {
-  size_t n = strlen(key);
-  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next)
-    if (N(b, c)->klen == n && !memcmp(TXT(b, N(b, c)->key), key, n))
-      return c;
-  return 0;
-}
-/* Every key of o must be in allowed; slot[k] gets allowed[k]'s member. */
-static int keys_of(body_t *b, uint32_t o, const char *const *allowed,
-                   uint32_t *slot, const char *what, char *e, size_t el) {
-  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next) {
-    const char *key = TXT(b, N(b, c)->key);
-    size_t k = 0;
-    while (allowed[k] && strcmp(allowed[k], key))
-      k++;
-    if (!allowed[k])
-      return bad(e, el, "unknown key \"%.40s\" in %s", key, what);
-    slot[k] = c;
-  }
-  return 0;
-}
 static int get_str(body_t *b, uint32_t v, const char *name, char **out, char *e,
                    size_t el) {
   if (!v)
@@ -109,9 +82,9 @@ static int get_num(body_t *b, uint32_t v, const char *name, double *out,
                    char *e, size_t el) {
   if (!v)
     return 0;
-  if (!is_num(b, v) || !isfinite(num(b, v)))
+  if (!json__is_number(b, v) || !isfinite(json__number(b, v)))
     return bad(e, el, "\"%s\" must be a finite number", name);
-  *out = num(b, v);
+  *out = json__number(b, v);
   return 0;
 }
 static int get_enum(body_t *b, uint32_t v, const char *name,
@@ -147,7 +120,7 @@ static int box_of(body_t *b, uint32_t v, Sluice__V1__Detection *dt, size_t i,
   if (!IS(b, v, T_LBRACKET) || N(b, v)->n != 4)
     return bad(e, el, "detections[%zu].box must be [x, y, w, h]", i);
   for (c = N(b, v)->first; c; c = N(b, c)->next, k++) {
-    double x = is_num(b, c) ? num(b, c) : NAN;
+    double x = json__is_number(b, c) ? json__number(b, c) : NAN;
     if (!(x >= 0 && x <= 1))
       return bad(e, el,
                  "detections[%zu].box values must be numbers in [0, 1] "
@@ -180,7 +153,7 @@ static int detections_of(sl_infer_dec_t *d, uint32_t v,
     snprintf(what, sizeof(what), "detections[%zu]", i);
     if (!IS(b, c, T_LBRACE))
       return bad(e, el, "%s must be an object", what);
-    if ((rc = keys_of(b, c, keys, k, what, e, el)) < 0)
+    if ((rc = json__keys(b, c, keys, k, what, e, el)) < 0)
       return rc;
     if (!k[D_LABEL_ID] || !k[D_SCORE])
       return bad(e, el, "%s needs \"label_id\" and \"score\"", what);
@@ -222,7 +195,7 @@ static int classes_of(sl_infer_dec_t *d, uint32_t v, Sluice__V1__Inference *in,
     snprintf(what, sizeof(what), "classes[%zu]", i);
     if (!IS(b, c, T_LBRACE))
       return bad(e, el, "%s must be an object", what);
-    if ((rc = keys_of(b, c, keys, k, what, e, el)) < 0)
+    if ((rc = json__keys(b, c, keys, k, what, e, el)) < 0)
       return rc;
     if (!k[0] || !k[2])
       return bad(e, el, "%s needs \"label_id\" and \"score\"", what);
@@ -322,7 +295,7 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
 
   if (N(b, 0)->type != T_LBRACE)
     return bad(e, el, "an inference must be a JSON object");
-  if ((rc = keys_of(b, 0, keys, k, "inference", e, el)) < 0)
+  if ((rc = json__keys(b, 0, keys, k, "inference", e, el)) < 0)
     return rc;
   ev.source = (char *)source;
   if ((v = k[K_SOURCE]) && (!IS(b, v, T_STRING) || !N(b, v)->slen ||
@@ -385,9 +358,9 @@ static int decode_one(sl_infer_dec_t *d, const char *source, int64_t def_time,
       return bad(e, el, "\"values\" must be an array of at most %d numbers",
                  SL_INFER_MAX_VALUES);
     for (uint32_t c = N(b, v)->first; c; c = N(b, c)->next, i++) {
-      if (!is_num(b, c) || !isfinite(num(b, c)))
+      if (!json__is_number(b, c) || !isfinite(json__number(b, c)))
         return bad(e, el, "values[%zu] must be a finite number", i);
-      d->vals[i] = num(b, c);
+      d->vals[i] = json__number(b, c);
     }
     in.n_values = i;
     in.values = d->vals;
@@ -500,8 +473,8 @@ static int flatten(sl_infer_dec_t *d, uint32_t v, bool boolean, char *e,
                  SL_INFER_MAX_TENSOR);
     if (boolean && (n->type == T_TRUE || n->type == T_FALSE))
       d->tensor[d->ntensor++] = n->type == T_TRUE;
-    else if (is_num(b, c) && isfinite(num(b, c)))
-      d->tensor[d->ntensor++] = num(b, c);
+    else if (json__is_number(b, c) && isfinite(json__number(b, c)))
+      d->tensor[d->ntensor++] = json__number(b, c);
     else
       return bad(e, el, "output data: element %zu is not a finite %s",
                  d->ntensor, boolean ? "boolean" : "number");
@@ -522,14 +495,14 @@ static int tensor_of(sl_infer_dec_t *d, uint32_t outs, const char *want,
   for (uint32_t c = N(b, outs)->first; c && !o; c = N(b, c)->next) {
     if (!IS(b, c, T_LBRACE))
       return bad(e, el, "\"outputs\" must hold tensor objects");
-    v = member(b, c, "name");
+    v = json__member(b, c, "name");
     if (!want || !*want ||
         (IS(b, v, T_STRING) && !strcmp(TXT(b, N(b, v)->str), want)))
       o = c;
   }
   if (!o)
     return bad(e, el, "no output tensor named \"%.60s\"", want);
-  v = member(b, o, "datatype");
+  v = json__member(b, o, "datatype");
   size_t ti = 0;
   while (IS(b, v, T_STRING) && types[ti] &&
          strcmp(types[ti], TXT(b, N(b, v)->str)))
@@ -538,7 +511,7 @@ static int tensor_of(sl_infer_dec_t *d, uint32_t outs, const char *want,
     return bad(e, el,
                "output \"datatype\" must be BOOL, UINT8..64, INT8..64 or "
                "FP16/32/64 (BYTES outputs are not inference scores)");
-  uint32_t sh = member(b, o, "shape");
+  uint32_t sh = json__member(b, o, "shape");
   uint64_t count = 1;
   *last = 0;
   if (!IS(b, sh, T_LBRACKET))
@@ -553,7 +526,7 @@ static int tensor_of(sl_infer_dec_t *d, uint32_t outs, const char *want,
       return bad(e, el, "output has more than %d elements",
                  SL_INFER_MAX_TENSOR);
   }
-  uint32_t data = member(b, o, "data");
+  uint32_t data = json__member(b, o, "data");
   if (!IS(b, data, T_LBRACKET))
     return bad(e, el, "output \"data\" must be an array");
   d->ntensor = 0;
@@ -607,25 +580,25 @@ int sl_infer_decode_oip(sl_infer_dec_t *d, const char *payload, size_t len,
   in.role = (Sluice__V1__InferenceRole)map->role;
   in.task = map->task ? (Sluice__V1__InferenceTask)map->task
                       : SLUICE__V1__INFERENCE_TASK__INFERENCE_TASK_CLASSIFY;
-  if ((rc = get_str(b, member(b, 0, "model_name"), "model_name", &in.model,
-                    errstr, errlen)) < 0 ||
-      (rc = get_str(b, member(b, 0, "model_version"), "model_version",
+  if ((rc = get_str(b, json__member(b, 0, "model_name"), "model_name",
+                    &in.model, errstr, errlen)) < 0 ||
+      (rc = get_str(b, json__member(b, 0, "model_version"), "model_version",
                     &in.model_version, errstr, errlen)) < 0)
     return rc;
   if (!in.model || !*in.model)
     return bad(errstr, errlen, "no \"model_name\" and no model configured");
-  v = member(b, 0, "id");
+  v = json__member(b, 0, "id");
   if (IS(b, v, T_STRING) && N(b, v)->slen && N(b, v)->slen < 20 &&
       strspn(TXT(b, N(b, v)->str), "0123456789") == N(b, v)->slen)
     in.sequence = strtoull(TXT(b, N(b, v)->str), NULL, 10);
-  if ((v = member(b, 0, "error"))) {
+  if ((v = json__member(b, 0, "error"))) {
     if ((rc = get_str(b, v, "error", &in.error, errstr, errlen)) < 0)
       return rc;
     in.status = SLUICE__V1__INFERENCE_STATUS__INFERENCE_STATUS_ERROR;
     return sl_json_batch_add_client(jb, &ev, errstr, errlen);
   }
-  if ((rc = tensor_of(d, member(b, 0, "outputs"), map->output, &last, errstr,
-                      errlen)) < 0)
+  if ((rc = tensor_of(d, json__member(b, 0, "outputs"), map->output, &last,
+                      errstr, errlen)) < 0)
     return rc;
   const double *x = d->tensor;
   size_t n = d->ntensor;

@@ -65,37 +65,6 @@ static int bad(char *errstr, size_t errlen, const char *fmt, ...) {
 /* ---- the tree's accessors (jansson's, on nodes) ------------------------ */
 
 #define IS(b, i, ty) ((i) && N(b, i)->type == (ty))
-static bool is_number(body_t *b, uint32_t i) {
-  return IS(b, i, T_INT) || IS(b, i, T_REAL);
-}
-static double number_value(body_t *b, uint32_t i) {
-  return N(b, i)->type == T_INT ? (double)N(b, i)->i : N(b, i)->d;
-}
-
-/* The member key of object o (0: none). Node 0 is never a member. */
-static uint32_t get(body_t *b, uint32_t o, const char *key) {
-  size_t n = strlen(key);
-  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next)
-    if (N(b, c)->klen == n && !memcmp(TXT(b, N(b, c)->key), key, n))
-      return c;
-  return 0;
-}
-
-/* Checks that every key of o is in allowed (first unknown in document
- * order is the error) and puts each member in slot[its index]. */
-static int index_keys(body_t *b, uint32_t o, const char *const *allowed,
-                      uint32_t *slot, const char *what, char *e, size_t el) {
-  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next) {
-    const char *key = TXT(b, N(b, c)->key);
-    size_t k = 0;
-    while (allowed[k] && (allowed[k][0] != key[0] || strcmp(allowed[k], key)))
-      k++;
-    if (!allowed[k])
-      return bad(e, el, "unknown key \"%.40s\" in %s", key, what);
-    slot[k] = c;
-  }
-  return 0;
-}
 
 /* Reusable room of n elements of size sz at *p (capacity *cap). */
 static int room(void *pp, size_t *cap, size_t n, size_t sz) {
@@ -141,8 +110,8 @@ static int get_time(body_t *b, uint32_t v, uint32_t tv, int64_t def, int64_t *t,
         return bad(e, el, "\"time\" \"%.40s\" is not RFC 3339", ts);
       return 0;
     }
-    if (is_number(b, v)) {
-      double s = number_value(b, v);
+    if (json__is_number(b, v)) {
+      double s = json__number(b, v);
       if (!(s > -9.2e9 && s < 9.2e9))
         return bad(e, el, "\"time\" %g seconds is out of range", s);
       *t = (int64_t)llround(s * 1e9);
@@ -193,12 +162,12 @@ static int opt_string(body_t *b, uint32_t v, const char *key, char **out,
 
 static int get_number(body_t *b, uint32_t o, const char *key, float *out,
                       char *e, size_t el) {
-  uint32_t v = get(b, o, key);
+  uint32_t v = json__member(b, o, key);
   if (!v)
     return 0;
-  if (!is_number(b, v))
+  if (!json__is_number(b, v))
     return bad(e, el, "\"%s\" must be a number", key);
-  *out = (float)number_value(b, v);
+  *out = (float)json__number(b, v);
   return 0;
 }
 
@@ -213,7 +182,7 @@ static int decode_inference(body_t *b, uint32_t o, Sluice__V1__Inference *inf,
   int rc;
   if (!IS(b, o, T_LBRACE))
     return bad(e, el, "\"inference\" must be an object");
-  if ((rc = index_keys(b, o, keys, k, "inference", e, el)) < 0)
+  if ((rc = json__keys(b, o, keys, k, "inference", e, el)) < 0)
     return rc;
   if ((rc = opt_string(b, k[I_MODEL], "model", &inf->model, e, el)) < 0 ||
       (rc = opt_string(b, k[I_VERSION], "model_version", &inf->model_version, e,
@@ -239,8 +208,8 @@ static int decode_inference(body_t *b, uint32_t o, Sluice__V1__Inference *inf,
       sluice__v1__label__init(l);
       if (!IS(b, c, T_LBRACE))
         return bad(e, el, "labels[%zu] must be an object", i);
-      if ((rc = opt_string(b, get(b, c, "name"), "name", &l->name, e, el)) <
-              0 ||
+      if ((rc = opt_string(b, json__member(b, c, "name"), "name", &l->name, e,
+                           el)) < 0 ||
           (rc = get_number(b, c, "score", &l->score, e, el)) < 0)
         return rc;
       b->ptrs[np + i] = l;
@@ -265,8 +234,8 @@ static int decode_inference(body_t *b, uint32_t o, Sluice__V1__Inference *inf,
           (rc = get_number(b, c, "w", &bx->w, e, el)) < 0 ||
           (rc = get_number(b, c, "h", &bx->h, e, el)) < 0 ||
           (rc = get_number(b, c, "score", &bx->score, e, el)) < 0 ||
-          (rc = opt_string(b, get(b, c, "label"), "label", &bx->label, e, el)) <
-              0)
+          (rc = opt_string(b, json__member(b, c, "label"), "label", &bx->label,
+                           e, el)) < 0)
         return rc;
       b->ptrs[np + i] = bx;
     }
@@ -285,7 +254,7 @@ static int decode_raw(body_t *b, uint32_t o, Sluice__V1__Raw *raw, char *e,
   int rc, dn;
   if (!IS(b, o, T_LBRACE))
     return bad(e, el, "\"raw\" must be an object");
-  if ((rc = index_keys(b, o, keys, k, "raw", e, el)) < 0 ||
+  if ((rc = json__keys(b, o, keys, k, "raw", e, el)) < 0 ||
       (rc = opt_string(b, k[1], "content_type", &raw->content_type, e, el)) < 0)
     return rc;
   d = k[0];
@@ -385,7 +354,7 @@ static int decode_event(body_t *b, int64_t def_time, sl_json_batch_t *jb,
 
   if (N(b, 0)->type != T_LBRACE)
     return bad(e, el, "an event must be a JSON object");
-  if ((rc = index_keys(b, 0, keys, k, "event", e, el)) < 0)
+  if ((rc = json__keys(b, 0, keys, k, "event", e, el)) < 0)
     return rc;
   v = k[K_SOURCE];
   if (!IS(b, v, T_STRING) || N(b, v)->slen == 0 ||

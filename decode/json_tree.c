@@ -298,3 +298,27 @@ int json__syntax_error(body_t *b, const unsigned char *start, size_t line,
   snprintf(errstr, errlen, "line %zu: invalid JSON: %s", line, msg + n);
   return SL_EPROTO;
 }
+
+uint32_t json__member(body_t *b, uint32_t o, const char *key) {
+  size_t n = strlen(key);
+  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next)
+    if (N(b, c)->klen == n && !memcmp(TXT(b, N(b, c)->key), key, n))
+      return c;
+  return 0;
+}
+
+int json__keys(body_t *b, uint32_t o, const char *const *allowed,
+               uint32_t *slot, const char *what, char *e, size_t el) {
+  for (uint32_t c = N(b, o)->first; c; c = N(b, c)->next) {
+    const char *key = TXT(b, N(b, c)->key);
+    size_t k = 0;
+    while (allowed[k] && (allowed[k][0] != key[0] || strcmp(allowed[k], key)))
+      k++;
+    if (!allowed[k]) {
+      snprintf(e, el, "unknown key \"%.40s\" in %s", key, what);
+      return SL_EPROTO;
+    }
+    slot[k] = c;
+  }
+  return 0;
+}

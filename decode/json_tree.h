@@ -46,6 +46,22 @@ static inline const char *TXT(body_t *b, uint32_t off) {
   return b->text.p + off;
 }
 
+/* The accessors both decoders of the tree use (decode_json.c,
+ * decode_inference.c). */
+static inline bool json__is_number(body_t *b, uint32_t i) {
+  return i && (N(b, i)->type == T_INT || N(b, i)->type == T_REAL);
+}
+static inline double json__number(body_t *b, uint32_t i) {
+  return N(b, i)->type == T_INT ? (double)N(b, i)->i : N(b, i)->d;
+}
+/* The member key of object o (0: none). Node 0 is never a member. */
+uint32_t json__member(body_t *b, uint32_t o, const char *key);
+/* Checks that every key of o is in allowed (NULL-terminated; the first
+ * unknown one in document order is the error: SL_EPROTO with "unknown key
+ * \"K\" in WHAT" in e) and puts each member in slot[its index]. */
+int json__keys(body_t *b, uint32_t o, const char *const *allowed,
+               uint32_t *slot, const char *what, char *e, size_t el);
+
 /* Starts decoding data (len bytes); the scanner's messages go to msg. */
 void json__body_open(body_t *b, const char *data, size_t len, char *msg,
                      size_t msglen);
