@@ -39,7 +39,9 @@
 #include "sluice/v1/model.pb-c.h"
 #include "tests/common/daemon_fixture.h"
 
-#define NODE "model-node-1"
+/* Per run: concurrent test programs on one Mosquitto must not share the
+ * daemon's MQTT client ids (sluice-<node>-pub), or they kick each other. */
+static char NODE[64];
 /* The admin token the app acknowledges with ("model-test-token"). */
 #define TOKEN_SHA                                                              \
   "a25f090deb615701d740e2dd080142d9491c132d17fb67bee6e845f8bb0862e6"
@@ -98,7 +100,7 @@ static void publish(const char *file, const char *version, const char *key,
 
 static void write_models_config(const char *extra) {
   write_config_fmt("node:\n"
-                   "  id: " NODE "\n"
+                   "  id: %s\n"
                    "  data_dir: %s\n"
                    "listeners:\n"
                    "  native:\n"
@@ -113,7 +115,7 @@ static void write_models_config(const char *extra) {
                    "  enabled: true\n"
                    "  host: %s\n"
                    "  port: %s\n"
-                   "  status_topic: sluice/test/" NODE "/status\n"
+                   "  status_topic: sluice/test/%s/status\n"
                    "models:\n"
                    "  enabled: true\n"
                    "  dir: %s\n"
@@ -121,8 +123,8 @@ static void write_models_config(const char *extra) {
                    "  topic_prefix: \"%s\"\n"
                    "  verify_key: %s\n"
                    "%s",
-                   data_dir, sock_path, mqtt_host, mqtt_port, models_dir, kafka,
-                   prefix, pubfile, extra ? extra : "");
+                   NODE, data_dir, sock_path, mqtt_host, mqtt_port, NODE,
+                   models_dir, kafka, prefix, pubfile, extra ? extra : "");
 }
 
 /* The model's entry of GET /v1/models (owned), NULL when absent. */
@@ -421,7 +423,7 @@ SL_SCENARIO(gate) {
   make_file(a2, 100000, 42);
   make_file(a3, 100000, 43);
   publish(a1, "1.0.0", keyfile, NULL);
-  write_config_fmt("node:\n  id: " NODE "\n  data_dir: %s\n"
+  write_config_fmt("node:\n  id: %s\n  data_dir: %s\n"
                    "listeners:\n  native:\n    tcp: \"127.0.0.1:0\"\n"
                    "    unix: %s\n  http:\n    address: \"127.0.0.1:0\"\n"
                    "admin:\n  address: \"127.0.0.1:0\"\n"
@@ -433,7 +435,8 @@ SL_SCENARIO(gate) {
                    "models:\n  enabled: true\n  dir: %s\n  brokers: \"%s\"\n"
                    "  topic_prefix: \"%s\"\n  verify_key: %s\n"
                    "  gate_stream: models-10s\n",
-                   data_dir, sock_path, models_dir, kafka, prefix, pubfile);
+                   NODE, data_dir, sock_path, models_dir, kafka, prefix,
+                   pubfile);
   {
     char cmd[800], out[4096] = "";
     snprintf(cmd, sizeof(cmd), "%s check-config -c %s 2>&1", sluice_bin,
@@ -605,6 +608,7 @@ static int setup(int argc, char **argv) {
     return 77;
   }
   fixture_on_fail = on_fail;
+  snprintf(NODE, sizeof(NODE), "model-node-%d", (int)getpid());
   snprintf(prefix, sizeof(prefix), "m%d-%ld-%s.", (int)getpid(),
            (long)time(NULL), fixture_scenario);
   snprintf(keyfile, sizeof(keyfile), "%s/fleet.key", dir);
